@@ -1,0 +1,332 @@
+"""Sequence definitions: the YAML files marketers edit, validated into typed objects.
+
+A file under `campaigns/definitions/` describes one campaign:
+
+    key: hip_and_back            # stable identifier, never reused for another campaign
+    version: 3                   # bump when the sequence changes meaningfully
+    name: Hip and back pain, a four-week course
+    locales: [en, es]            # the first is the fallback
+    send_window: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "19:00"}
+    on_contact_request: continue # continue | pause | exit
+    steps:
+      - key: welcome             # stable; enrolled subscribers follow steps by key
+        delay: 0m                # after the previous step (after joining, for the first)
+        channels: [email, sms]
+        template: welcome        # templates/<campaign>/<locale>/welcome.{html,txt,sms.txt}
+        subject: {en: "...", es: "..."}
+        preheader: {en: "...", es: "..."}
+
+`load_campaign` and `load_all` report every problem with the file, the step and the
+field, so `drip campaigns validate` can print them all at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from campaigns.windows import DAYS, Window
+
+CHANNELS = ("email", "sms")
+_DELAY = re.compile(r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
+_KEY = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class DefinitionError(ValueError):
+    """One or more problems in sequence files; `problems` lists them one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_delay(value: str | int) -> timedelta:
+    """'3d', '1w 2d', '12h', '30m', '0m' (or a whole number of minutes)."""
+    if isinstance(value, bool):
+        raise ValueError("delay must be like '3d', '12h' or '30m'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("delay must not be negative")
+        return timedelta(minutes=value)
+    text = str(value).strip().lower()
+    if text.startswith("-"):
+        raise ValueError("delay must not be negative")
+    match = _DELAY.match(text)
+    if not text or not match or not any(match.groups()):
+        raise ValueError(f"delay {value!r} is not like '3d', '1w 2d', '12h' or '30m'")
+    weeks, days, hours, minutes = (int(g or 0) for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
+
+
+def _parse_hhmm(value: str) -> time:
+    if value in ("24:00", "24"):
+        return time(0, 0)
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError(f"{value!r} is not a time like '09:00'")
+    return time(int(match[1]), int(match[2]))
+
+
+class SendWindowSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(DAYS)
+    start: str = "00:00"
+    end: str = "24:00"
+
+    @model_validator(mode="after")
+    def _valid(self) -> SendWindowSpec:
+        if not self.days:
+            raise ValueError("days must name at least one day")
+        start, end = _parse_hhmm(self.start), _parse_hhmm(self.end)
+        if end != time(0, 0) and end <= start:
+            raise ValueError("end must be later than start")
+        return self
+
+    def window(self) -> Window:
+        return Window(
+            frozenset(DAYS.index(d) for d in self.days),
+            _parse_hhmm(self.start),
+            _parse_hhmm(self.end),
+        )
+
+
+Localized = str | dict[str, str]
+
+
+class StepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(pattern=_KEY)
+    delay: str | int
+    channels: list[Literal["email", "sms"]] = Field(min_length=1)
+    template: str = Field(pattern=r"^[a-z0-9_][a-z0-9_\-]*$")
+    subject: Localized | None = None
+    preheader: Localized | None = None
+    topic: str | None = None  # for marketers' eyes only; never sent
+
+    @field_validator("delay")
+    @classmethod
+    def _delay(cls, value):
+        parse_delay(value)
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _email_needs_subject(self) -> StepSpec:
+        if "email" in self.channels and not self.subject:
+            raise ValueError("an email step needs a subject")
+        return self
+
+
+class CampaignSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(pattern=_KEY)
+    version: int = Field(ge=1)
+    name: str = Field(min_length=1)
+    description: str | None = None
+    locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    send_window: SendWindowSpec = SendWindowSpec()
+    on_contact_request: Literal["continue", "pause", "exit"] = "continue"
+    steps: list[StepSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_steps(self) -> CampaignSpec:
+        seen = set()
+        for step in self.steps:
+            if step.key in seen:
+                raise ValueError(f"step key {step.key!r} is used twice")
+            seen.add(step.key)
+        return self
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    index: int
+    delay: timedelta
+    channels: tuple[str, ...]
+    template: str
+    subject: dict[str, str]
+    preheader: dict[str, str]
+    topic: str | None
+
+    def subject_for(self, locale: str, fallback: str) -> str:
+        return self.subject.get(locale) or self.subject.get(fallback, "")
+
+    def preheader_for(self, locale: str, fallback: str) -> str:
+        return self.preheader.get(locale) or self.preheader.get(fallback, "")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    key: str
+    version: int
+    name: str
+    description: str | None
+    locales: tuple[str, ...]
+    window: Window
+    on_contact_request: str
+    steps: tuple[Step, ...]
+    source: Path | None = None
+
+    @property
+    def fallback_locale(self) -> str:
+        return self.locales[0]
+
+    def step(self, key: str) -> Step | None:
+        return next((s for s in self.steps if s.key == key), None)
+
+    def step_after(self, key: str) -> Step | None:
+        step = self.step(key)
+        if step is None or step.index + 1 >= len(self.steps):
+            return None
+        return self.steps[step.index + 1]
+
+    def locale_for(self, wanted: str | None) -> str:
+        if wanted:
+            if wanted in self.locales:
+                return wanted
+            base = wanted.split("-")[0].split("_")[0].lower()
+            if base in self.locales:
+                return base
+        return self.fallback_locale
+
+
+def _localized(value: Localized | None, locales: list[str]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {loc: value for loc in locales}
+    return dict(value)
+
+
+def _format_error(path: Path, data: dict, err: dict) -> str:
+    loc = list(err["loc"])
+    where = ""
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        steps = data.get("steps") or []
+        key = steps[loc[1]].get("key") if loc[1] < len(steps) and isinstance(steps[loc[1]], dict) else None
+        where = f" step {loc[1] + 1}" + (f" ({key})" if key else "")
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc if not str(p).startswith(("str", "dict["))) or "-"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path.name}:{where} field {field}: {msg}"
+
+
+def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DefinitionError([f"{path.name}: not valid YAML: {exc}"]) from None
+    except OSError as exc:
+        raise DefinitionError([f"{path}: cannot read: {exc.strerror}"]) from None
+    if not isinstance(data, dict):
+        raise DefinitionError([f"{path.name}: field -: the file must hold a mapping of fields"])
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise DefinitionError([_format_error(path, data, e) for e in exc.errors()]) from None
+
+    problems: list[str] = []
+    if path.stem != spec.key:
+        problems.append(f"{path.name}: field key: {spec.key!r} must match the file name {path.stem!r}")
+    steps = []
+    for i, s in enumerate(spec.steps):
+        where = f"{path.name}: step {i + 1} ({s.key})"
+        subject = _localized(s.subject, spec.locales)
+        for loc in spec.locales:
+            if "email" in s.channels and not subject.get(loc):
+                problems.append(f"{where} field subject: no subject for locale {loc!r}")
+            for channel in s.channels:
+                for name in template_files(s.template, channel):
+                    f = templates_dir / spec.key / loc / name
+                    if not f.is_file():
+                        rel = f.relative_to(templates_dir.parent) if templates_dir.parent in f.parents else f
+                        problems.append(f"{where} field template: unknown template, {rel} does not exist")
+        steps.append(
+            Step(
+                key=s.key,
+                index=i,
+                delay=parse_delay(s.delay),
+                channels=tuple(s.channels),
+                template=s.template,
+                subject=subject,
+                preheader=_localized(s.preheader, spec.locales),
+                topic=s.topic,
+            )
+        )
+    if problems:
+        raise DefinitionError(problems)
+    return Campaign(
+        key=spec.key,
+        version=spec.version,
+        name=spec.name,
+        description=spec.description,
+        locales=tuple(spec.locales),
+        window=spec.send_window.window(),
+        on_contact_request=spec.on_contact_request,
+        steps=tuple(steps),
+        source=path,
+    )
+
+
+def template_files(template: str, channel: str) -> tuple[str, ...]:
+    if channel == "email":
+        return (f"{template}.html", f"{template}.txt")
+    return (f"{template}.sms.txt",)
+
+
+def load_all(definitions_dir: Path, templates_dir: Path) -> dict[str, Campaign]:
+    """Every campaign in the folder, or DefinitionError listing every problem found."""
+    campaigns: dict[str, Campaign] = {}
+    problems: list[str] = []
+    files = sorted(definitions_dir.glob("*.yaml")) + sorted(definitions_dir.glob("*.yml"))
+    for path in files:
+        try:
+            campaign = parse_campaign(path, templates_dir)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        campaigns[campaign.key] = campaign
+    if problems:
+        raise DefinitionError(problems)
+    return campaigns
+
+
+class Registry:
+    """The loaded campaigns, re-read when a file changes so workers pick up edits."""
+
+    def __init__(self, definitions_dir: Path, templates_dir: Path):
+        self.definitions_dir = Path(definitions_dir)
+        self.templates_dir = Path(templates_dir)
+        self._stamp: tuple | None = None
+        self._campaigns: dict[str, Campaign] = {}
+
+    def _current_stamp(self) -> tuple:
+        return tuple(
+            (p.name, p.stat().st_mtime_ns) for p in sorted(self.definitions_dir.glob("*.y*ml"))
+        )
+
+    def campaigns(self) -> dict[str, Campaign]:
+        stamp = self._current_stamp()
+        if stamp != self._stamp:
+            self._campaigns = load_all(self.definitions_dir, self.templates_dir)
+            self._stamp = stamp
+        return self._campaigns
+
+    def get(self, key: str) -> Campaign:
+        campaigns = self.campaigns()
+        if key not in campaigns:
+            raise DefinitionError([f"no campaign {key!r} in {self.definitions_dir}"])
+        return campaigns[key]

@@ -1,0 +1,49 @@
+"""The scheduler's tick and the reaper's pass, as plain functions over a session factory.
+
+`dispatch` is how work reaches the send queues; it is called only after the transaction
+that created the work has committed (Celery's guide: enqueue after commit), so a worker
+never picks up an id whose row it cannot see yet.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns.clock import Clock
+from campaigns.db import transaction
+from campaigns.definitions import Registry
+from campaigns.scheduling import Policy, Work, claim_due, reap, release_waiting
+from campaigns.sending import settle_unconfirmed
+
+Dispatch = Callable[[Work], None]
+
+
+def tick(factory: sessionmaker[Session], clock: Clock, registry: Registry, policy: Policy,
+         dispatch: Dispatch, max_batches: int = 20) -> Work:
+    total = Work()
+    with transaction(factory) as session:
+        released = release_waiting(session, clock)
+    dispatch(released)
+    total.extend(released)
+    for _ in range(max_batches):
+        with transaction(factory) as session:
+            work = claim_due(session, clock, registry, policy)
+        dispatch(work)
+        total.extend(work)
+        total.claimed += work.claimed
+        if work.claimed < policy.claim_batch_size:
+            break
+    return total
+
+
+def reap_pass(factory: sessionmaker[Session], clock: Clock, policy: Policy,
+              providers: dict[str, object], dispatch: Dispatch) -> dict[str, int]:
+    with transaction(factory) as session:
+        reaped = reap(session, clock, policy)
+    dispatch(reaped.requeued)
+    with transaction(factory) as session:
+        work, settled = settle_unconfirmed(session, clock, providers)
+    dispatch(work)
+    return {"requeued": len(reaped.requeued), "unconfirmed": len(reaped.unconfirmed), **settled}

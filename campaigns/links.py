@@ -1,0 +1,58 @@
+"""Signed, opaque link tokens (invariant 7).
+
+A token is the message's (or subscriber's) random public token plus a truncated
+HMAC-SHA256 over the purpose and that token. It names no id and no address, cannot be
+forged without SECRET_KEY, and is short enough for a text message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+SIG_LEN = 12
+PURPOSES = {"m": "read_online", "c": "contact", "p": "preferences", "u": "unsubscribe", "o": "open"}
+
+
+class BadToken(ValueError):
+    pass
+
+
+def new_public_token() -> str:
+    return secrets.token_urlsafe(12)  # 16 characters, 96 random bits
+
+
+@dataclass(frozen=True)
+class Signer:
+    secret: bytes
+
+    def _sig(self, purpose: str, token: str) -> str:
+        mac = hmac.new(self.secret, f"{purpose}:{token}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode()[:SIG_LEN]
+
+    def sign(self, purpose: str, token: str) -> str:
+        return f"{token}.{self._sig(purpose, token)}"
+
+    def unsign(self, purpose: str, signed: str) -> str:
+        token, _, sig = signed.rpartition(".")
+        if not token or not hmac.compare_digest(sig, self._sig(purpose, token)):
+            raise BadToken("link signature does not match")
+        return token
+
+
+@dataclass(frozen=True)
+class Links:
+    read_online: str
+    contact: str
+    preferences: str
+    unsubscribe: str
+
+
+def links_for(base_url: str, signer: Signer, message_token: str) -> Links:
+    def url(short: str) -> str:
+        return f"{base_url}/{short}/{signer.sign(short, message_token)}"
+
+    return Links(read_online=url("m"), contact=url("c"), preferences=url("p"), unsubscribe=url("u"))

@@ -1,0 +1,198 @@
+"""Tables. The database is the source of truth; the broker only carries work due now.
+
+    subscribers ─┬─ consent_records   (append-only history of grants and revocations)
+                 ├─ enrollments       (a cursor per campaign: next step, next due time)
+                 │     └─ messages    (the outbox: one row per enrollment, step and channel)
+                 ├─ events            (provider and tracking events, raw payload kept)
+                 └─ contact_requests  (asks to be contacted by the care team)
+    suppressions                      (addresses that must not be sent to, any campaign)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; the domain works in aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)  # E.164
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    locale: Mapped[str | None] = mapped_column(String(10))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # pending (awaiting confirmation), active, unsubscribed (from everything)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    # Random, unguessable; links carry tokens signed over it, never the id or address.
+    public_token: Mapped[str] = mapped_column(String(43), unique=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    enrollments: Mapped[list[Enrollment]] = relationship(back_populates="subscriber")
+
+
+class ConsentRecord(Base):
+    """What the subscriber agreed to or withdrew, when and how. Never updated or deleted."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms
+    action: Mapped[str] = mapped_column(String(10))  # granted | revoked
+    source: Mapped[str] = mapped_column(String(40))  # form, import, sms_keyword, unsubscribe, ...
+    evidence: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+@event.listens_for(ConsentRecord, "before_update")
+@event.listens_for(ConsentRecord, "before_delete")
+def _consent_is_append_only(_mapper, _conn, target):
+    raise ValueError("consent records are append-only; add a new record instead")
+
+
+class Suppression(Base):
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_suppression_address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    address: Mapped[str] = mapped_column(String(320))  # lower-cased email or E.164 phone
+    reason: Mapped[str] = mapped_column(String(40))  # unsubscribed, stop, bounce, complaint, ...
+    source: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "campaign_key", name="uq_enrollment_subscriber_campaign"),
+        Index("ix_enrollments_due", "status", "next_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    campaign_key: Mapped[str] = mapped_column(String(63))
+    campaign_version: Mapped[int] = mapped_column(Integer)
+    # The cursor: which step goes next and when. Steps are followed by key, so a
+    # marketer's edit to the file maps onto people already enrolled.
+    next_step_key: Mapped[str | None] = mapped_column(String(63))
+    next_due_at: Mapped[datetime | None]
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    # active | paused | completed | exited
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    exit_reason: Mapped[str | None] = mapped_column(String(80))
+    source: Mapped[str] = mapped_column(String(40), default="api")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="enrollments")
+
+
+class Message(Base):
+    """The outbox. The unique key is what makes "at most one message per step" hold
+    whatever workers crash, retry or run twice."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_key", "channel", name="uq_message_enrollment_step"),
+        Index("ix_messages_status_next", "status", "next_attempt_at"),
+        Index("ix_messages_provider_id", "provider", "provider_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    campaign_key: Mapped[str] = mapped_column(String(63))
+    campaign_version: Mapped[int] = mapped_column(Integer)
+    step_key: Mapped[str] = mapped_column(String(63))
+    channel: Mapped[str] = mapped_column(String(10))
+    # Random; signed links name the message by this, never by id (campaigns.links).
+    public_token: Mapped[str] = mapped_column(String(22), unique=True)
+    # See campaigns.states for the lifecycle.
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[datetime | None]
+    provider: Mapped[str | None] = mapped_column(String(20))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id", name="uq_event_provider_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    type: Mapped[str] = mapped_column(String(20))  # campaigns.states.EventType
+    provider: Mapped[str] = mapped_column(String(20))  # sendgrid, twilio, outbox, tracking
+    provider_event_id: Mapped[str | None] = mapped_column(String(120))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    payload: Mapped[dict | None] = mapped_column(JSON)
+
+
+class ContactRequest(Base):
+    __tablename__ = "contact_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    campaign_key: Mapped[str | None] = mapped_column(String(63))
+    step_key: Mapped[str | None] = mapped_column(String(63))
+    preferred_channel: Mapped[str | None] = mapped_column(String(10))  # phone, email, sms
+    preferred_time: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open, contacted, closed
+    created_at: Mapped[datetime]
+    handled_at: Mapped[datetime | None]

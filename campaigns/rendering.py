@@ -1,0 +1,132 @@
+"""Render message templates in a sandbox with strict undefined variables (invariant 9).
+
+Marketers edit templates, so they run in jinja2's SandboxedEnvironment (no reaching
+`__class__` or Python internals) with StrictUndefined (a missing field is an error,
+never a blank in a patient's inbox). A step template is a body fragment; the shared
+per-locale layout in `templates/_layout/<locale>/` wraps it with the footer every
+message must carry, so a marketer cannot forget the unsubscribe link.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import css_inline
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from campaigns.definitions import Campaign, Step
+from campaigns.links import Links
+
+
+class RenderError(ValueError):
+    """A template could not be rendered; the message names the template and the cause."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    first_name: str | None
+    locale: str | None
+
+
+@dataclass(frozen=True)
+class Sender:
+    brand: str
+    postal_address: str
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path, sender: Sender):
+        self.templates_dir = Path(templates_dir)
+        self.sender = sender
+        loader = jinja2.FileSystemLoader(str(self.templates_dir))
+        self.html_env = SandboxedEnvironment(
+            loader=loader, undefined=jinja2.StrictUndefined, autoescape=True
+        )
+        self.text_env = SandboxedEnvironment(
+            loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,
+            keep_trailing_newline=False,
+        )
+
+    def _render(self, env: SandboxedEnvironment, name: str, context: dict) -> str:
+        try:
+            return env.get_template(name).render(**context)
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"{name}: template not found ({exc.name})") from None
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"{name}: undefined variable: {exc.message}") from None
+        except jinja2.exceptions.SecurityError as exc:
+            raise RenderError(f"{name}: not allowed in a template: {exc}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{exc.filename or name}:{exc.lineno}: syntax error: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{name}: {exc}") from None
+
+    def context(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links) -> dict:
+        locale = campaign.locale_for(recipient.locale)
+        return {
+            "first_name": recipient.first_name,
+            "brand": self.sender.brand,
+            "postal_address": self.sender.postal_address,
+            "links": asdict(links),
+            "step": {"number": step.index + 1, "total": len(campaign.steps), "key": step.key},
+            "campaign_name": campaign.name,
+            "locale": locale,
+        }
+
+    def email(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links) -> RenderedEmail:
+        ctx = self.context(campaign, step, recipient, links)
+        locale = ctx["locale"]
+        base = f"{campaign.key}/{locale}/{step.template}"
+        subject = _one_line(self._render_string(step.subject_for(locale, campaign.fallback_locale), ctx, base + " subject"))
+        preheader = _one_line(self._render_string(step.preheader_for(locale, campaign.fallback_locale), ctx, base + " preheader"))
+        layout_ctx = {**ctx, "subject": subject, "preheader": preheader}
+        body_html = self._render(self.html_env, base + ".html", ctx)
+        html = self._render(
+            self.html_env, f"_layout/{locale}/email.html", {**layout_ctx, "body": Markup(body_html)}
+        )
+        body_text = self._render(self.text_env, base + ".txt", ctx)
+        text = self._render(self.text_env, f"_layout/{locale}/email.txt", {**layout_ctx, "body": body_text.strip()})
+        try:
+            html = css_inline.inline(html)
+        except ValueError as exc:
+            raise RenderError(f"{base}.html: CSS could not be inlined: {exc}") from None
+        return RenderedEmail(subject=subject, preheader=preheader, html=html, text=_tidy_text(text))
+
+    def sms(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links,
+            show_stop_help: bool) -> str:
+        ctx = self.context(campaign, step, recipient, links)
+        base = f"{campaign.key}/{ctx['locale']}/{step.template}.sms.txt"
+        body = _one_line(self._render(self.text_env, base, ctx))
+        wrapped = self._render(
+            self.text_env, f"_layout/{ctx['locale']}/sms.txt",
+            {"brand": self.sender.brand, "body": body, "show_stop_help": show_stop_help},
+        )
+        return _one_line(wrapped)
+
+    def _render_string(self, source: str, ctx: dict, name: str) -> str:
+        try:
+            return self.text_env.from_string(source).render(**ctx)
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"{name}: undefined variable: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{name}: {exc}") from None
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _tidy_text(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -1,0 +1,35 @@
+"""Alembic environment: URL from settings (or the caller), batch mode for SQLite."""
+
+from alembic import context
+from sqlalchemy import pool
+
+from campaigns.db import make_engine
+from campaigns.models import Base
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url")
+if not url:
+    from settings import get_settings
+
+    url = get_settings().database_url
+
+
+def run_migrations_online() -> None:
+    connectable = make_engine(url, poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_migrations_online()

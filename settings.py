@@ -1,0 +1,151 @@
+"""One typed settings object, read from the environment (and an optional `.env` file).
+
+Every value has an embedded default so `drip demo` runs on a bare machine: a SQLite file,
+an embedded file-system broker and the local outbox. Production sets DATABASE_URL,
+REDIS_URL, SECRET_KEY and the provider credentials; a bad value stops start-up with a
+message that names the environment variable.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent
+
+# Values that mean "nobody chose a secret": refused outside development.
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "dev-insecure-key"}
+
+
+class SettingsError(RuntimeError):
+    """Start-up configuration is unusable; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Storage and broker
+    database_url: str = f"sqlite:///{ROOT / 'var' / 'drip.sqlite3'}"
+    redis_url: str | None = None
+    # Lets several environments (or test runs) share one Redis without sharing queues.
+    redis_key_prefix: str = ""
+    broker_dir: Path = ROOT / "var" / "broker"
+    # Redis redelivers unacknowledged messages after this; sends never come near it.
+    broker_visibility_timeout: int = Field(3600, ge=60)
+
+    secret_key: SecretStr = SecretStr("dev-insecure-key")
+
+    # Who the messages come from (CAN-SPAM needs the postal address in every email)
+    brand_name: str = "Lunara"
+    public_base_url: str = "http://localhost:8000"
+    postal_address: str = "Lunara Care, 100 Main Street, Suite 200, Springfield, IL 62701, USA"
+    email_from: str = "care@lunara.example"
+    default_timezone: str = "America/New_York"
+    default_locale: str = "en"
+
+    # Where things live
+    definitions_dir: Path = ROOT / "campaigns" / "definitions"
+    templates_dir: Path = ROOT / "templates"
+    outbox_dir: Path = ROOT / "var" / "outbox"
+
+    # Scheduler and workers
+    tick_seconds: float = Field(5.0, gt=0)
+    reap_seconds: float = Field(30.0, gt=0)
+    claim_batch_size: int = Field(500, ge=1, le=10_000)
+    email_batch_size: int = Field(100, ge=1, le=1000)
+    sms_batch_size: int = Field(20, ge=1, le=500)
+    # A send's lease must outlast the slowest provider call of a whole batch.
+    lease_seconds: int = Field(300, ge=1)
+    # A queued message whose task has not started by then is enqueued again.
+    requeue_after_seconds: int = Field(600, ge=1)
+    max_attempts: int = Field(6, ge=1, le=50)
+    retry_base_seconds: float = Field(30.0, gt=0)
+    retry_cap_seconds: float = Field(3600.0, gt=0)
+
+    # Texts only between these local hours (TCPA); campaign windows may narrow, never widen.
+    sms_earliest_hour: int = Field(8, ge=0, le=23)
+    sms_latest_hour: int = Field(21, ge=1, le=24)
+
+    # Compressed time for demos: virtual = epoch + (real - real_epoch) * time_scale.
+    time_scale: float = Field(1.0, gt=0)
+    clock_real_epoch: float | None = None
+    clock_virtual_epoch: float | None = None
+
+    # Providers
+    email_provider: Literal["outbox", "sendgrid"] = "outbox"
+    sms_provider: Literal["outbox", "twilio"] = "outbox"
+    # Simulated provider latency of the local outbox, per message (demos and crash tests).
+    outbox_send_delay: float = Field(0.0, ge=0)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the installed driver; spare operators the dialect suffix.
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        secret = self.secret_key.get_secret_value()
+        if self.environment != "development":
+            if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
+                raise ValueError(
+                    "SECRET_KEY is a placeholder or shorter than 32 characters; "
+                    "set a random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+        if self.sms_latest_hour <= self.sms_earliest_hour:
+            raise ValueError("SMS_LATEST_HOUR must be later than SMS_EARLIEST_HOUR")
+        if self.lease_seconds >= self.broker_visibility_timeout:
+            raise ValueError("LEASE_SECONDS must stay below BROKER_VISIBILITY_TIMEOUT")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings now; raise SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,124 @@
+"""Shared fixtures: real SQLite files and a real PostgreSQL database, a fixed clock.
+
+PostgreSQL and Redis are required: a test that needs one and cannot reach it fails, it
+never skips. Each run creates its own PostgreSQL database and Redis key prefix, so runs
+on one machine do not see each other's rows or queues.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from campaigns.clock import FixedClock
+from campaigns.db import make_engine, make_session_factory
+from campaigns.definitions import Registry
+from campaigns.links import Signer
+from campaigns.migrate import upgrade
+from campaigns.rendering import Renderer, Sender
+from campaigns.scheduling import Policy
+from campaigns.sending import SendContext
+from workers.providers.outbox import LocalOutbox
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TABLES = ("contact_requests", "events", "messages", "enrollments", "consent_records",
+          "suppressions", "subscribers")
+
+
+def _sa_url(url: str) -> str:
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    name = f"drip_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {PG_ADMIN} (TEST_POSTGRES_URL): {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    url = _sa_url(f"{base}/{name}")
+    upgrade(url)
+    yield url
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is required at {REDIS_URL} (TEST_REDIS_URL): {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
+        upgrade(url)
+        return url
+    url = request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def factory(engine):
+    return make_session_factory(engine)
+
+
+# Monday 2 March 2026, 15:00 UTC = 10:00 in New York, before the DST change on 8 March.
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def registry():
+    return Registry(FIXTURES / "definitions", FIXTURES / "templates")
+
+
+@pytest.fixture
+def policy():
+    return Policy(default_timezone="America/New_York", requeue_after=timedelta(minutes=10))
+
+
+@pytest.fixture
+def outbox(tmp_path):
+    return LocalOutbox(tmp_path / "outbox")
+
+
+@pytest.fixture
+def send_ctx(factory, clock, registry, policy, outbox):
+    return SendContext(
+        factory=factory, clock=clock, registry=registry,
+        renderer=Renderer(FIXTURES / "templates", Sender("Lunara", "1 Test Street, Springfield")),
+        signer=Signer(b"test-secret-key-for-links-0123456789"), policy=policy,
+        base_url="https://care.example", email_provider=outbox, sms_provider=outbox,
+    )

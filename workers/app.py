@@ -1,0 +1,77 @@
+"""The Celery app: queues, routing, reliability settings and the beat schedule.
+
+Broker: Redis when REDIS_URL is set; otherwise kombu's file-system transport under
+BROKER_DIR, which needs no server and works across the processes of one machine. That
+transport hands a message to one consumer and forgets it (at-most-once), which is why
+the reaper re-enqueues queued messages whose task never started.
+
+Reliability: acks_late with reject_on_worker_lost, so a task whose worker dies is
+redelivered; every task is idempotent (it re-reads state and leases rows), so a
+redelivery is harmless. Nothing is ever scheduled with a countdown of days: the database
+holds the schedule and the broker only carries work that is due now.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from settings import get_settings
+
+QUEUES = ("schedule", "email", "sms", "events")
+
+
+def _broker(settings) -> tuple[str, dict]:
+    if settings.redis_url:
+        options = {"visibility_timeout": settings.broker_visibility_timeout}
+        if settings.redis_key_prefix:
+            options["global_keyprefix"] = settings.redis_key_prefix
+        return settings.redis_url, options
+    folder = settings.broker_dir
+    for sub in ("queue", "processed", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return "filesystem://", {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
+
+
+def make_app(settings=None) -> Celery:
+    settings = settings or get_settings()
+    broker, options = _broker(settings)
+    app = Celery("drip", broker=broker, include=["workers.tasks"])
+    app.conf.update(
+        broker_transport_options=options,
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="schedule",
+        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
+        task_routes={
+            "drip.tick": {"queue": "schedule"},
+            "drip.reap": {"queue": "schedule"},
+            "drip.send_email": {"queue": "email"},
+            "drip.send_sms": {"queue": "sms"},
+            "drip.process_event": {"queue": "events"},
+        },
+        beat_schedule={
+            "tick": {"task": "drip.tick", "schedule": settings.tick_seconds,
+                     "options": {"expires": max(settings.tick_seconds * 3, 5)}},
+            "reap": {"task": "drip.reap", "schedule": settings.reap_seconds,
+                     "options": {"expires": max(settings.reap_seconds * 3, 10)}},
+        },
+        beat_max_loop_interval=min(5.0, settings.tick_seconds),
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,192 @@
+"""The `drip` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from settings import SettingsError, get_settings
+
+
+def _settings():
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """Patient-education drip campaigns: scheduler, workers and tools."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to DATABASE_URL."""
+    from campaigns.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    click.echo("database is at the latest schema")
+
+
+@main.group()
+def campaigns() -> None:
+    """Sequence files: validate them."""
+
+
+@campaigns.command("validate")
+@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of campaign YAML files (default: DEFINITIONS_DIR).")
+def campaigns_validate(folder) -> None:
+    """Check every campaign file; name the file, step and field of each error."""
+    from pathlib import Path
+
+    from campaigns.definitions import DefinitionError, load_all
+
+    s = _settings()
+    try:
+        found = load_all(Path(folder) if folder else s.definitions_dir, s.templates_dir)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+    for c in found.values():
+        click.echo(f"ok: {c.key} v{c.version}: {len(c.steps)} steps, locales {', '.join(c.locales)}")
+
+
+@main.command()
+@click.option("--campaign", required=True)
+@click.option("--email")
+@click.option("--phone")
+@click.option("--first-name")
+@click.option("--timezone", "tz")
+@click.option("--locale")
+def enroll(campaign, email, phone, first_name, tz, locale) -> None:
+    """Add a subscriber (consenting to the channels given) and enroll them."""
+    from campaigns.db import transaction
+    from campaigns.definitions import DefinitionError
+    from campaigns.scheduling import enroll as do_enroll
+    from campaigns.subscribers import InvalidSubscriber, upsert_subscriber
+    from workers.runtime import runtime
+
+    rt = runtime()
+    consent = tuple(c for c, v in (("email", email), ("sms", phone)) if v)
+    try:
+        with transaction(rt.factory) as session:
+            sub = upsert_subscriber(session, rt.clock, email=email, phone=phone, first_name=first_name,
+                                    timezone=tz, locale=locale, consent=consent, source="cli")
+            e = do_enroll(session, rt.clock, rt.registry, sub, campaign, rt.policy, source="cli")
+            click.echo(f"enrollment {e.id}: next step {e.next_step_key} due {e.next_due_at:%Y-%m-%d %H:%M} UTC")
+    except (InvalidSubscriber, DefinitionError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json) -> None:
+    """Due backlog, oldest due age, outbox counts by status, queue depths."""
+    from campaigns.status import read_status
+    from workers.queues import queue_depths
+    from workers.runtime import runtime
+
+    rt = runtime()
+    with rt.factory() as session:
+        st = read_status(session, rt.clock)
+    depths = queue_depths(rt.settings)
+    if as_json:
+        click.echo(json.dumps({"due_backlog": st.due_backlog, "oldest_due_age_seconds": st.oldest_due_age_seconds,
+                               "enrollments": st.enrollments, "messages": st.messages, "queues": depths}))
+        return
+    age = "-" if st.oldest_due_age_seconds is None else f"{st.oldest_due_age_seconds:.0f}s"
+    click.echo(f"due backlog: {st.due_backlog} enrollments; oldest due: {age}")
+    click.echo("enrollments: " + (", ".join(f"{k} {v}" for k, v in sorted(st.enrollments.items())) or "none"))
+    click.echo("messages:    " + (", ".join(f"{k} {v}" for k, v in sorted(st.messages.items())) or "none"))
+    click.echo("queues:      " + ", ".join(f"{k} {v}" for k, v in depths.items()))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--queues", "-Q", default="schedule,email,sms,events", show_default=True)
+@click.option("--concurrency", "-c", default=2, show_default=True)
+@click.option("--beat", is_flag=True, help="Also run the scheduler in this process (one machine only).")
+@click.pass_context
+def worker(ctx, queues, concurrency, beat) -> None:
+    """Run a Celery worker (add more processes or machines to scale out)."""
+    _settings()
+    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+            "-c", str(concurrency), "-l", "info", "--without-mingle", "--without-gossip"]
+    if beat:
+        args += ["-B", "-s", str(_settings().broker_dir.parent / "celerybeat-schedule")]
+    os.execv(sys.executable, args + list(ctx.args))
+
+
+@main.command()
+def beat() -> None:
+    """Run the scheduler (exactly one per deployment)."""
+    s = _settings()
+    s.broker_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "-l", "info",
+                              "-s", str(s.broker_dir.parent / "celerybeat-schedule")])
+
+
+@main.group()
+def outbox() -> None:
+    """Inspect and settle outbox messages."""
+
+
+@outbox.command("list")
+@click.option("--status", "status_", default="unconfirmed", show_default=True)
+@click.option("--limit", default=50, show_default=True)
+def outbox_list(status_, limit) -> None:
+    from sqlalchemy import select
+
+    from campaigns.models import Message
+    from workers.runtime import runtime
+
+    with runtime().factory() as session:
+        rows = session.scalars(select(Message).where(Message.status == status_).order_by(Message.id).limit(limit))
+        for m in rows:
+            click.echo(f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} attempts={m.attempts} "
+                       f"provider_id={m.provider_message_id or '-'} reason={m.reason}")
+
+
+@outbox.command("settle")
+@click.argument("message_id", type=int)
+@click.option("--as", "outcome", type=click.Choice(["sent", "failed", "resend"]), required=True)
+def outbox_settle(message_id, outcome) -> None:
+    """Decide an unconfirmed message after checking the provider's own logs."""
+    from campaigns.db import transaction
+    from campaigns.ops import OpsError, settle
+    from workers.runtime import runtime
+    from workers.tasks import dispatch
+
+    rt = runtime()
+    try:
+        with transaction(rt.factory) as session:
+            work = settle(session, rt.clock, message_id, outcome)
+    except OpsError as exc:
+        raise click.ClickException(str(exc)) from None
+    dispatch(work)
+    click.echo(f"message {message_id}: {outcome}")
+
+
+@main.command()
+@click.option("--seconds", default=60, show_default=True, help="Real seconds the four weeks take.")
+@click.option("--workdir", default="var/demo", show_default=True)
+def demo(seconds, workdir) -> None:
+    """Run the whole hip-and-back sequence for sample subscribers, time compressed."""
+    from workers.demo import run_demo
+
+    sys.exit(run_demo(seconds=seconds, workdir=workdir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Thin tasks: take ids, call plain functions in `campaigns`, enqueue follow-up work.
+
+A database hiccup retries the task a few times within seconds; every other rule
+(backoff after provider errors, deferrals, re-sends) lives in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import OperationalError
+
+from campaigns import engine
+from campaigns.scheduling import Work
+from campaigns.sending import send_batch
+from workers.app import app
+from workers.runtime import runtime
+
+log = logging.getLogger(__name__)
+
+_DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backoff_max": 30,
+             "retry_jitter": True, "max_retries": 5}
+
+
+def dispatch(work: Work) -> None:
+    settings = runtime().settings
+    for size, ids, task in (
+        (settings.email_batch_size, work.email, send_email),
+        (settings.sms_batch_size, work.sms, send_sms),
+    ):
+        for start in range(0, len(ids), size):
+            task.delay(ids[start:start + size])
+
+
+@app.task(name="drip.tick", **_DB_RETRY)
+def tick() -> dict:
+    rt = runtime()
+    work = engine.tick(rt.factory, rt.clock, rt.registry, rt.policy, dispatch)
+    return {"claimed": work.claimed, "email": len(work.email), "sms": len(work.sms)}
+
+
+@app.task(name="drip.reap", **_DB_RETRY)
+def reap() -> dict:
+    rt = runtime()
+    providers = {"email": rt.send.email_provider, "sms": rt.send.sms_provider}
+    result = engine.reap_pass(rt.factory, rt.clock, rt.policy, providers, dispatch)
+    if any(result.values()):
+        log.warning("reaper: %s", result)
+    return result
+
+
+@app.task(name="drip.send_email", **_DB_RETRY)
+def send_email(message_ids: list[int]) -> dict:
+    return vars(send_batch(runtime().send, "email", message_ids))
+
+
+@app.task(name="drip.send_sms", **_DB_RETRY)
+def send_sms(message_ids: list[int]) -> dict:
+    return vars(send_batch(runtime().send, "sms", message_ids))
