@@ -57,9 +57,10 @@ def test_twenty_to_nine_is_allowed_and_nine_pm_is_not():
     assert not is_allowed(utc(2026, 3, 2, 12, 59), TEXT_HOURS, NY)  # 07:59 EST
 
 
-def test_late_seconds_do_not_round_into_the_closed_hour():
+def test_last_seconds_before_nine_pm_are_still_allowed():
     t = utc(2026, 3, 3, 1, 59, 30)  # 20:59:30 EST
-    assert next_allowed(t, TEXT_HOURS, NY) == utc(2026, 3, 3, 13, 0)
+    assert next_allowed(t, TEXT_HOURS, NY) == t
+    assert next_allowed(utc(2026, 3, 3, 2, 0, 1), TEXT_HOURS, NY) == utc(2026, 3, 3, 13, 0)
 
 
 def test_campaign_window_narrows_text_hours_never_widens():

@@ -1,0 +1,115 @@
+"""Real worker processes for integration tests: `celery worker -B` started as a
+subprocess against the test's database and broker, killed as a process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from campaigns import states
+from campaigns.models import Enrollment, Message
+from tests.conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parent.parent
+# Monday 2 March 2026, 15:00 UTC: mid-morning in New York, so texts are allowed.
+VIRTUAL_EPOCH = 1772463600.0
+
+
+@dataclass
+class Stack:
+    """The environment one test's processes share."""
+
+    tmp: Path
+    database_url: str
+    redis_url: str | None
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    real_epoch: float = field(default_factory=time.time)
+
+    @property
+    def outbox(self) -> Path:
+        return self.tmp / "outbox"
+
+    def env(self, **extra) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
+        env.update(
+            ENVIRONMENT="test", SECRET_KEY="integration-test-secret-key-0123456789abcdef",
+            DATABASE_URL=self.database_url, BROKER_DIR=str(self.tmp / "broker"),
+            OUTBOX_DIR=str(self.outbox), DEFINITIONS_DIR=str(FIXTURES / "definitions"),
+            TEMPLATES_DIR=str(FIXTURES / "templates"), TICK_SECONDS="0.5", REAP_SECONDS="1",
+            CLOCK_REAL_EPOCH=str(self.real_epoch), CLOCK_VIRTUAL_EPOCH=str(VIRTUAL_EPOCH),
+            PYTHONPATH=str(ROOT),
+        )
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+            env["REDIS_KEY_PREFIX"] = f"drip-test-{self.tmp.name}:"
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def settings(self, **extra):
+        from settings import Settings
+
+        env = self.env(**extra)
+        keys = [k for k in Settings.model_fields]
+        return Settings(**{k: env[k.upper()] for k in keys if k.upper() in env})
+
+    def start_worker(self, name: str, beat: bool = True, concurrency: int = 2, **extra) -> subprocess.Popen:
+        args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q",
+                "schedule,email,sms,events", "-c", str(concurrency), "-n", f"{name}@%h",
+                "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
+        if beat:
+            args += ["-B", "-s", str(self.tmp / f"beat-{name}")]
+        log = open(self.tmp / f"{name}.log", "ab")
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env(**extra), stdout=log, stderr=log,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    pass
+            # Children of a stopped worker must not outlive the test either.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
+
+
+def wait_until_done(factory, expected_messages: int, timeout: float = 90.0) -> list[Message]:
+    """Until every enrollment finished and every expected message is terminal."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with factory() as s:
+            active = s.scalar(select(func.count(Enrollment.id)).where(Enrollment.status == "active"))
+            rows = s.scalars(select(Message).order_by(Message.id)).all()
+        if not active and len(rows) >= expected_messages and all(m.status in states.TERMINAL for m in rows):
+            return rows
+        time.sleep(0.3)
+    raise AssertionError(f"not done after {timeout}s: {[(m.id, m.status) for m in rows]}")
+
+
+def delivery_lines(outbox: Path) -> list[str]:
+    log = outbox / "deliveries.log"
+    return log.read_text().splitlines() if log.exists() else []

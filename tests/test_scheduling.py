@@ -1,0 +1,141 @@
+"""Enrolling and claiming due steps, on SQLite and PostgreSQL, with a fixed clock."""
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from campaigns import states
+from campaigns.db import transaction
+from campaigns.definitions import DefinitionError, Registry
+from campaigns.models import Enrollment, Message, Subscriber
+from campaigns.scheduling import claim_due, enroll, reap
+from campaigns.subscribers import InvalidSubscriber, upsert_subscriber
+from tests.conftest import FIXTURES
+from tests.helpers import add_and_enroll, messages
+
+
+def test_enroll_is_idempotent(factory, clock, registry, policy):
+    _, first = add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    _, again = add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    assert first == again
+    with factory() as s:
+        assert s.scalar(select(func.count(Enrollment.id))) == 1
+
+
+def test_claim_writes_one_row_per_channel_and_advances(factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
+    with transaction(factory) as s:
+        work = claim_due(s, clock, registry, policy)
+    assert len(work.email) == 1 and len(work.sms) == 1
+    with factory() as s:
+        e = s.scalar(select(Enrollment))
+        assert e.next_step_key == "second" and e.steps_done == 1
+        assert e.next_due_at == datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # one day later
+    with transaction(factory) as s:  # a second tick at the same instant finds nothing
+        assert len(claim_due(s, clock, registry, policy)) == 0
+    assert [(m.step_key, m.channel, m.status) for m in messages(factory)] == [
+        ("hello", "email", "queued"), ("hello", "sms", "queued")]
+
+
+def test_channel_without_address_is_skipped_with_reason(factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    with transaction(factory) as s:
+        claim_due(s, clock, registry, policy)
+    rows = {m.channel: (m.status, m.reason) for m in messages(factory)}
+    assert rows == {"email": ("queued", None), "sms": ("skipped", "no phone number")}
+
+
+def test_whole_sequence_ends_every_step_in_a_state(factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
+    for _ in range(10):
+        with transaction(factory) as s:
+            claim_due(s, clock, registry, policy)
+        clock.advance(hours=12)
+    rows = [(m.step_key, m.channel) for m in messages(factory)]
+    assert rows == [("hello", "email"), ("hello", "sms"), ("second", "email"), ("third", "sms")]
+    with factory() as s:
+        assert s.scalar(select(Enrollment.status)) == "completed"
+
+
+def test_text_step_due_at_night_waits_for_eight_local(factory, clock, registry, policy):
+    clock.current = datetime(2026, 3, 3, 3, 30, tzinfo=UTC)  # 22:30 in New York
+    _, eid = add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
+    with factory() as s:
+        assert s.get(Enrollment, eid).next_due_at == datetime(2026, 3, 3, 13, 0, tzinfo=UTC)
+
+
+def test_subscriber_with_no_zone_uses_default(factory, clock, registry, policy):
+    clock.current = datetime(2026, 3, 3, 3, 30, tzinfo=UTC)
+    _, a = add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
+    _, b = add_and_enroll(factory, clock, registry, policy, phone="+12025550144", timezone="Asia/Kolkata")
+    with factory() as s:
+        assert s.get(Enrollment, a).next_due_at.hour == 13  # 08:00 New York (the default)
+        assert s.get(Enrollment, b).next_due_at == datetime(2026, 3, 3, 3, 30, tzinfo=UTC)  # 09:00 IST
+
+
+def test_broken_campaign_file_enrolls_nobody(factory, clock, policy, tmp_path):
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "tiny.yaml").write_text((FIXTURES / "definitions" / "tiny.yaml").read_text()
+                                    .replace("template: second", "template: missing"))
+    reg = Registry(defs, FIXTURES / "templates")
+    with pytest.raises(DefinitionError, match="unknown template"):
+        with transaction(factory) as s:
+            sub = upsert_subscriber(s, clock, email="a@example.com", consent=("email",))
+            enroll(s, clock, reg, sub, "tiny", policy)
+    with factory() as s:
+        assert s.scalar(select(func.count(Enrollment.id))) == 0
+        assert s.scalar(select(func.count(Subscriber.id))) == 0
+
+
+@pytest.mark.parametrize("field,value", [("phone", "+1 555"), ("phone", "call me"),
+                                         ("email", "not-an-address"), ("timezone", "Mars/Olympus")])
+def test_bad_contact_details_are_refused_and_nothing_written(factory, clock, field, value):
+    kwargs = {"email": "ok@example.com", field: value}
+    with pytest.raises(InvalidSubscriber, match=field):
+        with transaction(factory) as s:
+            upsert_subscriber(s, clock, **kwargs)
+    with factory() as s:
+        assert s.scalar(select(func.count(Subscriber.id))) == 0
+
+
+def test_racing_ticks_write_one_row_per_step(factory, clock, registry, policy):
+    for i in range(40):
+        add_and_enroll(factory, clock, registry, policy, email=f"p{i}@example.com")
+    errors = []
+    claimed = []
+
+    def racer():
+        try:
+            for _ in range(3):
+                with transaction(factory) as s:
+                    claimed.append(claim_due(s, clock, registry, policy, limit=7).claimed)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=racer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(claimed) == 40
+    with factory() as s:
+        keys = s.execute(select(Message.enrollment_id, Message.step_key, Message.channel)).all()
+    assert len(keys) == 80 and len(set(keys)) == 80
+
+
+def test_reaper_requeues_lost_tasks_and_flags_expired_leases(factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
+    with transaction(factory) as s:
+        claim_due(s, clock, registry, policy)
+        email, sms = s.scalars(select(Message).order_by(Message.id)).all()
+        sms.status, sms.lease_until = states.SENDING, clock.now()
+    clock.advance(minutes=11)
+    with transaction(factory) as s:
+        reaped = reap(s, clock, policy)
+    assert reaped.requeued.email == [email.id] and reaped.unconfirmed == [sms.id]
+    statuses = {m.channel: m.status for m in messages(factory)}
+    assert statuses == {"email": "queued", "sms": "unconfirmed"}

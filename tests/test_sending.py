@@ -1,0 +1,191 @@
+"""The send path as a plain function: re-checks at send time, leases, outcomes."""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from campaigns import states
+from campaigns.db import transaction
+from campaigns.models import Enrollment, Message, Subscriber, Suppression
+from campaigns.scheduling import claim_due, reap
+from campaigns.sending import Outcome, SendResult, backoff, send_batch, settle_unconfirmed
+from campaigns.subscribers import suppress, unsubscribe
+from tests.helpers import add_and_enroll, messages
+
+
+def claim(factory, clock, registry, policy):
+    with transaction(factory) as s:
+        return claim_due(s, clock, registry, policy)
+
+
+class Scripted:
+    """A provider standing in for a remote API: answers with the outcomes it is given."""
+
+    name = "scripted"
+    max_batch = 100
+
+    def __init__(self, *outcomes):
+        self.outcomes = list(outcomes)
+        self.calls = []
+
+    def _answer(self, items):
+        self.calls.append([i.message_id for i in items])
+        outcome = self.outcomes.pop(0)
+        return [SendResult(i.message_id, **outcome) for i in items]
+
+    send_emails = send_sms = _answer
+
+
+def test_sends_through_outbox_and_records(send_ctx, factory, clock, registry, policy, outbox):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143",
+                   first_name="Ana")
+    work = claim(factory, clock, registry, policy)
+    assert send_batch(send_ctx, "email", work.email).sent == 1
+    assert send_batch(send_ctx, "sms", work.sms).sent == 1
+    assert all(m.status == states.SENT and m.provider == "outbox" for m in messages(factory))
+    eml = next((outbox.folder / "email").iterdir()).read_text()
+    assert "Subject: Welcome, Ana" in eml and "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml
+    assert "a@example.com" not in eml.split("List-Unsubscribe:")[1].split("\n")[0]
+    text = next((outbox.folder / "sms").iterdir()).read_text()
+    assert "Lunara: Hi Ana, lesson 1 is here: https://care.example/m/" in text
+    assert "Reply STOP to opt out" in text  # the first text carries STOP/HELP
+
+
+def test_duplicate_task_is_a_no_op(send_ctx, factory, clock, registry, policy, outbox):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    work = claim(factory, clock, registry, policy)
+    send_batch(send_ctx, "email", work.email)
+    again = send_batch(send_ctx, "email", work.email)
+    assert again.sent == 0 and again.not_ours == 1
+    assert (outbox.folder / "deliveries.log").read_text().count(" written") == 1
+
+
+def test_unsubscribe_after_queueing_stops_the_message(send_ctx, factory, clock, registry, policy, outbox):
+    sid, _ = add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
+    work = claim(factory, clock, registry, policy)
+    with transaction(factory) as s:
+        unsubscribe(s, clock, s.get(Subscriber, sid), channels=("email",))
+    report = send_batch(send_ctx, "email", work.email)
+    assert report.suppressed == 1 and report.sent == 0
+    assert not (outbox.folder / "email").exists()
+    assert send_batch(send_ctx, "sms", work.sms).sent == 1  # texts were not stopped
+
+
+def test_bounce_suppression_after_queueing_stops_the_message(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    work = claim(factory, clock, registry, policy)
+    with transaction(factory) as s:
+        suppress(s, clock, "email", "A@Example.com", "bounce", "sendgrid")
+    send_batch(send_ctx, "email", work.email)
+    (m,) = [m for m in messages(factory) if m.channel == "email"]
+    assert (m.status, m.reason) == (states.SUPPRESSED, "address suppressed: bounce")
+
+
+def test_stop_everything_exits_enrollment_and_skips_queued(send_ctx, factory, clock, registry, policy):
+    sid, eid = add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    work = claim(factory, clock, registry, policy)
+    with transaction(factory) as s:
+        unsubscribe(s, clock, s.get(Subscriber, sid))
+    send_batch(send_ctx, "email", work.email)
+    with factory() as s:
+        assert s.get(Enrollment, eid).status == "exited"
+    assert messages(factory)[0].status in (states.SUPPRESSED, states.SKIPPED)
+
+
+def test_text_outside_hours_at_send_time_is_deferred_not_dropped(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
+    work = claim(factory, clock, registry, policy)
+    clock.current = datetime(2026, 3, 3, 2, 30, tzinfo=UTC)  # the worker was down until 21:30 NY
+    assert send_batch(send_ctx, "sms", work.sms).deferred == 1
+    (m,) = [m for m in messages(factory) if m.channel == "sms"]
+    assert m.status == states.DEFERRED
+    assert m.next_attempt_at == datetime(2026, 3, 3, 13, 0, tzinfo=UTC)
+
+
+def test_transient_error_retries_with_backoff_then_gives_up(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    work = claim(factory, clock, registry, policy)
+    send_ctx.email_provider = Scripted(*[{"outcome": Outcome.TRANSIENT, "error": "429"}] * 2)
+    send_ctx.max_attempts = 2
+    assert send_batch(send_ctx, "email", work.email).retry == 1
+    m = messages(factory)[0]
+    wait = (m.next_attempt_at - clock.now()).total_seconds()
+    assert 15 <= wait <= 30  # attempt 1: between half and all of the 30 s base
+    with transaction(factory) as s:
+        s.get(Message, m.id).status = states.QUEUED
+    assert send_batch(send_ctx, "email", work.email).failed == 1
+    assert messages(factory)[0].reason == "gave up after 2 attempts"
+
+
+def test_retry_after_from_provider_is_honoured(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    work = claim(factory, clock, registry, policy)
+    send_ctx.email_provider = Scripted({"outcome": Outcome.TRANSIENT, "retry_after": 600})
+    send_batch(send_ctx, "email", work.email)
+    assert (messages(factory)[0].next_attempt_at - clock.now()).total_seconds() == 600
+
+
+def test_permanent_error_fails_and_suppresses(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
+    work = claim(factory, clock, registry, policy)
+    send_ctx.sms_provider = Scripted({"outcome": Outcome.PERMANENT, "error": "21610",
+                                      "suppress_reason": "unsubscribed at carrier (21610)"})
+    send_batch(send_ctx, "sms", work.sms)
+    m = [m for m in messages(factory) if m.channel == "sms"][0]
+    assert m.status == states.FAILED
+    with factory() as s:
+        assert s.scalar(select(Suppression.reason)) == "unsubscribed at carrier (21610)"
+
+
+def test_unknown_outcome_is_unconfirmed_never_resent(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    work = claim(factory, clock, registry, policy)
+    scripted = Scripted({"outcome": Outcome.UNKNOWN, "error": "read timeout"})
+    send_ctx.email_provider = scripted
+    assert send_batch(send_ctx, "email", work.email).unconfirmed == 1
+    send_batch(send_ctx, "email", work.email)  # a redelivered task
+    clock.advance(hours=2)
+    with transaction(factory) as s:
+        reap(s, clock, policy)
+        settle_unconfirmed(s, clock, {"email": scripted})  # no look-up: stays put
+    assert len(scripted.calls) == 1
+    assert messages(factory)[0].status == states.UNCONFIRMED
+
+
+def test_lookup_settles_unconfirmed(send_ctx, factory, clock, registry, policy, outbox):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
+    work = claim(factory, clock, registry, policy)
+    send_batch(send_ctx, "email", work.email)
+    with transaction(factory) as s:  # as if two workers died after leasing
+        for m in s.scalars(select(Message)):
+            m.status = states.UNCONFIRMED
+    with transaction(factory) as s:
+        requeue, counts = settle_unconfirmed(s, clock, {"email": outbox, "sms": outbox})
+    assert counts == {"sent": 1, "requeued": 1, "waiting": 0}
+    assert requeue.sms == work.sms
+
+
+def test_template_error_fails_with_reason_and_sends_nothing(send_ctx, factory, clock, registry, policy,
+                                                           outbox, tmp_path):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    work = claim(factory, clock, registry, policy)
+    import shutil
+    from campaigns.rendering import Renderer, Sender
+    from tests.conftest import FIXTURES
+    broken = tmp_path / "templates"
+    shutil.copytree(FIXTURES / "templates", broken)
+    (broken / "tiny/en/hello.html").write_text("<p>{{ diagnosis }}</p>")
+    send_ctx.renderer = Renderer(broken, Sender("Lunara", "x"))
+    assert send_batch(send_ctx, "email", work.email).failed == 1
+    m = messages(factory)[0]
+    assert (m.status, m.reason) == (states.FAILED, "template error")
+    assert "'diagnosis' is undefined" in m.last_error
+    assert not (outbox.folder / "email").exists()
+
+
+@pytest.mark.parametrize("attempt", [1, 3, 10])
+def test_backoff_is_capped_and_jittered(attempt):
+    lo = backoff(attempt, 30, 600, rng=lambda: 0.0)
+    hi = backoff(attempt, 30, 600, rng=lambda: 1.0)
+    assert lo == hi / 2 and hi == min(600, 30 * 2 ** (attempt - 1))

@@ -1,0 +1,127 @@
+"""End to end with real Celery worker processes (never task_always_eager), on the
+embedded stack (SQLite + file-system broker) and on PostgreSQL + Redis."""
+
+import collections
+import re
+import time
+
+import pytest
+from sqlalchemy import select
+
+from campaigns import states
+from campaigns.clock import ScaledClock
+from campaigns.db import make_engine, make_session_factory
+from campaigns.definitions import Registry
+from campaigns.models import Message
+from campaigns.scheduling import Policy
+from tests.conftest import FIXTURES
+from tests.helpers import add_and_enroll
+from tests.stack import VIRTUAL_EPOCH, Stack, delivery_lines, wait_until_done
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["embedded", "redis-postgres"])
+def stack(request, tmp_path):
+    if request.param == "embedded":
+        from campaigns.migrate import upgrade
+
+        url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
+        upgrade(url)
+        st = Stack(tmp_path, url, None)
+    else:
+        st = Stack(tmp_path, request.getfixturevalue("db_url_pg"), request.getfixturevalue("redis_url"))
+    yield st
+    st.stop_all()
+
+
+@pytest.fixture
+def db_url_pg(pg_url):
+    from sqlalchemy import text
+
+    from tests.conftest import TABLES
+
+    eng = make_engine(pg_url)
+    with eng.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    eng.dispose()
+    return pg_url
+
+
+@pytest.fixture
+def env(stack):
+    engine = make_engine(stack.database_url)
+    clock = ScaledClock(stack.real_epoch, VIRTUAL_EPOCH, 1.0)
+    registry = Registry(FIXTURES / "definitions", FIXTURES / "templates")
+    yield make_session_factory(engine), clock, registry, Policy()
+    engine.dispose()
+
+
+def enroll_people(env, n, campaign="quick", channels=("email", "sms")):
+    factory, clock, registry, policy = env
+    for i in range(n):
+        contact = {}
+        if "email" in channels:
+            contact["email"] = f"person{i}@example.com"
+        if "sms" in channels:
+            contact["phone"] = f"+1202555{i:04d}"
+        add_and_enroll(factory, clock, registry, policy, campaign=campaign, **contact)
+
+
+def calls_per_message(outbox):
+    return collections.Counter(re.search(r"#(\d+)", line)[1] for line in delivery_lines(outbox))
+
+
+def test_sequence_runs_to_the_end(stack, env):
+    enroll_people(env, 5)
+    stack.start_worker("w1")
+    rows = wait_until_done(env[0], expected_messages=5 * 4)
+    assert collections.Counter(m.status for m in rows) == {states.SENT: 20}, stack.logs()
+    assert len(list((stack.outbox / "email").iterdir())) == 10
+    assert len(list((stack.outbox / "sms").iterdir())) == 10
+    assert set(calls_per_message(stack.outbox).values()) == {1}
+
+
+def test_two_workers_and_flooded_ticks_send_each_step_once(stack, env):
+    enroll_people(env, 30)
+    app_settings = stack.settings()
+    from workers.app import make_app
+
+    app = make_app(app_settings)
+    stack.start_worker("w1")
+    stack.start_worker("w2")
+    for _ in range(30):  # far more ticks than beat would ever send, racing each other
+        app.send_task("drip.tick")
+    rows = wait_until_done(env[0], expected_messages=30 * 4)
+    keys = [(m.enrollment_id, m.step_key, m.channel) for m in rows]
+    assert len(keys) == len(set(keys)) == 120
+    calls = calls_per_message(stack.outbox)
+    assert len(calls) == 120 and set(calls.values()) == {1}, stack.logs()
+    assert not any("duplicate" in line for line in delivery_lines(stack.outbox))
+
+
+def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
+    enroll_people(env, 24, channels=("sms",))
+    slow = {"OUTBOX_SEND_DELAY": 0.15, "SMS_BATCH_SIZE": 8, "LEASE_SECONDS": 4,
+            "REQUEUE_AFTER_SECONDS": 4}
+    first = stack.start_worker("doomed", concurrency=1, **slow)
+    deadline = time.monotonic() + 60
+    while len(delivery_lines(stack.outbox)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(delivery_lines(stack.outbox)) >= 5, stack.logs()
+    stack.kill(first)  # SIGKILL to the whole process group, mid-batch
+    with env[0]() as s:
+        in_flight = s.scalars(select(Message).where(Message.status != states.SENT)).all()
+    assert in_flight, "the kill came too late to test anything"
+    stack.start_worker("survivor", concurrency=2, **slow)
+    # Each person: texts for steps one and three, and e-mail rows skipped for lack of an address.
+    rows = wait_until_done(env[0], expected_messages=24 * 4, timeout=120)
+    sent = [m for m in rows if m.status == states.SENT]
+    skipped = [m for m in rows if m.status == states.SKIPPED]
+    assert len(rows) == 96 and len(sent) == 48 and len(skipped) == 48
+    assert {m.channel for m in sent} == {"sms"} and {m.reason for m in skipped} == {"no email address"}
+    written = collections.Counter(
+        re.search(r"#(\d+)", line)[1] for line in delivery_lines(stack.outbox) if line.endswith("written"))
+    assert len(written) == len(sent) and set(written.values()) == {1}, stack.logs()
+    assert len(list((stack.outbox / "sms").iterdir())) == len(sent)
+    assert all(m.reason for m in rows)
