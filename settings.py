@@ -84,6 +84,33 @@ class Settings(BaseSettings):
     # Simulated provider latency of the local outbox, per message (demos and crash tests).
     outbox_send_delay: float = Field(0.0, ge=0)
 
+    # SendGrid (EMAIL_PROVIDER=sendgrid)
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    sendgrid_sandbox: bool = False
+    # SendGrid's own open/click tracking rewrites our links; off unless asked for.
+    sendgrid_tracking: bool = False
+    # Base64 public key from SendGrid's Signed Event Webhook settings.
+    sendgrid_webhook_public_key: str | None = None
+    sendgrid_timeout: float = Field(10.0, gt=0)
+
+    # Twilio (SMS_PROVIDER=twilio): a Messaging Service SID or a from number
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str | None = None
+    twilio_api_base_url: str | None = None
+    twilio_timeout: float = Field(10.0, gt=0)
+
+    # Global send rates per channel, shared by every worker (through Redis when set).
+    email_rate_per_second: float = Field(50.0, gt=0)
+    email_rate_burst: int = Field(50, ge=1)
+    sms_rate_per_second: float = Field(1.0, gt=0)
+    sms_rate_burst: int = Field(1, ge=1)
+
+    # Webhook requests signed longer ago than this are refused as replays.
+    webhook_max_age_seconds: int = Field(600, ge=10)
+
     @field_validator("default_timezone")
     @classmethod
     def _zone_exists(cls, value: str) -> str:
@@ -123,6 +150,16 @@ class Settings(BaseSettings):
             raise ValueError("SMS_LATEST_HOUR must be later than SMS_EARLIEST_HOUR")
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must stay below BROKER_VISIBILITY_TIMEOUT")
+        missing = []
+        if self.email_provider == "sendgrid":
+            missing += [n for n, v in (("SENDGRID_API_KEY", self.sendgrid_api_key),) if not v]
+        if self.sms_provider == "twilio":
+            missing += [n for n, v in (("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                                       ("TWILIO_AUTH_TOKEN", self.twilio_auth_token)) if not v]
+            if not (self.twilio_messaging_service_sid or self.twilio_from_number):
+                missing.append("TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")
+        if missing:
+            raise ValueError(f"{', '.join(missing)} must be set for the selected provider")
         return self
 
     @property

@@ -196,3 +196,15 @@ class ContactRequest(Base):
     status: Mapped[str] = mapped_column(String(20), default="open")  # open, contacted, closed
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
+
+
+class ChannelPause(Base):
+    """A channel stopped by a provider configuration error (bad key, unverified sender)
+    or by ops. While paused, queued messages wait instead of failing one by one."""
+
+    __tablename__ = "channel_pauses"
+
+    channel: Mapped[str] = mapped_column(String(10), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    paused_by: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]

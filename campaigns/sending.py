@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import states
 from campaigns.clock import Clock
+from campaigns.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, matches, substitutions
+from campaigns.channels import pause, paused
 from campaigns.db import transaction
 from campaigns.definitions import Registry
 from campaigns.links import Signer, links_for
@@ -62,10 +64,14 @@ class SendResult:
 class OutgoingEmail:
     message_id: int
     to: str
-    content: RenderedEmail
+    content: RenderedEmail  # this recipient's own rendering
     unsubscribe_url: str
     # Opaque reference for webhooks; nothing about the person's health (invariant 8).
     reference: str
+    # When set, `shared.content` filled in with `substitutions` is exactly `content`, so
+    # a batching provider may send everyone with the same `shared.key` in one request.
+    shared: SharedEmail | None = None
+    substitutions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +136,7 @@ class BatchReport:
     skipped: int = 0
     deferred: int = 0
     not_ours: int = 0
+    paused: int = 0
 
 
 def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchReport:
@@ -158,6 +165,10 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
 def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> list:
     now = ctx.clock.now()
     outgoing = []
+    shared_cache: dict[str, SharedEmail | None] = {}
+    if paused(session, channel):
+        report.paused += len(message_ids)  # they stay queued; resuming re-dispatches them
+        return outgoing
     messages = session.scalars(
         select(Message).where(Message.id.in_(message_ids), Message.channel == channel).order_by(Message.id)
     ).all()
@@ -187,7 +198,7 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
                 report.deferred += 1
                 continue
         try:
-            item = _render(session, ctx, msg, subscriber, channel)
+            item = _render(session, ctx, msg, subscriber, channel, shared_cache)
         except (RenderError, LookupError) as exc:
             _finish(session, msg, states.FAILED, "template error", now, error=str(exc))
             report.failed += 1
@@ -207,7 +218,8 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
     return outgoing
 
 
-def _render(session, ctx: SendContext, msg: Message, subscriber: Subscriber, channel: str):
+def _render(session, ctx: SendContext, msg: Message, subscriber: Subscriber, channel: str,
+            shared_cache: dict):
     campaign = ctx.registry.get(msg.campaign_key)
     step = campaign.step(msg.step_key)
     if step is None:
@@ -217,7 +229,18 @@ def _render(session, ctx: SendContext, msg: Message, subscriber: Subscriber, cha
     reference = msg.public_token
     if channel == "email":
         content = ctx.renderer.email(campaign, step, recipient, links)
-        return OutgoingEmail(msg.id, subscriber.email, content, links.unsubscribe, reference)
+        item = OutgoingEmail(msg.id, subscriber.email, content, links.unsubscribe, reference)
+        locale = campaign.locale_for(subscriber.locale)
+        key = f"{campaign.key}/{campaign.version}/{step.key}/{locale}/{bool(subscriber.first_name)}"
+        if key not in shared_cache:
+            placeholder = Recipient(first_name=PLACEHOLDER_NAME if subscriber.first_name else None,
+                                    locale=subscriber.locale)
+            shared_cache[key] = SharedEmail(key, ctx.renderer.email(campaign, step, placeholder, PLACEHOLDER_LINKS))
+        shared = shared_cache[key]
+        subs = substitutions(subscriber.first_name, links)
+        if shared is not None and matches(shared.content, content, subs):
+            item.shared, item.substitutions = shared, subs
+        return item
     texts_before = session.scalar(
         select(func.count(Message.id)).where(
             Message.subscriber_id == subscriber.id, Message.channel == "sms",
@@ -278,13 +301,15 @@ def apply_result(session: Session, ctx: SendContext, result: SendResult, token: 
             msg.next_attempt_at = now + timedelta(seconds=delay)
             report.retry += 1
     elif result.outcome is Outcome.CONFIG:
-        # Not the recipient's fault: keep the message, try much later, shout in the log.
-        msg.status = states.RETRY
-        msg.reason = "provider configuration error; channel needs ops"
+        # Not the recipient's fault: the message waits, queued, while the channel is
+        # paused for ops; the attempt does not count against it.
+        msg.status = states.QUEUED
+        msg.attempts = max(0, msg.attempts - 1)
+        msg.reason = f"channel paused: provider configuration error ({result.error})"[:200]
         msg.last_error = result.error
-        msg.next_attempt_at = now + timedelta(seconds=ctx.retry_cap)
-        log.error("provider %s configuration error: %s", provider, result.error)
-        report.retry += 1
+        pause(session, ctx.clock, msg.channel, f"{provider}: {result.error}", by="provider")
+        log.error("provider %s configuration error, %s channel paused: %s", provider, msg.channel, result.error)
+        report.paused += 1
     elif result.outcome is Outcome.PERMANENT:
         msg.status = states.FAILED
         msg.reason = result.suppress_reason or "rejected by provider"

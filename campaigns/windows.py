@@ -77,7 +77,8 @@ def is_allowed(t: datetime, window: Window, tz: ZoneInfo) -> bool:
 
 
 def next_allowed(t: datetime, window: Window, tz: ZoneInfo) -> datetime:
-    """Earliest instant >= t inside `window` in zone `tz`, rounded up to a whole minute."""
+    """Earliest instant >= t inside `window` in zone `tz` (t itself when it is allowed;
+    otherwise the window's next opening, which is always a whole minute)."""
     t = t.astimezone(UTC)
     first_day = t.astimezone(tz).date()
     for offset in range(0, 9):
@@ -85,13 +86,7 @@ def next_allowed(t: datetime, window: Window, tz: ZoneInfo) -> datetime:
         if day.weekday() not in window.days:
             continue
         start, end = _bounds(day, window, tz)
-        candidate = _ceil_minute(max(t, start))
+        candidate = max(t, start)
         if candidate < end:
             return candidate
     raise ValueError(f"window {window.describe()} has no allowed time")
-
-
-def _ceil_minute(t: datetime) -> datetime:
-    if t.second == 0 and t.microsecond == 0:
-        return t
-    return t.replace(second=0, microsecond=0) + timedelta(minutes=1)

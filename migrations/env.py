@@ -14,6 +14,13 @@ if not url:
     url = get_settings().database_url
 
 
+def render_item(type_, obj, autogen_context):
+    # Migrations use plain SQLAlchemy types, so they never import the models module.
+    if type_ == "type" and type(obj).__name__ == "UTCDateTime":
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_online() -> None:
     connectable = make_engine(url, poolclass=pool.NullPool)
     with connectable.connect() as connection:
@@ -22,6 +29,7 @@ def run_migrations_online() -> None:
             target_metadata=Base.metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()

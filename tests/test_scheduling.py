@@ -139,3 +139,17 @@ def test_reaper_requeues_lost_tasks_and_flags_expired_leases(factory, clock, reg
     assert reaped.requeued.email == [email.id] and reaped.unconfirmed == [sms.id]
     statuses = {m.channel: m.status for m in messages(factory)}
     assert statuses == {"email": "queued", "sms": "unconfirmed"}
+
+
+def test_migrations_match_the_models(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from campaigns.db import make_engine
+    from campaigns.models import Base
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []

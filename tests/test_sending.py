@@ -189,3 +189,67 @@ def test_backoff_is_capped_and_jittered(attempt):
     lo = backoff(attempt, 30, 600, rng=lambda: 0.0)
     hi = backoff(attempt, 30, 600, rng=lambda: 1.0)
     assert lo == hi / 2 and hi == min(600, 30 * 2 ** (attempt - 1))
+
+
+class Capturing:
+    name = "capturing"
+    max_batch = 1000
+
+    def __init__(self):
+        self.batches = []
+
+    def send_emails(self, emails):
+        self.batches.append(emails)
+        return [SendResult(e.message_id, Outcome.ACCEPTED, f"x-{e.message_id}") for e in emails]
+
+
+def test_batch_shares_one_body_and_substitutions_rebuild_each(send_ctx, factory, clock, registry, policy):
+    from campaigns.batching import fill
+
+    for i, name in enumerate(["Ana", "Bo", None]):
+        add_and_enroll(factory, clock, registry, policy, email=f"p{i}@example.com", first_name=name)
+    work = claim(factory, clock, registry, policy)
+    send_ctx.email_provider = cap = Capturing()
+    send_batch(send_ctx, "email", work.email)
+    (batch,) = cap.batches
+    keys = [e.shared.key for e in batch]
+    assert keys[0] == keys[1] != keys[2]  # with a name and without one render differently
+    for e in batch:
+        assert fill(e.shared.content.html, e.substitutions) == e.content.html
+        assert "-drip_" not in e.content.html
+    assert "Ana" not in batch[0].shared.content.html
+
+
+def test_template_that_transforms_a_value_is_sent_alone(send_ctx, factory, clock, registry, policy, tmp_path):
+    import shutil
+
+    from campaigns.rendering import Renderer, Sender
+    from tests.conftest import FIXTURES
+
+    tpl = tmp_path / "templates"
+    shutil.copytree(FIXTURES / "templates", tpl)
+    (tpl / "tiny/en/hello.html").write_text("<p>Hi {{ (first_name or 'there')|upper }}</p>")
+    send_ctx.renderer = Renderer(tpl, Sender("Lunara", "x"))
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com", first_name="Ana")
+    work = claim(factory, clock, registry, policy)
+    send_ctx.email_provider = cap = Capturing()
+    send_batch(send_ctx, "email", work.email)
+    (item,) = cap.batches[0]
+    assert item.shared is None and "Hi ANA" in item.content.html
+
+
+def test_config_error_pauses_channel_and_keeps_messages(send_ctx, factory, clock, registry, policy):
+    from campaigns.channels import resume
+
+    for i in range(3):
+        add_and_enroll(factory, clock, registry, policy, email=f"p{i}@example.com")
+    work = claim(factory, clock, registry, policy)
+    send_ctx.email_provider = scripted = Scripted({"outcome": Outcome.CONFIG, "error": "401 bad key"})
+    assert send_batch(send_ctx, "email", work.email[:1]).paused == 1
+    assert send_batch(send_ctx, "email", work.email[1:]).paused == 2  # no provider call at all
+    assert len(scripted.calls) == 1
+    rows = [m for m in messages(factory) if m.channel == "email"]
+    assert {(m.status, m.attempts) for m in rows} == {(states.QUEUED, 0)}
+    with transaction(factory) as s:
+        again = resume(s, clock, "email")
+    assert sorted(again.email) == sorted(work.email)

@@ -1,0 +1,51 @@
+"""One rendering shared by many recipients, for providers that send a batch in one call.
+
+SendGrid takes up to 1000 personalizations in one request but one body per request; what
+differs per recipient must travel as substitutions. So a step is rendered once with
+placeholder values (name and links), and each recipient's substitutions fill them in.
+Because a marketer's template may transform a value (`first_name|upper`), every
+recipient's real rendering is compared with the shared one after substitution: only an
+exact match joins the batch; anything else is sent on its own, never wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from campaigns.links import Links
+from campaigns.rendering import RenderedEmail
+
+PLACEHOLDER_NAME = "-drip_first_name-"
+PLACEHOLDER_LINKS = Links(
+    read_online="-drip_read_online-",
+    contact="-drip_contact-",
+    preferences="-drip_preferences-",
+    unsubscribe="-drip_unsubscribe-",
+)
+
+
+@dataclass(frozen=True)
+class SharedEmail:
+    key: str  # campaign/version/step/locale/has-name: recipients that may share a body
+    content: RenderedEmail
+
+
+def substitutions(first_name: str | None, links: Links) -> dict[str, str]:
+    subs = {getattr(PLACEHOLDER_LINKS, f): getattr(links, f) for f in Links.__dataclass_fields__}
+    if first_name:
+        subs[PLACEHOLDER_NAME] = first_name
+    return subs
+
+
+def fill(text: str, subs: dict[str, str]) -> str:
+    for placeholder, value in subs.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def matches(shared: RenderedEmail, real: RenderedEmail, subs: dict[str, str]) -> bool:
+    """True when the shared body, filled in, is exactly this recipient's own body."""
+    if any(p in v for p in subs for v in subs.values()):
+        return False  # a value that contains a placeholder would be substituted twice
+    return (fill(shared.html, subs) == real.html and fill(shared.text, subs) == real.text
+            and fill(shared.subject, subs) == real.subject)
