@@ -1,0 +1,28 @@
+# The two commands the README promises, plus the pieces they are made of.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install services lint clean
+
+$(BIN)/drip: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/drip
+
+install: $(BIN)/drip
+
+# The main job on embedded defaults: no Redis, PostgreSQL or provider account needed.
+demo: install
+	$(BIN)/drip demo
+
+# The whole suite. Needs PostgreSQL and Redis on localhost (see README); fails without them.
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var/demo preview .pytest_cache
