@@ -133,7 +133,7 @@ class CampaignSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(pattern=_KEY)
     version: int = Field(ge=1)
-    name: str = Field(min_length=1)
+    name: Localized = Field(min_length=1)
     description: str | None = None
     locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     send_window: SendWindowSpec = SendWindowSpec()
@@ -172,7 +172,7 @@ class Step:
 class Campaign:
     key: str
     version: int
-    name: str
+    names: dict[str, str]  # per locale; subscribers see it in the footer
     description: str | None
     locales: tuple[str, ...]
     window: Window
@@ -183,6 +183,13 @@ class Campaign:
     @property
     def fallback_locale(self) -> str:
         return self.locales[0]
+
+    @property
+    def name(self) -> str:
+        return self.names.get(self.fallback_locale) or next(iter(self.names.values()))
+
+    def name_for(self, locale: str) -> str:
+        return self.names.get(locale) or self.name
 
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)
@@ -271,7 +278,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
     return Campaign(
         key=spec.key,
         version=spec.version,
-        name=spec.name,
+        names=_localized(spec.name, spec.locales),
         description=spec.description,
         locales=tuple(spec.locales),
         window=spec.send_window.window(),

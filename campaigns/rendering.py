@@ -81,7 +81,7 @@ class Renderer:
             "postal_address": self.sender.postal_address,
             "links": asdict(links),
             "step": {"number": step.index + 1, "total": len(campaign.steps), "key": step.key},
-            "campaign_name": campaign.name,
+            "campaign_name": campaign.name_for(locale),
             "locale": locale,
         }
 

@@ -63,6 +63,31 @@ def campaigns_validate(folder) -> None:
         click.echo(f"ok: {c.key} v{c.version}: {len(c.steps)} steps, locales {', '.join(c.locales)}")
 
 
+@campaigns.command("lint")
+@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of campaign YAML files (default: DEFINITIONS_DIR).")
+@click.option("--templates", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Templates folder (default: TEMPLATES_DIR).")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+def campaigns_lint(folder, templates, quiet) -> None:
+    """Render every step, channel and locale and check it; exit 1 on any error."""
+    from pathlib import Path
+
+    from campaigns.lint import LintContext, lint_folder
+
+    s = _settings()
+    ctx = LintContext(Path(templates) if templates else s.templates_dir, s.public_base_url,
+                      s.brand_name, s.postal_address)
+    findings = lint_folder(Path(folder) if folder else s.definitions_dir, ctx)
+    for f in findings:
+        if not (quiet and f.severity == "info"):
+            click.echo(str(f), err=f.severity == "error")
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    click.echo(f"{errors} error(s), {warnings} warning(s)")
+    sys.exit(1 if errors else 0)
+
+
 @main.command()
 @click.option("--campaign", required=True)
 @click.option("--email")

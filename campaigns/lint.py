@@ -1,0 +1,185 @@
+"""`drip campaigns lint`: every campaign, step, channel and locale, checked the way a
+subscriber will receive it.
+
+Each rule renders the step for sample subscribers (with and without a first name) and
+inspects the result; nothing is sent. A finding names the file, the step, the channel
+and locale, and what to change. Errors make the command exit non-zero.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from campaigns.definitions import Campaign, DefinitionError, load_all, parse_campaign
+from campaigns.links import Links, Signer, links_for, new_public_token
+from campaigns.readability import reading_level
+from campaigns.rendering import Recipient, Renderer, RenderError, Sender
+from campaigns.sms_text import non_gsm_characters, segments
+
+MAX_SMS_SEGMENTS = 2
+OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/")
+
+# Naming a condition where others can read it (a lock screen, a shared inbox, a
+# provider's logs) discloses health information; so does telling the reader they have it.
+CONDITION_WORDS = {
+    "en": ["osteoarthritis", "arthritis", "sciatica", "herniated", "hernia", "bursitis", "tendinitis",
+           "tendonitis", "fracture", "degenerative", "rheumatoid", "disc disease", "slipped disc"],
+    "es": ["artrosis", "osteoartritis", "artritis", "ciática", "ciatica", "hernia", "herniado",
+           "bursitis", "tendinitis", "fractura", "degenerativa", "reumatoide"],
+}
+_EN = "|".join(CONDITION_WORDS["en"])
+_ES = "|".join(CONDITION_WORDS["es"])
+TELLING_THE_READER = {
+    "en": [rf"\byou (?:have|may have|might have|probably have|likely have|suffer from)"
+           rf" (?:an? )?(?:\w+ ){{0,2}}(?:{_EN})\b",
+           rf"\byour (?:\w+ )?(?:{_EN})\b", r"\byou(?:'re| are) (?:suffering|diagnosed)\b"],
+    "es": [rf"\b(?:tienes|padeces|sufres de) (?:una? )?(?:\w+ ){{0,2}}(?:{_ES})\b",
+           rf"\btu (?:\w+ )?(?:{_ES})\b"],
+}
+SAMPLE_NAMES = ("Maria-Fernanda", None)
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # error | warning | info
+    file: str
+    step: str
+    channel: str
+    locale: str
+    message: str
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (self.step and f"step {self.step}", self.channel, self.locale) if p)
+        return f"{self.severity}: {self.file}: {where}: {self.message}" if where else \
+            f"{self.severity}: {self.file}: {self.message}"
+
+
+@dataclass
+class LintContext:
+    templates_dir: Path
+    base_url: str
+    brand: str
+    postal_address: str
+
+
+def lint_folder(definitions_dir: Path, ctx: LintContext) -> list[Finding]:
+    findings: list[Finding] = []
+    files = sorted(definitions_dir.glob("*.yaml")) + sorted(definitions_dir.glob("*.yml"))
+    if not files:
+        return [Finding("error", str(definitions_dir), "", "", "", "no campaign files found")]
+    for path in files:
+        try:
+            campaign = parse_campaign(path, ctx.templates_dir)
+        except DefinitionError as exc:
+            findings += [Finding("error", path.name, "", "", "", p.split(": ", 1)[-1]) for p in exc.problems]
+            continue
+        findings += lint_campaign(campaign, ctx)
+    try:
+        load_all(definitions_dir, ctx.templates_dir)
+    except DefinitionError:
+        pass  # already reported per file above
+    return findings
+
+
+def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
+    renderer = Renderer(ctx.templates_dir, Sender(ctx.brand, ctx.postal_address))
+    signer = Signer(b"lint")
+    out: list[Finding] = []
+    file = campaign.source.name if campaign.source else campaign.key
+    for step in campaign.steps:
+        for locale in campaign.locales:
+            add = lambda sev, channel, msg: out.append(Finding(sev, file, step.key, channel, locale, msg))  # noqa: E731
+            links = links_for(ctx.base_url, signer, new_public_token())
+            if "email" in step.channels:
+                _lint_email(renderer, campaign, step, locale, links, ctx, add)
+            if "sms" in step.channels:
+                _lint_sms(renderer, campaign, step, locale, links, ctx, add)
+    return out
+
+
+def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
+    rendered = []
+    for name in SAMPLE_NAMES:
+        try:
+            rendered.append(renderer.email(campaign, step, Recipient(name, locale), links))
+        except RenderError as exc:
+            add("error", "email", str(exc))
+            return
+    email = rendered[0]
+    if not step.preheader_for(locale, campaign.fallback_locale):
+        add("warning", "email", "no preheader: mail apps will show the first line of the body instead")
+    for label, text in (("subject", email.subject), ("preheader", email.preheader)):
+        for msg in _health_detail(text, locale, strict=True):
+            add("error", "email", f"{label} {msg}")
+    for msg in _health_detail(email.text, locale, strict=False):
+        add("error", "email", f"body {msg}")
+    required = {
+        "unsubscribe link": links.unsubscribe, "preferences link": links.preferences,
+        "request-a-call link": links.contact, "postal address": ctx.postal_address,
+        "why-you-get-this line (campaign name)": campaign.name_for(locale),
+        "emergency note (911)": "911",
+    }
+    for part, needle in required.items():
+        for kind, body in (("HTML", email.html), ("text", email.text)):
+            if needle not in body:
+                add("error", "email", f"{kind} part is missing the {part}")
+    for url in re.findall(r'href="([^"]+)"', email.html) + re.findall(r"https?://\S+", email.text):
+        if not _ours(url, ctx.base_url):
+            add("error", "email", f"link {url} does not lead to one of our routes")
+    body_text = email.text.split("\n--\n")[0]
+    reading = reading_level(body_text, locale)
+    add("info" if reading.ok else "error", "email",
+        f"reading level: {reading.measure} {reading.score}" + ("" if reading.ok else " (too hard: aim for 8th grade or below)"))
+
+
+def _lint_sms(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
+    for show in (True, False):
+        for name in SAMPLE_NAMES:
+            try:
+                text = renderer.sms(campaign, step, Recipient(name, locale), links, show_stop_help=show)
+            except RenderError as exc:
+                add("error", "sms", str(exc))
+                return
+            bad = non_gsm_characters(text)
+            if bad:
+                add("error", "sms", f"characters outside GSM-7 force UCS-2 (70 a segment): {' '.join(repr(c) for c in bad)}")
+            encoding, count = segments(text)
+            if count > MAX_SMS_SEGMENTS:
+                add("error", "sms", f"{count} segments ({encoding}, {len(text)} characters); at most {MAX_SMS_SEGMENTS}")
+            if not text.startswith(f"{ctx.brand}:"):
+                add("error", "sms", f"text must start with the brand ({ctx.brand}:)")
+            if show and ("STOP" not in text or "HELP" not in text):
+                add("error", "sms", "the STOP/HELP line is missing when it is due")
+            if links.read_online not in text:
+                add("warning", "sms", "no link to read the full lesson online")
+            for url in re.findall(r"https?://\S+", text):
+                if not _ours(url, ctx.base_url):
+                    add("error", "sms", f"link {url} does not lead to one of our routes")
+            for msg in _health_detail(text, locale, strict=True):
+                add("error", "sms", msg)
+    encoding, count = segments(renderer.sms(campaign, step, Recipient(SAMPLE_NAMES[0], locale), links, True))
+    add("info", "sms", f"{count} segment(s), {encoding}")
+
+
+def _ours(url: str, base_url: str) -> bool:
+    if url.startswith("mailto:"):
+        return True
+    url = url.rstrip(".,)")
+    return url.startswith(base_url) and url[len(base_url):].startswith(OUR_ROUTES)
+
+
+def _health_detail(text: str, locale: str, strict: bool) -> list[str]:
+    lang = locale.split("-")[0]
+    low = text.lower()
+    found = []
+    if strict:
+        for word in CONDITION_WORDS.get(lang, []):
+            if re.search(rf"\b{re.escape(word)}\b", low):
+                found.append(f"names a condition ({word!r}); keep subjects and texts to the general topic")
+    for pattern in TELLING_THE_READER.get(lang, []):
+        match = re.search(pattern, low)
+        if match:
+            found.append(f"tells the reader what they have ({match.group(0)!r}); never diagnose")
+    return found
