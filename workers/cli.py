@@ -88,6 +88,44 @@ def campaigns_lint(folder, templates, quiet) -> None:
     sys.exit(1 if errors else 0)
 
 
+@campaigns.command("preview")
+@click.argument("campaign")
+@click.option("--locale", default=None, help="Default: every locale of the campaign.")
+@click.option("--first-name", default="Maria")
+@click.option("--timezone", "zone", default=None, help="IANA zone for the timeline (default: DEFAULT_TIMEZONE).")
+@click.option("--joined", default=None, help="When the sample person joins, ISO 8601 (default: now).")
+@click.option("--out", default="preview", show_default=True)
+def campaigns_preview(campaign, locale, first_name, zone, joined, out) -> None:
+    """Write every step as the subscriber will see it, and when each would arrive."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from campaigns.definitions import DefinitionError, Registry
+    from campaigns.preview import write_preview
+    from campaigns.rendering import Renderer, RenderError, Sender
+    from campaigns.scheduling import Policy
+    from campaigns.subscribers import InvalidSubscriber, check_timezone
+
+    s = _settings()
+    try:
+        c = Registry(s.definitions_dir, s.templates_dir).get(campaign)
+        zone = check_timezone(zone) or s.default_timezone
+        when = datetime.fromisoformat(joined) if joined else datetime.now(UTC)
+        if when.tzinfo is None:
+            from zoneinfo import ZoneInfo
+            when = when.replace(tzinfo=ZoneInfo(zone))
+        renderer = Renderer(s.templates_dir, Sender(s.brand_name, s.postal_address))
+        for loc in ([locale] if locale else c.locales):
+            if loc not in c.locales:
+                raise click.ClickException(f"{campaign} has no locale {loc!r} (it has {', '.join(c.locales)})")
+            files = write_preview(c, renderer, Path(out), locale=loc, first_name=first_name or None,
+                                  zone=zone, joined=when, policy=Policy.from_settings(s), base_url=s.public_base_url)
+            click.echo(f"{loc}: {len(files)} files in {files[0].parent}/")
+            click.echo((files[0].parent / "timeline.txt").read_text())
+    except (DefinitionError, RenderError, InvalidSubscriber, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command()
 @click.option("--campaign", required=True)
 @click.option("--email")

@@ -1,0 +1,79 @@
+"""`drip campaigns preview`: every step as the subscriber will see it, plus a timeline.
+
+Files are written per locale: NN_step.html (the email as a browser shows it), NN_step.txt
+(the plain-text part, with subject and preheader on top), NN_step.sms.txt (the text,
+with its encoding and segment count), and timeline.txt: the local date and time each step
+would reach someone who joins at a given moment in a given time zone, computed by the
+same scheduling rules the workers use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from campaigns.definitions import Campaign
+from campaigns.links import Signer, links_for
+from campaigns.rendering import Recipient, Renderer
+from campaigns.scheduling import Policy, step_window
+from campaigns.sms_text import segments
+from campaigns.windows import next_allowed
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    number: int
+    key: str
+    channels: tuple[str, ...]
+    at: datetime  # local time in the chosen zone
+
+
+def timeline(campaign: Campaign, joined: datetime, zone: str, channels: tuple[str, ...],
+             policy: Policy) -> list[TimelineRow]:
+    """When each step reaches someone who joins at `joined` and can receive `channels`."""
+    tz = ZoneInfo(zone)
+    rows, base = [], joined
+    for step in campaign.steps:
+        wanted = [c for c in step.channels if c in channels] or list(step.channels)
+        due = next_allowed(base + step.delay, step_window(campaign, wanted, policy), tz)
+        rows.append(TimelineRow(step.index + 1, step.key, tuple(wanted), due.astimezone(tz)))
+        base = due
+    return rows
+
+
+def write_preview(campaign: Campaign, renderer: Renderer, out: Path, *, locale: str,
+                  first_name: str | None, zone: str, joined: datetime, policy: Policy,
+                  base_url: str) -> list[Path]:
+    folder = out / campaign.key / locale
+    folder.mkdir(parents=True, exist_ok=True)
+    signer = Signer(b"preview")
+    recipient = Recipient(first_name, locale)
+    written = []
+    texts_so_far = 0
+    for step in campaign.steps:
+        stem = f"{step.index + 1:02d}_{step.key}"
+        links = links_for(base_url, signer, f"preview-{step.key}")
+        if "email" in step.channels:
+            email = renderer.email(campaign, step, recipient, links)
+            (folder / f"{stem}.html").write_text(email.html, encoding="utf-8")
+            (folder / f"{stem}.txt").write_text(
+                f"Subject: {email.subject}\nPreheader: {email.preheader}\n\n{email.text}", encoding="utf-8")
+            written += [folder / f"{stem}.html", folder / f"{stem}.txt"]
+        if "sms" in step.channels:
+            text = renderer.sms(campaign, step, recipient, links, show_stop_help=texts_so_far % 4 == 0)
+            texts_so_far += 1
+            encoding, count = segments(text)
+            (folder / f"{stem}.sms.txt").write_text(
+                f"{text}\n\n-- {len(text)} characters, {encoding}, {count} segment(s)\n", encoding="utf-8")
+            written.append(folder / f"{stem}.sms.txt")
+    rows = timeline(campaign, joined, zone, ("email", "sms"), policy)
+    lines = [f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
+             f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}",
+             f"send window: {campaign.window.describe()}; texts only "
+             f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local", ""]
+    lines += [f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<16} {'+'.join(r.channels)}" for r in rows]
+    (folder / "timeline.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    written.append(folder / "timeline.txt")
+    return written
