@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.definitions import Registry
+from campaigns.revisions import reconcile
 from campaigns.scheduling import Policy, Work, claim_due, reap, release_waiting
 from campaigns.sending import settle_unconfirmed
 
@@ -23,6 +24,9 @@ Dispatch = Callable[[Work], None]
 def tick(factory: sessionmaker[Session], clock: Clock, registry: Registry, policy: Policy,
          dispatch: Dispatch, max_batches: int = 20) -> Work:
     total = Work()
+    with transaction(factory) as session:
+        # Edited sequences first, so nobody is claimed against a shape that is gone.
+        reconcile(session, clock, registry, policy)
     with transaction(factory) as session:
         released = release_waiting(session, clock)
     dispatch(released)

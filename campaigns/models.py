@@ -113,6 +113,11 @@ class Enrollment(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
     campaign_key: Mapped[str] = mapped_column(String(63))
     campaign_version: Mapped[int] = mapped_column(Integer)
+    # Which shape of the sequence (campaigns.revisions) the cursor was computed against.
+    campaign_revision: Mapped[str | None] = mapped_column(String(16))
+    # When the cursor last moved (joining, or the previous step going out): delays count
+    # from here, so an edited delay can be re-applied to people already waiting.
+    cursor_base_at: Mapped[datetime | None]
     # The cursor: which step goes next and when. Steps are followed by key, so a
     # marketer's edit to the file maps onto people already enrolled.
     next_step_key: Mapped[str | None] = mapped_column(String(63))
@@ -207,4 +212,19 @@ class ChannelPause(Base):
     channel: Mapped[str] = mapped_column(String(10), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     paused_by: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+
+
+class CampaignRevision(Base):
+    """The shape of a deployed sequence (step order, delays, channels), kept so that
+    people enrolled under an older shape can be moved onto a newer one."""
+
+    __tablename__ = "campaign_revisions"
+    __table_args__ = (UniqueConstraint("campaign_key", "revision", name="uq_campaign_revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_key: Mapped[str] = mapped_column(String(63))
+    revision: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    structure: Mapped[list] = mapped_column(JSON)
     created_at: Mapped[datetime]

@@ -24,6 +24,7 @@ from campaigns.clock import Clock
 from campaigns.definitions import Campaign, DefinitionError, Registry, Step
 from campaigns.links import new_public_token
 from campaigns.models import Enrollment, Message, Subscriber
+from campaigns.revisions import ensure_revision, next_after, received_steps
 from campaigns.subscribers import address_for, has_consent, suppression_for
 from campaigns.windows import Window, next_allowed
 
@@ -111,6 +112,7 @@ def enroll(
     due = due_time(now, campaign, first, subscriber, reachable_channels(session, subscriber), policy)
     enrollment = Enrollment(
         subscriber_id=subscriber.id, campaign_key=campaign.key, campaign_version=campaign.version,
+        campaign_revision=ensure_revision(session, clock, campaign), cursor_base_at=now,
         next_step_key=first.key, next_due_at=due, steps_done=0, status="active", source=source,
         created_at=now, updated_at=now,
     )
@@ -206,9 +208,10 @@ def claim_due(
 
 
 def _advance(session, enrollment, campaign, step, subscriber, policy, now) -> None:
-    following = campaign.step_after(step.key)
+    following = next_after(campaign, step, received_steps(session, enrollment.id))
     enrollment.steps_done += 1
     enrollment.updated_at = now
+    enrollment.cursor_base_at = now
     if following is None:
         enrollment.status = "completed"
         enrollment.next_step_key = None

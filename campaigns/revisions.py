@@ -1,0 +1,157 @@
+"""Changing a live sequence: what happens to people already enrolled.
+
+A campaign's *shape* is its step order, delays and channels. Each shape is recorded as a
+revision (a hash of the shape) the first time it is seen, and every enrollment remembers
+the revision its cursor was computed against. When a marketer deploys a new shape, the
+scheduler's tick moves people onto it (`reconcile`), by these rules:
+
+1. Nothing is ever sent twice. A step someone has received (it has an outbox row) is
+   never theirs again, whatever the edit.
+2. Content edits (template text, subject, preheader) need no move at all: messages are
+   rendered at send time, so everyone who has not yet received a step gets the new copy,
+   including messages already queued.
+3. An edited delay applies to people waiting on that step: their due time is recomputed
+   from when their previous step went out (`cursor_base_at`), with the new delay and the
+   current send windows. A delay shortened below the time already waited means "due now".
+4. A removed step: people waiting on it move on to the next step they have not had.
+5. An inserted step reaches people who have not yet passed its place: it must come after
+   the last step they received, in the new order. It is never back-filled to people who
+   are already further along.
+6. Reordered steps: people get the steps still ahead of them (the one they were waiting
+   for and everything after it in the old order), in the new order, skipping steps they
+   have had; steps that were behind them in the old order are not sent.
+7. Bumping `version` without changing the shape changes nothing for enrolled people; the
+   new version is recorded on the messages sent from then on.
+8. People who completed the sequence stay completed: steps appended later do not reopen it.
+
+`drip campaigns diff` applies the same rules to count whom each change affects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from campaigns.clock import Clock
+from campaigns.definitions import Campaign, Registry, Step
+from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
+
+
+def structure(campaign: Campaign) -> list[dict]:
+    return [{"key": s.key, "delay": int(s.delay.total_seconds()), "channels": list(s.channels),
+             "template": s.template} for s in campaign.steps]
+
+
+def revision_of(shape: list[dict]) -> str:
+    core = [[s["key"], s["delay"], s["channels"]] for s in shape]
+    return hashlib.sha256(json.dumps(core).encode()).hexdigest()[:16]
+
+
+def ensure_revision(session: Session, clock: Clock, campaign: Campaign) -> str:
+    shape = structure(campaign)
+    rev = revision_of(shape)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(CampaignRevision)
+        .values(campaign_key=campaign.key, revision=rev, version=campaign.version, structure=shape,
+                created_at=clock.now())
+        .on_conflict_do_nothing(index_elements=["campaign_key", "revision"])
+    )
+    return rev
+
+
+def received_steps(session: Session, enrollment_id: int) -> set[str]:
+    return set(session.scalars(select(Message.step_key).where(Message.enrollment_id == enrollment_id)))
+
+
+def remaining(new_order: list[str], received: set[str], waiting_on: str | None,
+              old_order: list[str]) -> list[str]:
+    """The steps, in the new order, that this person will still get (rules 1, 4, 5, 6)."""
+    if waiting_on is None:
+        return []
+    if waiting_on in old_order:
+        behind = set(old_order[: old_order.index(waiting_on)])
+    else:
+        behind = set()
+    positions = [new_order.index(k) for k in received if k in new_order]
+    anchor = max(positions) if positions else -1
+    out = []
+    for index, key in enumerate(new_order):
+        if key in received or key in behind:
+            continue
+        if key not in old_order and index <= anchor:
+            continue  # inserted before their place: not back-filled
+        out.append(key)
+    return out
+
+
+def next_after(campaign: Campaign, current: Step, received: set[str]) -> Step | None:
+    """The step that follows `current` for someone who has had `received` (rule 1)."""
+    for step in campaign.steps[current.index + 1:]:
+        if step.key not in received:
+            return step
+    return None
+
+
+@dataclass
+class ReconcileReport:
+    moved: int = 0
+    rescheduled: int = 0
+    completed: int = 0
+    by_campaign: dict[str, int] = field(default_factory=dict)
+
+
+def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit: int = 500) -> ReconcileReport:
+    """Move enrolled people onto the deployed shape of each campaign."""
+    from campaigns.scheduling import due_time, reachable_channels
+
+    report = ReconcileReport()
+    now = clock.now()
+    for campaign in registry.campaigns().values():
+        rev = ensure_revision(session, clock, campaign)
+        query = (
+            select(Enrollment)
+            .where(Enrollment.campaign_key == campaign.key, Enrollment.status.in_(("active", "paused")),
+                   (Enrollment.campaign_revision != rev) | Enrollment.campaign_revision.is_(None))
+            .order_by(Enrollment.id).limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        old_shapes: dict[str | None, list[str]] = {}
+        for e in session.scalars(query).all():
+            if e.status == "paused" and not (e.exit_reason or "").startswith("step "):
+                continue  # paused by ops or a contact request: not ours to resume
+            if e.campaign_revision not in old_shapes:
+                row = session.scalar(select(CampaignRevision).where(
+                    CampaignRevision.campaign_key == campaign.key, CampaignRevision.revision == e.campaign_revision))
+                old_shapes[e.campaign_revision] = [s["key"] for s in row.structure] if row else \
+                    [s.key for s in campaign.steps]
+            old_order = old_shapes[e.campaign_revision]
+            received = received_steps(session, e.id)
+            ahead = remaining([s.key for s in campaign.steps], received, e.next_step_key, old_order)
+            e.campaign_revision = rev
+            e.campaign_version = campaign.version
+            e.updated_at = now
+            if e.status == "paused":
+                e.status, e.exit_reason = "active", None
+            report.moved += 1
+            report.by_campaign[campaign.key] = report.by_campaign.get(campaign.key, 0) + 1
+            if not ahead:
+                e.status, e.next_step_key, e.next_due_at = "completed", None, None
+                report.completed += 1
+                continue
+            step = campaign.step(ahead[0])
+            subscriber = session.get(Subscriber, e.subscriber_id)
+            base = e.cursor_base_at or e.created_at
+            due = due_time(base, campaign, step, subscriber, reachable_channels(session, subscriber), policy)
+            if (step.key, due) != (e.next_step_key, e.next_due_at):
+                report.rescheduled += 1
+            e.next_step_key, e.next_due_at = step.key, due
+    session.flush()
+    return report

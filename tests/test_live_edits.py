@@ -1,0 +1,174 @@
+"""Editing a live sequence: each rule in campaigns/revisions.py, with people at
+different places in it, on SQLite and PostgreSQL."""
+
+import os
+import shutil
+import time
+from datetime import timedelta
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from campaigns import engine
+from campaigns.db import transaction
+from campaigns.definitions import Registry
+from campaigns.models import Enrollment, Message
+from campaigns.sending import send_batch
+from tests.conftest import FIXTURES, T0
+from tests.helpers import add_and_enroll, messages
+
+
+@pytest.fixture
+def defs(tmp_path):
+    folder = tmp_path / "definitions"
+    shutil.copytree(FIXTURES / "definitions", folder)
+    return folder
+
+
+@pytest.fixture
+def templates(tmp_path):
+    folder = tmp_path / "templates"
+    shutil.copytree(FIXTURES / "templates", folder)
+    return folder
+
+
+@pytest.fixture
+def reg(defs, templates):
+    return Registry(defs, templates)
+
+
+def rewrite(defs, change):
+    path = defs / "tiny.yaml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    later = time.time_ns() + 10**9  # the registry notices edits by modification time
+    os.utime(path, ns=(later, later))
+
+
+def tick(factory, clock, reg, policy):
+    sent = []
+    engine.tick(factory, clock, reg, policy, lambda work: sent.append(work))
+    return sent
+
+
+def enrollment(factory, eid):
+    with factory() as s:
+        return s.get(Enrollment, eid)
+
+
+def steps_of(factory, eid):
+    return [m.step_key for m in messages(factory) if m.enrollment_id == eid and m.channel == "email"] + \
+        [m.step_key for m in messages(factory) if m.enrollment_id == eid and m.channel == "sms"
+         and m.step_key == "third"]
+
+
+def test_edited_delay_reschedules_people_waiting_on_that_step(factory, clock, reg, policy, defs):
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
+    tick(factory, clock, reg, policy)  # 'hello' goes out at T0; 'second' due a day later
+    assert enrollment(factory, eid).next_due_at == T0 + timedelta(days=1)
+    rewrite(defs, lambda d: d["steps"][1].update(delay="3h"))
+    tick(factory, clock, reg, policy)
+    assert enrollment(factory, eid).next_due_at == T0 + timedelta(hours=3)
+    clock.advance(hours=2)
+    rewrite(defs, lambda d: d["steps"][1].update(delay="1h"))  # less than already waited
+    tick(factory, clock, reg, policy)
+    assert "second" in steps_of(factory, eid)  # due at once, and claimed by the same tick
+
+
+def test_rewritten_copy_reaches_queued_and_future_messages(send_ctx, factory, clock, reg, policy,
+                                                          templates):
+    from campaigns.rendering import Renderer, Sender
+
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
+    (work,) = [w for w in tick(factory, clock, reg, policy) if w.email]
+    (templates / "tiny" / "en" / "hello.html").write_text("<p>Brand new words.</p>")
+    send_ctx.registry = reg
+    send_ctx.renderer = Renderer(templates, Sender("Lunara", "x"))
+    send_batch(send_ctx, "email", work.email)
+    eml = next((send_ctx.email_provider.folder / "email").iterdir()).read_text()
+    assert "Brand new words." in eml
+    assert enrollment(factory, eid).next_step_key == "second"  # content edits move nobody
+
+
+def test_inserted_step_reaches_only_people_before_its_place(factory, clock, reg, policy, defs):
+    _, early = add_and_enroll(factory, clock, reg, policy, email="early@example.com")
+    tick(factory, clock, reg, policy)  # early: had 'hello', waits on 'second'
+    clock.advance(days=1)
+    _, new = add_and_enroll(factory, clock, reg, policy, email="new@example.com")
+    tick(factory, clock, reg, policy)  # early had 'second' too; new had 'hello'
+    assert enrollment(factory, early).next_step_key == "third"
+    extra = {"key": "extra", "delay": "2h", "channels": ["email"], "template": "second", "subject": "Extra"}
+    rewrite(defs, lambda d: d["steps"].insert(1, extra))  # after 'hello'
+    tick(factory, clock, reg, policy)
+    assert enrollment(factory, new).next_step_key == "extra"
+    assert enrollment(factory, new).next_due_at == T0 + timedelta(days=1, hours=2)
+    assert enrollment(factory, early).next_step_key == "third"  # already past that place
+    for _ in range(8):
+        clock.advance(days=1)
+        tick(factory, clock, reg, policy)
+    assert steps_of(factory, new) == ["hello", "extra", "second", "third"]
+    assert steps_of(factory, early) == ["hello", "second", "third"]
+
+
+def test_removed_step_moves_waiting_people_on(factory, clock, reg, policy, defs):
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com", phone="+12025550143")
+    tick(factory, clock, reg, policy)
+    rewrite(defs, lambda d: d["steps"].pop(1))  # 'second' is gone
+    tick(factory, clock, reg, policy)
+    e = enrollment(factory, eid)
+    assert e.next_step_key == "third"
+    assert e.next_due_at == T0 + timedelta(days=2)  # third's own delay, from when hello went out
+
+
+def test_reordered_steps_keep_place_and_never_resend(factory, clock, reg, policy, defs):
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com", phone="+12025550143")
+    tick(factory, clock, reg, policy)
+    clock.advance(days=1)
+    tick(factory, clock, reg, policy)  # had hello and second; waits on third
+    rewrite(defs, lambda d: d["steps"].insert(0, d["steps"].pop(2)))  # third, hello, second
+    for _ in range(5):
+        clock.advance(days=1)
+        tick(factory, clock, reg, policy)
+    with factory() as s:
+        keys = s.execute(select(Message.step_key, Message.channel).where(Message.enrollment_id == eid)).all()
+    assert len(keys) == len(set(keys))
+    assert sorted(k for k, _ in keys) == ["hello", "hello", "second", "third"]
+    assert enrollment(factory, eid).status == "completed"
+
+
+def test_reorder_ahead_of_someone_sends_in_the_new_order(factory, clock, reg, policy, defs):
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com", phone="+12025550143")
+    tick(factory, clock, reg, policy)  # had hello; waits on second, then third
+    rewrite(defs, lambda d: d["steps"].insert(1, d["steps"].pop(2)))  # hello, third, second
+    tick(factory, clock, reg, policy)
+    assert enrollment(factory, eid).next_step_key == "third"
+
+
+def test_version_bump_alone_moves_nobody(factory, clock, reg, policy, defs):
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
+    tick(factory, clock, reg, policy)
+    before = enrollment(factory, eid)
+    rewrite(defs, lambda d: d.update(version=2))
+    tick(factory, clock, reg, policy)
+    after = enrollment(factory, eid)
+    assert (after.next_step_key, after.next_due_at, after.campaign_revision) == \
+        (before.next_step_key, before.next_due_at, before.campaign_revision)
+    clock.advance(days=1)
+    tick(factory, clock, reg, policy)
+    assert {m.campaign_version for m in messages(factory) if m.step_key == "second"} == {2}
+
+
+def test_completed_people_stay_completed_when_steps_are_appended(factory, clock, reg, policy, defs):
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
+    for _ in range(4):
+        tick(factory, clock, reg, policy)
+        clock.advance(days=2)
+    assert enrollment(factory, eid).status == "completed"
+    extra = {"key": "bonus", "delay": "1d", "channels": ["email"], "template": "second", "subject": "Bonus"}
+    rewrite(defs, lambda d: d["steps"].append(extra))
+    clock.advance(days=2)
+    tick(factory, clock, reg, policy)
+    assert enrollment(factory, eid).status == "completed"
+    assert "bonus" not in steps_of(factory, eid)
