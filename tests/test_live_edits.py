@@ -172,3 +172,36 @@ def test_completed_people_stay_completed_when_steps_are_appended(factory, clock,
     tick(factory, clock, reg, policy)
     assert enrollment(factory, eid).status == "completed"
     assert "bonus" not in steps_of(factory, eid)
+
+
+def test_diff_counts_whom_each_change_affects(factory, clock, reg, policy, defs):
+    from campaigns.definitions import parse_campaign
+    from campaigns.diffing import diff, people
+    from campaigns.revisions import structure
+
+    for i in range(3):
+        add_and_enroll(factory, clock, reg, policy, email=f"p{i}@example.com")
+    tick(factory, clock, reg, policy)  # all three had hello, wait on second
+    clock.advance(days=1)
+    add_and_enroll(factory, clock, reg, policy, email="late@example.com")  # waits on hello
+    old = reg.get("tiny")
+
+    def change(d):
+        d["steps"][1]["delay"] = "2d"
+        d["steps"][1]["subject"] = "A new subject"
+        d["steps"][0]["channels"] = ["email"]
+        d["steps"].insert(1, {"key": "intro", "delay": "1h", "channels": ["email"], "template": "second",
+                              "subject": "Intro"})
+        d["steps"].insert(0, {"key": "preface", "delay": "0m", "channels": ["email"], "template": "second",
+                              "subject": "Preface"})
+        d["version"] = 2
+
+    rewrite(defs, change)
+    new = parse_campaign(defs / "tiny.yaml", reg.templates_dir)
+    with factory() as s:
+        everyone = people(s, "tiny")
+    found = {(c.kind, c.step): c.affected for c in diff(structure(old), new, everyone, old, old.version)}
+    assert found == {("added", "intro"): 4,  # nobody has passed the place after 'hello'
+                     ("added", "preface"): 1,  # only the late joiner has not passed the start
+                     ("delay", "second"): 4, ("channels", "hello"): 1, ("copy", "second"): 4,
+                     ("version", None): 0}

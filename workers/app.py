@@ -13,7 +13,7 @@ holds the schedule and the broker only carries work that is due now.
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 from settings import get_settings
@@ -75,3 +75,11 @@ def make_app(settings=None) -> Celery:
 
 
 app = make_app()
+
+
+@signals.worker_init.connect
+def _check_schema(**_kwargs) -> None:
+    # Fail at start-up, with the fix in the message, rather than on the first task.
+    from workers.runtime import runtime
+
+    runtime()

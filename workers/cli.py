@@ -18,6 +18,17 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
+def _runtime():
+    from campaigns.migrate import SchemaError
+    from workers.runtime import runtime
+
+    _settings()
+    try:
+        return runtime()
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.group()
 def main() -> None:
     """Patient-education drip campaigns: scheduler, workers and tools."""
@@ -126,6 +137,44 @@ def campaigns_preview(campaign, locale, first_name, zone, joined, out) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@campaigns.command("diff")
+@click.argument("new_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--against", "old_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An older copy of the file (default: the shape deployed in the database).")
+def campaigns_diff(new_file, old_file) -> None:
+    """Say what an edited campaign file changes and how many enrolled people each change affects."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from campaigns.definitions import DefinitionError, parse_campaign
+    from campaigns.diffing import diff, people
+    from campaigns.models import CampaignRevision
+    from campaigns.revisions import structure
+    rt = _runtime()
+    try:
+        new = parse_campaign(Path(new_file), rt.settings.templates_dir)
+        old_campaign = parse_campaign(Path(old_file), rt.settings.templates_dir) if old_file else None
+    except DefinitionError as exc:
+        raise click.ClickException(str(exc)) from None
+    with rt.factory() as session:
+        if old_campaign is not None:
+            old_shape, old_version, label = structure(old_campaign), old_campaign.version, old_file
+        else:
+            row = session.scalar(select(CampaignRevision).where(CampaignRevision.campaign_key == new.key)
+                                 .order_by(CampaignRevision.id.desc()).limit(1))
+            if row is None:
+                raise click.ClickException(f"{new.key} has not been deployed yet; nothing to compare with")
+            old_shape, old_version, label = row.structure, row.version, f"deployed revision {row.revision}"
+        everyone = people(session, new.key)
+    changes = diff(old_shape, new, everyone, old_campaign, old_version)
+    click.echo(f"{new.key}: {label} -> {new_file}; {len(everyone)} people enrolled and not finished")
+    for change in changes:
+        click.echo(f"  {change}")
+    if not changes:
+        click.echo("  no changes to the sequence's shape or copy settings")
+
+
 @main.command()
 @click.option("--campaign", required=True)
 @click.option("--email")
@@ -139,9 +188,7 @@ def enroll(campaign, email, phone, first_name, tz, locale) -> None:
     from campaigns.definitions import DefinitionError
     from campaigns.scheduling import enroll as do_enroll
     from campaigns.subscribers import InvalidSubscriber, upsert_subscriber
-    from workers.runtime import runtime
-
-    rt = runtime()
+    rt = _runtime()
     consent = tuple(c for c, v in (("email", email), ("sms", phone)) if v)
     try:
         with transaction(rt.factory) as session:
@@ -159,9 +206,7 @@ def status(as_json) -> None:
     """Due backlog, oldest due age, outbox counts by status, queue depths."""
     from campaigns.status import read_status
     from workers.queues import queue_depths
-    from workers.runtime import runtime
-
-    rt = runtime()
+    rt = _runtime()
     with rt.factory() as session:
         st = read_status(session, rt.clock)
     depths = queue_depths(rt.settings)
@@ -214,7 +259,7 @@ def outbox_list(status_, limit) -> None:
     from campaigns.models import Message
     from workers.runtime import runtime
 
-    with runtime().factory() as session:
+    with _runtime().factory() as session:
         rows = session.scalars(select(Message).where(Message.status == status_).order_by(Message.id).limit(limit))
         for m in rows:
             click.echo(f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} attempts={m.attempts} "
@@ -228,10 +273,9 @@ def outbox_settle(message_id, outcome) -> None:
     """Decide an unconfirmed message after checking the provider's own logs."""
     from campaigns.db import transaction
     from campaigns.ops import OpsError, settle
-    from workers.runtime import runtime
     from workers.tasks import dispatch
 
-    rt = runtime()
+    rt = _runtime()
     try:
         with transaction(rt.factory) as session:
             work = settle(session, rt.clock, message_id, outcome)

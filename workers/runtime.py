@@ -17,11 +17,13 @@ from campaigns.clock import Clock, clock_from_settings
 from campaigns.db import make_engine, make_session_factory
 from campaigns.definitions import Registry
 from campaigns.links import Signer
+from campaigns.migrate import check_current
 from campaigns.rendering import Renderer, Sender
 from campaigns.scheduling import Policy
 from campaigns.sending import SendContext
 from settings import Settings, get_settings
 from workers.providers import build_providers
+from workers.ratelimit import build_limiters
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     engine = make_engine(settings.database_url)
+    check_current(engine)  # a worker on an old schema must stop at once, saying why
     factory = make_session_factory(engine)
     clock = clock_from_settings(settings)
     registry = Registry(settings.definitions_dir, settings.templates_dir)
@@ -47,6 +50,7 @@ def build_runtime(settings: Settings) -> Runtime:
         factory=factory, clock=clock, registry=registry, renderer=renderer,
         signer=Signer(settings.secret_key.get_secret_value().encode()), policy=policy,
         base_url=settings.public_base_url, email_provider=email, sms_provider=sms,
+        limiters=build_limiters(settings),
         lease=timedelta(seconds=settings.lease_seconds), max_attempts=settings.max_attempts,
         retry_base=settings.retry_base_seconds, retry_cap=settings.retry_cap_seconds,
     )

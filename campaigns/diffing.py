@@ -1,0 +1,108 @@
+"""`drip campaigns diff`: what an edit changes, and for how many people already enrolled.
+
+Counts come from the same rules `reconcile` applies (campaigns/revisions.py), run over
+the active enrollments in the database, so the preview and the deploy agree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.definitions import Campaign
+from campaigns.models import Enrollment, Message
+from campaigns.revisions import remaining, structure
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    step: str | None
+    detail: str
+    affected: int
+
+    def __str__(self) -> str:
+        where = f"step {self.step}: " if self.step else ""
+        return f"{self.kind:<10} {where}{self.detail} -> {self.affected} enrolled people affected"
+
+
+@dataclass(frozen=True)
+class Person:
+    received: frozenset[str]
+    waiting_on: str | None
+
+
+def people(session: Session, campaign_key: str) -> list[Person]:
+    rows = session.execute(
+        select(Enrollment.id, Enrollment.next_step_key)
+        .where(Enrollment.campaign_key == campaign_key, Enrollment.status.in_(("active", "paused")))
+    ).all()
+    received: dict[int, set[str]] = defaultdict(set)
+    for eid, key in session.execute(
+        select(Message.enrollment_id, Message.step_key)
+        .join(Enrollment, Enrollment.id == Message.enrollment_id)
+        .where(Enrollment.campaign_key == campaign_key)
+    ):
+        received[eid].add(key)
+    return [Person(frozenset(received[eid]), waiting) for eid, waiting in rows]
+
+
+def _fmt_delay(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return " ".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (rest // 60, "m")) if n) or "0m"
+
+
+def diff(old: list[dict], new: Campaign, everyone: list[Person], old_campaign: Campaign | None = None,
+         old_version: int | None = None) -> list[Change]:
+    new_shape = structure(new)
+    old_by = {s["key"]: s for s in old}
+    new_by = {s["key"]: s for s in new_shape}
+    old_order = [s["key"] for s in old]
+    new_order = [s["key"] for s in new_shape]
+    ahead_old = [remaining(old_order, set(p.received), p.waiting_on, old_order) for p in everyone]
+    ahead_new = [remaining(new_order, set(p.received), p.waiting_on, old_order) for p in everyone]
+
+    def count(pred) -> int:
+        return sum(1 for i, _ in enumerate(everyone) if pred(i))
+
+    changes: list[Change] = []
+    for key in old_order:
+        if key not in new_by:
+            changes.append(Change("removed", key, "no longer sent; people waiting on it move on",
+                                  count(lambda i: key in ahead_old[i])))
+    for index, key in enumerate(new_order):
+        if key not in old_by:
+            after = new_order[index - 1] if index else "the start"
+            changes.append(Change("added", key, f"inserted after {after}", count(lambda i: key in ahead_new[i])))
+    for key in new_order:
+        if key not in old_by:
+            continue
+        o, n = old_by[key], new_by[key]
+        if o["delay"] != n["delay"]:
+            changes.append(Change("delay", key, f"{_fmt_delay(o['delay'])} -> {_fmt_delay(n['delay'])}",
+                                  count(lambda i: key in ahead_new[i])))
+        if o["channels"] != n["channels"]:
+            changes.append(Change("channels", key, f"{'+'.join(o['channels'])} -> {'+'.join(n['channels'])}",
+                                  count(lambda i: key in ahead_new[i])))
+        copy = []
+        if o.get("template") != n.get("template"):
+            copy.append(f"template {o.get('template')} -> {n.get('template')}")
+        if old_campaign is not None:
+            os_, ns_ = old_campaign.step(key), new.step(key)
+            if os_ and (os_.subject, os_.preheader) != (ns_.subject, ns_.preheader):
+                copy.append("subject/preheader edited")
+        if copy:
+            changes.append(Change("copy", key, "; ".join(copy), count(lambda i: key in ahead_new[i])))
+    common_old = [k for k in old_order if k in new_by]
+    common_new = [k for k in new_order if k in old_by]
+    if common_old != common_new:
+        changes.append(Change("reordered", None, " -> ".join(common_new),
+                              count(lambda i: [k for k in ahead_new[i] if k in old_by]
+                                    != [k for k in ahead_old[i] if k in new_by])))
+    if old_version is not None and old_version != new.version:
+        changes.append(Change("version", None, f"{old_version} -> {new.version}", 0))
+    return changes
