@@ -247,7 +247,7 @@ def _advance(msg: Message, ev: NormalizedEvent, now: datetime) -> None:
         return
     msg.status = target
     detail = f", error {ev.error_code}" if ev.error_code else ""
-    msg.reason = f"{ev.type} (from {ev.provider} webhook{detail})"[:200]
+    msg.reason = f"{ev.provider} webhook: {ev.type}{detail}"[:200]
     if ev.error_code and target in (states.FAILED, states.BOUNCED):
         msg.last_error = f"{ev.provider} {ev.type}: {ev.error_code}"
     # A webhook can beat the send task's own bookkeeping (or replace it after a crash):
@@ -285,13 +285,17 @@ def _protect_address(session: Session, clock: Clock, msg: Message, ev: Normalize
 # ---------------------------------------------------------------- inbound texts
 
 # Whole-message keywords (CTIA, and the FCC's 2024 revocation words), English and
-# Spanish since the courses are sent in both. Trailing punctuation is ignored.
+# Spanish since the courses are sent in both. Punctuation is ignored ("Stop.", "opt-out").
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE",
               "OPTOUT", "OPT OUT", "PARAR", "ALTO", "CANCELAR"}
 START_WORDS = {"START", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO", "AYUDA"}
-# Suppressions a subscriber lifts by texting START; bounces and complaints stay.
-LIFTED_BY_START = ("unsubscribed", "stop")
+
+
+def lifted_by_start(reason: str) -> bool:
+    """Opt-outs are lifted by texting START; bounces, complaints and bad numbers stay.
+    The send path records Twilio's 21610 as "unsubscribed at carrier (21610)"."""
+    return reason == "stop" or reason.startswith("unsubscribed")
 
 
 def help_text(brand: str, contact: str) -> str:
@@ -365,7 +369,7 @@ def handle_inbound_sms(
 def _start(session: Session, clock: Clock, subscriber: Subscriber | None, phone: str,
            evidence: dict) -> None:
     existing: Suppression | None = suppression_for(session, "sms", phone)
-    if existing is not None and existing.reason in LIFTED_BY_START:
+    if existing is not None and lifted_by_start(existing.reason):
         session.delete(existing)  # the consent records keep the history
     if subscriber is None:
         return
