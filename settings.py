@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     def _db_url(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
+        if value.startswith(("postgresql://", "postgres://")):
             # psycopg 3 is the installed driver; spare operators the dialect suffix.
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
@@ -140,12 +140,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         secret = self.secret_key.get_secret_value()
-        if self.environment != "development":
-            if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
-                raise ValueError(
-                    "SECRET_KEY is a placeholder or shorter than 32 characters; "
-                    "set a random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-                )
+        if self.environment != "development" and (secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32):
+            raise ValueError(
+                "SECRET_KEY is a placeholder or shorter than 32 characters; "
+                "set a random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
         if self.sms_latest_hour <= self.sms_earliest_hour:
             raise ValueError("SMS_LATEST_HOUR must be later than SMS_EARLIEST_HOUR")
         if self.lease_seconds >= self.broker_visibility_timeout:
@@ -158,8 +157,21 @@ class Settings(BaseSettings):
                                        ("TWILIO_AUTH_TOKEN", self.twilio_auth_token)) if not v]
             if not (self.twilio_messaging_service_sid or self.twilio_from_number):
                 missing.append("TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")
+        if (self.environment == "production" and self.email_provider == "sendgrid"
+                and not self.sendgrid_webhook_public_key):
+            # Without it the event webhook refuses everything and unconfirmed emails never settle.
+            missing.append("SENDGRID_WEBHOOK_PUBLIC_KEY")
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set for the selected provider")
+        if self.sendgrid_webhook_public_key:
+            from campaigns.webhook_signatures import sendgrid_public_key
+
+            try:
+                sendgrid_public_key(self.sendgrid_webhook_public_key)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is a bad setting
+                raise ValueError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable ECDSA P-256 key ({exc})") from None
+        if self.environment == "production" and not self.public_base_url.startswith("https://"):
+            raise ValueError("PUBLIC_BASE_URL must be https in production (links and webhook signatures use it)")
         return self
 
     @property

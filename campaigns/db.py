@@ -8,8 +8,8 @@ WAL keeps readers (the status page, the demo) from blocking on writers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine

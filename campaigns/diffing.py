@@ -66,28 +66,28 @@ def diff(old: list[dict], new: Campaign, everyone: list[Person], old_campaign: C
     ahead_old = [remaining(old_order, set(p.received), p.waiting_on, old_order) for p in everyone]
     ahead_new = [remaining(new_order, set(p.received), p.waiting_on, old_order) for p in everyone]
 
-    def count(pred) -> int:
-        return sum(1 for i, _ in enumerate(everyone) if pred(i))
+    def holding(key: str, lists: list[list[str]]) -> int:
+        return sum(1 for ahead in lists if key in ahead)
 
     changes: list[Change] = []
     for key in old_order:
         if key not in new_by:
             changes.append(Change("removed", key, "no longer sent; people waiting on it move on",
-                                  count(lambda i: key in ahead_old[i])))
+                                  holding(key, ahead_old)))
     for index, key in enumerate(new_order):
         if key not in old_by:
             after = new_order[index - 1] if index else "the start"
-            changes.append(Change("added", key, f"inserted after {after}", count(lambda i: key in ahead_new[i])))
+            changes.append(Change("added", key, f"inserted after {after}", holding(key, ahead_new)))
     for key in new_order:
         if key not in old_by:
             continue
         o, n = old_by[key], new_by[key]
         if o["delay"] != n["delay"]:
             changes.append(Change("delay", key, f"{_fmt_delay(o['delay'])} -> {_fmt_delay(n['delay'])}",
-                                  count(lambda i: key in ahead_new[i])))
+                                  holding(key, ahead_new)))
         if o["channels"] != n["channels"]:
             changes.append(Change("channels", key, f"{'+'.join(o['channels'])} -> {'+'.join(n['channels'])}",
-                                  count(lambda i: key in ahead_new[i])))
+                                  holding(key, ahead_new)))
         copy = []
         if o.get("template") != n.get("template"):
             copy.append(f"template {o.get('template')} -> {n.get('template')}")
@@ -96,13 +96,13 @@ def diff(old: list[dict], new: Campaign, everyone: list[Person], old_campaign: C
             if os_ and (os_.subject, os_.preheader) != (ns_.subject, ns_.preheader):
                 copy.append("subject/preheader edited")
         if copy:
-            changes.append(Change("copy", key, "; ".join(copy), count(lambda i: key in ahead_new[i])))
+            changes.append(Change("copy", key, "; ".join(copy), holding(key, ahead_new)))
     common_old = [k for k in old_order if k in new_by]
     common_new = [k for k in new_order if k in old_by]
     if common_old != common_new:
         changes.append(Change("reordered", None, " -> ".join(common_new),
-                              count(lambda i: [k for k in ahead_new[i] if k in old_by]
-                                    != [k for k in ahead_old[i] if k in new_by])))
+                              sum(1 for new_ahead, old_ahead in zip(ahead_new, ahead_old, strict=True)
+                                  if [k for k in new_ahead if k in old_by] != [k for k in old_ahead if k in new_by])))
     if old_version is not None and old_version != new.version:
         changes.append(Change("version", None, f"{old_version} -> {new.version}", 0))
     return changes

@@ -31,15 +31,15 @@ from sqlalchemy.orm import Session
 
 from campaigns import states
 from campaigns.clock import Clock
-from campaigns.models import Enrollment, Event, Message, Subscriber, Suppression
+from campaigns.models import Event, Message, Subscriber
 from campaigns.redact import mask
 from campaigns.subscribers import (
     InvalidSubscriber,
     address_for,
+    lift_unsubscribe,
     normalize_phone,
-    record_consent,
+    resubscribe,
     suppress,
-    suppression_for,
     unsubscribe,
 )
 
@@ -262,9 +262,20 @@ def _advance(msg: Message, ev: NormalizedEvent, now: datetime) -> None:
     msg.updated_at = now
 
 
+# SendGrid drop reasons that say the address itself must not be mailed.
+ADDRESS_DROP_REASONS = ("bounced address", "unsubscribed address", "spam reporting address", "invalid")
+
+
+def _drop_is_about_the_address(reason: str | None) -> bool:
+    text = (reason or "").strip().lower()
+    return text in ADDRESS_DROP_REASONS
+
+
 def _protect_address(session: Session, clock: Clock, msg: Message, ev: NormalizedEvent) -> None:
     """Applied even when the status did not move: a bounce after a drop still counts."""
     reason = SUPPRESS_REASON.get(ev.type)
+    if ev.type == E.DROPPED and not _drop_is_about_the_address(ev.error_code):
+        reason = None  # dropped for our own fault (a bad header, content): the address is fine
     if ev.provider == "twilio" and ev.error_code in TWILIO_SUPPRESSING_ERRORS:
         reason = TWILIO_SUPPRESSING_ERRORS[ev.error_code]
     if reason is None and ev.type != E.UNSUBSCRIBED:
@@ -290,12 +301,6 @@ STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE
               "OPTOUT", "OPT OUT", "PARAR", "ALTO", "CANCELAR"}
 START_WORDS = {"START", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO", "AYUDA"}
-
-
-def lifted_by_start(reason: str) -> bool:
-    """Opt-outs are lifted by texting START; bounces, complaints and bad numbers stay.
-    The send path records Twilio's 21610 as "unsubscribed at carrier (21610)"."""
-    return reason == "stop" or reason.startswith("unsubscribed")
 
 
 def help_text(brand: str, contact: str) -> str:
@@ -368,22 +373,7 @@ def handle_inbound_sms(
 
 def _start(session: Session, clock: Clock, subscriber: Subscriber | None, phone: str,
            evidence: dict) -> None:
-    existing: Suppression | None = suppression_for(session, "sms", phone)
-    if existing is not None and lifted_by_start(existing.reason):
-        session.delete(existing)  # the consent records keep the history
     if subscriber is None:
+        lift_unsubscribe(session, "sms", phone)  # not a subscriber: only its STOP is lifted
         return
-    record_consent(session, clock, subscriber, "sms", "granted", "sms_keyword", evidence)
-    if subscriber.status == "unsubscribed":
-        subscriber.status = "active"
-        subscriber.updated_at = clock.now()
-        # Texting START asks for the messages back: resume the courses the opt-out ended.
-        for enrollment in session.scalars(
-            select(Enrollment).where(Enrollment.subscriber_id == subscriber.id,
-                                     Enrollment.status == "exited",
-                                     Enrollment.exit_reason == "unsubscribed",
-                                     Enrollment.next_step_key.is_not(None))
-        ):
-            enrollment.status = "active"
-            enrollment.exit_reason = None
-            enrollment.updated_at = clock.now()
+    resubscribe(session, clock, subscriber, "sms", "sms_keyword", evidence)

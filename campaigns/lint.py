@@ -32,8 +32,8 @@ CONDITION_WORDS = {
 _EN = "|".join(CONDITION_WORDS["en"])
 _ES = "|".join(CONDITION_WORDS["es"])
 TELLING_THE_READER = {
-    "en": [rf"\byou (?:have|may have|might have|probably have|likely have|suffer from)"
-           rf" (?:an? )?(?:\w+ ){{0,2}}(?:{_EN})\b",
+    "en": [(rf"\byou (?:have|may have|might have|probably have|likely have|suffer from)"
+            rf" (?:an? )?(?:\w+ ){{0,2}}(?:{_EN})\b"),
            rf"\byour (?:\w+ )?(?:{_EN})\b", r"\byou(?:'re| are) (?:suffering|diagnosed)\b"],
     "es": [rf"\b(?:tienes|padeces|sufres de) (?:una? )?(?:\w+ ){{0,2}}(?:{_ES})\b",
            rf"\btu (?:\w+ )?(?:{_ES})\b"],
@@ -90,13 +90,25 @@ def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
     file = campaign.source.name if campaign.source else campaign.key
     for step in campaign.steps:
         for locale in campaign.locales:
-            add = lambda sev, channel, msg: out.append(Finding(sev, file, step.key, channel, locale, msg))  # noqa: E731
+            add = _collector(out, file, step.key, locale)
             links = links_for(ctx.base_url, signer, new_public_token())
             if "email" in step.channels:
                 _lint_email(renderer, campaign, step, locale, links, ctx, add)
             if "sms" in step.channels:
                 _lint_sms(renderer, campaign, step, locale, links, ctx, add)
     return out
+
+
+def _collector(out: list[Finding], file: str, step: str, locale: str):
+    def add(severity: str, channel: str, message: str) -> None:
+        out.append(Finding(severity, file, step, channel, locale, message))
+    return add
+
+
+def _collector(out: list[Finding], file: str, step: str, locale: str):
+    def add(severity: str, channel: str, message: str) -> None:
+        out.append(Finding(severity, file, step, channel, locale, message))
+    return add
 
 
 def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> None:

@@ -16,7 +16,7 @@ class OpsError(ValueError):
 
 def settle(session: Session, clock: Clock, message_id: int, outcome: str) -> Work:
     """Resolve an unconfirmed message: ops checked the provider and says what happened."""
-    msg = session.get(Message, message_id)
+    msg = session.get(Message, message_id, with_for_update=True)
     if msg is None:
         raise OpsError(f"no message {message_id}")
     if msg.status != states.UNCONFIRMED:

@@ -69,10 +69,10 @@ def write_preview(campaign: Campaign, renderer: Renderer, out: Path, *, locale: 
                 f"{text}\n\n-- {len(text)} characters, {encoding}, {count} segment(s)\n", encoding="utf-8")
             written.append(folder / f"{stem}.sms.txt")
     rows = timeline(campaign, joined, zone, ("email", "sms"), policy)
-    lines = [f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
-             f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}",
-             f"send window: {campaign.window.describe()}; texts only "
-             f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local", ""]
+    lines = [(f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
+              f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}"),
+             (f"send window: {campaign.window.describe()}; texts only "
+              f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local"), ""]
     lines += [f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<16} {'+'.join(r.channels)}" for r in rows]
     (folder / "timeline.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append(folder / "timeline.txt")

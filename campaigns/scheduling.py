@@ -28,13 +28,15 @@ from campaigns.revisions import ensure_revision, next_after, received_steps
 from campaigns.subscribers import address_for, has_consent, suppression_for
 from campaigns.windows import Window, next_allowed
 
+TEXT_HOURS = Window.every_day(8, 21)
+
 
 @dataclass(frozen=True)
 class Policy:
     """The scheduling rules that come from settings."""
 
     default_timezone: str = "America/New_York"
-    sms_window: Window = Window.every_day(8, 21)
+    sms_window: Window = TEXT_HOURS
     claim_batch_size: int = 500
     requeue_after: timedelta = timedelta(minutes=10)
 
@@ -78,8 +80,8 @@ def step_window(campaign: Campaign, channels, policy: Policy) -> Window:
         narrowed = window.intersect(policy.sms_window)
         if narrowed is None:
             raise DefinitionError(
-                [f"{campaign.key}: send_window {window.describe()} never overlaps the text "
-                 f"hours {policy.sms_window.describe()}"]
+                [(f"{campaign.key}: send_window {window.describe()} never overlaps the text "
+                  f"hours {policy.sms_window.describe()}")]
             )
         window = narrowed
     return window
@@ -119,7 +121,7 @@ def enroll(
     try:
         with session.begin_nested():
             session.add(enrollment)
-    except Exception:  # noqa: BLE001 - a concurrent enroll won the unique key
+    except Exception:
         found = _find_enrollment(session, subscriber.id, campaign_key)
         if found is None:
             raise

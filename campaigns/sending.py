@@ -26,9 +26,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import states
-from campaigns.clock import Clock
-from campaigns.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, matches, substitutions
+from campaigns.batching import (
+    PLACEHOLDER_LINKS,
+    PLACEHOLDER_NAME,
+    SharedEmail,
+    matches,
+    substitutions,
+)
 from campaigns.channels import pause, paused
+from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.definitions import Registry
 from campaigns.links import Signer, links_for
@@ -152,7 +158,7 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
             results = ctx.email_provider.send_emails(outgoing)
         else:
             results = ctx.sms_provider.send_sms(outgoing)
-    except Exception as exc:  # noqa: BLE001 - a provider bug must not lose track of sends
+    except Exception as exc:
         log.exception("provider raised instead of classifying; marking batch unconfirmed")
         results = [SendResult(o.message_id, Outcome.UNKNOWN, error=f"provider raised {exc!r}") for o in outgoing]
     provider = ctx.email_provider.name if channel == "email" else ctx.sms_provider.name
@@ -269,7 +275,9 @@ def backoff(attempt: int, base: float, cap: float, rng=random.random) -> float:
 def apply_result(session: Session, ctx: SendContext, result: SendResult, token: str,
                  provider: str, report: BatchReport) -> None:
     now = ctx.clock.now()
-    msg = session.get(Message, result.message_id)
+    # Locked: a webhook committing between this read and the write would otherwise be
+    # overwritten, moving a delivered message back to sent.
+    msg = session.get(Message, result.message_id, with_for_update=True)
     if msg is None or msg.status != states.SENDING or msg.lease_token != token:
         # The reaper declared it unconfirmed meanwhile; a webhook will settle it.
         report.not_ours += 1
@@ -340,7 +348,8 @@ def settle_unconfirmed(session: Session, clock: Clock, lookups: dict[str, object
     now = clock.now()
     work = Work()
     counts = {"sent": 0, "requeued": 0, "waiting": 0}
-    for msg in session.scalars(select(Message).where(Message.status == states.UNCONFIRMED)).all():
+    unconfirmed = select(Message).where(Message.status == states.UNCONFIRMED).with_for_update(skip_locked=True)
+    for msg in session.scalars(unconfirmed).all():
         provider = lookups.get(msg.channel)
         lookup = getattr(provider, "lookup", None)
         found = lookup(msg.id) if lookup else None

@@ -184,7 +184,7 @@ def suppress(
     try:
         with session.begin_nested():
             session.add(row)
-    except Exception:  # noqa: BLE001 - unique violation from a concurrent writer
+    except Exception:
         existing = suppression_for(session, channel, address)
         if existing is None:
             raise
@@ -222,3 +222,47 @@ def unsubscribe(
             enrollment.exit_reason = "unsubscribed"
             enrollment.updated_at = clock.now()
     session.flush()
+
+
+
+def waivable(reason: str) -> bool:
+    """Opt-outs the person may take back (unsubscribe, STOP, the carrier's 21610);
+    bounces, complaints and invalid numbers are not theirs to lift."""
+    return reason == "stop" or reason.startswith("unsubscribed")
+
+
+def lift_unsubscribe(session: Session, channel: str, address: str) -> bool:
+    """Remove an opt-out suppression; False (row kept) when the suppression is not waivable."""
+    row = suppression_for(session, channel, address)
+    if row is None:
+        return True
+    if not waivable(row.reason):
+        return False
+    session.delete(row)
+    session.flush()
+    return True
+
+
+def resubscribe(session: Session, clock: Clock, subscriber: Subscriber, channel: str, source: str,
+                evidence: dict | None = None) -> bool:
+    """An explicit opt-in again (START, the preference page). Records consent, lifts the
+    opt-out, and resumes the courses that the opt-out ended. False when the address stays
+    suppressed for a reason the person cannot waive."""
+    address = address_for(subscriber, channel)
+    if not address or not lift_unsubscribe(session, channel, address):
+        return False
+    record_consent(session, clock, subscriber, channel, "granted", source, evidence)
+    if subscriber.status == "unsubscribed":
+        subscriber.status = "active"
+        subscriber.updated_at = clock.now()
+        for enrollment in session.scalars(
+            select(Enrollment).where(Enrollment.subscriber_id == subscriber.id,
+                                     Enrollment.status == "exited",
+                                     Enrollment.exit_reason == "unsubscribed",
+                                     Enrollment.next_step_key.is_not(None))
+        ):
+            enrollment.status = "active"
+            enrollment.exit_reason = None
+            enrollment.updated_at = clock.now()
+    session.flush()
+    return True

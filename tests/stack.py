@@ -65,9 +65,9 @@ class Stack:
                 "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
         if beat:
             args += ["-B", "-s", str(self.tmp / f"beat-{name}")]
-        log = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env(**extra), stdout=log, stderr=log,
-                                start_new_session=True)
+        with open(self.tmp / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(args, cwd=ROOT, env=self.env(**extra), stdout=log, stderr=log,
+                                    start_new_session=True)
         self.procs.append(proc)
         return proc
 

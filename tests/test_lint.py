@@ -33,7 +33,7 @@ def edit(path, old, new):
 
 def test_shipped_campaigns_pass_in_both_languages():
     result = subprocess.run([sys.executable, "-m", "workers.cli", "campaigns", "lint"],
-                            cwd=ROOT, capture_output=True, text=True)
+                            cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 error(s)" in result.stdout
     for locale in ("en", "es"):

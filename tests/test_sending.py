@@ -132,7 +132,7 @@ def test_permanent_error_fails_and_suppresses(send_ctx, factory, clock, registry
     send_ctx.sms_provider = Scripted({"outcome": Outcome.PERMANENT, "error": "21610",
                                       "suppress_reason": "unsubscribed at carrier (21610)"})
     send_batch(send_ctx, "sms", work.sms)
-    m = [m for m in messages(factory) if m.channel == "sms"][0]
+    m = next(m for m in messages(factory) if m.channel == "sms")
     assert m.status == states.FAILED
     with factory() as s:
         assert s.scalar(select(Suppression.reason)) == "unsubscribed at carrier (21610)"
@@ -171,6 +171,7 @@ def test_template_error_fails_with_reason_and_sends_nothing(send_ctx, factory, c
     add_and_enroll(factory, clock, registry, policy, email="a@example.com")
     work = claim(factory, clock, registry, policy)
     import shutil
+
     from campaigns.rendering import Renderer, Sender
     from tests.conftest import FIXTURES
     broken = tmp_path / "templates"

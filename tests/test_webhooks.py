@@ -349,6 +349,15 @@ def test_bounce_drop_complaint_suppress_the_next_send(event, extra, status, reas
     assert message(factory, queued[0]).status == states.SUPPRESSED
 
 
+def test_drop_for_our_own_fault_does_not_suppress_the_address(client, sg_key, factory, clock,
+                                                              registry, policy):
+    mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
+    dropped = sg_event(ref, "dropped", reason="Invalid SMTPAPI header")
+    assert sendgrid_post(client, sg_key, [dropped]).status_code == 200
+    assert message(factory, mid).status == states.FAILED
+    assert suppression(factory, "email", EMAIL) is None
+
+
 def test_sendgrid_blocked_fails_the_message_without_suppressing(client, sg_key, factory, clock,
                                                                 registry, policy):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")

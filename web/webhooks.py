@@ -12,15 +12,12 @@ What an event does is decided in campaigns.events; these routes only translate H
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import json
 import logging
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.exceptions import UnsupportedAlgorithm
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -29,6 +26,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from campaigns import events
 from campaigns.db import transaction
+from campaigns.webhook_signatures import sendgrid_public_key, sendgrid_signature_ok
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")
@@ -107,26 +105,6 @@ def _inbound(state, form: FormData) -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
-def sendgrid_public_key(value: str) -> ec.EllipticCurvePublicKey:
-    """SendGrid shows the key as base64 DER (SubjectPublicKeyInfo); a PEM paste works too."""
-    if "BEGIN PUBLIC KEY" in value:
-        key = serialization.load_pem_public_key(value.encode())
-    else:
-        key = serialization.load_der_public_key(base64.b64decode("".join(value.split())))
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ValueError("not an ECDSA P-256 public key")
-    return key
-
-
-def sendgrid_signature_ok(key: ec.EllipticCurvePublicKey, signature: str, timestamp: str,
-                          body: bytes) -> bool:
-    # Over the raw bytes: re-encoding parsed JSON would not reproduce what was signed.
-    try:
-        key.verify(base64.b64decode(signature, validate=True), timestamp.encode() + body,
-                   ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, binascii.Error, ValueError):
-        return False
-    return True
 
 
 @router.post("/sendgrid/events")

@@ -88,13 +88,13 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
             enroll(session, rt.clock, rt.registry, sub, CAMPAIGN, rt.policy, source="demo")
     click_echo(f"Enrolled {len(SAMPLE_PEOPLE)} sample people in {CAMPAIGN!r}; "
                f"running ~{COURSE_DAYS} days in ~{seconds}s (1 s = {scale / 3600:.1f} h).")
-    log = open(folder / "worker.log", "wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-B", "-s",
-         str(folder / "celerybeat-schedule"), "-Q", "schedule,email,sms,events", "-c", "2",
-         "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"],
-        cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
-    )
+    with open(folder / "worker.log", "wb") as log:  # the child keeps its own descriptor
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-B", "-s",
+             str(folder / "celerybeat-schedule"), "-Q", "schedule,email,sms,events", "-c", "2",
+             "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"],
+            cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
+        )
     try:
         done = _watch(rt, worker, deadline=time.monotonic() + seconds * 3 + 30)
     finally:

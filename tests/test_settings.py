@@ -1,0 +1,69 @@
+"""Start-up configuration: a bad value stops start-up with a message naming the variable."""
+
+import pytest
+
+from settings import SettingsError, load_settings
+
+GOOD_SECRET = "x" * 40
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("ENVIRONMENT", "SECRET_KEY", "DATABASE_URL", "EMAIL_PROVIDER", "SMS_PROVIDER",
+                 "PUBLIC_BASE_URL", "DEFAULT_TIMEZONE", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir("/")  # no .env file from the working tree
+
+
+def test_defaults_run_with_no_configuration():
+    s = load_settings()
+    assert s.is_sqlite and s.redis_url is None and s.email_provider == "outbox"
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"TICK_SECONDS": "-1"}, "TICK_SECONDS"),
+    ({"DEFAULT_TIMEZONE": "Mars/Base"}, "DEFAULT_TIMEZONE"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"PUBLIC_BASE_URL": "care.example"}, "PUBLIC_BASE_URL"),
+    ({"SMS_LATEST_HOUR": "7"}, "SMS_LATEST_HOUR"),
+])
+def test_bad_values_name_the_variable(monkeypatch, env, needle):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SettingsError, match=needle):
+        load_settings()
+
+
+@pytest.mark.parametrize("secret", ["change-me", "short", ""])
+def test_placeholder_secret_refused_outside_development(monkeypatch, secret):
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SECRET_KEY", secret)
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings()
+
+
+def test_production_needs_https_links(monkeypatch):
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SECRET_KEY", GOOD_SECRET)
+    with pytest.raises(SettingsError, match="PUBLIC_BASE_URL must be https"):
+        load_settings()
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://care.example")
+    assert load_settings().environment == "production"
+
+
+def test_provider_without_credentials_names_what_is_missing(monkeypatch):
+    monkeypatch.setenv("SMS_PROVIDER", "twilio")
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC123")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "TWILIO_AUTH_TOKEN" in str(info.value)
+    assert "TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER" in str(info.value)
+    monkeypatch.setenv("EMAIL_PROVIDER", "sendgrid")
+    with pytest.raises(SettingsError, match="SENDGRID_API_KEY"):
+        load_settings()
+
+
+def test_webhook_key_must_be_a_p256_key(monkeypatch):
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", "bm90IGEga2V5")
+    with pytest.raises(SettingsError, match="SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable"):
+        load_settings()
