@@ -7,7 +7,7 @@ never picks up an id whose row it cannot see yet.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 

@@ -81,7 +81,7 @@ def next_allowed(t: datetime, window: Window, tz: ZoneInfo) -> datetime:
     otherwise the window's next opening, which is always a whole minute)."""
     t = t.astimezone(UTC)
     first_day = t.astimezone(tz).date()
-    for offset in range(0, 9):
+    for offset in range(9):
         day = first_day + timedelta(days=offset)
         if day.weekday() not in window.days:
             continue

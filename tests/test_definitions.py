@@ -87,7 +87,8 @@ def test_bad_delays(bad):
 def test_registry_reloads_after_edit(defs):
     reg = Registry(defs, FIXTURES / "templates")
     assert reg.get("tiny").name == "Tiny test course"
-    import os, time
+    import os
+    import time
     text = (defs / "tiny.yaml").read_text().replace("Tiny test course", "Renamed")
     (defs / "tiny.yaml").write_text(text)
     os.utime(defs / "tiny.yaml", ns=(time.time_ns() + 10**9,) * 2)

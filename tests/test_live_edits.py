@@ -11,7 +11,6 @@ import yaml
 from sqlalchemy import select
 
 from campaigns import engine
-from campaigns.db import transaction
 from campaigns.definitions import Registry
 from campaigns.models import Enrollment, Message
 from campaigns.sending import send_batch

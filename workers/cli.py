@@ -257,7 +257,6 @@ def outbox_list(status_, limit) -> None:
     from sqlalchemy import select
 
     from campaigns.models import Message
-    from workers.runtime import runtime
 
     with _runtime().factory() as session:
         rows = session.scalars(select(Message).where(Message.status == status_).order_by(Message.id).limit(limit))
