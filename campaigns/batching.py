@@ -21,6 +21,7 @@ PLACEHOLDER_LINKS = Links(
     contact="-drip_contact-",
     preferences="-drip_preferences-",
     unsubscribe="-drip_unsubscribe-",
+    open="-drip_open-",
 )
 
 

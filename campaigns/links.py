@@ -49,10 +49,12 @@ class Links:
     contact: str
     preferences: str
     unsubscribe: str
+    open: str  # the 1x1 image that records an open
 
 
 def links_for(base_url: str, signer: Signer, message_token: str) -> Links:
     def url(short: str) -> str:
         return f"{base_url}/{short}/{signer.sign(short, message_token)}"
 
-    return Links(read_online=url("m"), contact=url("c"), preferences=url("p"), unsubscribe=url("u"))
+    return Links(read_online=url("m"), contact=url("c"), preferences=url("p"), unsubscribe=url("u"),
+                 open=url("o"))

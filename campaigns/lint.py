@@ -19,7 +19,7 @@ from campaigns.rendering import Recipient, Renderer, RenderError, Sender
 from campaigns.sms_text import non_gsm_characters, segments
 
 MAX_SMS_SEGMENTS = 2
-OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/")
+OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/")
 
 # Naming a condition where others can read it (a lock screen, a shared inbox, a
 # provider's logs) discloses health information; so does telling the reader they have it.

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock, clock_from_settings
 from campaigns.db import make_engine, make_session_factory
 from settings import Settings, get_settings
-from web import webhooks
+from web import pages, webhooks
 
 
 def create_app(settings: Settings | None = None, factory: sessionmaker[Session] | None = None,
@@ -40,4 +40,5 @@ def create_app(settings: Settings | None = None, factory: sessionmaker[Session] 
     app.state.factory = factory
     app.state.clock = clock or clock_from_settings(settings)
     app.include_router(webhooks.router)
+    app.include_router(pages.router)
     return app

@@ -1,0 +1,133 @@
+"""What a subscriber can do from a link in a message: read it online, ask the care team
+to contact them, change preferences, unsubscribe.
+
+Links name a message by its signed opaque token (campaigns.links), never by id or address.
+Looking at a page (GET) never changes a subscriber's state, because mail scanners fetch
+every link in a message; it only records an engagement event, marked as possibly
+automated. Every change is a POST (RFC 8058 one-click unsubscribe included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns import states
+from campaigns.clock import Clock
+from campaigns.definitions import Registry
+from campaigns.links import BadToken, Signer, links_for
+from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.rendering import Recipient, RenderedEmail, Renderer
+from campaigns.subscribers import has_consent, resubscribe, unsubscribe
+
+PREFERRED_CHANNELS = ("phone", "email", "sms")
+
+
+class NotFound(LookupError):
+    """No message for this token (forged, mistyped or from another installation)."""
+
+
+@dataclass
+class Visit:
+    message: Message
+    subscriber: Subscriber
+
+
+def resolve(session: Session, signer: Signer, purpose: str, token: str) -> Visit:
+    try:
+        public = signer.unsign(purpose, token)
+    except BadToken:
+        raise NotFound("this link is not valid") from None
+    message = session.scalar(select(Message).where(Message.public_token == public))
+    if message is None:
+        raise NotFound("this link is not valid")
+    return Visit(message, session.get(Subscriber, message.subscriber_id))
+
+
+def record_engagement(session: Session, clock: Clock, visit: Visit, kind: str, detail: dict) -> None:
+    now = clock.now()
+    session.add(Event(message_id=visit.message.id, subscriber_id=visit.subscriber.id, type=kind,
+                      provider="tracking", occurred_at=now, received_at=now, payload=detail))
+
+
+def lesson(registry: Registry, renderer: Renderer, signer: Signer, base_url: str, visit: Visit) -> RenderedEmail:
+    """The step's email as the subscriber would have received it (the 'read online' page)."""
+    campaign = registry.get(visit.message.campaign_key)
+    step = campaign.step(visit.message.step_key)
+    if step is None:
+        raise NotFound("this lesson is no longer available")
+    links = links_for(base_url, signer, visit.message.public_token)
+    recipient = Recipient(visit.subscriber.first_name, visit.subscriber.locale)
+    return renderer.email(campaign, step, recipient, links)
+
+
+def unsubscribe_from_link(session: Session, clock: Clock, visit: Visit, scope: str, evidence: dict) -> None:
+    """scope 'email' (the one-click default for an email link) or 'all'."""
+    channels = ("email", "sms") if scope == "all" else ("email",)
+    unsubscribe(session, clock, visit.subscriber, channels=channels, source="link", evidence=evidence)
+
+
+@dataclass
+class Preferences:
+    email: bool
+    sms: bool
+    has_email: bool
+    has_phone: bool
+
+
+def preferences(session: Session, subscriber: Subscriber) -> Preferences:
+    return Preferences(
+        email=bool(subscriber.email) and has_consent(session, subscriber.id, "email"),
+        sms=bool(subscriber.phone) and has_consent(session, subscriber.id, "sms"),
+        has_email=bool(subscriber.email), has_phone=bool(subscriber.phone),
+    )
+
+
+def update_preferences(session: Session, clock: Clock, subscriber: Subscriber, *, email: bool, sms: bool,
+                       evidence: dict) -> Preferences:
+    current = preferences(session, subscriber)
+    stop = tuple(c for c, want, now in (("email", email, current.email), ("sms", sms, current.sms))
+                 if now and not want)
+    if stop:
+        unsubscribe(session, clock, subscriber, channels=stop, source="preferences", evidence=evidence)
+    for channel, want, now in (("email", email, current.email), ("sms", sms, current.sms)):
+        if want and not now:
+            # An explicit new consent; an opt-out is lifted, a bounce or complaint is not.
+            resubscribe(session, clock, subscriber, channel, "preferences", evidence)
+    session.flush()
+    return preferences(session, subscriber)
+
+
+def request_contact(session: Session, clock: Clock, registry: Registry, visit: Visit, *,
+                    preferred_channel: str, preferred_time: str | None, note: str | None) -> ContactRequest:
+    """Record an ask to be contacted; one open request per person is updated, not doubled.
+    The campaign decides what happens to the sequence (continue, pause or exit)."""
+    if preferred_channel not in PREFERRED_CHANNELS:
+        raise ValueError(f"preferred_channel must be one of {', '.join(PREFERRED_CHANNELS)}")
+    now = clock.now()
+    sub, msg = visit.subscriber, visit.message
+    request = session.scalar(select(ContactRequest).where(
+        ContactRequest.subscriber_id == sub.id, ContactRequest.status == "open"))
+    if request is None:
+        request = ContactRequest(subscriber_id=sub.id, status="open", created_at=now)
+        session.add(request)
+    request.message_id = msg.id
+    request.campaign_key, request.step_key = msg.campaign_key, msg.step_key
+    request.preferred_channel = preferred_channel
+    request.preferred_time = (preferred_time or "").strip()[:100] or None
+    request.note = (note or "").strip()[:2000] or None
+    session.add(Event(message_id=msg.id, subscriber_id=sub.id, type=states.EventType.CONTACT_REQUESTED,
+                      provider="tracking", occurred_at=now, received_at=now,
+                      payload={"preferred_channel": preferred_channel}))
+    campaign = registry.campaigns().get(msg.campaign_key)
+    behaviour = campaign.on_contact_request if campaign else "continue"
+    if behaviour != "continue":
+        enrollment = session.get(Enrollment, msg.enrollment_id)
+        if enrollment.status == "active":
+            enrollment.status = "paused" if behaviour == "pause" else "exited"
+            enrollment.exit_reason = "asked to be contacted"
+            enrollment.updated_at = now
+    session.flush()
+    return request

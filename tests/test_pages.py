@@ -1,0 +1,171 @@
+"""The pages behind every link: GET never changes state, POST does, forged tokens change
+nothing; on SQLite and PostgreSQL through the real FastAPI app."""
+
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from campaigns import states
+from campaigns.db import transaction
+from campaigns.links import Signer, links_for
+from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.scheduling import claim_due
+from campaigns.sending import send_batch
+from campaigns.subscribers import has_consent, suppress, suppression_for
+from settings import load_settings
+from tests.conftest import FIXTURES
+from tests.helpers import add_and_enroll
+from web.app import create_app
+
+BASE = "https://care.example"
+SECRET = "p" * 40
+
+
+@pytest.fixture
+def defs(tmp_path):
+    shutil.copytree(FIXTURES / "definitions", tmp_path / "definitions")
+    return tmp_path / "definitions"
+
+
+@pytest.fixture
+def client(factory, clock, defs):
+    settings = load_settings(environment="test", secret_key=SECRET, public_base_url=BASE,
+                             definitions_dir=defs, templates_dir=FIXTURES / "templates")
+    return TestClient(create_app(settings, factory=factory, clock=clock))
+
+
+@pytest.fixture
+def sent(factory, clock, registry, policy):
+    """Ana got the first step by email and text; returns (subscriber id, email message, links)."""
+    sid, _ = add_and_enroll(factory, clock, registry, policy, email="ana@example.com",
+                            phone="+12025550143", first_name="Ana", locale="es")
+    with transaction(factory) as s:
+        work = claim_due(s, clock, registry, policy)
+        msg = s.get(Message, work.email[0])
+        msg.status = states.SENT
+    links = links_for(BASE, Signer(SECRET.encode()), msg.public_token)
+    return sid, msg, links
+
+
+def path(url):
+    return url[len(BASE):]
+
+
+def events(factory, kind):
+    with factory() as s:
+        return s.scalar(select(func.count(Event.id)).where(Event.type == kind))
+
+
+def test_read_online_shows_the_lesson_and_counts_a_click(client, sent, factory):
+    _, _, links = sent
+    page = client.get(path(links.read_online))
+    assert page.status_code == 200 and "Hello Ana, this is lesson 1." in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert events(factory, states.EventType.CLICKED) == 1
+
+
+@pytest.mark.parametrize("route", ["/m/", "/u/", "/p/", "/c/"])
+def test_forged_or_mangled_token_is_refused_and_changes_nothing(client, sent, factory, route):
+    _, msg, links = sent
+    forged = Signer(b"someone-else").sign(route.strip("/"), msg.public_token)
+    for token in (forged, msg.public_token, "nonsense"):
+        assert client.get(route + token).status_code == 404
+        posted = client.post(route + token, data={"scope": "all"})
+        assert posted.status_code == (405 if route == "/m/" else 404)
+    with factory() as s:
+        assert s.scalar(select(func.count(Event.id))) == 0
+        assert suppression_for(s, "email", "ana@example.com") is None
+
+
+def test_unsubscribe_page_does_not_unsubscribe_on_get(client, sent, factory):
+    sid, _, links = sent
+    page = client.get(path(links.unsubscribe))
+    assert page.status_code == 200 and "<form method=\"post\">" in page.text
+    assert "¿Dejar de recibir correos" in page.text  # in the subscriber's language
+    with factory() as s:
+        assert has_consent(s, sid, "email")
+
+
+def test_one_click_unsubscribe_post_stops_the_next_email(client, sent, factory, send_ctx, clock, registry, policy):
+    sid, _, links = sent
+    done = client.post(path(links.unsubscribe), data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200
+    with factory() as s:
+        assert not has_consent(s, sid, "email") and has_consent(s, sid, "sms")
+        assert suppression_for(s, "email", "ana@example.com").reason == "unsubscribed"
+    clock.advance(days=1)
+    with transaction(factory) as s:
+        nxt = claim_due(s, clock, registry, policy)
+    assert nxt.email == []  # already suppressed when claimed
+    assert send_batch(send_ctx, "email", nxt.email).sent == 0
+
+
+def test_unsubscribe_from_everything_ends_the_course(client, sent, factory):
+    sid, msg, links = sent
+    client.post(path(links.unsubscribe), data={"scope": "all"})
+    with factory() as s:
+        assert s.get(Subscriber, sid).status == "unsubscribed"
+        assert s.get(Enrollment, msg.enrollment_id).status == "exited"
+
+
+def test_preferences_turn_texts_off_and_on_again(client, sent, factory):
+    sid, _, links = sent
+    form = client.get(path(links.preferences))
+    assert 'name="email" value="1" checked' in form.text and 'name="sms" value="1" checked' in form.text
+    client.post(path(links.preferences), data={"email": "1"})
+    with factory() as s:
+        assert has_consent(s, sid, "email") and not has_consent(s, sid, "sms")
+        assert suppression_for(s, "sms", "+12025550143") is not None
+    client.post(path(links.preferences), data={"email": "1", "sms": "1"})
+    with factory() as s:
+        assert has_consent(s, sid, "sms") and suppression_for(s, "sms", "+12025550143") is None
+
+
+def test_bounced_address_cannot_be_turned_back_on(client, sent, factory, clock):
+    sid, _, links = sent
+    client.post(path(links.preferences), data={"sms": "1"})  # email off
+    with transaction(factory) as s:
+        s.delete(suppression_for(s, "email", "ana@example.com"))
+        suppress(s, clock, "email", "ana@example.com", "bounce", "sendgrid")
+    page = client.post(path(links.preferences), data={"email": "1", "sms": "1"})
+    assert "no se pudieron entregar" in page.text
+    with factory() as s:
+        assert not has_consent(s, sid, "email")
+
+
+def test_contact_request_is_recorded_once_and_updated(client, sent, factory):
+    sid, msg, links = sent
+    assert "Pide una llamada" in client.get(path(links.contact)).text
+    client.post(path(links.contact), data={"preferred_channel": "phone", "preferred_time": "mañanas"})
+    client.post(path(links.contact), data={"preferred_channel": "sms", "note": "gracias"})
+    with factory() as s:
+        (req,) = s.scalars(select(ContactRequest)).all()
+        assert (req.subscriber_id, req.preferred_channel, req.note, req.status) == (sid, "sms", "gracias", "open")
+        assert req.step_key == msg.step_key
+    assert events(factory, states.EventType.CONTACT_REQUESTED) == 2
+
+
+def test_contact_request_with_an_unknown_channel_is_refused(client, sent, factory):
+    _, _, links = sent
+    assert client.post(path(links.contact), data={"preferred_channel": "fax"}).status_code == 400
+    with factory() as s:
+        assert s.scalar(select(func.count(ContactRequest.id))) == 0
+
+
+def test_campaign_can_pause_the_course_when_someone_asks_for_a_call(client, sent, factory, defs):
+    (defs / "tiny.yaml").write_text((defs / "tiny.yaml").read_text().replace(
+        "name: Tiny test course", "name: Tiny test course\non_contact_request: pause"))
+    _, msg, links = sent
+    client.post(path(links.contact), data={"preferred_channel": "phone"})
+    with factory() as s:
+        e = s.get(Enrollment, msg.enrollment_id)
+        assert (e.status, e.exit_reason) == ("paused", "asked to be contacted")
+
+
+def test_open_pixel_records_an_open_and_never_errors(client, sent, factory):
+    _, _, links = sent
+    assert client.get(path(links.open)).headers["content-type"] == "image/gif"
+    assert client.get("/o/forged.token").headers["content-type"] == "image/gif"
+    assert events(factory, states.EventType.OPENED) == 1

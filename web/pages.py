@@ -1,0 +1,186 @@
+"""Subscriber pages behind the links in every message. Routes are thin: they resolve the
+signed token, call campaigns.portal, and render a small page in the subscriber's language.
+
+    GET  /m/{token}   the lesson online (records a click)       GET  /o/{token}  open pixel
+    GET  /c/{token}   request-a-call form     POST /c/{token}   record the request
+    GET  /p/{token}   preferences             POST /p/{token}   save them
+    GET  /u/{token}   confirm unsubscribing   POST /u/{token}   unsubscribe (RFC 8058 one-click)
+
+GETs never change a subscriber's state (mail scanners open every link); a bad or forged
+token gets a 404 page that says so and changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from campaigns import portal, states
+from campaigns.db import transaction
+from campaigns.definitions import Registry
+from campaigns.links import Signer, links_for
+from campaigns.rendering import Renderer, RenderError, Sender
+from web.i18n import words
+
+router = APIRouter()
+_pages = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+                            autoescape=True, undefined=jinja2.StrictUndefined)
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+
+
+def _deps(request: Request):
+    state = request.app.state
+    if not hasattr(state, "registry"):
+        s = state.settings
+        state.registry = Registry(s.definitions_dir, s.templates_dir)
+        state.renderer = Renderer(s.templates_dir, Sender(s.brand_name, s.postal_address))
+        state.signer = Signer(s.secret_key.get_secret_value().encode())
+    return state
+
+
+def _page(request: Request, name: str, locale: str | None, title_key: str, status: int = 200, **ctx) -> HTMLResponse:
+    brand = request.app.state.settings.brand_name
+    t = words(locale, brand)
+    html = _pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
+    return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+
+def _invalid(request: Request) -> HTMLResponse:
+    t = words(None, request.app.state.settings.brand_name)
+    return _page(request, "notice.html", None, "unsub_title", status=404, message=t["invalid"])
+
+
+def _evidence(request: Request) -> dict:
+    # Proof of who asked and how, without storing the full address of the client.
+    return {"user_agent": (request.headers.get("user-agent") or "")[:200], "via": "link"}
+
+
+def _engage(request: Request, purpose: str, token: str, kind: str):
+    state = _deps(request)
+    automated = "bot" in (request.headers.get("user-agent") or "").lower()
+    with transaction(state.factory) as session:
+        visit = portal.resolve(session, state.signer, purpose, token)
+        portal.record_engagement(session, state.clock, visit, kind, {"route": purpose, "maybe_automated": automated})
+        return visit
+
+
+@router.get("/o/{token}")
+async def open_pixel(request: Request, token: str) -> Response:
+    try:
+        await run_in_threadpool(_engage, request, "o", token, states.EventType.OPENED)
+    except portal.NotFound:
+        pass  # a pixel never shows an error page
+    return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+
+
+@router.get("/m/{token}", response_class=HTMLResponse)
+async def read_online(request: Request, token: str) -> HTMLResponse:
+    state = _deps(request)
+    try:
+        visit = await run_in_threadpool(_engage, request, "m", token, states.EventType.CLICKED)
+        email = portal.lesson(state.registry, state.renderer, state.signer, state.settings.public_base_url, visit)
+    except (portal.NotFound, RenderError, LookupError):
+        return _invalid(request)
+    return HTMLResponse(email.html, headers=NO_STORE)
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe_form(request: Request, token: str) -> HTMLResponse:
+    state = _deps(request)
+    try:
+        with state.factory() as session:
+            visit = portal.resolve(session, state.signer, "u", token)
+    except portal.NotFound:
+        return _invalid(request)
+    return _page(request, "unsubscribe.html", visit.subscriber.locale, "unsub_title")
+
+
+@router.post("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe(request: Request, token: str) -> HTMLResponse:
+    form = await request.form()
+    # RFC 8058: mail clients POST "List-Unsubscribe=One-Click"; that means this channel.
+    scope = "all" if form.get("scope") == "all" else "email"
+    state = _deps(request)
+
+    def act():
+        with transaction(state.factory) as session:
+            visit = portal.resolve(session, state.signer, "u", token)
+            portal.unsubscribe_from_link(session, state.clock, visit, scope, _evidence(request))
+            return visit.subscriber.locale
+
+    try:
+        locale = await run_in_threadpool(act)
+    except portal.NotFound:
+        return _invalid(request)
+    t = words(locale, state.settings.brand_name)
+    return _page(request, "notice.html", locale, "unsub_title", message=t["unsub_done"])
+
+
+@router.get("/p/{token}", response_class=HTMLResponse)
+async def preferences_form(request: Request, token: str) -> HTMLResponse:
+    return await run_in_threadpool(_preferences, request, token, None)
+
+
+@router.post("/p/{token}", response_class=HTMLResponse)
+async def preferences_save(request: Request, token: str) -> HTMLResponse:
+    form = await request.form()
+    return await run_in_threadpool(_preferences, request, token,
+                                   {"email": form.get("email") == "1", "sms": form.get("sms") == "1"})
+
+
+def _preferences(request: Request, token: str, wanted: dict | None) -> HTMLResponse:
+    state = _deps(request)
+    try:
+        with transaction(state.factory) as session:
+            visit = portal.resolve(session, state.signer, "p", token)
+            if wanted is not None:
+                prefs = portal.update_preferences(session, state.clock, visit.subscriber, evidence=_evidence(request),
+                                                  **wanted)
+            else:
+                prefs = portal.preferences(session, visit.subscriber)
+            blocked = [c for c in ("email", "sms") if wanted and wanted[c] and not getattr(prefs, c)]
+            links = links_for(state.settings.public_base_url, state.signer, visit.message.public_token)
+            locale = visit.subscriber.locale
+    except portal.NotFound:
+        return _invalid(request)
+    return _page(request, "preferences.html", locale, "prefs_title", prefs=prefs, saved=wanted is not None,
+                 blocked=blocked, unsubscribe_url=links.unsubscribe)
+
+
+@router.get("/c/{token}", response_class=HTMLResponse)
+async def contact_form(request: Request, token: str) -> HTMLResponse:
+    try:
+        visit = await run_in_threadpool(_engage, request, "c", token, states.EventType.CLICKED)
+    except portal.NotFound:
+        return _invalid(request)
+    return _page(request, "contact.html", visit.subscriber.locale, "contact_title", error=None,
+                 has_email=bool(visit.subscriber.email), has_phone=bool(visit.subscriber.phone))
+
+
+@router.post("/c/{token}", response_class=HTMLResponse)
+async def contact_request(request: Request, token: str) -> HTMLResponse:
+    form = await request.form()
+    state = _deps(request)
+
+    def act():
+        with transaction(state.factory) as session:
+            visit = portal.resolve(session, state.signer, "c", token)
+            portal.request_contact(session, state.clock, state.registry, visit,
+                                   preferred_channel=str(form.get("preferred_channel") or "phone"),
+                                   preferred_time=form.get("preferred_time"), note=form.get("note"))
+            return visit.subscriber.locale
+
+    try:
+        locale = await run_in_threadpool(act)
+    except portal.NotFound:
+        return _invalid(request)
+    except ValueError as exc:
+        return _page(request, "notice.html", None, "contact_title", status=400, message=str(exc))
+    t = words(locale, state.settings.brand_name)
+    return _page(request, "notice.html", locale, "contact_title", message=t["contact_done"])
