@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     # Webhook requests signed longer ago than this are refused as replays.
     webhook_max_age_seconds: int = Field(600, ge=10)
 
+    # Marketer and ops pages (/admin): HTTP basic auth. Unset password: the pages are off.
+    admin_user: str = "admin"
+    admin_password: SecretStr | None = None
+
+    # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
+    double_opt_in: bool = True
+    signup_campaign: str = "hip_and_back"
+
     @field_validator("default_timezone")
     @classmethod
     def _zone_exists(cls, value: str) -> str:

@@ -78,6 +78,7 @@ class OutgoingEmail:
     # a batching provider may send everyone with the same `shared.key` in one request.
     shared: SharedEmail | None = None
     substitutions: dict[str, str] = field(default_factory=dict)
+    test: bool = False  # a marketer's test send: not a subscriber message
 
 
 @dataclass
@@ -86,6 +87,7 @@ class OutgoingSms:
     to: str
     body: str
     reference: str
+    test: bool = False
 
 
 class EmailProvider(Protocol):

@@ -175,6 +175,36 @@ def campaigns_diff(new_file, old_file) -> None:
         click.echo("  no changes to the sequence's shape or copy settings")
 
 
+@campaigns.command("test-send")
+@click.argument("campaign")
+@click.argument("steps", nargs=-1)
+@click.option("--email")
+@click.option("--phone")
+@click.option("--locale", default="en", show_default=True)
+@click.option("--first-name", default="Maria", show_default=True)
+@click.option("--force", is_flag=True, help="Send even to a suppressed address.")
+def campaigns_test_send(campaign, steps, email, phone, locale, first_name, force) -> None:
+    """Send STEPS (default: every step) of CAMPAIGN to your own address, marked [TEST]."""
+    from campaigns.definitions import DefinitionError
+    from campaigns.rendering import RenderError
+    from campaigns.subscribers import InvalidSubscriber
+    from campaigns.testsend import SendTestRequest, send_test
+
+    rt = _runtime()
+    ctx = rt.send
+    try:
+        with rt.factory() as session:
+            results = send_test(session, rt.registry, ctx.renderer, ctx.signer, ctx.base_url,
+                                ctx.email_provider, ctx.sms_provider,
+                                SendTestRequest(campaign, list(steps), locale, email, phone, first_name or None), force)
+    except (DefinitionError, InvalidSubscriber, RenderError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for r in results:
+        click.echo(f"{r.outcome.value}: {r.provider_message_id or ''} {r.error or ''}".rstrip())
+    if any(r.outcome.value != "accepted" for r in results):
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--campaign", required=True)
 @click.option("--email")
@@ -243,6 +273,18 @@ def beat() -> None:
     s.broker_dir.parent.mkdir(parents=True, exist_ok=True)
     os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "-l", "info",
                               "-s", str(s.broker_dir.parent / "celerybeat-schedule")])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", "processes", default=1, show_default=True)
+def web(host, port, processes) -> None:
+    """Run the web app: subscriber pages, provider webhooks, admin pages, /metrics, /healthz."""
+    _settings()
+    os.execv(sys.executable, [sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
+                              "--host", host, "--port", str(port), "--workers", str(processes),
+                              "--proxy-headers", "--no-server-header"])
 
 
 @main.group()

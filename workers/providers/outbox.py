@@ -29,8 +29,10 @@ class LocalOutbox:
         self.sender = sender
         self.brand = brand
 
-    def _path(self, channel: str, message_id: int) -> Path:
+    def _path(self, channel: str, message_id: int, test_ref: str | None = None) -> Path:
         ext = "eml" if channel == "email" else "txt"
+        if test_ref:  # test sends have no message row; they are named by their reference
+            return self.folder / "test" / f"{channel}-{test_ref}.{ext}"
         return self.folder / channel / f"{message_id:08d}.{ext}"
 
     def _write(self, path: Path, data: bytes) -> None:
@@ -42,7 +44,7 @@ class LocalOutbox:
     def send_emails(self, emails: list[OutgoingEmail]) -> list[SendResult]:
         results = []
         for item in emails:
-            path = self._path("email", item.message_id)
+            path = self._path("email", item.message_id, item.reference if item.test else None)
             if not path.exists():  # idempotent, like a provider's idempotency key
                 if self.delay:
                     time.sleep(self.delay)
@@ -50,13 +52,13 @@ class LocalOutbox:
                 self._log("email", item.message_id, "written")
             else:
                 self._log("email", item.message_id, "duplicate call, not written")
-            results.append(SendResult(item.message_id, Outcome.ACCEPTED, f"outbox-{item.message_id}"))
+            results.append(SendResult(item.message_id, Outcome.ACCEPTED, self._provider_id(item)))
         return results
 
     def send_sms(self, texts: list[OutgoingSms]) -> list[SendResult]:
         results = []
         for item in texts:
-            path = self._path("sms", item.message_id)
+            path = self._path("sms", item.message_id, item.reference if item.test else None)
             if not path.exists():
                 if self.delay:
                     time.sleep(self.delay)
@@ -67,8 +69,12 @@ class LocalOutbox:
                 self._log("sms", item.message_id, "written")
             else:
                 self._log("sms", item.message_id, "duplicate call, not written")
-            results.append(SendResult(item.message_id, Outcome.ACCEPTED, f"outbox-{item.message_id}"))
+            results.append(SendResult(item.message_id, Outcome.ACCEPTED, self._provider_id(item)))
         return results
+
+    @staticmethod
+    def _provider_id(item) -> str:
+        return f"outbox-{item.reference}" if item.test else f"outbox-{item.message_id}"
 
     def _log(self, channel: str, message_id: int, what: str) -> None:
         # One line per provider call: a short O_APPEND write is atomic across processes,

@@ -1,0 +1,16 @@
+# One image for web, worker and beat; docker-compose.yml picks the command.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY settings.py alembic.ini ./
+COPY campaigns ./campaigns
+COPY workers ./workers
+COPY web ./web
+COPY templates ./templates
+COPY migrations ./migrations
+# Editable: templates and sequence files are read from /app, where marketers' edits land.
+RUN pip install --no-cache-dir -e . && useradd --create-home drip && mkdir -p /app/var && chown drip /app/var
+USER drip
+EXPOSE 8000
+CMD ["drip", "web", "--host", "0.0.0.0"]

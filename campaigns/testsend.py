@@ -1,0 +1,57 @@
+"""Test-sending a step: the marketer's own inbox or phone gets exactly what a subscriber
+would, through the configured provider, with "[TEST]" on the subject. Nothing is stored
+as a subscriber message, and a suppressed address is refused unless forced: a test must
+not mail someone who bounced or complained."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+
+from sqlalchemy.orm import Session
+
+from campaigns.definitions import Registry
+from campaigns.links import Signer, links_for
+from campaigns.rendering import Recipient, Renderer
+from campaigns.sending import OutgoingEmail, OutgoingSms, SendResult
+from campaigns.subscribers import InvalidSubscriber, normalize_email, normalize_phone, suppression_for
+
+
+@dataclass
+class SendTestRequest:
+    campaign: str
+    steps: list[str]
+    locale: str
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+
+
+def send_test(session: Session, registry: Registry, renderer: Renderer, signer: Signer, base_url: str,
+              email_provider, sms_provider, request: SendTestRequest, force: bool = False) -> list[SendResult]:
+    campaign = registry.get(request.campaign)
+    email = normalize_email(request.email) if request.email else None
+    phone = normalize_phone(request.phone) if request.phone else None
+    if not email and not phone:
+        raise InvalidSubscriber("email or phone: give at least one address to test-send to")
+    for channel, address in (("email", email), ("sms", phone)):
+        sup = suppression_for(session, channel, address) if address else None
+        if sup and not force:
+            raise InvalidSubscriber(f"{channel}: {address} is suppressed ({sup.reason}); use --force to send anyway")
+    steps = [campaign.step(k) for k in request.steps] if request.steps else list(campaign.steps)
+    unknown = [k for k, s in zip(request.steps, steps, strict=False) if s is None]
+    if unknown:
+        raise InvalidSubscriber(f"step: {', '.join(unknown)} not in {campaign.key}")
+    recipient = Recipient(request.first_name, request.locale)
+    results: list[SendResult] = []
+    for step in steps:
+        links = links_for(base_url, signer, "test-" + secrets.token_urlsafe(8))
+        ref = "test-" + secrets.token_urlsafe(12)
+        if email and "email" in step.channels:
+            content = renderer.email(campaign, step, recipient, links)
+            content = replace(content, subject=f"[TEST] {content.subject}")
+            results += email_provider.send_emails([OutgoingEmail(0, email, content, links.unsubscribe, ref, test=True)])
+        if phone and "sms" in step.channels:
+            body = renderer.sms(campaign, step, recipient, links, show_stop_help=step.index == 0)
+            results += sms_provider.send_sms([OutgoingSms(0, phone, body, ref, test=True)])
+    return results
