@@ -14,7 +14,12 @@ from campaigns.definitions import Registry
 from campaigns.links import Signer, links_for
 from campaigns.rendering import Recipient, Renderer
 from campaigns.sending import OutgoingEmail, OutgoingSms, SendResult
-from campaigns.subscribers import InvalidSubscriber, normalize_email, normalize_phone, suppression_for
+from campaigns.subscribers import (
+    InvalidSubscriber,
+    normalize_email,
+    normalize_phone,
+    suppression_for,
+)
 
 
 @dataclass
