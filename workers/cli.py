@@ -288,6 +288,52 @@ def web(host, port, processes) -> None:
 
 
 @main.group()
+def channels() -> None:
+    """Pause and resume a whole channel (a provider outage, a credential change)."""
+
+
+@channels.command("list")
+def channels_list() -> None:
+    from campaigns.channels import all_paused
+
+    with _runtime().factory() as session:
+        paused = all_paused(session)
+    for row in paused:
+        click.echo(f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC by {row.paused_by}: {row.reason}")
+    if not paused:
+        click.echo("no channel is paused")
+
+
+@channels.command("pause")
+@click.argument("channel", type=click.Choice(["email", "sms"]))
+@click.option("--reason", required=True)
+def channels_pause(channel, reason) -> None:
+    """Stop sending on CHANNEL; messages wait, queued, until it is resumed."""
+    from campaigns.channels import pause
+    from campaigns.db import transaction
+
+    rt = _runtime()
+    with transaction(rt.factory) as session:
+        pause(session, rt.clock, channel, reason, by="ops")
+    click.echo(f"{channel} paused")
+
+
+@channels.command("resume")
+@click.argument("channel", type=click.Choice(["email", "sms"]))
+def channels_resume(channel) -> None:
+    """Resume CHANNEL and hand its waiting messages back to the workers."""
+    from campaigns.channels import resume
+    from campaigns.db import transaction
+    from workers.tasks import dispatch
+
+    rt = _runtime()
+    with transaction(rt.factory) as session:
+        work = resume(session, rt.clock, channel)
+    dispatch(work)
+    click.echo(f"{channel} resumed; {len(work)} waiting messages handed to the workers")
+
+
+@main.group()
 def outbox() -> None:
     """Inspect and settle outbox messages."""
 
