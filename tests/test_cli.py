@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,9 +43,8 @@ def test_enroll_status_and_bad_input(env):
 
 
 def test_validate_names_file_step_and_field(env):
-    path = env["DEFINITIONS_DIR"] + "/tiny.yaml"
-    text = open(path).read().replace("delay: 2d", "delay: -1d")
-    open(path, "w").write(text)
+    path = Path(env["DEFINITIONS_DIR"]) / "tiny.yaml"
+    path.write_text(path.read_text().replace("delay: 2d", "delay: -1d"))
     result = drip(env, "campaigns", "validate")
     assert result.returncode == 1
     assert "tiny.yaml: step 3 (third) field delay: delay must not be negative" in result.stderr
