@@ -75,15 +75,20 @@ def test_subscriber_with_no_zone_uses_default(factory, clock, registry, policy):
         assert s.get(Enrollment, b).next_due_at == datetime(2026, 3, 3, 3, 30, tzinfo=UTC)  # 09:00 IST
 
 
-def test_broken_campaign_file_enrolls_nobody(factory, clock, policy, tmp_path):
+@pytest.mark.parametrize("breakage,message", [
+    (("template: second", "template: missing"), "unknown template"),
+    (("delay: 1d", "delay: -1d"), "delay must not be negative"),
+    (("steps:", "steps: [\n"), "not valid YAML"),
+])
+def test_broken_campaign_file_enrolls_nobody(factory, clock, policy, tmp_path, breakage, message):
     defs = tmp_path / "defs"
     defs.mkdir()
-    (defs / "tiny.yaml").write_text((FIXTURES / "definitions" / "tiny.yaml").read_text()
-                                    .replace("template: second", "template: missing"))
+    (defs / "tiny.yaml").write_text((FIXTURES / "definitions" / "tiny.yaml").read_text().replace(*breakage))
     reg = Registry(defs, FIXTURES / "templates")
-    with pytest.raises(DefinitionError, match="unknown template"), transaction(factory) as s:
-        sub = upsert_subscriber(s, clock, email="a@example.com", consent=("email",))
-        enroll(s, clock, reg, sub, "tiny", policy)
+    with pytest.raises(DefinitionError, match=message):
+        with transaction(factory) as s:
+            sub = upsert_subscriber(s, clock, email="a@example.com", consent=("email",))
+            enroll(s, clock, reg, sub, "tiny", policy)
     with factory() as s:
         assert s.scalar(select(func.count(Enrollment.id))) == 0
         assert s.scalar(select(func.count(Subscriber.id))) == 0
