@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     admin_user: str = "admin"
     admin_password: SecretStr | None = None
 
+    # Where new call requests are announced (no health detail: a link to the queue).
+    care_team_email: str | None = None
+
     # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
     double_opt_in: bool = True
     signup_campaign: str = "hip_and_back"

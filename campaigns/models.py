@@ -63,6 +63,8 @@ class Subscriber(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     # pending (awaiting confirmation), active, unsubscribed (from everything)
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Double opt-in: when the confirmation email was handed to the provider.
+    confirmation_sent_at: Mapped[datetime | None]
     # Random, unguessable; links carry tokens signed over it, never the id or address.
     public_token: Mapped[str] = mapped_column(String(43), unique=True)
     created_at: Mapped[datetime]
@@ -202,6 +204,7 @@ class ContactRequest(Base):
     status: Mapped[str] = mapped_column(String(20), default="open")  # open, contacted, closed
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
+    notified_at: Mapped[datetime | None]  # when the care team was told
 
 
 class ChannelPause(Base):

@@ -78,7 +78,9 @@ class OutgoingEmail:
     # a batching provider may send everyone with the same `shared.key` in one request.
     shared: SharedEmail | None = None
     substitutions: dict[str, str] = field(default_factory=dict)
-    test: bool = False  # a marketer's test send: not a subscriber message
+    # Not an outbox message (a marketer's test send, a notice to the care team): no row,
+    # so providers must not take message_id as a key.
+    adhoc: bool = False
 
 
 @dataclass
@@ -87,7 +89,7 @@ class OutgoingSms:
     to: str
     body: str
     reference: str
-    test: bool = False
+    adhoc: bool = False
 
 
 class EmailProvider(Protocol):

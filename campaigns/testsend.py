@@ -55,8 +55,8 @@ def send_test(session: Session, registry: Registry, renderer: Renderer, signer: 
         if email and "email" in step.channels:
             content = renderer.email(campaign, step, recipient, links)
             content = replace(content, subject=f"[TEST] {content.subject}")
-            results += email_provider.send_emails([OutgoingEmail(0, email, content, links.unsubscribe, ref, test=True)])
+            results += email_provider.send_emails([OutgoingEmail(0, email, content, links.unsubscribe, ref, adhoc=True)])
         if phone and "sms" in step.channels:
             body = renderer.sms(campaign, step, recipient, links, show_stop_help=step.index == 0)
-            results += sms_provider.send_sms([OutgoingSms(0, phone, body, ref, test=True)])
+            results += sms_provider.send_sms([OutgoingSms(0, phone, body, ref, adhoc=True)])
     return results

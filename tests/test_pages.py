@@ -169,3 +169,19 @@ def test_open_pixel_records_an_open_and_never_errors(client, sent, factory):
     assert client.get(path(links.open)).headers["content-type"] == "image/gif"
     assert client.get("/o/forged.token").headers["content-type"] == "image/gif"
     assert events(factory, states.EventType.OPENED) == 1
+
+
+def test_care_team_is_told_without_personal_detail(client, sent, factory, clock, outbox):
+    from campaigns.notifications import announce_contact_requests
+
+    _, _, links = sent
+    client.post(path(links.contact), data={"preferred_channel": "phone", "note": "my knee and hip"})
+    with transaction(factory) as s:
+        assert announce_contact_requests(s, clock, outbox, None, BASE, "Lunara") == 0  # no inbox set
+        assert announce_contact_requests(s, clock, outbox, "team@lunara.example", BASE, "Lunara") == 1
+    with transaction(factory) as s:
+        assert announce_contact_requests(s, clock, outbox, "team@lunara.example", BASE, "Lunara") == 0
+    (notice,) = (outbox.folder / "adhoc").glob("email-*.eml")
+    text = notice.read_text()
+    assert "/admin/contact-requests" in text
+    assert "knee" not in text and "Ana" not in text and "2025550143" not in text

@@ -16,7 +16,7 @@ def run(send_ctx, factory, request, force=False):
 def test_every_step_goes_to_the_marketer_marked_test(send_ctx, factory, outbox):
     results = run(send_ctx, factory, SendTestRequest("tiny", [], "en", "me@example.com", "+12025550111", "Sam"))
     assert len(results) == 4  # hello by email and text, second by email, third by text
-    emls = sorted((outbox.folder / "test").glob("email-*.eml"))
+    emls = sorted((outbox.folder / "adhoc").glob("email-*.eml"))
     assert len(emls) == 2 and all("Subject: [TEST] " in p.read_text() for p in emls)
     assert not (outbox.folder / "email").exists()  # no subscriber message was created
 

@@ -11,6 +11,8 @@ import logging
 from sqlalchemy.exc import OperationalError
 
 from campaigns import engine
+from campaigns.db import transaction
+from campaigns.notifications import announce_contact_requests
 from campaigns.scheduling import Work
 from campaigns.sending import send_batch
 from workers.app import app
@@ -47,6 +49,17 @@ def reap() -> dict:
     if any(result.values()):
         log.warning("reaper: %s", result)
     return result
+
+
+@app.task(name="drip.notify", **_DB_RETRY)
+def notify() -> dict:
+    """Notices that live in the database until sent (the care team's call requests)."""
+    rt = runtime()
+    s = rt.settings
+    with transaction(rt.factory) as session:
+        announced = announce_contact_requests(session, rt.clock, rt.send.email_provider, s.care_team_email,
+                                              s.public_base_url, s.brand_name)
+    return {"contact_requests": announced}
 
 
 @app.task(name="drip.send_email", **_DB_RETRY)

@@ -31,8 +31,8 @@ class LocalOutbox:
 
     def _path(self, channel: str, message_id: int, test_ref: str | None = None) -> Path:
         ext = "eml" if channel == "email" else "txt"
-        if test_ref:  # test sends have no message row; they are named by their reference
-            return self.folder / "test" / f"{channel}-{test_ref}.{ext}"
+        if test_ref:  # test sends and notices have no message row: named by reference
+            return self.folder / "adhoc" / f"{channel}-{test_ref}.{ext}"
         return self.folder / channel / f"{message_id:08d}.{ext}"
 
     def _write(self, path: Path, data: bytes) -> None:
@@ -44,7 +44,7 @@ class LocalOutbox:
     def send_emails(self, emails: list[OutgoingEmail]) -> list[SendResult]:
         results = []
         for item in emails:
-            path = self._path("email", item.message_id, item.reference if item.test else None)
+            path = self._path("email", item.message_id, item.reference if item.adhoc else None)
             if not path.exists():  # idempotent, like a provider's idempotency key
                 if self.delay:
                     time.sleep(self.delay)
@@ -58,7 +58,7 @@ class LocalOutbox:
     def send_sms(self, texts: list[OutgoingSms]) -> list[SendResult]:
         results = []
         for item in texts:
-            path = self._path("sms", item.message_id, item.reference if item.test else None)
+            path = self._path("sms", item.message_id, item.reference if item.adhoc else None)
             if not path.exists():
                 if self.delay:
                     time.sleep(self.delay)
@@ -74,7 +74,7 @@ class LocalOutbox:
 
     @staticmethod
     def _provider_id(item) -> str:
-        return f"outbox-{item.reference}" if item.test else f"outbox-{item.message_id}"
+        return f"outbox-{item.reference}" if item.adhoc else f"outbox-{item.message_id}"
 
     def _log(self, channel: str, message_id: int, what: str) -> None:
         # One line per provider call: a short O_APPEND write is atomic across processes,
