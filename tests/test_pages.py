@@ -68,7 +68,7 @@ def test_read_online_shows_the_lesson_and_counts_a_click(client, sent, factory):
 
 @pytest.mark.parametrize("route", ["/m/", "/u/", "/p/", "/c/"])
 def test_forged_or_mangled_token_is_refused_and_changes_nothing(client, sent, factory, route):
-    _, msg, links = sent
+    _, msg, _ = sent
     forged = Signer(b"someone-else").sign(route.strip("/"), msg.public_token)
     for token in (forged, msg.public_token, "nonsense"):
         assert client.get(route + token).status_code == 404
