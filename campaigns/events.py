@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -326,6 +326,7 @@ def handle_inbound_sms(
     message_sid: str | None = None,
     payload: dict | None = None,
     help_reply: str | None = None,
+    join: Callable[[Session, str, str, str | None], str | None] | None = None,
 ) -> str | None:
     """Act on a text from a subscriber. Returns the reply to send back, or None.
 
@@ -367,6 +368,13 @@ def handle_inbound_sms(
     elif word in START_WORDS:
         _start(session, clock, subscriber, phone, evidence)
         log.info("START from %s", mask(phone))
+    elif join is not None:
+        # Sign-up by text (JOIN / UNIRME) lives in campaigns.signup; the caller passes it in
+        # so this module needs no scheduler. It returns the keyword reply, or None.
+        reply = join(session, phone, body, message_sid)
+        if reply:
+            log.info("JOIN from %s", mask(phone))
+            return reply
     session.flush()
     return None
 

@@ -63,7 +63,9 @@ class Subscriber(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     # pending (awaiting confirmation), active, unsubscribed (from everything)
     status: Mapped[str] = mapped_column(String(20), default="active")
-    # Double opt-in: when the confirmation email was handed to the provider.
+    # Double opt-in: when a confirmation email was asked for, and when one was last handed
+    # to the provider; the notify task sends whenever the request is newer than the send.
+    confirmation_requested_at: Mapped[datetime | None]
     confirmation_sent_at: Mapped[datetime | None]
     # Random, unguessable; links carry tokens signed over it, never the id or address.
     public_token: Mapped[str] = mapped_column(String(43), unique=True)
@@ -144,6 +146,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_key", "channel", name="uq_message_enrollment_step"),
         Index("ix_messages_status_next", "status", "next_attempt_at"),
+        Index("ix_messages_funnel", "campaign_key", "step_key", "channel", "status"),
+        Index("ix_messages_updated", "updated_at"),
         Index("ix_messages_provider_id", "provider", "provider_message_id"),
     )
 

@@ -46,3 +46,29 @@ def announce_contact_requests(session: Session, clock: Clock, provider, to: str 
             request.notified_at = clock.now()
             sent += 1
     return sent
+
+
+def send_confirmations(session: Session, clock: Clock, provider, signer, *, templates_dir, brand: str,
+                       postal_address: str, base_url: str, limit: int = 200) -> int:
+    """Mail every double opt-in confirmation asked for since the last one was sent."""
+    from campaigns.models import Subscriber
+    from campaigns.signup import confirm_token, confirm_url, confirmation_email
+
+    query = (select(Subscriber)
+             .where(Subscriber.confirmation_requested_at.is_not(None), Subscriber.email.is_not(None),
+                    (Subscriber.confirmation_sent_at.is_(None))
+                    | (Subscriber.confirmation_sent_at < Subscriber.confirmation_requested_at))
+             .order_by(Subscriber.confirmation_requested_at).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    sent = 0
+    for sub in session.scalars(query).all():
+        url = confirm_url(base_url, confirm_token(signer, sub.public_token))
+        content = confirmation_email(templates_dir, brand=brand, postal_address=postal_address,
+                                     locale=sub.locale, first_name=sub.first_name, url=url)
+        (result,) = provider.send_emails([OutgoingEmail(
+            0, sub.email, content, f"{base_url}/signup", f"confirm-{sub.public_token[:12]}", adhoc=True)])
+        if result.outcome is Outcome.ACCEPTED:
+            sub.confirmation_sent_at = clock.now()
+            sent += 1
+    return sent

@@ -67,6 +67,8 @@ def unsubscribe_from_link(session: Session, clock: Clock, visit: Visit, scope: s
     """scope 'email' (the one-click default for an email link) or 'all'."""
     channels = ("email", "sms") if scope == "all" else ("email",)
     unsubscribe(session, clock, visit.subscriber, channels=channels, source="link", evidence=evidence)
+    # Attributed to the message the link came in, so the step's funnel counts it.
+    record_engagement(session, clock, visit, states.EventType.UNSUBSCRIBED, {"scope": scope, "via": "link"})
 
 
 @dataclass

@@ -68,3 +68,4 @@ class EventType:
     UNSUBSCRIBED = "unsubscribed"
     INBOUND = "inbound"
     CONTACT_REQUESTED = "contact_requested"
+    CONTACT_HANDLED = "contact_handled"

@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLES = ("contact_requests", "events", "messages", "enrollments", "consent_records",
-          "suppressions", "subscribers")
+          "suppressions", "subscribers", "channel_pauses", "campaign_revisions")
 
 
 def _sa_url(url: str) -> str:

@@ -185,3 +185,25 @@ def test_care_team_is_told_without_personal_detail(client, sent, factory, clock,
     text = notice.read_text()
     assert "/admin/contact-requests" in text
     assert "knee" not in text and "Ana" not in text and "2025550143" not in text
+
+
+def test_paused_course_resumes_when_the_care_team_handles_the_request(client, sent, factory, defs, clock):
+    from campaigns.contact_queue import mark
+
+    (defs / "tiny.yaml").write_text((defs / "tiny.yaml").read_text().replace(
+        "name: Tiny test course", "name: Tiny test course\non_contact_request: pause"))
+    _, msg, links = sent
+    client.post(path(links.contact), data={"preferred_channel": "phone"})
+    with transaction(factory) as s:
+        (req,) = s.scalars(select(ContactRequest)).all()
+        mark(s, clock, req.id, "contacted", by="nurse.kim")
+    with factory() as s:
+        assert s.get(Enrollment, msg.enrollment_id).status == "active"
+
+
+def test_unsubscribing_by_link_is_counted_against_the_step(client, sent, factory):
+    _, msg, links = sent
+    client.post(path(links.unsubscribe), data={"List-Unsubscribe": "One-Click"})
+    with factory() as s:
+        (event,) = s.scalars(select(Event).where(Event.type == states.EventType.UNSUBSCRIBED)).all()
+        assert event.message_id == msg.id

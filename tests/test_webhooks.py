@@ -528,3 +528,18 @@ def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(facto
         for t in threads:
             t.join()
         assert message(factory, mid).status == states.FAILED
+
+
+def test_join_by_text_signs_up_and_enrolls(factory, clock, sg_key):
+    from campaigns.models import Enrollment
+    from tests.conftest import FIXTURES
+
+    settings_dir = FIXTURES / "definitions"
+    client = make_client(factory, clock, twilio_auth_token=TOKEN, definitions_dir=settings_dir,
+                         templates_dir=FIXTURES / "templates", signup_campaign="tiny")
+    reply = inbound(client, "join")
+    assert reply.status_code == 200 and "<Message>" in reply.text and "STOP" in reply.text
+    with factory() as s:
+        (enrollment,) = s.scalars(select(Enrollment)).all()
+        assert enrollment.campaign_key == "tiny"
+    assert "<Message>" not in inbound(client, "hello there").text  # any other text: stored, no reply

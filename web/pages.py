@@ -22,9 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from campaigns import portal, states
 from campaigns.db import transaction
-from campaigns.definitions import Registry
-from campaigns.links import Signer, links_for
-from campaigns.rendering import Renderer, RenderError, Sender
+from campaigns.links import links_for
+from campaigns.rendering import RenderError
 from web.i18n import words
 
 router = APIRouter()
@@ -35,13 +34,7 @@ NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Po
 
 
 def _deps(request: Request):
-    state = request.app.state
-    if not hasattr(state, "registry"):
-        s = state.settings
-        state.registry = Registry(s.definitions_dir, s.templates_dir)
-        state.renderer = Renderer(s.templates_dir, Sender(s.brand_name, s.postal_address))
-        state.signer = Signer(s.secret_key.get_secret_value().encode())
-    return state
+    return request.app.state  # registry, renderer, signer, factory, clock: web/app.py
 
 
 def _page(request: Request, name: str, locale: str | None, title_key: str, status: int = 200, **ctx) -> HTMLResponse:

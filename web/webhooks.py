@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from campaigns import events
+from campaigns import events, signup
 from campaigns.db import transaction
 from campaigns.webhook_signatures import sendgrid_public_key, sendgrid_signature_ok
 
@@ -92,12 +92,22 @@ async def twilio_inbound(request: Request) -> Response:
 
 def _inbound(state, form: FormData) -> str | None:
     settings = state.settings
+    registry, policy = state.registry, state.policy
+
+    def join(session, phone: str, body: str, message_sid: str | None) -> str | None:
+        enrolled = signup.signup_by_sms(session, state.clock, registry, policy, phone, body,
+                                        campaign_key=settings.signup_campaign, message_sid=message_sid)
+        if enrolled is None:
+            return None
+        return signup.join_reply(signup.JOIN_WORDS.get(events.keyword(body)), settings.brand_name)
+
     with transaction(state.factory) as session:
         return events.handle_inbound_sms(
             session, state.clock, form.get("From", ""), form.get("Body", ""),
             message_sid=form.get("MessageSid") or form.get("SmsSid") or None,
             payload=dict(form),
             help_reply=events.help_text(settings.brand_name, settings.email_from),
+            join=join,
         )
 
 

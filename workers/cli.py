@@ -382,5 +382,12 @@ def demo(seconds, workdir) -> None:
     sys.exit(run_demo(seconds=seconds, workdir=workdir))
 
 
+from workers.cli_import import import_command
+from workers.cli_reports import contacts_command, report_command
+
+main.add_command(import_command)
+main.add_command(report_command)
+main.add_command(contacts_command)
+
 if __name__ == "__main__":
     main()

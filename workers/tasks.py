@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from campaigns import engine
 from campaigns.db import transaction
-from campaigns.notifications import announce_contact_requests
+from campaigns.notifications import announce_contact_requests, send_confirmations
 from campaigns.scheduling import Work
 from campaigns.sending import send_batch
 from workers.app import app
@@ -53,13 +53,18 @@ def reap() -> dict:
 
 @app.task(name="drip.notify", **_DB_RETRY)
 def notify() -> dict:
-    """Notices that live in the database until sent (the care team's call requests)."""
+    """Emails that wait in the database until sent: call-request notices for the care team
+    and double opt-in confirmations."""
     rt = runtime()
     s = rt.settings
     with transaction(rt.factory) as session:
         announced = announce_contact_requests(session, rt.clock, rt.send.email_provider, s.care_team_email,
                                               s.public_base_url, s.brand_name)
-    return {"contact_requests": announced}
+    with transaction(rt.factory) as session:
+        confirmations = send_confirmations(session, rt.clock, rt.send.email_provider, rt.send.signer,
+                                           templates_dir=s.templates_dir, brand=s.brand_name,
+                                           postal_address=s.postal_address, base_url=s.public_base_url)
+    return {"contact_requests": announced, "confirmations": confirmations}
 
 
 @app.task(name="drip.send_email", **_DB_RETRY)

@@ -1,0 +1,121 @@
+"""The care team's queue of people who asked to be contacted.
+
+    open ──► contacted ──► closed
+      └───────────────────► closed
+
+The queue holds every request not yet closed, oldest first. It carries the real phone
+number and email address, because the care team has to call or write back: they are
+shown on the admin page and by `drip contacts --reveal`, and never logged (invariant 8);
+the dataclass keeps them out of its repr so a stray log line cannot print them.
+
+Each mark is also written to the events table (type `contact_handled`, provider
+`admin`) with who did it and their note, since the contact_requests row has no columns
+for them: the request's history stays auditable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.clock import Clock
+from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.states import EventType
+
+log = logging.getLogger(__name__)
+
+MARKS = ("contacted", "closed")
+NOT_CLOSED = ("open", "contacted")
+HANDLED_EVENT = EventType.CONTACT_HANDLED  # never from a provider, never in funnels
+
+
+class QueueError(ValueError):
+    """A mark that cannot be applied; the message says why."""
+
+
+@dataclass
+class QueueItem:
+    id: int
+    status: str
+    created_at: datetime
+    handled_at: datetime | None
+    first_name: str | None
+    preferred_channel: str | None
+    preferred_time: str | None
+    campaign_key: str | None
+    step_key: str | None
+    # Personal details: shown to the care team, kept out of repr (and so out of logs).
+    email: str | None = field(repr=False)
+    phone: str | None = field(repr=False)
+    note: str | None = field(repr=False)
+
+
+def queue(session: Session, statuses: tuple[str, ...] = NOT_CLOSED, limit: int = 500) -> list[QueueItem]:
+    """Requests in the given statuses, oldest first (the longest wait is called first)."""
+    rows = session.execute(
+        select(ContactRequest, Subscriber)
+        .join(Subscriber, ContactRequest.subscriber_id == Subscriber.id)
+        .where(ContactRequest.status.in_(statuses))
+        .order_by(ContactRequest.created_at, ContactRequest.id)
+        .limit(limit)
+    ).all()
+    return [
+        QueueItem(
+            id=req.id, status=req.status, created_at=req.created_at, handled_at=req.handled_at,
+            first_name=sub.first_name, preferred_channel=req.preferred_channel,
+            preferred_time=req.preferred_time, campaign_key=req.campaign_key, step_key=req.step_key,
+            email=sub.email, phone=sub.phone, note=req.note,
+        )
+        for req, sub in rows
+    ]
+
+
+def mark(session: Session, clock: Clock, request_id: int | str, status: str, by: str,
+         note: str | None = None) -> ContactRequest:
+    """Mark a request contacted or closed. Marking it with the status it already has is
+    a no-op (a double-clicked button); a closed request stays closed."""
+    if status not in MARKS:
+        raise QueueError(f"status must be one of {', '.join(MARKS)}, not {status!r}")
+    try:
+        rid = int(request_id)
+    except (TypeError, ValueError):
+        raise QueueError(f"contact request id must be a whole number, not {request_id!r}") from None
+    by = (by or "").strip()
+    if not by:
+        raise QueueError("say who handled the request (by)")
+    request = session.get(ContactRequest, rid, with_for_update=True)
+    if request is None:
+        raise QueueError(f"no contact request {rid}")
+    if request.status == status:
+        return request
+    if request.status == "closed":
+        raise QueueError(f"contact request {rid} is already closed")
+    now = clock.now()
+    previous = request.status
+    request.status = status
+    request.handled_at = now
+    session.add(Event(
+        message_id=request.message_id, subscriber_id=request.subscriber_id, type=HANDLED_EVENT,
+        provider="admin", occurred_at=now, received_at=now,
+        payload={"request_id": rid, "from": previous, "to": status, "by": by[:80],
+                 "note": (note or "").strip()[:2000] or None},
+    ))
+    _resume_course(session, request, now)
+    session.flush()
+    log.info("contact request %s: %s -> %s by %s", rid, previous, status, by[:80])
+    return request
+
+
+def _resume_course(session: Session, request: ContactRequest, now) -> None:
+    """A course paused because the person asked for a call resumes once the care team has
+    handled the request; one the person left, or ops paused, stays as it is."""
+    if request.message_id is None:
+        return
+    message = session.get(Message, request.message_id)
+    enrollment = session.get(Enrollment, message.enrollment_id) if message else None
+    if enrollment is not None and enrollment.status == "paused" and enrollment.exit_reason == "asked to be contacted":
+        enrollment.status, enrollment.exit_reason, enrollment.updated_at = "active", None, now

@@ -1,0 +1,395 @@
+"""What marketers and ops read: per-step funnels, enrollment funnels, provider health.
+
+Plain functions over a session; the admin pages, /metrics and `drip report` call them.
+
+    campaign_report(session, registry, key, since, until)
+        ─► CampaignReport: EnrollmentFunnel + one StepFunnel per (step, channel),
+           steps in the campaign file's order, then steps no longer in the file
+    enrollment_funnel(session, key) / enrollment_funnels(session, registry)
+    channel_health(session, clock, window) ─► ChannelHealth per channel (for /metrics)
+    provider_health(session, clock, window) ─► the same + due backlog and oldest due age
+
+How a message is counted (campaigns.states holds the lifecycle):
+  sent       the provider took it: sent, delivered, bounced, and failed after the
+             provider had accepted it (a webhook failure; it has a provider id or sent_at)
+  delivered  status delivered
+  failed / bounced / suppressed / skipped   their terminal status; reasons kept for the
+             last two (top reasons first)
+  in flight  queued, sending, retry, deferred, unconfirmed
+  opens / clicks   distinct messages with an opened / clicked event, leaving out events
+             marked as possibly automated (our own `maybe_automated` flag from the link
+             pages, SendGrid's `sg_machine_open`): mail scanners open everything
+  contact requests / unsubscribes   rows naming the step's message (contact_requests,
+             events of type unsubscribed); an unsubscribe that names no message (a
+             consent record only) cannot be attributed to a step and is not counted
+
+The date range filters on the message's created_at (the enrollment funnel on the
+enrollment's created_at); `until` is exclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, distinct, func, or_, select
+from sqlalchemy.orm import Session
+
+from campaigns import states
+from campaigns.clock import Clock
+from campaigns.definitions import Campaign, DefinitionError, Registry
+from campaigns.models import ChannelPause, ContactRequest, Enrollment, Event, Message
+from campaigns.status import read_status
+
+E = states.EventType
+CHANNELS = ("email", "sms")
+IN_FLIGHT = (states.QUEUED, states.SENDING, states.RETRY, states.DEFERRED, states.UNCONFIRMED)
+ENROLLMENT_STATUSES = ("active", "paused", "completed", "exited")
+# Payload flags (true or "true") that mark an engagement event as possibly a machine's.
+AUTOMATED_FLAGS = ("maybe_automated", "sg_machine_open")
+TOP_REASONS = 3
+
+
+def rate(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+@dataclass
+class StepFunnel:
+    step_key: str
+    channel: str
+    position: int | None  # 1-based place in the campaign file; None: no longer in it
+    created: int = 0
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    bounced: int = 0
+    suppressed: int = 0
+    skipped: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)
+    skip_reasons: list[tuple[str, int]] = field(default_factory=list)
+    suppress_reasons: list[tuple[str, int]] = field(default_factory=list)
+    opens: int = 0
+    clicks: int = 0
+    contact_requests: int = 0
+    unsubscribes: int = 0
+
+    @property
+    def in_flight_total(self) -> int:
+        return sum(self.in_flight.values())
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return rate(self.delivered, self.sent)
+
+    @property
+    def open_rate(self) -> float | None:
+        return rate(self.opens, self.delivered)
+
+    @property
+    def click_rate(self) -> float | None:
+        return rate(self.clicks, self.delivered)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(delivery_rate=self.delivery_rate, open_rate=self.open_rate, click_rate=self.click_rate,
+                   in_flight_total=self.in_flight_total)
+        return out
+
+
+@dataclass
+class EnrollmentFunnel:
+    campaign_key: str
+    enrolled: int = 0
+    active: int = 0
+    paused: int = 0
+    completed: int = 0
+    exited: int = 0
+    exit_reasons: list[tuple[str, int]] = field(default_factory=list)
+    pause_reasons: list[tuple[str, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CampaignReport:
+    campaign_key: str
+    name: str
+    version: int | None
+    deployed: bool  # the campaign file is loaded; False: only history in the database
+    enrollments: EnrollmentFunnel
+    steps: list[StepFunnel]
+    since: datetime | None = None
+    until: datetime | None = None
+    warning: str | None = None  # e.g. the campaign files do not load right now
+
+    def to_dict(self) -> dict:
+        return {
+            "campaign": self.campaign_key, "name": self.name, "version": self.version,
+            "deployed": self.deployed,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "warning": self.warning,
+            "enrollments": self.enrollments.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+def load_campaigns(registry: Registry) -> tuple[dict[str, Campaign], str | None]:
+    """The deployed campaigns, or none and the reason: a broken file must not take the
+    reports down with it."""
+    try:
+        return registry.campaigns(), None
+    except DefinitionError as exc:
+        return {}, f"campaign files do not load ({len(exc.problems)} problem(s)); step order is a guess"
+
+
+def campaign_keys(session: Session, registry: Registry) -> list[str]:
+    """Deployed campaigns first (file order), then ones only the database remembers."""
+    deployed, _ = load_campaigns(registry)
+    seen = list(deployed)
+    for key in session.scalars(select(Enrollment.campaign_key).distinct().order_by(Enrollment.campaign_key)):
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
+def _ranges(column, since: datetime | None, until: datetime | None) -> list:
+    where = []
+    if since is not None:
+        where.append(column >= since)
+    if until is not None:
+        where.append(column < until)
+    return where
+
+
+def _ranked(pairs) -> list[tuple[str, int]]:
+    return sorted(((r or "(no reason)", n) for r, n in pairs), key=lambda p: (-p[1], p[0]))
+
+
+def enrollment_funnel(session: Session, campaign_key: str, since: datetime | None = None,
+                      until: datetime | None = None) -> EnrollmentFunnel:
+    where = [Enrollment.campaign_key == campaign_key, *_ranges(Enrollment.created_at, since, until)]
+    rows = session.execute(
+        select(Enrollment.status, Enrollment.exit_reason, func.count())
+        .where(*where).group_by(Enrollment.status, Enrollment.exit_reason)
+    ).all()
+    funnel = EnrollmentFunnel(campaign_key)
+    exits: dict[str | None, int] = {}
+    pauses: dict[str | None, int] = {}
+    for status, reason, n in rows:
+        funnel.enrolled += n
+        if status in ENROLLMENT_STATUSES:
+            setattr(funnel, status, getattr(funnel, status) + n)
+        if status == "exited":
+            exits[reason] = exits.get(reason, 0) + n
+        elif status == "paused":
+            pauses[reason] = pauses.get(reason, 0) + n
+    funnel.exit_reasons = _ranked(exits.items())
+    funnel.pause_reasons = _ranked(pauses.items())
+    return funnel
+
+
+def enrollment_funnels(session: Session, registry: Registry) -> list[tuple[str, str, EnrollmentFunnel]]:
+    """(key, display name, funnel) for every campaign, for the dashboard."""
+    deployed, _ = load_campaigns(registry)
+    out = []
+    for key in campaign_keys(session, registry):
+        name = deployed[key].name if key in deployed else f"{key} (not deployed)"
+        out.append((key, name, enrollment_funnel(session, key)))
+    return out
+
+
+def _automated():
+    """True when an event's payload flags it as possibly a machine's. Compared as text:
+    PostgreSQL's ->> gives 'true', SQLite's json_extract gives 1 for JSON true."""
+    flags = [func.coalesce(Event.payload[k].as_string(), "").in_(("true", "1")) for k in AUTOMATED_FLAGS]
+    return or_(*flags)
+
+
+def campaign_report(session: Session, registry: Registry, campaign_key: str,
+                    since: datetime | None = None, until: datetime | None = None) -> CampaignReport:
+    """Raise LookupError for a campaign neither deployed nor in the database."""
+    deployed, warning = load_campaigns(registry)
+    campaign = deployed.get(campaign_key)
+    msg_where = [Message.campaign_key == campaign_key, *_ranges(Message.created_at, since, until)]
+
+    accepted = or_(
+        Message.status.in_((states.SENT, states.DELIVERED, states.BOUNCED)),
+        and_(Message.status == states.FAILED,
+             or_(Message.sent_at.is_not(None), Message.provider_message_id.is_not(None))),
+    )
+    counts = session.execute(
+        select(Message.step_key, Message.channel, Message.status,
+               func.count(), func.sum(case((accepted, 1), else_=0)), func.min(Message.id))
+        .where(*msg_where).group_by(Message.step_key, Message.channel, Message.status)
+    ).all()
+    if campaign is None and not counts and not session.scalar(
+            select(func.count()).select_from(Enrollment).where(Enrollment.campaign_key == campaign_key)):
+        raise LookupError(f"no campaign {campaign_key!r}: not deployed and nothing in the database")
+
+    rows: dict[tuple[str, str], StepFunnel] = {}
+    if campaign is not None:
+        for step in campaign.steps:
+            for channel in step.channels:
+                rows[(step.key, channel)] = StepFunnel(step.key, channel, step.index + 1)
+    first_seen: dict[tuple[str, str], int] = {}
+    for step_key, channel, status, n, n_accepted, first_id in counts:
+        key = (step_key, channel)
+        row = rows.get(key)
+        if row is None:
+            position = None
+            if campaign is not None and campaign.step(step_key) is not None:
+                position = campaign.step(step_key).index + 1  # a channel since removed
+            row = rows[key] = StepFunnel(step_key, channel, position)
+        first_seen[key] = min(first_seen.get(key, first_id), first_id)
+        row.created += n
+        row.sent += int(n_accepted or 0)
+        if status in (states.DELIVERED, states.FAILED, states.BOUNCED, states.SUPPRESSED, states.SKIPPED):
+            setattr(row, status, getattr(row, status) + n)
+        elif status in IN_FLIGHT:
+            row.in_flight[status] = row.in_flight.get(status, 0) + n
+
+    reasons = session.execute(
+        select(Message.step_key, Message.channel, Message.status, Message.reason, func.count())
+        .where(*msg_where, Message.status.in_((states.SKIPPED, states.SUPPRESSED)))
+        .group_by(Message.step_key, Message.channel, Message.status, Message.reason)
+    ).all()
+    grouped: dict[tuple[str, str, str], list] = {}
+    for step_key, channel, status, reason, n in reasons:
+        grouped.setdefault((step_key, channel, status), []).append((reason, n))
+    for (step_key, channel, status), pairs in grouped.items():
+        top = _ranked(pairs)[:TOP_REASONS]
+        if status == states.SKIPPED:
+            rows[(step_key, channel)].skip_reasons = top
+        else:
+            rows[(step_key, channel)].suppress_reasons = top
+
+    engagement = session.execute(
+        select(Message.step_key, Message.channel, Event.type, func.count(distinct(Event.message_id)))
+        .join(Message, Event.message_id == Message.id)
+        .where(*msg_where, or_(
+            and_(Event.type.in_((E.OPENED, E.CLICKED)), ~_automated()),
+            Event.type == E.UNSUBSCRIBED,
+        ))
+        .group_by(Message.step_key, Message.channel, Event.type)
+    ).all()
+    attr = {E.OPENED: "opens", E.CLICKED: "clicks", E.UNSUBSCRIBED: "unsubscribes"}
+    for step_key, channel, kind, n in engagement:
+        row = rows.get((step_key, channel))
+        if row is not None:
+            setattr(row, attr[kind], n)
+
+    asks = session.execute(
+        select(Message.step_key, Message.channel, func.count(ContactRequest.id))
+        .join(Message, ContactRequest.message_id == Message.id)
+        .where(*msg_where).group_by(Message.step_key, Message.channel)
+    ).all()
+    for step_key, channel, n in asks:
+        row = rows.get((step_key, channel))
+        if row is not None:
+            row.contact_requests = n
+
+    def order(item):
+        (step_key, channel), row = item
+        channel_rank = CHANNELS.index(channel) if channel in CHANNELS else len(CHANNELS)
+        if row.position is not None:
+            return (0, row.position, channel_rank)
+        return (1, first_seen.get((step_key, channel), 0), channel_rank)
+
+    steps = [row for _, row in sorted(rows.items(), key=order)]
+    return CampaignReport(
+        campaign_key=campaign_key,
+        name=campaign.name if campaign else campaign_key,
+        version=campaign.version if campaign else None,
+        deployed=campaign is not None,
+        enrollments=enrollment_funnel(session, campaign_key, since, until),
+        steps=steps, since=since, until=until, warning=warning,
+    )
+
+
+# ---------------------------------------------------------------- provider health
+
+
+@dataclass
+class ChannelHealth:
+    """Provider call outcomes in the window. The outbox keeps each message's latest
+    outcome, not every attempt, so these count messages by where their last provider
+    call left them: a retry that later succeeded counts as sent."""
+
+    channel: str
+    sent: int = 0  # accepted by the provider in the window (sent_at)
+    transient: int = 0  # waiting to retry after a temporary error, or gave up after them
+    permanent: int = 0  # refused by the provider at the call (never accepted)
+    unconfirmed: int = 0  # the call's outcome is unknown
+    paused: bool = False
+    paused_reason: str | None = None
+
+    @property
+    def attempts(self) -> int:
+        return self.sent + self.transient + self.permanent + self.unconfirmed
+
+    @property
+    def errors(self) -> int:
+        return self.transient + self.permanent + self.unconfirmed
+
+    @property
+    def error_rate(self) -> float | None:
+        return rate(self.errors, self.attempts)
+
+
+@dataclass
+class ProviderHealth:
+    window: timedelta
+    channels: dict[str, ChannelHealth]
+    due_backlog: int
+    oldest_due_age_seconds: float | None
+
+
+GAVE_UP = "gave up after %"  # campaigns.sending: retries used up on transient errors
+
+
+def channel_health(session: Session, clock: Clock, window: timedelta | int) -> dict[str, ChannelHealth]:
+    """Provider outcomes per channel over the last `window` (a timedelta, or minutes)."""
+    if not isinstance(window, timedelta):
+        window = timedelta(minutes=int(window))
+    if window <= timedelta(0):
+        raise ValueError("the window must be positive")
+    since = clock.now() - window
+    health = {c: ChannelHealth(c) for c in CHANNELS}
+
+    def tally(attr: str, *where) -> None:
+        for channel, n in session.execute(
+                select(Message.channel, func.count()).where(*where).group_by(Message.channel)):
+            health.setdefault(channel, ChannelHealth(channel))
+            setattr(health[channel], attr, n)
+
+    recent = Message.updated_at >= since
+    tally("sent", Message.sent_at >= since)
+    tally("transient", recent, or_(
+        Message.status == states.RETRY,
+        and_(Message.status == states.FAILED, Message.reason.like(GAVE_UP)),
+    ))
+    tally("permanent", recent, Message.status == states.FAILED, Message.provider.is_not(None),
+          Message.sent_at.is_(None), Message.provider_message_id.is_(None),
+          or_(Message.reason.is_(None), ~Message.reason.like(GAVE_UP)))
+    tally("unconfirmed", recent, Message.status == states.UNCONFIRMED)
+    for pause in session.scalars(select(ChannelPause)):
+        health.setdefault(pause.channel, ChannelHealth(pause.channel))
+        health[pause.channel].paused = True
+        health[pause.channel].paused_reason = pause.reason
+    return health
+
+
+def provider_health(session: Session, clock: Clock, window: timedelta | int) -> ProviderHealth:
+    """Per-channel provider outcomes over the window, with the due backlog and the age of
+    the oldest due work (campaigns.status). `window`: a timedelta, or minutes."""
+    if not isinstance(window, timedelta):
+        window = timedelta(minutes=int(window))
+    health = channel_health(session, clock, window)
+    status = read_status(session, clock)
+    return ProviderHealth(window, health, status.due_backlog, status.oldest_due_age_seconds)

@@ -1,0 +1,336 @@
+"""Marketer and ops pages under /admin: funnels, the contact queue, the outbox, channels.
+
+    GET  /admin                          campaigns with their enrollment funnels, status
+    GET  /admin/campaigns/{key}          per-step funnel (?since=YYYY-MM-DD&until=YYYY-MM-DD)
+    GET  /admin/contact-requests         the care team's queue (real phone and email)
+    POST /admin/contact-requests/{id}    status=contacted|closed, note
+    GET  /admin/outbox                   messages by status (?status=unconfirmed)
+    POST /admin/outbox/{id}/settle       outcome=sent|failed|resend (unconfirmed only)
+    GET  /admin/channels                 paused channels, provider health (?minutes=60)
+    POST /admin/channels/{channel}/pause   reason
+    POST /admin/channels/{channel}/resume
+
+Access: HTTP basic auth against ADMIN_USER / ADMIN_PASSWORD, compared in constant time.
+With no ADMIN_PASSWORD every admin route answers 503, so a forgotten setting closes the
+pages rather than opening them.
+
+Cross-site requests: browsers send basic credentials with any request to this origin,
+so a form on another site could post here. Every POST must carry an Origin header (or,
+failing that, a Referer) whose origin is PUBLIC_BASE_URL's; anything else is refused
+with 403. The pages are served with `Referrer-Policy: same-origin`, because under
+`no-referrer` browsers send `Origin: null` with form posts. The admin must therefore be
+used at PUBLIC_BASE_URL's origin (not through another host name or a port-forward).
+
+Actions that put messages back on the send queues (resend, resume) commit first, then
+call `app.state.dispatch(work)` when the app has one; without it the messages stay
+queued and the reaper enqueues them after REQUEUE_AFTER_SECONDS, and the page says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import jinja2
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import func, select
+
+from campaigns import channels, contact_queue, reports, states
+from campaigns.db import transaction
+from campaigns.models import ContactRequest, Message
+from campaigns.ops import OpsError, settle
+from campaigns.scheduling import Work
+from campaigns.status import read_status
+
+log = logging.getLogger(__name__)
+
+REALM = 'Basic realm="drip admin", charset="UTF-8"'
+HEADERS = {
+    "Cache-Control": "no-store",  # the queue page holds phone numbers and addresses
+    "X-Robots-Tag": "noindex",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'"),
+}
+OUTBOX_LIMIT = 200
+KNOWN_CHANNELS = ("email", "sms")
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+                          autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                          lstrip_blocks=True)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def _when(value: datetime | None) -> str:
+    return "–" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+_env.filters.update(pct=_pct, when=_when, age=_age)
+
+
+# ---------------------------------------------------------------- access
+
+
+def admin_password(settings) -> str:
+    secret = settings.admin_password
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def check_basic_auth(request: Request) -> str:
+    """The user name when the request carries the admin credentials; else HTTPException
+    (503 when no password is configured, 401 asking for credentials otherwise)."""
+    settings = request.app.state.settings
+    expected = admin_password(settings)
+    if not expected:
+        raise HTTPException(503, "admin pages are off: set ADMIN_PASSWORD")
+    header = request.headers.get("authorization") or ""
+    scheme, _, encoded = header.partition(" ")
+    user = password = ""
+    if scheme.lower() == "basic" and encoded:
+        try:
+            user, _, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            user = password = ""
+    # Both compared every time (& not `and`): the timing says nothing about which was wrong.
+    ok = secrets.compare_digest(user.encode(), settings.admin_user.encode()) & secrets.compare_digest(
+        password.encode(), expected.encode())
+    if not ok:
+        raise HTTPException(401, "admin credentials required", headers={"WWW-Authenticate": REALM})
+    return user
+
+
+def origin_of(url: str | None) -> str | None:
+    if not url or url == "null":
+        return None
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return None
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    suffix = "" if port in (None, default) else f":{port}"
+    return f"{parts.scheme.lower()}://{host}{suffix}"
+
+
+def require_same_origin(request: Request) -> None:
+    expected = origin_of(request.app.state.settings.public_base_url)
+    sent = request.headers.get("origin")
+    got = origin_of(sent) if sent is not None else origin_of(request.headers.get("referer"))
+    if got is None or got != expected:
+        raise HTTPException(403, f"form posts must come from {expected} (PUBLIC_BASE_URL); "
+                                 f"this one came from {got or 'an unknown origin'}")
+
+
+AdminUser = Annotated[str, Depends(check_basic_auth)]
+router = APIRouter(prefix="/admin", dependencies=[Depends(check_basic_auth)])
+SameOrigin = Depends(require_same_origin)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _state(request: Request):
+    return request.app.state  # registry, factory, clock, dispatch: built in web/app.py
+
+
+def _render(name: str, status_code: int = 200, **ctx) -> HTMLResponse:
+    html = _env.get_template(name).render(**ctx)
+    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+
+
+def _notice(title: str, message: str, back: str, status: int = 200, detail: str | None = None) -> HTMLResponse:
+    return _render("admin_notice.html", status_code=status, title=title, message=message, detail=detail, back=back)
+
+
+def _dispatch(request: Request, work: Work) -> str | None:
+    """Hand re-queued messages to the workers after the commit; say what happened."""
+    if not len(work):
+        return None
+    state = request.app.state
+    dispatch = getattr(state, "dispatch", None)
+    later = (f"the reaper enqueues them within {state.settings.requeue_after_seconds} s")
+    if dispatch is None:
+        return f"{len(work)} message(s) left queued: this web process has no dispatcher, so {later}."
+    try:
+        dispatch(work)
+    except Exception:  # the commit stands; the reaper is the safety net
+        log.exception("dispatch after an admin action failed; the reaper will enqueue the messages")
+        return f"{len(work)} message(s) are queued but the broker did not take them; {later}."
+    return f"{len(work)} message(s) handed to the send queues."
+
+
+def _parse_day(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"{name} must be a date like 2026-03-01, not {value!r}") from None
+
+
+# ---------------------------------------------------------------- pages
+
+
+@router.get("", response_class=HTMLResponse)
+def dashboard(request: Request, user: AdminUser) -> HTMLResponse:
+    state = _state(request)
+    with state.factory() as session:
+        funnels = reports.enrollment_funnels(session, state.registry)
+        status = read_status(session, state.clock)
+        open_requests = session.scalar(
+            select(func.count()).select_from(ContactRequest).where(ContactRequest.status == "open"))
+        paused = channels.all_paused(session)
+    _, warning = reports.load_campaigns(state.registry)
+    return _render("admin_dashboard.html", title="Campaigns", user=user, funnels=funnels, status=status,
+                   open_requests=open_requests, paused=paused, warning=warning)
+
+
+@router.get("/campaigns/{key}", response_class=HTMLResponse)
+def campaign_page(request: Request, key: str, user: AdminUser, since: str | None = None,
+                  until: str | None = None) -> HTMLResponse:
+    state = _state(request)
+    try:
+        start = _parse_day(since, "since")
+        end_day = _parse_day(until, "until")
+    except ValueError as exc:
+        return _notice("Bad date", str(exc), back=f"/admin/campaigns/{key}", status=400)
+    end = end_day + timedelta(days=1) if end_day else None  # the whole `until` day
+    try:
+        with state.factory() as session:
+            report = reports.campaign_report(session, state.registry, key, start, end)
+    except LookupError as exc:
+        return _notice("No such campaign", str(exc), back="/admin", status=404)
+    return _render("admin_campaign.html", title=report.name, user=user, report=report,
+                   since=since or "", until=until or "")
+
+
+@router.get("/contact-requests", response_class=HTMLResponse)
+def contact_requests(request: Request, user: AdminUser) -> HTMLResponse:
+    state = _state(request)
+    with state.factory() as session:
+        items = contact_queue.queue(session)
+    return _render("admin_contacts.html", title="Contact requests", user=user, items=items,
+                   now=state.clock.now())
+
+
+@router.post("/contact-requests/{request_id}", response_class=HTMLResponse, dependencies=[SameOrigin])
+def mark_contact_request(request: Request, request_id: str, user: AdminUser,
+                         status: Annotated[str, Form()] = "",
+                         note: Annotated[str, Form()] = "") -> HTMLResponse:
+    state = _state(request)
+    back = "/admin/contact-requests"
+    try:
+        with transaction(state.factory) as session:
+            contact_queue.mark(session, state.clock, request_id, status, by=f"admin:{user}", note=note)
+    except contact_queue.QueueError as exc:
+        return _notice("Not changed", str(exc), back=back, status=400)
+    return _notice("Contact request updated", f"Request {request_id} is now {status}.", back=back)
+
+
+@router.get("/outbox", response_class=HTMLResponse)
+def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTMLResponse:
+    state = _state(request)
+    if status and status not in states.ALL:
+        return _notice("Unknown status", f"status must be one of {', '.join(states.ALL)}",
+                       back="/admin/outbox", status=400)
+    with state.factory() as session:
+        counts = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
+        query = select(Message)
+        if status:
+            # The oldest first when looking at one status: that is the one to act on.
+            query = query.where(Message.status == status).order_by(Message.updated_at, Message.id)
+        else:
+            query = query.order_by(Message.updated_at.desc(), Message.id.desc())
+        rows = session.scalars(query.limit(OUTBOX_LIMIT)).all()
+    return _render("admin_outbox.html", title="Outbox", user=user, counts=counts, rows=rows,
+                   statuses=states.ALL, status=status or "", limit=OUTBOX_LIMIT,
+                   unconfirmed=states.UNCONFIRMED, has_dispatch=getattr(state, "dispatch", None) is not None,
+                   requeue_after=state.settings.requeue_after_seconds)
+
+
+@router.post("/outbox/{message_id}/settle", response_class=HTMLResponse, dependencies=[SameOrigin])
+def settle_message(request: Request, message_id: int, user: AdminUser,
+                   outcome: Annotated[str, Form()] = "") -> HTMLResponse:
+    state = _state(request)
+    back = "/admin/outbox?status=unconfirmed"
+    try:
+        with transaction(state.factory) as session:
+            work = settle(session, state.clock, message_id, outcome)
+    except OpsError as exc:
+        return _notice("Not settled", str(exc), back=back, status=409)
+    log.info("message %s settled as %s by admin:%s", message_id, outcome, user)
+    return _notice("Message settled", f"Message {message_id} settled: {outcome}.", back=back,
+                   detail=_dispatch(request, work))
+
+
+@router.get("/channels", response_class=HTMLResponse)
+def channels_page(request: Request, user: AdminUser, minutes: int = 60) -> HTMLResponse:
+    state = _state(request)
+    minutes = max(1, min(minutes, 7 * 24 * 60))
+    with state.factory() as session:
+        health = reports.provider_health(session, state.clock, minutes)
+        paused = channels.all_paused(session)
+    return _render("admin_channels.html", title="Channels", user=user, health=health, paused=paused,
+                   minutes=minutes, channels=sorted(set(KNOWN_CHANNELS) | set(health.channels)))
+
+
+def _known_channel(channel: str) -> None:
+    if channel not in KNOWN_CHANNELS:
+        raise HTTPException(404, f"no channel {channel!r}")
+
+
+@router.post("/channels/{channel}/resume", response_class=HTMLResponse, dependencies=[SameOrigin])
+def resume_channel(request: Request, channel: str, user: AdminUser) -> HTMLResponse:
+    _known_channel(channel)
+    state = _state(request)
+    with transaction(state.factory) as session:
+        was_paused = channels.paused(session, channel) is not None
+        work = channels.resume(session, state.clock, channel)
+    log.info("%s channel resumed by admin:%s (%s waiting)", channel, user, len(work))
+    message = f"The {channel} channel is running." if was_paused else f"The {channel} channel was not paused."
+    return _notice("Channel resumed", message, back="/admin/channels", detail=_dispatch(request, work))
+
+
+@router.post("/channels/{channel}/pause", response_class=HTMLResponse, dependencies=[SameOrigin])
+def pause_channel(request: Request, channel: str, user: AdminUser,
+                  reason: Annotated[str, Form()] = "") -> HTMLResponse:
+    _known_channel(channel)
+    reason = reason.strip()
+    if not reason:
+        return _notice("Not paused", "Give a reason, so whoever resumes it knows why.",
+                       back="/admin/channels", status=400)
+    state = _state(request)
+    with transaction(state.factory) as session:
+        channels.pause(session, state.clock, channel, reason, by=f"admin:{user}"[:40])
+    log.info("%s channel paused by admin:%s", channel, user)
+    return _notice("Channel paused", f"The {channel} channel is paused; queued messages wait.",
+                   back="/admin/channels")

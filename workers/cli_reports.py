@@ -1,0 +1,168 @@
+"""`drip report` and `drip contacts`: the per-step funnel and the contact queue from a
+terminal. Command objects; workers/cli.py registers them on the `drip` group.
+
+Both read DATABASE_URL and friends from settings, unless the caller passes a
+`ReportsContext` as the click context object (the tests do).
+
+`drip contacts` masks phone numbers and addresses unless given --reveal: terminal output
+ends up in scrollback, CI logs and tickets more easily than a web page does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+
+import click
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns.clock import Clock
+
+
+@dataclass
+class ReportsContext:
+    factory: sessionmaker[Session]
+    clock: Clock
+    registry: object  # campaigns.definitions.Registry
+
+
+def _context(ctx: click.Context) -> ReportsContext:
+    found = ctx.find_object(ReportsContext)
+    if found is not None:
+        return found
+    from campaigns.clock import clock_from_settings
+    from campaigns.db import make_engine, make_session_factory
+    from campaigns.definitions import Registry
+    from campaigns.migrate import SchemaError, check_current
+    from settings import SettingsError, get_settings
+
+    try:
+        s = get_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = make_engine(s.database_url)
+    try:
+        check_current(engine)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    return ReportsContext(make_session_factory(engine), clock_from_settings(s),
+                          Registry(s.definitions_dir, s.templates_dir))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _table(headers: list[str], rows: list[list], right_from: int) -> list[str]:
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    out = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(widths[i]) if i >= right_from else c.ljust(widths[i]) for i, c in enumerate(row)]
+        out.append("  ".join(parts).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+@click.command("report")
+@click.argument("campaign")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only messages created on or after this day (UTC).")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only messages created on or before this day (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def report_command(ctx, campaign, since, until, as_json) -> None:
+    """Per-step funnel of CAMPAIGN: created, sent, delivered, failed, engagement, rates."""
+    from campaigns.reports import campaign_report
+
+    rc = _context(ctx)
+    start = since.replace(tzinfo=UTC) if since else None
+    end = until.replace(tzinfo=UTC) + timedelta(days=1) if until else None
+    try:
+        with rc.factory() as session:
+            report = campaign_report(session, rc.registry, campaign, start, end)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    e = report.enrollments
+    version = f" v{report.version}" if report.version else " (not deployed)"
+    click.echo(f"{report.name} ({report.campaign_key}{version})")
+    if report.warning:
+        click.echo(f"warning: {report.warning}")
+    if since or until:
+        first = f"{since:%Y-%m-%d}" if since else "the start"
+        last = f"{until:%Y-%m-%d}" if until else "now"
+        click.echo(f"messages created from {first} to {last} (UTC, inclusive)")
+    click.echo(f"enrollments: {e.enrolled} enrolled, {e.active} active, {e.paused} paused, "
+               f"{e.completed} completed, {e.exited} exited")
+    for reason, n in e.exit_reasons:
+        click.echo(f"  exited: {reason}: {n}")
+    headers = ["#", "step", "channel", "created", "sent", "deliv", "failed", "bounced", "suppr", "skipped",
+               "flight", "opens", "clicks", "asks", "unsubs", "deliv%", "open%", "click%"]
+    rows = [[s.position if s.position is not None else "-", s.step_key, s.channel, s.created, s.sent,
+             s.delivered, s.failed, s.bounced, s.suppressed, s.skipped, s.in_flight_total, s.opens, s.clicks,
+             s.contact_requests, s.unsubscribes, _pct(s.delivery_rate), _pct(s.open_rate), _pct(s.click_rate)]
+            for s in report.steps]
+    click.echo("")
+    for line in _table(headers, rows, right_from=3):
+        click.echo(line)
+    notes = [(s, label, reasons) for s in report.steps
+             for label, reasons in (("skipped", s.skip_reasons), ("suppressed", s.suppress_reasons)) if reasons]
+    if notes:
+        click.echo("")
+    for s, label, reasons in notes:
+        text = "; ".join(f"{r} ({n})" for r, n in reasons)
+        click.echo(f"{s.step_key}/{s.channel} {label}: {text}")
+
+
+@click.command("contacts")
+@click.option("--mark", "mark_id", type=int, default=None, help="The id of a request to mark.")
+@click.option("--as", "status", type=click.Choice(["contacted", "closed"]), default=None)
+@click.option("--note", default=None, help="What was done (kept in the request's history).")
+@click.option("--by", default=None, help="Who handled it (default: the login name).")
+@click.option("--reveal", is_flag=True, help="Show phone numbers and addresses in full.")
+@click.pass_context
+def contacts_command(ctx, mark_id, status, note, by, reveal) -> None:
+    """List contact requests not yet closed, oldest first; or mark one."""
+    import getpass
+
+    from campaigns import contact_queue
+    from campaigns.db import transaction
+    from campaigns.redact import mask
+
+    if (mark_id is None) != (status is None):
+        raise click.UsageError("--mark ID and --as contacted|closed go together")
+    rc = _context(ctx)
+    if mark_id is not None:
+        who = by or getpass.getuser()
+        try:
+            with transaction(rc.factory) as session:
+                contact_queue.mark(session, rc.clock, mark_id, status, by=f"cli:{who}", note=note)
+        except contact_queue.QueueError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"contact request {mark_id}: {status}")
+        return
+    with rc.factory() as session:
+        items = contact_queue.queue(session)
+    if not items:
+        click.echo("nobody is waiting")
+        return
+    now = rc.clock.now()
+    show = (lambda v: v or "-") if reveal else mask
+    rows = []
+    for r in items:
+        waited = now - r.created_at
+        hours = int(waited.total_seconds() // 3600)
+        rows.append([r.id, r.status, f"{r.created_at:%Y-%m-%d %H:%M}", f"{hours // 24}d {hours % 24}h",
+                     r.first_name or "-", show(r.phone), show(r.email), r.preferred_channel or "-",
+                     r.preferred_time or "-", f"{r.campaign_key or '-'}/{r.step_key or '-'}"])
+    headers = ["id", "status", "asked (UTC)", "waited", "name", "phone", "email", "prefers", "when", "from"]
+    for line in _table(headers, rows, right_from=len(headers)):
+        click.echo(line)
+    if not reveal:
+        click.echo("(contact details masked; --reveal to show them)")
