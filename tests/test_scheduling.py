@@ -85,10 +85,9 @@ def test_broken_campaign_file_enrolls_nobody(factory, clock, policy, tmp_path, b
     defs.mkdir()
     (defs / "tiny.yaml").write_text((FIXTURES / "definitions" / "tiny.yaml").read_text().replace(*breakage))
     reg = Registry(defs, FIXTURES / "templates")
-    with pytest.raises(DefinitionError, match=message):
-        with transaction(factory) as s:
-            sub = upsert_subscriber(s, clock, email="a@example.com", consent=("email",))
-            enroll(s, clock, reg, sub, "tiny", policy)
+    with pytest.raises(DefinitionError, match=message), transaction(factory) as s:
+        sub = upsert_subscriber(s, clock, email="a@example.com", consent=("email",))
+        enroll(s, clock, reg, sub, "tiny", policy)
     with factory() as s:
         assert s.scalar(select(func.count(Enrollment.id))) == 0
         assert s.scalar(select(func.count(Subscriber.id))) == 0
