@@ -51,7 +51,7 @@ def db_upgrade() -> None:
 
 @main.group()
 def campaigns() -> None:
-    """Sequence files: validate them."""
+    """Sequence files: validate, lint, preview, test-send, diff."""
 
 
 @campaigns.command("validate")
