@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -24,8 +24,8 @@ from campaigns.clock import Clock
 from campaigns.definitions import Campaign, DefinitionError, Registry, Step
 from campaigns.links import new_public_token
 from campaigns.models import Enrollment, Message, Subscriber
-from campaigns.revisions import ensure_revision, next_after, received_steps
-from campaigns.subscribers import address_for, has_consent, suppression_for
+from campaigns.revisions import ensure_revision, next_after
+from campaigns.subscribers import Facts, address_for, has_consent
 from campaigns.windows import Window, next_allowed
 
 TEXT_HOURS = Window.every_day(8, 21)
@@ -141,25 +141,33 @@ def _insert_ignore(session: Session):
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-def initial_status(session: Session, subscriber: Subscriber, channel: str) -> tuple[str, str | None]:
-    """Where a new outbox row starts: queued, or already terminal with its reason."""
+def status_for(subscriber: Subscriber, channel: str, facts: Facts) -> tuple[str, str | None]:
+    """Where an outbox row stands before a send: queued, or terminal with its reason."""
     address = address_for(subscriber, channel)
     if not address:
         return states.SKIPPED, f"no {'email address' if channel == 'email' else 'phone number'}"
     if subscriber.status == "unsubscribed":
         return states.SUPPRESSED, "subscriber unsubscribed"
-    sup = suppression_for(session, channel, address)
-    if sup is not None:
-        return states.SUPPRESSED, f"address suppressed: {sup.reason}"
-    if not has_consent(session, subscriber.id, channel):
+    reason = facts.suppression(subscriber, channel)
+    if reason is not None:
+        return states.SUPPRESSED, f"address suppressed: {reason}"
+    if not facts.has_consent(subscriber, channel):
         return states.SKIPPED, f"no {channel} consent"
     return states.QUEUED, None
+
+
+def initial_status(session: Session, subscriber: Subscriber, channel: str) -> tuple[str, str | None]:
+    return status_for(subscriber, channel, Facts(session, [subscriber]))
 
 
 def claim_due(
     session: Session, clock: Clock, registry: Registry, policy: Policy, limit: int | None = None
 ) -> Work:
-    """Turn due cursors into outbox rows and advance them. Returns the queued message ids."""
+    """Turn due cursors into outbox rows and advance them. Returns the queued message ids.
+
+    Works on the whole batch at once: subscribers, consent, suppressions and received
+    steps are read in one query each, and the outbox rows go in as one INSERT.
+    """
     now = clock.now()
     campaigns = registry.campaigns()
     query = (
@@ -170,10 +178,19 @@ def claim_due(
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Enrollment)
-    work = Work()
-    insert = _insert_ignore(session)
-    for enrollment in session.scalars(query).all():
-        work.claimed += 1
+    enrollments = session.scalars(query).all()
+    work = Work(claimed=len(enrollments))
+    if not enrollments:
+        return work
+    subscribers = {s.id: s for s in session.scalars(
+        select(Subscriber).where(Subscriber.id.in_({e.subscriber_id for e in enrollments})))}
+    facts = Facts(session, list(subscribers.values()))
+    received: dict[int, set[str]] = {e.id: set() for e in enrollments}
+    for eid, key in session.execute(select(Message.enrollment_id, Message.step_key)
+                                    .where(Message.enrollment_id.in_(received))):
+        received[eid].add(key)
+    rows, advancing = [], []
+    for enrollment in enrollments:
         campaign = campaigns.get(enrollment.campaign_key)
         step = campaign.step(enrollment.next_step_key) if campaign else None
         if campaign is None or step is None:
@@ -185,32 +202,58 @@ def claim_due(
             )
             enrollment.updated_at = now
             continue
-        subscriber = session.get(Subscriber, enrollment.subscriber_id)
+        subscriber = subscribers[enrollment.subscriber_id]
         for channel in step.channels:
-            status, reason = initial_status(session, subscriber, channel)
-            stmt = (
-                insert(Message)
-                .values(
-                    enrollment_id=enrollment.id, subscriber_id=subscriber.id,
-                    campaign_key=campaign.key, campaign_version=campaign.version,
-                    step_key=step.key, channel=channel, public_token=new_public_token(),
-                    status=status, reason=reason, attempts=0, due_at=enrollment.next_due_at,
-                    enqueued_at=now if status == states.QUEUED else None,
-                    created_at=now, updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["enrollment_id", "step_key", "channel"])
-                .returning(Message.id)
-            )
-            message_id = session.execute(stmt).scalar()
-            if message_id is not None and status == states.QUEUED:
-                work.add(channel, message_id)
-        _advance(session, enrollment, campaign, step, subscriber, policy, now)
+            status, reason = status_for(subscriber, channel, facts)
+            rows.append({
+                "enrollment_id": enrollment.id, "subscriber_id": subscriber.id,
+                "campaign_key": campaign.key, "campaign_version": campaign.version,
+                "step_key": step.key, "channel": channel, "public_token": new_public_token(),
+                "status": status, "reason": reason, "attempts": 0, "due_at": enrollment.next_due_at,
+                "enqueued_at": now if status == states.QUEUED else None,
+                "created_at": now, "updated_at": now,
+            })
+        received[enrollment.id].add(step.key)
+        advancing.append((enrollment, campaign, step, subscriber))
+    for message_id, channel, status in _insert_messages(session, rows):
+        if status == states.QUEUED:
+            work.add(channel, message_id)
+    for enrollment, campaign, step, subscriber in advancing:
+        _advance(enrollment, campaign, step, subscriber, received[enrollment.id], facts, policy, now)
     session.flush()
+    work.email.sort()
+    work.sms.sort()
     return work
 
 
-def _advance(session, enrollment, campaign, step, subscriber, policy, now) -> None:
-    following = next_after(campaign, step, received_steps(session, enrollment.id))
+_MESSAGE_COLUMNS = ("enrollment_id", "subscriber_id", "campaign_key", "campaign_version", "step_key", "channel",
+                    "public_token", "status", "reason", "attempts", "due_at", "enqueued_at", "created_at",
+                    "updated_at")
+_PG_TYPES = ("int", "int", "text", "int", "text", "text", "text", "text", "text", "int", "timestamptz",
+             "timestamptz", "timestamptz", "timestamptz")
+
+
+def _insert_messages(session: Session, rows: list[dict]) -> list[tuple[int, str, str]]:
+    """Insert outbox rows, skipping any that exist; (id, channel, status) of those inserted.
+
+    PostgreSQL takes the whole batch as one statement over arrays (unnest), which keeps
+    the statement small however many rows there are; elsewhere an executemany.
+    """
+    if not rows:
+        return []
+    conflict = "ON CONFLICT (enrollment_id, step_key, channel) DO NOTHING RETURNING id, channel, status"
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_MESSAGE_COLUMNS, _PG_TYPES, strict=True))
+        sql = text(f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) SELECT * FROM unnest({arrays}) {conflict}")
+        return list(session.execute(sql, {c: [r[c] for r in rows] for c in _MESSAGE_COLUMNS}))
+    stmt = (sqlite_insert(Message.__table__)
+            .on_conflict_do_nothing(index_elements=["enrollment_id", "step_key", "channel"])
+            .returning(Message.id, Message.channel, Message.status))
+    return list(session.connection().execute(stmt, rows))
+
+
+def _advance(enrollment, campaign, step, subscriber, received, facts: Facts, policy, now) -> None:
+    following = next_after(campaign, step, received)
     enrollment.steps_done += 1
     enrollment.updated_at = now
     enrollment.cursor_base_at = now
@@ -221,9 +264,7 @@ def _advance(session, enrollment, campaign, step, subscriber, policy, now) -> No
         return
     enrollment.next_step_key = following.key
     # Delays count from when the previous step went out, as subscribers experience them.
-    enrollment.next_due_at = due_time(
-        now, campaign, following, subscriber, reachable_channels(session, subscriber), policy
-    )
+    enrollment.next_due_at = due_time(now, campaign, following, subscriber, facts.reachable(subscriber), policy)
 
 
 def release_waiting(session: Session, clock: Clock, limit: int = 1000) -> Work:

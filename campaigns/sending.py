@@ -15,104 +15,43 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import states
-from campaigns.batching import (
-    PLACEHOLDER_LINKS,
-    PLACEHOLDER_NAME,
-    SharedEmail,
-    matches,
-    substitutions,
-)
 from campaigns.channels import pause, paused
 from campaigns.clock import Clock
+from campaigns.composing import Composer
 from campaigns.db import transaction
 from campaigns.definitions import Registry
-from campaigns.links import Signer, links_for
-from campaigns.models import Enrollment, Event, Message, Subscriber
-from campaigns.redact import mask
-from campaigns.rendering import Recipient, RenderedEmail, Renderer, RenderError
-from campaigns.scheduling import Policy, Work, initial_status
-from campaigns.subscribers import address_for, suppress
+from campaigns.links import Signer
+from campaigns.models import Enrollment, Message, Subscriber
+from campaigns.provider_api import (
+    EmailProvider,
+    NoLimit,
+    Outcome,
+    OutgoingEmail,
+    OutgoingSms,
+    RateLimiter,
+    SendResult,
+    SmsProvider,
+)
+from campaigns.rendering import Renderer, RenderError
+from campaigns.scheduling import Policy, Work, status_for
+from campaigns.subscribers import Facts, address_for, suppress
 from campaigns.windows import is_allowed, next_allowed
 
 log = logging.getLogger(__name__)
 
-
-class Outcome(str, Enum):
-    ACCEPTED = "accepted"  # the provider took it
-    TRANSIENT = "transient"  # 429, 5xx, connection refused: safe to try again later
-    PERMANENT = "permanent"  # this recipient or message will never work
-    CONFIG = "config"  # our credentials or sender are wrong: stop the channel, tell ops
-    UNKNOWN = "unknown"  # may or may not have been sent (timeout after the request left)
-
-
-@dataclass
-class SendResult:
-    message_id: int
-    outcome: Outcome
-    provider_message_id: str | None = None
-    error: str | None = None
-    retry_after: float | None = None
-    suppress_reason: str | None = None  # add the address to suppressions (21610, 21211, ...)
-
-
-@dataclass
-class OutgoingEmail:
-    message_id: int
-    to: str
-    content: RenderedEmail  # this recipient's own rendering
-    unsubscribe_url: str
-    # Opaque reference for webhooks; nothing about the person's health (invariant 8).
-    reference: str
-    # When set, `shared.content` filled in with `substitutions` is exactly `content`, so
-    # a batching provider may send everyone with the same `shared.key` in one request.
-    shared: SharedEmail | None = None
-    substitutions: dict[str, str] = field(default_factory=dict)
-    # Not an outbox message (a marketer's test send, a notice to the care team): no row,
-    # so providers must not take message_id as a key.
-    adhoc: bool = False
-
-
-@dataclass
-class OutgoingSms:
-    message_id: int
-    to: str
-    body: str
-    reference: str
-    adhoc: bool = False
-
-
-class EmailProvider(Protocol):
-    name: str
-    max_batch: int
-
-    def send_emails(self, emails: list[OutgoingEmail]) -> list[SendResult]: ...
-
-
-class SmsProvider(Protocol):
-    name: str
-    max_batch: int
-
-    def send_sms(self, texts: list[OutgoingSms]) -> list[SendResult]: ...
-
-
-class RateLimiter(Protocol):
-    def acquire(self, n: int = 1) -> None: ...
-
-
-class NoLimit:
-    def acquire(self, n: int = 1) -> None:
-        return None
+# The provider interface lives in campaigns.provider_api; re-exported here for callers.
+__all__ = ["EmailProvider", "NoLimit", "Outcome", "OutgoingEmail", "OutgoingSms", "RateLimiter",
+           "SendResult", "SmsProvider", "send_batch"]
 
 
 @dataclass
@@ -156,45 +95,66 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
         outgoing = _prepare(session, ctx, channel, message_ids, token, report)
     if not outgoing:
         return report
-    ctx.limiters.get(channel, NoLimit()).acquire(len(outgoing))
-    try:
-        if channel == "email":
-            results = ctx.email_provider.send_emails(outgoing)
-        else:
-            results = ctx.sms_provider.send_sms(outgoing)
-    except Exception as exc:
-        log.exception("provider raised instead of classifying; marking batch unconfirmed")
-        results = [SendResult(o.message_id, Outcome.UNKNOWN, error=f"provider raised {exc!r}") for o in outgoing]
-    provider = ctx.email_provider.name if channel == "email" else ctx.sms_provider.name
-    with transaction(ctx.factory) as session:
-        for result in results:
-            apply_result(session, ctx, result, token, provider, report)
+    limiter = ctx.limiters.get(channel, NoLimit())
+    provider = ctx.email_provider if channel == "email" else ctx.sms_provider
+    # Texts go in chunks of the limiter's burst, each after its own tokens, so a batch
+    # never reaches the provider as one clump; an email batch is one provider request.
+    size = len(outgoing) if channel == "email" else max(1, int(getattr(limiter, "burst", len(outgoing))))
+    for start in range(0, len(outgoing), size):
+        chunk = outgoing[start:start + size]
+        began = time.monotonic()
+        limiter.acquire(len(chunk))
+        if time.monotonic() - began > ctx.lease.total_seconds() / 2:
+            _extend_lease(ctx, token)  # a long wait for tokens must not look like a dead worker
+        try:
+            results = provider.send_emails(chunk) if channel == "email" else provider.send_sms(chunk)
+        except Exception as exc:
+            log.exception("provider raised instead of classifying; marking batch unconfirmed")
+            results = [SendResult(o.message_id, Outcome.UNKNOWN, error=f"provider raised {exc!r}") for o in chunk]
+        with transaction(ctx.factory) as session:
+            record_results(session, ctx, results, token, provider.name, report)
     return report
 
 
+def _extend_lease(ctx: SendContext, token: str) -> None:
+    with transaction(ctx.factory) as session:
+        session.execute(update(Message).where(Message.lease_token == token, Message.status == states.SENDING)
+                        .values(lease_until=ctx.clock.now() + ctx.lease)
+                        .execution_options(synchronize_session=False))
+
+
 def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> list:
+    """Re-check every message (invariants 4 and 5), compose the sendable ones, lease them.
+    A handful of queries for the whole batch, whatever its size."""
     now = ctx.clock.now()
-    outgoing = []
-    shared_cache: dict[str, SharedEmail | None] = {}
     if paused(session, channel):
         report.paused += len(message_ids)  # they stay queued; resuming re-dispatches them
-        return outgoing
+        return []
     messages = session.scalars(
         select(Message).where(Message.id.in_(message_ids), Message.channel == channel).order_by(Message.id)
     ).all()
-    for msg in messages:
-        if msg.status != states.QUEUED:
-            report.not_ours += 1  # sent, leased or settled already: a duplicate task
-            continue
-        subscriber = session.get(Subscriber, msg.subscriber_id)
-        enrollment = session.get(Enrollment, msg.enrollment_id)
+    queued = [m for m in messages if m.status == states.QUEUED]
+    report.not_ours += len(messages) - len(queued)  # sent, leased or settled: a duplicate task
+    if not queued:
+        return []
+    subscribers = {s.id: s for s in session.scalars(
+        select(Subscriber).where(Subscriber.id.in_({m.subscriber_id for m in queued})))}
+    enrollments = {e.id: e for e in session.scalars(
+        select(Enrollment).where(Enrollment.id.in_({m.enrollment_id for m in queued})))}
+    facts = Facts(session, list(subscribers.values()))
+    texts_before = _texts_sent(session, subscribers) if channel == "sms" else {}
+    composer = Composer(ctx.renderer, ctx.registry, ctx.base_url, ctx.signer)
+    candidates = {}
+    for msg in queued:
+        subscriber = subscribers[msg.subscriber_id]
+        enrollment = enrollments[msg.enrollment_id]
         if enrollment.status == "exited":
-            _finish(session, msg, states.SKIPPED, f"enrollment exited: {enrollment.exit_reason}", now)
+            _finish(msg, states.SKIPPED, f"enrollment exited: {enrollment.exit_reason}", now)
             report.skipped += 1
             continue
-        status, reason = initial_status(session, subscriber, channel)
+        status, reason = status_for(subscriber, channel, facts)
         if status != states.QUEUED:
-            _finish(session, msg, status, reason, now)
+            _finish(msg, status, reason, now)
             setattr(report, status, getattr(report, status) + 1)
             continue
         if channel == "sms":
@@ -208,61 +168,41 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
                 report.deferred += 1
                 continue
         try:
-            item = _render(session, ctx, msg, subscriber, channel, shared_cache)
+            if channel == "email":
+                candidates[msg.id] = composer.email(msg, subscriber)
+            else:
+                count = texts_before.get(subscriber.id, 0)
+                texts_before[subscriber.id] = count + 1  # two texts in one batch: only one says STOP
+                candidates[msg.id] = composer.sms(msg, subscriber, count % ctx.stop_help_every == 0)
         except (RenderError, LookupError) as exc:
-            _finish(session, msg, states.FAILED, "template error", now, error=str(exc))
+            _finish(msg, states.FAILED, "template error", now, error=str(exc))
             report.failed += 1
-            continue
-        leased = session.execute(
-            update(Message)
-            .where(Message.id == msg.id, Message.status == states.QUEUED)
-            .values(
-                status=states.SENDING, lease_token=token, lease_until=now + ctx.lease,
-                attempts=Message.attempts + 1, updated_at=now,
-            )
-        ).rowcount
-        if leased == 1:
-            outgoing.append(item)
-        else:
-            report.not_ours += 1
-    return outgoing
+    session.flush()
+    if not candidates:
+        return []
+    # One conditional UPDATE leases them all; a row another worker took is simply absent.
+    leased = set(session.scalars(
+        update(Message)
+        .where(Message.id.in_(candidates), Message.status == states.QUEUED)
+        .values(status=states.SENDING, lease_token=token, lease_until=now + ctx.lease,
+                attempts=Message.attempts + 1, updated_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ))
+    report.not_ours += len(candidates) - len(leased)
+    return [item for mid, item in candidates.items() if mid in leased]
 
 
-def _render(session, ctx: SendContext, msg: Message, subscriber: Subscriber, channel: str,
-            shared_cache: dict):
-    campaign = ctx.registry.get(msg.campaign_key)
-    step = campaign.step(msg.step_key)
-    if step is None:
-        raise LookupError(f"step {msg.step_key!r} is no longer in campaign {campaign.key!r}")
-    links = links_for(ctx.base_url, ctx.signer, msg.public_token)
-    recipient = Recipient(first_name=subscriber.first_name, locale=subscriber.locale)
-    reference = msg.public_token
-    if channel == "email":
-        content = ctx.renderer.email(campaign, step, recipient, links)
-        item = OutgoingEmail(msg.id, subscriber.email, content, links.unsubscribe, reference)
-        locale = campaign.locale_for(subscriber.locale)
-        key = f"{campaign.key}/{campaign.version}/{step.key}/{locale}/{bool(subscriber.first_name)}"
-        if key not in shared_cache:
-            placeholder = Recipient(first_name=PLACEHOLDER_NAME if subscriber.first_name else None,
-                                    locale=subscriber.locale)
-            shared_cache[key] = SharedEmail(key, ctx.renderer.email(campaign, step, placeholder, PLACEHOLDER_LINKS))
-        shared = shared_cache[key]
-        subs = substitutions(subscriber.first_name, links)
-        if shared is not None and matches(shared.content, content, subs):
-            item.shared, item.substitutions = shared, subs
-        return item
-    texts_before = session.scalar(
-        select(func.count(Message.id)).where(
-            Message.subscriber_id == subscriber.id, Message.channel == "sms",
-            Message.status.in_((states.SENT, states.DELIVERED, states.UNCONFIRMED)),
-        )
-    )
-    show = texts_before % ctx.stop_help_every == 0
-    body = ctx.renderer.sms(campaign, step, recipient, links, show_stop_help=show)
-    return OutgoingSms(msg.id, subscriber.phone, body, reference)
+def _texts_sent(session, subscribers: dict) -> dict[int, int]:
+    return dict(session.execute(
+        select(Message.subscriber_id, func.count(Message.id))
+        .where(Message.subscriber_id.in_(subscribers), Message.channel == "sms",
+               Message.status.in_((states.SENT, states.DELIVERED, states.UNCONFIRMED)))
+        .group_by(Message.subscriber_id)
+    ).all())
 
 
-def _finish(session, msg: Message, status: str, reason: str | None, now: datetime, error: str | None = None):
+def _finish(msg: Message, status: str, reason: str | None, now: datetime, error: str | None = None):
     msg.status = status
     msg.reason = reason
     msg.last_error = error
@@ -276,16 +216,26 @@ def backoff(attempt: int, base: float, cap: float, rng=random.random) -> float:
     return ceiling / 2 + rng() * ceiling / 2
 
 
-def apply_result(session: Session, ctx: SendContext, result: SendResult, token: str,
-                 provider: str, report: BatchReport) -> None:
+def record_results(session: Session, ctx: SendContext, results: list[SendResult], token: str,
+                   provider: str, report: BatchReport) -> None:
+    """Record a provider's answers, only where our lease still holds. The rows are locked:
+    a webhook committing between the read and the write would otherwise be overwritten,
+    moving a delivered message back to sent."""
+    rows = {m.id: m for m in session.scalars(
+        select(Message).where(Message.id.in_([r.message_id for r in results])).with_for_update())}
+    for result in results:
+        msg = rows.get(result.message_id)
+        if msg is None or msg.status != states.SENDING or msg.lease_token != token:
+            # The reaper declared it unconfirmed meanwhile; a webhook will settle it.
+            report.not_ours += 1
+            continue
+        apply_result(session, ctx, msg, result, provider, report)
+
+
+def apply_result(session: Session, ctx: SendContext, msg: Message, result: SendResult, provider: str,
+                 report: BatchReport) -> None:
+    """The one place that decides what a provider outcome does to a message."""
     now = ctx.clock.now()
-    # Locked: a webhook committing between this read and the write would otherwise be
-    # overwritten, moving a delivered message back to sent.
-    msg = session.get(Message, result.message_id, with_for_update=True)
-    if msg is None or msg.status != states.SENDING or msg.lease_token != token:
-        # The reaper declared it unconfirmed meanwhile; a webhook will settle it.
-        report.not_ours += 1
-        return
     msg.provider = provider
     msg.lease_token = None
     msg.lease_until = None
@@ -294,11 +244,8 @@ def apply_result(session: Session, ctx: SendContext, result: SendResult, token: 
         msg.status = states.SENT
         msg.reason = "accepted by provider"
         msg.provider_message_id = result.provider_message_id
-        msg.sent_at = now
+        msg.sent_at = now  # the row is the record of the send; events hold what comes back
         msg.last_error = None
-        session.add(Event(message_id=msg.id, subscriber_id=msg.subscriber_id, type=states.EventType.SENT,
-                          provider=provider, occurred_at=now, received_at=now,
-                          payload={"provider_message_id": result.provider_message_id}))
         report.sent += 1
     elif result.outcome is Outcome.TRANSIENT:
         msg.last_error = result.error
@@ -337,12 +284,7 @@ def apply_result(session: Session, ctx: SendContext, result: SendResult, token: 
         msg.reason = "provider call outcome unknown; awaiting webhook"
         msg.last_error = result.error
         report.unconfirmed += 1
-    log.info("message %s to %s: %s", msg.id, mask(_address(session, msg)), msg.status)
-
-
-def _address(session, msg: Message) -> str | None:
-    sub = session.get(Subscriber, msg.subscriber_id)
-    return address_for(sub, msg.channel) if sub else None
+    log.info("message %s: %s", msg.id, msg.status)
 
 
 def settle_unconfirmed(session: Session, clock: Clock, lookups: dict[str, object]) -> tuple[Work, dict[str, int]]:

@@ -266,3 +266,42 @@ def resubscribe(session: Session, clock: Clock, subscriber: Subscriber, channel:
             enrollment.updated_at = clock.now()
     session.flush()
     return True
+
+
+class Facts:
+    """Consent and suppression for many subscribers, read in two queries (the send and
+    claim paths work on whole batches)."""
+
+    def __init__(self, session: Session, subscribers: list[Subscriber]):
+        ids = [s.id for s in subscribers]
+        self.consent: dict[tuple[int, str], bool] = {}
+        if ids:
+            rows = session.execute(
+                select(ConsentRecord.subscriber_id, ConsentRecord.channel, ConsentRecord.action)
+                .where(ConsentRecord.subscriber_id.in_(ids))
+                .order_by(ConsentRecord.created_at, ConsentRecord.id)
+            )
+            for sid, channel, action in rows:  # ordered: the latest record wins
+                self.consent[(sid, channel)] = action == "granted"
+        emails = [s.email.lower() for s in subscribers if s.email]
+        phones = [s.phone for s in subscribers if s.phone]
+        self.suppressed: dict[tuple[str, str], str] = {}
+        if emails or phones:
+            rows = session.execute(
+                select(Suppression.channel, Suppression.address, Suppression.reason).where(
+                    ((Suppression.channel == "email") & Suppression.address.in_(emails))
+                    | ((Suppression.channel == "sms") & Suppression.address.in_(phones)))
+            )
+            self.suppressed = {(c, a): r for c, a, r in rows}
+
+    def has_consent(self, subscriber: Subscriber, channel: str) -> bool:
+        return self.consent.get((subscriber.id, channel), False)
+
+    def suppression(self, subscriber: Subscriber, channel: str) -> str | None:
+        address = address_for(subscriber, channel)
+        if not address:
+            return None
+        return self.suppressed.get((channel, address.lower() if channel == "email" else address))
+
+    def reachable(self, subscriber: Subscriber) -> list[str]:
+        return [c for c in ("email", "sms") if address_for(subscriber, c) and self.has_consent(subscriber, c)]

@@ -100,10 +100,21 @@ def test_rate_limited_is_transient_and_honours_retry_after(fake, status, code):
 
 
 def test_each_text_in_a_list_is_classified_on_its_own(fake):
-    fake.enqueue(Response(), twilio_error(400, 21610, "unsubscribed"), Response())
-    results = provider(fake.url).send_sms([text(1), text(2), text(3)])
+    # The texts of a chunk go out concurrently, so the failure is tied to a recipient (the
+    # fake answers 21211 to a number that is not E.164), not to the order of arrival.
+    results = provider(fake.url).send_sms([text(1), text(2, to="12345"), text(3)])
     assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.PERMANENT, Outcome.ACCEPTED]
+    assert [r.message_id for r in results] == [1, 2, 3]
+    assert results[1].suppress_reason == "invalid number (21211)"
     assert len(fake.requests) == 3
+
+
+def test_a_chunk_goes_out_concurrently(fake):
+    fake.always(Response(delay=0.3))  # a slow API: each answer takes 0.3 s
+    t0 = time.monotonic()
+    results = provider(fake.url).send_sms([text(i) for i in range(1, 9)])
+    assert all(r.outcome is Outcome.ACCEPTED for r in results)
+    assert time.monotonic() - t0 < 8 * 0.3 / 2  # far less than one after another
 
 
 def test_read_timeout_after_the_request_arrived_is_unknown(fake):

@@ -133,6 +133,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
+    # Keep-alive, as the real APIs do: every answer carries Content-Length. Headers and
+    # body are separate writes, so Nagle's algorithm would stall each answer on a delayed ACK.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "FakeProvider/1.0"
     sys_version = ""
 

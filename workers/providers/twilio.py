@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -125,7 +127,7 @@ class TwilioSms:
 
     def __init__(self, account_sid: str, auth_token: str, status_base_url: str,
                  messaging_service_sid: str | None = None, from_number: str | None = None,
-                 api_base_url: str | None = None, timeout: float = 10.0):
+                 api_base_url: str | None = None, timeout: float = 10.0, concurrency: int = 8):
         if not (messaging_service_sid or from_number):
             raise ValueError("a messaging service SID or a from number is required")
         self.account_sid, self.auth_token = account_sid, auth_token
@@ -135,6 +137,7 @@ class TwilioSms:
         self.timeout = timeout
         # One client per thread: the header-keeping HTTP client holds per-call state.
         self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="twilio")
         # The SDK loads the Messages API lazily (tens of ms); do it now rather than between
         # taking rate-limit tokens and the first call, which would bunch the first texts.
         self._client().messages  # noqa: B018
@@ -153,8 +156,14 @@ class TwilioSms:
     def _client(self) -> Client:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = Client(self.account_sid, self.auth_token,
-                            http_client=_HeadersKeepingClient(timeout=self.timeout))
+            http = _HeadersKeepingClient(timeout=self.timeout)
+            proxies = urllib.request.getproxies()
+            if "no" not in proxies:
+                # requests re-reads the whole environment for proxies on every call; read
+                # it once (when NO_PROXY is set, requests keeps doing it, to honour it).
+                http.session.trust_env = False
+                http.proxy = {k: v for k, v in proxies.items() if k in ("http", "https")}
+            client = Client(self.account_sid, self.auth_token, http_client=http)
             if self.api_base_url:
                 client.api.base_url = self.api_base_url
                 # Otherwise the SDK rewrites the host for a region/edge (TWILIO_REGION/EDGE).
@@ -166,7 +175,11 @@ class TwilioSms:
         return f"{self.status_base_url}/webhooks/twilio/status?ref={quote(reference, safe='')}"
 
     def send_sms(self, texts: list[OutgoingSms]) -> list[SendResult]:
-        return [self._send(item) for item in texts]
+        # One API call per text; a chunk (the rate limiter's burst) goes out concurrently,
+        # since each call mostly waits on the network. Each thread has its own client.
+        if len(texts) <= 1:
+            return [self._send(item) for item in texts]
+        return list(self._pool.map(self._send, texts))
 
     def _send(self, item: OutgoingSms) -> SendResult:
         client = self._client()
