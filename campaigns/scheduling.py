@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import states
 from campaigns.clock import Clock
+from campaigns.db import id_in
 from campaigns.definitions import Campaign, DefinitionError, Registry, Step
 from campaigns.links import new_public_token
 from campaigns.models import Enrollment, Message, Subscriber
@@ -183,11 +184,11 @@ def claim_due(
     if not enrollments:
         return work
     subscribers = {s.id: s for s in session.scalars(
-        select(Subscriber).where(Subscriber.id.in_({e.subscriber_id for e in enrollments})))}
+        select(Subscriber).where(id_in(session, Subscriber.id, {e.subscriber_id for e in enrollments})))}
     facts = Facts(session, list(subscribers.values()))
     received: dict[int, set[str]] = {e.id: set() for e in enrollments}
     for eid, key in session.execute(select(Message.enrollment_id, Message.step_key)
-                                    .where(Message.enrollment_id.in_(received))):
+                                    .where(id_in(session, Message.enrollment_id, received))):
         received[eid].add(key)
     rows, advancing = [], []
     for enrollment in enrollments:

@@ -8,7 +8,7 @@
       2. wait on the shared rate limiter, call the provider once for the batch.
       3. one transaction: record each result, but only where our lease still holds.
 
-One place, `apply_result`, decides what a provider outcome does to a message.
+One place, `decide`, decides what a provider outcome does to a message.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import states
 from campaigns.channels import pause, paused
 from campaigns.clock import Clock
 from campaigns.composing import Composer
-from campaigns.db import transaction
+from campaigns.db import id_in, transaction
 from campaigns.definitions import Registry
 from campaigns.links import Signer
 from campaigns.models import Enrollment, Message, Subscriber
@@ -131,16 +131,16 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
         report.paused += len(message_ids)  # they stay queued; resuming re-dispatches them
         return []
     messages = session.scalars(
-        select(Message).where(Message.id.in_(message_ids), Message.channel == channel).order_by(Message.id)
+        select(Message).where(id_in(session, Message.id, message_ids), Message.channel == channel).order_by(Message.id)
     ).all()
     queued = [m for m in messages if m.status == states.QUEUED]
     report.not_ours += len(messages) - len(queued)  # sent, leased or settled: a duplicate task
     if not queued:
         return []
     subscribers = {s.id: s for s in session.scalars(
-        select(Subscriber).where(Subscriber.id.in_({m.subscriber_id for m in queued})))}
+        select(Subscriber).where(id_in(session, Subscriber.id, {m.subscriber_id for m in queued})))}
     enrollments = {e.id: e for e in session.scalars(
-        select(Enrollment).where(Enrollment.id.in_({m.enrollment_id for m in queued})))}
+        select(Enrollment).where(id_in(session, Enrollment.id, {m.enrollment_id for m in queued})))}
     facts = Facts(session, list(subscribers.values()))
     texts_before = _texts_sent(session, subscribers) if channel == "sms" else {}
     composer = Composer(ctx.renderer, ctx.registry, ctx.base_url, ctx.signer)
@@ -183,7 +183,7 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
     # One conditional UPDATE leases them all; a row another worker took is simply absent.
     leased = set(session.scalars(
         update(Message)
-        .where(Message.id.in_(candidates), Message.status == states.QUEUED)
+        .where(id_in(session, Message.id, candidates), Message.status == states.QUEUED)
         .values(status=states.SENDING, lease_token=token, lease_until=now + ctx.lease,
                 attempts=Message.attempts + 1, updated_at=now)
         .returning(Message.id)
@@ -196,7 +196,7 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
 def _texts_sent(session, subscribers: dict) -> dict[int, int]:
     return dict(session.execute(
         select(Message.subscriber_id, func.count(Message.id))
-        .where(Message.subscriber_id.in_(subscribers), Message.channel == "sms",
+        .where(id_in(session, Message.subscriber_id, subscribers), Message.channel == "sms",
                Message.status.in_((states.SENT, states.DELIVERED, states.UNCONFIRMED)))
         .group_by(Message.subscriber_id)
     ).all())
@@ -216,75 +216,105 @@ def backoff(attempt: int, base: float, cap: float, rng=random.random) -> float:
     return ceiling / 2 + rng() * ceiling / 2
 
 
-def record_results(session: Session, ctx: SendContext, results: list[SendResult], token: str,
-                   provider: str, report: BatchReport) -> None:
-    """Record a provider's answers, only where our lease still holds. The rows are locked:
-    a webhook committing between the read and the write would otherwise be overwritten,
-    moving a delivered message back to sent."""
-    rows = {m.id: m for m in session.scalars(
-        select(Message).where(Message.id.in_([r.message_id for r in results])).with_for_update())}
-    for result in results:
-        msg = rows.get(result.message_id)
-        if msg is None or msg.status != states.SENDING or msg.lease_token != token:
-            # The reaper declared it unconfirmed meanwhile; a webhook will settle it.
-            report.not_ours += 1
-            continue
-        apply_result(session, ctx, msg, result, provider, report)
+@dataclass
+class Decision:
+    values: dict  # the message's new columns
+    counter: str  # which BatchReport field counts it
+    suppress_reason: str | None = None
+    pause_reason: str | None = None
 
 
-def apply_result(session: Session, ctx: SendContext, msg: Message, result: SendResult, provider: str,
-                 report: BatchReport) -> None:
+def decide(result: SendResult, attempts: int, ctx: SendContext, provider: str, now: datetime) -> Decision:
     """The one place that decides what a provider outcome does to a message."""
-    now = ctx.clock.now()
-    msg.provider = provider
-    msg.lease_token = None
-    msg.lease_until = None
-    msg.updated_at = now
+    base = {"provider": provider, "lease_token": None, "lease_until": None, "updated_at": now,
+            "attempts": attempts, "provider_message_id": None, "sent_at": None, "next_attempt_at": None,
+            "last_error": result.error}
     if result.outcome is Outcome.ACCEPTED:
-        msg.status = states.SENT
-        msg.reason = "accepted by provider"
-        msg.provider_message_id = result.provider_message_id
-        msg.sent_at = now  # the row is the record of the send; events hold what comes back
-        msg.last_error = None
-        report.sent += 1
-    elif result.outcome is Outcome.TRANSIENT:
-        msg.last_error = result.error
-        if msg.attempts >= ctx.max_attempts:
-            msg.status = states.FAILED
-            msg.reason = f"gave up after {msg.attempts} attempts"
-            report.failed += 1
-        else:
-            delay = max(backoff(msg.attempts, ctx.retry_base, ctx.retry_cap), result.retry_after or 0)
-            msg.status = states.RETRY
-            msg.reason = "temporary provider error"
-            msg.next_attempt_at = now + timedelta(seconds=delay)
-            report.retry += 1
-    elif result.outcome is Outcome.CONFIG:
+        # The row is the record of the send; the events table holds what comes back.
+        return Decision({**base, "status": states.SENT, "reason": "accepted by provider",
+                         "provider_message_id": result.provider_message_id, "sent_at": now}, "sent")
+    if result.outcome is Outcome.TRANSIENT:
+        if attempts >= ctx.max_attempts:
+            return Decision({**base, "status": states.FAILED, "reason": f"gave up after {attempts} attempts"},
+                            "failed")
+        delay = max(backoff(attempts, ctx.retry_base, ctx.retry_cap), result.retry_after or 0)
+        return Decision({**base, "status": states.RETRY, "reason": "temporary provider error",
+                         "next_attempt_at": now + timedelta(seconds=delay)}, "retry")
+    if result.outcome is Outcome.CONFIG:
         # Not the recipient's fault: the message waits, queued, while the channel is
         # paused for ops; the attempt does not count against it.
-        msg.status = states.QUEUED
-        msg.attempts = max(0, msg.attempts - 1)
-        msg.reason = f"channel paused: provider configuration error ({result.error})"[:200]
-        msg.last_error = result.error
-        pause(session, ctx.clock, msg.channel, f"{provider}: {result.error}", by="provider")
-        log.error("provider %s configuration error, %s channel paused: %s", provider, msg.channel, result.error)
-        report.paused += 1
-    elif result.outcome is Outcome.PERMANENT:
-        msg.status = states.FAILED
-        msg.reason = result.suppress_reason or "rejected by provider"
-        msg.last_error = result.error
-        if result.suppress_reason:
-            subscriber = session.get(Subscriber, msg.subscriber_id)
-            address = address_for(subscriber, msg.channel)
+        reason = f"channel paused: provider configuration error ({result.error})"[:200]
+        return Decision({**base, "status": states.QUEUED, "reason": reason, "attempts": max(0, attempts - 1)},
+                        "paused", pause_reason=f"{provider}: {result.error}")
+    if result.outcome is Outcome.PERMANENT:
+        return Decision({**base, "status": states.FAILED, "reason": result.suppress_reason or "rejected by provider"},
+                        "failed", suppress_reason=result.suppress_reason)
+    return Decision({**base, "status": states.UNCONFIRMED,
+                     "reason": "provider call outcome unknown; awaiting webhook"}, "unconfirmed")
+
+
+_COLUMNS = ("status", "reason", "provider", "provider_message_id", "sent_at", "last_error", "next_attempt_at",
+            "attempts", "lease_token", "lease_until", "updated_at")
+_PG_TYPES = {"status": "text", "reason": "text", "provider": "text", "provider_message_id": "text",
+             "sent_at": "timestamptz", "last_error": "text", "next_attempt_at": "timestamptz", "attempts": "int",
+             "lease_token": "text", "lease_until": "timestamptz", "updated_at": "timestamptz"}
+
+
+def _write_decisions(session: Session, decisions: dict[int, Decision], token: str) -> None:
+    """The compare-and-set writes: one statement over arrays on PostgreSQL, an
+    executemany elsewhere."""
+    if session.get_bind().dialect.name == "postgresql":
+        cols = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
+        arrays = ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]}[])" for c in _COLUMNS)
+        sql = text(f"UPDATE messages SET {cols} FROM unnest(CAST(:ids AS int[]), {arrays}) "
+                   f"AS v(id, {', '.join(_COLUMNS)}) "
+                   "WHERE messages.id = v.id AND messages.status = :sending AND messages.lease_token = :token")
+        params = {c: [d.values[c] for d in decisions.values()] for c in _COLUMNS}
+        session.execute(sql, {"ids": list(decisions), "sending": states.SENDING, "token": token, **params})
+        return
+    stmt = (update(Message.__table__)
+            .where(Message.__table__.c.id == bindparam("b_id"), Message.__table__.c.status == states.SENDING,
+                   Message.__table__.c.lease_token == token)
+            .values({c: bindparam(f"v_{c}") for c in _COLUMNS}))
+    session.execute(stmt, [{"b_id": mid, **{f"v_{c}": d.values[c] for c in _COLUMNS}}
+                           for mid, d in decisions.items()])
+
+
+def record_results(session: Session, ctx: SendContext, results: list[SendResult], token: str,
+                   provider: str, report: BatchReport) -> None:
+    """Record a provider's answers where our lease still holds.
+
+    Each write is a compare-and-set (WHERE status = 'sending' AND lease_token = ours), so a
+    webhook or the reaper that got there first wins and nothing moves backwards, with no
+    row locks held across the batch.
+    """
+    now = ctx.clock.now()
+    ids = [r.message_id for r in results]
+    rows = {mid: (attempts, sid, channel) for mid, attempts, sid, channel in session.execute(
+        select(Message.id, Message.attempts, Message.subscriber_id, Message.channel)
+        .where(id_in(session, Message.id, ids)))}
+    decisions = {r.message_id: decide(r, rows[r.message_id][0], ctx, provider, now)
+                 for r in results if r.message_id in rows}
+    if decisions:
+        _write_decisions(session, decisions, token)
+    # Which writes took: a row another party settled first still carries our token.
+    lost = set(session.scalars(select(Message.id).where(id_in(session, Message.id, ids),
+                                                         Message.lease_token == token)))
+    lost |= set(ids) - set(decisions)
+    report.not_ours += len(lost)
+    for mid, d in decisions.items():
+        if mid in lost:
+            continue
+        setattr(report, d.counter, getattr(report, d.counter) + 1)
+        _, subscriber_id, channel = rows[mid]
+        if d.suppress_reason:
+            address = address_for(session.get(Subscriber, subscriber_id), channel)
             if address:
-                suppress(session, ctx.clock, msg.channel, address, result.suppress_reason, provider)
-        report.failed += 1
-    else:
-        msg.status = states.UNCONFIRMED
-        msg.reason = "provider call outcome unknown; awaiting webhook"
-        msg.last_error = result.error
-        report.unconfirmed += 1
-    log.info("message %s: %s", msg.id, msg.status)
+                suppress(session, ctx.clock, channel, address, d.suppress_reason, provider)
+        if d.pause_reason:
+            pause(session, ctx.clock, channel, d.pause_reason, by="provider")
+            log.error("provider %s configuration error, %s channel paused: %s", provider, channel, d.pause_reason)
+    log.info("%s batch recorded: %d results, %d settled elsewhere first", provider, len(results), len(lost))
 
 
 def settle_unconfirmed(session: Session, clock: Clock, lookups: dict[str, object]) -> tuple[Work, dict[str, int]]:

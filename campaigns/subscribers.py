@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
+from campaigns.db import id_in
 from campaigns.models import ConsentRecord, Enrollment, Subscriber, Suppression
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -278,7 +279,7 @@ class Facts:
         if ids:
             rows = session.execute(
                 select(ConsentRecord.subscriber_id, ConsentRecord.channel, ConsentRecord.action)
-                .where(ConsentRecord.subscriber_id.in_(ids))
+                .where(id_in(session, ConsentRecord.subscriber_id, ids))
                 .order_by(ConsentRecord.created_at, ConsentRecord.id)
             )
             for sid, channel, action in rows:  # ordered: the latest record wins
@@ -289,8 +290,8 @@ class Facts:
         if emails or phones:
             rows = session.execute(
                 select(Suppression.channel, Suppression.address, Suppression.reason).where(
-                    ((Suppression.channel == "email") & Suppression.address.in_(emails))
-                    | ((Suppression.channel == "sms") & Suppression.address.in_(phones)))
+                    ((Suppression.channel == "email") & id_in(session, Suppression.address, emails))
+                    | ((Suppression.channel == "sms") & id_in(session, Suppression.address, phones)))
             )
             self.suppressed = {(c, a): r for c, a, r in rows}
 
