@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_api_base_url: str | None = None
     twilio_timeout: float = Field(10.0, gt=0)
+    # Texts of one rate-limit chunk sent at once; each call mostly waits on the network.
+    twilio_concurrency: int = Field(8, ge=1, le=64)
 
     # Global send rates per channel, shared by every worker (through Redis when set).
     email_rate_per_second: float = Field(50.0, gt=0)

@@ -61,9 +61,11 @@ SID, TOKEN, SG_KEY = "AC" + "b" * 32, "bench-token", "SG.bench-key"
 
 
 class Bench:
-    def __init__(self, admin_url: str, redis_url: str, concurrency: int, email_batch: int, deadline: float):
+    def __init__(self, admin_url: str, redis_url: str, concurrency: int, email_batch: int, deadline: float,
+                 sms_batch: int = 100):
         self.admin_url, self.redis_url = admin_url, redis_url
         self.concurrency, self.email_batch, self.deadline = concurrency, email_batch, deadline
+        self.sms_batch = sms_batch
         self.run = f"drip-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.tmp = Path(tempfile.mkdtemp(prefix="drip-bench-"))
         self.real_epoch = time.time()
@@ -110,7 +112,7 @@ class Bench:
             EMAIL_PROVIDER="sendgrid", SENDGRID_API_KEY=SG_KEY, SENDGRID_API_HOST=self.sendgrid.url,
             SMS_PROVIDER="twilio", TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TOKEN,
             TWILIO_FROM_NUMBER="+15557650002", TWILIO_API_BASE_URL=self.twilio.url,
-            EMAIL_BATCH_SIZE=str(self.email_batch),
+            EMAIL_BATCH_SIZE=str(self.email_batch), SMS_BATCH_SIZE=str(self.sms_batch),
             # The fakes have no limit to respect; the bench measures the pipeline.
             EMAIL_RATE_PER_SECOND="1000000", EMAIL_RATE_BURST="1000000",
             SMS_RATE_PER_SECOND="1000000", SMS_RATE_BURST="1000000",
@@ -225,17 +227,18 @@ def main() -> int:
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--email-batch", type=int, default=500, help="EMAIL_BATCH_SIZE (max 1000)")
+    parser.add_argument("--sms-batch", type=int, default=100, help="SMS_BATCH_SIZE")
     parser.add_argument("--deadline", type=float, default=180.0, help="seconds allowed per phase")
     a = parser.parse_args()
     admin = os.environ.get("BENCH_POSTGRES_URL", os.environ.get("TEST_POSTGRES_URL",
                                                                "postgresql://postgres@127.0.0.1:5432/test"))
     redis_url = os.environ.get("BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    with Bench(admin, redis_url, a.concurrency, a.email_batch, a.deadline) as bench:
+    with Bench(admin, redis_url, a.concurrency, a.email_batch, a.deadline, a.sms_batch) as bench:
         noop = bench.noop_rate(a.noops)
         email = bench.drip_rate("email", a.emails)
         sms = bench.drip_rate("sms", a.texts)
     print(f"machine: {os.cpu_count()} cores; workers: prefork -c {a.concurrency}; "
-          f"Redis + PostgreSQL on loopback; EMAIL_BATCH_SIZE={a.email_batch}")
+          f"Redis + PostgreSQL on loopback; EMAIL_BATCH_SIZE={a.email_batch}, SMS_BATCH_SIZE={a.sms_batch}")
     print(f"raw Celery no-op tasks  {noop['count']:6d} in {noop['seconds']:6.2f} s = {noop['rate']:8.1f} tasks/s")
     for name, r in (("email (SendGrid fake)", email), ("sms (Twilio fake)", sms)):
         extra = {k: v for k, v in r["statuses"].items() if k != states.SENT}

@@ -65,9 +65,12 @@ class Composer:
         self.base_url = base_url
         self.signer = signer
         self._groups: dict[tuple, _Group] = {}
+        self._campaigns: dict[str, Campaign] = {}
 
     def _step(self, msg: Message) -> tuple[Campaign, Step]:
-        campaign = self.registry.get(msg.campaign_key)
+        campaign = self._campaigns.get(msg.campaign_key)
+        if campaign is None:  # once per batch: the registry stats the campaign files
+            campaign = self._campaigns[msg.campaign_key] = self.registry.get(msg.campaign_key)
         step = campaign.step(msg.step_key)
         if step is None:
             raise LookupError(f"step {msg.step_key!r} is no longer in campaign {campaign.key!r}")

@@ -150,7 +150,7 @@ class TwilioSms:
             status_base_url=settings.public_base_url,
             messaging_service_sid=settings.twilio_messaging_service_sid,
             from_number=settings.twilio_from_number, api_base_url=settings.twilio_api_base_url,
-            timeout=settings.twilio_timeout,
+            timeout=settings.twilio_timeout, concurrency=settings.twilio_concurrency,
         )
 
     def _client(self) -> Client:
