@@ -84,6 +84,8 @@ class StepFunnel:
 
     @property
     def open_rate(self) -> float | None:
+        if self.channel == "sms":
+            return None  # carriers report delivery, never reads: no SMS open rate exists
         return rate(self.opens, self.delivered)
 
     @property

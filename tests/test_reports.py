@@ -148,7 +148,7 @@ def test_per_step_funnel_counts_the_scripted_history(history, factory, registry)
     assert (text.created, text.sent, text.delivered, text.skipped) == (4, 1, 1, 1)
     assert text.skip_reasons == [("no phone number", 1)]
     assert text.in_flight == {"unconfirmed": 1, "retry": 1} and text.in_flight_total == 2
-    assert (text.delivery_rate, text.open_rate, text.click_rate) == (1.0, 0.0, 0.0)
+    assert (text.delivery_rate, text.open_rate, text.click_rate) == (1.0, None, 0.0)  # no such thing as an SMS open
 
     two = rows[("two", "email")]
     # accepted then bounced, accepted then failed by webhook: both were sent
