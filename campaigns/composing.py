@@ -67,7 +67,7 @@ class Composer:
         self._groups: dict[tuple, _Group] = {}
         self._campaigns: dict[str, Campaign] = {}
 
-    def _step(self, msg: Message) -> tuple[Campaign, Step]:
+    def step_of(self, msg: Message) -> tuple[Campaign, Step]:
         campaign = self._campaigns.get(msg.campaign_key)
         if campaign is None:  # once per batch: the registry stats the campaign files
             campaign = self._campaigns[msg.campaign_key] = self.registry.get(msg.campaign_key)
@@ -85,7 +85,7 @@ class Composer:
             return False
 
     def email(self, msg: Message, subscriber: Subscriber) -> OutgoingEmail:
-        campaign, step = self._step(msg)
+        campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
         links = links_for(self.base_url, self.signer, msg.public_token)
         key = (campaign.key, campaign.version, step.key, locale, bool(subscriber.first_name), "email")
@@ -117,7 +117,7 @@ class Composer:
         return None
 
     def sms(self, msg: Message, subscriber: Subscriber, show_stop_help: bool) -> OutgoingSms:
-        campaign, step = self._step(msg)
+        campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
         links = links_for(self.base_url, self.signer, msg.public_token)
         key = (campaign.key, campaign.version, step.key, locale, bool(subscriber.first_name), "sms", show_stop_help)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from campaigns.channels import pause, paused
 from campaigns.clock import Clock
 from campaigns.composing import Composer
 from campaigns.db import id_in, transaction
-from campaigns.definitions import Registry
+from campaigns.definitions import DefinitionError, Registry
 from campaigns.links import Signer
 from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.provider_api import (
@@ -43,9 +42,9 @@ from campaigns.provider_api import (
     SmsProvider,
 )
 from campaigns.rendering import Renderer, RenderError
-from campaigns.scheduling import Policy, Work, status_for
+from campaigns.scheduling import Policy, Work, status_for, step_window
 from campaigns.subscribers import Facts, address_for, suppress
-from campaigns.windows import is_allowed, next_allowed
+from campaigns.windows import Window, is_allowed, next_allowed
 
 log = logging.getLogger(__name__)
 
@@ -86,52 +85,93 @@ class BatchReport:
     deferred: int = 0
     not_ours: int = 0
     paused: int = 0
+    waiting: int = 0
 
 
 def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchReport:
+    """Send a batch: re-check and compose everything, then, chunk by chunk, wait for
+    rate-limit tokens, lease the chunk, call the provider, record the answers.
+
+    Rows are leased only just before their own provider call, so if the worker dies, or
+    anything fails, between chunks, the rows not yet handed over are still `queued` (the
+    reaper re-enqueues them) and only a chunk whose call may have happened can become
+    `unconfirmed`.
+    """
     report = BatchReport()
     token = str(uuid.uuid4())
     with transaction(ctx.factory) as session:
-        outgoing = _prepare(session, ctx, channel, message_ids, token, report)
-    if not outgoing:
+        candidates = _prepare(session, ctx, channel, message_ids, report)
+    if not candidates:
         return report
     limiter = ctx.limiters.get(channel, NoLimit())
     provider = ctx.email_provider if channel == "email" else ctx.sms_provider
     # Texts go in chunks of the limiter's burst, each after its own tokens, so a batch
     # never reaches the provider as one clump; an email batch is one provider request.
-    size = len(outgoing) if channel == "email" else max(1, int(getattr(limiter, "burst", len(outgoing))))
-    for start in range(0, len(outgoing), size):
-        chunk = outgoing[start:start + size]
-        began = time.monotonic()
-        limiter.acquire(len(chunk))
-        if time.monotonic() - began > ctx.lease.total_seconds() / 2:
-            _extend_lease(ctx, token)  # a long wait for tokens must not look like a dead worker
+    size = len(candidates) if channel == "email" else max(1, int(getattr(limiter, "burst", len(candidates))))
+    for start in range(0, len(candidates), size):
+        limiter.acquire(len(candidates[start:start + size]))
+        with transaction(ctx.factory) as session:
+            chunk = _lease(session, ctx, candidates[start:start + size], token, report)
+        if not chunk:
+            continue
         try:
             results = provider.send_emails(chunk) if channel == "email" else provider.send_sms(chunk)
         except Exception as exc:
-            log.exception("provider raised instead of classifying; marking batch unconfirmed")
-            results = [SendResult(o.message_id, Outcome.UNKNOWN, error=f"provider raised {exc!r}") for o in chunk]
+            log.exception("provider %s raised instead of classifying; chunk marked unconfirmed", provider.name)
+            error = f"provider raised {type(exc).__name__}"  # the text may hold an address
+            results = [SendResult(o.message_id, Outcome.UNKNOWN, error=error) for o in chunk]
         with transaction(ctx.factory) as session:
             record_results(session, ctx, results, token, provider.name, report)
     return report
 
 
-def _extend_lease(ctx: SendContext, token: str) -> None:
-    with transaction(ctx.factory) as session:
-        session.execute(update(Message).where(Message.lease_token == token, Message.status == states.SENDING)
-                        .values(lease_until=ctx.clock.now() + ctx.lease)
-                        .execution_options(synchronize_session=False))
+@dataclass
+class Candidate:
+    item: OutgoingEmail | OutgoingSms
+    zone: ZoneInfo | None = None  # texts: the subscriber's zone and the step's window,
+    window: Window | None = None  # checked again right before the call (invariant 5)
 
 
-def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> list:
-    """Re-check every message (invariants 4 and 5), compose the sendable ones, lease them.
+def _lease(session, ctx: SendContext, chunk: list[Candidate], token: str, report: BatchReport) -> list:
+    """Lease a chunk right before its provider call; texts that fell outside their hours
+    while waiting for tokens are deferred instead."""
+    now = ctx.clock.now()
+    sendable, held = [], []
+    for c in chunk:
+        (sendable if c.window is None or is_allowed(now, c.window, c.zone) else held).append(c)
+    for c in held:
+        deferred = session.execute(
+            update(Message).where(Message.id == c.item.message_id, Message.status == states.QUEUED)
+            .values(status=states.DEFERRED, next_attempt_at=next_allowed(now, c.window, c.zone),
+                    reason="outside text hours in the subscriber's time zone", updated_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        report.deferred += deferred
+        report.not_ours += 1 - deferred
+    if not sendable:
+        return []
+    # One conditional UPDATE leases them all; a row another worker took is simply absent.
+    leased = set(session.scalars(
+        update(Message)
+        .where(id_in(session, Message.id, [c.item.message_id for c in sendable]), Message.status == states.QUEUED)
+        .values(status=states.SENDING, lease_token=token, lease_until=now + ctx.lease,
+                attempts=Message.attempts + 1, updated_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ))
+    report.not_ours += len(sendable) - len(leased)
+    return [c.item for c in sendable if c.item.message_id in leased]
+
+
+def _prepare(session, ctx: SendContext, channel, message_ids, report) -> list[Candidate]:
+    """Re-check every message (invariants 4 and 5) and compose the sendable ones.
     A handful of queries for the whole batch, whatever its size."""
     now = ctx.clock.now()
     if paused(session, channel):
         report.paused += len(message_ids)  # they stay queued; resuming re-dispatches them
         return []
     messages = session.scalars(
-        select(Message).where(id_in(session, Message.id, message_ids), Message.channel == channel).order_by(Message.id)
+        select(Message).where(id_in(session, Message.id, message_ids), Message.channel == channel)
+        .order_by(Message.id)
     ).all()
     queued = [m for m in messages if m.status == states.QUEUED]
     report.not_ours += len(messages) - len(queued)  # sent, leased or settled: a duplicate task
@@ -144,7 +184,7 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
     facts = Facts(session, list(subscribers.values()))
     texts_before = _texts_sent(session, subscribers) if channel == "sms" else {}
     composer = Composer(ctx.renderer, ctx.registry, ctx.base_url, ctx.signer)
-    candidates = {}
+    candidates: list[Candidate] = []
     for msg in queued:
         subscriber = subscribers[msg.subscriber_id]
         enrollment = enrollments[msg.enrollment_id]
@@ -157,40 +197,42 @@ def _prepare(session, ctx: SendContext, channel, message_ids, token, report) -> 
             _finish(msg, status, reason, now)
             setattr(report, status, getattr(report, status) + 1)
             continue
-        if channel == "sms":
-            zone = ZoneInfo(subscriber.timezone or ctx.policy.default_timezone)
-            if not is_allowed(now, ctx.policy.sms_window, zone):
-                # Held, not dropped: due again at the next allowed minute.
-                msg.status = states.DEFERRED
-                msg.next_attempt_at = next_allowed(now, ctx.policy.sms_window, zone)
-                msg.reason = "outside text hours in the subscriber's time zone"
-                msg.updated_at = now
-                report.deferred += 1
-                continue
         try:
-            if channel == "email":
-                candidates[msg.id] = composer.email(msg, subscriber)
-            else:
-                count = texts_before.get(subscriber.id, 0)
-                texts_before[subscriber.id] = count + 1  # two texts in one batch: only one says STOP
-                candidates[msg.id] = composer.sms(msg, subscriber, count % ctx.stop_help_every == 0)
+            candidate = _compose(ctx, composer, channel, msg, subscriber, texts_before)
+        except DefinitionError as exc:
+            # The campaign file is broken and no good version is loaded: the message waits,
+            # queued, for the fix (the reaper hands it back); ops sees why in the log.
+            log.error("message %s waits: campaign %r cannot be loaded: %s", msg.id, msg.campaign_key, exc)
+            report.waiting += 1
+            continue
         except (RenderError, LookupError) as exc:
             _finish(msg, states.FAILED, "template error", now, error=str(exc))
             report.failed += 1
+            continue
+        if candidate.window is not None and not is_allowed(now, candidate.window, candidate.zone):
+            # Held, not dropped: due again at the next allowed minute.
+            msg.status = states.DEFERRED
+            msg.next_attempt_at = next_allowed(now, candidate.window, candidate.zone)
+            msg.reason = "outside text hours in the subscriber's time zone"
+            msg.updated_at = now
+            report.deferred += 1
+            continue
+        candidates.append(candidate)
     session.flush()
-    if not candidates:
-        return []
-    # One conditional UPDATE leases them all; a row another worker took is simply absent.
-    leased = set(session.scalars(
-        update(Message)
-        .where(id_in(session, Message.id, candidates), Message.status == states.QUEUED)
-        .values(status=states.SENDING, lease_token=token, lease_until=now + ctx.lease,
-                attempts=Message.attempts + 1, updated_at=now)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
-    ))
-    report.not_ours += len(candidates) - len(leased)
-    return [item for mid, item in candidates.items() if mid in leased]
+    return candidates
+
+
+def _compose(ctx: SendContext, composer: Composer, channel: str, msg: Message, subscriber: Subscriber,
+             texts_before: dict[int, int]) -> Candidate:
+    if channel == "email":
+        return Candidate(composer.email(msg, subscriber))
+    campaign, _ = composer.step_of(msg)
+    zone = ZoneInfo(subscriber.timezone or ctx.policy.default_timezone)
+    window = step_window(campaign, ["sms"], ctx.policy)  # the campaign's window within text hours
+    count = texts_before.get(subscriber.id, 0)
+    item = composer.sms(msg, subscriber, count % ctx.stop_help_every == 0)
+    texts_before[subscriber.id] = count + 1  # two texts in one batch: only one says STOP
+    return Candidate(item, zone, window)
 
 
 def _texts_sent(session, subscribers: dict) -> dict[int, int]:
@@ -260,24 +302,28 @@ _PG_TYPES = {"status": "text", "reason": "text", "provider": "text", "provider_m
              "lease_token": "text", "lease_until": "timestamptz", "updated_at": "timestamptz"}
 
 
-def _write_decisions(session: Session, decisions: dict[int, Decision], token: str) -> None:
-    """The compare-and-set writes: one statement over arrays on PostgreSQL, an
-    executemany elsewhere."""
+def _write_decisions(session: Session, decisions: dict[int, Decision], token: str) -> set[int]:
+    """The compare-and-set writes; returns the ids whose write took. One statement over
+    arrays on PostgreSQL, one small UPDATE per row on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         cols = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
         arrays = ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]}[])" for c in _COLUMNS)
         sql = text(f"UPDATE messages SET {cols} FROM unnest(CAST(:ids AS int[]), {arrays}) "
                    f"AS v(id, {', '.join(_COLUMNS)}) "
-                   "WHERE messages.id = v.id AND messages.status = :sending AND messages.lease_token = :token")
+                   "WHERE messages.id = v.id AND messages.status = :sending AND messages.lease_token = :token "
+                   "RETURNING messages.id")
         params = {c: [d.values[c] for d in decisions.values()] for c in _COLUMNS}
-        session.execute(sql, {"ids": list(decisions), "sending": states.SENDING, "token": token, **params})
-        return
-    stmt = (update(Message.__table__)
-            .where(Message.__table__.c.id == bindparam("b_id"), Message.__table__.c.status == states.SENDING,
-                   Message.__table__.c.lease_token == token)
+        return set(session.scalars(sql, {"ids": list(decisions), "sending": states.SENDING, "token": token,
+                                         **params}))
+    table = Message.__table__
+    stmt = (update(table).where(table.c.id == bindparam("b_id"), table.c.status == states.SENDING,
+                                table.c.lease_token == token)
             .values({c: bindparam(f"v_{c}") for c in _COLUMNS}))
-    session.execute(stmt, [{"b_id": mid, **{f"v_{c}": d.values[c] for c in _COLUMNS}}
-                           for mid, d in decisions.items()])
+    applied = set()
+    for mid, d in decisions.items():
+        if session.execute(stmt, {"b_id": mid, **{f"v_{c}": d.values[c] for c in _COLUMNS}}).rowcount:
+            applied.add(mid)
+    return applied
 
 
 def record_results(session: Session, ctx: SendContext, results: list[SendResult], token: str,
@@ -295,12 +341,8 @@ def record_results(session: Session, ctx: SendContext, results: list[SendResult]
         .where(id_in(session, Message.id, ids)))}
     decisions = {r.message_id: decide(r, rows[r.message_id][0], ctx, provider, now)
                  for r in results if r.message_id in rows}
-    if decisions:
-        _write_decisions(session, decisions, token)
-    # Which writes took: a row another party settled first still carries our token.
-    lost = set(session.scalars(select(Message.id).where(id_in(session, Message.id, ids),
-                                                         Message.lease_token == token)))
-    lost |= set(ids) - set(decisions)
+    applied = _write_decisions(session, decisions, token) if decisions else set()
+    lost = set(ids) - applied  # settled first by a webhook or the reaper: theirs stands
     report.not_ours += len(lost)
     for mid, d in decisions.items():
         if mid in lost:

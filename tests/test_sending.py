@@ -254,3 +254,78 @@ def test_config_error_pauses_channel_and_keeps_messages(send_ctx, factory, clock
     with transaction(factory) as s:
         again = resume(s, clock, "email")
     assert sorted(again.email) == sorted(work.email)
+
+
+class Burst2:
+    """A limiter handing out two texts at a time; `on_acquire` plays what happens while
+    a worker waits for tokens (time passing, Redis failing)."""
+
+    burst = 2
+
+    def __init__(self, on_acquire):
+        self.calls = 0
+        self.on_acquire = on_acquire
+
+    def acquire(self, n=1):
+        self.calls += 1
+        self.on_acquire(self.calls)
+
+
+def five_texts(factory, clock, registry, policy):
+    for i in range(5):
+        add_and_enroll(factory, clock, registry, policy, phone=f"+1202555{i:04d}")
+    return claim(factory, clock, registry, policy).sms
+
+
+def test_failure_between_chunks_leaves_the_rest_queued_not_unconfirmed(send_ctx, factory, clock, registry,
+                                                                       policy, outbox):
+    ids = five_texts(factory, clock, registry, policy)
+
+    def redis_goes_away(call):
+        if call == 2:
+            raise ConnectionError("rate limiter unreachable")
+
+    send_ctx.limiters = {"sms": Burst2(redis_goes_away)}
+    with pytest.raises(ConnectionError):
+        send_batch(send_ctx, "sms", ids)
+    statuses = [m.status for m in messages(factory) if m.channel == "sms"]
+    assert statuses == [states.SENT, states.SENT, states.QUEUED, states.QUEUED, states.QUEUED]
+    clock.advance(minutes=11)
+    with transaction(factory) as s:
+        assert reap(s, clock, policy).requeued.sms == ids[2:]  # handed back, never "unconfirmed"
+
+
+def test_texts_that_wait_past_nine_pm_for_tokens_are_deferred(send_ctx, factory, clock, registry, policy, outbox):
+    clock.current = datetime(2026, 3, 3, 1, 58, tzinfo=UTC)  # 20:58 in New York
+    ids = five_texts(factory, clock, registry, policy)
+
+    def slow_tokens(call):
+        if call == 2:
+            clock.advance(minutes=5)  # the wait for tokens crossed 21:00
+
+    send_ctx.limiters = {"sms": Burst2(slow_tokens)}
+    report = send_batch(send_ctx, "sms", ids)
+    assert (report.sent, report.deferred) == (2, 3)
+    deferred = [m for m in messages(factory) if m.status == states.DEFERRED]
+    assert {m.next_attempt_at for m in deferred} == {datetime(2026, 3, 3, 13, 0, tzinfo=UTC)}  # 08:00
+
+
+def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
+    work = claim(factory, clock, registry, policy)
+
+    class WebhookFirst(Scripted):
+        def _answer(self, items):
+            with transaction(factory) as s:  # the delivery receipt lands before our write
+                msg = s.get(Message, items[0].message_id)
+                msg.status, msg.lease_token = states.DELIVERED, None
+            return [SendResult(i.message_id, Outcome.PERMANENT, suppress_reason="invalid number") for i in items]
+
+        send_sms = _answer
+
+    send_ctx.sms_provider = WebhookFirst()
+    report = send_batch(send_ctx, "sms", work.sms)
+    assert (report.failed, report.not_ours) == (0, 1)
+    with factory() as s:
+        assert s.get(Message, work.sms[0]).status == states.DELIVERED
+        assert s.scalar(select(Suppression.id)) is None
