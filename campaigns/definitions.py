@@ -22,6 +22,7 @@ field, so `drip campaigns validate` can print them all at once.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import time, timedelta
@@ -32,6 +33,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from campaigns.windows import DAYS, Window
+
+log = logging.getLogger(__name__)
 
 CHANNELS = ("email", "sms")
 _DELAY = re.compile(r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
@@ -312,13 +315,19 @@ def load_all(definitions_dir: Path, templates_dir: Path) -> dict[str, Campaign]:
 
 
 class Registry:
-    """The loaded campaigns, re-read when a file changes so workers pick up edits."""
+    """The loaded campaigns, re-read when a file changes so workers pick up edits.
+
+    Files are loaded one by one: a mistake in one campaign's file never stops the others.
+    A campaign whose edited file is broken keeps running on its last good version; one
+    that never loaded is listed in `errors` and its people wait, nothing is dropped.
+    """
 
     def __init__(self, definitions_dir: Path, templates_dir: Path):
         self.definitions_dir = Path(definitions_dir)
         self.templates_dir = Path(templates_dir)
         self._stamp: tuple | None = None
         self._campaigns: dict[str, Campaign] = {}
+        self.errors: dict[str, list[str]] = {}  # campaign key (file name) -> problems
 
     def _current_stamp(self) -> tuple:
         return tuple(
@@ -328,12 +337,31 @@ class Registry:
     def campaigns(self) -> dict[str, Campaign]:
         stamp = self._current_stamp()
         if stamp != self._stamp:
-            self._campaigns = load_all(self.definitions_dir, self.templates_dir)
-            self._stamp = stamp
+            loaded: dict[str, Campaign] = {}
+            errors: dict[str, list[str]] = {}
+            for path in sorted(self.definitions_dir.glob("*.y*ml")):
+                try:
+                    campaign = parse_campaign(path, self.templates_dir)
+                except DefinitionError as exc:
+                    errors[path.stem] = exc.problems
+                    previous = self._campaigns.get(path.stem)
+                    log.error("campaign file %s is broken%s: %s", path.name,
+                              "; still running its last good version" if previous else "",
+                              "; ".join(exc.problems))
+                    if previous is not None:
+                        loaded[previous.key] = previous
+                    continue
+                loaded[campaign.key] = campaign
+            self._campaigns, self.errors, self._stamp = loaded, errors, stamp
         return self._campaigns
+
+    def unavailable(self) -> set[str]:
+        """Campaigns whose file is broken and that have no good version loaded."""
+        campaigns = self.campaigns()
+        return {key for key in self.errors if key not in campaigns}
 
     def get(self, key: str) -> Campaign:
         campaigns = self.campaigns()
         if key not in campaigns:
-            raise DefinitionError([f"no campaign {key!r} in {self.definitions_dir}"])
+            raise DefinitionError(self.errors.get(key) or [f"no campaign {key!r} in {self.definitions_dir}"])
         return campaigns[key]

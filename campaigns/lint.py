@@ -105,12 +105,6 @@ def _collector(out: list[Finding], file: str, step: str, locale: str):
     return add
 
 
-def _collector(out: list[Finding], file: str, step: str, locale: str):
-    def add(severity: str, channel: str, message: str) -> None:
-        out.append(Finding(severity, file, step, channel, locale, message))
-    return add
-
-
 def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
     rendered = []
     for name in SAMPLE_NAMES:

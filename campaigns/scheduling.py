@@ -177,6 +177,11 @@ def claim_due(
         .order_by(Enrollment.next_due_at, Enrollment.id)
         .limit(limit or policy.claim_batch_size)
     )
+    waiting = registry.unavailable()
+    if waiting:
+        # A campaign whose file is broken (and never loaded) waits for the fix; its people
+        # stay due, and must not fill every batch ahead of everyone else.
+        query = query.where(Enrollment.campaign_key.not_in(waiting))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Enrollment)
     enrollments = session.scalars(query).all()
@@ -326,7 +331,7 @@ def reap(session: Session, clock: Clock, policy: Policy) -> Reaped:
     for message_id in expired:
         session.execute(
             update(Message)
-            .where(Message.id == message_id, Message.status == states.SENDING)
+            .where(Message.id == message_id, Message.status == states.SENDING, Message.lease_until < now)
             .values(
                 status=states.UNCONFIRMED, lease_token=None, updated_at=now,
                 reason="lease expired during the provider call; it may have been sent",

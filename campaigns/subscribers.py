@@ -30,8 +30,9 @@ def normalize_email(raw: str) -> str:
     value = (raw or "").strip()
     if not _EMAIL.match(value) or len(value) > 320:
         raise InvalidSubscriber(f"email: {raw!r} is not a valid email address")
-    local, domain = value.rsplit("@", 1)
-    return f"{local}@{domain.lower()}"
+    # Lower-cased whole: mailbox providers treat the local part case-insensitively, and
+    # Bob@ and bob@ as two subscribers would get every lesson twice.
+    return value.lower()
 
 
 def normalize_phone(raw: str, region: str = "US") -> str:

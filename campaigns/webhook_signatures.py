@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 
+@functools.lru_cache(maxsize=4)  # parsed once per configured key, not per request
 def sendgrid_public_key(value: str) -> ec.EllipticCurvePublicKey:
     """SendGrid shows the key as base64 DER (SubjectPublicKeyInfo); a PEM paste works too."""
     if "BEGIN PUBLIC KEY" in value:

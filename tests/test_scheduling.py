@@ -155,3 +155,33 @@ def test_migrations_match_the_models(db_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_one_broken_campaign_file_does_not_stop_the_others(factory, clock, policy, tmp_path):
+    import os
+    import shutil
+    import time
+
+    defs = tmp_path / "defs"
+    shutil.copytree(FIXTURES / "definitions", defs)
+    reg = Registry(defs, FIXTURES / "templates")
+    add_and_enroll(factory, clock, reg, policy, email="a@example.com")  # tiny
+    add_and_enroll(factory, clock, reg, policy, campaign="quick", email="a@example.com")
+    (defs / "quick.yaml").write_text("key: quick\nsteps: [\n")  # a typo, and no good version loaded yet
+    fresh = Registry(defs, FIXTURES / "templates")
+    with transaction(factory) as s:
+        work = claim_due(s, clock, fresh, policy)
+    assert work.claimed == 1  # tiny went ahead; quick waits
+    with factory() as s:
+        quick = s.scalar(select(Enrollment).where(Enrollment.campaign_key == "quick"))
+        assert (quick.status, quick.next_step_key) == ("active", "one")  # waiting, not dropped
+    # A campaign that was running keeps its last good version when its file breaks.
+    (defs / "tiny.yaml").write_text("key: tiny\nversion: [\n")
+    os.utime(defs / "tiny.yaml", ns=(time.time_ns() + 10**9,) * 2)
+    assert reg.get("tiny").steps[0].key == "hello" and "tiny" in reg.errors
+
+
+def test_one_inbox_is_one_subscriber_whatever_the_case(factory, clock, registry, policy):
+    first = add_and_enroll(factory, clock, registry, policy, email="Bob@Example.com")
+    second = add_and_enroll(factory, clock, registry, policy, email="bob@example.COM")
+    assert first == second

@@ -13,7 +13,6 @@ What an event does is decided in campaigns.events; these routes only translate H
 from __future__ import annotations
 
 import binascii
-import functools
 import json
 import logging
 
@@ -112,9 +111,6 @@ def _inbound(state, form: FormData) -> str | None:
 
 
 # ---------------------------------------------------------------- SendGrid
-
-
-@functools.lru_cache(maxsize=4)
 
 
 @router.post("/sendgrid/events")
