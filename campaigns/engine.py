@@ -43,9 +43,10 @@ def tick(factory: sessionmaker[Session], clock: Clock, registry: Registry, polic
 
 
 def reap_pass(factory: sessionmaker[Session], clock: Clock, policy: Policy,
-              providers: dict[str, object], dispatch: Dispatch) -> dict[str, int]:
+              providers: dict[str, object], dispatch: Dispatch,
+              busy: frozenset[str] = frozenset()) -> dict[str, int]:
     with transaction(factory) as session:
-        reaped = reap(session, clock, policy)
+        reaped = reap(session, clock, policy, busy)
     dispatch(reaped.requeued)
     with transaction(factory) as session:
         work, settled = settle_unconfirmed(session, clock, providers)

@@ -24,7 +24,7 @@ from campaigns.clock import Clock
 from campaigns.db import id_in
 from campaigns.definitions import Campaign, DefinitionError, Registry, Step
 from campaigns.links import new_public_token
-from campaigns.models import Enrollment, Message, Subscriber
+from campaigns.models import ChannelPause, Enrollment, Message, Subscriber
 from campaigns.revisions import ensure_revision, next_after
 from campaigns.subscribers import Facts, address_for, has_consent
 from campaigns.windows import Window, next_allowed
@@ -302,20 +302,23 @@ class Reaped:
     unconfirmed: list[int]
 
 
-def reap(session: Session, clock: Clock, policy: Policy) -> Reaped:
+def reap(session: Session, clock: Clock, policy: Policy, busy: frozenset[str] = frozenset()) -> Reaped:
     """Find work the broker lost and sends that died half-way.
 
     A queued message whose task never started is enqueued again (the send task is
-    idempotent, so a late duplicate does nothing). A message still `sending` after its
-    lease may have reached the provider, so it becomes `unconfirmed`: settled by a
-    webhook, a provider look-up or ops, never re-sent blindly.
+    idempotent, so a late duplicate does nothing). Channels that are paused, or whose
+    broker queue still holds tasks (`busy`: a long backlog is not lost work), are left
+    alone, so a backlog is never multiplied. A message still `sending` after its lease may
+    have reached the provider, so it becomes `unconfirmed`: settled by a webhook, a
+    provider look-up or ops, never re-sent blindly.
     """
     now = clock.now()
-    stale = session.execute(
-        select(Message.id, Message.channel).where(
-            Message.status == states.QUEUED, Message.enqueued_at < now - policy.requeue_after
-        )
-    ).all()
+    skip = set(busy) | set(session.scalars(select(ChannelPause.channel)))
+    stale_query = select(Message.id, Message.channel).where(
+        Message.status == states.QUEUED, Message.enqueued_at < now - policy.requeue_after)
+    if skip:
+        stale_query = stale_query.where(Message.channel.not_in(skip))
+    stale = session.execute(stale_query).all()
     requeued = Work()
     for message_id, channel in stale:
         session.execute(

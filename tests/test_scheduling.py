@@ -185,3 +185,17 @@ def test_one_inbox_is_one_subscriber_whatever_the_case(factory, clock, registry,
     first = add_and_enroll(factory, clock, registry, policy, email="Bob@Example.com")
     second = add_and_enroll(factory, clock, registry, policy, email="bob@example.COM")
     assert first == second
+
+
+def test_reaper_leaves_paused_and_busy_channels_alone(factory, clock, registry, policy):
+    from campaigns.channels import pause
+
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
+    with transaction(factory) as s:
+        claim_due(s, clock, registry, policy)
+        pause(s, clock, "email", "key rotation", by="ops")
+    clock.advance(minutes=11)
+    with transaction(factory) as s:
+        assert len(reap(s, clock, policy, busy=frozenset({"sms"})).requeued) == 0
+    with transaction(factory) as s:
+        assert len(reap(s, clock, policy).requeued.sms) == 1  # sms no longer busy

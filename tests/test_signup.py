@@ -301,9 +301,8 @@ def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(fact
     outbox = LocalOutbox(tmp_path / "outbox")
 
     def notify():
-        with transaction(factory) as s:
-            return send_confirmations(s, clock, outbox, Signer(SECRET.encode()), templates_dir=FIXTURES / "templates",
-                                      brand="Lunara", postal_address="1 Main St", base_url=BASE)
+        return send_confirmations(factory, clock, outbox, Signer(SECRET.encode()), templates_dir=FIXTURES / "templates",
+                                  brand="Lunara", postal_address="1 Main St", base_url=BASE)
 
     assert notify() == 1 and notify() == 0
     (eml,) = (outbox.folder / "adhoc").glob("email-*.eml")

@@ -11,11 +11,11 @@ import logging
 from sqlalchemy.exc import OperationalError
 
 from campaigns import engine
-from campaigns.db import transaction
 from campaigns.notifications import announce_contact_requests, send_confirmations
 from campaigns.scheduling import Work
 from campaigns.sending import send_batch
 from workers.app import app
+from workers.queues import queue_depths
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,10 @@ def tick() -> dict:
 def reap() -> dict:
     rt = runtime()
     providers = {"email": rt.send.email_provider, "sms": rt.send.sms_provider}
-    result = engine.reap_pass(rt.factory, rt.clock, rt.policy, providers, dispatch)
+    # A channel whose queue still holds tasks has a backlog, not lost work.
+    depths = queue_depths(rt.settings)
+    busy = frozenset(c for c in ("email", "sms") if isinstance(depths.get(c), int) and depths[c] > 0)
+    result = engine.reap_pass(rt.factory, rt.clock, rt.policy, providers, dispatch, busy)
     if any(result.values()):
         log.warning("reaper: %s", result)
     return result
@@ -57,13 +60,11 @@ def notify() -> dict:
     and double opt-in confirmations."""
     rt = runtime()
     s = rt.settings
-    with transaction(rt.factory) as session:
-        announced = announce_contact_requests(session, rt.clock, rt.send.email_provider, s.care_team_email,
-                                              s.public_base_url, s.brand_name)
-    with transaction(rt.factory) as session:
-        confirmations = send_confirmations(session, rt.clock, rt.send.email_provider, rt.send.signer,
-                                           templates_dir=s.templates_dir, brand=s.brand_name,
-                                           postal_address=s.postal_address, base_url=s.public_base_url)
+    announced = announce_contact_requests(rt.factory, rt.clock, rt.send.email_provider, s.care_team_email,
+                                          s.public_base_url, s.brand_name)
+    confirmations = send_confirmations(rt.factory, rt.clock, rt.send.email_provider, rt.send.signer,
+                                       templates_dir=s.templates_dir, brand=s.brand_name,
+                                       postal_address=s.postal_address, base_url=s.public_base_url)
     return {"contact_requests": announced, "confirmations": confirmations}
 
 
