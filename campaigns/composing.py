@@ -32,6 +32,8 @@ from campaigns.provider_api import OutgoingEmail, OutgoingSms
 from campaigns.rendering import Recipient, RenderedEmail, Renderer
 
 SAFE_NAME = re.compile(r"^[\w .\-]*$")
+# Texts carry a signed token to the provider (Twilio echoes it in the status callback URL).
+STATUS_REF_PURPOSE = "s"
 
 
 def _plain_uses(node, parent=None, grand=None) -> bool:
@@ -129,12 +131,15 @@ class Composer:
                 self.renderer.sms(campaign, step, placeholder, PLACEHOLDER_LINKS, show_stop_help), plain)
         subs = substitutions(subscriber.first_name, links)
         if group.plain and group.verified and _safe_name(subscriber):
-            return OutgoingSms(msg.id, subscriber.phone, fill(group.shared, subs), msg.public_token)
+            return OutgoingSms(msg.id, subscriber.phone, fill(group.shared, subs), self._ref(msg))
         body = self.renderer.sms(campaign, step, Recipient(subscriber.first_name, subscriber.locale), links,
                                  show_stop_help)
         if group.verified is None and group.plain and _safe_name(subscriber):
             group.verified = fill(group.shared, subs) == body
-        return OutgoingSms(msg.id, subscriber.phone, body, msg.public_token)
+        return OutgoingSms(msg.id, subscriber.phone, body, self._ref(msg))
+
+    def _ref(self, msg: Message) -> str:
+        return self.signer.sign(STATUS_REF_PURPOSE, msg.public_token)
 
 
 def _safe_name(subscriber: Subscriber) -> bool:

@@ -213,7 +213,9 @@ def test_a_notice_that_failed_for_a_moment_is_sent_on_the_next_pass(client, sent
 
     class Flaky:
         name = "flaky"
-        answers = [Outcome.TRANSIENT, Outcome.ACCEPTED]
+
+        def __init__(self):
+            self.answers = [Outcome.TRANSIENT, Outcome.ACCEPTED]
 
         def send_emails(self, emails):
             return [SendResult(0, self.answers.pop(0))]

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 
 from campaigns import states
 from campaigns.channels import paused
+from campaigns.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
 from campaigns.models import ChannelPause, Suppression
 from campaigns.scheduling import claim_due
@@ -201,7 +202,9 @@ def test_accepted_text_is_recorded_with_its_sid(send_ctx, factory, clock, regist
     (m,) = [m for m in messages(factory) if m.channel == "sms"]
     (form,) = fake.sent_messages()
     assert m.provider_message_id == fake.requests[0].response.body["sid"] and m.provider == "twilio"
-    assert form["StatusCallback"].endswith(f"?ref={m.public_token}")
+    ref = form["StatusCallback"].rsplit("?ref=", 1)[1]
+    assert send_ctx.signer.unsign(STATUS_REF_PURPOSE, ref) == m.public_token  # signed, opaque
+    assert "2025550143" not in form["StatusCallback"]
 
 
 def test_error_text_masks_the_number(fake):

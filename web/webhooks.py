@@ -24,7 +24,9 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from campaigns import events, signup
+from campaigns.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
+from campaigns.links import BadToken
 from campaigns.webhook_signatures import sendgrid_public_key, sendgrid_signature_ok
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ async def _signed_twilio_form(request: Request) -> FormData:
 async def twilio_status(request: Request) -> Response:
     form = await _signed_twilio_form(request)
     state = request.app.state
-    ev = events.from_twilio_status(form, request.query_params.get("ref"), state.clock.now())
+    ev = events.from_twilio_status(form, _message_ref(state, request.query_params.get("ref")),
+                                   state.clock.now())
     if ev is not None:
         await run_in_threadpool(_record, state, [ev])
     return Response(status_code=200)  # Twilio ignores the body of a status callback
@@ -108,6 +111,18 @@ def _inbound(state, form: FormData) -> str | None:
             help_reply=events.help_text(settings.brand_name, settings.email_from),
             join=join,
         )
+
+
+def _message_ref(state, signed: str | None) -> str | None:
+    """The status callback names our message by a signed token; a ref that does not
+    verify is ignored and the message is found by Twilio's own SID instead."""
+    if not signed:
+        return None
+    try:
+        return state.signer.unsign(STATUS_REF_PURPOSE, signed)
+    except BadToken:
+        log.warning("twilio status callback with an unverifiable ref; matching by MessageSid")
+        return None
 
 
 # ---------------------------------------------------------------- SendGrid
