@@ -2,8 +2,9 @@
 
 English: Flesch-Kincaid grade level. Spanish: Fernández-Huerta reading ease (the Flesch
 formula re-weighted for Spanish; 70-80 reads as "fairly easy", about 7th grade, 60-70 as
-"standard", about 8th-9th). Syllables come from Pyphen's hyphenation dictionaries plus
-one, the usual estimate; it slightly overcounts long words, which errs on the strict side.
+"standard", about 8th-9th). Syllables: in English, vowel groups less a silent final e (the
+classic estimate); in Spanish, Pyphen's hyphenation points plus one, since Spanish
+hyphenation follows syllables.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 import pyphen
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
-_SENTENCE_END = re.compile(r"[.!?¿¡:;]+(?:\s|$)|\n\s*\n|\n\s*[-*•]\s")
+# A sentence ends at . ! or ?, or where a paragraph or a list item ends (a bullet reads as
+# one sentence); a colon or semicolon does not end one.
+_SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)|\n\s*\n|\n\s*[-*•]\s")
 _URL = re.compile(r"https?://\S+|\S+@\S+")
 
 # What "at or below 8th grade" means per language.
@@ -36,8 +39,20 @@ def _dic(lang: str) -> pyphen.Pyphen:
     return pyphen.Pyphen(lang={"en": "en_US", "es": "es"}.get(lang, lang))
 
 
+_VOWELS = re.compile(r"[aeiouy]+")
+
+
 def syllables(word: str, lang: str) -> int:
-    return len(_dic(lang).positions(word.lower())) + 1
+    word = word.lower()
+    if lang == "en":
+        # Vowel groups, less a silent final e ("made"), but not "-le" ("table"): English
+        # hyphenation dictionaries leave out short breaks and would undercount.
+        count = len(_VOWELS.findall(word))
+        if word.endswith("e") and not word.endswith(("le", "ee", "ye")) and count > 1:
+            count -= 1
+        return max(1, count)
+    # Spanish hyphenation follows syllables closely.
+    return len(_dic(lang).positions(word)) + 1
 
 
 def _counts(text: str, lang: str) -> tuple[int, int, int]:
