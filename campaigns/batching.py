@@ -44,9 +44,3 @@ def fill(text: str, subs: dict[str, str]) -> str:
     return text
 
 
-def matches(shared: RenderedEmail, real: RenderedEmail, subs: dict[str, str]) -> bool:
-    """True when the shared body, filled in, is exactly this recipient's own body."""
-    if any(p in v for p in subs for v in subs.values()):
-        return False  # a value that contains a placeholder would be substituted twice
-    return (fill(shared.html, subs) == real.html and fill(shared.text, subs) == real.text
-            and fill(shared.subject, subs) == real.subject)

@@ -68,5 +68,10 @@ def id_in(session: Session, column, values):
     return column.in_(values)
 
 
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+
+
+def unnest(columns: dict[str, str], rows: list[dict]) -> tuple[str, dict]:
+    """`unnest(CAST(:a AS int[]), ...)` over `rows` (PostgreSQL) and its parameters: a
+    whole batch written by one small statement, however many rows it has."""
+    arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns.items())
+    return f"unnest({arrays})", {name: [row[name] for row in rows] for name in columns}

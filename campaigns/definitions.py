@@ -197,12 +197,6 @@ class Campaign:
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)
 
-    def step_after(self, key: str) -> Step | None:
-        step = self.step(key)
-        if step is None or step.index + 1 >= len(self.steps):
-            return None
-        return self.steps[step.index + 1]
-
     def locale_for(self, wanted: str | None) -> str:
         if wanted:
             if wanted in self.locales:

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.models import ContactRequest
+from campaigns.provider_api import Outcome, OutgoingEmail
 from campaigns.rendering import RenderedEmail
-from campaigns.sending import Outcome, OutgoingEmail
 
 
 def contact_notice(request: ContactRequest, base_url: str, brand: str) -> RenderedEmail:

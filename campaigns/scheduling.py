@@ -15,13 +15,12 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns import states
 from campaigns.clock import Clock
-from campaigns.db import id_in
+from campaigns.db import id_in, unnest
 from campaigns.definitions import Campaign, DefinitionError, Registry, Step
 from campaigns.links import new_public_token
 from campaigns.models import ChannelPause, Enrollment, Message, Subscriber
@@ -138,10 +137,6 @@ def _find_enrollment(session: Session, subscriber_id: int, campaign_key: str) ->
     )
 
 
-def _insert_ignore(session: Session):
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def status_for(subscriber: Subscriber, channel: str, facts: Facts) -> tuple[str, str | None]:
     """Where an outbox row stands before a send: queued, or terminal with its reason."""
     address = address_for(subscriber, channel)
@@ -155,10 +150,6 @@ def status_for(subscriber: Subscriber, channel: str, facts: Facts) -> tuple[str,
     if not facts.has_consent(subscriber, channel):
         return states.SKIPPED, f"no {channel} consent"
     return states.QUEUED, None
-
-
-def initial_status(session: Session, subscriber: Subscriber, channel: str) -> tuple[str, str | None]:
-    return status_for(subscriber, channel, Facts(session, [subscriber]))
 
 
 def claim_due(
@@ -232,11 +223,10 @@ def claim_due(
     return work
 
 
-_MESSAGE_COLUMNS = ("enrollment_id", "subscriber_id", "campaign_key", "campaign_version", "step_key", "channel",
-                    "public_token", "status", "reason", "attempts", "due_at", "enqueued_at", "created_at",
-                    "updated_at")
-_PG_TYPES = ("int", "int", "text", "int", "text", "text", "text", "text", "text", "int", "timestamptz",
-             "timestamptz", "timestamptz", "timestamptz")
+_MESSAGE_COLUMNS = {"enrollment_id": "int", "subscriber_id": "int", "campaign_key": "text",
+                    "campaign_version": "int", "step_key": "text", "channel": "text", "public_token": "text",
+                    "status": "text", "reason": "text", "attempts": "int", "due_at": "timestamptz",
+                    "enqueued_at": "timestamptz", "created_at": "timestamptz", "updated_at": "timestamptz"}
 
 
 def _insert_messages(session: Session, rows: list[dict]) -> list[tuple[int, str, str]]:
@@ -249,9 +239,9 @@ def _insert_messages(session: Session, rows: list[dict]) -> list[tuple[int, str,
         return []
     conflict = "ON CONFLICT (enrollment_id, step_key, channel) DO NOTHING RETURNING id, channel, status"
     if session.get_bind().dialect.name == "postgresql":
-        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_MESSAGE_COLUMNS, _PG_TYPES, strict=True))
-        sql = text(f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) SELECT * FROM unnest({arrays}) {conflict}")
-        return list(session.execute(sql, {c: [r[c] for r in rows] for c in _MESSAGE_COLUMNS}))
+        source, params = unnest(_MESSAGE_COLUMNS, rows)
+        sql = text(f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) SELECT * FROM {source} {conflict}")
+        return list(session.execute(sql, params))
     stmt = (sqlite_insert(Message.__table__)
             .on_conflict_do_nothing(index_elements=["enrollment_id", "step_key", "channel"])
             .returning(Message.id, Message.channel, Message.status))

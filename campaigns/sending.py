@@ -27,7 +27,7 @@ from campaigns import states
 from campaigns.channels import pause, paused
 from campaigns.clock import Clock
 from campaigns.composing import Composer
-from campaigns.db import id_in, transaction
+from campaigns.db import id_in, transaction, unnest
 from campaigns.definitions import DefinitionError, Registry
 from campaigns.links import Signer
 from campaigns.models import Enrollment, Message, Subscriber
@@ -295,26 +295,22 @@ def decide(result: SendResult, attempts: int, ctx: SendContext, provider: str, n
                      "reason": "provider call outcome unknown; awaiting webhook"}, "unconfirmed")
 
 
-_COLUMNS = ("status", "reason", "provider", "provider_message_id", "sent_at", "last_error", "next_attempt_at",
-            "attempts", "lease_token", "lease_until", "updated_at")
-_PG_TYPES = {"status": "text", "reason": "text", "provider": "text", "provider_message_id": "text",
-             "sent_at": "timestamptz", "last_error": "text", "next_attempt_at": "timestamptz", "attempts": "int",
-             "lease_token": "text", "lease_until": "timestamptz", "updated_at": "timestamptz"}
+_COLUMNS = {"status": "text", "reason": "text", "provider": "text", "provider_message_id": "text",
+            "sent_at": "timestamptz", "last_error": "text", "next_attempt_at": "timestamptz", "attempts": "int",
+            "lease_token": "text", "lease_until": "timestamptz", "updated_at": "timestamptz"}
 
 
 def _write_decisions(session: Session, decisions: dict[int, Decision], token: str) -> set[int]:
     """The compare-and-set writes; returns the ids whose write took. One statement over
     arrays on PostgreSQL, one small UPDATE per row on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
-        cols = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
-        arrays = ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]}[])" for c in _COLUMNS)
-        sql = text(f"UPDATE messages SET {cols} FROM unnest(CAST(:ids AS int[]), {arrays}) "
-                   f"AS v(id, {', '.join(_COLUMNS)}) "
+        rows = [{"id": mid, **d.values} for mid, d in decisions.items()]
+        source, params = unnest({"id": "int", **_COLUMNS}, rows)
+        sql = text(f"UPDATE messages SET {', '.join(f'{c} = v.{c}' for c in _COLUMNS)} "
+                   f"FROM {source} AS v(id, {', '.join(_COLUMNS)}) "
                    "WHERE messages.id = v.id AND messages.status = :sending AND messages.lease_token = :token "
                    "RETURNING messages.id")
-        params = {c: [d.values[c] for d in decisions.values()] for c in _COLUMNS}
-        return set(session.scalars(sql, {"ids": list(decisions), "sending": states.SENDING, "token": token,
-                                         **params}))
+        return set(session.scalars(sql, {"sending": states.SENDING, "token": token, **params}))
     table = Message.__table__
     stmt = (update(table).where(table.c.id == bindparam("b_id"), table.c.status == states.SENDING,
                                 table.c.lease_token == token)

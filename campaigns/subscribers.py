@@ -56,10 +56,6 @@ def check_timezone(name: str | None) -> str | None:
     return name
 
 
-def zone_of(subscriber: Subscriber, default: str) -> ZoneInfo:
-    return ZoneInfo(subscriber.timezone or default)
-
-
 def address_for(subscriber: Subscriber, channel: str) -> str | None:
     return subscriber.email if channel == "email" else subscriber.phone
 
@@ -224,7 +220,6 @@ def unsubscribe(
             enrollment.exit_reason = "unsubscribed"
             enrollment.updated_at = clock.now()
     session.flush()
-
 
 
 def waivable(reason: str) -> bool:

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.definitions import Registry
 from campaigns.links import Signer, links_for
+from campaigns.provider_api import OutgoingEmail, OutgoingSms, SendResult
 from campaigns.rendering import Recipient, Renderer
-from campaigns.sending import OutgoingEmail, OutgoingSms, SendResult
 from campaigns.subscribers import (
     InvalidSubscriber,
     normalize_email,

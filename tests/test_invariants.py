@@ -7,7 +7,6 @@ retry of a task after a database hiccup uses a short backoff capped in workers/t
 """
 
 import ast
-from pathlib import Path
 
 from settings import ROOT
 

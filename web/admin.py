@@ -33,11 +33,9 @@ import binascii
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-import jinja2
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
@@ -48,6 +46,7 @@ from campaigns.models import ContactRequest, Message
 from campaigns.ops import OpsError, settle
 from campaigns.scheduling import Work
 from campaigns.status import read_status
+from web.render import pages
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +62,6 @@ HEADERS = {
 OUTBOX_LIMIT = 200
 KNOWN_CHANNELS = ("email", "sms")
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-                          autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                          lstrip_blocks=True)
 
 
 def _pct(value: float | None) -> str:
@@ -89,7 +85,7 @@ def _age(seconds: float | None) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
-_env.filters.update(pct=_pct, when=_when, age=_age)
+pages.filters.update(pct=_pct, when=_when, age=_age)
 
 
 # ---------------------------------------------------------------- access
@@ -163,7 +159,7 @@ def _state(request: Request):
 
 
 def _render(name: str, status_code: int = 200, **ctx) -> HTMLResponse:
-    html = _env.get_template(name).render(**ctx)
+    html = pages.get_template(name).render(**ctx)
     return HTMLResponse(html, status_code=status_code, headers=HEADERS)
 
 

@@ -13,9 +13,7 @@ token gets a 404 page that says so and changes nothing.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -25,12 +23,10 @@ from campaigns.db import transaction
 from campaigns.links import links_for
 from campaigns.rendering import RenderError
 from web.i18n import words
+from web.render import NO_STORE, pages
 
 router = APIRouter()
-_pages = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-                            autoescape=True, undefined=jinja2.StrictUndefined)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
 
 
 def _deps(request: Request):
@@ -40,7 +36,7 @@ def _deps(request: Request):
 def _page(request: Request, name: str, locale: str | None, title_key: str, status: int = 200, **ctx) -> HTMLResponse:
     brand = request.app.state.settings.brand_name
     t = words(locale, brand)
-    html = _pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
+    html = pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
     return HTMLResponse(html, status_code=status, headers=NO_STORE)
 
 

@@ -17,10 +17,8 @@ once after the commit (the tests capture it that way).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from types import SimpleNamespace
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
@@ -29,13 +27,10 @@ from campaigns import signup
 from campaigns.db import transaction
 from campaigns.subscribers import InvalidSubscriber
 from web.i18n import words
+from web.render import NO_STORE, pages
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-_pages = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-                            autoescape=True, undefined=jinja2.StrictUndefined)
-# Same headers as web.pages: nothing here may be cached or indexed.
-NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
 US_ZONES = (("America/New_York", "tz_eastern"), ("America/Chicago", "tz_central"),
             ("America/Denver", "tz_mountain"), ("America/Phoenix", "tz_arizona"),
             ("America/Los_Angeles", "tz_pacific"), ("America/Anchorage", "tz_alaska"),
@@ -58,7 +53,7 @@ def _page(request: Request, name: str, locale: str | None, title_key: str, statu
           **ctx) -> HTMLResponse:
     brand = request.app.state.settings.brand_name
     t = words(locale, brand)
-    html = _pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
+    html = pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
     return HTMLResponse(html, status_code=status, headers=NO_STORE)
 
 

@@ -45,8 +45,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import MaxRetryError, NewConnectionError, SSLError
 
+from campaigns.provider_api import Outcome, OutgoingSms, SendResult
 from campaigns.redact import mask
-from campaigns.sending import Outcome, OutgoingSms, SendResult
 from workers.providers import scrub
 
 log = logging.getLogger(__name__)
