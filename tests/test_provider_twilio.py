@@ -50,12 +50,14 @@ def text(i: int, to: str | None = None) -> OutgoingSms:
 def test_create_sends_body_sender_and_a_status_callback_with_only_the_reference(fake):
     results = provider(fake.url).send_sms([text(1), text(2)])
     assert [(r.message_id, r.outcome) for r in results] == [(1, Outcome.ACCEPTED), (2, Outcome.ACCEPTED)]
-    forms = fake.sent_messages()
-    assert [r.provider_message_id for r in results] == [m["sid"] for m in (
-        fake.requests[0].response.body, fake.requests[1].response.body)]
-    assert forms[0] == {"To": "+12025550001", "From": FROM, "Body": "Lunara: lesson 1 https://care.example/m/x",
-                        "StatusCallback": "https://care.example/webhooks/twilio/status?ref=ref00001"}
-    callback = urlsplit(forms[1]["StatusCallback"])
+    # The two calls run concurrently: match requests to texts by recipient, not order.
+    by_to = {r.form["To"]: r for r in fake.requests}
+    assert [r.provider_message_id for r in results] == [
+        by_to["+12025550001"].response.body["sid"], by_to["+12025550002"].response.body["sid"]]
+    first, second = by_to["+12025550001"].form, by_to["+12025550002"].form
+    assert first == {"To": "+12025550001", "From": FROM, "Body": "Lunara: lesson 1 https://care.example/m/x",
+                     "StatusCallback": "https://care.example/webhooks/twilio/status?ref=ref00001"}
+    callback = urlsplit(second["StatusCallback"])
     assert parse_qs(callback.query) == {"ref": ["ref00002"]}  # no number, no name, no topic
     assert fake.requests[0].basic_auth == (SID, TOKEN)
     assert fake.requests[0].path == f"/2010-04-01/Accounts/{SID}/Messages.json"
