@@ -125,3 +125,40 @@ def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
     assert len(written) == len(sent) and set(written.values()) == {1}, stack.logs()
     assert len(list((stack.outbox / "sms").iterdir())) == len(sent)
     assert all(m.reason for m in rows)
+
+
+def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
+    """With a real provider nothing can be looked up: texts whose call may have happened
+    stay unconfirmed for the status webhook; only the chunk in flight can be, the rest are
+    handed back and sent once."""
+    from tests.fakes import FakeTwilio
+    from tests.fakes.server import Response
+
+    enroll_people(env, 16, channels=("sms",))
+    sid = "AC" + "7" * 32
+    with FakeTwilio(account_sid=sid, auth_token="tok") as fake:
+        fake.always(Response(delay=0.15))  # a slow API, so the kill lands mid-chunk
+        twilio = {"SMS_PROVIDER": "twilio", "TWILIO_API_BASE_URL": fake.url, "TWILIO_ACCOUNT_SID": sid,
+                  "TWILIO_AUTH_TOKEN": "tok", "TWILIO_FROM_NUMBER": "+15557650002", "SMS_RATE_BURST": 4,
+                  "SMS_RATE_PER_SECOND": 1000, "TWILIO_CONCURRENCY": 1, "LEASE_SECONDS": 4,
+                  "REQUEUE_AFTER_SECONDS": 4, "NO_PROXY": "127.0.0.1,localhost"}
+        doomed = stack.start_worker("doomed", concurrency=1, **twilio)
+        deadline = time.monotonic() + 60
+        while len(fake.requests) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stack.kill(doomed)
+        stack.start_worker("survivor", concurrency=2, **twilio)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with env[0]() as s:
+                rows = s.scalars(select(Message).where(Message.channel == "sms")).all()
+            if len(rows) == 32 and not [m for m in rows if m.status in states.WAITING + (states.SENDING,)]:
+                break
+            time.sleep(0.3)
+        texts = fake.sent_messages()
+    refs = [t["StatusCallback"].rsplit("ref=", 1)[1] for t in texts]
+    assert len(refs) == len(set(refs)), "a text went to Twilio twice"
+    statuses = collections.Counter(m.status for m in rows)
+    assert set(statuses) <= {states.SENT, states.UNCONFIRMED}, (statuses, stack.logs())
+    assert statuses[states.UNCONFIRMED] <= 4  # at most the one chunk that was in flight
+    assert statuses[states.SENT] + statuses[states.UNCONFIRMED] == 32
