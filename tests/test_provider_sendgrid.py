@@ -8,14 +8,14 @@ import socket
 import time
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from campaigns import states
 from campaigns.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
 from campaigns.channels import paused
 from campaigns.db import transaction
 from campaigns.links import Links
-from campaigns.models import ChannelPause, Suppression
+from campaigns.models import Suppression
 from campaigns.rendering import RenderedEmail
 from campaigns.scheduling import claim_due
 from campaigns.sending import Outcome, OutgoingEmail, send_batch
@@ -193,17 +193,6 @@ def test_connection_refused_is_transient():
 
 
 # ------------------------------------------------------- through send_batch, real database
-
-@pytest.fixture
-def send_ctx(send_ctx, factory):
-    """conftest's PostgreSQL TRUNCATE list leaves channel_pauses out, so a pause from an
-    earlier test would leak into the next: start and end without one."""
-    def clear():
-        with transaction(factory) as s:
-            s.execute(delete(ChannelPause))
-    clear()
-    yield send_ctx
-    clear()
 
 
 def _claim(factory, clock, registry, policy):

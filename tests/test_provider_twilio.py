@@ -8,13 +8,13 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from campaigns import states
 from campaigns.channels import paused
 from campaigns.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
-from campaigns.models import ChannelPause, Suppression
+from campaigns.models import Suppression
 from campaigns.scheduling import claim_due
 from campaigns.sending import Outcome, OutgoingSms, send_batch
 from tests.fakes import FakeTwilio, Response, twilio_error
@@ -143,17 +143,6 @@ def test_connection_refused_is_transient():
 
 
 # ------------------------------------------------------- through send_batch, real database
-
-@pytest.fixture
-def send_ctx(send_ctx, factory):
-    """conftest's PostgreSQL TRUNCATE list leaves channel_pauses out, so a pause from an
-    earlier test would leak into the next: start and end without one."""
-    def clear():
-        with transaction(factory) as s:
-            s.execute(delete(ChannelPause))
-    clear()
-    yield send_ctx
-    clear()
 
 
 def _claim(factory, clock, registry, policy):

@@ -23,7 +23,7 @@ from campaigns.db import transaction
 from campaigns.links import links_for
 from campaigns.rendering import RenderError
 from web.i18n import words
-from web.render import NO_STORE, pages
+from web.render import NO_STORE, page
 
 router = APIRouter()
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -33,11 +33,7 @@ def _deps(request: Request):
     return request.app.state  # registry, renderer, signer, factory, clock: web/app.py
 
 
-def _page(request: Request, name: str, locale: str | None, title_key: str, status: int = 200, **ctx) -> HTMLResponse:
-    brand = request.app.state.settings.brand_name
-    t = words(locale, brand)
-    html = pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
-    return HTMLResponse(html, status_code=status, headers=NO_STORE)
+_page = page
 
 
 def _invalid(request: Request) -> HTMLResponse:

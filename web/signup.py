@@ -27,7 +27,7 @@ from campaigns import signup
 from campaigns.db import transaction
 from campaigns.subscribers import InvalidSubscriber
 from web.i18n import words
-from web.render import NO_STORE, pages
+from web.render import page
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -49,12 +49,7 @@ def _deps(request: Request):
     return request.app.state  # registry, policy, signer: built once in web/app.py
 
 
-def _page(request: Request, name: str, locale: str | None, title_key: str, status: int = 200,
-          **ctx) -> HTMLResponse:
-    brand = request.app.state.settings.brand_name
-    t = words(locale, brand)
-    html = pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
-    return HTMLResponse(html, status_code=status, headers=NO_STORE)
+_page = page
 
 
 def _invalid(request: Request) -> HTMLResponse:
