@@ -125,6 +125,9 @@ class Recorded:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of concurrent connects beyond it has
+    # its SYNs dropped and retried a second later. Real APIs accept far more.
+    request_queue_size = 128
     fake: FakeServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -19,31 +19,38 @@ What can go wrong, and what it means (classified here, at the edge, in `classify
      │    │                                             account are wrong for every text;
      │    │                                             the channel is paused
      │    └── any other 4xx ........................... PERMANENT, no suppression
-     └── requests.RequestException
-          ├── ConnectTimeout, ConnectionError whose
-          │   cause is a failed connection ............ TRANSIENT: nothing reached Twilio
-          ├── ReadTimeout ............................. UNKNOWN: the request went out and
+     └── aiohttp.ClientError / asyncio.TimeoutError      no usable answer
+          ├── ClientConnectorError,
+          │   ConnectionTimeoutError .................. TRANSIENT: the connection never
+          │                                             opened, nothing reached Twilio
+          ├── a read timeout .......................... UNKNOWN: the request went out and
           │                                             may have been acted on; never
           │                                             resent blindly (invariant 2)
           └── any other (connection dropped
               mid-exchange, ...) ...................... UNKNOWN, for the same reason
      anything else ................................... UNKNOWN
+
+The SDK's async client (aiohttp) is used: on one event loop per process, the texts of a
+chunk go out concurrently at about a third of the CPU that `requests` costs per call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import os
 import threading
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+import weakref
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import requests
+import aiohttp
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
-from urllib3.exceptions import MaxRetryError, NewConnectionError, SSLError
 
 from campaigns.provider_api import Outcome, OutgoingSms, SendResult
 from campaigns.redact import mask
@@ -85,20 +92,10 @@ def classify(exc: BaseException, headers=None) -> Verdict:
         if code in CONFIG_CODES or status in (401, 403, 404):
             return Verdict(Outcome.CONFIG, text)
         return Verdict(Outcome.PERMANENT, text)
-    if isinstance(exc, requests.ConnectTimeout) or (
-        isinstance(exc, requests.ConnectionError) and _never_connected(exc)
-    ):
-        return Verdict(Outcome.TRANSIENT, f"not sent: {exc!r}"[:500])
-    return Verdict(Outcome.UNKNOWN, f"no answer after sending: {exc!r}"[:500])
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    # urllib3 swallows resets while sending and reports them when reading the answer, so
-    # only a connection that never opened proves the request did not reach Twilio.
-    cause = exc.args[0] if exc.args else None
-    if isinstance(cause, MaxRetryError):
-        cause = cause.reason
-    return isinstance(cause, (NewConnectionError, SSLError))
+    # Only a connection that never opened proves the request did not reach Twilio.
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        return Verdict(Outcome.TRANSIENT, f"not sent: {type(exc).__name__}")
+    return Verdict(Outcome.UNKNOWN, f"no answer after sending: {type(exc).__name__}")
 
 
 def _retry_after(headers) -> float | None:
@@ -109,21 +106,58 @@ def _retry_after(headers) -> float | None:
         return None  # an HTTP date; backoff with jitter will do
 
 
-class _HeadersKeepingClient(TwilioHttpClient):
-    """The SDK's exceptions drop the response headers; Retry-After lives there."""
+# The SDK's exceptions drop the response headers, and Retry-After lives there; each send
+# runs in its own asyncio task, so the headers of its last response are kept per task.
+_last_headers: contextvars.ContextVar = contextvars.ContextVar("twilio_last_headers", default=None)
 
-    last_headers = None
 
-    def request(self, *args, **kwargs):
-        self.last_headers = None
-        response = super().request(*args, **kwargs)
-        self.last_headers = response.headers
-        return response
+class _AsyncClient(AsyncTwilioHttpClient):
+    """The SDK's aiohttp client with a real aiohttp timeout (connect and total) and the
+    answer's headers kept for `classify`."""
+
+    def __init__(self, timeout: float, concurrency: int):
+        super().__init__(pool_connections=False, timeout=timeout)
+        # Proxies from the environment only when some are set: reading them costs per call.
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency), trust_env=bool(urllib.request.getproxies()))
+
+    async def request(self, method, url, params=None, data=None, headers=None, auth=None, timeout=None,
+                      allow_redirects=False) -> Response:
+        limit = timeout or self.timeout
+        _last_headers.set(None)
+        headers = dict(headers or {})
+        if auth:
+            headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        async with self.session.request(
+            method.upper(), url, params=params, data=data, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=limit, sock_connect=limit), allow_redirects=allow_redirects,
+        ) as answer:
+            text = await answer.text()
+            _last_headers.set(answer.headers)
+            return Response(answer.status, text, answer.headers)
+
+
+class _Loop:
+    """One event loop per process, in a daemon thread (Celery's prefork children each get
+    their own: a loop must not cross a fork)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, coro):
+        with self._lock:
+            if self._pid != os.getpid():
+                self.loop = asyncio.new_event_loop()
+                threading.Thread(target=self.loop.run_forever, name="twilio-loop", daemon=True).start()
+                self._pid = os.getpid()
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
 class TwilioSms:
     name = "twilio"
-    max_batch = 1  # one API call per text; a list is accepted and sent in turn
+    max_batch = 1  # one API call per text; a list is accepted and its texts sent at once
 
     def __init__(self, account_sid: str, auth_token: str, status_base_url: str,
                  messaging_service_sid: str | None = None, from_number: str | None = None,
@@ -135,12 +169,13 @@ class TwilioSms:
         self.messaging_service_sid, self.from_number = messaging_service_sid, from_number
         self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
         self.timeout = timeout
-        # One client per thread: the header-keeping HTTP client holds per-call state.
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="twilio")
-        # The SDK loads the Messages API lazily (tens of ms); do it now rather than between
+        self.concurrency = concurrency
+        self._loop = _Loop()
+        self._clients: dict[int, Client] = {}  # per process (pid): the session lives on its loop
+        # Built now (the SDK loads the Messages API lazily, tens of ms) rather than between
         # taking rate-limit tokens and the first call, which would bunch the first texts.
-        self._client().messages  # noqa: B018
+        self._client()
+        weakref.finalize(self, _close, self._loop, self._clients)
 
     @classmethod
     def from_settings(cls, settings) -> TwilioSms:
@@ -154,21 +189,19 @@ class TwilioSms:
         )
 
     def _client(self) -> Client:
-        client = getattr(self._local, "client", None)
+        client = self._clients.get(os.getpid())
         if client is None:
-            http = _HeadersKeepingClient(timeout=self.timeout)
-            proxies = urllib.request.getproxies()
-            if "no" not in proxies:
-                # requests re-reads the whole environment for proxies on every call; read
-                # it once (when NO_PROXY is set, requests keeps doing it, to honour it).
-                http.session.trust_env = False
-                http.proxy = {k: v for k, v in proxies.items() if k in ("http", "https")}
-            client = Client(self.account_sid, self.auth_token, http_client=http)
-            if self.api_base_url:
-                client.api.base_url = self.api_base_url
-                # Otherwise the SDK rewrites the host for a region/edge (TWILIO_REGION/EDGE).
-                client.region = client.edge = None
-            self._local.client = client
+            async def build() -> Client:  # aiohttp sessions belong to the loop they are made on
+                made = Client(self.account_sid, self.auth_token,
+                              http_client=_AsyncClient(self.timeout, self.concurrency))
+                if self.api_base_url:
+                    made.api.base_url = self.api_base_url
+                    # Otherwise the SDK rewrites the host for a region/edge (TWILIO_REGION/EDGE).
+                    made.region = made.edge = None
+                made.messages  # noqa: B018
+                return made
+
+            client = self._clients[os.getpid()] = self._loop.run(build())
         return client
 
     def status_callback(self, reference: str) -> str:
@@ -176,22 +209,38 @@ class TwilioSms:
 
     def send_sms(self, texts: list[OutgoingSms]) -> list[SendResult]:
         # One API call per text; a chunk (the rate limiter's burst) goes out concurrently,
-        # since each call mostly waits on the network. Each thread has its own client.
-        if len(texts) <= 1:
-            return [self._send(item) for item in texts]
-        return list(self._pool.map(self._send, texts))
-
-    def _send(self, item: OutgoingSms) -> SendResult:
+        # since each call mostly waits on the network.
         client = self._client()
+        return self._loop.run(self._send_all(client, texts))
+
+    async def _send_all(self, client: Client, texts: list[OutgoingSms]) -> list[SendResult]:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: OutgoingSms) -> SendResult:
+            async with gate:
+                return await self._send(client, item)
+
+        return list(await asyncio.gather(*(one(item) for item in texts)))
+
+    async def _send(self, client: Client, item: OutgoingSms) -> SendResult:
         sender = ({"messaging_service_sid": self.messaging_service_sid} if self.messaging_service_sid
                   else {"from_": self.from_number})
         try:
-            message = client.messages.create(to=item.to, body=item.body,
-                                             status_callback=self.status_callback(item.reference), **sender)
+            message = await client.messages.create_async(
+                to=item.to, body=item.body, status_callback=self.status_callback(item.reference), **sender)
         except Exception as exc:  # noqa: BLE001 - classify decides; unknown types are UNKNOWN
-            verdict = classify(exc, client.http_client.last_headers)
+            verdict = classify(exc, _last_headers.get())
             log.warning("twilio: text #%s to %s %s: %s", item.message_id, mask(item.to),
                         verdict.outcome.value, verdict.error)
             return SendResult(item.message_id, verdict.outcome, error=verdict.error,
                               retry_after=verdict.retry_after, suppress_reason=verdict.suppress_reason)
         return SendResult(item.message_id, Outcome.ACCEPTED, message.sid)
+
+
+def _close(loop: _Loop, clients: dict[int, Client]) -> None:
+    client = clients.pop(os.getpid(), None)
+    if client is not None and loop.loop is not None and loop.loop.is_running():
+        try:
+            asyncio.run_coroutine_threadsafe(client.http_client.session.close(), loop.loop).result(timeout=2)
+        except Exception:  # noqa: BLE001 - closing at exit is best effort
+            log.debug("twilio session not closed cleanly", exc_info=True)
