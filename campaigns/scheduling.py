@@ -200,8 +200,11 @@ def claim_due(
             enrollment.updated_at = now
             continue
         subscriber = subscribers[enrollment.subscriber_id]
-        for channel in step.channels:
-            status, reason = status_for(subscriber, channel, facts)
+        outcomes = [(channel, *status_for(subscriber, channel, facts)) for channel in step.channels]
+        # A channel the person has no address for gets a row only when they have an address
+        # for none of the step's channels: then that row is the step's end, with its reason.
+        outcomes = [o for o in outcomes if address_for(subscriber, o[0])] or outcomes
+        for channel, status, reason in outcomes:
             rows.append({
                 "enrollment_id": enrollment.id, "subscriber_id": subscriber.id,
                 "campaign_key": campaign.key, "campaign_version": campaign.version,

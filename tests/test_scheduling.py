@@ -39,12 +39,31 @@ def test_claim_writes_one_row_per_channel_and_advances(factory, clock, registry,
         ("hello", "email", "queued"), ("hello", "sms", "queued")]
 
 
-def test_channel_without_address_is_skipped_with_reason(factory, clock, registry, policy):
-    add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+def test_channel_without_address_gets_a_row_only_when_nothing_reaches_the_person(factory, clock, registry,
+                                                                               policy):
+    add_and_enroll(factory, clock, registry, policy, email="a@example.com")  # email only
     with transaction(factory) as s:
+        claim_due(s, clock, registry, policy)  # hello: email + sms
+    clock.advance(days=1)
+    with transaction(factory) as s:
+        claim_due(s, clock, registry, policy)  # second: email
+    clock.advance(days=2)
+    with transaction(factory) as s:
+        claim_due(s, clock, registry, policy)  # third: sms only
+    rows = [(m.step_key, m.channel, m.status, m.reason) for m in messages(factory)]
+    assert rows == [("hello", "email", "queued", None), ("second", "email", "queued", None),
+                    ("third", "sms", "skipped", "no phone number")]
+
+
+def test_a_channel_without_consent_still_gets_its_row(factory, clock, registry, policy):
+    from campaigns.subscribers import upsert_subscriber as upsert
+
+    with transaction(factory) as s:
+        sub = upsert(s, clock, email="a@example.com", phone="+12025550143", consent=("email",))
+        enroll(s, clock, registry, sub, "tiny", policy)
         claim_due(s, clock, registry, policy)
     rows = {m.channel: (m.status, m.reason) for m in messages(factory)}
-    assert rows == {"email": ("queued", None), "sms": ("skipped", "no phone number")}
+    assert rows == {"email": ("queued", None), "sms": ("skipped", "no sms consent")}
 
 
 def test_whole_sequence_ends_every_step_in_a_state(factory, clock, registry, policy):
@@ -126,7 +145,7 @@ def test_racing_ticks_write_one_row_per_step(factory, clock, registry, policy):
     assert sum(claimed) == 40
     with factory() as s:
         keys = s.execute(select(Message.enrollment_id, Message.step_key, Message.channel)).all()
-    assert len(keys) == 80 and len(set(keys)) == 80
+    assert len(keys) == 40 and len(set(keys)) == 40  # email only: hello's text has no row
 
 
 def test_reaper_requeues_lost_tasks_and_flags_expired_leases(factory, clock, registry, policy):
