@@ -242,5 +242,5 @@ def _close(loop: _Loop, clients: dict[int, Client]) -> None:
     if client is not None and loop.loop is not None and loop.loop.is_running():
         try:
             asyncio.run_coroutine_threadsafe(client.http_client.session.close(), loop.loop).result(timeout=2)
-        except Exception:  # noqa: BLE001 - closing at exit is best effort
+        except Exception:
             log.debug("twilio session not closed cleanly", exc_info=True)
