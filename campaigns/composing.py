@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from jinja2 import nodes
+from jinja2 import meta, nodes
 
 from campaigns.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
 from campaigns.definitions import Campaign, Registry, Step
@@ -82,7 +82,11 @@ class Composer:
         env = self.renderer.text_env
         try:
             sources = [env.loader.get_source(env, n)[0] for n in names] + strings
-            return all(_plain_uses(env.parse(src)) for src in sources)
+            trees = [env.parse(src) for src in sources]
+            # A template that includes, extends or imports another is not checked whole here.
+            if any(list(meta.find_referenced_templates(tree)) for tree in trees):
+                return False
+            return all(_plain_uses(tree) for tree in trees)
         except Exception:  # noqa: BLE001 - anything unusual simply takes the full-render path
             return False
 

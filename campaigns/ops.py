@@ -23,6 +23,7 @@ def settle(session: Session, clock: Clock, message_id: int, outcome: str) -> Wor
         raise OpsError(f"message {message_id} is {msg.status}, not unconfirmed; nothing to settle")
     now = clock.now()
     msg.updated_at = now
+    msg.lease_token = None  # ops decided: a late provider answer must not undo it
     work = Work()
     if outcome == "sent":
         msg.status, msg.reason, msg.sent_at = states.SENT, "settled by ops: provider has it", now

@@ -329,7 +329,9 @@ def reap(session: Session, clock: Clock, policy: Policy, busy: frozenset[str] = 
             update(Message)
             .where(Message.id == message_id, Message.status == states.SENDING, Message.lease_until < now)
             .values(
-                status=states.UNCONFIRMED, lease_token=None, updated_at=now,
+                # The lease token stays: a definite answer arriving late (a 429, a 21610)
+                # still settles the message; webhooks clear it when they settle it first.
+                status=states.UNCONFIRMED, updated_at=now,
                 reason="lease expired during the provider call; it may have been sent",
             )
         )

@@ -109,9 +109,15 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
     # never reaches the provider as one clump; an email batch is one provider request.
     size = len(candidates) if channel == "email" else max(1, int(getattr(limiter, "burst", len(candidates))))
     for start in range(0, len(candidates), size):
-        limiter.acquire(len(candidates[start:start + size]))
         with transaction(ctx.factory) as session:
-            chunk = _lease(session, ctx, candidates[start:start + size], token, report)
+            # Still ours to send? (A duplicate task may have taken some.) The rest of the
+            # batch is marked fresh, so the reaper does not hand it out again meanwhile.
+            pending = _still_queued(session, ctx, candidates[start:start + size], candidates[start + size:])
+        if not pending:
+            continue
+        limiter.acquire(len(pending))
+        with transaction(ctx.factory) as session:
+            chunk = _lease(session, ctx, channel, pending, token, report)
         if not chunk:
             continue
         try:
@@ -132,12 +138,47 @@ class Candidate:
     window: Window | None = None  # checked again right before the call (invariant 5)
 
 
-def _lease(session, ctx: SendContext, chunk: list[Candidate], token: str, report: BatchReport) -> list:
-    """Lease a chunk right before its provider call; texts that fell outside their hours
-    while waiting for tokens are deferred instead."""
+def _still_queued(session, ctx: SendContext, chunk: list[Candidate], later: list[Candidate]) -> list[Candidate]:
+    ids = [c.item.message_id for c in chunk + later]
+    queued = set(session.scalars(select(Message.id).where(id_in(session, Message.id, ids),
+                                                          Message.status == states.QUEUED)))
+    if later:
+        session.execute(update(Message).where(id_in(session, Message.id, [c.item.message_id for c in later]),
+                                              Message.status == states.QUEUED)
+                        .values(enqueued_at=ctx.clock.now()).execution_options(synchronize_session=False))
+    return [c for c in chunk if c.item.message_id in queued]
+
+
+def _lease(session, ctx: SendContext, channel: str, chunk: list[Candidate], token: str,
+           report: BatchReport) -> list:
+    """Lease a chunk right before its provider call, after checking again what may have
+    changed while it waited for tokens: an unsubscribe, STOP, bounce or complaint, an
+    exited course or a paused channel (invariant 4), and the text hours (invariant 5)."""
     now = ctx.clock.now()
+    if paused(session, channel):
+        report.paused += len(chunk)  # they stay queued; resuming re-dispatches them
+        return []
+    rows = {m.id: m for m in session.scalars(
+        select(Message).where(id_in(session, Message.id, [c.item.message_id for c in chunk])))}
+    subscribers = {s.id: s for s in session.scalars(
+        select(Subscriber).where(id_in(session, Subscriber.id, {m.subscriber_id for m in rows.values()})))}
+    exited = set(session.scalars(select(Enrollment.id).where(
+        id_in(session, Enrollment.id, {m.enrollment_id for m in rows.values()}), Enrollment.status == "exited")))
+    facts = Facts(session, list(subscribers.values()))
     sendable, held = [], []
     for c in chunk:
+        msg = rows[c.item.message_id]
+        status, reason = status_for(subscribers[msg.subscriber_id], channel, facts)
+        if status == states.QUEUED and msg.enrollment_id in exited:
+            status, reason = states.SKIPPED, "enrollment exited"
+        if status != states.QUEUED:
+            stopped = session.execute(
+                update(Message).where(Message.id == msg.id, Message.status == states.QUEUED)
+                .values(status=status, reason=reason, updated_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+            if stopped:
+                setattr(report, status, getattr(report, status) + 1)
+            continue
         (sendable if c.window is None or is_allowed(now, c.window, c.zone) else held).append(c)
     for c in held:
         deferred = session.execute(
@@ -308,11 +349,13 @@ def _write_decisions(session: Session, decisions: dict[int, Decision], token: st
         source, params = unnest({"id": "int", **_COLUMNS}, rows)
         sql = text(f"UPDATE messages SET {', '.join(f'{c} = v.{c}' for c in _COLUMNS)} "
                    f"FROM {source} AS v(id, {', '.join(_COLUMNS)}) "
-                   "WHERE messages.id = v.id AND messages.status = :sending AND messages.lease_token = :token "
-                   "RETURNING messages.id")
-        return set(session.scalars(sql, {"sending": states.SENDING, "token": token, **params}))
+                   "WHERE messages.id = v.id AND messages.status IN (:sending, :unconfirmed) "
+                   "AND messages.lease_token = :token RETURNING messages.id")
+        return set(session.scalars(sql, {"sending": states.SENDING, "unconfirmed": states.UNCONFIRMED,
+                                         "token": token, **params}))
     table = Message.__table__
-    stmt = (update(table).where(table.c.id == bindparam("b_id"), table.c.status == states.SENDING,
+    stmt = (update(table).where(table.c.id == bindparam("b_id"),
+                                table.c.status.in_((states.SENDING, states.UNCONFIRMED)),
                                 table.c.lease_token == token)
             .values({c: bindparam(f"v_{c}") for c in _COLUMNS}))
     applied = set()
@@ -326,9 +369,10 @@ def record_results(session: Session, ctx: SendContext, results: list[SendResult]
                    provider: str, report: BatchReport) -> None:
     """Record a provider's answers where our lease still holds.
 
-    Each write is a compare-and-set (WHERE status = 'sending' AND lease_token = ours), so a
-    webhook or the reaper that got there first wins and nothing moves backwards, with no
-    row locks held across the batch.
+    Each write is a compare-and-set (WHERE lease_token = ours and the row is still sending,
+    or was marked unconfirmed by the reaper while the call ran long: a late definite answer
+    still counts), so a webhook that settled it first wins (webhooks clear the token) and
+    nothing moves backwards, with no row locks held across the batch.
     """
     now = ctx.clock.now()
     ids = [r.message_id for r in results]
@@ -367,6 +411,8 @@ def settle_unconfirmed(session: Session, clock: Clock, lookups: dict[str, object
         provider = lookups.get(msg.channel)
         lookup = getattr(provider, "lookup", None)
         found = lookup(msg.id) if lookup else None
+        if found is not None:
+            msg.lease_token = None  # settled: a late answer from the first call changes nothing
         if found is True:
             msg.status, msg.reason, msg.sent_at = states.SENT, "confirmed by provider look-up", now
             msg.provider = provider.name

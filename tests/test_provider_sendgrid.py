@@ -162,10 +162,12 @@ def test_429_is_transient_with_retry_after_from_the_reset_header(fake):
     assert 27 <= result.retry_after <= 31
 
 
-def test_500_is_transient(fake):
-    fake.enqueue(sendgrid_error(500, "internal error"))
+@pytest.mark.parametrize("status,outcome", [(500, Outcome.UNKNOWN), (502, Outcome.UNKNOWN),
+                                            (504, Outcome.UNKNOWN), (503, Outcome.TRANSIENT)])
+def test_server_errors_that_may_have_sent_are_unknown(fake, status, outcome):
+    fake.enqueue(sendgrid_error(status, "server error"))
     (result,) = provider(fake).send_emails([email(1)])
-    assert (result.outcome, result.retry_after) == (Outcome.TRANSIENT, None)
+    assert (result.outcome, result.retry_after) == (outcome, None)
 
 
 def test_slow_answer_after_the_request_arrived_is_unknown(fake):

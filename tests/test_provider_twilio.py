@@ -80,7 +80,8 @@ def test_messaging_service_is_used_instead_of_a_from_number(fake):
     (403, 20403, Outcome.CONFIG, None),
     (404, 20404, Outcome.CONFIG, None),  # wrong account or base URL: true for every text
     (400, 21617, Outcome.PERMANENT, None),  # body too long: this message, not the person
-    (500, 20500, Outcome.TRANSIENT, None),
+    (500, 20500, Outcome.UNKNOWN, None),  # may have been created: never resent blindly
+    (502, 502, Outcome.UNKNOWN, None),
     (503, 503, Outcome.TRANSIENT, None),
 ])
 def test_error_codes(fake, status, code, outcome, suppress):

@@ -329,3 +329,60 @@ def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(send_ctx, fa
     with factory() as s:
         assert s.get(Message, work.sms[0]).status == states.DELIVERED
         assert s.scalar(select(Suppression.id)) is None
+
+
+def test_stop_while_a_chunk_waits_for_tokens_stops_that_text(send_ctx, factory, clock, registry, policy, outbox):
+    ids = five_texts(factory, clock, registry, policy)
+
+    def stop_arrives(call):
+        if call == 2:  # texts 3 and 4 are next; the person behind text 3 replies STOP now
+            with transaction(factory) as s:
+                msg = s.get(Message, ids[2])
+                unsubscribe(s, clock, s.get(Subscriber, msg.subscriber_id), channels=("sms",), source="sms_keyword")
+
+    send_ctx.limiters = {"sms": Burst2(stop_arrives)}
+    report = send_batch(send_ctx, "sms", ids)
+    assert (report.sent, report.suppressed) == (4, 1)
+    with factory() as s:
+        assert s.get(Message, ids[2]).status == states.SUPPRESSED
+
+
+def test_tokens_are_taken_only_for_texts_still_queued(send_ctx, factory, clock, registry, policy, outbox):
+    ids = five_texts(factory, clock, registry, policy)
+    limiter = Burst2(lambda call: None)
+
+    class DuplicateTaskFirst:
+        name = "outbox"
+        max_batch = 100
+
+        def send_sms(self, items):
+            if items[0].message_id == ids[0]:  # meanwhile a duplicate task sent texts 3 and 4
+                with transaction(factory) as s:
+                    for mid in ids[2:4]:
+                        s.get(Message, mid).status = states.SENT
+            return [SendResult(i.message_id, Outcome.ACCEPTED, "x") for i in items]
+
+    send_ctx.sms_provider, send_ctx.limiters = DuplicateTaskFirst(), {"sms": limiter}
+    assert send_batch(send_ctx, "sms", ids).sent == 3  # 1, 2 and 5 by this task
+    assert limiter.calls == 2  # chunk (1, 2) and chunk (5): none wasted on (3, 4)
+
+
+def test_a_definite_answer_after_the_lease_ran_out_still_counts(send_ctx, factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
+    work = claim(factory, clock, registry, policy)
+
+    class VerySlow(Scripted):
+        def _answer(self, items):
+            clock.advance(minutes=10)  # the call outlasted the lease; the reaper ran
+            with transaction(factory) as s:
+                assert reap(s, clock, policy).unconfirmed == [items[0].message_id]
+            return [SendResult(i.message_id, Outcome.PERMANENT, suppress_reason="unsubscribed at carrier (21610)")
+                    for i in items]
+
+        send_sms = _answer
+
+    send_ctx.sms_provider = VerySlow()
+    assert send_batch(send_ctx, "sms", work.sms).failed == 1
+    with factory() as s:
+        assert s.get(Message, work.sms[0]).status == states.FAILED
+        assert s.scalar(select(Suppression.reason)) == "unsubscribed at carrier (21610)"

@@ -21,7 +21,9 @@ What can go wrong, and what it means (classified here, at the edge, in `classify
      │    │   NotFoundError (404) ............... CONFIG: key, scope or host is wrong for
      │    │                                       every message; the channel is paused
      │    ├── TooManyRequestsError (429) ........ TRANSIENT, retry after X-RateLimit-Reset
-     │    ├── 5xx (InternalServerError, ...) .... TRANSIENT
+     │    ├── 500, 502, 504 ..................... UNKNOWN: the request reached SendGrid and
+     │    │                                       may have been acted on before it failed
+     │    ├── other 5xx (503, ...) .............. TRANSIENT
      │    └── any other 4xx ..................... PERMANENT
      ├── urllib.error.URLError ................... TRANSIENT: urllib raises it while
      │                                             connecting or sending, so SendGrid never
@@ -50,6 +52,9 @@ from workers.providers import scrub
 
 log = logging.getLogger(__name__)
 
+# Answers after which the request may have been carried out: never resent blindly.
+MAYBE_DONE = {500, 502, 504}
+
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per mail/send request
 # Rounds of "drop the personalizations SendGrid named, send the rest again" per request;
 # each round removes at least one, so this only bounds a pathological answer.
@@ -77,6 +82,9 @@ def classify(exc: BaseException) -> Verdict:
             return Verdict(Outcome.CONFIG, f"HTTP {status}: {text}")
         if status == 429:
             return Verdict(Outcome.TRANSIENT, f"HTTP 429: {text}", retry_after=_retry_after(exc.headers))
+        if status in MAYBE_DONE:
+            # A gateway error or a crash mid-request: the mail may have been accepted.
+            return Verdict(Outcome.UNKNOWN, f"HTTP {status}: {text}")
         if status >= 500:
             return Verdict(Outcome.TRANSIENT, f"HTTP {status}: {text}")
         return Verdict(Outcome.PERMANENT, f"HTTP {status}: {text}")

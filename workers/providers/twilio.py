@@ -9,7 +9,9 @@ What can go wrong, and what it means (classified here, at the edge, in `classify
     Exception
      ├── TwilioRestException / TwilioServiceException    Twilio answered (.status, .code)
      │    ├── 20429, HTTP 429 ......................... TRANSIENT, retry after Retry-After
-     │    ├── HTTP 5xx ................................ TRANSIENT
+     │    ├── HTTP 500, 502, 504 ...................... UNKNOWN: Twilio may have created
+     │    │                                             the message before failing
+     │    ├── other HTTP 5xx (503) .................... TRANSIENT
      │    ├── 21610 ................................... PERMANENT + suppress: the person
      │    │                                             texted STOP to the carrier
      │    ├── 21211 ................................... PERMANENT + suppress: invalid number
@@ -85,6 +87,9 @@ def classify(exc: BaseException, headers=None) -> Verdict:
         text = f"HTTP {status}, code {code}: {detail}"[:500]
         if code == 20429 or status == 429:
             return Verdict(Outcome.TRANSIENT, text, retry_after=_retry_after(headers))
+        if status in (500, 502, 504):
+            # A gateway error or a crash mid-request: the text may already be created.
+            return Verdict(Outcome.UNKNOWN, text)
         if status >= 500:
             return Verdict(Outcome.TRANSIENT, text)
         if code in SUPPRESS:
@@ -130,7 +135,9 @@ class _AsyncClient(AsyncTwilioHttpClient):
             headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
         async with self.session.request(
             method.upper(), url, params=params, data=data, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=limit, sock_connect=limit), allow_redirects=allow_redirects,
+            # A short connect timeout: a connection that never opened is safely retried.
+            timeout=aiohttp.ClientTimeout(total=limit, sock_connect=min(3.0, limit)),
+            allow_redirects=allow_redirects,
         ) as answer:
             text = await answer.text()
             _last_headers.set(answer.headers)
