@@ -62,7 +62,7 @@ SID, TOKEN, SG_KEY = "AC" + "b" * 32, "bench-token", "SG.bench-key"
 
 class Bench:
     def __init__(self, admin_url: str, redis_url: str, concurrency: int, email_batch: int, deadline: float,
-                 sms_batch: int = 100):
+                 sms_batch: int = 250):
         self.admin_url, self.redis_url = admin_url, redis_url
         self.concurrency, self.email_batch, self.deadline = concurrency, email_batch, deadline
         self.sms_batch = sms_batch
@@ -223,11 +223,11 @@ def _stop(proc: subprocess.Popen) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--noops", type=int, default=2000)
-    parser.add_argument("--emails", type=int, default=2000)
-    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--emails", type=int, default=6000)
+    parser.add_argument("--texts", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--email-batch", type=int, default=500, help="EMAIL_BATCH_SIZE (max 1000)")
-    parser.add_argument("--sms-batch", type=int, default=100, help="SMS_BATCH_SIZE")
+    parser.add_argument("--sms-batch", type=int, default=250, help="SMS_BATCH_SIZE")
     parser.add_argument("--deadline", type=float, default=180.0, help="seconds allowed per phase")
     a = parser.parse_args()
     admin = os.environ.get("BENCH_POSTGRES_URL", os.environ.get("TEST_POSTGRES_URL",
