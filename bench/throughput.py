@@ -1,6 +1,6 @@
 """Throughput: due messages per second, end to end, beside Celery's raw per-task rate.
 
-    .venv/bin/python bench/throughput.py [--emails 2000] [--texts 1000] [--noops 2000]
+    .venv/bin/python bench/throughput.py [--emails 6000] [--texts 3000] [--noops 2000] [--sms-batch 250]
 
 Everything is real except the providers: PostgreSQL and Redis on loopback, Celery worker
 processes (with beat) started here, and the official SendGrid/Twilio SDKs talking to the
