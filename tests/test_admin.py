@@ -8,7 +8,7 @@ import base64
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from campaigns import states
 from campaigns.channels import pause, paused
@@ -47,14 +47,6 @@ def make_app(factory, clock, tmp_path, **overrides):
         app.include_router(ops.router)
     return app
 
-
-@pytest.fixture(autouse=True)
-def no_pauses(factory):
-    with transaction(factory) as s:
-        s.execute(delete(ChannelPause))
-    yield
-    with transaction(factory) as s:
-        s.execute(delete(ChannelPause))
 
 
 @pytest.fixture

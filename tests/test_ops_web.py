@@ -7,11 +7,11 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from campaigns.channels import pause
 from campaigns.db import make_engine, make_session_factory, transaction
-from campaigns.models import ChannelPause, ContactRequest, Message
+from campaigns.models import ContactRequest, Message
 from campaigns.status import read_status
 from tests.test_admin import AUTH, basic, make_app
 from tests.test_reports import script_history
@@ -58,19 +58,6 @@ def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
 def value(samples, name, **labels):
     return samples[(name, frozenset(labels.items()))]
 
-
-@pytest.fixture(autouse=True)
-def no_pauses(request):
-    # conftest truncates the domain tables between PostgreSQL tests, not channel_pauses.
-    if "factory" not in request.fixturenames:
-        yield
-        return
-    factory = request.getfixturevalue("factory")
-    with transaction(factory) as s:
-        s.execute(delete(ChannelPause))
-    yield
-    with transaction(factory) as s:
-        s.execute(delete(ChannelPause))
 
 
 @pytest.fixture
