@@ -177,7 +177,7 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set for the selected provider")
         if self.sendgrid_webhook_public_key:
-            from campaigns.webhook_signatures import sendgrid_public_key
+            from campaigns.tracking.webhook_signatures import sendgrid_public_key
 
             try:
                 sendgrid_public_key(self.sendgrid_webhook_public_key)

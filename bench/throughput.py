@@ -46,11 +46,11 @@ from sqlalchemy import func, select
 from campaigns import states
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory, transaction
-from campaigns.definitions import Registry
+from campaigns.sequences.campaign import Registry
 from campaigns.migrate import upgrade
 from campaigns.models import Message
-from campaigns.scheduling import Policy, enroll
-from campaigns.subscribers import upsert_subscriber
+from campaigns.delivery.claiming import Policy, enroll
+from campaigns.audience.subscribers import upsert_subscriber
 from settings import load_settings
 from tests.fakes import FakeSendGrid, FakeTwilio
 from workers.app import make_app

@@ -118,7 +118,7 @@ class Enrollment(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
     campaign_key: Mapped[str] = mapped_column(String(63))
     campaign_version: Mapped[int] = mapped_column(Integer)
-    # Which shape of the sequence (campaigns.revisions) the cursor was computed against.
+    # Which shape of the sequence (campaigns.sequences.revisions) the cursor was computed against.
     campaign_revision: Mapped[str | None] = mapped_column(String(16))
     # When the cursor last moved (joining, or the previous step going out): delays count
     # from here, so an edited delay can be re-applied to people already waiting.
@@ -158,7 +158,7 @@ class Message(Base):
     campaign_version: Mapped[int] = mapped_column(Integer)
     step_key: Mapped[str] = mapped_column(String(63))
     channel: Mapped[str] = mapped_column(String(10))
-    # Random; signed links name the message by this, never by id (campaigns.links).
+    # Random; signed links name the message by this, never by id (campaigns.tracking.links).
     public_token: Mapped[str] = mapped_column(String(22), unique=True)
     # See campaigns.states for the lifecycle.
     status: Mapped[str] = mapped_column(String(20))

@@ -19,12 +19,12 @@ from sqlalchemy import text
 
 from campaigns.clock import FixedClock
 from campaigns.db import make_engine, make_session_factory
-from campaigns.definitions import Registry
-from campaigns.links import Signer
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.links import Signer
 from campaigns.migrate import upgrade
-from campaigns.rendering import Renderer, Sender
-from campaigns.scheduling import Policy
-from campaigns.sending import SendContext
+from campaigns.content.rendering import Renderer, Sender
+from campaigns.delivery.claiming import Policy
+from campaigns.delivery.sending import SendContext
 from workers.providers.outbox import LocalOutbox
 
 FIXTURES = Path(__file__).parent / "fixtures"

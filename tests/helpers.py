@@ -4,8 +4,8 @@ from sqlalchemy import select
 
 from campaigns.db import transaction
 from campaigns.models import Message
-from campaigns.scheduling import enroll
-from campaigns.subscribers import upsert_subscriber
+from campaigns.delivery.claiming import enroll
+from campaigns.audience.subscribers import upsert_subscriber
 
 
 def add_and_enroll(factory, clock, registry, policy, campaign="tiny", **subscriber):

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from campaigns import states
-from campaigns.channels import pause, paused
+from campaigns.delivery.pauses import pause, paused
 from campaigns.db import transaction
 from campaigns.models import ChannelPause, ContactRequest, Message
 from settings import load_settings

@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from campaigns.composing import Composer
-from campaigns.definitions import Registry
-from campaigns.links import Signer, links_for
+from campaigns.content.composing import Composer
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.links import Signer, links_for
 from campaigns.models import Message, Subscriber
-from campaigns.rendering import Recipient, Renderer, Sender
+from campaigns.content.rendering import Recipient, Renderer, Sender
 from settings import ROOT
 from tests.conftest import FIXTURES
 

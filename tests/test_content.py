@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.definitions import Registry
-from campaigns.links import Signer, links_for
-from campaigns.preview import timeline, write_preview
-from campaigns.rendering import Recipient, Renderer, Sender
-from campaigns.scheduling import Policy
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.links import Signer, links_for
+from campaigns.content.preview import timeline, write_preview
+from campaigns.content.rendering import Recipient, Renderer, Sender
+from campaigns.delivery.claiming import Policy
 from settings import ROOT
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.definitions import DefinitionError, Registry, load_all, parse_delay
+from campaigns.sequences.campaign import DefinitionError, Registry, load_all, parse_delay
 from tests.conftest import FIXTURES
 
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from campaigns.db import transaction
-from campaigns.imports import ImportFileError, import_file, summary
+from campaigns.audience.imports import ImportFileError, import_file, summary
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.subscribers import has_consent, unsubscribe
+from campaigns.audience.subscribers import has_consent, unsubscribe
 from workers.cli_import import import_command
 
 HEADER = b" Email ,PHONE,First Name,locale,TimeZone,Consent_Email, consent_sms ,consent_source,consent_date"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from campaigns.lint import LintContext, lint_folder
+from campaigns.content.lint import LintContext, lint_folder
 from settings import ROOT
 
 BASE = "https://care.example"

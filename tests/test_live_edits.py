@@ -10,10 +10,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from campaigns import engine
-from campaigns.definitions import Registry
+from campaigns.delivery import scheduler
+from campaigns.sequences.campaign import Registry
 from campaigns.models import Enrollment, Message
-from campaigns.sending import send_batch
+from campaigns.delivery.sending import send_batch
 from tests.conftest import FIXTURES, T0
 from tests.helpers import add_and_enroll, messages
 
@@ -48,7 +48,7 @@ def rewrite(defs, change):
 
 def tick(factory, clock, reg, policy):
     sent = []
-    engine.tick(factory, clock, reg, policy, lambda work: sent.append(work))
+    scheduler.tick(factory, clock, reg, policy, lambda work: sent.append(work))
     return sent
 
 
@@ -78,7 +78,7 @@ def test_edited_delay_reschedules_people_waiting_on_that_step(factory, clock, re
 
 def test_rewritten_copy_reaches_queued_and_future_messages(send_ctx, factory, clock, reg, policy,
                                                           templates):
-    from campaigns.rendering import Renderer, Sender
+    from campaigns.content.rendering import Renderer, Sender
 
     _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
     (work,) = [w for w in tick(factory, clock, reg, policy) if w.email]
@@ -174,9 +174,9 @@ def test_completed_people_stay_completed_when_steps_are_appended(factory, clock,
 
 
 def test_diff_counts_whom_each_change_affects(factory, clock, reg, policy, defs):
-    from campaigns.definitions import parse_campaign
-    from campaigns.diffing import diff, people
-    from campaigns.revisions import structure
+    from campaigns.sequences.campaign import parse_campaign
+    from campaigns.sequences.diffing import diff, people
+    from campaigns.sequences.revisions import structure
 
     for i in range(3):
         add_and_enroll(factory, clock, reg, policy, email=f"p{i}@example.com")

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from campaigns.channels import pause
+from campaigns.delivery.pauses import pause
 from campaigns.db import make_engine, make_session_factory, transaction
 from campaigns.models import ContactRequest, Message
-from campaigns.status import read_status
+from campaigns.reporting.overview import read_status
 from tests.test_admin import AUTH, basic, make_app
 from tests.test_reports import script_history
 from web.ops import Exposition

@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 
 from campaigns import states
 from campaigns.db import transaction
-from campaigns.links import Signer, links_for
+from campaigns.tracking.links import Signer, links_for
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
-from campaigns.scheduling import claim_due
-from campaigns.sending import send_batch
-from campaigns.subscribers import has_consent, suppress, suppression_for
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.sending import send_batch
+from campaigns.audience.subscribers import has_consent, suppress, suppression_for
 from settings import load_settings
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
@@ -172,7 +172,7 @@ def test_open_pixel_records_an_open_and_never_errors(client, sent, factory):
 
 
 def test_care_team_is_told_without_personal_detail(client, sent, factory, clock, outbox):
-    from campaigns.notifications import announce_contact_requests
+    from campaigns.care.notifications import announce_contact_requests
 
     _, _, links = sent
     client.post(path(links.contact), data={"preferred_channel": "phone", "note": "my knee and hip"})
@@ -186,7 +186,7 @@ def test_care_team_is_told_without_personal_detail(client, sent, factory, clock,
 
 
 def test_paused_course_resumes_when_the_care_team_handles_the_request(client, sent, factory, defs, clock):
-    from campaigns.contact_queue import mark
+    from campaigns.care.contact_queue import mark
 
     (defs / "tiny.yaml").write_text((defs / "tiny.yaml").read_text().replace(
         "name: Tiny test course", "name: Tiny test course\non_contact_request: pause"))
@@ -208,8 +208,8 @@ def test_unsubscribing_by_link_is_counted_against_the_step(client, sent, factory
 
 
 def test_a_notice_that_failed_for_a_moment_is_sent_on_the_next_pass(client, sent, factory, clock):
-    from campaigns.notifications import announce_contact_requests
-    from campaigns.sending import Outcome, SendResult
+    from campaigns.care.notifications import announce_contact_requests
+    from campaigns.delivery.sending import Outcome, SendResult
 
     class Flaky:
         name = "flaky"

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from campaigns import states
-from campaigns.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
-from campaigns.channels import paused
+from campaigns.content.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
+from campaigns.delivery.pauses import paused
 from campaigns.db import transaction
-from campaigns.links import Links
+from campaigns.tracking.links import Links
 from campaigns.models import Suppression
-from campaigns.rendering import RenderedEmail
-from campaigns.scheduling import claim_due
-from campaigns.sending import Outcome, OutgoingEmail, send_batch
+from campaigns.content.rendering import RenderedEmail
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.sending import Outcome, OutgoingEmail, send_batch
 from tests.fakes import FakeSendGrid, Response, sendgrid_error
 from tests.helpers import add_and_enroll, messages
 from workers.providers.sendgrid import SendGridEmail

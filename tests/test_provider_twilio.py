@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from campaigns import states
-from campaigns.channels import paused
-from campaigns.composing import STATUS_REF_PURPOSE
+from campaigns.delivery.pauses import paused
+from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
 from campaigns.models import Suppression
-from campaigns.scheduling import claim_due
-from campaigns.sending import Outcome, OutgoingSms, send_batch
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.sending import Outcome, OutgoingSms, send_batch
 from tests.fakes import FakeTwilio, Response, twilio_error
 from tests.helpers import add_and_enroll, messages
 from workers.providers.twilio import TwilioSms

@@ -12,12 +12,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select
 
-from campaigns import contact_queue, reports, states
-from campaigns.channels import pause
+from campaigns import states
+
+from campaigns.care import contact_queue
+
+from campaigns.reporting import funnels
+from campaigns.delivery.pauses import pause
 from campaigns.db import transaction
 from campaigns.models import ChannelPause, ContactRequest, Enrollment, Event, Message
-from campaigns.scheduling import claim_due
-from campaigns.subscribers import suppress
+from campaigns.delivery.claiming import claim_due
+from campaigns.audience.subscribers import suppress
 from tests.conftest import T0
 from tests.helpers import add_and_enroll
 from workers.cli_reports import ReportsContext, contacts_command, report_command
@@ -130,7 +134,7 @@ def rows_by_key(report):
 
 def test_per_step_funnel_counts_the_scripted_history(history, factory, registry):
     with factory() as s:
-        report = reports.campaign_report(s, registry, "quick")
+        report = funnels.campaign_report(s, registry, "quick")
     assert [(r.step_key, r.channel) for r in report.steps] == [
         ("one", "email"), ("one", "sms"), ("two", "email"), ("three", "sms")]
     rows = rows_by_key(report)
@@ -165,8 +169,8 @@ def test_per_step_funnel_counts_the_scripted_history(history, factory, registry)
 def test_enrollment_funnel(history, factory, registry, clock, policy):
     add_and_enroll(factory, clock, registry, policy, campaign="quick", email="eve@example.com")
     with factory() as s:
-        f = reports.enrollment_funnel(s, "quick")
-        everything = reports.enrollment_funnels(s, registry)
+        f = funnels.enrollment_funnel(s, "quick")
+        everything = funnels.enrollment_funnels(s, registry)
     assert (f.enrolled, f.active, f.completed, f.exited, f.paused) == (5, 1, 2, 1, 1)
     assert f.exit_reasons == [("unsubscribed", 1)] and f.pause_reasons == [("asked to be contacted", 1)]
     assert [(k, name) for k, name, _ in everything] == [("quick", "Quick test course"), ("tiny", "Tiny test course")]
@@ -180,9 +184,9 @@ def test_date_range_filters_on_message_creation(history, factory, registry, cloc
         claim_due(s, clock, registry, policy)
     later = T0 + timedelta(days=1)
     with factory() as s:
-        recent = rows_by_key(reports.campaign_report(s, registry, "quick", since=later))
-        early = rows_by_key(reports.campaign_report(s, registry, "quick", until=later))
-        recent_enrollments = reports.enrollment_funnel(s, "quick", since=later)
+        recent = rows_by_key(funnels.campaign_report(s, registry, "quick", since=later))
+        early = rows_by_key(funnels.campaign_report(s, registry, "quick", until=later))
+        recent_enrollments = funnels.enrollment_funnel(s, "quick", since=later)
     # fay has no phone: her first step reached her by email, so it has no text row
     assert (recent[("one", "email")].created, recent[("one", "sms")].created) == (1, 0)
     assert recent[("one", "sms")].skip_reasons == []
@@ -197,15 +201,15 @@ def test_steps_no_longer_in_the_file_come_last(history, factory, registry):
         m = s.get(Message, history.msg[("ana", "three", "sms")])
         m.step_key = "old_step"
     with factory() as s:
-        report = reports.campaign_report(s, registry, "quick")
+        report = funnels.campaign_report(s, registry, "quick")
     assert report.steps[-1].step_key == "old_step" and report.steps[-1].position is None
     with factory() as s, pytest.raises(LookupError):
-        reports.campaign_report(s, registry, "nope")
+        funnels.campaign_report(s, registry, "nope")
 
 
 def test_provider_health_over_a_window(history, factory, clock):
     with factory() as s:
-        health = reports.provider_health(s, clock, 60)
+        health = funnels.provider_health(s, clock, 60)
     email, sms = health.channels["email"], health.channels["sms"]
     # email: four accepted (two since bounced or failed by webhook), one refused at the call
     assert (email.attempts, email.sent, email.transient, email.permanent, email.unconfirmed) == (5, 4, 0, 1, 0)
@@ -219,17 +223,17 @@ def test_provider_health_over_a_window(history, factory, clock):
         m.status, m.reason, m.provider, m.updated_at = states.FAILED, "gave up after 6 attempts", "sendgrid", clock.now()
         pause(s, clock, "sms", "twilio: 20003 authenticate", by="provider")
     with factory() as s:
-        health = reports.provider_health(s, clock, timedelta(minutes=60))
+        health = funnels.provider_health(s, clock, timedelta(minutes=60))
     assert (health.channels["email"].transient, health.channels["email"].permanent) == (1, 1)
     assert health.channels["sms"].paused and "20003" in health.channels["sms"].paused_reason
 
     clock.advance(hours=2)
     with factory() as s:
-        quiet = reports.provider_health(s, clock, 60)
+        quiet = funnels.provider_health(s, clock, 60)
     assert quiet.channels["email"].attempts == 0 and quiet.channels["email"].error_rate is None
     assert quiet.oldest_due_age_seconds == pytest.approx(7200)
     with factory() as s, pytest.raises(ValueError):
-        reports.provider_health(s, clock, 0)
+        funnels.provider_health(s, clock, 0)
 
 
 # ---------------------------------------------------------------- contact queue

@@ -8,10 +8,10 @@ from sqlalchemy import func, select
 
 from campaigns import states
 from campaigns.db import transaction
-from campaigns.definitions import DefinitionError, Registry
+from campaigns.sequences.campaign import DefinitionError, Registry
 from campaigns.models import Enrollment, Message, Subscriber
-from campaigns.scheduling import claim_due, enroll, reap
-from campaigns.subscribers import InvalidSubscriber, upsert_subscriber
+from campaigns.delivery.claiming import claim_due, enroll, reap
+from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll, messages
 
@@ -56,7 +56,7 @@ def test_channel_without_address_gets_a_row_only_when_nothing_reaches_the_person
 
 
 def test_a_channel_without_consent_still_gets_its_row(factory, clock, registry, policy):
-    from campaigns.subscribers import upsert_subscriber as upsert
+    from campaigns.audience.subscribers import upsert_subscriber as upsert
 
     with transaction(factory) as s:
         sub = upsert(s, clock, email="a@example.com", phone="+12025550143", consent=("email",))
@@ -207,7 +207,7 @@ def test_one_inbox_is_one_subscriber_whatever_the_case(factory, clock, registry,
 
 
 def test_reaper_leaves_paused_and_busy_channels_alone(factory, clock, registry, policy):
-    from campaigns.channels import pause
+    from campaigns.delivery.pauses import pause
 
     add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
     with transaction(factory) as s:

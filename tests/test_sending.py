@@ -8,9 +8,9 @@ from sqlalchemy import select
 from campaigns import states
 from campaigns.db import transaction
 from campaigns.models import Enrollment, Message, Subscriber, Suppression
-from campaigns.scheduling import claim_due, reap
-from campaigns.sending import Outcome, SendResult, backoff, send_batch, settle_unconfirmed
-from campaigns.subscribers import suppress, unsubscribe
+from campaigns.delivery.claiming import claim_due, reap
+from campaigns.delivery.sending import Outcome, SendResult, backoff, send_batch, settle_unconfirmed
+from campaigns.audience.subscribers import suppress, unsubscribe
 from tests.helpers import add_and_enroll, messages
 
 
@@ -172,7 +172,7 @@ def test_template_error_fails_with_reason_and_sends_nothing(send_ctx, factory, c
     work = claim(factory, clock, registry, policy)
     import shutil
 
-    from campaigns.rendering import Renderer, Sender
+    from campaigns.content.rendering import Renderer, Sender
     from tests.conftest import FIXTURES
     broken = tmp_path / "templates"
     shutil.copytree(FIXTURES / "templates", broken)
@@ -205,7 +205,7 @@ class Capturing:
 
 
 def test_batch_shares_one_body_and_substitutions_rebuild_each(send_ctx, factory, clock, registry, policy):
-    from campaigns.batching import fill
+    from campaigns.content.batching import fill
 
     for i, name in enumerate(["Ana", "Bo", None]):
         add_and_enroll(factory, clock, registry, policy, email=f"p{i}@example.com", first_name=name)
@@ -224,7 +224,7 @@ def test_batch_shares_one_body_and_substitutions_rebuild_each(send_ctx, factory,
 def test_template_that_transforms_a_value_is_sent_alone(send_ctx, factory, clock, registry, policy, tmp_path):
     import shutil
 
-    from campaigns.rendering import Renderer, Sender
+    from campaigns.content.rendering import Renderer, Sender
     from tests.conftest import FIXTURES
 
     tpl = tmp_path / "templates"
@@ -240,7 +240,7 @@ def test_template_that_transforms_a_value_is_sent_alone(send_ctx, factory, clock
 
 
 def test_config_error_pauses_channel_and_keeps_messages(send_ctx, factory, clock, registry, policy):
-    from campaigns.channels import resume
+    from campaigns.delivery.pauses import resume
 
     for i in range(3):
         add_and_enroll(factory, clock, registry, policy, email=f"p{i}@example.com")

@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 from markupsafe import escape
 from sqlalchemy import func, select
 
-from campaigns import signup
+from campaigns.audience import signup
 from campaigns.db import transaction
-from campaigns.links import Signer
+from campaigns.tracking.links import Signer
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.scheduling import claim_due
-from campaigns.subscribers import (
+from campaigns.delivery.claiming import claim_due
+from campaigns.audience.subscribers import (
     InvalidSubscriber,
     has_consent,
     suppress,
@@ -291,7 +291,7 @@ def test_confirmation_email_in_spanish_from_the_shipped_templates():
 def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(factory, clock, defs, tmp_path):
     """Production path: the sign-up only records the request; the notify task mails it,
     once per request, and the link in it confirms."""
-    from campaigns.notifications import send_confirmations
+    from campaigns.care.notifications import send_confirmations
     from workers.providers.outbox import LocalOutbox
 
     settings = load_settings(environment="test", secret_key=SECRET, public_base_url=BASE, definitions_dir=defs,

@@ -3,8 +3,8 @@
 import pytest
 
 from campaigns.db import transaction
-from campaigns.subscribers import InvalidSubscriber, suppress
-from campaigns.testsend import SendTestRequest, send_test
+from campaigns.audience.subscribers import InvalidSubscriber, suppress
+from campaigns.content.testsend import SendTestRequest, send_test
 
 
 def run(send_ctx, factory, request, force=False):

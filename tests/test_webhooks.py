@@ -19,9 +19,9 @@ from twilio.request_validator import RequestValidator
 from campaigns import states
 from campaigns.db import transaction
 from campaigns.models import ConsentRecord, Enrollment, Event, Message, Subscriber, Suppression
-from campaigns.scheduling import claim_due
-from campaigns.sending import send_batch
-from campaigns.subscribers import has_consent, suppress
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.sending import send_batch
+from campaigns.audience.subscribers import has_consent, suppress
 from settings import load_settings
 from tests.helpers import add_and_enroll
 from web.app import create_app
@@ -86,8 +86,8 @@ def sendgrid_post(client, key, batch, *, timestamp=None, body=None, signed_body=
 
 def status_ref(public_token: str) -> str:
     """What the send path puts in Twilio's status callback: a signed token."""
-    from campaigns.composing import STATUS_REF_PURPOSE
-    from campaigns.links import Signer
+    from campaigns.content.composing import STATUS_REF_PURPOSE
+    from campaigns.tracking.links import Signer
 
     return Signer(("k" * 40).encode()).sign(STATUS_REF_PURPOSE, public_token)
 
@@ -390,7 +390,7 @@ def test_sendgrid_unsubscribe_stops_email_only(event, client, sg_key, factory, c
 
 
 def test_sendgrid_event_for_unknown_message_is_200_and_logged(client, sg_key, factory, caplog):
-    caplog.set_level(logging.WARNING, logger="campaigns.events")
+    caplog.set_level(logging.WARNING, logger="campaigns.tracking.events")
     batch = [sg_event("no-such-reference", "bounce", type="bounce"),
              {**sg_event(None, "delivered"), "drip_ref": None},
              sg_event("x", "group_resubscribe")]  # not mapped: ignored
@@ -514,7 +514,7 @@ def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(facto
     last must not write its status over the other's if that would move backwards."""
     import threading
 
-    from campaigns.events import from_twilio_status, record_event
+    from campaigns.tracking.events import from_twilio_status, record_event
 
     ids = []
     for n in range(8):

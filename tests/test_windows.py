@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.windows import Window, is_allowed, next_allowed
+from campaigns.sequences.windows import Window, is_allowed, next_allowed
 
 NY = ZoneInfo("America/New_York")
 KOLKATA = ZoneInfo("Asia/Kolkata")

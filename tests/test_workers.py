@@ -11,9 +11,9 @@ from sqlalchemy import select
 from campaigns import states
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
-from campaigns.definitions import Registry
+from campaigns.sequences.campaign import Registry
 from campaigns.models import Message
-from campaigns.scheduling import Policy
+from campaigns.delivery.claiming import Policy
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
 from tests.stack import VIRTUAL_EPOCH, Stack, delivery_lines, wait_until_done

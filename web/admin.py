@@ -40,12 +40,18 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
-from campaigns import channels, contact_queue, reports, states
+from campaigns import states
+
+from campaigns.delivery import pauses
+
+from campaigns.care import contact_queue
+
+from campaigns.reporting import funnels
 from campaigns.db import transaction
 from campaigns.models import ContactRequest, Message
-from campaigns.ops import OpsError, settle
-from campaigns.scheduling import Work
-from campaigns.status import read_status
+from campaigns.delivery.unconfirmed import OpsError, settle
+from campaigns.delivery.claiming import Work
+from campaigns.reporting.overview import read_status
 from web.render import pages
 
 log = logging.getLogger(__name__)
@@ -200,13 +206,13 @@ def _parse_day(value: str | None, name: str) -> datetime | None:
 def dashboard(request: Request, user: AdminUser) -> HTMLResponse:
     state = _state(request)
     with state.factory() as session:
-        funnels = reports.enrollment_funnels(session, state.registry)
+        enrollment_funnels = funnels.enrollment_funnels(session, state.registry)
         status = read_status(session, state.clock)
         open_requests = session.scalar(
             select(func.count()).select_from(ContactRequest).where(ContactRequest.status == "open"))
-        paused = channels.all_paused(session)
-    _, warning = reports.load_campaigns(state.registry)
-    return _render("admin_dashboard.html", title="Campaigns", user=user, funnels=funnels, status=status,
+        paused = pauses.all_paused(session)
+    _, warning = funnels.load_campaigns(state.registry)
+    return _render("admin_dashboard.html", title="Campaigns", user=user, funnels=enrollment_funnels, status=status,
                    open_requests=open_requests, paused=paused, warning=warning)
 
 
@@ -222,7 +228,7 @@ def campaign_page(request: Request, key: str, user: AdminUser, since: str | None
     end = end_day + timedelta(days=1) if end_day else None  # the whole `until` day
     try:
         with state.factory() as session:
-            report = reports.campaign_report(session, state.registry, key, start, end)
+            report = funnels.campaign_report(session, state.registry, key, start, end)
     except LookupError as exc:
         return _notice("No such campaign", str(exc), back="/admin", status=404)
     return _render("admin_campaign.html", title=report.name, user=user, report=report,
@@ -293,8 +299,8 @@ def channels_page(request: Request, user: AdminUser, minutes: int = 60) -> HTMLR
     state = _state(request)
     minutes = max(1, min(minutes, 7 * 24 * 60))
     with state.factory() as session:
-        health = reports.provider_health(session, state.clock, minutes)
-        paused = channels.all_paused(session)
+        health = funnels.provider_health(session, state.clock, minutes)
+        paused = pauses.all_paused(session)
     return _render("admin_channels.html", title="Channels", user=user, health=health, paused=paused,
                    minutes=minutes, channels=sorted(set(KNOWN_CHANNELS) | set(health.channels)))
 
@@ -309,8 +315,8 @@ def resume_channel(request: Request, channel: str, user: AdminUser) -> HTMLRespo
     _known_channel(channel)
     state = _state(request)
     with transaction(state.factory) as session:
-        was_paused = channels.paused(session, channel) is not None
-        work = channels.resume(session, state.clock, channel)
+        was_paused = pauses.paused(session, channel) is not None
+        work = pauses.resume(session, state.clock, channel)
     log.info("%s channel resumed by admin:%s (%s waiting)", channel, user, len(work))
     message = f"The {channel} channel is running." if was_paused else f"The {channel} channel was not paused."
     return _notice("Channel resumed", message, back="/admin/channels", detail=_dispatch(request, work))
@@ -326,7 +332,7 @@ def pause_channel(request: Request, channel: str, user: AdminUser,
                        back="/admin/channels", status=400)
     state = _state(request)
     with transaction(state.factory) as session:
-        channels.pause(session, state.clock, channel, reason, by=f"admin:{user}"[:40])
+        pauses.pause(session, state.clock, channel, reason, by=f"admin:{user}"[:40])
     log.info("%s channel paused by admin:%s", channel, user)
     return _notice("Channel paused", f"The {channel} channel is paused; queued messages wait.",
                    back="/admin/channels")

@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock, clock_from_settings
 from campaigns.db import make_engine, make_session_factory
-from campaigns.definitions import Registry
-from campaigns.links import Signer
-from campaigns.rendering import Renderer, Sender
-from campaigns.scheduling import Policy
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.links import Signer
+from campaigns.content.rendering import Renderer, Sender
+from campaigns.delivery.claiming import Policy
 from settings import Settings, get_settings
 from web import admin, ops, pages, signup, webhooks
 

@@ -28,10 +28,12 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, text
 from starlette.concurrency import run_in_threadpool
 
-from campaigns import reports, states
+from campaigns import states
+
+from campaigns.reporting import funnels
 from campaigns.migrate import SchemaError, check_current
 from campaigns.models import ChannelPause, ContactRequest, Message
-from campaigns.status import read_status
+from campaigns.reporting.overview import read_status
 from web.admin import admin_password, check_basic_auth
 
 log = logging.getLogger(__name__)
@@ -160,7 +162,7 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
             open_requests, oldest_open = session.execute(
                 select(func.count(), func.min(ContactRequest.created_at)).where(ContactRequest.status == "open")
             ).one()
-            health = reports.channel_health(session, state.clock, PROVIDER_WINDOW_MINUTES)
+            health = funnels.channel_health(session, state.clock, PROVIDER_WINDOW_MINUTES)
             now = state.clock.now()
     except Exception as exc:  # noqa: BLE001 - the scrape still says the database is down
         log.warning("metrics: database read failed: %s", exc)
@@ -174,8 +176,8 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
     statuses = list(states.ALL) + sorted({s for s, _ in counts} - set(states.ALL))
     out.gauge("drip_messages", "Outbox messages by status and channel.",
               [({"status": s, "channel": c}, counts.get((s, c), 0)) for s in statuses for c in channels])
-    enrollment_statuses = list(reports.ENROLLMENT_STATUSES) + sorted(
-        set(status.enrollments) - set(reports.ENROLLMENT_STATUSES))
+    enrollment_statuses = list(funnels.ENROLLMENT_STATUSES) + sorted(
+        set(status.enrollments) - set(funnels.ENROLLMENT_STATUSES))
     out.gauge("drip_enrollments", "Enrollments by status.",
               [({"status": s}, status.enrollments.get(s, 0)) for s in enrollment_statuses])
     out.gauge("drip_channel_paused", "1 while the channel is paused (provider configuration error or ops).",
@@ -186,7 +188,7 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
               [({}, (now - oldest_open).total_seconds() if oldest_open else 0.0)])
     outcome_samples = []
     for c in channels:
-        h = health.get(c) or reports.ChannelHealth(c)
+        h = health.get(c) or funnels.ChannelHealth(c)
         for outcome in ("sent", "transient", "permanent", "unconfirmed"):
             outcome_samples.append(({"channel": c, "outcome": outcome}, getattr(h, outcome)))
     out.gauge("drip_provider_outcomes",

@@ -1,5 +1,5 @@
 """Subscriber pages behind the links in every message. Routes are thin: they resolve the
-signed token, call campaigns.portal, and render a small page in the subscriber's language.
+signed token, call campaigns.tracking.portal, and render a small page in the subscriber's language.
 
     GET  /m/{token}   the lesson online (records a click)       GET  /o/{token}  open pixel
     GET  /c/{token}   request-a-call form     POST /c/{token}   record the request
@@ -18,10 +18,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from campaigns import portal, states
+from campaigns import states
+
+from campaigns.tracking import portal
 from campaigns.db import transaction
-from campaigns.links import links_for
-from campaigns.rendering import RenderError
+from campaigns.tracking.links import links_for
+from campaigns.content.rendering import RenderError
 from web.i18n import words
 from web.render import NO_STORE, page
 

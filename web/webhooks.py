@@ -7,7 +7,7 @@
 A missing or bad signature is 403 and nothing is read further; an unconfigured secret
 is 503, never "accept unsigned". After a valid signature, an unparseable body is 400 and
 an event for a message we do not know is 200 (logged), so the provider stops retrying.
-What an event does is decided in campaigns.events; these routes only translate HTTP.
+What an event does is decided in campaigns.tracking.events; these routes only translate HTTP.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from starlette.datastructures import FormData
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from campaigns import events, signup
-from campaigns.composing import STATUS_REF_PURPOSE
+from campaigns.tracking import events
+
+from campaigns.audience import signup
+from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
-from campaigns.links import BadToken
-from campaigns.webhook_signatures import sendgrid_public_key, sendgrid_signature_ok
+from campaigns.tracking.links import BadToken
+from campaigns.tracking.webhook_signatures import sendgrid_public_key, sendgrid_signature_ok
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")

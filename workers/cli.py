@@ -61,7 +61,7 @@ def campaigns_validate(folder) -> None:
     """Check every campaign file; name the file, step and field of each error."""
     from pathlib import Path
 
-    from campaigns.definitions import DefinitionError, load_all
+    from campaigns.sequences.campaign import DefinitionError, load_all
 
     s = _settings()
     try:
@@ -84,7 +84,7 @@ def campaigns_lint(folder, templates, quiet) -> None:
     """Render every step, channel and locale and check it; exit 1 on any error."""
     from pathlib import Path
 
-    from campaigns.lint import LintContext, lint_folder
+    from campaigns.content.lint import LintContext, lint_folder
 
     s = _settings()
     ctx = LintContext(Path(templates) if templates else s.templates_dir, s.public_base_url,
@@ -111,11 +111,11 @@ def campaigns_preview(campaign, locale, first_name, zone, joined, out) -> None:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from campaigns.definitions import DefinitionError, Registry
-    from campaigns.preview import write_preview
-    from campaigns.rendering import Renderer, RenderError, Sender
-    from campaigns.scheduling import Policy
-    from campaigns.subscribers import InvalidSubscriber, check_timezone
+    from campaigns.sequences.campaign import DefinitionError, Registry
+    from campaigns.content.preview import write_preview
+    from campaigns.content.rendering import Renderer, RenderError, Sender
+    from campaigns.delivery.claiming import Policy
+    from campaigns.audience.subscribers import InvalidSubscriber, check_timezone
 
     s = _settings()
     try:
@@ -147,10 +147,10 @@ def campaigns_diff(new_file, old_file) -> None:
 
     from sqlalchemy import select
 
-    from campaigns.definitions import DefinitionError, parse_campaign
-    from campaigns.diffing import diff, people
+    from campaigns.sequences.campaign import DefinitionError, parse_campaign
+    from campaigns.sequences.diffing import diff, people
     from campaigns.models import CampaignRevision
-    from campaigns.revisions import structure
+    from campaigns.sequences.revisions import structure
     rt = _runtime()
     try:
         new = parse_campaign(Path(new_file), rt.settings.templates_dir)
@@ -185,10 +185,10 @@ def campaigns_diff(new_file, old_file) -> None:
 @click.option("--force", is_flag=True, help="Send even to a suppressed address.")
 def campaigns_test_send(campaign, steps, email, phone, locale, first_name, force) -> None:
     """Send STEPS (default: every step) of CAMPAIGN to your own address, marked [TEST]."""
-    from campaigns.definitions import DefinitionError
-    from campaigns.rendering import RenderError
-    from campaigns.subscribers import InvalidSubscriber
-    from campaigns.testsend import SendTestRequest, send_test
+    from campaigns.sequences.campaign import DefinitionError
+    from campaigns.content.rendering import RenderError
+    from campaigns.audience.subscribers import InvalidSubscriber
+    from campaigns.content.testsend import SendTestRequest, send_test
 
     rt = _runtime()
     ctx = rt.send
@@ -215,9 +215,9 @@ def campaigns_test_send(campaign, steps, email, phone, locale, first_name, force
 def enroll(campaign, email, phone, first_name, tz, locale) -> None:
     """Add a subscriber (consenting to the channels given) and enroll them."""
     from campaigns.db import transaction
-    from campaigns.definitions import DefinitionError
-    from campaigns.scheduling import enroll as do_enroll
-    from campaigns.subscribers import InvalidSubscriber, upsert_subscriber
+    from campaigns.sequences.campaign import DefinitionError
+    from campaigns.delivery.claiming import enroll as do_enroll
+    from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
     rt = _runtime()
     consent = tuple(c for c, v in (("email", email), ("sms", phone)) if v)
     try:
@@ -234,7 +234,7 @@ def enroll(campaign, email, phone, first_name, tz, locale) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json) -> None:
     """Due backlog, oldest due age, outbox counts by status, queue depths."""
-    from campaigns.status import read_status
+    from campaigns.reporting.overview import read_status
     from workers.queues import queue_depths
     rt = _runtime()
     with rt.factory() as session:
@@ -294,7 +294,7 @@ def channels() -> None:
 
 @channels.command("list")
 def channels_list() -> None:
-    from campaigns.channels import all_paused
+    from campaigns.delivery.pauses import all_paused
 
     with _runtime().factory() as session:
         paused = all_paused(session)
@@ -309,7 +309,7 @@ def channels_list() -> None:
 @click.option("--reason", required=True)
 def channels_pause(channel, reason) -> None:
     """Stop sending on CHANNEL; messages wait, queued, until it is resumed."""
-    from campaigns.channels import pause
+    from campaigns.delivery.pauses import pause
     from campaigns.db import transaction
 
     rt = _runtime()
@@ -322,7 +322,7 @@ def channels_pause(channel, reason) -> None:
 @click.argument("channel", type=click.Choice(["email", "sms"]))
 def channels_resume(channel) -> None:
     """Resume CHANNEL and hand its waiting messages back to the workers."""
-    from campaigns.channels import resume
+    from campaigns.delivery.pauses import resume
     from campaigns.db import transaction
     from workers.tasks import dispatch
 
@@ -359,7 +359,7 @@ def outbox_list(status_, limit) -> None:
 def outbox_settle(message_id, outcome) -> None:
     """Decide an unconfirmed message after checking the provider's own logs."""
     from campaigns.db import transaction
-    from campaigns.ops import OpsError, settle
+    from campaigns.delivery.unconfirmed import OpsError, settle
     from workers.tasks import dispatch
 
     rt = _runtime()

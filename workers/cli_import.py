@@ -1,7 +1,7 @@
 """`drip import FILE --campaign KEY [--source NAME] [--dry-run]`: subscribers from a CSV.
 
 A click command of its own, registered on the `drip` group by workers/cli.py. The work is
-campaigns.imports; this only finds the runtime, prints the summary and maps a file that
+campaigns.audience.imports; this only finds the runtime, prints the summary and maps a file that
 cannot be imported to a clear error and exit status 1.
 """
 
@@ -39,8 +39,8 @@ def import_command(ctx: click.Context, file: Path, campaign: str, source: str, d
     (yes/no), and optionally consent_source, consent_date. Bad rows are skipped with
     their line number and reason, and written to FILE.rejects.csv.
     """
-    from campaigns.definitions import DefinitionError
-    from campaigns.imports import ImportFileError, import_file, summary
+    from campaigns.sequences.campaign import DefinitionError
+    from campaigns.audience.imports import ImportFileError, import_file, summary
 
     # Tests (or another tool) may hand in their own runtime as the context object.
     rt = ctx.obj if ctx.obj is not None and hasattr(ctx.obj, "factory") else _runtime()

@@ -24,7 +24,7 @@ from campaigns.clock import Clock
 class ReportsContext:
     factory: sessionmaker[Session]
     clock: Clock
-    registry: object  # campaigns.definitions.Registry
+    registry: object  # campaigns.sequences.campaign.Registry
 
 
 def _context(ctx: click.Context) -> ReportsContext:
@@ -33,7 +33,7 @@ def _context(ctx: click.Context) -> ReportsContext:
         return found
     from campaigns.clock import clock_from_settings
     from campaigns.db import make_engine, make_session_factory
-    from campaigns.definitions import Registry
+    from campaigns.sequences.campaign import Registry
     from campaigns.migrate import SchemaError, check_current
     from settings import SettingsError, get_settings
 
@@ -76,7 +76,7 @@ def _table(headers: list[str], rows: list[list], right_from: int) -> list[str]:
 @click.pass_context
 def report_command(ctx, campaign, since, until, as_json) -> None:
     """Per-step funnel of CAMPAIGN: created, sent, delivered, failed, engagement, rates."""
-    from campaigns.reports import campaign_report
+    from campaigns.reporting.funnels import campaign_report
 
     rc = _context(ctx)
     start = since.replace(tzinfo=UTC) if since else None
@@ -131,7 +131,7 @@ def contacts_command(ctx, mark_id, status, note, by, reveal) -> None:
     """List contact requests not yet closed, oldest first; or mark one."""
     import getpass
 
-    from campaigns import contact_queue
+    from campaigns.care import contact_queue
     from campaigns.db import transaction
     from campaigns.redact import mask
 

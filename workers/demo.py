@@ -74,8 +74,8 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
     get_settings.cache_clear()
     from campaigns.db import transaction
     from campaigns.migrate import upgrade
-    from campaigns.scheduling import enroll
-    from campaigns.subscribers import upsert_subscriber
+    from campaigns.delivery.claiming import enroll
+    from campaigns.audience.subscribers import upsert_subscriber
     from workers.runtime import runtime
 
     upgrade(env["DATABASE_URL"])

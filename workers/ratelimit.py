@@ -33,7 +33,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from campaigns.provider_api import NoLimit, RateLimiter
+from campaigns.delivery.providers import NoLimit, RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock, clock_from_settings
 from campaigns.db import make_engine, make_session_factory
-from campaigns.definitions import Registry
-from campaigns.links import Signer
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.links import Signer
 from campaigns.migrate import check_current
-from campaigns.rendering import Renderer, Sender
-from campaigns.scheduling import Policy
-from campaigns.sending import SendContext
+from campaigns.content.rendering import Renderer, Sender
+from campaigns.delivery.claiming import Policy
+from campaigns.delivery.sending import SendContext
 from settings import Settings, get_settings
 from workers.providers import build_providers
 from workers.ratelimit import build_limiters

@@ -10,10 +10,10 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
-from campaigns import engine
-from campaigns.notifications import announce_contact_requests, send_confirmations
-from campaigns.scheduling import Work
-from campaigns.sending import send_batch
+from campaigns.delivery import scheduler
+from campaigns.care.notifications import announce_contact_requests, send_confirmations
+from campaigns.delivery.claiming import Work
+from campaigns.delivery.sending import send_batch
 from workers.app import app
 from workers.queues import queue_depths
 from workers.runtime import runtime
@@ -37,7 +37,7 @@ def dispatch(work: Work) -> None:
 @app.task(name="drip.tick", **_DB_RETRY)
 def tick() -> dict:
     rt = runtime()
-    work = engine.tick(rt.factory, rt.clock, rt.registry, rt.policy, dispatch)
+    work = scheduler.tick(rt.factory, rt.clock, rt.registry, rt.policy, dispatch)
     return {"claimed": work.claimed, "email": len(work.email), "sms": len(work.sms)}
 
 
@@ -48,7 +48,7 @@ def reap() -> dict:
     # A channel whose queue still holds tasks has a backlog, not lost work.
     depths = queue_depths(rt.settings)
     busy = frozenset(c for c in ("email", "sms") if isinstance(depths.get(c), int) and depths[c] > 0)
-    result = engine.reap_pass(rt.factory, rt.clock, rt.policy, providers, dispatch, busy)
+    result = scheduler.reap_pass(rt.factory, rt.clock, rt.policy, providers, dispatch, busy)
     if any(result.values()):
         log.warning("reaper: %s", result)
     return result

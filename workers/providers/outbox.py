@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from pathlib import Path
 
-from campaigns.provider_api import Outcome, OutgoingEmail, OutgoingSms, SendResult
+from campaigns.delivery.providers import Outcome, OutgoingEmail, OutgoingSms, SendResult
 
 
 class LocalOutbox:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from python_http_client import exceptions as sg_exc
 from sendgrid import SendGridAPIClient
 
-from campaigns.provider_api import Outcome, OutgoingEmail, SendResult
+from campaigns.delivery.providers import Outcome, OutgoingEmail, SendResult
 from workers.providers import scrub
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from campaigns.provider_api import Outcome, OutgoingSms, SendResult
+from campaigns.delivery.providers import Outcome, OutgoingSms, SendResult
 from campaigns.redact import mask
 from workers.providers import scrub
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 from jinja2 import meta, nodes
 
-from campaigns.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
-from campaigns.definitions import Campaign, Registry, Step
-from campaigns.links import Signer, links_for
+from campaigns.content.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
+from campaigns.sequences.campaign import Campaign, Registry, Step
+from campaigns.tracking.links import Signer, links_for
 from campaigns.models import Message, Subscriber
-from campaigns.provider_api import OutgoingEmail, OutgoingSms
-from campaigns.rendering import Recipient, RenderedEmail, Renderer
+from campaigns.delivery.providers import OutgoingEmail, OutgoingSms
+from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 
 SAFE_NAME = re.compile(r"^[\w .\-]*$")
 # Texts carry a signed token to the provider (Twilio echoes it in the status callback URL).

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.models import ContactRequest
-from campaigns.provider_api import Outcome, OutgoingEmail
-from campaigns.rendering import RenderedEmail
+from campaigns.delivery.providers import Outcome, OutgoingEmail
+from campaigns.content.rendering import RenderedEmail
 
 
 def contact_notice(request: ContactRequest, base_url: str, brand: str) -> RenderedEmail:
@@ -72,7 +72,7 @@ def send_confirmations(factory: sessionmaker[Session], clock: Clock, provider, s
     """Mail every double opt-in confirmation asked for since the last one was sent.
     Claimed first (confirmation_sent_at set), then mailed outside any transaction."""
     from campaigns.models import Subscriber
-    from campaigns.signup import confirm_token, confirm_url, confirmation_email
+    from campaigns.audience.signup import confirm_token, confirm_url, confirmation_email
 
     now = clock.now()
     with transaction(factory) as session:

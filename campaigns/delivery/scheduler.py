@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from campaigns.db import transaction
-from campaigns.definitions import Registry
-from campaigns.revisions import reconcile
-from campaigns.scheduling import Policy, Work, claim_due, reap, release_waiting
-from campaigns.sending import settle_unconfirmed
+from campaigns.sequences.campaign import Registry
+from campaigns.sequences.revisions import reconcile
+from campaigns.delivery.claiming import Policy, Work, claim_due, reap, release_waiting
+from campaigns.delivery.sending import settle_unconfirmed
 
 Dispatch = Callable[[Work], None]
 

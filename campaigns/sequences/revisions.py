@@ -39,7 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
-from campaigns.definitions import Campaign, Registry, Step
+from campaigns.sequences.campaign import Campaign, Registry, Step
 from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
 
 
@@ -109,7 +109,7 @@ class ReconcileReport:
 
 def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit: int = 500) -> ReconcileReport:
     """Move enrolled people onto the deployed shape of each campaign."""
-    from campaigns.scheduling import due_time, reachable_channels
+    from campaigns.delivery.claiming import due_time, reachable_channels
 
     report = ReconcileReport()
     now = clock.now()

@@ -37,9 +37,9 @@ from sqlalchemy.orm import Session
 
 from campaigns import states
 from campaigns.clock import Clock
-from campaigns.definitions import Campaign, DefinitionError, Registry
+from campaigns.sequences.campaign import Campaign, DefinitionError, Registry
 from campaigns.models import ChannelPause, ContactRequest, Enrollment, Event, Message
-from campaigns.status import read_status
+from campaigns.reporting.overview import read_status
 
 E = states.EventType
 CHANNELS = ("email", "sms")
@@ -352,7 +352,7 @@ class ProviderHealth:
     oldest_due_age_seconds: float | None
 
 
-GAVE_UP = "gave up after %"  # campaigns.sending: retries used up on transient errors
+GAVE_UP = "gave up after %"  # campaigns.delivery.sending: retries used up on transient errors
 
 
 def channel_health(session: Session, clock: Clock, window: timedelta | int) -> dict[str, ChannelHealth]:
@@ -389,7 +389,7 @@ def channel_health(session: Session, clock: Clock, window: timedelta | int) -> d
 
 def provider_health(session: Session, clock: Clock, window: timedelta | int) -> ProviderHealth:
     """Per-channel provider outcomes over the window, with the due backlog and the age of
-    the oldest due work (campaigns.status). `window`: a timedelta, or minutes."""
+    the oldest due work (campaigns.reporting.overview). `window`: a timedelta, or minutes."""
     if not isinstance(window, timedelta):
         window = timedelta(minutes=int(window))
     health = channel_health(session, clock, window)

@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session
 
-from campaigns.definitions import Registry
-from campaigns.links import Signer, links_for
-from campaigns.provider_api import OutgoingEmail, OutgoingSms, SendResult
-from campaigns.rendering import Recipient, Renderer
-from campaigns.subscribers import (
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.links import Signer, links_for
+from campaigns.delivery.providers import OutgoingEmail, OutgoingSms, SendResult
+from campaigns.content.rendering import Recipient, Renderer
+from campaigns.audience.subscribers import (
     InvalidSubscriber,
     normalize_email,
     normalize_phone,

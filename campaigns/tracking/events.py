@@ -33,7 +33,7 @@ from campaigns import states
 from campaigns.clock import Clock
 from campaigns.models import Event, Message, Subscriber
 from campaigns.redact import mask
-from campaigns.subscribers import (
+from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
     lift_unsubscribe,
@@ -369,7 +369,7 @@ def handle_inbound_sms(
         _start(session, clock, subscriber, phone, evidence)
         log.info("START from %s", mask(phone))
     elif join is not None:
-        # Sign-up by text (JOIN / UNIRME) lives in campaigns.signup; the caller passes it in
+        # Sign-up by text (JOIN / UNIRME) lives in campaigns.audience.signup; the caller passes it in
         # so this module needs no scheduler. It returns the keyword reply, or None.
         reply = join(session, phone, body, message_sid)
         if reply:

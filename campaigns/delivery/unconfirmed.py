@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from campaigns import states
 from campaigns.clock import Clock
 from campaigns.models import Message
-from campaigns.scheduling import Work
+from campaigns.delivery.claiming import Work
 
 
 class OpsError(ValueError):

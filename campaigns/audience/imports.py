@@ -33,10 +33,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
-from campaigns.definitions import Registry
+from campaigns.sequences.campaign import Registry
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.scheduling import Policy, enroll, reachable_channels
-from campaigns.subscribers import (
+from campaigns.delivery.claiming import Policy, enroll, reachable_channels
+from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
     check_timezone,

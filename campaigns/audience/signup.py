@@ -26,13 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
-from campaigns.definitions import Registry
-from campaigns.events import keyword
-from campaigns.links import BadToken, Signer
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.events import keyword
+from campaigns.tracking.links import BadToken, Signer
 from campaigns.models import Enrollment, Subscriber
-from campaigns.rendering import RenderedEmail
-from campaigns.scheduling import Policy, enroll, reachable_channels
-from campaigns.subscribers import (
+from campaigns.content.rendering import RenderedEmail
+from campaigns.delivery.claiming import Policy, enroll, reachable_channels
+from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
     check_timezone,
@@ -71,7 +71,7 @@ JOIN_REPLY = {
 # Subject lines say nothing about health (invariant 8).
 CONFIRM_SUBJECT = {"en": "Please confirm your email for {brand}",
                    "es": "Confirma tu correo para {brand}"}
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 class SignupNotFound(LookupError):

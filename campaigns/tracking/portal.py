@@ -1,7 +1,7 @@
 """What a subscriber can do from a link in a message: read it online, ask the care team
 to contact them, change preferences, unsubscribe.
 
-Links name a message by its signed opaque token (campaigns.links), never by id or address.
+Links name a message by its signed opaque token (campaigns.tracking.links), never by id or address.
 Looking at a page (GET) never changes a subscriber's state, because mail scanners fetch
 every link in a message; it only records an engagement event, marked as possibly
 automated. Every change is a POST (RFC 8058 one-click unsubscribe included).
@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from campaigns import states
 from campaigns.clock import Clock
-from campaigns.definitions import Registry
-from campaigns.links import BadToken, Signer, links_for
+from campaigns.sequences.campaign import Registry
+from campaigns.tracking.links import BadToken, Signer, links_for
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
-from campaigns.rendering import Recipient, RenderedEmail, Renderer
-from campaigns.subscribers import has_consent, resubscribe, unsubscribe
+from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
+from campaigns.audience.subscribers import has_consent, resubscribe, unsubscribe
 
 PREFERRED_CHANNELS = ("phone", "email", "sms")
 

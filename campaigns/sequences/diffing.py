@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.definitions import Campaign
+from campaigns.sequences.campaign import Campaign
 from campaigns.models import Enrollment, Message
-from campaigns.revisions import remaining, structure
+from campaigns.sequences.revisions import remaining, structure
 
 
 @dataclass(frozen=True)

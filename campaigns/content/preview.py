@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from campaigns.definitions import Campaign
-from campaigns.links import Signer, links_for
-from campaigns.rendering import Recipient, Renderer
-from campaigns.scheduling import Policy, step_window
-from campaigns.sms_text import segments
-from campaigns.windows import next_allowed
+from campaigns.sequences.campaign import Campaign
+from campaigns.tracking.links import Signer, links_for
+from campaigns.content.rendering import Recipient, Renderer
+from campaigns.delivery.claiming import Policy, step_window
+from campaigns.content.sms_text import segments
+from campaigns.sequences.windows import next_allowed
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from campaigns import states
 from campaigns.clock import Clock
 from campaigns.db import id_in, unnest
-from campaigns.definitions import Campaign, DefinitionError, Registry, Step
-from campaigns.links import new_public_token
+from campaigns.sequences.campaign import Campaign, DefinitionError, Registry, Step
+from campaigns.tracking.links import new_public_token
 from campaigns.models import ChannelPause, Enrollment, Message, Subscriber
-from campaigns.revisions import ensure_revision, next_after
-from campaigns.subscribers import Facts, address_for, has_consent
-from campaigns.windows import Window, next_allowed
+from campaigns.sequences.revisions import ensure_revision, next_after
+from campaigns.audience.subscribers import Facts, address_for, has_consent
+from campaigns.sequences.windows import Window, next_allowed
 
 TEXT_HOURS = Window.every_day(8, 21)
 

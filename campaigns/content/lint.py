@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaigns.definitions import Campaign, DefinitionError, load_all, parse_campaign
-from campaigns.links import Links, Signer, links_for, new_public_token
-from campaigns.readability import reading_level
-from campaigns.rendering import Recipient, Renderer, RenderError, Sender
-from campaigns.sms_text import non_gsm_characters, segments
+from campaigns.sequences.campaign import Campaign, DefinitionError, load_all, parse_campaign
+from campaigns.tracking.links import Links, Signer, links_for, new_public_token
+from campaigns.content.readability import reading_level
+from campaigns.content.rendering import Recipient, Renderer, RenderError, Sender
+from campaigns.content.sms_text import non_gsm_characters, segments
 
 MAX_SMS_SEGMENTS = 2
 OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/")

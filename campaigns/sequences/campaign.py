@@ -32,7 +32,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from campaigns.windows import DAYS, Window
+from campaigns.sequences.windows import DAYS, Window
 
 log = logging.getLogger(__name__)
 

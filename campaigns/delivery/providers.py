@@ -1,7 +1,7 @@
 """The provider interface: what a send hands a provider and what comes back.
 
 One small interface per channel; each provider module (workers/providers/) classifies its
-own errors into an Outcome at the edge, and campaigns.sending decides what each outcome
+own errors into an Outcome at the edge, and campaigns.delivery.sending decides what each outcome
 does to a message.
 """
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from campaigns.batching import SharedEmail
-from campaigns.rendering import RenderedEmail
+from campaigns.content.batching import SharedEmail
+from campaigns.content.rendering import RenderedEmail
 
 
 class Outcome(str, Enum):

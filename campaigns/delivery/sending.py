@@ -24,14 +24,14 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import states
-from campaigns.channels import pause, paused
+from campaigns.delivery.pauses import pause, paused
 from campaigns.clock import Clock
-from campaigns.composing import Composer
+from campaigns.content.composing import Composer
 from campaigns.db import id_in, transaction, unnest
-from campaigns.definitions import DefinitionError, Registry
-from campaigns.links import Signer
+from campaigns.sequences.campaign import DefinitionError, Registry
+from campaigns.tracking.links import Signer
 from campaigns.models import Enrollment, Message, Subscriber
-from campaigns.provider_api import (
+from campaigns.delivery.providers import (
     EmailProvider,
     NoLimit,
     Outcome,
@@ -41,14 +41,14 @@ from campaigns.provider_api import (
     SendResult,
     SmsProvider,
 )
-from campaigns.rendering import Renderer, RenderError
-from campaigns.scheduling import Policy, Work, status_for, step_window
-from campaigns.subscribers import Facts, address_for, suppress
-from campaigns.windows import Window, is_allowed, next_allowed
+from campaigns.content.rendering import Renderer, RenderError
+from campaigns.delivery.claiming import Policy, Work, status_for, step_window
+from campaigns.audience.subscribers import Facts, address_for, suppress
+from campaigns.sequences.windows import Window, is_allowed, next_allowed
 
 log = logging.getLogger(__name__)
 
-# The provider interface lives in campaigns.provider_api; re-exported here for callers.
+# The provider interface lives in campaigns.delivery.providers; re-exported here for callers.
 __all__ = ["EmailProvider", "NoLimit", "Outcome", "OutgoingEmail", "OutgoingSms", "RateLimiter",
            "SendResult", "SmsProvider", "send_batch"]
 

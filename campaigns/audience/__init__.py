@@ -1,0 +1,1 @@
+"""Audience: subscribers, consent, suppression, eligibility, sign-up and imports."""

@@ -1,0 +1,1 @@
+"""Reporting: per-step funnels, provider health and the ops overview."""

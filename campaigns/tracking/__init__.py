@@ -1,0 +1,1 @@
+"""Tracking: signed links, provider and engagement events, inbound texts, and the subscriber's link pages."""
