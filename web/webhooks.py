@@ -1,43 +1,74 @@
-"""Provider webhooks: validate the signature, then parse, then act (invariant 6).
+"""Provider webhooks: cap the body, verify, then parse, then act (invariants 6 and 12).
 
-    POST /webhooks/twilio/status    X-Twilio-Signature (HMAC over the public URL + form)
+    POST /webhooks/twilio/status    workers.providers.twilio_webhook
     POST /webhooks/twilio/inbound   same; answers TwiML
-    POST /webhooks/sendgrid/events  ECDSA P-256 over timestamp + raw body, fresh timestamp
+    POST /webhooks/sendgrid/events  workers.providers.sendgrid_webhook
 
-A missing or bad signature is 403 and nothing is read further; an unconfigured secret
-is 503, never "accept unsigned". After a valid signature, an unparseable body is 400 and
-an event for a message we do not know is 200 (logged), so the provider stops retrying.
-What an event does is decided in campaigns.tracking.events; these routes only translate HTTP.
+Each provider's module verifies the signature and parses the payload into neutral
+events; campaigns.tracking.events (record_event) and campaigns.tracking.inbound
+(handle_inbound_sms) decide what they do. These routes only translate HTTP, one status
+per kind of refusal (workers/providers/webhook_base.py):
+
+    body over the cap ............. 413, nothing verified or parsed
+    NotConfigured ................. 503: an unset or unusable secret, never "accept unsigned"
+    Rejected ...................... 403: missing or bad signature, stale timestamp;
+                                    nothing in the request is acted on
+    BadPayload .................... 400, after a valid signature
+    an event for a message we do not know, or one we do not map: 200 (logged), so the
+    provider stops retrying
 """
 
 from __future__ import annotations
 
-import binascii
-import json
 import logging
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
-from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
-
-from campaigns.tracking import events
 
 from campaigns.audience import signup
 from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
+from campaigns.tracking.events import NormalizedEvent, record_event
+from campaigns.tracking.inbound import InboundText, handle_inbound_sms, help_text, keyword
 from campaigns.tracking.links import BadToken
-from campaigns.tracking.webhook_signatures import sendgrid_public_key, sendgrid_signature_ok
+from workers.providers import sendgrid_webhook, twilio_webhook
+from workers.providers.webhook_base import BadPayload, NotConfigured, Rejected, WebhookError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")
 
-SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
-SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
-# Clocks drift; a signature from further ahead than this is as suspect as a stale one.
-FUTURE_SKEW_SECONDS = 60
+# SendGrid posts a batch every 30 s or at 768 KB, whichever comes first; Twilio's forms
+# are a few hundred bytes. Anything far beyond is not from them.
+SENDGRID_MAX_BODY = 2 * 1024 * 1024
+TWILIO_MAX_BODY = 64 * 1024
+
+
+async def _capped_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit`, whatever
+    Content-Length claims (a chunked body has none)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, "body too large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, "body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refused(provider: str, exc: WebhookError) -> HTTPException:
+    if isinstance(exc, NotConfigured):
+        log.error("%s webhook refused: %s", provider, exc)
+        return HTTPException(503, f"{provider} webhooks are not configured")
+    if isinstance(exc, Rejected):
+        log.warning("%s webhook refused: %s", provider, exc)
+        return HTTPException(403, str(exc))
+    if isinstance(exc, BadPayload):
+        return HTTPException(400, str(exc))
+    raise TypeError(f"unmapped webhook error {type(exc).__name__}") from exc
 
 
 # ---------------------------------------------------------------- Twilio
@@ -55,20 +86,16 @@ def public_url(request: Request) -> str:
     return request.app.state.settings.public_base_url + path + (f"?{query}" if query else "")
 
 
-async def _signed_twilio_form(request: Request) -> FormData:
+async def _signed_twilio_form(request: Request) -> twilio_webhook.Form:
     token = request.app.state.settings.twilio_auth_token
-    if token is None or not token.get_secret_value():
-        log.error("twilio webhook refused: TWILIO_AUTH_TOKEN is not set")
-        raise HTTPException(503, "twilio webhooks are not configured")
-    signature = request.headers.get("X-Twilio-Signature")
-    if not signature:
-        raise HTTPException(403, "missing signature")
-    form = await request.form()
-    # Twilio signs the parsed POST parameters, so parsing comes first; nothing is acted
-    # on before the check passes.
-    if not RequestValidator(token.get_secret_value()).validate(public_url(request), form, signature):
-        log.warning("twilio webhook refused: bad signature for %s", request.url.path)
-        raise HTTPException(403, "bad signature")
+    form = twilio_webhook.parse_form(await _capped_body(request, TWILIO_MAX_BODY))
+    # Twilio signs the parsed POST parameters, so parsing the form comes first; nothing
+    # is acted on before the check passes.
+    try:
+        twilio_webhook.verify(request.headers, public_url(request), form,
+                              auth_token=token.get_secret_value() if token else None)
+    except WebhookError as exc:
+        raise _refused("twilio", exc) from None
     return form
 
 
@@ -76,10 +103,10 @@ async def _signed_twilio_form(request: Request) -> FormData:
 async def twilio_status(request: Request) -> Response:
     form = await _signed_twilio_form(request)
     state = request.app.state
-    ev = events.from_twilio_status(form, _message_ref(state, request.query_params.get("ref")),
-                                   state.clock.now())
-    if ev is not None:
-        await run_in_threadpool(_record, state, [ev])
+    evs = twilio_webhook.parse_status(form, _message_ref(state, request.query_params.get("ref")),
+                                      state.clock.now())
+    if evs:
+        await run_in_threadpool(_record, state, evs)
     return Response(status_code=200)  # Twilio ignores the body of a status callback
 
 
@@ -87,14 +114,14 @@ async def twilio_status(request: Request) -> Response:
 async def twilio_inbound(request: Request) -> Response:
     form = await _signed_twilio_form(request)
     state = request.app.state
-    reply = await run_in_threadpool(_inbound, state, form)
+    reply = await run_in_threadpool(_inbound, state, twilio_webhook.parse_inbound(form))
     twiml = MessagingResponse()
     if reply:
         twiml.message(reply)
     return Response(str(twiml), media_type="text/xml")
 
 
-def _inbound(state, form: FormData) -> str | None:
+def _inbound(state, text: InboundText) -> str | None:
     settings = state.settings
     registry, policy = state.registry, state.policy
 
@@ -103,14 +130,12 @@ def _inbound(state, form: FormData) -> str | None:
                                         campaign_key=settings.signup_campaign, message_sid=message_sid)
         if enrolled is None:
             return None
-        return signup.join_reply(signup.JOIN_WORDS.get(events.keyword(body)), settings.brand_name)
+        return signup.join_reply(signup.JOIN_WORDS.get(keyword(body)), settings.brand_name)
 
     with transaction(state.factory) as session:
-        return events.handle_inbound_sms(
-            session, state.clock, form.get("From", ""), form.get("Body", ""),
-            message_sid=form.get("MessageSid") or form.get("SmsSid") or None,
-            payload=dict(form),
-            help_reply=events.help_text(settings.brand_name, settings.email_from),
+        return handle_inbound_sms(
+            session, state.clock, text,
+            help_reply=help_text(settings.brand_name, settings.email_from),
             join=join,
         )
 
@@ -133,44 +158,22 @@ def _message_ref(state, signed: str | None) -> str | None:
 @router.post("/sendgrid/events")
 async def sendgrid_events(request: Request) -> Response:
     state = request.app.state
-    configured = state.settings.sendgrid_webhook_public_key
+    body = await _capped_body(request, SENDGRID_MAX_BODY)
     try:
-        key = sendgrid_public_key(configured) if configured else None
-    except (ValueError, UnsupportedAlgorithm, binascii.Error):
-        log.error("sendgrid webhook refused: SENDGRID_WEBHOOK_PUBLIC_KEY is not a P-256 key")
-        key = None
-    if key is None:
-        raise HTTPException(503, "sendgrid webhooks are not configured")
-    signature = request.headers.get(SENDGRID_SIGNATURE)
-    timestamp = request.headers.get(SENDGRID_TIMESTAMP)
-    if not signature or not timestamp:
-        raise HTTPException(403, "missing signature")
-    if not timestamp.isdigit():
-        raise HTTPException(403, "bad timestamp")
-    # The timestamp is signed, so a fresh one proves the request is not an old replay.
-    age = state.clock.now().timestamp() - int(timestamp)
-    if age > state.settings.webhook_max_age_seconds or age < -FUTURE_SKEW_SECONDS:
-        log.warning("sendgrid webhook refused: timestamp %ss old", int(age))
-        raise HTTPException(403, "stale timestamp")
-    body = await request.body()
-    if not sendgrid_signature_ok(key, signature, timestamp, body):
-        log.warning("sendgrid webhook refused: bad signature")
-        raise HTTPException(403, "bad signature")
-    try:
-        batch = json.loads(body)
-    except ValueError:
-        raise HTTPException(400, "body is not JSON") from None
-    if not isinstance(batch, list):
-        raise HTTPException(400, "expected a JSON array of events")
-    now = state.clock.now()
-    parsed = [events.from_sendgrid(item, now) for item in batch if isinstance(item, dict)]
-    await run_in_threadpool(_record, state, [ev for ev in parsed if ev is not None])
+        sendgrid_webhook.verify(request.headers, body,
+                                public_key=state.settings.sendgrid_webhook_public_key,
+                                now=state.clock.now(),
+                                max_age_seconds=state.settings.webhook_max_age_seconds)
+        evs = sendgrid_webhook.parse(body, state.clock.now())
+    except WebhookError as exc:
+        raise _refused("sendgrid", exc) from None
+    await run_in_threadpool(_record, state, evs)
     return Response(status_code=200)
 
 
-def _record(state, evs: list[events.NormalizedEvent]) -> None:
+def _record(state, evs: list[NormalizedEvent]) -> None:
     # One transaction per request: if anything fails the provider gets a 5xx and
     # retries the whole batch, and de-duplication makes the retry safe.
     with transaction(state.factory) as session:
         for ev in evs:
-            events.record_event(session, state.clock, ev)
+            record_event(session, state.clock, ev)

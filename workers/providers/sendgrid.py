@@ -49,6 +49,7 @@ from sendgrid import SendGridAPIClient
 
 from campaigns.delivery.providers import Outcome, OutgoingEmail, SendResult
 from workers.providers import scrub
+from workers.providers.sendgrid_webhook import REF_ARG
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,8 @@ class SendGridEmail:
                 "List-Unsubscribe": f"<{item.unsubscribe_url}>, <{self.unsubscribe_mailto}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",  # RFC 8058
             },
-            "custom_args": {"drip_ref": item.reference},  # opaque; nothing else (invariant 8)
+            # Opaque; nothing else (invariant 8). The webhook reads it back from each event.
+            "custom_args": {REF_ARG: item.reference},
         }
         if item.shared is not None and item.substitutions:
             p["substitutions"] = dict(item.substitutions)
