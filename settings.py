@@ -8,11 +8,16 @@ message that names the environment variable.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -177,12 +182,9 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set for the selected provider")
         if self.sendgrid_webhook_public_key:
-            from campaigns.tracking.webhook_signatures import sendgrid_public_key
-
-            try:
-                sendgrid_public_key(self.sendgrid_webhook_public_key)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is a bad setting
-                raise ValueError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable ECDSA P-256 key ({exc})") from None
+            problem = _p256_key_problem(self.sendgrid_webhook_public_key)
+            if problem:
+                raise ValueError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable ECDSA P-256 key ({problem})")
         if self.environment == "production" and not self.public_base_url.startswith("https://"):
             raise ValueError("PUBLIC_BASE_URL must be https in production (links and webhook signatures use it)")
         return self
@@ -190,6 +192,22 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _p256_key_problem(value: str) -> str | None:
+    """Why `value` is not an ECDSA P-256 public key as SendGrid shows it (base64 DER, or a
+    PEM paste), or None. The same shapes workers.providers.sendgrid_webhook.load_public_key
+    reads; checked here so a bad key stops start-up, without importing the application."""
+    try:
+        if "BEGIN PUBLIC KEY" in value:
+            key = serialization.load_pem_public_key(value.encode())
+        else:
+            key = serialization.load_der_public_key(base64.b64decode("".join(value.split())))
+    except (ValueError, UnsupportedAlgorithm, binascii.Error) as exc:
+        return str(exc)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        return "not an ECDSA P-256 public key"
+    return None
 
 
 def _explain(exc: ValidationError) -> str:
