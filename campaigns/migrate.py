@@ -1,16 +1,31 @@
-"""Run the Alembic migrations from code (the CLI, the demo and the tests use this)."""
+"""Run the Alembic migrations from code (the CLI, the demo and the tests use this).
+
+The migrations live beside the code, not in settings: the repository root is the folder
+above this package that holds alembic.ini and migrations/. (The domain never imports
+settings; whoever calls passes the database URL.)
+"""
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-from settings import ROOT
+
+@functools.cache
+def _root() -> Path:
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "alembic.ini").is_file() and (folder / "migrations").is_dir():
+            return folder
+    raise RuntimeError(f"no alembic.ini with a migrations/ folder above {__file__}")
 
 
 def alembic_config(database_url: str) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    root = _root()
+    cfg = Config(str(root / "alembic.ini"))
+    cfg.set_main_option("script_location", str(root / "migrations"))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg
 
