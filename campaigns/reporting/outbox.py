@@ -1,0 +1,15 @@
+"""Outbox rows for ops to look at by hand: `drip outbox list` shows the unconfirmed
+messages (or any other status) that a person has to decide with `drip outbox settle`."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.models import Message
+
+
+def messages_in(session: Session, status: str, limit: int) -> list[Message]:
+    """Up to `limit` messages in `status`, oldest first."""
+    return list(session.scalars(select(Message).where(Message.status == status)
+                                .order_by(Message.id).limit(limit)))
