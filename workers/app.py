@@ -83,11 +83,6 @@ app = make_app()
 def _check_schema(**_kwargs) -> None:
     # Fail at start-up, with the fix in the message, rather than on the first task. Only
     # the schema: providers (and their threads) are built in each pool process after fork.
-    from campaigns.db import make_engine
-    from campaigns.migrate import check_current
+    from workers.runtime import check_schema
 
-    engine = make_engine(get_settings().database_url)
-    try:
-        check_current(engine)
-    finally:
-        engine.dispose()
+    check_schema(get_settings())

@@ -69,17 +69,17 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
     env = _env(folder, scale, epoch)
     os.environ.update(env)  # this process reads the same settings as the worker
 
-    from settings import get_settings
+    from settings import get_settings, load_settings
 
-    get_settings.cache_clear()
-    from campaigns.db import transaction
-    from campaigns.migrate import upgrade
-    from campaigns.delivery.claiming import enroll
+    get_settings.cache_clear()  # anything in this process that reads settings sees the demo's
     from campaigns.audience.subscribers import upsert_subscriber
-    from workers.runtime import runtime
+    from campaigns.db import transaction
+    from campaigns.delivery.enrollment import enroll
+    from campaigns.migrate import upgrade
+    from workers.runtime import build_runtime
 
     upgrade(env["DATABASE_URL"])
-    rt = runtime()
+    rt = build_runtime(load_settings())  # the demo's database and scaled clock, from `env`
     rt.registry.get(CAMPAIGN)  # a broken sequence file stops the demo before anything starts
     with transaction(rt.factory) as session:
         for person in SAMPLE_PEOPLE:
@@ -107,10 +107,8 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
 
 
 def _watch(rt, worker, deadline: float) -> bool:
-    from sqlalchemy import func, select
-
     from campaigns import states
-    from campaigns.models import Enrollment, Message
+    from campaigns.reporting.overview import read_status
 
     last = ""
     while time.monotonic() < deadline:
@@ -118,8 +116,9 @@ def _watch(rt, worker, deadline: float) -> bool:
             click_echo(f"The worker exited with code {worker.returncode}.")
             return False
         with rt.factory() as s:
-            active = s.scalar(select(func.count(Enrollment.id)).where(Enrollment.status == "active"))
-            counts = dict(s.execute(select(Message.status, func.count()).group_by(Message.status)).all())
+            status = read_status(s, rt.clock)
+        active = status.enrollments.get(states.EnrollmentStatus.ACTIVE, 0)
+        counts = status.messages
         line = (f"  {rt.clock.now():%a %d %b %H:%M} UTC  people still in course: {active}  "
                 + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
         if line[30:] != last:
@@ -142,15 +141,16 @@ def _stop(worker) -> None:
 
 
 def _summary(rt, folder: Path) -> None:
-    from sqlalchemy import select
-
-    from campaigns.models import Message
+    from campaigns.reporting.overview import read_status
 
     campaign = rt.registry.get(CAMPAIGN)
     table: dict[str, collections.Counter] = {s.key: collections.Counter() for s in campaign.steps}
     with rt.factory() as s:
-        for m in s.scalars(select(Message)):
-            table[m.step_key][f"{m.channel}:{m.status}"] += 1
+        by_step = read_status(s, rt.clock).by_step
+    for (campaign_key, step_key, channel), statuses in by_step.items():
+        if campaign_key == CAMPAIGN:
+            for status, n in statuses.items():
+                table[step_key][f"{channel}:{status}"] += n
     click_echo("\nWhat went out, per step (sent / not sent and why is in `drip status`):")
     click_echo(f"  {'#':>2}  {'step':<15} {'emails sent':>11} {'texts sent':>10} {'skipped':>8} {'other':>6}")
     for step in campaign.steps:

@@ -1,7 +1,19 @@
-"""What a worker process needs, built once per process from settings.
+"""The composition root: the one place that turns `Settings` into the running object graph.
 
-Built lazily and keyed by pid: Celery's prefork pool forks children after import, and a
-database connection pool must never be shared across a fork.
+The web app (`web/app.py`), the Celery tasks, the demo and every `drip` command get their
+session factory, clock, registry, renderer, signer and policy from a `Runtime` built here,
+so a new service is wired once and every process sees the same one.
+
+Built eagerly, because they are cheap and nearly every caller uses them: the engine and
+session factory (a pool that does not connect until first used), the clock, the
+registry, the renderer, the signer and the policy. Built on first use, because they open
+connections or start threads: the providers (a Twilio client runs its own event loop),
+the rate limiters and the send context. A `drip status` never builds a Twilio client.
+
+Workers call `runtime()`: one per process, keyed by pid, because Celery's prefork pool
+forks children after import and a database connection pool must never be shared across
+a fork. Everything else calls `build_runtime` with the settings (and, in tests, the
+factory and clock) it has.
 """
 
 from __future__ import annotations
@@ -9,52 +21,109 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock, clock_from_settings
+from campaigns.content.rendering import Renderer, Sender
 from campaigns.db import make_engine, make_session_factory
+from campaigns.sequences.timing import Policy
+from campaigns.delivery.sending import SendContext
+from campaigns.migrate import check_current
 from campaigns.sequences.campaign import Registry
 from campaigns.tracking.links import Signer
-from campaigns.migrate import check_current
-from campaigns.content.rendering import Renderer, Sender
-from campaigns.delivery.claiming import Policy
-from campaigns.delivery.sending import SendContext
 from settings import Settings, get_settings
-from workers.providers import build_providers
-from workers.ratelimit import build_limiters
 
 
-@dataclass
+@dataclass(eq=False)
 class Runtime:
+    """The object graph of one process (or one test)."""
+
     settings: Settings
-    engine: Engine
     factory: sessionmaker[Session]
     clock: Clock
     registry: Registry
+    renderer: Renderer
+    signer: Signer
     policy: Policy
-    send: SendContext
+    base_url: str
+    engine: Engine | None = None  # None when the caller brought its own session factory
+
+    @cached_property
+    def providers(self) -> tuple:
+        """(email provider, sms provider), built on first use: they open clients."""
+        from workers.providers import build_providers
+
+        return build_providers(self.settings)
+
+    @property
+    def email_provider(self):
+        return self.providers[0]
+
+    @property
+    def sms_provider(self):
+        return self.providers[1]
+
+    @cached_property
+    def limiters(self) -> dict:
+        """Send rates per channel; shared through Redis when REDIS_URL is set."""
+        from workers.ratelimit import build_limiters
+
+        return build_limiters(self.settings)
+
+    @cached_property
+    def send(self) -> SendContext:
+        s = self.settings
+        return SendContext(
+            factory=self.factory, clock=self.clock, registry=self.registry, renderer=self.renderer,
+            signer=self.signer, policy=self.policy, base_url=self.base_url,
+            email_provider=self.email_provider, sms_provider=self.sms_provider, limiters=self.limiters,
+            lease=timedelta(seconds=s.lease_seconds), max_attempts=s.max_attempts,
+            retry_base=s.retry_base_seconds, retry_cap=s.retry_cap_seconds,
+        )
+
+    def check_schema(self) -> None:
+        """Raise campaigns.migrate.SchemaError (which says `run drip db upgrade`) unless the
+        database this runtime built is at the code's migration head."""
+        if self.engine is not None:
+            check_current(self.engine)
+
+    def dispose(self) -> None:
+        """Close the pool this runtime opened; a factory handed in belongs to the caller."""
+        if self.engine is not None:
+            self.engine.dispose()
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    engine = make_engine(settings.database_url)
-    check_current(engine)  # a worker on an old schema must stop at once, saying why
-    factory = make_session_factory(engine)
-    clock = clock_from_settings(settings)
-    registry = Registry(settings.definitions_dir, settings.templates_dir)
-    policy = Policy.from_settings(settings)
-    email, sms = build_providers(settings)
-    renderer = Renderer(settings.templates_dir, Sender(settings.brand_name, settings.postal_address))
-    send = SendContext(
-        factory=factory, clock=clock, registry=registry, renderer=renderer,
-        signer=Signer(settings.secret_key.get_secret_value().encode()), policy=policy,
-        base_url=settings.public_base_url, email_provider=email, sms_provider=sms,
-        limiters=build_limiters(settings),
-        lease=timedelta(seconds=settings.lease_seconds), max_attempts=settings.max_attempts,
-        retry_base=settings.retry_base_seconds, retry_cap=settings.retry_cap_seconds,
+def build_runtime(settings: Settings, *, factory: sessionmaker[Session] | None = None,
+                  clock: Clock | None = None) -> Runtime:
+    """The object graph for these settings. Tests pass their own factory and fixed clock."""
+    engine = None
+    if factory is None:
+        engine = make_engine(settings.database_url)
+        factory = make_session_factory(engine)
+    return Runtime(
+        settings=settings,
+        factory=factory,
+        clock=clock or clock_from_settings(settings),
+        # Built once: the registry re-reads campaign files only when they change.
+        registry=Registry(settings.definitions_dir, settings.templates_dir),
+        renderer=Renderer(settings.templates_dir, Sender(settings.brand_name, settings.postal_address)),
+        signer=Signer(settings.secret_key.get_secret_value().encode()),
+        policy=Policy.from_settings(settings),
+        base_url=settings.public_base_url,
+        engine=engine,
     )
-    return Runtime(settings, engine, factory, clock, registry, policy, send)
+
+
+def check_schema(settings: Settings) -> None:
+    """Check the schema with a short-lived engine (the Celery parent, before it forks)."""
+    engine = make_engine(settings.database_url)
+    try:
+        check_current(engine)
+    finally:
+        engine.dispose()
 
 
 _runtime: Runtime | None = None
@@ -62,8 +131,14 @@ _pid: int | None = None
 
 
 def runtime() -> Runtime:
+    """This worker process's runtime, built on first use from the environment's settings.
+
+    The schema is checked when it is built: a worker on an old schema must stop at once,
+    saying why.
+    """
     global _runtime, _pid
     if _runtime is None or _pid != os.getpid():
-        _runtime = build_runtime(get_settings())
-        _pid = os.getpid()
+        rt = build_runtime(get_settings())
+        rt.check_schema()
+        _runtime, _pid = rt, os.getpid()
     return _runtime

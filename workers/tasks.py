@@ -12,8 +12,9 @@ from sqlalchemy.exc import OperationalError
 
 from campaigns.delivery import scheduler
 from campaigns.care.notifications import announce_contact_requests, send_confirmations
-from campaigns.delivery.claiming import Work
+from campaigns.delivery.work import Work
 from campaigns.delivery.sending import send_batch
+from settings import Settings
 from workers.app import app
 from workers.queues import queue_depths
 from workers.runtime import runtime
@@ -24,8 +25,10 @@ _DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_ba
              "retry_jitter": True, "max_retries": 5}
 
 
-def dispatch(work: Work) -> None:
-    settings = runtime().settings
+def dispatch(work: Work, settings: Settings | None = None) -> None:
+    """Hand claimed message ids to the send queues in batches. Callers outside a worker
+    (the CLI, the web app) pass their own settings instead of building a worker runtime."""
+    settings = settings or runtime().settings
     for size, ids, task in (
         (settings.email_batch_size, work.email, send_email),
         (settings.sms_batch_size, work.sms, send_sms),
@@ -44,7 +47,7 @@ def tick() -> dict:
 @app.task(name="drip.reap", **_DB_RETRY)
 def reap() -> dict:
     rt = runtime()
-    providers = {"email": rt.send.email_provider, "sms": rt.send.sms_provider}
+    providers = {"email": rt.email_provider, "sms": rt.sms_provider}
     # A channel whose queue still holds tasks has a backlog, not lost work.
     depths = queue_depths(rt.settings)
     busy = frozenset(c for c in ("email", "sms") if isinstance(depths.get(c), int) and depths[c] > 0)
@@ -60,9 +63,9 @@ def notify() -> dict:
     and double opt-in confirmations."""
     rt = runtime()
     s = rt.settings
-    announced = announce_contact_requests(rt.factory, rt.clock, rt.send.email_provider, s.care_team_email,
+    announced = announce_contact_requests(rt.factory, rt.clock, rt.email_provider, s.care_team_email,
                                           s.public_base_url, s.brand_name)
-    confirmations = send_confirmations(rt.factory, rt.clock, rt.send.email_provider, rt.send.signer,
+    confirmations = send_confirmations(rt.factory, rt.clock, rt.email_provider, rt.signer,
                                        templates_dir=s.templates_dir, brand=s.brand_name,
                                        postal_address=s.postal_address, base_url=s.public_base_url)
     return {"contact_requests": announced, "confirmations": confirmations}
