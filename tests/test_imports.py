@@ -3,7 +3,6 @@ row skipped with its line number and reason (and kept in the rejects file), re-r
 create nothing, a dry run writes nothing, an old list never undoes an unsubscribe."""
 
 import csv
-from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +12,11 @@ from campaigns.db import transaction
 from campaigns.audience.imports import ImportFileError, import_file, summary
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from campaigns.audience.subscribers import has_consent, unsubscribe
-from workers.cli_import import import_command
+from settings import load_settings
+from tests.conftest import FIXTURES
+from workers.cli import main
+from workers.cli.context import Drip
+from workers.runtime import build_runtime
 
 HEADER = b" Email ,PHONE,First Name,locale,TimeZone,Consent_Email, consent_sms ,consent_source,consent_date"
 ROWS = [
@@ -152,21 +155,28 @@ def test_a_file_it_cannot_import_is_refused_with_a_clear_error(factory, clock, r
     assert counts(factory) == (0, 0, 0)
 
 
-def test_drip_import_command(factory, clock, registry, policy, csv_file, tmp_path):
-    rt = SimpleNamespace(factory=factory, clock=clock, registry=registry, policy=policy)
-    result = CliRunner().invoke(import_command, [str(csv_file), "--campaign", "tiny", "--source", "clinic"], obj=rt)
+def drip_around(factory, clock) -> Drip:
+    """The `drip` command's context on this test's database and clock, with the fixture campaigns."""
+    settings = load_settings(environment="test", secret_key="cli-test-secret-key-0123456789abcdef",
+                             definitions_dir=FIXTURES / "definitions", templates_dir=FIXTURES / "templates")
+    return Drip.around(build_runtime(settings, factory=factory, clock=clock))
+
+
+def test_drip_import_command(factory, clock, csv_file, tmp_path):
+    rt = drip_around(factory, clock)
+    result = CliRunner().invoke(main, ["import", str(csv_file), "--campaign", "tiny", "--source", "clinic"], obj=rt)
     assert result.exit_code == 0, result.output
     assert "imported 4 (4 new subscribers)" in result.output and "line 9: skipped: expected 9 columns" in result.output
     assert "patients.csv.rejects.csv" in result.output
 
-    dry = CliRunner().invoke(import_command, [str(csv_file), "--campaign", "tiny", "--dry-run"], obj=rt)
+    dry = CliRunner().invoke(main, ["import", str(csv_file), "--campaign", "tiny", "--dry-run"], obj=rt)
     assert dry.exit_code == 0 and "enrolled 0 (already enrolled: 3)" in dry.output
 
-    unknown = CliRunner().invoke(import_command, [str(csv_file), "--campaign", "nope"], obj=rt)
+    unknown = CliRunner().invoke(main, ["import", str(csv_file), "--campaign", "nope"], obj=rt)
     assert unknown.exit_code == 1 and "no campaign 'nope'" in unknown.output
     bad = tmp_path / "names.csv"
     bad.write_text("name\nAna\n")
-    refused = CliRunner().invoke(import_command, [str(bad), "--campaign", "tiny"], obj=rt)
+    refused = CliRunner().invoke(main, ["import", str(bad), "--campaign", "tiny"], obj=rt)
     assert refused.exit_code == 1 and "no email or phone column" in refused.output
 
 

@@ -24,7 +24,11 @@ from campaigns.delivery.claiming import claim_due
 from campaigns.audience.subscribers import suppress
 from tests.conftest import T0
 from tests.helpers import add_and_enroll
-from workers.cli_reports import ReportsContext, contacts_command, report_command
+from settings import load_settings
+from tests.conftest import FIXTURES
+from workers.cli import main
+from workers.cli.context import Drip
+from workers.runtime import build_runtime
 
 E = states.EventType
 ANA_PHONE, ANA_EMAIL = "+12025550143", "ana@example.com"
@@ -286,9 +290,16 @@ def test_marking_requests(history, factory, clock, caplog):
 # ---------------------------------------------------------------- CLI
 
 
-def test_report_command_prints_the_funnel_table_and_json(history, factory, clock, registry):
-    obj = ReportsContext(factory, clock, registry)
-    out = CliRunner().invoke(report_command, ["quick"], obj=obj)
+def drip_around(factory, clock) -> Drip:
+    """The `drip` command's context on this test's database and clock, with the fixture campaigns."""
+    settings = load_settings(environment="test", secret_key="cli-test-secret-key-0123456789abcdef",
+                             definitions_dir=FIXTURES / "definitions", templates_dir=FIXTURES / "templates")
+    return Drip.around(build_runtime(settings, factory=factory, clock=clock))
+
+
+def test_report_command_prints_the_funnel_table_and_json(history, factory, clock):
+    obj = drip_around(factory, clock)
+    out = CliRunner().invoke(main, ["report", "quick"], obj=obj)
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert lines[0] == "Quick test course (quick v1)"
@@ -297,33 +308,33 @@ def test_report_command_prints_the_funnel_table_and_json(history, factory, clock
     assert first[:6] == ["1", "one", "email", "4", "2", "1"] and first[-3:] == ["50.0%", "100.0%", "100.0%"]
     assert "three/sms skipped: no phone number (1)" in out.output
 
-    as_json = CliRunner().invoke(report_command, ["quick", "--json", "--since", "2026-03-02",
-                                                  "--until", "2026-03-02"], obj=obj)
+    as_json = CliRunner().invoke(main, ["report", "quick", "--json", "--since", "2026-03-02",
+                                        "--until", "2026-03-02"], obj=obj)
     data = json.loads(as_json.output)
     assert data["steps"][0]["sent"] == 2 and data["steps"][0]["delivery_rate"] == 0.5
     assert data["enrollments"]["exited"] == 1
-    none = json.loads(CliRunner().invoke(report_command, ["quick", "--json", "--since", "2026-03-03"],
+    none = json.loads(CliRunner().invoke(main, ["report", "quick", "--json", "--since", "2026-03-03"],
                                          obj=obj).output)
     assert none["steps"][0]["created"] == 0
 
-    missing = CliRunner().invoke(report_command, ["nope"], obj=obj)
+    missing = CliRunner().invoke(main, ["report", "nope"], obj=obj)
     assert missing.exit_code == 1 and "no campaign 'nope'" in missing.output
 
 
-def test_contacts_command_lists_masked_and_marks(history, factory, clock, registry):
-    obj = ReportsContext(factory, clock, registry)
-    listed = CliRunner().invoke(contacts_command, [], obj=obj)
+def test_contacts_command_lists_masked_and_marks(history, factory, clock):
+    obj = drip_around(factory, clock)
+    listed = CliRunner().invoke(main, ["contacts"], obj=obj)
     assert listed.exit_code == 0 and "Ana" in listed.output
     assert ANA_PHONE not in listed.output and "+***43" in listed.output and "a***@example.com" in listed.output
-    revealed = CliRunner().invoke(contacts_command, ["--reveal"], obj=obj)
+    revealed = CliRunner().invoke(main, ["contacts", "--reveal"], obj=obj)
     assert ANA_PHONE in revealed.output and ANA_EMAIL in revealed.output
 
-    marked = CliRunner().invoke(contacts_command, ["--mark", str(history.request_id), "--as", "closed",
-                                                   "--by", "kim", "--note", "called back"], obj=obj)
+    marked = CliRunner().invoke(main, ["contacts", "--mark", str(history.request_id), "--as", "closed",
+                                       "--by", "kim", "--note", "called back"], obj=obj)
     assert marked.exit_code == 0, marked.output
     with factory() as s:
         assert s.get(ContactRequest, history.request_id).status == "closed"
-    assert "nobody is waiting" in CliRunner().invoke(contacts_command, [], obj=obj).output
-    assert CliRunner().invoke(contacts_command, ["--mark", "1"], obj=obj).exit_code == 2
-    bad = CliRunner().invoke(contacts_command, ["--mark", "99999", "--as", "closed"], obj=obj)
+    assert "nobody is waiting" in CliRunner().invoke(main, ["contacts"], obj=obj).output
+    assert CliRunner().invoke(main, ["contacts", "--mark", "1"], obj=obj).exit_code == 2
+    bad = CliRunner().invoke(main, ["contacts", "--mark", "99999", "--as", "closed"], obj=obj)
     assert bad.exit_code == 1 and "no contact request 99999" in bad.output

@@ -1,8 +1,5 @@
 """`drip report` and `drip contacts`: the per-step funnel and the contact queue from a
-terminal. Command objects; workers/cli.py registers them on the `drip` group.
-
-Both read DATABASE_URL and friends from settings, unless the caller passes a
-`ReportsContext` as the click context object (the tests do).
+terminal.
 
 `drip contacts` masks phone numbers and addresses unless given --reveal: terminal output
 ends up in scrollback, CI logs and tickets more easily than a web page does.
@@ -10,44 +7,17 @@ ends up in scrollback, CI logs and tickets more easily than a web page does.
 
 from __future__ import annotations
 
+import getpass
 import json
-from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 import click
-from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns.clock import Clock
-
-
-@dataclass
-class ReportsContext:
-    factory: sessionmaker[Session]
-    clock: Clock
-    registry: object  # campaigns.sequences.campaign.Registry
-
-
-def _context(ctx: click.Context) -> ReportsContext:
-    found = ctx.find_object(ReportsContext)
-    if found is not None:
-        return found
-    from campaigns.clock import clock_from_settings
-    from campaigns.db import make_engine, make_session_factory
-    from campaigns.sequences.campaign import Registry
-    from campaigns.migrate import SchemaError, check_current
-    from settings import SettingsError, get_settings
-
-    try:
-        s = get_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    engine = make_engine(s.database_url)
-    try:
-        check_current(engine)
-    except SchemaError as exc:
-        raise click.ClickException(str(exc)) from None
-    return ReportsContext(make_session_factory(engine), clock_from_settings(s),
-                          Registry(s.definitions_dir, s.templates_dir))
+from campaigns.care import contact_queue
+from campaigns.db import transaction
+from campaigns.redact import mask
+from campaigns.reporting.funnels import campaign_report
+from workers.cli.context import Drip, pass_drip
 
 
 def _pct(value: float | None) -> str:
@@ -73,17 +43,15 @@ def _table(headers: list[str], rows: list[list], right_from: int) -> list[str]:
 @click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Only messages created on or before this day (UTC).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_context
-def report_command(ctx, campaign, since, until, as_json) -> None:
+@pass_drip
+def report_command(drip: Drip, campaign, since, until, as_json) -> None:
     """Per-step funnel of CAMPAIGN: created, sent, delivered, failed, engagement, rates."""
-    from campaigns.reporting.funnels import campaign_report
-
-    rc = _context(ctx)
+    rt = drip.runtime()
     start = since.replace(tzinfo=UTC) if since else None
     end = until.replace(tzinfo=UTC) + timedelta(days=1) if until else None
     try:
-        with rc.factory() as session:
-            report = campaign_report(session, rc.registry, campaign, start, end)
+        with rt.factory() as session:
+            report = campaign_report(session, rt.registry, campaign, start, end)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -126,33 +94,27 @@ def report_command(ctx, campaign, since, until, as_json) -> None:
 @click.option("--note", default=None, help="What was done (kept in the request's history).")
 @click.option("--by", default=None, help="Who handled it (default: the login name).")
 @click.option("--reveal", is_flag=True, help="Show phone numbers and addresses in full.")
-@click.pass_context
-def contacts_command(ctx, mark_id, status, note, by, reveal) -> None:
+@pass_drip
+def contacts_command(drip: Drip, mark_id, status, note, by, reveal) -> None:
     """List contact requests not yet closed, oldest first; or mark one."""
-    import getpass
-
-    from campaigns.care import contact_queue
-    from campaigns.db import transaction
-    from campaigns.redact import mask
-
     if (mark_id is None) != (status is None):
         raise click.UsageError("--mark ID and --as contacted|closed go together")
-    rc = _context(ctx)
+    rt = drip.runtime()
     if mark_id is not None:
         who = by or getpass.getuser()
         try:
-            with transaction(rc.factory) as session:
-                contact_queue.mark(session, rc.clock, mark_id, status, by=f"cli:{who}", note=note)
+            with transaction(rt.factory) as session:
+                contact_queue.mark(session, rt.clock, mark_id, status, by=f"cli:{who}", note=note)
         except contact_queue.QueueError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"contact request {mark_id}: {status}")
         return
-    with rc.factory() as session:
+    with rt.factory() as session:
         items = contact_queue.queue(session)
     if not items:
         click.echo("nobody is waiting")
         return
-    now = rc.clock.now()
+    now = rt.clock.now()
     show = (lambda v: v or "-") if reveal else mask
     rows = []
     for r in items:

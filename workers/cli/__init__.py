@@ -1,0 +1,37 @@
+"""The `drip` command: one group, its commands in modules by what they act on.
+
+    database.py   db upgrade
+    sequences.py  campaigns validate | lint | preview | diff | test-send
+    delivery.py   enroll, status, channels list | pause | resume, outbox list | settle
+    reports.py    report, contacts
+    imports.py    import
+    processes.py  worker, beat, web, demo
+
+Every command takes the shared `Drip` context (context.py): settings read once, and the
+runtime from workers/runtime.py built only when a command needs it.
+"""
+
+from __future__ import annotations
+
+import click
+
+from workers.cli.context import Drip
+from workers.cli.database import db_group
+from workers.cli.delivery import channels_group, enroll, outbox_group, status
+from workers.cli.imports import import_command
+from workers.cli.processes import beat, demo, web, worker
+from workers.cli.reports import contacts_command, report_command
+from workers.cli.sequences import campaigns_group
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Patient-education drip campaigns: scheduler, workers and tools."""
+    drip = ctx.ensure_object(Drip)
+    ctx.call_on_close(drip.close)
+
+
+for command in (db_group, campaigns_group, enroll, status, channels_group, outbox_group, report_command,
+                contacts_command, import_command, worker, beat, web, demo):
+    main.add_command(command)

@@ -1,0 +1,141 @@
+"""Commands that act on who gets what: `drip enroll`, `drip status`, `drip channels ...`
+(pause and resume a whole channel) and `drip outbox ...` (list and settle messages)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
+from campaigns.db import transaction
+from campaigns.delivery.enrollment import enroll as enroll_subscriber
+from campaigns.delivery.pauses import all_paused, pause, resume
+from campaigns.delivery.unconfirmed import OpsError, settle
+from campaigns.reporting.outbox import messages_in
+from campaigns.reporting.overview import read_status
+from campaigns.sequences.campaign import DefinitionError
+from workers.cli.context import Drip, pass_drip
+from workers.queues import queue_depths
+
+
+def _dispatch(drip: Drip, work) -> None:
+    # Imported here: workers.tasks builds the Celery app (and reads the broker settings)
+    # when imported, which only the commands that hand work to the workers need.
+    from workers.tasks import dispatch
+
+    dispatch(work, drip.settings)
+
+
+@click.command("enroll")
+@click.option("--campaign", required=True)
+@click.option("--email")
+@click.option("--phone")
+@click.option("--first-name")
+@click.option("--timezone", "tz")
+@click.option("--locale")
+@pass_drip
+def enroll(drip: Drip, campaign, email, phone, first_name, tz, locale) -> None:
+    """Add a subscriber (consenting to the channels given) and enroll them."""
+    rt = drip.runtime()
+    consent = tuple(c for c, v in (("email", email), ("sms", phone)) if v)
+    try:
+        with transaction(rt.factory) as session:
+            sub = upsert_subscriber(session, rt.clock, email=email, phone=phone, first_name=first_name,
+                                    timezone=tz, locale=locale, consent=consent, source="cli")
+            e = enroll_subscriber(session, rt.clock, rt.registry, sub, campaign, rt.policy, source="cli")
+            click.echo(f"enrollment {e.id}: next step {e.next_step_key} due {e.next_due_at:%Y-%m-%d %H:%M} UTC")
+    except (InvalidSubscriber, DefinitionError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_drip
+def status(drip: Drip, as_json) -> None:
+    """Due backlog, oldest due age, outbox counts by status, queue depths."""
+    rt = drip.runtime()
+    with rt.factory() as session:
+        st = read_status(session, rt.clock)
+    depths = queue_depths(rt.settings)
+    if as_json:
+        click.echo(json.dumps({"due_backlog": st.due_backlog, "oldest_due_age_seconds": st.oldest_due_age_seconds,
+                               "enrollments": st.enrollments, "messages": st.messages, "queues": depths}))
+        return
+    age = "-" if st.oldest_due_age_seconds is None else f"{st.oldest_due_age_seconds:.0f}s"
+    click.echo(f"due backlog: {st.due_backlog} enrollments; oldest due: {age}")
+    click.echo("enrollments: " + (", ".join(f"{k} {v}" for k, v in sorted(st.enrollments.items())) or "none"))
+    click.echo("messages:    " + (", ".join(f"{k} {v}" for k, v in sorted(st.messages.items())) or "none"))
+    click.echo("queues:      " + ", ".join(f"{k} {v}" for k, v in depths.items()))
+
+
+@click.group("channels")
+def channels_group() -> None:
+    """Pause and resume a whole channel (a provider outage, a credential change)."""
+
+
+@channels_group.command("list")
+@pass_drip
+def channels_list(drip: Drip) -> None:
+    with drip.runtime().factory() as session:
+        paused = all_paused(session)
+    for row in paused:
+        click.echo(f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC by {row.paused_by}: {row.reason}")
+    if not paused:
+        click.echo("no channel is paused")
+
+
+@channels_group.command("pause")
+@click.argument("channel", type=click.Choice(["email", "sms"]))
+@click.option("--reason", required=True)
+@pass_drip
+def channels_pause(drip: Drip, channel, reason) -> None:
+    """Stop sending on CHANNEL; messages wait, queued, until it is resumed."""
+    rt = drip.runtime()
+    with transaction(rt.factory) as session:
+        pause(session, rt.clock, channel, reason, by="ops")
+    click.echo(f"{channel} paused")
+
+
+@channels_group.command("resume")
+@click.argument("channel", type=click.Choice(["email", "sms"]))
+@pass_drip
+def channels_resume(drip: Drip, channel) -> None:
+    """Resume CHANNEL and hand its waiting messages back to the workers."""
+    rt = drip.runtime()
+    with transaction(rt.factory) as session:
+        work = resume(session, rt.clock, channel)
+    _dispatch(drip, work)
+    click.echo(f"{channel} resumed; {len(work)} waiting messages handed to the workers")
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """Inspect and settle outbox messages."""
+
+
+@outbox_group.command("list")
+@click.option("--status", "status_", default="unconfirmed", show_default=True)
+@click.option("--limit", default=50, show_default=True)
+@pass_drip
+def outbox_list(drip: Drip, status_, limit) -> None:
+    with drip.runtime().factory() as session:
+        for m in messages_in(session, status_, limit):
+            click.echo(f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} attempts={m.attempts} "
+                       f"provider_id={m.provider_message_id or '-'} reason={m.reason}")
+
+
+@outbox_group.command("settle")
+@click.argument("message_id", type=int)
+@click.option("--as", "outcome", type=click.Choice(["sent", "failed", "resend"]), required=True)
+@pass_drip
+def outbox_settle(drip: Drip, message_id, outcome) -> None:
+    """Decide an unconfirmed message after checking the provider's own logs."""
+    rt = drip.runtime()
+    try:
+        with transaction(rt.factory) as session:
+            work = settle(session, rt.clock, message_id, outcome)
+    except OpsError as exc:
+        raise click.ClickException(str(exc)) from None
+    _dispatch(drip, work)
+    click.echo(f"message {message_id}: {outcome}")

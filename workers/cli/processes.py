@@ -1,0 +1,63 @@
+"""Commands that become a long-running process: `drip worker`, `drip beat`, `drip web`
+(each replaces this process with Celery or uvicorn, which build their own runtime from
+the same environment) and `drip demo`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from workers.cli.context import Drip, pass_drip
+from workers.demo import run_demo
+
+
+@click.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--queues", "-Q", default="schedule,email,sms,events", show_default=True)
+@click.option("--concurrency", "-c", default=2, show_default=True)
+@click.option("--beat", is_flag=True, help="Also run the scheduler in this process (one machine only).")
+@pass_drip
+@click.pass_context
+def worker(ctx: click.Context, drip: Drip, queues, concurrency, beat) -> None:
+    """Run a Celery worker (add more processes or machines to scale out)."""
+    s = drip.settings  # a bad setting stops here, with its name, not inside Celery
+    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+            "-c", str(concurrency), "-l", "info", "--without-mingle", "--without-gossip"]
+    if beat:
+        args += ["-B", "-s", str(s.broker_dir.parent / "celerybeat-schedule")]
+    os.execv(sys.executable, args + list(ctx.args))
+
+
+@click.command("beat")
+@pass_drip
+def beat(drip: Drip) -> None:
+    """Run the scheduler (exactly one per deployment)."""
+    s = drip.settings
+    s.broker_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "-l", "info",
+                              "-s", str(s.broker_dir.parent / "celerybeat-schedule")])
+
+
+@click.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", "processes", default=1, show_default=True)
+@pass_drip
+def web(drip: Drip, host, port, processes) -> None:
+    """Run the web app: subscriber pages, provider webhooks, admin pages, /metrics, /healthz."""
+    _ = drip.settings  # a bad setting stops here, with its name, not inside uvicorn
+    os.execv(sys.executable, [sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
+                              "--host", host, "--port", str(port), "--workers", str(processes),
+                              "--proxy-headers", "--no-server-header"])
+
+
+@click.command("demo")
+@click.option("--seconds", default=60, show_default=True, help="Real seconds the four weeks take.")
+@click.option("--workdir", default="var/demo", show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, seconds, workdir) -> None:
+    """Run the whole hip-and-back sequence for sample subscribers, time compressed."""
+    # Not this invocation's settings: the demo sets its own environment (a scratch
+    # database, a scaled clock) and builds its runtime from that.
+    ctx.exit(run_demo(seconds=seconds, workdir=workdir))

@@ -1,0 +1,155 @@
+"""`drip campaigns ...`: the marketer's tools for sequence files (validate, lint, preview,
+diff, test-send). Only `diff` and `test-send` need the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from campaigns.audience.subscribers import InvalidSubscriber, check_timezone
+from campaigns.content.lint import LintContext, lint_folder
+from campaigns.content.preview import write_preview
+from campaigns.content.rendering import RenderError
+from campaigns.content.testsend import SendTestRequest, send_test
+from campaigns.sequences.campaign import DefinitionError, load_all, parse_campaign
+from campaigns.sequences.deployed import latest_revision
+from campaigns.sequences.diffing import diff, people
+from campaigns.sequences.revisions import structure
+from workers.cli.context import Drip, pass_drip
+
+FOLDER_HELP = "Folder of campaign YAML files (default: DEFINITIONS_DIR)."
+
+
+@click.group("campaigns")
+def campaigns_group() -> None:
+    """Sequence files: validate, lint, preview, test-send, diff."""
+
+
+@campaigns_group.command("validate")
+@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None,
+              help=FOLDER_HELP)
+@pass_drip
+@click.pass_context
+def campaigns_validate(ctx: click.Context, drip: Drip, folder) -> None:
+    """Check every campaign file; name the file, step and field of each error."""
+    s = drip.settings
+    try:
+        found = load_all(Path(folder) if folder else s.definitions_dir, s.templates_dir)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        ctx.exit(1)
+    for c in found.values():
+        click.echo(f"ok: {c.key} v{c.version}: {len(c.steps)} steps, locales {', '.join(c.locales)}")
+
+
+@campaigns_group.command("lint")
+@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None,
+              help=FOLDER_HELP)
+@click.option("--templates", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Templates folder (default: TEMPLATES_DIR).")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+@pass_drip
+@click.pass_context
+def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet) -> None:
+    """Render every step, channel and locale and check it; exit 1 on any error."""
+    s = drip.settings
+    lint = LintContext(Path(templates) if templates else s.templates_dir, s.public_base_url,
+                       s.brand_name, s.postal_address)
+    findings = lint_folder(Path(folder) if folder else s.definitions_dir, lint)
+    for f in findings:
+        if not (quiet and f.severity == "info"):
+            click.echo(str(f), err=f.severity == "error")
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    click.echo(f"{errors} error(s), {warnings} warning(s)")
+    ctx.exit(1 if errors else 0)
+
+
+@campaigns_group.command("preview")
+@click.argument("campaign")
+@click.option("--locale", default=None, help="Default: every locale of the campaign.")
+@click.option("--first-name", default="Maria")
+@click.option("--timezone", "zone", default=None, help="IANA zone for the timeline (default: DEFAULT_TIMEZONE).")
+@click.option("--joined", default=None, help="When the sample person joins, ISO 8601 (default: now).")
+@click.option("--out", default="preview", show_default=True)
+@pass_drip
+def campaigns_preview(drip: Drip, campaign, locale, first_name, zone, joined, out) -> None:
+    """Write every step as the subscriber will see it, and when each would arrive."""
+    rt = drip.runtime(needs_database=False)
+    try:
+        c = rt.registry.get(campaign)
+        zone = check_timezone(zone) or rt.settings.default_timezone
+        when = datetime.fromisoformat(joined) if joined else datetime.now(UTC)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(zone))
+        for loc in ([locale] if locale else c.locales):
+            if loc not in c.locales:
+                raise click.ClickException(f"{campaign} has no locale {loc!r} (it has {', '.join(c.locales)})")
+            files = write_preview(c, rt.renderer, Path(out), locale=loc, first_name=first_name or None,
+                                  zone=zone, joined=when, policy=rt.policy, base_url=rt.base_url)
+            click.echo(f"{loc}: {len(files)} files in {files[0].parent}/")
+            click.echo((files[0].parent / "timeline.txt").read_text())
+    except (DefinitionError, RenderError, InvalidSubscriber, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@campaigns_group.command("diff")
+@click.argument("new_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--against", "old_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An older copy of the file (default: the shape deployed in the database).")
+@pass_drip
+def campaigns_diff(drip: Drip, new_file, old_file) -> None:
+    """Say what an edited campaign file changes and how many enrolled people each change affects."""
+    rt = drip.runtime()
+    try:
+        new = parse_campaign(Path(new_file), rt.settings.templates_dir)
+        old_campaign = parse_campaign(Path(old_file), rt.settings.templates_dir) if old_file else None
+    except DefinitionError as exc:
+        raise click.ClickException(str(exc)) from None
+    with rt.factory() as session:
+        if old_campaign is not None:
+            old_shape, old_version, label = structure(old_campaign), old_campaign.version, old_file
+        else:
+            row = latest_revision(session, new.key)
+            if row is None:
+                raise click.ClickException(f"{new.key} has not been deployed yet; nothing to compare with")
+            old_shape, old_version, label = row.structure, row.version, f"deployed revision {row.revision}"
+        everyone = people(session, new.key)
+    changes = diff(old_shape, new, everyone, old_campaign, old_version)
+    click.echo(f"{new.key}: {label} -> {new_file}; {len(everyone)} people enrolled and not finished")
+    for change in changes:
+        click.echo(f"  {change}")
+    if not changes:
+        click.echo("  no changes to the sequence's shape or copy settings")
+
+
+@campaigns_group.command("test-send")
+@click.argument("campaign")
+@click.argument("steps", nargs=-1)
+@click.option("--email")
+@click.option("--phone")
+@click.option("--locale", default="en", show_default=True)
+@click.option("--first-name", default="Maria", show_default=True)
+@click.option("--force", is_flag=True, help="Send even to a suppressed address.")
+@pass_drip
+@click.pass_context
+def campaigns_test_send(ctx: click.Context, drip: Drip, campaign, steps, email, phone, locale, first_name,
+                        force) -> None:
+    """Send STEPS (default: every step) of CAMPAIGN to your own address, marked [TEST]."""
+    rt = drip.runtime()
+    try:
+        with rt.factory() as session:
+            results = send_test(session, rt.registry, rt.renderer, rt.signer, rt.base_url,
+                                rt.email_provider, rt.sms_provider,
+                                SendTestRequest(campaign, list(steps), locale, email, phone, first_name or None),
+                                force)
+    except (DefinitionError, InvalidSubscriber, RenderError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for r in results:
+        click.echo(f"{r.outcome.value}: {r.provider_message_id or ''} {r.error or ''}".rstrip())
+    if any(r.outcome.value != "accepted" for r in results):
+        ctx.exit(1)
