@@ -10,10 +10,10 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
-from campaigns.delivery import scheduler
 from campaigns.care.notifications import announce_contact_requests, send_confirmations
-from campaigns.delivery.work import Work
+from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
+from campaigns.delivery.work import Work
 from settings import Settings
 from workers.app import app
 from workers.queues import queue_depths
