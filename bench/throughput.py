@@ -49,7 +49,8 @@ from campaigns.db import make_engine, make_session_factory, transaction
 from campaigns.sequences.campaign import Registry
 from campaigns.migrate import upgrade
 from campaigns.models import Message
-from campaigns.delivery.claiming import Policy, enroll
+from campaigns.delivery.enrollment import enroll
+from campaigns.sequences.timing import Policy
 from campaigns.audience.subscribers import upsert_subscriber
 from settings import load_settings
 from tests.fakes import FakeSendGrid, FakeTwilio

@@ -128,7 +128,7 @@ class Enrollment(Base):
     next_step_key: Mapped[str | None] = mapped_column(String(63))
     next_due_at: Mapped[datetime | None]
     steps_done: Mapped[int] = mapped_column(Integer, default=0)
-    # active | paused | completed | exited
+    # campaigns.states.EnrollmentStatus
     status: Mapped[str] = mapped_column(String(20), default="active")
     exit_reason: Mapped[str | None] = mapped_column(String(80))
     source: Mapped[str] = mapped_column(String(40), default="api")
@@ -162,6 +162,8 @@ class Message(Base):
     public_token: Mapped[str] = mapped_column(String(22), unique=True)
     # See campaigns.states for the lifecycle.
     status: Mapped[str] = mapped_column(String(20))
+    # Why it stands there: a stable code (campaigns.reasons) and its human sentence.
+    reason_code: Mapped[str | None] = mapped_column(String(40))
     reason: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime]

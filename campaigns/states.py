@@ -1,4 +1,9 @@
-"""The message lifecycle, in one place.
+"""Every state machine and closed set of the domain, as enums.
+
+They are `StrEnum`s: stored as their plain values, equal to them in comparisons, so a row
+written before these enums existed reads back the same.
+
+The message lifecycle:
 
     queued ──► sending ──► sent ──► delivered
       ▲  │        │          └────► failed / bounced (from provider webhooks)
@@ -12,49 +17,83 @@
       │  └──► deferred (outside the text hours at send time) ──► queued when allowed
       └── the reaper, for a queued message whose task was lost before it started
 
-Terminal states carry a reason. "sent" is terminal for the engine; webhooks may still
-move it forward to delivered/failed/bounced, never backwards.
+Terminal states carry a reason (campaigns.reasons). "sent" is terminal for the engine;
+webhooks may still move it forward to delivered/failed/bounced, never backwards.
+
+Enrollments: active ──► completed; active ◄──► paused (a contact request, a missing
+step); active / paused ──► exited (unsubscribed, a contact request, ops).
 """
 
 from __future__ import annotations
 
-QUEUED = "queued"
-SENDING = "sending"
-RETRY = "retry"
-DEFERRED = "deferred"
-UNCONFIRMED = "unconfirmed"
-SENT = "sent"
-DELIVERED = "delivered"
-FAILED = "failed"
-BOUNCED = "bounced"
-SUPPRESSED = "suppressed"
-SKIPPED = "skipped"
+from enum import StrEnum
 
-WAITING = (QUEUED, RETRY, DEFERRED)
-TERMINAL = (SENT, DELIVERED, FAILED, BOUNCED, SUPPRESSED, SKIPPED)
-ALL = (QUEUED, SENDING, RETRY, DEFERRED, UNCONFIRMED) + TERMINAL
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+CHANNELS: tuple[Channel, ...] = tuple(Channel)
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRY = "retry"
+    DEFERRED = "deferred"
+    UNCONFIRMED = "unconfirmed"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+    SKIPPED = "skipped"
+
+
+M = MessageStatus
+WAITING = (M.QUEUED, M.RETRY, M.DEFERRED)
+IN_FLIGHT = (*WAITING, M.SENDING, M.UNCONFIRMED)
+TERMINAL = (M.SENT, M.DELIVERED, M.FAILED, M.BOUNCED, M.SUPPRESSED, M.SKIPPED)
+# What counts as having reached the provider (for "first text says STOP/HELP").
+HANDED_OVER = (M.SENT, M.DELIVERED, M.UNCONFIRMED)
 
 # Webhook-driven moves only go up this ladder (invariant 6: never backwards).
-RANK = {
-    QUEUED: 0,
-    RETRY: 0,
-    DEFERRED: 0,
-    SENDING: 1,
-    UNCONFIRMED: 2,
-    SENT: 3,
-    DELIVERED: 4,
-    FAILED: 5,
-    BOUNCED: 5,
-}
+RANK = {M.QUEUED: 0, M.RETRY: 0, M.DEFERRED: 0, M.SENDING: 1, M.UNCONFIRMED: 2, M.SENT: 3,
+        M.DELIVERED: 4, M.FAILED: 5, M.BOUNCED: 5}
 
 
 def may_advance(current: str, new: str) -> bool:
-    if current in (SUPPRESSED, SKIPPED):
+    if current in (M.SUPPRESSED, M.SKIPPED):
         return False
     return RANK.get(new, -1) > RANK.get(current, -1)
 
 
-class EventType:
+class EnrollmentStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"  # signed up on the web form, not yet confirmed
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class ConsentAction(StrEnum):
+    GRANTED = "granted"
+    REVOKED = "revoked"
+
+
+class ContactStatus(StrEnum):
+    OPEN = "open"
+    CONTACTED = "contacted"
+    CLOSED = "closed"
+
+
+class EventType(StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
@@ -69,3 +108,10 @@ class EventType:
     INBOUND = "inbound"
     CONTACT_REQUESTED = "contact_requested"
     CONTACT_HANDLED = "contact_handled"
+
+
+# The bare names callers used before the enums; the same values.
+QUEUED, SENDING, RETRY, DEFERRED, UNCONFIRMED = M.QUEUED, M.SENDING, M.RETRY, M.DEFERRED, M.UNCONFIRMED
+SENT, DELIVERED, FAILED, BOUNCED, SUPPRESSED, SKIPPED = (M.SENT, M.DELIVERED, M.FAILED, M.BOUNCED,
+                                                          M.SUPPRESSED, M.SKIPPED)
+ALL = tuple(MessageStatus)

@@ -23,7 +23,7 @@ from campaigns.sequences.campaign import Registry
 from campaigns.tracking.links import Signer
 from campaigns.migrate import upgrade
 from campaigns.content.rendering import Renderer, Sender
-from campaigns.delivery.claiming import Policy
+from campaigns.sequences.timing import Policy
 from campaigns.delivery.sending import SendContext
 from workers.providers.outbox import LocalOutbox
 

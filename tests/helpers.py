@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from campaigns.db import transaction
 from campaigns.models import Message
-from campaigns.delivery.claiming import enroll
+from campaigns.delivery.enrollment import enroll
 from campaigns.audience.subscribers import upsert_subscriber
 
 

@@ -15,7 +15,7 @@ from campaigns.sequences.campaign import Registry
 from campaigns.tracking.links import Signer, links_for
 from campaigns.content.preview import timeline, write_preview
 from campaigns.content.rendering import Recipient, Renderer, Sender
-from campaigns.delivery.claiming import Policy
+from campaigns.sequences.timing import Policy
 from settings import ROOT
 
 GOLDEN = Path(__file__).parent / "golden"

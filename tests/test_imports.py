@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from campaigns.db import transaction
 from campaigns.audience.imports import ImportFileError, import_file, summary
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.audience.subscribers import has_consent, unsubscribe
+from campaigns.audience.consent import has_consent
+from campaigns.audience.opt_outs import unsubscribe
 from settings import load_settings
 from tests.conftest import FIXTURES
 from workers.cli import main

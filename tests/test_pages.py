@@ -13,7 +13,8 @@ from campaigns.tracking.links import Signer, links_for
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
-from campaigns.audience.subscribers import has_consent, suppress, suppression_for
+from campaigns.audience.consent import has_consent
+from campaigns.audience.suppression import suppress, suppression_for
 from settings import load_settings
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
@@ -209,7 +210,7 @@ def test_unsubscribing_by_link_is_counted_against_the_step(client, sent, factory
 
 def test_a_notice_that_failed_for_a_moment_is_sent_on_the_next_pass(client, sent, factory, clock):
     from campaigns.care.notifications import announce_contact_requests
-    from campaigns.delivery.sending import Outcome, SendResult
+    from campaigns.delivery.providers import Outcome, SendResult
 
     class Flaky:
         name = "flaky"

@@ -18,7 +18,8 @@ from campaigns.tracking.links import Links
 from campaigns.models import Suppression
 from campaigns.content.rendering import RenderedEmail
 from campaigns.delivery.claiming import claim_due
-from campaigns.delivery.sending import Outcome, OutgoingEmail, send_batch
+from campaigns.delivery.providers import Outcome, OutgoingEmail
+from campaigns.delivery.sending import send_batch
 from tests.fakes import FakeSendGrid, Response, sendgrid_error
 from tests.helpers import add_and_enroll, messages
 from workers.providers.sendgrid import SendGridEmail

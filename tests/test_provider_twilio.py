@@ -16,7 +16,8 @@ from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
 from campaigns.models import Suppression
 from campaigns.delivery.claiming import claim_due
-from campaigns.delivery.sending import Outcome, OutgoingSms, send_batch
+from campaigns.delivery.providers import Outcome, OutgoingSms
+from campaigns.delivery.sending import send_batch
 from tests.fakes import FakeTwilio, Response, twilio_error
 from tests.helpers import add_and_enroll, messages
 from workers.providers.twilio import TwilioSms

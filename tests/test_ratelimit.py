@@ -15,8 +15,8 @@ from campaigns import states
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
 from campaigns.sequences.campaign import Registry
-from campaigns.delivery.claiming import Policy
-from campaigns.delivery.sending import NoLimit
+from campaigns.sequences.timing import Policy
+from campaigns.delivery.providers import NoLimit
 from settings import load_settings
 from tests.conftest import FIXTURES, TABLES
 from tests.fakes import FakeTwilio

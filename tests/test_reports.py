@@ -16,12 +16,14 @@ from campaigns import states
 
 from campaigns.care import contact_queue
 
+from campaigns.reasons import Reason
 from campaigns.reporting import funnels
+from campaigns.reporting.provider_health import provider_health
 from campaigns.delivery.pauses import pause
 from campaigns.db import transaction
 from campaigns.models import ChannelPause, ContactRequest, Enrollment, Event, Message
 from campaigns.delivery.claiming import claim_due
-from campaigns.audience.subscribers import suppress
+from campaigns.audience.suppression import suppress
 from tests.conftest import T0
 from tests.helpers import add_and_enroll
 from settings import load_settings
@@ -213,7 +215,7 @@ def test_steps_no_longer_in_the_file_come_last(history, factory, registry):
 
 def test_provider_health_over_a_window(history, factory, clock):
     with factory() as s:
-        health = funnels.provider_health(s, clock, 60)
+        health = provider_health(s, clock, 60)
     email, sms = health.channels["email"], health.channels["sms"]
     # email: four accepted (two since bounced or failed by webhook), one refused at the call
     assert (email.attempts, email.sent, email.transient, email.permanent, email.unconfirmed) == (5, 4, 0, 1, 0)
@@ -224,20 +226,21 @@ def test_provider_health_over_a_window(history, factory, clock):
 
     with transaction(factory) as s:
         m = s.get(Message, history.msg[("cy", "two", "email")])
-        m.status, m.reason, m.provider, m.updated_at = states.FAILED, "gave up after 6 attempts", "sendgrid", clock.now()
+        m.status, m.provider, m.updated_at = states.FAILED, "sendgrid", clock.now()
+        m.reason_code, m.reason = Reason.RETRIES_EXHAUSTED, Reason.RETRIES_EXHAUSTED.text(attempts=6)
         pause(s, clock, "sms", "twilio: 20003 authenticate", by="provider")
     with factory() as s:
-        health = funnels.provider_health(s, clock, timedelta(minutes=60))
+        health = provider_health(s, clock, timedelta(minutes=60))
     assert (health.channels["email"].transient, health.channels["email"].permanent) == (1, 1)
     assert health.channels["sms"].paused and "20003" in health.channels["sms"].paused_reason
 
     clock.advance(hours=2)
     with factory() as s:
-        quiet = funnels.provider_health(s, clock, 60)
+        quiet = provider_health(s, clock, 60)
     assert quiet.channels["email"].attempts == 0 and quiet.channels["email"].error_rate is None
     assert quiet.oldest_due_age_seconds == pytest.approx(7200)
     with factory() as s, pytest.raises(ValueError):
-        funnels.provider_health(s, clock, 0)
+        provider_health(s, clock, 0)
 
 
 # ---------------------------------------------------------------- contact queue

@@ -10,7 +10,9 @@ from campaigns import states
 from campaigns.db import transaction
 from campaigns.sequences.campaign import DefinitionError, Registry
 from campaigns.models import Enrollment, Message, Subscriber
-from campaigns.delivery.claiming import claim_due, enroll, reap
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.enrollment import enroll
+from campaigns.delivery.reaper import reap
 from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll, messages

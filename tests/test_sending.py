@@ -8,9 +8,14 @@ from sqlalchemy import select
 from campaigns import states
 from campaigns.db import transaction
 from campaigns.models import Enrollment, Message, Subscriber, Suppression
-from campaigns.delivery.claiming import claim_due, reap
-from campaigns.delivery.sending import Outcome, SendResult, backoff, send_batch, settle_unconfirmed
-from campaigns.audience.subscribers import suppress, unsubscribe
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.reaper import reap
+from campaigns.delivery.outcomes import backoff
+from campaigns.delivery.providers import Outcome, SendResult
+from campaigns.delivery.sending import send_batch
+from campaigns.delivery.unconfirmed import settle_unconfirmed
+from campaigns.audience.opt_outs import unsubscribe
+from campaigns.audience.suppression import suppress
 from tests.helpers import add_and_enroll, messages
 
 

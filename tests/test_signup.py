@@ -15,13 +15,10 @@ from campaigns.db import transaction
 from campaigns.tracking.links import Signer
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from campaigns.delivery.claiming import claim_due
-from campaigns.audience.subscribers import (
-    InvalidSubscriber,
-    has_consent,
-    suppress,
-    suppression_for,
-    unsubscribe,
-)
+from campaigns.audience.consent import has_consent
+from campaigns.audience.opt_outs import unsubscribe
+from campaigns.audience.subscribers import InvalidSubscriber
+from campaigns.audience.suppression import suppress, suppression_for
 from settings import ROOT, load_settings
 from tests.conftest import FIXTURES
 from web.app import create_app

@@ -3,7 +3,8 @@
 import pytest
 
 from campaigns.db import transaction
-from campaigns.audience.subscribers import InvalidSubscriber, suppress
+from campaigns.audience.subscribers import InvalidSubscriber
+from campaigns.audience.suppression import suppress
 from campaigns.content.testsend import SendTestRequest, send_test
 
 

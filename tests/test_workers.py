@@ -13,7 +13,7 @@ from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
 from campaigns.sequences.campaign import Registry
 from campaigns.models import Message
-from campaigns.delivery.claiming import Policy
+from campaigns.sequences.timing import Policy
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
 from tests.stack import VIRTUAL_EPOCH, Stack, delivery_lines, wait_until_done

@@ -47,10 +47,11 @@ from campaigns.delivery import pauses
 from campaigns.care import contact_queue
 
 from campaigns.reporting import funnels
+from campaigns.reporting.provider_health import provider_health
 from campaigns.db import transaction
 from campaigns.models import ContactRequest, Message
 from campaigns.delivery.unconfirmed import OpsError, settle
-from campaigns.delivery.claiming import Work
+from campaigns.delivery.work import Work
 from campaigns.reporting.overview import read_status
 from web.render import pages
 
@@ -299,7 +300,7 @@ def channels_page(request: Request, user: AdminUser, minutes: int = 60) -> HTMLR
     state = _state(request)
     minutes = max(1, min(minutes, 7 * 24 * 60))
     with state.factory() as session:
-        health = funnels.provider_health(session, state.clock, minutes)
+        health = provider_health(session, state.clock, minutes)
         paused = pauses.all_paused(session)
     return _render("admin_channels.html", title="Channels", user=user, health=health, paused=paused,
                    minutes=minutes, channels=sorted(set(KNOWN_CHANNELS) | set(health.channels)))

@@ -28,11 +28,11 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, text
 from starlette.concurrency import run_in_threadpool
 
-from campaigns import states
 
-from campaigns.reporting import funnels
+from campaigns.reporting.provider_health import ChannelHealth, channel_health
+from campaigns.states import CHANNELS, ContactStatus, EnrollmentStatus, MessageStatus
 from campaigns.migrate import SchemaError, check_current
-from campaigns.models import ChannelPause, ContactRequest, Message
+from campaigns.models import ChannelPause, ContactRequest
 from campaigns.reporting.overview import read_status
 from web.admin import admin_password, check_basic_auth
 
@@ -155,14 +155,11 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
     try:
         with state.factory() as session:
             status = read_status(session, state.clock)
-            by_channel = session.execute(
-                select(Message.status, Message.channel, func.count()).group_by(Message.status, Message.channel)
-            ).all()
             paused = set(session.scalars(select(ChannelPause.channel)))
             open_requests, oldest_open = session.execute(
-                select(func.count(), func.min(ContactRequest.created_at)).where(ContactRequest.status == "open")
+                select(func.count(), func.min(ContactRequest.created_at)).where(ContactRequest.status == ContactStatus.OPEN)
             ).one()
-            health = funnels.channel_health(session, state.clock, PROVIDER_WINDOW_MINUTES)
+            health = channel_health(session, state.clock, PROVIDER_WINDOW_MINUTES)
             now = state.clock.now()
     except Exception as exc:  # noqa: BLE001 - the scrape still says the database is down
         log.warning("metrics: database read failed: %s", exc)
@@ -171,13 +168,13 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
     out.gauge("drip_oldest_due_age_seconds",
               "Age of the oldest due enrollment or waiting message; 0 when nothing is due.",
               [({}, status.oldest_due_age_seconds or 0.0)])
-    channels = sorted({"email", "sms"} | {c for _, c, _ in by_channel} | paused | set(health))
-    counts = {(s, c): n for s, c, n in by_channel}
-    statuses = list(states.ALL) + sorted({s for s, _ in counts} - set(states.ALL))
+    counts = status.by_channel
+    channels = sorted(set(CHANNELS) | {c for _, c in counts} | paused | set(health))
+    statuses = list(MessageStatus) + sorted({s for s, _ in counts} - set(MessageStatus))
     out.gauge("drip_messages", "Outbox messages by status and channel.",
               [({"status": s, "channel": c}, counts.get((s, c), 0)) for s in statuses for c in channels])
-    enrollment_statuses = list(funnels.ENROLLMENT_STATUSES) + sorted(
-        set(status.enrollments) - set(funnels.ENROLLMENT_STATUSES))
+    enrollment_statuses = list(EnrollmentStatus) + sorted(
+        set(status.enrollments) - set(EnrollmentStatus))
     out.gauge("drip_enrollments", "Enrollments by status.",
               [({"status": s}, status.enrollments.get(s, 0)) for s in enrollment_statuses])
     out.gauge("drip_channel_paused", "1 while the channel is paused (provider configuration error or ops).",
@@ -188,7 +185,7 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
               [({}, (now - oldest_open).total_seconds() if oldest_open else 0.0)])
     outcome_samples = []
     for c in channels:
-        h = health.get(c) or funnels.ChannelHealth(c)
+        h = health.get(c) or ChannelHealth(c)
         for outcome in ("sent", "transient", "permanent", "unconfirmed"):
             outcome_samples.append(({"channel": c, "outcome": outcome}, getattr(h, outcome)))
     out.gauge("drip_provider_outcomes",

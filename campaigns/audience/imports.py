@@ -35,17 +35,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.sequences.campaign import Registry
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.delivery.claiming import Policy, enroll, reachable_channels
+from campaigns.audience.eligibility import reachable_channels
+from campaigns.delivery.enrollment import enroll
+from campaigns.sequences.timing import Policy
+from campaigns.audience.consent import record_consent
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
     check_timezone,
     normalize_email,
     normalize_phone,
-    record_consent,
-    suppression_for,
     upsert_subscriber,
 )
+from campaigns.audience.suppression import suppression_for
 
 COLUMNS = ("email", "phone", "first_name", "locale", "timezone", "consent_email", "consent_sms",
            "consent_source", "consent_date")

@@ -27,24 +27,24 @@ from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
 from campaigns.sequences.campaign import Registry
-from campaigns.tracking.events import keyword
+from campaigns.tracking.inbound import keyword
 from campaigns.tracking.links import BadToken, Signer
 from campaigns.models import Enrollment, Subscriber
 from campaigns.content.rendering import RenderedEmail
-from campaigns.delivery.claiming import Policy, enroll, reachable_channels
+from campaigns.audience.eligibility import reachable_channels
+from campaigns.delivery.enrollment import enroll
+from campaigns.sequences.timing import Policy
+from campaigns.audience.consent import has_consent, record_consent
+from campaigns.audience.opt_outs import resubscribe
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
     check_timezone,
-    has_consent,
     normalize_email,
     normalize_phone,
-    record_consent,
-    resubscribe,
-    suppression_for,
     upsert_subscriber,
-    waivable,
 )
+from campaigns.audience.suppression import suppression_for, waivable
 
 CONFIRM_PURPOSE = "confirm"
 LOCALES = ("en", "es")

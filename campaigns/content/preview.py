@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from campaigns.sequences.campaign import Campaign
 from campaigns.tracking.links import Signer, links_for
 from campaigns.content.rendering import Recipient, Renderer
-from campaigns.delivery.claiming import Policy, step_window
+from campaigns.sequences.timing import Policy, step_window
 from campaigns.content.sms_text import segments
 from campaigns.sequences.windows import next_allowed
 

@@ -14,12 +14,8 @@ from campaigns.sequences.campaign import Registry
 from campaigns.tracking.links import Signer, links_for
 from campaigns.delivery.providers import OutgoingEmail, OutgoingSms, SendResult
 from campaigns.content.rendering import Recipient, Renderer
-from campaigns.audience.subscribers import (
-    InvalidSubscriber,
-    normalize_email,
-    normalize_phone,
-    suppression_for,
-)
+from campaigns.audience.subscribers import InvalidSubscriber, normalize_email, normalize_phone
+from campaigns.audience.suppression import suppression_for
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from campaigns import states
 from campaigns.clock import Clock
 from campaigns.models import ChannelPause, Message
-from campaigns.delivery.claiming import Work
+from campaigns.delivery.work import Work
 
 
 def paused(session: Session, channel: str) -> ChannelPause | None:

@@ -15,8 +15,11 @@ from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.sequences.campaign import Registry
 from campaigns.sequences.revisions import reconcile
-from campaigns.delivery.claiming import Policy, Work, claim_due, reap, release_waiting
-from campaigns.delivery.sending import settle_unconfirmed
+from campaigns.delivery.claiming import claim_due, release_waiting
+from campaigns.delivery.reaper import reap
+from campaigns.delivery.work import Work
+from campaigns.sequences.timing import Policy
+from campaigns.delivery.unconfirmed import settle_unconfirmed
 
 Dispatch = Callable[[Work], None]
 

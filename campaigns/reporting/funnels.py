@@ -1,4 +1,4 @@
-"""What marketers and ops read: per-step funnels, enrollment funnels, provider health.
+"""What marketers read: per-step funnels and enrollment funnels.
 
 Plain functions over a session; the admin pages, /metrics and `drip report` call them.
 
@@ -6,8 +6,8 @@ Plain functions over a session; the admin pages, /metrics and `drip report` call
         ─► CampaignReport: EnrollmentFunnel + one StepFunnel per (step, channel),
            steps in the campaign file's order, then steps no longer in the file
     enrollment_funnel(session, key) / enrollment_funnels(session, registry)
-    channel_health(session, clock, window) ─► ChannelHealth per channel (for /metrics)
-    provider_health(session, clock, window) ─► the same + due backlog and oldest due age
+
+Provider health for ops is in campaigns.reporting.provider_health.
 
 How a message is counted (campaigns.states holds the lifecycle):
   sent       the provider took it: sent, delivered, bounced, and failed after the
@@ -30,28 +30,20 @@ enrollment's created_at); `until` is exclusive.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from campaigns import states
-from campaigns.clock import Clock
+from campaigns.models import ContactRequest, Enrollment, Event, Message
+from campaigns.reporting.rates import rate
 from campaigns.sequences.campaign import Campaign, DefinitionError, Registry
-from campaigns.models import ChannelPause, ContactRequest, Enrollment, Event, Message
-from campaigns.reporting.overview import read_status
+from campaigns.states import CHANNELS, IN_FLIGHT, EnrollmentStatus, EventType, MessageStatus
 
-E = states.EventType
-CHANNELS = ("email", "sms")
-IN_FLIGHT = (states.QUEUED, states.SENDING, states.RETRY, states.DEFERRED, states.UNCONFIRMED)
-ENROLLMENT_STATUSES = ("active", "paused", "completed", "exited")
+E = EventType
 # Payload flags (true or "true") that mark an engagement event as possibly a machine's.
 AUTOMATED_FLAGS = ("maybe_automated", "sg_machine_open")
 TOP_REASONS = 3
-
-
-def rate(numerator: int, denominator: int) -> float | None:
-    return numerator / denominator if denominator else None
 
 
 @dataclass
@@ -185,11 +177,11 @@ def enrollment_funnel(session: Session, campaign_key: str, since: datetime | Non
     pauses: dict[str | None, int] = {}
     for status, reason, n in rows:
         funnel.enrolled += n
-        if status in ENROLLMENT_STATUSES:
+        if status in tuple(EnrollmentStatus):
             setattr(funnel, status, getattr(funnel, status) + n)
-        if status == "exited":
+        if status == EnrollmentStatus.EXITED:
             exits[reason] = exits.get(reason, 0) + n
-        elif status == "paused":
+        elif status == EnrollmentStatus.PAUSED:
             pauses[reason] = pauses.get(reason, 0) + n
     funnel.exit_reasons = _ranked(exits.items())
     funnel.pause_reasons = _ranked(pauses.items())
@@ -221,8 +213,8 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
     msg_where = [Message.campaign_key == campaign_key, *_ranges(Message.created_at, since, until)]
 
     accepted = or_(
-        Message.status.in_((states.SENT, states.DELIVERED, states.BOUNCED)),
-        and_(Message.status == states.FAILED,
+        Message.status.in_((MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.BOUNCED)),
+        and_(Message.status == MessageStatus.FAILED,
              or_(Message.sent_at.is_not(None), Message.provider_message_id.is_not(None))),
     )
     counts = session.execute(
@@ -251,14 +243,14 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
         first_seen[key] = min(first_seen.get(key, first_id), first_id)
         row.created += n
         row.sent += int(n_accepted or 0)
-        if status in (states.DELIVERED, states.FAILED, states.BOUNCED, states.SUPPRESSED, states.SKIPPED):
+        if status in (MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.BOUNCED, MessageStatus.SUPPRESSED, MessageStatus.SKIPPED):
             setattr(row, status, getattr(row, status) + n)
         elif status in IN_FLIGHT:
             row.in_flight[status] = row.in_flight.get(status, 0) + n
 
     reasons = session.execute(
         select(Message.step_key, Message.channel, Message.status, Message.reason, func.count())
-        .where(*msg_where, Message.status.in_((states.SKIPPED, states.SUPPRESSED)))
+        .where(*msg_where, Message.status.in_((MessageStatus.SKIPPED, MessageStatus.SUPPRESSED)))
         .group_by(Message.step_key, Message.channel, Message.status, Message.reason)
     ).all()
     grouped: dict[tuple[str, str, str], list] = {}
@@ -266,7 +258,7 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
         grouped.setdefault((step_key, channel, status), []).append((reason, n))
     for (step_key, channel, status), pairs in grouped.items():
         top = _ranked(pairs)[:TOP_REASONS]
-        if status == states.SKIPPED:
+        if status == MessageStatus.SKIPPED:
             rows[(step_key, channel)].skip_reasons = top
         else:
             rows[(step_key, channel)].suppress_reasons = top
@@ -312,86 +304,3 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
         enrollments=enrollment_funnel(session, campaign_key, since, until),
         steps=steps, since=since, until=until, warning=warning,
     )
-
-
-# ---------------------------------------------------------------- provider health
-
-
-@dataclass
-class ChannelHealth:
-    """Provider call outcomes in the window. The outbox keeps each message's latest
-    outcome, not every attempt, so these count messages by where their last provider
-    call left them: a retry that later succeeded counts as sent."""
-
-    channel: str
-    sent: int = 0  # accepted by the provider in the window (sent_at)
-    transient: int = 0  # waiting to retry after a temporary error, or gave up after them
-    permanent: int = 0  # refused by the provider at the call (never accepted)
-    unconfirmed: int = 0  # the call's outcome is unknown
-    paused: bool = False
-    paused_reason: str | None = None
-
-    @property
-    def attempts(self) -> int:
-        return self.sent + self.transient + self.permanent + self.unconfirmed
-
-    @property
-    def errors(self) -> int:
-        return self.transient + self.permanent + self.unconfirmed
-
-    @property
-    def error_rate(self) -> float | None:
-        return rate(self.errors, self.attempts)
-
-
-@dataclass
-class ProviderHealth:
-    window: timedelta
-    channels: dict[str, ChannelHealth]
-    due_backlog: int
-    oldest_due_age_seconds: float | None
-
-
-GAVE_UP = "gave up after %"  # campaigns.delivery.sending: retries used up on transient errors
-
-
-def channel_health(session: Session, clock: Clock, window: timedelta | int) -> dict[str, ChannelHealth]:
-    """Provider outcomes per channel over the last `window` (a timedelta, or minutes)."""
-    if not isinstance(window, timedelta):
-        window = timedelta(minutes=int(window))
-    if window <= timedelta(0):
-        raise ValueError("the window must be positive")
-    since = clock.now() - window
-    health = {c: ChannelHealth(c) for c in CHANNELS}
-
-    def tally(attr: str, *where) -> None:
-        for channel, n in session.execute(
-                select(Message.channel, func.count()).where(*where).group_by(Message.channel)):
-            health.setdefault(channel, ChannelHealth(channel))
-            setattr(health[channel], attr, n)
-
-    recent = Message.updated_at >= since
-    tally("sent", Message.sent_at >= since)
-    tally("transient", recent, or_(
-        Message.status == states.RETRY,
-        and_(Message.status == states.FAILED, Message.reason.like(GAVE_UP)),
-    ))
-    tally("permanent", recent, Message.status == states.FAILED, Message.provider.is_not(None),
-          Message.sent_at.is_(None), Message.provider_message_id.is_(None),
-          or_(Message.reason.is_(None), ~Message.reason.like(GAVE_UP)))
-    tally("unconfirmed", recent, Message.status == states.UNCONFIRMED)
-    for pause in session.scalars(select(ChannelPause)):
-        health.setdefault(pause.channel, ChannelHealth(pause.channel))
-        health[pause.channel].paused = True
-        health[pause.channel].paused_reason = pause.reason
-    return health
-
-
-def provider_health(session: Session, clock: Clock, window: timedelta | int) -> ProviderHealth:
-    """Per-channel provider outcomes over the window, with the due backlog and the age of
-    the oldest due work (campaigns.reporting.overview). `window`: a timedelta, or minutes."""
-    if not isinstance(window, timedelta):
-        window = timedelta(minutes=int(window))
-    health = channel_health(session, clock, window)
-    status = read_status(session, clock)
-    return ProviderHealth(window, health, status.due_backlog, status.oldest_due_age_seconds)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns import states
 from campaigns.clock import Clock
 from campaigns.models import Enrollment, Message
+from campaigns.states import TERMINAL, WAITING, EnrollmentStatus, MessageStatus
 
 
 @dataclass
@@ -17,31 +17,47 @@ class Status:
     due_backlog: int
     oldest_due_age_seconds: float | None
     enrollments: dict[str, int] = field(default_factory=dict)
-    messages: dict[str, int] = field(default_factory=dict)
-    by_step: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
+    by_step: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)  # (campaign, step, channel)
+
+    @property
+    def by_channel(self) -> dict[tuple[str, str], int]:
+        """Messages by (status, channel)."""
+        out: dict[tuple[str, str], int] = {}
+        for (_, _, channel), counts in self.by_step.items():
+            for status, n in counts.items():
+                out[(status, channel)] = out.get((status, channel), 0) + n
+        return out
+
+    @property
+    def messages(self) -> dict[str, int]:
+        """Messages by status."""
+        out: dict[str, int] = {}
+        for (status, _), n in self.by_channel.items():
+            out[status] = out.get(status, 0) + n
+        return out
 
     @property
     def unfinished(self) -> int:
-        return sum(n for s, n in self.messages.items() if s not in states.TERMINAL)
+        return sum(n for s, n in self.messages.items() if s not in TERMINAL)
 
 
 def read_status(session: Session, clock: Clock) -> Status:
     now = clock.now()
-    due = select(Enrollment).where(Enrollment.status == "active", Enrollment.next_due_at <= now)
+    due = select(Enrollment).where(Enrollment.status == EnrollmentStatus.ACTIVE, Enrollment.next_due_at <= now)
     backlog = session.scalar(select(func.count()).select_from(due.subquery()))
     oldest = session.scalar(
         select(func.min(Enrollment.next_due_at)).where(
-            Enrollment.status == "active", Enrollment.next_due_at <= now
+            Enrollment.status == EnrollmentStatus.ACTIVE, Enrollment.next_due_at <= now
         )
     )
     waiting_since = session.scalar(
-        select(func.min(Message.due_at)).where(Message.status.in_(states.WAITING + (states.SENDING,)),
-                                               )
+        select(func.min(Message.due_at)).where(Message.status.in_((*WAITING, MessageStatus.SENDING)))
     )
     candidates = [t for t in (oldest, waiting_since) if t is not None and t <= now]
     age = (now - min(candidates)).total_seconds() if candidates else None
     enrollments = dict(session.execute(select(Enrollment.status, func.count()).group_by(Enrollment.status)).all())
-    messages = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
+    # Messages are counted once, by (campaign, step, channel, status); every other view
+    # of "messages by status" is a sum over this.
     by_step: dict = {}
     rows = session.execute(
         select(Message.campaign_key, Message.step_key, Message.channel, Message.status, func.count())
@@ -49,4 +65,4 @@ def read_status(session: Session, clock: Clock) -> Status:
     ).all()
     for campaign, step, channel, status, n in rows:
         by_step.setdefault((campaign, step, channel), {})[status] = n
-    return Status(backlog, age, enrollments, messages, by_step)
+    return Status(backlog, age, enrollments, by_step)

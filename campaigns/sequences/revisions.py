@@ -109,7 +109,8 @@ class ReconcileReport:
 
 def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit: int = 500) -> ReconcileReport:
     """Move enrolled people onto the deployed shape of each campaign."""
-    from campaigns.delivery.claiming import due_time, reachable_channels
+    from campaigns.audience.eligibility import reachable_channels
+    from campaigns.sequences.timing import due_time
 
     report = ReconcileReport()
     now = clock.now()

@@ -20,7 +20,8 @@ from campaigns.sequences.campaign import Registry
 from campaigns.tracking.links import BadToken, Signer, links_for
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
-from campaigns.audience.subscribers import has_consent, resubscribe, unsubscribe
+from campaigns.audience.consent import has_consent
+from campaigns.audience.opt_outs import resubscribe, unsubscribe
 
 PREFERRED_CHANNELS = ("phone", "email", "sms")
 

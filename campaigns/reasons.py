@@ -1,0 +1,72 @@
+"""Why a message stands where it does: reason codes as data.
+
+Every status change the engine makes records a code (`messages.reason_code`, stable,
+for reports and queries) beside a human sentence (`messages.reason`, which may carry a
+detail such as the suppression's cause or the attempt count). Reports count by code, so
+rewording a sentence never breaks a report, and one cause is one row.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # Stopped before a send (invariants 4 and 5)
+    NO_ADDRESS = "no_address"
+    NO_CONSENT = "no_consent"
+    UNSUBSCRIBED = "unsubscribed"
+    ADDRESS_SUPPRESSED = "address_suppressed"
+    ENROLLMENT_EXITED = "enrollment_exited"
+    OUTSIDE_TEXT_HOURS = "outside_text_hours"
+    TEMPLATE_ERROR = "template_error"
+    # A provider's answer (campaigns.delivery.outcomes)
+    ACCEPTED = "accepted"
+    TEMPORARY_ERROR = "temporary_error"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    REJECTED = "rejected"
+    CHANNEL_PAUSED = "channel_paused"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    LEASE_EXPIRED = "lease_expired"
+    # Settling an unconfirmed message (campaigns.delivery.unconfirmed)
+    CONFIRMED_BY_LOOKUP = "confirmed_by_lookup"
+    NOT_RECEIVED = "not_received"
+    SETTLED_SENT = "settled_sent"
+    SETTLED_FAILED = "settled_failed"
+    SETTLED_RESEND = "settled_resend"
+    # What a provider webhook said (campaigns.tracking.events)
+    WEBHOOK = "webhook"
+
+    def text(self, **details: object) -> str:
+        """The human sentence, with its details filled in (at most 200 characters,
+        the column's width)."""
+        return TEXTS[self].format(**details)[:200]
+
+    def values(self, **details: object) -> dict[str, str]:
+        """The two columns a status change writes."""
+        return {"reason_code": self.value, "reason": self.text(**details)}
+
+
+TEXTS: dict[Reason, str] = {
+    Reason.NO_ADDRESS: "no {address}",
+    Reason.NO_CONSENT: "no {channel} consent",
+    Reason.UNSUBSCRIBED: "subscriber unsubscribed",
+    Reason.ADDRESS_SUPPRESSED: "address suppressed: {cause}",
+    Reason.ENROLLMENT_EXITED: "enrollment exited: {cause}",
+    Reason.OUTSIDE_TEXT_HOURS: "outside text hours in the subscriber's time zone",
+    Reason.TEMPLATE_ERROR: "template error",
+    Reason.ACCEPTED: "accepted by provider",
+    Reason.TEMPORARY_ERROR: "temporary provider error",
+    Reason.RETRIES_EXHAUSTED: "gave up after {attempts} attempts",
+    Reason.REJECTED: "{cause}",
+    Reason.CHANNEL_PAUSED: "channel paused: provider configuration error ({error})",
+    Reason.OUTCOME_UNKNOWN: "provider call outcome unknown; awaiting webhook",
+    Reason.LEASE_EXPIRED: "lease expired during the provider call; it may have been sent",
+    Reason.CONFIRMED_BY_LOOKUP: "confirmed by provider look-up",
+    Reason.NOT_RECEIVED: "provider never received it; sending again",
+    Reason.SETTLED_SENT: "settled by ops: provider has it",
+    Reason.SETTLED_FAILED: "settled by ops: provider never sent it; not resending",
+    Reason.SETTLED_RESEND: "settled by ops: resending",
+    Reason.WEBHOOK: "{provider} webhook: {event}{detail}",
+}
+

@@ -1,0 +1,62 @@
+"""When a step is due: the scheduling policy from settings, the text hours, and the
+window a step may go out in, in the subscriber's own time zone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from campaigns.models import Subscriber
+from campaigns.sequences.campaign import Campaign, DefinitionError, Step
+from campaigns.sequences.windows import Window, next_allowed
+from campaigns.states import Channel
+
+# Texts only between 08:00 and 21:00 local time (TCPA); settings may narrow it.
+TEXT_HOURS = Window.every_day(8, 21)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The scheduling rules that come from settings."""
+
+    default_timezone: str = "America/New_York"
+    sms_window: Window = TEXT_HOURS
+    claim_batch_size: int = 500
+    requeue_after: timedelta = timedelta(minutes=10)
+
+    @classmethod
+    def from_settings(cls, s) -> Policy:
+        return cls(
+            default_timezone=s.default_timezone,
+            sms_window=Window.every_day(s.sms_earliest_hour, s.sms_latest_hour),
+            claim_batch_size=s.claim_batch_size,
+            requeue_after=timedelta(seconds=s.requeue_after_seconds),
+        )
+
+    def zone(self, subscriber: Subscriber) -> ZoneInfo:
+        return ZoneInfo(subscriber.timezone or self.default_timezone)
+
+
+def step_window(campaign: Campaign, channels, policy: Policy) -> Window:
+    """The campaign window, narrowed to the text hours when the step may text."""
+    window = campaign.window
+    if Channel.SMS in channels:
+        narrowed = window.intersect(policy.sms_window)
+        if narrowed is None:
+            raise DefinitionError(
+                [(f"{campaign.key}: send_window {window.describe()} never overlaps the text "
+                  f"hours {policy.sms_window.describe()}")]
+            )
+        window = narrowed
+    return window
+
+
+def due_time(
+    base: datetime, campaign: Campaign, step: Step, subscriber: Subscriber,
+    channels: list[str], policy: Policy,
+) -> datetime:
+    """When `step` is due for someone whose previous step went out at `base`: after the
+    step's delay, at the next minute its window allows on the channels they can get."""
+    wanted = [c for c in step.channels if c in channels] or list(step.channels)
+    return next_allowed(base + step.delay, step_window(campaign, wanted, policy), policy.zone(subscriber))
