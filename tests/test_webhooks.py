@@ -21,7 +21,8 @@ from campaigns.db import transaction
 from campaigns.models import ConsentRecord, Enrollment, Event, Message, Subscriber, Suppression
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
-from campaigns.audience.subscribers import has_consent, suppress
+from campaigns.audience.consent import has_consent
+from campaigns.audience.suppression import suppress
 from settings import load_settings
 from tests.helpers import add_and_enroll
 from web.app import create_app
@@ -514,7 +515,8 @@ def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(facto
     last must not write its status over the other's if that would move backwards."""
     import threading
 
-    from campaigns.tracking.events import from_twilio_status, record_event
+    from campaigns.tracking.events import record_event
+    from workers.providers.twilio_webhook import parse_status
 
     ids = []
     for n in range(8):
@@ -525,7 +527,8 @@ def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(facto
     def deliver(ref, sid, status, barrier):
         barrier.wait()
         with transaction(factory) as s:
-            record_event(s, clock, from_twilio_status(status_params(sid, status), ref, clock.now()))
+            (ev,) = parse_status(status_params(sid, status), ref, clock.now())
+            record_event(s, clock, ev)
 
     for mid, ref, sid in ids:
         barrier = threading.Barrier(2)
@@ -558,3 +561,49 @@ def test_twilio_status_with_an_unverifiable_ref_falls_back_to_the_sid(client, fa
     path = f"/webhooks/twilio/status?ref={ref}"  # the bare token, not signed by us
     assert twilio_post(client, path, status_params(sid, "delivered")).status_code == 200
     assert message(factory, mid).status == states.DELIVERED  # found by its MessageSid
+
+
+@pytest.mark.parametrize("path", ["/webhooks/sendgrid/events", "/webhooks/twilio/status",
+                                  "/webhooks/twilio/inbound"])
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_over_the_cap_is_413_and_never_read_further(path, declared, client, factory):
+    from web.webhooks import SENDGRID_MAX_BODY, TWILIO_MAX_BODY
+
+    limit = SENDGRID_MAX_BODY if "sendgrid" in path else TWILIO_MAX_BODY
+    body = b"x" * (limit + 1)
+    if declared:
+        response = client.post(path, content=body)
+    else:  # chunked: no Content-Length to go by, the count stops it
+        response = client.post(path, content=iter([body[:limit], body[limit:]]))
+        assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert count(factory, Event) == 0
+
+
+def test_the_domain_acts_on_neutral_flags_whoever_the_provider(factory, clock, registry, policy):
+    """record_event names no provider: a third one setting the same flags gets the same
+    suppressions as SendGrid's address drops and Twilio's 21610."""
+    from campaigns.tracking.events import NormalizedEvent, record_event
+
+    email_id, email_ref, _ = sent_message(factory, clock, registry, policy, "email")
+    sms_id, sms_ref, _ = sent_message(factory, clock, registry, policy, "sms")
+    kept_id, kept_ref, _ = sent_message(factory, clock, registry, policy, "email",
+                                        email="kept@example.com")
+
+    def ev(provider, channel, ref, kind, **flags):
+        return NormalizedEvent(provider=provider, channel=channel, provider_event_id=uuid.uuid4().hex,
+                               type=kind, reference=ref, provider_message_id=None,
+                               occurred_at=clock.now(), **flags)
+
+    E = states.EventType
+    with transaction(factory) as s:
+        record_event(s, clock, ev("postmark", "email", email_ref, E.DROPPED, address_at_fault=True))
+        record_event(s, clock, ev("vonage", "sms", sms_ref, E.FAILED, recipient_opted_out=True))
+        record_event(s, clock, ev("postmark", "email", kept_ref, E.DROPPED))  # our own fault
+        # the wrong channel for the message: unknown, nothing done
+        record_event(s, clock, ev("vonage", "sms", kept_ref, E.FAILED, recipient_opted_out=True))
+    assert suppression(factory, "email", EMAIL).reason == "dropped"
+    assert suppression(factory, "sms", PHONE).reason == "stop"
+    assert suppression(factory, "email", "kept@example.com") is None
+    assert [message(factory, i).status for i in (email_id, sms_id, kept_id)] == [
+        states.FAILED, states.FAILED, states.FAILED]
