@@ -154,3 +154,15 @@ def test_an_inbound_text_with_missing_fields_still_parses():
     text = tw.parse_inbound({"SmsSid": "SMold"})
     assert (text.from_number, text.body, text.message_id) == ("", "", "SMold")
     assert tw.parse_inbound({}).message_id is None
+
+
+def test_the_webhook_modules_load_without_a_web_framework():
+    """Plain bytes and mappings in: importing them (and all they import) pulls in neither
+    FastAPI nor Starlette. A fresh interpreter, since this one has the web app loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import workers.providers.sendgrid_webhook, workers.providers.twilio_webhook; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
