@@ -43,7 +43,7 @@ import psycopg
 import redis
 from sqlalchemy import func, select
 
-from campaigns import states
+from campaigns.states import TERMINAL, MessageStatus
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory, transaction
 from campaigns.sequences.campaign import Registry
@@ -186,7 +186,7 @@ class Bench:
             with factory() as session:
                 done, last = session.execute(
                     select(func.count(Message.id), func.max(Message.sent_at))
-                    .where(Message.channel == channel, Message.status.in_(states.TERMINAL))).one()
+                    .where(Message.channel == channel, Message.status.in_(TERMINAL))).one()
             if done >= people * 2:
                 break
             if time.perf_counter() - t0 > self.deadline:
@@ -197,7 +197,7 @@ class Bench:
                                              .where(Message.channel == channel).group_by(Message.status)).all())
         engine.dispose()
         _stop(self.procs.pop())
-        sent = by_status.get(states.SENT, 0)
+        sent = by_status.get(MessageStatus.SENT, 0)
         seconds = (_aware(last) - started).total_seconds()
         fake = self.sendgrid if channel == "email" else self.twilio
         requests = len(fake.requests)
@@ -242,7 +242,7 @@ def main() -> int:
           f"Redis + PostgreSQL on loopback; EMAIL_BATCH_SIZE={a.email_batch}, SMS_BATCH_SIZE={a.sms_batch}")
     print(f"raw Celery no-op tasks  {noop['count']:6d} in {noop['seconds']:6.2f} s = {noop['rate']:8.1f} tasks/s")
     for name, r in (("email (SendGrid fake)", email), ("sms (Twilio fake)", sms)):
-        extra = {k: v for k, v in r["statuses"].items() if k != states.SENT}
+        extra = {k: v for k, v in r["statuses"].items() if k != MessageStatus.SENT}
         print(f"{name:22s}  {r['count']:6d} in {r['seconds']:6.2f} s = {r['rate']:8.1f} msgs/s"
               f"  = {r['rate'] / noop['rate']:5.2f}x no-op  ({r['requests']} provider requests"
               + (f"; not sent: {extra}" if extra else "") + ")")

@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from campaigns.states import ContactStatus, EnrollmentStatus, SubscriberStatus
+
 
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
@@ -61,8 +63,8 @@ class Subscriber(Base):
     first_name: Mapped[str | None] = mapped_column(String(100))
     locale: Mapped[str | None] = mapped_column(String(10))
     timezone: Mapped[str | None] = mapped_column(String(64))
-    # pending (awaiting confirmation), active, unsubscribed (from everything)
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    # campaigns.states.SubscriberStatus
+    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.ACTIVE)
     # Double opt-in: when a confirmation email was asked for, and when one was last handed
     # to the provider; the notify task sends whenever the request is newer than the send.
     confirmation_requested_at: Mapped[datetime | None]
@@ -129,7 +131,7 @@ class Enrollment(Base):
     next_due_at: Mapped[datetime | None]
     steps_done: Mapped[int] = mapped_column(Integer, default=0)
     # campaigns.states.EnrollmentStatus
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[str] = mapped_column(String(20), default=EnrollmentStatus.ACTIVE)
     exit_reason: Mapped[str | None] = mapped_column(String(80))
     source: Mapped[str] = mapped_column(String(40), default="api")
     created_at: Mapped[datetime]
@@ -160,7 +162,7 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(10))
     # Random; signed links name the message by this, never by id (campaigns.tracking.links).
     public_token: Mapped[str] = mapped_column(String(22), unique=True)
-    # See campaigns.states for the lifecycle.
+    # campaigns.states.MessageStatus, with the lifecycle drawn there.
     status: Mapped[str] = mapped_column(String(20))
     # Why it stands there: a stable code (campaigns.reasons) and its human sentence.
     reason_code: Mapped[str | None] = mapped_column(String(40))
@@ -188,7 +190,7 @@ class Event(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), index=True)
-    type: Mapped[str] = mapped_column(String(20))  # campaigns.states.EventType
+    type: Mapped[str] = mapped_column(String(20))  # campaigns.EventType
     provider: Mapped[str] = mapped_column(String(20))  # sendgrid, twilio, outbox, tracking
     provider_event_id: Mapped[str | None] = mapped_column(String(120))
     occurred_at: Mapped[datetime]
@@ -207,7 +209,7 @@ class ContactRequest(Base):
     preferred_channel: Mapped[str | None] = mapped_column(String(10))  # phone, email, sms
     preferred_time: Mapped[str | None] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="open")  # open, contacted, closed
+    status: Mapped[str] = mapped_column(String(20), default=ContactStatus.OPEN)  # campaigns.states.ContactStatus
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
     notified_at: Mapped[datetime | None]  # when the care team was told

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from campaigns import states
+from campaigns.states import MessageStatus
 from campaigns.delivery.pauses import pause, paused
 from campaigns.db import transaction
 from campaigns.models import ChannelPause, ContactRequest, Message
@@ -174,7 +174,7 @@ def _unconfirmed(factory, history, *keys):
     ids = [history.msg[k] for k in keys]
     with transaction(factory) as s:
         for message_id in ids:
-            s.get(Message, message_id).status = states.UNCONFIRMED
+            s.get(Message, message_id).status = MessageStatus.UNCONFIRMED
     return ids
 
 
@@ -205,8 +205,8 @@ def test_outbox_lists_by_status_and_settles_unconfirmed(client, app, history, fa
 
     with factory() as s:
         got = {i: s.get(Message, i).status for i in (sent_id, failed_id, resend_id, later_id)}
-    assert got == {sent_id: states.SENT, failed_id: states.FAILED, resend_id: states.QUEUED,
-                   later_id: states.QUEUED}
+    assert got == {sent_id: MessageStatus.SENT, failed_id: MessageStatus.FAILED, resend_id: MessageStatus.QUEUED,
+                   later_id: MessageStatus.QUEUED}
     again = client.post(f"/admin/outbox/{sent_id}/settle", data={"outcome": "failed"}, headers=POST)
     assert again.status_code == 409 and "not unconfirmed" in again.text
     assert client.post(f"/admin/outbox/{failed_id}/settle", data={"outcome": "maybe"},
@@ -223,7 +223,7 @@ def test_a_failing_dispatcher_leaves_the_message_for_the_reaper(client, app, his
     answer = client.post(f"/admin/outbox/{message_id}/settle", data={"outcome": "resend"}, headers=POST)
     assert answer.status_code == 200 and "broker did not take them" in answer.text
     with factory() as s:
-        assert s.get(Message, message_id).status == states.QUEUED
+        assert s.get(Message, message_id).status == MessageStatus.QUEUED
 
 
 # ---------------------------------------------------------------- channels

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from campaigns import states
+from campaigns.states import EventType, MessageStatus
 from campaigns.db import transaction
 from campaigns.tracking.links import Signer, links_for
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
@@ -45,7 +45,7 @@ def sent(factory, clock, registry, policy):
     with transaction(factory) as s:
         work = claim_due(s, clock, registry, policy)
         msg = s.get(Message, work.email[0])
-        msg.status = states.SENT
+        msg.status = MessageStatus.SENT
     links = links_for(BASE, Signer(SECRET.encode()), msg.public_token)
     return sid, msg, links
 
@@ -64,7 +64,7 @@ def test_read_online_shows_the_lesson_and_counts_a_click(client, sent, factory):
     page = client.get(path(links.read_online))
     assert page.status_code == 200 and "Hello Ana, this is lesson 1." in page.text
     assert page.headers["cache-control"] == "no-store"
-    assert events(factory, states.EventType.CLICKED) == 1
+    assert events(factory, EventType.CLICKED) == 1
 
 
 @pytest.mark.parametrize("route", ["/m/", "/u/", "/p/", "/c/"])
@@ -145,7 +145,7 @@ def test_contact_request_is_recorded_once_and_updated(client, sent, factory):
         (req,) = s.scalars(select(ContactRequest)).all()
         assert (req.subscriber_id, req.preferred_channel, req.note, req.status) == (sid, "sms", "gracias", "open")
         assert req.step_key == msg.step_key
-    assert events(factory, states.EventType.CONTACT_REQUESTED) == 2
+    assert events(factory, EventType.CONTACT_REQUESTED) == 2
 
 
 def test_contact_request_with_an_unknown_channel_is_refused(client, sent, factory):
@@ -169,7 +169,7 @@ def test_open_pixel_records_an_open_and_never_errors(client, sent, factory):
     _, _, links = sent
     assert client.get(path(links.open)).headers["content-type"] == "image/gif"
     assert client.get("/o/forged.token").headers["content-type"] == "image/gif"
-    assert events(factory, states.EventType.OPENED) == 1
+    assert events(factory, EventType.OPENED) == 1
 
 
 def test_care_team_is_told_without_personal_detail(client, sent, factory, clock, outbox):
@@ -204,7 +204,7 @@ def test_unsubscribing_by_link_is_counted_against_the_step(client, sent, factory
     _, msg, links = sent
     client.post(path(links.unsubscribe), data={"List-Unsubscribe": "One-Click"})
     with factory() as s:
-        (event,) = s.scalars(select(Event).where(Event.type == states.EventType.UNSUBSCRIBED)).all()
+        (event,) = s.scalars(select(Event).where(Event.type == EventType.UNSUBSCRIBED)).all()
         assert event.message_id == msg.id
 
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from campaigns import states
+from campaigns.states import MessageStatus
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
 from campaigns.sequences.campaign import Registry
@@ -189,7 +189,7 @@ def test_two_workers_share_one_sms_limit(stack):
         forms = fake.sent_messages()
 
     texts = [m for m in rows if m.channel == "sms"]
-    assert len(texts) == 40 and {m.status for m in texts} == {states.SENT}, stack.logs()
+    assert len(texts) == 40 and {m.status for m in texts} == {MessageStatus.SENT}, stack.logs()
     refs = [f["StatusCallback"].rsplit("ref=", 1)[1].split(".")[0] for f in forms]  # token.signature
     assert len(seen) == 40 and sorted(refs) == sorted(m.public_token for m in texts)  # each once
     assert {m.provider_message_id[:2] for m in texts} == {"SM"}

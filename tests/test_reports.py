@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select
 
-from campaigns import states
+from campaigns.states import EventType, MessageStatus
 
 from campaigns.care import contact_queue
 
@@ -32,7 +32,7 @@ from workers.cli import main
 from workers.cli.context import Drip
 from workers.runtime import build_runtime
 
-E = states.EventType
+E = EventType
 ANA_PHONE, ANA_EMAIL = "+12025550143", "ana@example.com"
 
 
@@ -92,17 +92,17 @@ def script_history(factory, clock, registry, policy) -> History:
 
     with transaction(factory) as s:
         accepted = {"provider": "outbox", "sent_at": now}
-        set_(s, ("ana", "one", "email"), states.DELIVERED, provider_message_id="p1", **accepted)
-        set_(s, ("ben", "one", "email"), states.SENT, provider_message_id="p2", **accepted)
-        set_(s, ("cy", "one", "email"), states.FAILED, provider="sendgrid", reason="rejected by provider",
+        set_(s, ("ana", "one", "email"), MessageStatus.DELIVERED, provider_message_id="p1", **accepted)
+        set_(s, ("ben", "one", "email"), MessageStatus.SENT, provider_message_id="p2", **accepted)
+        set_(s, ("cy", "one", "email"), MessageStatus.FAILED, provider="sendgrid", reason="rejected by provider",
              last_error="550 no such user")
-        set_(s, ("ana", "one", "sms"), states.DELIVERED, **accepted)
-        set_(s, ("ben", "one", "sms"), states.UNCONFIRMED, provider="twilio",
+        set_(s, ("ana", "one", "sms"), MessageStatus.DELIVERED, **accepted)
+        set_(s, ("ben", "one", "sms"), MessageStatus.UNCONFIRMED, provider="twilio",
              reason="provider call outcome unknown; awaiting webhook")
-        set_(s, ("dee", "one", "sms"), states.RETRY, provider="twilio", reason="temporary provider error",
+        set_(s, ("dee", "one", "sms"), MessageStatus.RETRY, provider="twilio", reason="temporary provider error",
              next_attempt_at=now + timedelta(minutes=5), last_error="503")
-        set_(s, ("ana", "two", "email"), states.BOUNCED, provider_message_id="p3", **accepted)
-        set_(s, ("ben", "two", "email"), states.FAILED, provider_message_id="p4",
+        set_(s, ("ana", "two", "email"), MessageStatus.BOUNCED, provider_message_id="p3", **accepted)
+        set_(s, ("ben", "two", "email"), MessageStatus.FAILED, provider_message_id="p4",
              reason="sendgrid webhook: dropped", **accepted)
         # engagement on step one's email
         _event(s, ids[("ana", "one", "email")], E.OPENED, {"maybe_automated": False})
@@ -226,7 +226,7 @@ def test_provider_health_over_a_window(history, factory, clock):
 
     with transaction(factory) as s:
         m = s.get(Message, history.msg[("cy", "two", "email")])
-        m.status, m.provider, m.updated_at = states.FAILED, "sendgrid", clock.now()
+        m.status, m.provider, m.updated_at = MessageStatus.FAILED, "sendgrid", clock.now()
         m.reason_code, m.reason = Reason.RETRIES_EXHAUSTED, Reason.RETRIES_EXHAUSTED.text(attempts=6)
         pause(s, clock, "sms", "twilio: 20003 authenticate", by="provider")
     with factory() as s:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import states
+from campaigns.states import MessageStatus
 from campaigns.db import transaction
 from campaigns.sequences.campaign import DefinitionError, Registry
 from campaigns.models import Enrollment, Message, Subscriber
@@ -155,7 +155,7 @@ def test_reaper_requeues_lost_tasks_and_flags_expired_leases(factory, clock, reg
     with transaction(factory) as s:
         claim_due(s, clock, registry, policy)
         email, sms = s.scalars(select(Message).order_by(Message.id)).all()
-        sms.status, sms.lease_until = states.SENDING, clock.now()
+        sms.status, sms.lease_until = MessageStatus.SENDING, clock.now()
     clock.advance(minutes=11)
     with transaction(factory) as s:
         reaped = reap(s, clock, policy)

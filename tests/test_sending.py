@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from campaigns import states
+from campaigns.states import MessageStatus
 from campaigns.db import transaction
 from campaigns.models import Enrollment, Message, Subscriber, Suppression
 from campaigns.delivery.claiming import claim_due
@@ -48,7 +48,7 @@ def test_sends_through_outbox_and_records(send_ctx, factory, clock, registry, po
     work = claim(factory, clock, registry, policy)
     assert send_batch(send_ctx, "email", work.email).sent == 1
     assert send_batch(send_ctx, "sms", work.sms).sent == 1
-    assert all(m.status == states.SENT and m.provider == "outbox" for m in messages(factory))
+    assert all(m.status == MessageStatus.SENT and m.provider == "outbox" for m in messages(factory))
     eml = next((outbox.folder / "email").iterdir()).read_text()
     assert "Subject: Welcome, Ana" in eml and "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml
     assert "a@example.com" not in eml.split("List-Unsubscribe:")[1].split("\n")[0]
@@ -84,7 +84,7 @@ def test_bounce_suppression_after_queueing_stops_the_message(send_ctx, factory, 
         suppress(s, clock, "email", "A@Example.com", "bounce", "sendgrid")
     send_batch(send_ctx, "email", work.email)
     (m,) = [m for m in messages(factory) if m.channel == "email"]
-    assert (m.status, m.reason) == (states.SUPPRESSED, "address suppressed: bounce")
+    assert (m.status, m.reason) == (MessageStatus.SUPPRESSED, "address suppressed: bounce")
 
 
 def test_stop_everything_exits_enrollment_and_skips_queued(send_ctx, factory, clock, registry, policy):
@@ -95,7 +95,7 @@ def test_stop_everything_exits_enrollment_and_skips_queued(send_ctx, factory, cl
     send_batch(send_ctx, "email", work.email)
     with factory() as s:
         assert s.get(Enrollment, eid).status == "exited"
-    assert messages(factory)[0].status in (states.SUPPRESSED, states.SKIPPED)
+    assert messages(factory)[0].status in (MessageStatus.SUPPRESSED, MessageStatus.SKIPPED)
 
 
 def test_text_outside_hours_at_send_time_is_deferred_not_dropped(send_ctx, factory, clock, registry, policy):
@@ -104,7 +104,7 @@ def test_text_outside_hours_at_send_time_is_deferred_not_dropped(send_ctx, facto
     clock.current = datetime(2026, 3, 3, 2, 30, tzinfo=UTC)  # the worker was down until 21:30 NY
     assert send_batch(send_ctx, "sms", work.sms).deferred == 1
     (m,) = [m for m in messages(factory) if m.channel == "sms"]
-    assert m.status == states.DEFERRED
+    assert m.status == MessageStatus.DEFERRED
     assert m.next_attempt_at == datetime(2026, 3, 3, 13, 0, tzinfo=UTC)
 
 
@@ -118,7 +118,7 @@ def test_transient_error_retries_with_backoff_then_gives_up(send_ctx, factory, c
     wait = (m.next_attempt_at - clock.now()).total_seconds()
     assert 15 <= wait <= 30  # attempt 1: between half and all of the 30 s base
     with transaction(factory) as s:
-        s.get(Message, m.id).status = states.QUEUED
+        s.get(Message, m.id).status = MessageStatus.QUEUED
     assert send_batch(send_ctx, "email", work.email).failed == 1
     assert messages(factory)[0].reason == "gave up after 2 attempts"
 
@@ -138,7 +138,7 @@ def test_permanent_error_fails_and_suppresses(send_ctx, factory, clock, registry
                                       "suppress_reason": "unsubscribed at carrier (21610)"})
     send_batch(send_ctx, "sms", work.sms)
     m = next(m for m in messages(factory) if m.channel == "sms")
-    assert m.status == states.FAILED
+    assert m.status == MessageStatus.FAILED
     with factory() as s:
         assert s.scalar(select(Suppression.reason)) == "unsubscribed at carrier (21610)"
 
@@ -155,7 +155,7 @@ def test_unknown_outcome_is_unconfirmed_never_resent(send_ctx, factory, clock, r
         reap(s, clock, policy)
         settle_unconfirmed(s, clock, {"email": scripted})  # no look-up: stays put
     assert len(scripted.calls) == 1
-    assert messages(factory)[0].status == states.UNCONFIRMED
+    assert messages(factory)[0].status == MessageStatus.UNCONFIRMED
 
 
 def test_lookup_settles_unconfirmed(send_ctx, factory, clock, registry, policy, outbox):
@@ -164,7 +164,7 @@ def test_lookup_settles_unconfirmed(send_ctx, factory, clock, registry, policy, 
     send_batch(send_ctx, "email", work.email)
     with transaction(factory) as s:  # as if two workers died after leasing
         for m in s.scalars(select(Message)):
-            m.status = states.UNCONFIRMED
+            m.status = MessageStatus.UNCONFIRMED
     with transaction(factory) as s:
         requeue, counts = settle_unconfirmed(s, clock, {"email": outbox, "sms": outbox})
     assert counts == {"sent": 1, "requeued": 1, "waiting": 0}
@@ -185,7 +185,7 @@ def test_template_error_fails_with_reason_and_sends_nothing(send_ctx, factory, c
     send_ctx.renderer = Renderer(broken, Sender("Lunara", "x"))
     assert send_batch(send_ctx, "email", work.email).failed == 1
     m = messages(factory)[0]
-    assert (m.status, m.reason) == (states.FAILED, "template error")
+    assert (m.status, m.reason) == (MessageStatus.FAILED, "template error")
     assert "'diagnosis' is undefined" in m.last_error
     assert not (outbox.folder / "email").exists()
 
@@ -255,7 +255,7 @@ def test_config_error_pauses_channel_and_keeps_messages(send_ctx, factory, clock
     assert send_batch(send_ctx, "email", work.email[1:]).paused == 2  # no provider call at all
     assert len(scripted.calls) == 1
     rows = [m for m in messages(factory) if m.channel == "email"]
-    assert {(m.status, m.attempts) for m in rows} == {(states.QUEUED, 0)}
+    assert {(m.status, m.attempts) for m in rows} == {(MessageStatus.QUEUED, 0)}
     with transaction(factory) as s:
         again = resume(s, clock, "email")
     assert sorted(again.email) == sorted(work.email)
@@ -294,7 +294,7 @@ def test_failure_between_chunks_leaves_the_rest_queued_not_unconfirmed(send_ctx,
     with pytest.raises(ConnectionError):
         send_batch(send_ctx, "sms", ids)
     statuses = [m.status for m in messages(factory) if m.channel == "sms"]
-    assert statuses == [states.SENT, states.SENT, states.QUEUED, states.QUEUED, states.QUEUED]
+    assert statuses == [MessageStatus.SENT, MessageStatus.SENT, MessageStatus.QUEUED, MessageStatus.QUEUED, MessageStatus.QUEUED]
     clock.advance(minutes=11)
     with transaction(factory) as s:
         assert reap(s, clock, policy).requeued.sms == ids[2:]  # handed back, never "unconfirmed"
@@ -311,7 +311,7 @@ def test_texts_that_wait_past_nine_pm_for_tokens_are_deferred(send_ctx, factory,
     send_ctx.limiters = {"sms": Burst2(slow_tokens)}
     report = send_batch(send_ctx, "sms", ids)
     assert (report.sent, report.deferred) == (2, 3)
-    deferred = [m for m in messages(factory) if m.status == states.DEFERRED]
+    deferred = [m for m in messages(factory) if m.status == MessageStatus.DEFERRED]
     assert {m.next_attempt_at for m in deferred} == {datetime(2026, 3, 3, 13, 0, tzinfo=UTC)}  # 08:00
 
 
@@ -323,7 +323,7 @@ def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(send_ctx, fa
         def _answer(self, items):
             with transaction(factory) as s:  # the delivery receipt lands before our write
                 msg = s.get(Message, items[0].message_id)
-                msg.status, msg.lease_token = states.DELIVERED, None
+                msg.status, msg.lease_token = MessageStatus.DELIVERED, None
             return [SendResult(i.message_id, Outcome.PERMANENT, suppress_reason="invalid number") for i in items]
 
         send_sms = _answer
@@ -332,7 +332,7 @@ def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(send_ctx, fa
     report = send_batch(send_ctx, "sms", work.sms)
     assert (report.failed, report.not_ours) == (0, 1)
     with factory() as s:
-        assert s.get(Message, work.sms[0]).status == states.DELIVERED
+        assert s.get(Message, work.sms[0]).status == MessageStatus.DELIVERED
         assert s.scalar(select(Suppression.id)) is None
 
 
@@ -349,7 +349,7 @@ def test_stop_while_a_chunk_waits_for_tokens_stops_that_text(send_ctx, factory, 
     report = send_batch(send_ctx, "sms", ids)
     assert (report.sent, report.suppressed) == (4, 1)
     with factory() as s:
-        assert s.get(Message, ids[2]).status == states.SUPPRESSED
+        assert s.get(Message, ids[2]).status == MessageStatus.SUPPRESSED
 
 
 def test_tokens_are_taken_only_for_texts_still_queued(send_ctx, factory, clock, registry, policy, outbox):
@@ -364,7 +364,7 @@ def test_tokens_are_taken_only_for_texts_still_queued(send_ctx, factory, clock, 
             if items[0].message_id == ids[0]:  # meanwhile a duplicate task sent texts 3 and 4
                 with transaction(factory) as s:
                     for mid in ids[2:4]:
-                        s.get(Message, mid).status = states.SENT
+                        s.get(Message, mid).status = MessageStatus.SENT
             return [SendResult(i.message_id, Outcome.ACCEPTED, "x") for i in items]
 
     send_ctx.sms_provider, send_ctx.limiters = DuplicateTaskFirst(), {"sms": limiter}
@@ -389,5 +389,5 @@ def test_a_definite_answer_after_the_lease_ran_out_still_counts(send_ctx, factor
     send_ctx.sms_provider = VerySlow()
     assert send_batch(send_ctx, "sms", work.sms).failed == 1
     with factory() as s:
-        assert s.get(Message, work.sms[0]).status == states.FAILED
+        assert s.get(Message, work.sms[0]).status == MessageStatus.FAILED
         assert s.scalar(select(Suppression.reason)) == "unsubscribed at carrier (21610)"

@@ -40,8 +40,6 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
-from campaigns import states
-
 from campaigns.delivery import pauses
 
 from campaigns.care import contact_queue
@@ -53,6 +51,7 @@ from campaigns.models import ContactRequest, Message
 from campaigns.delivery.unconfirmed import OpsError, settle
 from campaigns.delivery.work import Work
 from campaigns.reporting.overview import read_status
+from campaigns.states import CHANNELS, ContactStatus, MessageStatus
 from web.render import pages
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ HEADERS = {
                                 "frame-ancestors 'none'; base-uri 'none'"),
 }
 OUTBOX_LIMIT = 200
-KNOWN_CHANNELS = ("email", "sms")
+KNOWN_CHANNELS = CHANNELS
 
 
 
@@ -210,7 +209,7 @@ def dashboard(request: Request, user: AdminUser) -> HTMLResponse:
         enrollment_funnels = funnels.enrollment_funnels(session, state.registry)
         status = read_status(session, state.clock)
         open_requests = session.scalar(
-            select(func.count()).select_from(ContactRequest).where(ContactRequest.status == "open"))
+            select(func.count()).select_from(ContactRequest).where(ContactRequest.status == ContactStatus.OPEN))
         paused = pauses.all_paused(session)
     _, warning = funnels.load_campaigns(state.registry)
     return _render("admin_dashboard.html", title="Campaigns", user=user, funnels=enrollment_funnels, status=status,
@@ -262,8 +261,8 @@ def mark_contact_request(request: Request, request_id: str, user: AdminUser,
 @router.get("/outbox", response_class=HTMLResponse)
 def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTMLResponse:
     state = _state(request)
-    if status and status not in states.ALL:
-        return _notice("Unknown status", f"status must be one of {', '.join(states.ALL)}",
+    if status and status not in tuple(MessageStatus):
+        return _notice("Unknown status", f"status must be one of {', '.join(tuple(MessageStatus))}",
                        back="/admin/outbox", status=400)
     with state.factory() as session:
         counts = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
@@ -275,8 +274,8 @@ def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTML
             query = query.order_by(Message.updated_at.desc(), Message.id.desc())
         rows = session.scalars(query.limit(OUTBOX_LIMIT)).all()
     return _render("admin_outbox.html", title="Outbox", user=user, counts=counts, rows=rows,
-                   statuses=states.ALL, status=status or "", limit=OUTBOX_LIMIT,
-                   unconfirmed=states.UNCONFIRMED, has_dispatch=getattr(state, "dispatch", None) is not None,
+                   statuses=tuple(MessageStatus), status=status or "", limit=OUTBOX_LIMIT,
+                   unconfirmed=MessageStatus.UNCONFIRMED, has_dispatch=getattr(state, "dispatch", None) is not None,
                    requeue_after=state.settings.requeue_after_seconds)
 
 

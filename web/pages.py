@@ -18,12 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from campaigns import states
-
 from campaigns.tracking import portal
 from campaigns.db import transaction
 from campaigns.tracking.links import links_for
 from campaigns.content.rendering import RenderError
+from campaigns.states import CHANNELS, EventType
 from web.i18n import words
 from web.render import NO_STORE, page
 
@@ -60,7 +59,7 @@ def _engage(request: Request, purpose: str, token: str, kind: str):
 @router.get("/o/{token}")
 async def open_pixel(request: Request, token: str) -> Response:
     try:
-        await run_in_threadpool(_engage, request, "o", token, states.EventType.OPENED)
+        await run_in_threadpool(_engage, request, "o", token, EventType.OPENED)
     except portal.NotFound:
         pass  # a pixel never shows an error page
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
@@ -70,7 +69,7 @@ async def open_pixel(request: Request, token: str) -> Response:
 async def read_online(request: Request, token: str) -> HTMLResponse:
     state = _deps(request)
     try:
-        visit = await run_in_threadpool(_engage, request, "m", token, states.EventType.CLICKED)
+        visit = await run_in_threadpool(_engage, request, "m", token, EventType.CLICKED)
         email = portal.lesson(state.registry, state.renderer, state.signer, state.settings.public_base_url, visit)
     except (portal.NotFound, RenderError, LookupError):
         return _invalid(request)
@@ -131,7 +130,7 @@ def _preferences(request: Request, token: str, wanted: dict | None) -> HTMLRespo
                                                   **wanted)
             else:
                 prefs = portal.preferences(session, visit.subscriber)
-            blocked = [c for c in ("email", "sms") if wanted and wanted[c] and not getattr(prefs, c)]
+            blocked = [c for c in CHANNELS if wanted and wanted[c] and not getattr(prefs, c)]
             links = links_for(state.settings.public_base_url, state.signer, visit.message.public_token)
             locale = visit.subscriber.locale
     except portal.NotFound:
@@ -143,7 +142,7 @@ def _preferences(request: Request, token: str, wanted: dict | None) -> HTMLRespo
 @router.get("/c/{token}", response_class=HTMLResponse)
 async def contact_form(request: Request, token: str) -> HTMLResponse:
     try:
-        visit = await run_in_threadpool(_engage, request, "c", token, states.EventType.CLICKED)
+        visit = await run_in_threadpool(_engage, request, "c", token, EventType.CLICKED)
     except portal.NotFound:
         return _invalid(request)
     return _page(request, "contact.html", visit.subscriber.locale, "contact_title", error=None,

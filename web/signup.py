@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from campaigns.audience import signup
 from campaigns.db import transaction
 from campaigns.audience.subscribers import InvalidSubscriber
+from campaigns.states import CHANNELS
 from web.i18n import words
 from web.render import page
 
@@ -100,7 +101,7 @@ async def signup_submit(request: Request) -> HTMLResponse:
     values |= {"channel_email": form.get("channel_email") == "1", "channel_sms": form.get("channel_sms") == "1",
                "timezone_chosen": True}
     lang = signup.lang(values["form_locale"])
-    channels = tuple(c for c in ("email", "sms") if values[f"channel_{c}"])
+    channels = tuple(c for c in CHANNELS if values[f"channel_{c}"])
     settings = request.app.state.settings
     deps = _deps(request)
 

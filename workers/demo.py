@@ -108,6 +108,7 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
 
 def _watch(rt, worker, deadline: float) -> bool:
     from campaigns import states
+    from campaigns.states import TERMINAL
     from campaigns.reporting.overview import read_status
 
     last = ""
@@ -124,7 +125,7 @@ def _watch(rt, worker, deadline: float) -> bool:
         if line[30:] != last:
             click_echo(line)
             last = line[30:]
-        if not active and counts and all(k in states.TERMINAL for k in counts):
+        if not active and counts and all(k in TERMINAL for k in counts):
             return True
         time.sleep(1.0)
     return False

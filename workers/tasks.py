@@ -14,6 +14,7 @@ from campaigns.care.notifications import announce_contact_requests, send_confirm
 from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
 from campaigns.delivery.work import Work
+from campaigns.states import CHANNELS
 from settings import Settings
 from workers.app import app
 from workers.queues import queue_depths
@@ -50,7 +51,7 @@ def reap() -> dict:
     providers = {"email": rt.email_provider, "sms": rt.sms_provider}
     # A channel whose queue still holds tasks has a backlog, not lost work.
     depths = queue_depths(rt.settings)
-    busy = frozenset(c for c in ("email", "sms") if isinstance(depths.get(c), int) and depths[c] > 0)
+    busy = frozenset(c for c in CHANNELS if isinstance(depths.get(c), int) and depths[c] > 0)
     result = scheduler.reap_pass(rt.factory, rt.clock, rt.policy, providers, dispatch, busy)
     if any(result.values()):
         log.warning("reaper: %s", result)

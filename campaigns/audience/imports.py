@@ -48,6 +48,7 @@ from campaigns.audience.subscribers import (
     upsert_subscriber,
 )
 from campaigns.audience.suppression import suppression_for
+from campaigns.states import ConsentAction, SubscriberStatus
 
 COLUMNS = ("email", "phone", "first_name", "locale", "timezone", "consent_email", "consent_sms",
            "consent_source", "consent_date")
@@ -245,18 +246,18 @@ def _import_row(session: Session, clock: Clock, registry: Registry, policy: Poli
         address = row.email if channel == "email" else row.phone
         # A channel with any history (granted, or revoked since) is left as it is.
         if history is None and suppression_for(session, channel, address) is None:
-            record_consent(session, clock, sub, channel, "granted", "import", evidence)
+            record_consent(session, clock, sub, channel, ConsentAction.GRANTED, "import", evidence)
     report.imported += 1
     report.created += known is None
     # Enrolled on the consent this row gives, and only while that consent still stands.
     if not row.consent:
         report.not_enrolled.append((row.line, "the row gives no consent"))
         return
-    if sub.status == "unsubscribed" or not set(row.consent) & set(reachable_channels(session, sub)):
+    if sub.status == SubscriberStatus.UNSUBSCRIBED or not set(row.consent) & set(reachable_channels(session, sub)):
         report.not_enrolled.append((row.line, _why_not(session, sub, row.consent)))
         return
-    if sub.status == "pending":  # awaiting a web sign-up's confirmation; the file's consent will do
-        sub.status = "active"
+    if sub.status == SubscriberStatus.PENDING:  # awaiting a web sign-up's confirmation; the file's consent will do
+        sub.status = SubscriberStatus.ACTIVE
     existing = session.scalar(select(Enrollment.id).where(
         Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key))
     enroll(session, clock, registry, sub, campaign_key, policy, source="import")

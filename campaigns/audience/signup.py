@@ -45,6 +45,7 @@ from campaigns.audience.subscribers import (
     upsert_subscriber,
 )
 from campaigns.audience.suppression import suppression_for, waivable
+from campaigns.states import CHANNELS, ConsentAction, SubscriberStatus
 
 CONFIRM_PURPOSE = "confirm"
 LOCALES = ("en", "es")
@@ -131,7 +132,7 @@ def _validate(email, phone, locale, timezone, channels, evidence, region):
     """Everything checked before anything is written; InvalidSubscriber names the field."""
     wanted = tuple(dict.fromkeys(channels))
     for channel in wanted:
-        if channel not in ("email", "sms"):
+        if channel not in CHANNELS:
             raise InvalidSubscriber(f"channels: unknown channel {channel!r}")
     email = normalize_email(email) if (email or "").strip() else None
     phone = normalize_phone(phone, region) if (phone or "").strip() else None
@@ -155,7 +156,7 @@ def _grant(session: Session, clock: Clock, sub: Subscriber, channel: str, source
     out: an opt-out stands until the person lifts it from their own inbox or phone."""
     if has_consent(session, sub.id, channel) or suppression_for(session, channel, address_for(sub, channel)):
         return
-    record_consent(session, clock, sub, channel, "granted", source, evidence)
+    record_consent(session, clock, sub, channel, ConsentAction.GRANTED, source, evidence)
 
 
 def start_signup(
@@ -189,7 +190,7 @@ def start_signup(
     needs_confirmation = False
     if email_ok and double_opt_in:
         if known is None:
-            sub.status = "pending"
+            sub.status = SubscriberStatus.PENDING
         # No mail when there is nothing to confirm (already enrolled with email consent) or
         # the address may not be mailed at all (bounce, complaint). The page reads the same.
         blocked = suppression_for(session, "email", sub.email)
@@ -198,8 +199,8 @@ def start_signup(
     else:
         if email_ok:
             _grant(session, clock, sub, "email", "form", evidence)
-        if sub.status != "unsubscribed" and reachable_channels(session, sub):
-            sub.status = "active"
+        if sub.status != SubscriberStatus.UNSUBSCRIBED and reachable_channels(session, sub):
+            sub.status = SubscriberStatus.ACTIVE
             enrolled = enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
     if needs_confirmation:
         sub.confirmation_requested_at = clock.now()  # the notify task mails it (workers/tasks.py)
@@ -224,8 +225,8 @@ def confirm(session: Session, clock: Clock, registry: Registry, policy: Policy, 
         # complaint may not: resubscribe refuses those and sending keeps suppressing).
         resubscribe(session, clock, sub, "email", "double_opt_in",
                     {"method": "double_opt_in", **(evidence or {})})
-    if sub.status == "pending":
-        sub.status = "active"
+    if sub.status == SubscriberStatus.PENDING:
+        sub.status = SubscriberStatus.ACTIVE
         sub.updated_at = clock.now()
     return enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
 
@@ -250,8 +251,8 @@ def signup_by_sms(session: Session, clock: Clock, registry: Registry, policy: Po
     if not has_consent(session, sub.id, "sms") and not resubscribe(
             session, clock, sub, "sms", "sms_keyword", evidence):
         return None
-    if sub.status != "active":
-        sub.status = "active"
+    if sub.status != SubscriberStatus.ACTIVE:
+        sub.status = SubscriberStatus.ACTIVE
         sub.updated_at = clock.now()
     return enroll(session, clock, registry, sub, campaign_key, policy, source="sms_keyword")
 

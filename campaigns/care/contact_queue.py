@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
-from campaigns.states import EventType
+from campaigns.states import ContactStatus, EnrollmentStatus, EventType
 
 log = logging.getLogger(__name__)
 
-MARKS = ("contacted", "closed")
-NOT_CLOSED = ("open", "contacted")
+MARKS = (ContactStatus.CONTACTED, ContactStatus.CLOSED)
+NOT_CLOSED = (ContactStatus.OPEN, ContactStatus.CONTACTED)
 HANDLED_EVENT = EventType.CONTACT_HANDLED  # never from a provider, never in funnels
 
 
@@ -92,7 +92,7 @@ def mark(session: Session, clock: Clock, request_id: int | str, status: str, by:
         raise QueueError(f"no contact request {rid}")
     if request.status == status:
         return request
-    if request.status == "closed":
+    if request.status == ContactStatus.CLOSED:
         raise QueueError(f"contact request {rid} is already closed")
     now = clock.now()
     previous = request.status
@@ -117,5 +117,5 @@ def _resume_course(session: Session, request: ContactRequest, now) -> None:
         return
     message = session.get(Message, request.message_id)
     enrollment = session.get(Enrollment, message.enrollment_id) if message else None
-    if enrollment is not None and enrollment.status == "paused" and enrollment.exit_reason == "asked to be contacted":
-        enrollment.status, enrollment.exit_reason, enrollment.updated_at = "active", None, now
+    if enrollment is not None and enrollment.status == EnrollmentStatus.PAUSED and enrollment.exit_reason == "asked to be contacted":
+        enrollment.status, enrollment.exit_reason, enrollment.updated_at = EnrollmentStatus.ACTIVE, None, now

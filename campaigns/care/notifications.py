@@ -19,6 +19,7 @@ from campaigns.db import transaction
 from campaigns.models import ContactRequest
 from campaigns.delivery.providers import Outcome, OutgoingEmail
 from campaigns.content.rendering import RenderedEmail
+from campaigns.states import ContactStatus
 
 
 def contact_notice(request: ContactRequest, base_url: str, brand: str) -> RenderedEmail:
@@ -46,7 +47,7 @@ def announce_contact_requests(factory: sessionmaker[Session], clock: Clock, prov
     now = clock.now()
     with transaction(factory) as session:
         query = (select(ContactRequest)
-                 .where(ContactRequest.notified_at.is_(None), ContactRequest.status == "open")
+                 .where(ContactRequest.notified_at.is_(None), ContactRequest.status == ContactStatus.OPEN)
                  .order_by(ContactRequest.id).limit(limit))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)

@@ -20,6 +20,7 @@ from campaigns.content.rendering import Recipient, Renderer
 from campaigns.sequences.timing import Policy, step_window
 from campaigns.content.sms_text import segments
 from campaigns.sequences.windows import next_allowed
+from campaigns.states import CHANNELS
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def write_preview(campaign: Campaign, renderer: Renderer, out: Path, *, locale: 
             (folder / f"{stem}.sms.txt").write_text(
                 f"{text}\n\n-- {len(text)} characters, {encoding}, {count} segment(s)\n", encoding="utf-8")
             written.append(folder / f"{stem}.sms.txt")
-    rows = timeline(campaign, joined, zone, ("email", "sms"), policy)
+    rows = timeline(campaign, joined, zone, CHANNELS, policy)
     lines = [(f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
               f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}"),
              (f"send window: {campaign.window.describe()}; texts only "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns import states
+from campaigns.states import MessageStatus
 from campaigns.clock import Clock
 from campaigns.models import ChannelPause, Message
 from campaigns.delivery.work import Work
@@ -30,7 +30,7 @@ def resume(session: Session, clock: Clock, channel: str) -> Work:
         session.delete(row)
     now = clock.now()
     ids = session.scalars(
-        select(Message.id).where(Message.channel == channel, Message.status == states.QUEUED)
+        select(Message.id).where(Message.channel == channel, Message.status == MessageStatus.QUEUED)
     ).all()
     session.execute(update(Message).where(Message.id.in_(ids)).values(enqueued_at=now, updated_at=now))
     work = Work()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from campaigns.sequences.campaign import Campaign
 from campaigns.models import Enrollment, Message
 from campaigns.sequences.revisions import remaining, structure
+from campaigns.states import EnrollmentStatus
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Person:
 def people(session: Session, campaign_key: str) -> list[Person]:
     rows = session.execute(
         select(Enrollment.id, Enrollment.next_step_key)
-        .where(Enrollment.campaign_key == campaign_key, Enrollment.status.in_(("active", "paused")))
+        .where(Enrollment.campaign_key == campaign_key, Enrollment.status.in_((EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)))
     ).all()
     received: dict[int, set[str]] = defaultdict(set)
     for eid, key in session.execute(

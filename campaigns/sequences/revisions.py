@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from campaigns.clock import Clock
 from campaigns.sequences.campaign import Campaign, Registry, Step
 from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
+from campaigns.states import EnrollmentStatus
 
 
 def structure(campaign: Campaign) -> list[dict]:
@@ -118,7 +119,7 @@ def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit:
         rev = ensure_revision(session, clock, campaign)
         query = (
             select(Enrollment)
-            .where(Enrollment.campaign_key == campaign.key, Enrollment.status.in_(("active", "paused")),
+            .where(Enrollment.campaign_key == campaign.key, Enrollment.status.in_((EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)),
                    (Enrollment.campaign_revision != rev) | Enrollment.campaign_revision.is_(None))
             .order_by(Enrollment.id).limit(limit)
         )
@@ -126,7 +127,7 @@ def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit:
             query = query.with_for_update(skip_locked=True)
         old_shapes: dict[str | None, list[str]] = {}
         for e in session.scalars(query).all():
-            if e.status == "paused" and not (e.exit_reason or "").startswith("step "):
+            if e.status == EnrollmentStatus.PAUSED and not (e.exit_reason or "").startswith("step "):
                 continue  # paused by ops or a contact request: not ours to resume
             if e.campaign_revision not in old_shapes:
                 row = session.scalar(select(CampaignRevision).where(
@@ -139,12 +140,12 @@ def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit:
             e.campaign_revision = rev
             e.campaign_version = campaign.version
             e.updated_at = now
-            if e.status == "paused":
-                e.status, e.exit_reason = "active", None
+            if e.status == EnrollmentStatus.PAUSED:
+                e.status, e.exit_reason = EnrollmentStatus.ACTIVE, None
             report.moved += 1
             report.by_campaign[campaign.key] = report.by_campaign.get(campaign.key, 0) + 1
             if not ahead:
-                e.status, e.next_step_key, e.next_due_at = "completed", None, None
+                e.status, e.next_step_key, e.next_due_at = EnrollmentStatus.COMPLETED, None, None
                 report.completed += 1
                 continue
             step = campaign.step(ahead[0])

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-
-from campaigns import states
 from campaigns.clock import Clock
 from campaigns.sequences.campaign import Registry
 from campaigns.tracking.links import BadToken, Signer, links_for
@@ -22,6 +20,7 @@ from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscri
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
+from campaigns.states import ContactStatus, EnrollmentStatus, EventType
 
 PREFERRED_CHANNELS = ("phone", "email", "sms")
 
@@ -69,7 +68,7 @@ def unsubscribe_from_link(session: Session, clock: Clock, visit: Visit, scope: s
     channels = ("email", "sms") if scope == "all" else ("email",)
     unsubscribe(session, clock, visit.subscriber, channels=channels, source="link", evidence=evidence)
     # Attributed to the message the link came in, so the step's funnel counts it.
-    record_engagement(session, clock, visit, states.EventType.UNSUBSCRIBED, {"scope": scope, "via": "link"})
+    record_engagement(session, clock, visit, EventType.UNSUBSCRIBED, {"scope": scope, "via": "link"})
 
 
 @dataclass
@@ -112,24 +111,24 @@ def request_contact(session: Session, clock: Clock, registry: Registry, visit: V
     now = clock.now()
     sub, msg = visit.subscriber, visit.message
     request = session.scalar(select(ContactRequest).where(
-        ContactRequest.subscriber_id == sub.id, ContactRequest.status == "open"))
+        ContactRequest.subscriber_id == sub.id, ContactRequest.status == ContactStatus.OPEN))
     if request is None:
-        request = ContactRequest(subscriber_id=sub.id, status="open", created_at=now)
+        request = ContactRequest(subscriber_id=sub.id, status=ContactStatus.OPEN, created_at=now)
         session.add(request)
     request.message_id = msg.id
     request.campaign_key, request.step_key = msg.campaign_key, msg.step_key
     request.preferred_channel = preferred_channel
     request.preferred_time = (preferred_time or "").strip()[:100] or None
     request.note = (note or "").strip()[:2000] or None
-    session.add(Event(message_id=msg.id, subscriber_id=sub.id, type=states.EventType.CONTACT_REQUESTED,
+    session.add(Event(message_id=msg.id, subscriber_id=sub.id, type=EventType.CONTACT_REQUESTED,
                       provider="tracking", occurred_at=now, received_at=now,
                       payload={"preferred_channel": preferred_channel}))
     campaign = registry.campaigns().get(msg.campaign_key)
     behaviour = campaign.on_contact_request if campaign else "continue"
     if behaviour != "continue":
         enrollment = session.get(Enrollment, msg.enrollment_id)
-        if enrollment.status == "active":
-            enrollment.status = "paused" if behaviour == "pause" else "exited"
+        if enrollment.status == EnrollmentStatus.ACTIVE:
+            enrollment.status = EnrollmentStatus.PAUSED if behaviour == "pause" else EnrollmentStatus.EXITED
             enrollment.exit_reason = "asked to be contacted"
             enrollment.updated_at = now
     session.flush()
