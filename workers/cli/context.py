@@ -5,7 +5,7 @@ composition root) is built on first use, so `drip --help` and `drip campaigns va
 need no database, and a command that only reads the database builds no provider client.
 A configuration or schema problem becomes a one-line error and exit status 1.
 
-Tests hand in a runtime of their own: `main.invoke(..., obj=Drip.around(runtime))`.
+Tests hand in a runtime of their own: `CliRunner().invoke(main, args, obj=Drip.around(runtime))`.
 """
 
 from __future__ import annotations
