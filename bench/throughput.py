@@ -46,7 +46,7 @@ from sqlalchemy import func, select
 from campaigns.states import TERMINAL, MessageStatus
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory, transaction
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.migrate import upgrade
 from campaigns.models import Message
 from campaigns.delivery.enrollment import enroll

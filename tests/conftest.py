@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from campaigns.clock import FixedClock
 from campaigns.db import make_engine, make_session_factory
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import Signer
 from campaigns.migrate import upgrade
 from campaigns.content.rendering import Renderer, Sender

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from campaigns.content.composing import Composer
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import Signer, links_for
 from campaigns.models import Message, Subscriber
 from campaigns.content.rendering import Recipient, Renderer, Sender

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import Signer, links_for
 from campaigns.content.preview import timeline, write_preview
 from campaigns.content.rendering import Recipient, Renderer, Sender

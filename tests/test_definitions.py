@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.sequences.campaign import DefinitionError, Registry, load_all, parse_delay
+from campaigns.sequences.campaign import DefinitionError, parse_delay
+from campaigns.sequences.registry import Registry, load_all
 from tests.conftest import FIXTURES
 
 

@@ -11,7 +11,7 @@ import yaml
 from sqlalchemy import select
 
 from campaigns.delivery import scheduler
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.models import Enrollment, Message
 from campaigns.delivery.sending import send_batch
 from tests.conftest import FIXTURES, T0

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from campaigns.states import MessageStatus
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.delivery.providers import NoLimit
 from settings import load_settings

@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 
 from campaigns.states import MessageStatus
 from campaigns.db import transaction
-from campaigns.sequences.campaign import DefinitionError, Registry
+from campaigns.sequences.campaign import DefinitionError
+from campaigns.sequences.registry import Registry
 from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.enrollment import enroll

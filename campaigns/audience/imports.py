@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from campaigns.audience.eligibility import reachable_channels
 from campaigns.delivery.enrollment import enroll

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.tracking.inbound import keyword
 from campaigns.tracking.links import BadToken, Signer
 from campaigns.models import Enrollment, Subscriber

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from jinja2 import meta, nodes
 
 from campaigns.content.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
-from campaigns.sequences.campaign import Campaign, Registry, Step
+from campaigns.sequences.campaign import Campaign, Step
+from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import Signer, links_for
 from campaigns.models import Message, Subscriber
 from campaigns.delivery.providers import OutgoingEmail, OutgoingSms

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaigns.sequences.campaign import Campaign, DefinitionError, load_all, parse_campaign
+from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
+from campaigns.sequences.registry import load_all
 from campaigns.tracking.links import Links, Signer, links_for, new_public_token
 from campaigns.content.readability import reading_level
 from campaigns.content.rendering import Recipient, Renderer, RenderError, Sender

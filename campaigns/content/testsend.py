@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session
 
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import Signer, links_for
 from campaigns.delivery.providers import OutgoingEmail, OutgoingSms, SendResult
 from campaigns.content.rendering import Recipient, Renderer

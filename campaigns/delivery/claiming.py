@@ -20,7 +20,7 @@ from campaigns.clock import Clock
 from campaigns.db import id_in, unnest
 from campaigns.delivery.work import Work
 from campaigns.models import Enrollment, Message, Subscriber
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import next_after
 from campaigns.sequences.timing import Policy, due_time
 from campaigns.states import EnrollmentStatus, MessageStatus

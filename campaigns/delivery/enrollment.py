@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from campaigns.audience.eligibility import reachable_channels
 from campaigns.clock import Clock
 from campaigns.models import Enrollment, Subscriber
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import ensure_revision
 from campaigns.sequences.timing import Policy, due_time
 from campaigns.states import EnrollmentStatus

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from campaigns.db import transaction
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import reconcile
 from campaigns.delivery.claiming import claim_due, release_waiting
 from campaigns.delivery.reaper import reap

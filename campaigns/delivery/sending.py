@@ -45,7 +45,8 @@ from campaigns.delivery.providers import (
 )
 from campaigns.models import Message, Subscriber
 from campaigns.reasons import Reason
-from campaigns.sequences.campaign import DefinitionError, Registry
+from campaigns.sequences.campaign import DefinitionError
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy, step_window
 from campaigns.sequences.windows import Window, is_allowed, next_allowed
 from campaigns.states import HANDED_OVER, Channel, MessageStatus

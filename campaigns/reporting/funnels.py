@@ -37,7 +37,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
 from campaigns.reporting.rates import rate
-from campaigns.sequences.campaign import Campaign, DefinitionError, Registry
+from campaigns.sequences.campaign import Campaign, DefinitionError
+from campaigns.sequences.registry import Registry
 from campaigns.states import CHANNELS, IN_FLIGHT, EnrollmentStatus, EventType, MessageStatus
 
 E = EventType

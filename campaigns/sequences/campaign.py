@@ -1,4 +1,4 @@
-"""Sequence definitions: the YAML files marketers edit, validated into typed objects.
+"""A campaign: the YAML file marketers edit, validated into typed objects (Campaign, Step).
 
 A file under `campaigns/definitions/` describes one campaign:
 
@@ -16,13 +16,13 @@ A file under `campaigns/definitions/` describes one campaign:
         subject: {en: "...", es: "..."}
         preheader: {en: "...", es: "..."}
 
-`load_campaign` and `load_all` report every problem with the file, the step and the
-field, so `drip campaigns validate` can print them all at once.
+`parse_campaign` reports every problem with the file, the step and the field, so
+`drip campaigns validate` can print them all at once. The loaded set of campaigns is
+campaigns.sequences.registry.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import time, timedelta
@@ -33,10 +33,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from campaigns.sequences.windows import DAYS, Window
+from campaigns.states import Channel
 
-log = logging.getLogger(__name__)
-
-CHANNELS = ("email", "sms")
 _DELAY = re.compile(r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
 _KEY = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -106,7 +104,7 @@ class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(pattern=_KEY)
     delay: str | int
-    channels: list[Literal["email", "sms"]] = Field(min_length=1)
+    channels: list[Channel] = Field(min_length=1)
     template: str = Field(pattern=r"^[a-z0-9_][a-z0-9_\-]*$")
     subject: Localized | None = None
     preheader: Localized | None = None
@@ -286,76 +284,8 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
 
 
 def template_files(template: str, channel: str) -> tuple[str, ...]:
-    if channel == "email":
+    if channel == Channel.EMAIL:
         return (f"{template}.html", f"{template}.txt")
     return (f"{template}.sms.txt",)
 
 
-def load_all(definitions_dir: Path, templates_dir: Path) -> dict[str, Campaign]:
-    """Every campaign in the folder, or DefinitionError listing every problem found."""
-    campaigns: dict[str, Campaign] = {}
-    problems: list[str] = []
-    files = sorted(definitions_dir.glob("*.yaml")) + sorted(definitions_dir.glob("*.yml"))
-    for path in files:
-        try:
-            campaign = parse_campaign(path, templates_dir)
-        except DefinitionError as exc:
-            problems.extend(exc.problems)
-            continue
-        campaigns[campaign.key] = campaign
-    if problems:
-        raise DefinitionError(problems)
-    return campaigns
-
-
-class Registry:
-    """The loaded campaigns, re-read when a file changes so workers pick up edits.
-
-    Files are loaded one by one: a mistake in one campaign's file never stops the others.
-    A campaign whose edited file is broken keeps running on its last good version; one
-    that never loaded is listed in `errors` and its people wait, nothing is dropped.
-    """
-
-    def __init__(self, definitions_dir: Path, templates_dir: Path):
-        self.definitions_dir = Path(definitions_dir)
-        self.templates_dir = Path(templates_dir)
-        self._stamp: tuple | None = None
-        self._campaigns: dict[str, Campaign] = {}
-        self.errors: dict[str, list[str]] = {}  # campaign key (file name) -> problems
-
-    def _current_stamp(self) -> tuple:
-        return tuple(
-            (p.name, p.stat().st_mtime_ns) for p in sorted(self.definitions_dir.glob("*.y*ml"))
-        )
-
-    def campaigns(self) -> dict[str, Campaign]:
-        stamp = self._current_stamp()
-        if stamp != self._stamp:
-            loaded: dict[str, Campaign] = {}
-            errors: dict[str, list[str]] = {}
-            for path in sorted(self.definitions_dir.glob("*.y*ml")):
-                try:
-                    campaign = parse_campaign(path, self.templates_dir)
-                except DefinitionError as exc:
-                    errors[path.stem] = exc.problems
-                    previous = self._campaigns.get(path.stem)
-                    log.error("campaign file %s is broken%s: %s", path.name,
-                              "; still running its last good version" if previous else "",
-                              "; ".join(exc.problems))
-                    if previous is not None:
-                        loaded[previous.key] = previous
-                    continue
-                loaded[campaign.key] = campaign
-            self._campaigns, self.errors, self._stamp = loaded, errors, stamp
-        return self._campaigns
-
-    def unavailable(self) -> set[str]:
-        """Campaigns whose file is broken and that have no good version loaded."""
-        campaigns = self.campaigns()
-        return {key for key in self.errors if key not in campaigns}
-
-    def get(self, key: str) -> Campaign:
-        campaigns = self.campaigns()
-        if key not in campaigns:
-            raise DefinitionError(self.errors.get(key) or [f"no campaign {key!r} in {self.definitions_dir}"])
-        return campaigns[key]

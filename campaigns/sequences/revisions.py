@@ -39,7 +39,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
-from campaigns.sequences.campaign import Campaign, Registry, Step
+from campaigns.sequences.campaign import Campaign, Step
+from campaigns.sequences.registry import Registry
 from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
 from campaigns.states import EnrollmentStatus
 

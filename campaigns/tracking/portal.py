@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from campaigns.clock import Clock
-from campaigns.sequences.campaign import Registry
+from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import BadToken, Signer, links_for
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer

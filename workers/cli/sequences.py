@@ -14,7 +14,8 @@ from campaigns.content.lint import LintContext, lint_folder
 from campaigns.content.preview import write_preview
 from campaigns.content.rendering import RenderError
 from campaigns.content.testsend import SendTestRequest, send_test
-from campaigns.sequences.campaign import DefinitionError, load_all, parse_campaign
+from campaigns.sequences.campaign import DefinitionError, parse_campaign
+from campaigns.sequences.registry import load_all
 from campaigns.sequences.deployed import latest_revision
 from campaigns.sequences.diffing import diff, people
 from campaigns.sequences.revisions import structure
