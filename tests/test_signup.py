@@ -288,7 +288,7 @@ def test_confirmation_email_in_spanish_from_the_shipped_templates():
 def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(factory, clock, defs, tmp_path):
     """Production path: the sign-up only records the request; the notify task mails it,
     once per request, and the link in it confirms."""
-    from campaigns.care.notifications import send_confirmations
+    from campaigns.audience.confirmations import send_confirmations
     from workers.providers.outbox import LocalOutbox
 
     settings = load_settings(environment="test", secret_key=SECRET, public_base_url=BASE, definitions_dir=defs,

@@ -10,7 +10,8 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
-from campaigns.care.notifications import announce_contact_requests, send_confirmations
+from campaigns.audience.confirmations import send_confirmations
+from campaigns.care.notifications import announce_contact_requests
 from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
 from campaigns.delivery.work import Work

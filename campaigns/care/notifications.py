@@ -9,8 +9,6 @@ outcome that may have gone out is never repeated.
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,12 +28,6 @@ def contact_notice(request: ContactRequest, base_url: str, brand: str) -> Render
     html = (f"<p>A new request to be contacted is waiting (#{request.id}, preferred: "
             f"{request.preferred_channel or 'any'}).</p><p><a href=\"{queue}\">Open the queue</a></p>")
     return RenderedEmail(subject=f"{brand}: new call request #{request.id}", preheader="", html=html, text=text)
-
-
-def _retry_later(result) -> bool:
-    # A transient error or a paused provider: hand it back for the next pass. An unknown
-    # outcome (it may have gone out) is not repeated.
-    return result.outcome in (Outcome.TRANSIENT, Outcome.CONFIG)
 
 
 def announce_contact_requests(factory: sessionmaker[Session], clock: Clock, provider, to: str | None,
@@ -59,48 +51,10 @@ def announce_contact_requests(factory: sessionmaker[Session], clock: Clock, prov
     for request_id, content in notices:
         (result,) = provider.send_emails([OutgoingEmail(
             0, to, content, f"{base_url}/admin", f"notice-contact-{request_id}", adhoc=True)])
-        if _retry_later(result):
+        if result.try_again_later:
             with transaction(factory) as session:
                 session.execute(update(ContactRequest).where(ContactRequest.id == request_id)
                                 .values(notified_at=None))
-        else:
-            sent += result.outcome is Outcome.ACCEPTED
-    return sent
-
-
-def send_confirmations(factory: sessionmaker[Session], clock: Clock, provider, signer, *, templates_dir,
-                       brand: str, postal_address: str, base_url: str, limit: int = 200) -> int:
-    """Mail every double opt-in confirmation asked for since the last one was sent.
-    Claimed first (confirmation_sent_at set), then mailed outside any transaction."""
-    from campaigns.models import Subscriber
-    from campaigns.audience.signup import confirm_token, confirm_url, confirmation_email
-
-    now = clock.now()
-    with transaction(factory) as session:
-        query = (select(Subscriber)
-                 .where(Subscriber.confirmation_requested_at.is_not(None), Subscriber.email.is_not(None),
-                        (Subscriber.confirmation_sent_at.is_(None))
-                        | (Subscriber.confirmation_sent_at < Subscriber.confirmation_requested_at))
-                 .order_by(Subscriber.confirmation_requested_at).limit(limit))
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        claimed = session.scalars(query).all()
-        mails = []
-        for sub in claimed:
-            previous = sub.confirmation_sent_at
-            sub.confirmation_sent_at = now
-            url = confirm_url(base_url, confirm_token(signer, sub.public_token))
-            mails.append((sub.id, previous, sub.email, confirmation_email(
-                templates_dir, brand=brand, postal_address=postal_address, locale=sub.locale,
-                first_name=sub.first_name, url=url)))
-    sent = 0
-    for subscriber_id, previous, address, content in mails:
-        (result,) = provider.send_emails([OutgoingEmail(
-            0, address, content, f"{base_url}/signup", "confirm-" + secrets.token_urlsafe(9), adhoc=True)])
-        if _retry_later(result):
-            with transaction(factory) as session:
-                session.execute(update(Subscriber).where(Subscriber.id == subscriber_id)
-                                .values(confirmation_sent_at=previous))
         else:
             sent += result.outcome is Outcome.ACCEPTED
     return sent

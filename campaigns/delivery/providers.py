@@ -32,6 +32,13 @@ class SendResult:
     retry_after: float | None = None
     suppress_reason: str | None = None  # add the address to suppressions (21610, 21211, ...)
 
+    @property
+    def try_again_later(self) -> bool:
+        """For one-off mails outside the outbox (notices, confirmations): a transient error
+        or a paused provider hands the mail back for the next pass; an unknown outcome (it
+        may have gone out) is not repeated."""
+        return self.outcome in (Outcome.TRANSIENT, Outcome.CONFIG)
+
 
 @dataclass
 class OutgoingEmail:

@@ -38,10 +38,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from campaigns.audience.eligibility import reachable_channels
 from campaigns.clock import Clock
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
 from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
+from campaigns.sequences.timing import Policy, due_time
 from campaigns.states import EnrollmentStatus
 
 
@@ -109,11 +111,8 @@ class ReconcileReport:
     by_campaign: dict[str, int] = field(default_factory=dict)
 
 
-def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit: int = 500) -> ReconcileReport:
+def reconcile(session: Session, clock: Clock, registry: Registry, policy: Policy, limit: int = 500) -> ReconcileReport:
     """Move enrolled people onto the deployed shape of each campaign."""
-    from campaigns.audience.eligibility import reachable_channels
-    from campaigns.sequences.timing import due_time
-
     report = ReconcileReport()
     now = clock.now()
     for campaign in registry.campaigns().values():
@@ -158,3 +157,9 @@ def reconcile(session: Session, clock: Clock, registry: Registry, policy, limit:
             e.next_step_key, e.next_due_at = step.key, due
     session.flush()
     return report
+
+
+def latest_revision(session: Session, campaign_key: str) -> CampaignRevision | None:
+    """The revision recorded last for this campaign, or None if it was never deployed."""
+    return session.scalar(select(CampaignRevision).where(CampaignRevision.campaign_key == campaign_key)
+                          .order_by(CampaignRevision.id.desc()).limit(1))

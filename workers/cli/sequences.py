@@ -16,7 +16,7 @@ from campaigns.content.rendering import RenderError
 from campaigns.content.testsend import SendTestRequest, send_test
 from campaigns.sequences.campaign import DefinitionError, parse_campaign
 from campaigns.sequences.registry import load_all
-from campaigns.sequences.deployed import latest_revision
+from campaigns.sequences.revisions import latest_revision
 from campaigns.sequences.diffing import diff, people
 from campaigns.sequences.revisions import structure
 from workers.cli.context import Drip, pass_drip
