@@ -108,8 +108,8 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
 
 def _watch(rt, worker, deadline: float) -> bool:
     from campaigns import states
-    from campaigns.states import TERMINAL
     from campaigns.reporting.overview import read_status
+    from campaigns.states import TERMINAL
 
     last = ""
     while time.monotonic() < deadline:
@@ -153,7 +153,8 @@ def _summary(rt, folder: Path) -> None:
             for status, n in statuses.items():
                 table[step_key][f"{channel}:{status}"] += n
     click_echo("\nWhat went out, per step (sent / not sent and why is in `drip status`):")
-    click_echo(f"  {'#':>2}  {'step':<15} {'emails sent':>11} {'texts sent':>10} {'skipped':>8} {'other':>6}")
+    click_echo(f"  {'#':>2}  {'step':<15} {'emails sent':>11} {'texts sent':>10} "
+               f"{'skipped':>8} {'other':>6}")
     for step in campaign.steps:
         c = table[step.key]
         skipped = sum(v for k, v in c.items() if k.endswith(":skipped"))

@@ -44,7 +44,8 @@ def enroll(drip: Drip, campaign, email, phone, first_name, tz, locale) -> None:
             sub = upsert_subscriber(session, rt.clock, email=email, phone=phone, first_name=first_name,
                                     timezone=tz, locale=locale, consent=consent, source="cli")
             e = enroll_subscriber(session, rt.clock, rt.registry, sub, campaign, rt.policy, source="cli")
-            click.echo(f"enrollment {e.id}: next step {e.next_step_key} due {e.next_due_at:%Y-%m-%d %H:%M} UTC")
+            click.echo(f"enrollment {e.id}: next step {e.next_step_key} "
+                       f"due {e.next_due_at:%Y-%m-%d %H:%M} UTC")
     except (InvalidSubscriber, DefinitionError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -80,7 +81,8 @@ def channels_list(drip: Drip) -> None:
     with drip.runtime().factory() as session:
         paused = all_paused(session)
     for row in paused:
-        click.echo(f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC by {row.paused_by}: {row.reason}")
+        click.echo(f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC "
+                   f"by {row.paused_by}: {row.reason}")
     if not paused:
         click.echo("no channel is paused")
 

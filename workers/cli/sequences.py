@@ -15,10 +15,9 @@ from campaigns.content.preview import write_preview
 from campaigns.content.rendering import RenderError
 from campaigns.content.testsend import SendTestRequest, send_test
 from campaigns.sequences.campaign import DefinitionError, parse_campaign
-from campaigns.sequences.registry import load_all
-from campaigns.sequences.revisions import latest_revision
 from campaigns.sequences.diffing import diff, people
-from campaigns.sequences.revisions import structure
+from campaigns.sequences.registry import load_all
+from campaigns.sequences.revisions import latest_revision, structure
 from workers.cli.context import Drip, pass_drip
 
 FOLDER_HELP = "Folder of campaign YAML files (default: DEFINITIONS_DIR)."
