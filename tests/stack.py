@@ -71,30 +71,61 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def kill(self, proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the worker's whole process group (main process, pool children, embedded
+        beat) and return only once none of them runs any more."""
+        _killpg(proc)
+        _wait_for_group_gone(proc.pid)
 
     def stop_all(self) -> None:
+        """SIGKILL every worker's process group: no SIGTERM first.
+
+        A warm shutdown buys a test nothing (its assertions are made, its database and
+        broker are thrown away) and costs seconds; SIGTERM to the group can cost much
+        more. It reaches the pool children and the beat process as well as the main
+        process, and a pool child that dies holding its queue's lock leaves the main
+        process's exit handler (billiard's `_terminate_pool`, `_help_stuff_finish`)
+        waiting on that lock for ever. Seen on the file-system broker, where the old
+        SIGTERM-then-wait-10-s stop ran out its 10 s."""
+        for proc in self.procs:  # all at once, then wait: one slow group delays no other
+            _killpg(proc)
         for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=10)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    pass
-            # Children of a stopped worker must not outlive the test either.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
+            _wait_for_group_gone(proc.pid)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
+
+
+def _killpg(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in the process group, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited while we looked
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _wait_for_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """SIGKILL is asynchronous for the children: wait until none of the group runs, so
+    nothing of a killed worker can touch the database after `kill` returns."""
+    deadline = time.monotonic() + timeout
+    while members := _group_members(pgid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes {members} of group {pgid} outlived SIGKILL")
+        time.sleep(0.02)
 
 
 def wait_until_done(factory, expected_messages: int, timeout: float = 90.0) -> list[Message]:
