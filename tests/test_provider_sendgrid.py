@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from campaigns import states
+from campaigns.states import MessageStatus
 from campaigns.content.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
 from campaigns.delivery.pauses import paused
 from campaigns.db import transaction
@@ -220,8 +220,8 @@ def test_send_batch_one_request_invalid_address_suppressed_rest_sent(
     assert len(second.json["personalizations"]) == 2
     rows = {m.id: m for m in messages(factory) if m.channel == "email"}
     bad = rows[work.email[2]]
-    assert (bad.status, bad.reason, bad.provider) == (states.FAILED, "invalid address", "sendgrid")
-    assert {rows[i].status for i in work.email[:2]} == {states.SENT}
+    assert (bad.status, bad.reason, bad.provider) == (MessageStatus.FAILED, "invalid address", "sendgrid")
+    assert {rows[i].status for i in work.email[:2]} == {MessageStatus.SENT}
     assert rows[work.email[0]].provider_message_id == second.response.headers["X-Message-Id"]
     with factory() as s:
         assert s.scalars(select(Suppression.address)).all() == ["p2@example.com"]
@@ -236,6 +236,6 @@ def test_send_batch_401_pauses_the_email_channel(send_ctx, factory, clock, regis
     with factory() as s:
         assert "sendgrid: HTTP 401" in paused(s, "email").reason
     (m,) = [m for m in messages(factory) if m.channel == "email"]
-    assert m.status == states.QUEUED  # waiting for ops, not failed
+    assert m.status == MessageStatus.QUEUED  # waiting for ops, not failed
     assert send_batch(send_ctx, "email", work.email).paused == 1
     assert len(fake.requests) == 1  # the paused channel made no second call

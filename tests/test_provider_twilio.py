@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from campaigns import states
+from campaigns.states import MessageStatus
 from campaigns.delivery.pauses import paused
 from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
@@ -169,8 +169,8 @@ def test_21610_suppresses_the_number_and_the_next_text_never_reaches_twilio(
     assert report.suppressed == 1 and report.sent == 0
     assert len(fake.requests) == 1  # checked at send time, without calling Twilio
     rows = {m.id: m for m in messages(factory)}
-    assert (rows[first[0]].status, rows[first[0]].reason) == (states.FAILED, "unsubscribed at carrier (21610)")
-    assert rows[third[0]].status == states.SUPPRESSED
+    assert (rows[first[0]].status, rows[first[0]].reason) == (MessageStatus.FAILED, "unsubscribed at carrier (21610)")
+    assert rows[third[0]].status == MessageStatus.SUPPRESSED
 
 
 def test_send_batch_401_pauses_the_sms_channel(send_ctx, factory, clock, registry, policy, fake):
@@ -182,7 +182,7 @@ def test_send_batch_401_pauses_the_sms_channel(send_ctx, factory, clock, registr
     with factory() as s:
         assert "twilio: HTTP 401, code 20003" in paused(s, "sms").reason
     (m,) = [m for m in messages(factory) if m.channel == "sms"]
-    assert m.status == states.QUEUED
+    assert m.status == MessageStatus.QUEUED
     send_batch(send_ctx, "sms", work.sms)
     assert len(fake.requests) == 1
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from campaigns import states
+from campaigns.states import EventType, MessageStatus
 from campaigns.audience.consent import has_consent
 from campaigns.audience.suppression import suppress
 from campaigns.db import transaction
@@ -104,7 +104,7 @@ def claim(factory, clock, registry, policy):
         return claim_due(s, clock, registry, policy)
 
 
-def sent_message(factory, clock, registry, policy, channel, *, status=states.SENT,
+def sent_message(factory, clock, registry, policy, channel, *, status=MessageStatus.SENT,
                  campaign="tiny", **who):
     """A message as the send path leaves it: provider, provider id, status."""
     if not who:
@@ -117,7 +117,7 @@ def sent_message(factory, clock, registry, policy, channel, *, status=states.SEN
         msg.provider = "sendgrid" if channel == "email" else "twilio"
         # SendGrid's X-Message-Id names a whole batch request; Twilio's SID one message.
         msg.provider_message_id = "14c5d75ce93.dfd" if channel == "email" else f"SM{message_id:032d}"
-        msg.sent_at = clock.now() if status == states.SENT else None
+        msg.sent_at = clock.now() if status == MessageStatus.SENT else None
         return msg.id, msg.public_token, msg.provider_message_id
 
 
@@ -146,7 +146,7 @@ def test_twilio_status_moves_sent_to_delivered(client, factory, clock, registry,
     assert twilio_post(client, path, status_params(sid, "sent")).status_code == 200
     response = twilio_post(client, path, status_params(sid, "delivered"))
     assert response.status_code == 200 and response.content == b""
-    assert message(factory, mid).status == states.DELIVERED
+    assert message(factory, mid).status == MessageStatus.DELIVERED
     with factory() as s:
         rows = s.scalars(select(Event).where(Event.provider == "twilio").order_by(Event.id)).all()
     assert [(e.type, e.message_id, e.provider_event_id) for e in rows] == [
@@ -157,7 +157,7 @@ def test_twilio_status_moves_sent_to_delivered(client, factory, clock, registry,
 def test_twilio_status_found_by_sid_without_ref(client, factory, clock, registry, policy):
     mid, _, sid = sent_message(factory, clock, registry, policy, "sms")
     assert twilio_post(client, "/webhooks/twilio/status", status_params(sid, "delivered")).status_code == 200
-    assert message(factory, mid).status == states.DELIVERED
+    assert message(factory, mid).status == MessageStatus.DELIVERED
 
 
 @pytest.mark.parametrize("tamper", ["param", "ref", "token", "missing", "host_url"])
@@ -178,7 +178,7 @@ def test_twilio_forged_requests_refused(tamper, client, factory, clock, registry
     else:  # signed for the URL the request arrived at, not the public one
         response = twilio_post(client, path, params, signed_url="http://testserver" + path)
     assert response.status_code == 403
-    assert message(factory, mid).status == states.SENT
+    assert message(factory, mid).status == MessageStatus.SENT
     assert count(factory, Event, Event.provider == "twilio") == 0
     assert count(factory, Suppression) == 0
 
@@ -192,7 +192,7 @@ def test_twilio_signature_checked_against_public_url_behind_proxy(client, factor
     response = twilio_post(client, path, status_params(sid, "delivered"),
                            signed_url=f"{BASE}{path}")
     assert response.status_code == 200
-    assert message(factory, mid).status == states.DELIVERED
+    assert message(factory, mid).status == MessageStatus.DELIVERED
     forged_host = client.post(path, data=status_params(sid, "failed"), headers={
         "Host": "care.example", "X-Forwarded-Proto": "https",
         "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(
@@ -201,9 +201,9 @@ def test_twilio_signature_checked_against_public_url_behind_proxy(client, factor
 
 
 @pytest.mark.parametrize("first,second,expected", [
-    ("delivered", "sent", states.DELIVERED),
-    ("failed", "delivered", states.FAILED),
-    ("undelivered", "sent", states.FAILED),
+    ("delivered", "sent", MessageStatus.DELIVERED),
+    ("failed", "delivered", MessageStatus.FAILED),
+    ("undelivered", "sent", MessageStatus.FAILED),
 ])
 def test_twilio_out_of_order_never_moves_backwards(first, second, expected, client, factory,
                                                    clock, registry, policy):
@@ -230,7 +230,7 @@ def test_twilio_21610_fails_the_message_and_suppresses_the_number(client, factor
                            status_params(sid, "failed", ErrorCode="21610"))
     assert response.status_code == 200
     msg = message(factory, mid)
-    assert msg.status == states.FAILED and "21610" in msg.reason
+    assert msg.status == MessageStatus.FAILED and "21610" in msg.reason
     assert suppression(factory, "sms", PHONE).reason == "stop"
 
 
@@ -238,13 +238,13 @@ def test_twilio_21610_fails_the_message_and_suppresses_the_number(client, factor
 def test_unconfirmed_message_is_settled_by_its_webhook(channel, client, sg_key, factory, clock,
                                                        registry, policy):
     mid, ref, sid = sent_message(factory, clock, registry, policy, channel,
-                                 status=states.UNCONFIRMED)
+                                 status=MessageStatus.UNCONFIRMED)
     if channel == "sms":
         response = twilio_post(client, f"/webhooks/twilio/status?ref={status_ref(ref)}", status_params(sid, "sent"))
-        expected = states.SENT
+        expected = MessageStatus.SENT
     else:
         response = sendgrid_post(client, sg_key, [sg_event(ref, "delivered")])
-        expected = states.DELIVERED
+        expected = MessageStatus.DELIVERED
     assert response.status_code == 200
     msg = message(factory, mid)
     assert msg.status == expected and msg.sent_at is not None
@@ -256,7 +256,7 @@ def test_twilio_unconfigured_refuses_with_503(factory, clock, registry, policy):
     response = twilio_post(client, f"/webhooks/twilio/status?ref={status_ref(ref)}", status_params(sid, "delivered"))
     assert response.status_code == 503
     assert sendgrid_post(client, ec.generate_private_key(ec.SECP256R1()), []).status_code == 503
-    assert message(factory, mid).status == states.SENT
+    assert message(factory, mid).status == MessageStatus.SENT
 
 
 # ---------------------------------------------------------------- SendGrid events
@@ -266,7 +266,7 @@ def test_sendgrid_batch_moves_sent_to_delivered(client, sg_key, factory, clock, 
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     batch = [sg_event(ref, "processed"), sg_event(ref, "delivered"), sg_event(ref, "open")]
     assert sendgrid_post(client, sg_key, batch).status_code == 200
-    assert message(factory, mid).status == states.DELIVERED
+    assert message(factory, mid).status == MessageStatus.DELIVERED
     with factory() as s:
         rows = s.scalars(select(Event).where(Event.provider == "sendgrid").order_by(Event.id)).all()
     assert [e.type for e in rows] == ["queued", "delivered", "opened"]
@@ -296,7 +296,7 @@ def test_sendgrid_forged_requests_refused(forgery, client, sg_key, factory, cloc
     else:
         response = sendgrid_post(client, sg_key, batch, headers={SG_SIG: "bm90IGEgc2lnbmF0dXJl"})
     assert response.status_code == 403
-    assert message(factory, mid).status == states.SENT
+    assert message(factory, mid).status == MessageStatus.SENT
     assert count(factory, Event, Event.provider == "sendgrid") == 0
     assert suppression(factory, "email", EMAIL) is None
 
@@ -306,7 +306,7 @@ def test_sendgrid_recent_timestamp_within_max_age_accepted(client, sg_key, facto
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     timestamp = str(int(clock.now().timestamp()) - 590)
     assert sendgrid_post(client, sg_key, [sg_event(ref, "delivered")], timestamp=timestamp).status_code == 200
-    assert message(factory, mid).status == states.DELIVERED
+    assert message(factory, mid).status == MessageStatus.DELIVERED
 
 
 def test_sendgrid_bad_json_after_valid_signature_is_400(client, sg_key, factory):
@@ -324,10 +324,10 @@ def test_sendgrid_duplicate_event_is_a_no_op(client, sg_key, factory, clock, reg
 
 
 @pytest.mark.parametrize("first,second,expected", [
-    ("delivered", "processed", states.DELIVERED),
-    ("delivered", "deferred", states.DELIVERED),
-    ("bounce", "delivered", states.BOUNCED),
-    ("dropped", "delivered", states.FAILED),
+    ("delivered", "processed", MessageStatus.DELIVERED),
+    ("delivered", "deferred", MessageStatus.DELIVERED),
+    ("bounce", "delivered", MessageStatus.BOUNCED),
+    ("dropped", "delivered", MessageStatus.FAILED),
 ])
 def test_sendgrid_out_of_order_never_moves_backwards(first, second, expected, client, sg_key,
                                                      factory, clock, registry, policy):
@@ -339,9 +339,9 @@ def test_sendgrid_out_of_order_never_moves_backwards(first, second, expected, cl
 
 
 @pytest.mark.parametrize("event,extra,status,reason", [
-    ("bounce", {"type": "bounce", "status": "5.1.1"}, states.BOUNCED, "bounce"),
-    ("dropped", {"reason": "Bounced Address"}, states.FAILED, "dropped"),
-    ("spamreport", {}, states.DELIVERED, "complaint"),
+    ("bounce", {"type": "bounce", "status": "5.1.1"}, MessageStatus.BOUNCED, "bounce"),
+    ("dropped", {"reason": "Bounced Address"}, MessageStatus.FAILED, "dropped"),
+    ("spamreport", {}, MessageStatus.DELIVERED, "complaint"),
 ])
 def test_bounce_drop_complaint_suppress_the_next_send(event, extra, status, reason, client, sg_key,
                                                       send_ctx, factory, clock, registry, policy):
@@ -349,13 +349,13 @@ def test_bounce_drop_complaint_suppress_the_next_send(event, extra, status, reas
     first, ref, _ = sent_message(factory, clock, registry, policy, "email", campaign="quick",
                                  email="Ana@Example.com")
     queued = claim(factory, clock, registry, policy).email
-    assert len(queued) == 1 and message(factory, queued[0]).status == states.QUEUED
+    assert len(queued) == 1 and message(factory, queued[0]).status == MessageStatus.QUEUED
     assert sendgrid_post(client, sg_key, [sg_event(ref, event, **extra)]).status_code == 200
     assert message(factory, first).status == status
     assert suppression(factory, "email", "ana@example.com").reason == reason
     report = send_batch(send_ctx, "email", queued)
     assert report.suppressed == 1 and report.sent == 0
-    assert message(factory, queued[0]).status == states.SUPPRESSED
+    assert message(factory, queued[0]).status == MessageStatus.SUPPRESSED
 
 
 def test_drop_for_our_own_fault_does_not_suppress_the_address(client, sg_key, factory, clock,
@@ -363,7 +363,7 @@ def test_drop_for_our_own_fault_does_not_suppress_the_address(client, sg_key, fa
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     dropped = sg_event(ref, "dropped", reason="Invalid SMTPAPI header")
     assert sendgrid_post(client, sg_key, [dropped]).status_code == 200
-    assert message(factory, mid).status == states.FAILED
+    assert message(factory, mid).status == MessageStatus.FAILED
     assert suppression(factory, "email", EMAIL) is None
 
 
@@ -373,7 +373,7 @@ def test_sendgrid_blocked_fails_the_message_without_suppressing(client, sg_key, 
     blocked = sg_event(ref, "bounce", type="blocked", status="4.0.0", reason="IP reputation")
     assert sendgrid_post(client, sg_key, [blocked]).status_code == 200
     msg = message(factory, mid)
-    assert msg.status == states.FAILED and "4.0.0" in msg.last_error
+    assert msg.status == MessageStatus.FAILED and "4.0.0" in msg.last_error
     assert suppression(factory, "email", EMAIL) is None
 
 
@@ -405,7 +405,7 @@ def test_sendgrid_event_for_unknown_message_is_200_and_logged(client, sg_key, fa
 def test_sendgrid_event_cannot_touch_a_text_message(client, sg_key, factory, clock, registry, policy):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "sms")
     assert sendgrid_post(client, sg_key, [sg_event(ref, "bounce", type="bounce")]).status_code == 200
-    assert message(factory, mid).status == states.SENT
+    assert message(factory, mid).status == MessageStatus.SENT
     assert count(factory, Suppression) == 0
 
 
@@ -538,7 +538,7 @@ def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(facto
             t.start()
         for t in threads:
             t.join()
-        assert message(factory, mid).status == states.FAILED
+        assert message(factory, mid).status == MessageStatus.FAILED
 
 
 def test_join_by_text_signs_up_and_enrolls(factory, clock, sg_key):
@@ -560,7 +560,7 @@ def test_twilio_status_with_an_unverifiable_ref_falls_back_to_the_sid(client, fa
     mid, ref, sid = sent_message(factory, clock, registry, policy, "sms")
     path = f"/webhooks/twilio/status?ref={ref}"  # the bare token, not signed by us
     assert twilio_post(client, path, status_params(sid, "delivered")).status_code == 200
-    assert message(factory, mid).status == states.DELIVERED  # found by its MessageSid
+    assert message(factory, mid).status == MessageStatus.DELIVERED  # found by its MessageSid
 
 
 @pytest.mark.parametrize("path", ["/webhooks/sendgrid/events", "/webhooks/twilio/status",
@@ -595,7 +595,7 @@ def test_the_domain_acts_on_neutral_flags_whoever_the_provider(factory, clock, r
                                type=kind, reference=ref, provider_message_id=None,
                                occurred_at=clock.now(), **flags)
 
-    E = states.EventType
+    E = EventType
     with transaction(factory) as s:
         record_event(s, clock, ev("postmark", "email", email_ref, E.DROPPED, address_at_fault=True))
         record_event(s, clock, ev("vonage", "sms", sms_ref, E.FAILED, recipient_opted_out=True))
@@ -606,4 +606,4 @@ def test_the_domain_acts_on_neutral_flags_whoever_the_provider(factory, clock, r
     assert suppression(factory, "sms", PHONE).reason == "stop"
     assert suppression(factory, "email", "kept@example.com") is None
     assert [message(factory, i).status for i in (email_id, sms_id, kept_id)] == [
-        states.FAILED, states.FAILED, states.FAILED]
+        MessageStatus.FAILED, MessageStatus.FAILED, MessageStatus.FAILED]

@@ -107,9 +107,8 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
 
 
 def _watch(rt, worker, deadline: float) -> bool:
-    from campaigns import states
     from campaigns.reporting.overview import read_status
-    from campaigns.states import TERMINAL
+    from campaigns.states import TERMINAL, EnrollmentStatus
 
     last = ""
     while time.monotonic() < deadline:
@@ -118,7 +117,7 @@ def _watch(rt, worker, deadline: float) -> bool:
             return False
         with rt.factory() as s:
             status = read_status(s, rt.clock)
-        active = status.enrollments.get(states.EnrollmentStatus.ACTIVE, 0)
+        active = status.enrollments.get(EnrollmentStatus.ACTIVE, 0)
         counts = status.messages
         line = (f"  {rt.clock.now():%a %d %b %H:%M} UTC  people still in course: {active}  "
                 + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))

@@ -8,7 +8,7 @@ address or a subscriber.
             channel the provider carries
          2. store the Event with its raw payload; (provider, provider_event_id) is
             unique, so a redelivered event stops here and changes nothing
-         3. move Message.status forward only (states.may_advance)
+         3. move Message.status forward only (may_advance)
          4. bounce / complaint / a drop about the address / the recipient opted out at
             the provider: suppress the address; unsubscribe: consent revoked for that channel
 
@@ -28,32 +28,33 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns import states
+from campaigns.states import EventType, MessageStatus, may_advance
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.subscribers import address_for
 from campaigns.audience.suppression import suppress
 from campaigns.clock import Clock
 from campaigns.models import Event, Message, Subscriber
+from campaigns.reasons import Reason
 from campaigns.redact import mask
 
 log = logging.getLogger(__name__)
-E = states.EventType
+E = EventType
 
 # What each event says about the message. Any event from the provider proves the
 # provider has the message, which settles an unconfirmed one (invariant 2); engagement
-# implies delivery. Applied only upwards (states.may_advance).
+# implies delivery. Applied only upwards (may_advance).
 MESSAGE_STATUS = {
-    E.QUEUED: states.SENT,
-    E.DEFERRED: states.SENT,
-    E.SENT: states.SENT,
-    E.DELIVERED: states.DELIVERED,
-    E.OPENED: states.DELIVERED,
-    E.CLICKED: states.DELIVERED,
-    E.COMPLAINED: states.DELIVERED,
-    E.UNSUBSCRIBED: states.DELIVERED,
-    E.BOUNCED: states.BOUNCED,
-    E.DROPPED: states.FAILED,
-    E.FAILED: states.FAILED,
+    E.QUEUED: MessageStatus.SENT,
+    E.DEFERRED: MessageStatus.SENT,
+    E.SENT: MessageStatus.SENT,
+    E.DELIVERED: MessageStatus.DELIVERED,
+    E.OPENED: MessageStatus.DELIVERED,
+    E.CLICKED: MessageStatus.DELIVERED,
+    E.COMPLAINED: MessageStatus.DELIVERED,
+    E.UNSUBSCRIBED: MessageStatus.DELIVERED,
+    E.BOUNCED: MessageStatus.BOUNCED,
+    E.DROPPED: MessageStatus.FAILED,
+    E.FAILED: MessageStatus.FAILED,
 }
 
 # Events that stop all further sends to the address (Suppression.reason). A drop counts
@@ -70,7 +71,7 @@ class NormalizedEvent:
     provider: str
     channel: str  # what the provider carries ("email", "sms"): it never touches another's message
     provider_event_id: str  # unique per provider: a redelivery repeats it
-    type: str  # states.EventType
+    type: str  # EventType
     reference: str | None  # our Message.public_token, when the provider echoes it
     provider_message_id: str | None
     occurred_at: datetime
@@ -144,19 +145,20 @@ def _find_message(session: Session, ev: NormalizedEvent) -> Message | None:
 
 def _advance(msg: Message, ev: NormalizedEvent, now: datetime) -> None:
     target = MESSAGE_STATUS.get(ev.type)
-    if target is None or not states.may_advance(msg.status, target):
+    if target is None or not may_advance(msg.status, target):
         return
     msg.status = target
     detail = f", error {ev.error_code}" if ev.error_code else ""
-    msg.reason = f"{ev.provider} webhook: {ev.type}{detail}"[:200]
-    if ev.error_code and target in (states.FAILED, states.BOUNCED):
+    msg.reason_code = Reason.WEBHOOK
+    msg.reason = Reason.WEBHOOK.text(provider=ev.provider, event=ev.type, detail=detail)
+    if ev.error_code and target in (MessageStatus.FAILED, MessageStatus.BOUNCED):
         msg.last_error = f"{ev.provider} {ev.type}: {ev.error_code}"
     # A webhook can beat the send task's own bookkeeping (or replace it after a crash):
     # fill in what the send would have recorded, and drop the lease so a late result
     # from that task is ignored rather than written over this newer state.
     msg.provider = msg.provider or ev.provider
     msg.provider_message_id = msg.provider_message_id or ev.provider_message_id
-    if target in (states.SENT, states.DELIVERED) and msg.sent_at is None:
+    if target in (MessageStatus.SENT, MessageStatus.DELIVERED) and msg.sent_at is None:
         msg.sent_at = ev.occurred_at
     msg.lease_token = None
     msg.lease_until = None

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns import states
+from campaigns.states import EventType
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.audience.subscribers import InvalidSubscriber, normalize_phone
 from campaigns.audience.suppression import lift_unsubscribe, suppress
@@ -92,7 +92,7 @@ def handle_inbound_sms(
     subscriber = session.scalar(select(Subscriber).where(Subscriber.phone == phone)) if phone else None
     row = Event(
         message_id=None, subscriber_id=subscriber.id if subscriber else None,
-        type=states.EventType.INBOUND, provider=text.provider, provider_event_id=text.message_id,
+        type=EventType.INBOUND, provider=text.provider, provider_event_id=text.message_id,
         occurred_at=now, received_at=now,
         payload=text.raw or {"From": text.from_number, "Body": text.body},
     )
