@@ -4,6 +4,7 @@ embedded stack (SQLite + file-system broker) and on PostgreSQL + Redis."""
 import collections
 import re
 import time
+from urllib.parse import unquote
 
 import pytest
 from sqlalchemy import select
@@ -11,8 +12,8 @@ from sqlalchemy import select
 from campaigns import states
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
-from campaigns.sequences.campaign import Registry
 from campaigns.models import Message
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
@@ -72,6 +73,37 @@ def calls_per_message(outbox):
     return collections.Counter(re.search(r"#(\d+)", line)[1] for line in delivery_lines(outbox))
 
 
+def written_ids(outbox) -> set[int]:
+    """Messages the outbox has written (its provider call went through)."""
+    lines = delivery_lines(outbox)
+    return {int(re.search(r"#(\d+)", line)[1]) for line in lines if line.endswith("written")}
+
+
+def leased(factory) -> set[int]:
+    """Messages handed to a provider call whose answer is not recorded: `sending`, under a
+    lease. Read after a kill, these were in flight when it landed (nothing else moves them
+    until their lease runs out)."""
+    with factory() as s:
+        return set(s.scalars(select(Message.id).where(Message.status == states.SENDING,
+                                                      Message.lease_token.is_not(None))))
+
+
+def wait_for(condition, what: str, timeout: float = 60.0, logs=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never saw {what} in {timeout}s\n{logs()}")
+        time.sleep(0.02)
+    return found
+
+
+def mid_chunk(leased_ids: set[int], called: set[int]) -> bool:
+    """A leased chunk some of whose provider calls happened and at least two did not: the
+    last of those is one full provider delay (0.15 s) away, ample time for the kill to land
+    before the chunk's answers are recorded."""
+    return bool(leased_ids & called) and len(leased_ids - called) >= 2
+
+
 def test_sequence_runs_to_the_end(stack, env):
     enroll_people(env, 5)
     stack.start_worker("w1")
@@ -102,17 +134,18 @@ def test_two_workers_and_flooded_ticks_send_each_step_once(stack, env):
 
 def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
     enroll_people(env, 24, channels=("sms",))
-    slow = {"OUTBOX_SEND_DELAY": 0.15, "SMS_BATCH_SIZE": 8, "LEASE_SECONDS": 4,
-            "REQUEUE_AFTER_SECONDS": 4}
+    # Batches of 8 texts in chunks of 4, paced only by the outbox's 0.15 s per text: a
+    # chunk is in flight for 0.6 s, and the kill waits for one to be part-way through.
+    slow = {"OUTBOX_SEND_DELAY": 0.15, "SMS_BATCH_SIZE": 8, "SMS_RATE_BURST": 4,
+            "SMS_RATE_PER_SECOND": 1000, "LEASE_SECONDS": 4, "REQUEUE_AFTER_SECONDS": 4}
     first = stack.start_worker("doomed", concurrency=1, **slow)
-    deadline = time.monotonic() + 60
-    while len(delivery_lines(stack.outbox)) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(delivery_lines(stack.outbox)) >= 5, stack.logs()
-    stack.kill(first)  # SIGKILL to the whole process group, mid-batch
-    with env[0]() as s:
-        in_flight = s.scalars(select(Message).where(Message.status != states.SENT)).all()
-    assert in_flight, "the kill came too late to test anything"
+    wait_for(lambda: mid_chunk(leased(env[0]), written_ids(stack.outbox)),
+             "a chunk part-way through its provider calls", logs=stack.logs)
+    stack.kill(first)  # SIGKILL to the whole process group, mid-chunk; returns once all are gone
+    in_flight = leased(env[0])
+    assert in_flight, "nothing was in flight at the kill"
+    written = written_ids(stack.outbox)
+    assert in_flight & written and in_flight - written, ("not mid-chunk", in_flight, written)
     stack.start_worker("survivor", concurrency=2, **slow)
     # Each person: texts for steps one and three; step two (email only) ends skipped, since
     # it reaches them on no channel.
@@ -126,6 +159,17 @@ def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
     assert len(written) == len(sent) and set(written.values()) == {1}, stack.logs()
     assert len(list((stack.outbox / "sms").iterdir())) == len(sent)
     assert all(m.reason for m in rows)
+
+
+def called(factory, fake) -> set[int]:
+    """Messages whose request reached the fake Twilio (recorded on arrival, before its
+    delay), found by the public token in their signed status-callback reference."""
+    tokens = {unquote(r.form["StatusCallback"].rsplit("ref=", 1)[1]).rpartition(".")[0]
+              for r in fake.requests if r.form and "StatusCallback" in r.form}
+    if not tokens:
+        return set()
+    with factory() as s:
+        return set(s.scalars(select(Message.id).where(Message.public_token.in_(tokens))))
 
 
 def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
@@ -144,10 +188,13 @@ def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
                   "SMS_RATE_PER_SECOND": 1000, "TWILIO_CONCURRENCY": 1, "LEASE_SECONDS": 4,
                   "REQUEUE_AFTER_SECONDS": 4, "NO_PROXY": "127.0.0.1,localhost"}
         doomed = stack.start_worker("doomed", concurrency=1, **twilio)
-        deadline = time.monotonic() + 60
-        while len(fake.requests) < 6 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        stack.kill(doomed)
+        wait_for(lambda: mid_chunk(leased(env[0]), called(env[0], fake)),
+                 "a chunk part-way through its Twilio calls", logs=stack.logs)
+        stack.kill(doomed)  # returns once every process of the worker is gone
+        in_flight = leased(env[0])
+        assert in_flight, "nothing was in flight at the kill"
+        reached = called(env[0], fake)
+        assert in_flight & reached and in_flight - reached, ("not mid-chunk", in_flight, reached)
         stack.start_worker("survivor", concurrency=2, **twilio)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -162,4 +209,5 @@ def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
     statuses = collections.Counter(m.status for m in rows)
     assert set(statuses) <= {states.SENT, states.UNCONFIRMED}, (statuses, stack.logs())
     assert statuses[states.UNCONFIRMED] <= 4  # at most the one chunk that was in flight
+    assert statuses[states.UNCONFIRMED] == len(in_flight)  # and exactly the chunk that was
     assert statuses[states.SENT] + statuses[states.UNCONFIRMED] == 32
