@@ -21,8 +21,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# The design's lines held by tools: lint rules, formatting, import boundaries.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf var/demo preview .pytest_cache

@@ -51,20 +51,20 @@ class MessageStatus(StrEnum):
     SKIPPED = "skipped"
 
 
-M = MessageStatus
-WAITING = (M.QUEUED, M.RETRY, M.DEFERRED)
-IN_FLIGHT = (*WAITING, M.SENDING, M.UNCONFIRMED)
-TERMINAL = (M.SENT, M.DELIVERED, M.FAILED, M.BOUNCED, M.SUPPRESSED, M.SKIPPED)
+_M = MessageStatus
+WAITING = (_M.QUEUED, _M.RETRY, _M.DEFERRED)
+IN_FLIGHT = (*WAITING, _M.SENDING, _M.UNCONFIRMED)
+TERMINAL = (_M.SENT, _M.DELIVERED, _M.FAILED, _M.BOUNCED, _M.SUPPRESSED, _M.SKIPPED)
 # What counts as having reached the provider (for "first text says STOP/HELP").
-HANDED_OVER = (M.SENT, M.DELIVERED, M.UNCONFIRMED)
+HANDED_OVER = (_M.SENT, _M.DELIVERED, _M.UNCONFIRMED)
 
 # Webhook-driven moves only go up this ladder (invariant 6: never backwards).
-RANK = {M.QUEUED: 0, M.RETRY: 0, M.DEFERRED: 0, M.SENDING: 1, M.UNCONFIRMED: 2, M.SENT: 3,
-        M.DELIVERED: 4, M.FAILED: 5, M.BOUNCED: 5}
+RANK = {_M.QUEUED: 0, _M.RETRY: 0, _M.DEFERRED: 0, _M.SENDING: 1, _M.UNCONFIRMED: 2, _M.SENT: 3,
+        _M.DELIVERED: 4, _M.FAILED: 5, _M.BOUNCED: 5}
 
 
 def may_advance(current: str, new: str) -> bool:
-    if current in (M.SUPPRESSED, M.SKIPPED):
+    if current in (_M.SUPPRESSED, _M.SKIPPED):
         return False
     return RANK.get(new, -1) > RANK.get(current, -1)
 
@@ -109,9 +109,3 @@ class EventType(StrEnum):
     CONTACT_REQUESTED = "contact_requested"
     CONTACT_HANDLED = "contact_handled"
 
-
-# The bare names callers used before the enums; the same values.
-QUEUED, SENDING, RETRY, DEFERRED, UNCONFIRMED = M.QUEUED, M.SENDING, M.RETRY, M.DEFERRED, M.UNCONFIRMED
-SENT, DELIVERED, FAILED, BOUNCED, SUPPRESSED, SKIPPED = (M.SENT, M.DELIVERED, M.FAILED, M.BOUNCED,
-                                                          M.SUPPRESSED, M.SKIPPED)
-ALL = tuple(MessageStatus)

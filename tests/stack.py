@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from campaigns import states
+from campaigns.states import TERMINAL
 from campaigns.models import Enrollment, Message
 from tests.conftest import FIXTURES
 
@@ -134,7 +134,7 @@ def wait_until_done(factory, expected_messages: int, timeout: float = 90.0) -> l
         with factory() as s:
             active = s.scalar(select(func.count(Enrollment.id)).where(Enrollment.status == "active"))
             rows = s.scalars(select(Message).order_by(Message.id)).all()
-        if not active and len(rows) >= expected_messages and all(m.status in states.TERMINAL for m in rows):
+        if not active and len(rows) >= expected_messages and all(m.status in TERMINAL for m in rows):
             return rows
         time.sleep(0.3)
     raise AssertionError(f"not done after {timeout}s: {[(m.id, m.status) for m in rows]}")

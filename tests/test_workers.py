@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from campaigns import states
+from campaigns.states import WAITING, MessageStatus
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
 from campaigns.models import Message
@@ -84,7 +84,7 @@ def leased(factory) -> set[int]:
     lease. Read after a kill, these were in flight when it landed (nothing else moves them
     until their lease runs out)."""
     with factory() as s:
-        return set(s.scalars(select(Message.id).where(Message.status == states.SENDING,
+        return set(s.scalars(select(Message.id).where(Message.status == MessageStatus.SENDING,
                                                       Message.lease_token.is_not(None))))
 
 
@@ -108,7 +108,7 @@ def test_sequence_runs_to_the_end(stack, env):
     enroll_people(env, 5)
     stack.start_worker("w1")
     rows = wait_until_done(env[0], expected_messages=5 * 4)
-    assert collections.Counter(m.status for m in rows) == {states.SENT: 20}, stack.logs()
+    assert collections.Counter(m.status for m in rows) == {MessageStatus.SENT: 20}, stack.logs()
     assert len(list((stack.outbox / "email").iterdir())) == 10
     assert len(list((stack.outbox / "sms").iterdir())) == 10
     assert set(calls_per_message(stack.outbox).values()) == {1}
@@ -150,8 +150,8 @@ def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
     # Each person: texts for steps one and three; step two (email only) ends skipped, since
     # it reaches them on no channel.
     rows = wait_until_done(env[0], expected_messages=24 * 3, timeout=120)
-    sent = [m for m in rows if m.status == states.SENT]
-    skipped = [m for m in rows if m.status == states.SKIPPED]
+    sent = [m for m in rows if m.status == MessageStatus.SENT]
+    skipped = [m for m in rows if m.status == MessageStatus.SKIPPED]
     assert len(rows) == 72 and len(sent) == 48 and len(skipped) == 24
     assert {m.channel for m in sent} == {"sms"} and {m.reason for m in skipped} == {"no email address"}
     written = collections.Counter(
@@ -200,14 +200,14 @@ def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
         while time.monotonic() < deadline:
             with env[0]() as s:
                 rows = s.scalars(select(Message).where(Message.channel == "sms")).all()
-            if len(rows) == 32 and not [m for m in rows if m.status in states.WAITING + (states.SENDING,)]:
+            if len(rows) == 32 and not [m for m in rows if m.status in WAITING + (MessageStatus.SENDING,)]:
                 break
             time.sleep(0.3)
         texts = fake.sent_messages()
     refs = [t["StatusCallback"].rsplit("ref=", 1)[1] for t in texts]
     assert len(refs) == len(set(refs)), "a text went to Twilio twice"
     statuses = collections.Counter(m.status for m in rows)
-    assert set(statuses) <= {states.SENT, states.UNCONFIRMED}, (statuses, stack.logs())
-    assert statuses[states.UNCONFIRMED] <= 4  # at most the one chunk that was in flight
-    assert statuses[states.UNCONFIRMED] == len(in_flight)  # and exactly the chunk that was
-    assert statuses[states.SENT] + statuses[states.UNCONFIRMED] == 32
+    assert set(statuses) <= {MessageStatus.SENT, MessageStatus.UNCONFIRMED}, (statuses, stack.logs())
+    assert statuses[MessageStatus.UNCONFIRMED] <= 4  # at most the one chunk that was in flight
+    assert statuses[MessageStatus.UNCONFIRMED] == len(in_flight)  # and exactly the chunk that was
+    assert statuses[MessageStatus.SENT] + statuses[MessageStatus.UNCONFIRMED] == 32
