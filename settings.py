@@ -158,7 +158,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         secret = self.secret_key.get_secret_value()
-        if self.environment != "development" and (secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32):
+        if self.environment != "development" and (
+            secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32
+        ):
             raise ValueError(
                 "SECRET_KEY is a placeholder or shorter than 32 characters; "
                 "set a random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
@@ -171,12 +173,21 @@ class Settings(BaseSettings):
         if self.email_provider == "sendgrid":
             missing += [n for n, v in (("SENDGRID_API_KEY", self.sendgrid_api_key),) if not v]
         if self.sms_provider == "twilio":
-            missing += [n for n, v in (("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
-                                       ("TWILIO_AUTH_TOKEN", self.twilio_auth_token)) if not v]
+            missing += [
+                n
+                for n, v in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                )
+                if not v
+            ]
             if not (self.twilio_messaging_service_sid or self.twilio_from_number):
                 missing.append("TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")
-        if (self.environment == "production" and self.email_provider == "sendgrid"
-                and not self.sendgrid_webhook_public_key):
+        if (
+            self.environment == "production"
+            and self.email_provider == "sendgrid"
+            and not self.sendgrid_webhook_public_key
+        ):
             # Without it the event webhook refuses everything and unconfirmed emails never settle.
             missing.append("SENDGRID_WEBHOOK_PUBLIC_KEY")
         if missing:
@@ -184,9 +195,13 @@ class Settings(BaseSettings):
         if self.sendgrid_webhook_public_key:
             problem = _p256_key_problem(self.sendgrid_webhook_public_key)
             if problem:
-                raise ValueError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable ECDSA P-256 key ({problem})")
+                raise ValueError(
+                    f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable ECDSA P-256 key ({problem})"
+                )
         if self.environment == "production" and not self.public_base_url.startswith("https://"):
-            raise ValueError("PUBLIC_BASE_URL must be https in production (links and webhook signatures use it)")
+            raise ValueError(
+                "PUBLIC_BASE_URL must be https in production (links and webhook signatures use it)"
+            )
         return self
 
     @property

@@ -62,8 +62,15 @@ SID, TOKEN, SG_KEY = "AC" + "b" * 32, "bench-token", "SG.bench-key"
 
 
 class Bench:
-    def __init__(self, admin_url: str, redis_url: str, concurrency: int, email_batch: int, deadline: float,
-                 sms_batch: int = 250):
+    def __init__(
+        self,
+        admin_url: str,
+        redis_url: str,
+        concurrency: int,
+        email_batch: int,
+        deadline: float,
+        sms_batch: int = 250,
+    ):
         self.admin_url, self.redis_url = admin_url, redis_url
         self.concurrency, self.email_batch, self.deadline = concurrency, email_batch, deadline
         self.sms_batch = sms_batch
@@ -97,43 +104,84 @@ class Bench:
         name = f"{self.run}-{phase}".replace("-", "_")
         self.admin.execute(f'CREATE DATABASE "{name}"')
         self.databases.append(name)
-        url = "postgresql+psycopg://" + f"{self.admin_url.rsplit('/', 1)[0]}/{name}".split("://", 1)[1]
+        url = (
+            "postgresql+psycopg://"
+            + f"{self.admin_url.rsplit('/', 1)[0]}/{name}".split("://", 1)[1]
+        )
         upgrade(url)
         return url
 
     def env(self, phase: str, database_url: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
         env.update(
-            ENVIRONMENT="test", SECRET_KEY="bench-secret-key-0123456789abcdef-0123456789",
-            DATABASE_URL=database_url, REDIS_URL=self.redis_url, REDIS_KEY_PREFIX=f"{self.run}-{phase}:",
-            DEFINITIONS_DIR=str(FIXTURES / "definitions"), TEMPLATES_DIR=str(FIXTURES / "templates"),
-            OUTBOX_DIR=str(self.tmp / "outbox"), TICK_SECONDS="0.2", REAP_SECONDS="5",
-            CLOCK_REAL_EPOCH=str(self.real_epoch), CLOCK_VIRTUAL_EPOCH=str(VIRTUAL_EPOCH),
-            PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost",
-            EMAIL_PROVIDER="sendgrid", SENDGRID_API_KEY=SG_KEY, SENDGRID_API_HOST=self.sendgrid.url,
-            SMS_PROVIDER="twilio", TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TOKEN,
-            TWILIO_FROM_NUMBER="+15557650002", TWILIO_API_BASE_URL=self.twilio.url,
-            EMAIL_BATCH_SIZE=str(self.email_batch), SMS_BATCH_SIZE=str(self.sms_batch),
+            ENVIRONMENT="test",
+            SECRET_KEY="bench-secret-key-0123456789abcdef-0123456789",
+            DATABASE_URL=database_url,
+            REDIS_URL=self.redis_url,
+            REDIS_KEY_PREFIX=f"{self.run}-{phase}:",
+            DEFINITIONS_DIR=str(FIXTURES / "definitions"),
+            TEMPLATES_DIR=str(FIXTURES / "templates"),
+            OUTBOX_DIR=str(self.tmp / "outbox"),
+            TICK_SECONDS="0.2",
+            REAP_SECONDS="5",
+            CLOCK_REAL_EPOCH=str(self.real_epoch),
+            CLOCK_VIRTUAL_EPOCH=str(VIRTUAL_EPOCH),
+            PYTHONPATH=str(ROOT),
+            NO_PROXY="127.0.0.1,localhost",
+            EMAIL_PROVIDER="sendgrid",
+            SENDGRID_API_KEY=SG_KEY,
+            SENDGRID_API_HOST=self.sendgrid.url,
+            SMS_PROVIDER="twilio",
+            TWILIO_ACCOUNT_SID=SID,
+            TWILIO_AUTH_TOKEN=TOKEN,
+            TWILIO_FROM_NUMBER="+15557650002",
+            TWILIO_API_BASE_URL=self.twilio.url,
+            EMAIL_BATCH_SIZE=str(self.email_batch),
+            SMS_BATCH_SIZE=str(self.sms_batch),
             # The fakes have no limit to respect; the bench measures the pipeline.
-            EMAIL_RATE_PER_SECOND="1000000", EMAIL_RATE_BURST="1000000",
-            SMS_RATE_PER_SECOND="1000000", SMS_RATE_BURST="1000000",
+            EMAIL_RATE_PER_SECOND="1000000",
+            EMAIL_RATE_BURST="1000000",
+            SMS_RATE_PER_SECOND="1000000",
+            SMS_RATE_BURST="1000000",
         )
         return env
 
     def start_worker(self, phase: str, app: str, queues: str, env: dict, beat: bool) -> str:
         node = f"{phase}@{self.run}"
-        args = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", str(self.concurrency),
-                "-n", node, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(self.concurrency),
+            "-n",
+            node,
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ]
         if beat:
             args += ["-B", "-s", str(self.tmp / f"beat-{phase}")]
         log = open(self.tmp / f"{phase}.log", "ab")  # noqa: SIM115 - the child keeps it open
-        self.procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log,
-                                           start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                args, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        )
         log.close()
         return node
 
     def control_app(self, phase: str):
-        return make_app(load_settings(redis_url=self.redis_url, redis_key_prefix=f"{self.run}-{phase}:"))
+        return make_app(
+            load_settings(redis_url=self.redis_url, redis_key_prefix=f"{self.run}-{phase}:")
+        )
 
     def wait_ready(self, app, node: str) -> None:
         deadline = time.monotonic() + 60
@@ -170,7 +218,9 @@ class Bench:
     def drip_rate(self, channel: str, n: int) -> dict:
         url = self.database(channel)
         env = self.env(channel, url)
-        node = self.start_worker(channel, "workers.app", "schedule,email,sms,events", env, beat=True)
+        node = self.start_worker(
+            channel, "workers.app", "schedule,email,sms,events", env, beat=True
+        )
         self.wait_ready(self.control_app(channel), node)
         engine = make_engine(url)
         factory = make_session_factory(engine)
@@ -178,31 +228,51 @@ class Bench:
         people = n // 2  # "quick" sends each person two emails (or two texts)
         with transaction(factory) as session:
             for i in range(people):
-                contact = {"email": f"bench{i}@example.com"} if channel == "email" else {"phone": f"+1202{2000000 + i:07d}"}
-                sub = upsert_subscriber(session, self.clock, consent=(channel,), first_name=f"P{i}", **contact)
+                contact = (
+                    {"email": f"bench{i}@example.com"}
+                    if channel == "email"
+                    else {"phone": f"+1202{2000000 + i:07d}"}
+                )
+                sub = upsert_subscriber(
+                    session, self.clock, consent=(channel,), first_name=f"P{i}", **contact
+                )
                 enroll(session, self.clock, registry, sub, "quick", Policy())
         started, t0 = self.clock.now(), time.perf_counter()  # due from this commit on
         while True:
             with factory() as session:
                 done, last = session.execute(
-                    select(func.count(Message.id), func.max(Message.sent_at))
-                    .where(Message.channel == channel, Message.status.in_(TERMINAL))).one()
+                    select(func.count(Message.id), func.max(Message.sent_at)).where(
+                        Message.channel == channel, Message.status.in_(TERMINAL)
+                    )
+                ).one()
             if done >= people * 2:
                 break
             if time.perf_counter() - t0 > self.deadline:
-                raise SystemExit(f"{channel} phase missed its deadline ({done}/{people * 2}); see {self.tmp}")
+                raise SystemExit(
+                    f"{channel} phase missed its deadline ({done}/{people * 2}); see {self.tmp}"
+                )
             time.sleep(0.1)
         with factory() as session:
-            by_status = dict(session.execute(select(Message.status, func.count(Message.id))
-                                             .where(Message.channel == channel).group_by(Message.status)).all())
+            by_status = dict(
+                session.execute(
+                    select(Message.status, func.count(Message.id))
+                    .where(Message.channel == channel)
+                    .group_by(Message.status)
+                ).all()
+            )
         engine.dispose()
         _stop(self.procs.pop())
         sent = by_status.get(MessageStatus.SENT, 0)
         seconds = (_aware(last) - started).total_seconds()
         fake = self.sendgrid if channel == "email" else self.twilio
         requests = len(fake.requests)
-        return {"count": sent, "seconds": seconds, "rate": sent / seconds, "statuses": by_status,
-                "requests": requests}
+        return {
+            "count": sent,
+            "seconds": seconds,
+            "rate": sent / seconds,
+            "statuses": by_status,
+            "requests": requests,
+        }
 
 
 def _aware(value: datetime) -> datetime:
@@ -231,21 +301,32 @@ def main() -> int:
     parser.add_argument("--sms-batch", type=int, default=250, help="SMS_BATCH_SIZE")
     parser.add_argument("--deadline", type=float, default=180.0, help="seconds allowed per phase")
     a = parser.parse_args()
-    admin = os.environ.get("BENCH_POSTGRES_URL", os.environ.get("TEST_POSTGRES_URL",
-                                                               "postgresql://postgres@127.0.0.1:5432/test"))
-    redis_url = os.environ.get("BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    admin = os.environ.get(
+        "BENCH_POSTGRES_URL",
+        os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    redis_url = os.environ.get(
+        "BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     with Bench(admin, redis_url, a.concurrency, a.email_batch, a.deadline, a.sms_batch) as bench:
         noop = bench.noop_rate(a.noops)
         email = bench.drip_rate("email", a.emails)
         sms = bench.drip_rate("sms", a.texts)
-    print(f"machine: {os.cpu_count()} cores; workers: prefork -c {a.concurrency}; "
-          f"Redis + PostgreSQL on loopback; EMAIL_BATCH_SIZE={a.email_batch}, SMS_BATCH_SIZE={a.sms_batch}")
-    print(f"raw Celery no-op tasks  {noop['count']:6d} in {noop['seconds']:6.2f} s = {noop['rate']:8.1f} tasks/s")
+    print(
+        f"machine: {os.cpu_count()} cores; workers: prefork -c {a.concurrency}; "
+        f"Redis + PostgreSQL on loopback; EMAIL_BATCH_SIZE={a.email_batch}, SMS_BATCH_SIZE={a.sms_batch}"
+    )
+    print(
+        f"raw Celery no-op tasks  {noop['count']:6d} in {noop['seconds']:6.2f} s = {noop['rate']:8.1f} tasks/s"
+    )
     for name, r in (("email (SendGrid fake)", email), ("sms (Twilio fake)", sms)):
         extra = {k: v for k, v in r["statuses"].items() if k != MessageStatus.SENT}
-        print(f"{name:22s}  {r['count']:6d} in {r['seconds']:6.2f} s = {r['rate']:8.1f} msgs/s"
-              f"  = {r['rate'] / noop['rate']:5.2f}x no-op  ({r['requests']} provider requests"
-              + (f"; not sent: {extra}" if extra else "") + ")")
+        print(
+            f"{name:22s}  {r['count']:6d} in {r['seconds']:6.2f} s = {r['rate']:8.1f} msgs/s"
+            f"  = {r['rate'] / noop['rate']:5.2f}x no-op  ({r['requests']} provider requests"
+            + (f"; not sent: {extra}" if extra else "")
+            + ")"
+        )
     met = email["rate"] >= 3 * noop["rate"] and sms["rate"] >= noop["rate"]
     print(f"goal email >= 3x and sms >= 1x the no-op rate: {'met' if met else 'NOT met'}")
     return 0

@@ -68,8 +68,6 @@ def id_in(session: Session, column, values):
     return column.in_(values)
 
 
-
-
 def unnest(columns: dict[str, str], rows: list[dict]) -> tuple[str, dict]:
     """`unnest(CAST(:a AS int[]), ...)` over `rows` (PostgreSQL) and its parameters: a
     whole batch written by one small statement, however many rows it has."""

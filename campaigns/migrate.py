@@ -48,5 +48,9 @@ def check_current(engine) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
     if current != head:
         where = engine.url.render_as_string(hide_password=True)
-        state = "has no schema" if current is None else f"is at revision {current}, the code needs {head}"
+        state = (
+            "has no schema"
+            if current is None
+            else f"is at revision {current}, the code needs {head}"
+        )
         raise SchemaError(f"the database {where} {state}; run `drip db upgrade`")

@@ -1,11 +1,11 @@
 """Tables. The database is the source of truth; the broker only carries work due now.
 
-    subscribers ─┬─ consent_records   (append-only history of grants and revocations)
-                 ├─ enrollments       (a cursor per campaign: next step, next due time)
-                 │     └─ messages    (the outbox: one row per enrollment, step and channel)
-                 ├─ events            (provider and tracking events, raw payload kept)
-                 └─ contact_requests  (asks to be contacted by the care team)
-    suppressions                      (addresses that must not be sent to, any campaign)
+subscribers ─┬─ consent_records   (append-only history of grants and revocations)
+             ├─ enrollments       (a cursor per campaign: next step, next due time)
+             │     └─ messages    (the outbox: one row per enrollment, step and channel)
+             ├─ events            (provider and tracking events, raw payload kept)
+             └─ contact_requests  (asks to be contacted by the care team)
+suppressions                      (addresses that must not be sent to, any campaign)
 """
 
 from __future__ import annotations
@@ -209,7 +209,9 @@ class ContactRequest(Base):
     preferred_channel: Mapped[str | None] = mapped_column(String(10))  # phone, email, sms
     preferred_time: Mapped[str | None] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default=ContactStatus.OPEN)  # campaigns.states.ContactStatus
+    status: Mapped[str] = mapped_column(
+        String(20), default=ContactStatus.OPEN
+    )  # campaigns.states.ContactStatus
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
     notified_at: Mapped[datetime | None]  # when the care team was told

@@ -69,4 +69,3 @@ TEXTS: dict[Reason, str] = {
     Reason.SETTLED_RESEND: "settled by ops: resending",
     Reason.WEBHOOK: "{provider} webhook: {event}{detail}",
 }
-

@@ -59,8 +59,17 @@ TERMINAL = (_M.SENT, _M.DELIVERED, _M.FAILED, _M.BOUNCED, _M.SUPPRESSED, _M.SKIP
 HANDED_OVER = (_M.SENT, _M.DELIVERED, _M.UNCONFIRMED)
 
 # Webhook-driven moves only go up this ladder (invariant 6: never backwards).
-RANK = {_M.QUEUED: 0, _M.RETRY: 0, _M.DEFERRED: 0, _M.SENDING: 1, _M.UNCONFIRMED: 2, _M.SENT: 3,
-        _M.DELIVERED: 4, _M.FAILED: 5, _M.BOUNCED: 5}
+RANK = {
+    _M.QUEUED: 0,
+    _M.RETRY: 0,
+    _M.DEFERRED: 0,
+    _M.SENDING: 1,
+    _M.UNCONFIRMED: 2,
+    _M.SENT: 3,
+    _M.DELIVERED: 4,
+    _M.FAILED: 5,
+    _M.BOUNCED: 5,
+}
 
 
 def may_advance(current: str, new: str) -> bool:
@@ -108,4 +117,3 @@ class EventType(StrEnum):
     INBOUND = "inbound"
     CONTACT_REQUESTED = "contact_requested"
     CONTACT_HANDLED = "contact_handled"
-

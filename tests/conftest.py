@@ -30,8 +30,17 @@ from workers.providers.outbox import LocalOutbox
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TABLES = ("contact_requests", "events", "messages", "enrollments", "consent_records",
-          "suppressions", "subscribers", "channel_pauses", "campaign_revisions")
+TABLES = (
+    "contact_requests",
+    "events",
+    "messages",
+    "enrollments",
+    "consent_records",
+    "suppressions",
+    "subscribers",
+    "channel_pauses",
+    "campaign_revisions",
+)
 
 
 def _sa_url(url: str) -> str:
@@ -117,8 +126,13 @@ def outbox(tmp_path):
 @pytest.fixture
 def send_ctx(factory, clock, registry, policy, outbox):
     return SendContext(
-        factory=factory, clock=clock, registry=registry,
+        factory=factory,
+        clock=clock,
+        registry=registry,
         renderer=Renderer(FIXTURES / "templates", Sender("Lunara", "1 Test Street, Springfield")),
-        signer=Signer(b"test-secret-key-for-links-0123456789"), policy=policy,
-        base_url="https://care.example", email_provider=outbox, sms_provider=outbox,
+        signer=Signer(b"test-secret-key-for-links-0123456789"),
+        policy=policy,
+        base_url="https://care.example",
+        email_provider=outbox,
+        sms_provider=outbox,
     )

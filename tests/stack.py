@@ -40,11 +40,17 @@ class Stack:
     def env(self, **extra) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
         env.update(
-            ENVIRONMENT="test", SECRET_KEY="integration-test-secret-key-0123456789abcdef",
-            DATABASE_URL=self.database_url, BROKER_DIR=str(self.tmp / "broker"),
-            OUTBOX_DIR=str(self.outbox), DEFINITIONS_DIR=str(FIXTURES / "definitions"),
-            TEMPLATES_DIR=str(FIXTURES / "templates"), TICK_SECONDS="0.5", REAP_SECONDS="1",
-            CLOCK_REAL_EPOCH=str(self.real_epoch), CLOCK_VIRTUAL_EPOCH=str(VIRTUAL_EPOCH),
+            ENVIRONMENT="test",
+            SECRET_KEY="integration-test-secret-key-0123456789abcdef",
+            DATABASE_URL=self.database_url,
+            BROKER_DIR=str(self.tmp / "broker"),
+            OUTBOX_DIR=str(self.outbox),
+            DEFINITIONS_DIR=str(FIXTURES / "definitions"),
+            TEMPLATES_DIR=str(FIXTURES / "templates"),
+            TICK_SECONDS="0.5",
+            REAP_SECONDS="1",
+            CLOCK_REAL_EPOCH=str(self.real_epoch),
+            CLOCK_VIRTUAL_EPOCH=str(VIRTUAL_EPOCH),
             PYTHONPATH=str(ROOT),
         )
         if self.redis_url:
@@ -60,15 +66,39 @@ class Stack:
         keys = [k for k in Settings.model_fields]
         return Settings(**{k: env[k.upper()] for k in keys if k.upper() in env})
 
-    def start_worker(self, name: str, beat: bool = True, concurrency: int = 2, **extra) -> subprocess.Popen:
-        args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q",
-                "schedule,email,sms,events", "-c", str(concurrency), "-n", f"{name}@%h",
-                "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
+    def start_worker(
+        self, name: str, beat: bool = True, concurrency: int = 2, **extra
+    ) -> subprocess.Popen:
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            "schedule,email,sms,events",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ]
         if beat:
             args += ["-B", "-s", str(self.tmp / f"beat-{name}")]
         with open(self.tmp / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
-            proc = subprocess.Popen(args, cwd=ROOT, env=self.env(**extra), stdout=log, stderr=log,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=self.env(**extra),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
@@ -132,9 +162,15 @@ def wait_until_done(factory, expected_messages: int, timeout: float = 90.0) -> l
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with factory() as s:
-            active = s.scalar(select(func.count(Enrollment.id)).where(Enrollment.status == "active"))
+            active = s.scalar(
+                select(func.count(Enrollment.id)).where(Enrollment.status == "active")
+            )
             rows = s.scalars(select(Message).order_by(Message.id)).all()
-        if not active and len(rows) >= expected_messages and all(m.status in TERMINAL for m in rows):
+        if (
+            not active
+            and len(rows) >= expected_messages
+            and all(m.status in TERMINAL for m in rows)
+        ):
             return rows
         time.sleep(0.3)
     raise AssertionError(f"not done after {timeout}s: {[(m.id, m.status) for m in rows]}")

@@ -22,7 +22,13 @@ from web.app import create_app
 
 BASE = "https://care.example"
 PASSWORD = "correct horse battery staple"
-PAGES = ["/admin", "/admin/campaigns/quick", "/admin/contact-requests", "/admin/outbox", "/admin/channels"]
+PAGES = [
+    "/admin",
+    "/admin/campaigns/quick",
+    "/admin/contact-requests",
+    "/admin/outbox",
+    "/admin/channels",
+]
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -35,10 +41,18 @@ POST = {**AUTH, "Origin": BASE}
 
 
 def make_app(factory, clock, tmp_path, **overrides):
-    settings = load_settings(**{
-        "environment": "test", "secret_key": "s" * 40, "public_base_url": BASE,
-        "definitions_dir": FIXTURES / "definitions", "templates_dir": FIXTURES / "templates",
-        "broker_dir": tmp_path / "broker", "admin_password": PASSWORD, **overrides})
+    settings = load_settings(
+        **{
+            "environment": "test",
+            "secret_key": "s" * 40,
+            "public_base_url": BASE,
+            "definitions_dir": FIXTURES / "definitions",
+            "templates_dir": FIXTURES / "templates",
+            "broker_dir": tmp_path / "broker",
+            "admin_password": PASSWORD,
+            **overrides,
+        }
+    )
     app = create_app(settings, factory=factory, clock=clock)
     paths = {getattr(r, "path", None) for r in app.routes}
     if "/admin" not in paths:  # until web/app.py includes the routers itself
@@ -46,7 +60,6 @@ def make_app(factory, clock, tmp_path, **overrides):
     if "/healthz" not in paths:
         app.include_router(ops.router)
     return app
-
 
 
 @pytest.fixture
@@ -69,8 +82,13 @@ def history(factory, clock, registry, policy):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_need_the_admin_credentials(client, page):
-    for headers in ({}, basic("admin", "wrong"), basic("root", PASSWORD), {"Authorization": "Basic !!!"},
-                    {"Authorization": "Bearer " + PASSWORD}):
+    for headers in (
+        {},
+        basic("admin", "wrong"),
+        basic("root", PASSWORD),
+        {"Authorization": "Basic !!!"},
+        {"Authorization": "Bearer " + PASSWORD},
+    ):
         refused = client.get(page, headers=headers)
         assert refused.status_code == 401, headers
         assert refused.headers["www-authenticate"].startswith('Basic realm="drip admin"')
@@ -91,18 +109,29 @@ def test_pages_are_off_without_a_password(factory, clock, tmp_path, password):
 
 def test_form_posts_must_come_from_the_public_origin(client, history, factory):
     url = f"/admin/contact-requests/{history.request_id}"
-    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "null"},
-                    {"Referer": "https://evil.example/admin/contact-requests"},
-                    {"Origin": "https://evil.example", "Referer": BASE + "/admin/contact-requests"},
-                    {"Origin": "http://care.example"}, {"Origin": "https://care.example:8443"}):
+    for headers in (
+        {},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.example/admin/contact-requests"},
+        {"Origin": "https://evil.example", "Referer": BASE + "/admin/contact-requests"},
+        {"Origin": "http://care.example"},
+        {"Origin": "https://care.example:8443"},
+    ):
         refused = client.post(url, data={"status": "contacted"}, headers={**AUTH, **headers})
         assert refused.status_code == 403, headers
         assert "PUBLIC_BASE_URL" in refused.text
     with factory() as s:
         assert s.get(ContactRequest, history.request_id).status == "open"
     # Referer is the fallback when a browser sends no Origin; default ports are the same origin.
-    for headers in ({"Referer": BASE + "/admin/contact-requests"}, {"Origin": "https://CARE.example:443"}):
-        assert client.post(url, data={"status": "contacted"}, headers={**AUTH, **headers}).status_code == 200
+    for headers in (
+        {"Referer": BASE + "/admin/contact-requests"},
+        {"Origin": "https://CARE.example:443"},
+    ):
+        assert (
+            client.post(url, data={"status": "contacted"}, headers={**AUTH, **headers}).status_code
+            == 200
+        )
     # and credentials still come first
     assert client.post(url, data={"status": "closed"}, headers={"Origin": BASE}).status_code == 401
 
@@ -129,7 +158,23 @@ def test_campaign_page_shows_the_per_step_funnel(client, history):
     first_row = text.split("<td>one</td>")[1].split("</tr>")[0]
     numbers = [c.split("<")[0] for c in first_row.split('<td class="n">')[1:]]
     # created sent delivered failed bounced suppressed skipped in-flight opens clicks asks unsubs rates
-    assert numbers == ["4", "2", "1", "1", "0", "1", "0", "0", "1", "1", "1", "1", "50.0%", "100.0%", "100.0%"]
+    assert numbers == [
+        "4",
+        "2",
+        "1",
+        "1",
+        "0",
+        "1",
+        "0",
+        "0",
+        "1",
+        "1",
+        "1",
+        "1",
+        "50.0%",
+        "100.0%",
+        "100.0%",
+    ]
     assert "Suppressed: address suppressed: bounce (1)" in text
     assert "Skipped: no phone number (1)" in text
 
@@ -142,7 +187,9 @@ def test_campaign_page_shows_the_per_step_funnel(client, history):
 # ---------------------------------------------------------------- contact queue
 
 
-def test_contact_queue_shows_real_details_escaped_and_marks_requests(client, history, factory, clock):
+def test_contact_queue_shows_real_details_escaped_and_marks_requests(
+    client, history, factory, clock
+):
     with transaction(factory) as s:
         s.get(ContactRequest, history.request_id).note = "<script>alert(1)</script> hip"
     page = client.get("/admin/contact-requests", headers=AUTH)
@@ -155,16 +202,25 @@ def test_contact_queue_shows_real_details_escaped_and_marks_requests(client, his
     done = client.post(url, data={"status": "contacted", "note": "voicemail"}, headers=POST)
     assert done.status_code == 200 and "now contacted" in done.text
     page = client.get("/admin/contact-requests", headers=AUTH)
-    assert 'value="contacted"' not in page.text and 'value="closed"' in page.text  # only Close is left
+    assert (
+        'value="contacted"' not in page.text and 'value="closed"' in page.text
+    )  # only Close is left
 
     assert client.post(url, data={"status": "reopened"}, headers=POST).status_code == 400
-    assert client.post("/admin/contact-requests/99999", data={"status": "closed"}, headers=POST).status_code == 400
+    assert (
+        client.post(
+            "/admin/contact-requests/99999", data={"status": "closed"}, headers=POST
+        ).status_code
+        == 400
+    )
     assert client.post(url, data={"status": "closed"}, headers=POST).status_code == 200
     with factory() as s:
         req = s.get(ContactRequest, history.request_id)
         assert (req.status, req.handled_at) == ("closed", clock.now())
     assert "Nobody is waiting." in client.get("/admin/contact-requests", headers=AUTH).text
-    assert client.post(url, data={"status": "contacted"}, headers=POST).status_code == 400  # closed stays
+    assert (
+        client.post(url, data={"status": "contacted"}, headers=POST).status_code == 400
+    )  # closed stays
 
 
 # ---------------------------------------------------------------- outbox
@@ -180,8 +236,13 @@ def _unconfirmed(factory, history, *keys):
 
 def test_outbox_lists_by_status_and_settles_unconfirmed(client, app, history, factory):
     sent_id, failed_id, resend_id, later_id = _unconfirmed(
-        factory, history, ("ana", "three", "sms"), ("ben", "three", "sms"), ("dee", "three", "sms"),
-        ("cy", "two", "email"))
+        factory,
+        history,
+        ("ana", "three", "sms"),
+        ("ben", "three", "sms"),
+        ("dee", "three", "sms"),
+        ("cy", "two", "email"),
+    )
     page = client.get("/admin/outbox?status=unconfirmed", headers=AUTH)
     assert page.status_code == 200
     for message_id in (sent_id, failed_id, resend_id, later_id, history.msg[("ben", "one", "sms")]):
@@ -191,26 +252,47 @@ def test_outbox_lists_by_status_and_settles_unconfirmed(client, app, history, fa
     assert "550 no such user" in everything and "rejected by provider" in everything
     assert client.get("/admin/outbox?status=lost", headers=AUTH).status_code == 400
 
-    assert client.post(f"/admin/outbox/{sent_id}/settle", data={"outcome": "sent"}, headers=POST).status_code == 200
-    assert client.post(f"/admin/outbox/{failed_id}/settle", data={"outcome": "failed"},
-                       headers=POST).status_code == 200
-    no_dispatcher = client.post(f"/admin/outbox/{later_id}/settle", data={"outcome": "resend"}, headers=POST)
+    assert (
+        client.post(
+            f"/admin/outbox/{sent_id}/settle", data={"outcome": "sent"}, headers=POST
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            f"/admin/outbox/{failed_id}/settle", data={"outcome": "failed"}, headers=POST
+        ).status_code
+        == 200
+    )
+    no_dispatcher = client.post(
+        f"/admin/outbox/{later_id}/settle", data={"outcome": "resend"}, headers=POST
+    )
     assert "left queued" in no_dispatcher.text and "reaper" in no_dispatcher.text
 
     handed = []
     app.state.dispatch = handed.append
-    resent = client.post(f"/admin/outbox/{resend_id}/settle", data={"outcome": "resend"}, headers=POST)
+    resent = client.post(
+        f"/admin/outbox/{resend_id}/settle", data={"outcome": "resend"}, headers=POST
+    )
     assert resent.status_code == 200 and "handed to the send queues" in resent.text
     assert len(handed) == 1 and handed[0].sms == [resend_id] and handed[0].email == []
 
     with factory() as s:
         got = {i: s.get(Message, i).status for i in (sent_id, failed_id, resend_id, later_id)}
-    assert got == {sent_id: MessageStatus.SENT, failed_id: MessageStatus.FAILED, resend_id: MessageStatus.QUEUED,
-                   later_id: MessageStatus.QUEUED}
+    assert got == {
+        sent_id: MessageStatus.SENT,
+        failed_id: MessageStatus.FAILED,
+        resend_id: MessageStatus.QUEUED,
+        later_id: MessageStatus.QUEUED,
+    }
     again = client.post(f"/admin/outbox/{sent_id}/settle", data={"outcome": "failed"}, headers=POST)
     assert again.status_code == 409 and "not unconfirmed" in again.text
-    assert client.post(f"/admin/outbox/{failed_id}/settle", data={"outcome": "maybe"},
-                       headers=POST).status_code == 409  # not unconfirmed any more: nothing to settle
+    assert (
+        client.post(
+            f"/admin/outbox/{failed_id}/settle", data={"outcome": "maybe"}, headers=POST
+        ).status_code
+        == 409
+    )  # not unconfirmed any more: nothing to settle
 
 
 def test_a_failing_dispatcher_leaves_the_message_for_the_reaper(client, app, history, factory):
@@ -220,7 +302,9 @@ def test_a_failing_dispatcher_leaves_the_message_for_the_reaper(client, app, his
         raise ConnectionError("broker down")
 
     app.state.dispatch = broken
-    answer = client.post(f"/admin/outbox/{message_id}/settle", data={"outcome": "resend"}, headers=POST)
+    answer = client.post(
+        f"/admin/outbox/{message_id}/settle", data={"outcome": "resend"}, headers=POST
+    )
     assert answer.status_code == 200 and "broker did not take them" in answer.text
     with factory() as s:
         assert s.get(Message, message_id).status == MessageStatus.QUEUED
@@ -235,7 +319,10 @@ def test_resume_a_paused_channel_from_the_page(client, app, history, factory, cl
     page = client.get("/admin/channels", headers=AUTH)
     assert "twilio: 20003 Authenticate" in page.text
     assert 'action="/admin/channels/sms/resume"' in page.text
-    assert 'action="/admin/channels/email/pause"' in page.text and 'action="/admin/channels/sms/pause"' not in page.text
+    assert (
+        'action="/admin/channels/email/pause"' in page.text
+        and 'action="/admin/channels/sms/pause"' not in page.text
+    )
 
     handed = []
     app.state.dispatch = handed.append
@@ -250,8 +337,13 @@ def test_resume_a_paused_channel_from_the_page(client, app, history, factory, cl
 
 
 def test_pause_a_channel_from_the_page(client, factory):
-    assert client.post("/admin/channels/email/pause", data={"reason": " "}, headers=POST).status_code == 400
-    done = client.post("/admin/channels/email/pause", data={"reason": "SendGrid incident"}, headers=POST)
+    assert (
+        client.post("/admin/channels/email/pause", data={"reason": " "}, headers=POST).status_code
+        == 400
+    )
+    done = client.post(
+        "/admin/channels/email/pause", data={"reason": "SendGrid incident"}, headers=POST
+    )
     assert done.status_code == 200
     with factory() as s:
         row = paused(s, "email")

@@ -33,16 +33,25 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("campaigns", "workers", "web")
 
 # The console script `lint-imports`, started with this interpreter.
-LINT_IMPORTS = [sys.executable, "-c",
-                "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"]
+LINT_IMPORTS = [
+    sys.executable,
+    "-c",
+    "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())",
+]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
     """`lint-imports` in `root`: it reads root/pyproject.toml and finds the packages in
     root first (it puts its working directory at the head of sys.path)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([*LINT_IMPORTS, "--no-cache", "--no-logo"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*LINT_IMPORTS, "--no-cache", "--no-logo"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def settings_imports_of_project(root: Path) -> list[str]:
@@ -56,8 +65,11 @@ def settings_imports_of_project(root: Path) -> list[str]:
             names = [node.module or ""]
         else:
             continue
-        found += [f"settings.py:{node.lineno} imports {name}" for name in names
-                  if name.split(".")[0] in PROJECT_PACKAGES]
+        found += [
+            f"settings.py:{node.lineno} imports {name}"
+            for name in names
+            if name.split(".")[0] in PROJECT_PACKAGES
+        ]
     return found
 
 
@@ -71,9 +83,13 @@ def domain_cycles(root: Path) -> list[str]:
         if module in named or not (chain := _shortest_cycle(graph, module)):
             continue
         named.update(chain)
-        chains.append(chain[0] + "".join(
-            f" -> {b} (l.{graph.get_import_details(importer=a, imported=b)[0]['line_number']})"
-            for a, b in zip(chain, chain[1:], strict=False)))
+        chains.append(
+            chain[0]
+            + "".join(
+                f" -> {b} (l.{graph.get_import_details(importer=a, imported=b)[0]['line_number']})"
+                for a, b in zip(chain, chain[1:], strict=False)
+            )
+        )
     return chains
 
 
@@ -106,6 +122,7 @@ def _shortest_cycle(graph: grimp.ImportGraph, start: str) -> list[str]:
 
 # ------------------------------------------------------------------ the real tree
 
+
 def test_domain_imports_no_celery_http_workers_web_or_settings():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -121,12 +138,14 @@ def test_no_import_cycle_between_domain_modules():
 
 # ------------------------------------------- a copy with planted violations
 
+
 @pytest.fixture
 def copy(tmp_path) -> Path:
     """The packages, settings.py and pyproject.toml, copied: violations are planted here."""
     for package in PROJECT_PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for name in ("settings.py", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path
@@ -136,7 +155,8 @@ def test_a_domain_module_importing_celery_or_settings_breaks_the_contract(copy):
     (copy / "campaigns" / "delivery" / "queueing.py").write_text("from celery import shared_task\n")
     (copy / "campaigns" / "reporting" / "configured.py").write_text(
         '"""Planted."""\n\n\ndef settings():\n    from settings import get_settings\n\n'
-        "    return get_settings()\n")
+        "    return get_settings()\n"
+    )
     result = lint_imports(copy)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "campaigns.delivery.queueing -> celery (l.1)" in result.stdout, result.stdout
@@ -146,8 +166,10 @@ def test_a_domain_module_importing_celery_or_settings_breaks_the_contract(copy):
 
 def test_settings_importing_the_domain_is_caught(copy):
     with open(copy / "settings.py", "a") as f:
-        f.write("\n\ndef _channels():\n    from campaigns.states import CHANNELS\n\n"
-                "    return CHANNELS\n")
+        f.write(
+            "\n\ndef _channels():\n    from campaigns.states import CHANNELS\n\n"
+            "    return CHANNELS\n"
+        )
     lines = len((copy / "settings.py").read_text().splitlines())
     found = settings_imports_of_project(copy)
     assert found == [f"settings.py:{lines - 2} imports campaigns.states"]
@@ -158,6 +180,7 @@ def test_two_domain_modules_importing_each_other_are_a_cycle(copy):
     (care / "ping.py").write_text("import campaigns.care.pong\n")
     # The way back is an import inside a function: still a cycle.
     (care / "pong.py").write_text(
-        '"""Planted."""\n\n\ndef back():\n    from campaigns.care import ping\n\n    return ping\n')
+        '"""Planted."""\n\n\ndef back():\n    from campaigns.care import ping\n\n    return ping\n'
+    )
     cycle = "campaigns.care.ping -> campaigns.care.pong (l.1) -> campaigns.care.ping (l.5)"
     assert cycle in domain_cycles(copy)

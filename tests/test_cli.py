@@ -22,9 +22,13 @@ from workers.cli import main
 def env(tmp_path):
     defs = tmp_path / "definitions"
     shutil.copytree(FIXTURES / "definitions", defs)
-    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}", "DEFINITIONS_DIR": str(defs),
-            "TEMPLATES_DIR": str(FIXTURES / "templates"), "BROKER_DIR": str(tmp_path / "broker"),
-            "OUTBOX_DIR": str(tmp_path / "outbox")}
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        "DEFINITIONS_DIR": str(defs),
+        "TEMPLATES_DIR": str(FIXTURES / "templates"),
+        "BROKER_DIR": str(tmp_path / "broker"),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
 
 
 def drip(env, *args):
@@ -33,8 +37,15 @@ def drip(env, *args):
 
 
 def drip_process(env, *args):
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=ROOT, env=env | {"PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, check=False, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        cwd=ROOT,
+        env=env | {"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_the_command_starts_as_a_process(env):
@@ -51,7 +62,16 @@ def test_commands_on_an_unmigrated_database_say_how_to_fix_it(env):
 
 def test_enroll_status_and_bad_input(env):
     assert drip(env, "db", "upgrade").exit_code == 0
-    ok = drip(env, "enroll", "--campaign", "tiny", "--email", "a@example.com", "--timezone", "Asia/Kolkata")
+    ok = drip(
+        env,
+        "enroll",
+        "--campaign",
+        "tiny",
+        "--email",
+        "a@example.com",
+        "--timezone",
+        "Asia/Kolkata",
+    )
     assert ok.exit_code == 0 and "next step hello" in ok.stdout
     bad = drip(env, "enroll", "--campaign", "tiny", "--email", "b@example.com", "--phone", "555")
     assert bad.exit_code == 1 and "phone: '555' is not" in bad.stderr

@@ -32,7 +32,9 @@ def message(i, step="back_pain", campaign="hip_and_back"):
 
 
 def person(i, name, locale="en"):
-    return Subscriber(id=i, first_name=name, locale=locale, email=f"p{i}@example.com", phone="+12025550143")
+    return Subscriber(
+        id=i, first_name=name, locale=locale, email=f"p{i}@example.com", phone="+12025550143"
+    )
 
 
 @pytest.fixture
@@ -55,12 +57,17 @@ def test_filled_copies_equal_full_renders(shipped, locale):
         item = composer.email(message(i), person(i, name, locale))
         links = links_for(BASE, SIGNER, f"token{i:011d}")
         full = Renderer(ROOT / "templates", Sender("Lunara", "1 Main St")).email(
-            campaign, step, Recipient(name, locale), links)
+            campaign, step, Recipient(name, locale), links
+        )
         assert item.content == full, name
         sms = composer.sms(message(i), person(i, name, locale), show_stop_help=i % 2 == 0)
         assert sms.body == Renderer(ROOT / "templates", Sender("Lunara", "1 Main St")).sms(
-            campaign, step, Recipient(name, locale), links, i % 2 == 0)
-    assert "&lt;b&gt;Bo&lt;/b&gt;" in composer.email(message(99), person(99, "<b>Bo</b>", locale)).content.html
+            campaign, step, Recipient(name, locale), links, i % 2 == 0
+        )
+    assert (
+        "&lt;b&gt;Bo&lt;/b&gt;"
+        in composer.email(message(99), person(99, "<b>Bo</b>", locale)).content.html
+    )
 
 
 def test_plain_templates_render_once_per_group(shipped):
@@ -74,11 +81,18 @@ def test_plain_templates_render_once_per_group(shipped):
 
 def test_a_template_that_transforms_the_name_is_rendered_for_everyone(tmp_path):
     shutil.copytree(FIXTURES / "templates", tmp_path / "templates")
-    (tmp_path / "templates/tiny/en/hello.html").write_text("<p>Hi {{ (first_name or 'you')|upper }}</p>")
+    (tmp_path / "templates/tiny/en/hello.html").write_text(
+        "<p>Hi {{ (first_name or 'you')|upper }}</p>"
+    )
     registry = Registry(FIXTURES / "definitions", tmp_path / "templates")
     CountingRenderer.calls = 0
-    composer = Composer(CountingRenderer(tmp_path / "templates", Sender("Lunara", "x")), registry, BASE, SIGNER)
-    items = [composer.email(message(i, "hello", "tiny"), person(i, n)) for i, n in enumerate(["Ana", "Bo"], 1)]
+    composer = Composer(
+        CountingRenderer(tmp_path / "templates", Sender("Lunara", "x")), registry, BASE, SIGNER
+    )
+    items = [
+        composer.email(message(i, "hello", "tiny"), person(i, n))
+        for i, n in enumerate(["Ana", "Bo"], 1)
+    ]
     assert "Hi ANA" in items[0].content.html and "Hi BO" in items[1].content.html
     assert CountingRenderer.calls == 3  # shared + one full render each
     assert all(item.shared is None for item in items)  # and never batched on a shared body

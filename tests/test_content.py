@@ -45,7 +45,10 @@ def test_golden_email_and_sms(campaign, renderer, locale, name):
     links = links_for("https://care.example", Signer(b"golden"), "goldenToken00000")
     step = campaign.step("back_pain")
     email = renderer.email(campaign, step, Recipient(name, locale), links)
-    check_golden(f"{locale}_back_pain.email.txt", f"Subject: {email.subject}\nPreheader: {email.preheader}\n\n{email.text}")
+    check_golden(
+        f"{locale}_back_pain.email.txt",
+        f"Subject: {email.subject}\nPreheader: {email.preheader}\n\n{email.text}",
+    )
     check_golden(f"{locale}_back_pain.email.html", email.html)
     sms = renderer.sms(campaign, step, Recipient(name, locale), links, show_stop_help=True)
     check_golden(f"{locale}_back_pain.sms.txt", sms + "\n")
@@ -75,12 +78,22 @@ def test_timeline_respects_windows_and_dst(campaign):
 
 
 def test_preview_writes_every_step(campaign, renderer, tmp_path):
-    files = write_preview(campaign, renderer, tmp_path, locale="es", first_name=None, zone="Asia/Kolkata",
-                          joined=datetime(2026, 3, 2, 9, 0, tzinfo=ZoneInfo("UTC")), policy=Policy(),
-                          base_url="https://care.example")
+    files = write_preview(
+        campaign,
+        renderer,
+        tmp_path,
+        locale="es",
+        first_name=None,
+        zone="Asia/Kolkata",
+        joined=datetime(2026, 3, 2, 9, 0, tzinfo=ZoneInfo("UTC")),
+        policy=Policy(),
+        base_url="https://care.example",
+    )
     names = {f.name for f in files}
     assert {f"{s.index + 1:02d}_{s.key}.html" for s in campaign.steps} <= names
-    assert {f"{s.index + 1:02d}_{s.key}.sms.txt" for s in campaign.steps if "sms" in s.channels} <= names
+    assert {
+        f"{s.index + 1:02d}_{s.key}.sms.txt" for s in campaign.steps if "sms" in s.channels
+    } <= names
     sms = (tmp_path / "hip_and_back/es/01_welcome.sms.txt").read_text()
     assert "GSM-7, 2 segment(s)" in sms or "GSM-7, 1 segment(s)" in sms
     assert "IST" in (tmp_path / "hip_and_back/es/timeline.txt").read_text()

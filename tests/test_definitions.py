@@ -45,7 +45,9 @@ def test_unknown_template(defs):
     text = (defs / "tiny.yaml").read_text().replace("template: second", "template: nope")
     (defs / "tiny.yaml").write_text(text)
     found = problems(defs)
-    assert any("step 2 (second) field template: unknown template" in p and "nope.html" in p for p in found)
+    assert any(
+        "step 2 (second) field template: unknown template" in p and "nope.html" in p for p in found
+    )
 
 
 def test_malformed_yaml(defs):
@@ -55,8 +57,12 @@ def test_malformed_yaml(defs):
 
 
 def test_missing_and_unknown_fields(defs):
-    write(defs, "odd.yaml", "key: odd\nversion: 1\nname: Odd\ncolour: red\nsteps:\n"
-                            "  - {key: a, delay: 0m, channels: [fax], template: hello}\n")
+    write(
+        defs,
+        "odd.yaml",
+        "key: odd\nversion: 1\nname: Odd\ncolour: red\nsteps:\n"
+        "  - {key: a, delay: 0m, channels: [fax], template: hello}\n",
+    )
     found = problems(defs)
     assert "odd.yaml: field colour: Extra inputs are not permitted" in found
     assert any(p.startswith("odd.yaml: step 1 (a) field channels.0:") for p in found)
@@ -73,8 +79,9 @@ def test_key_must_match_file_name(defs):
     assert any("other.yaml: field key" in p for p in problems(defs))
 
 
-@pytest.mark.parametrize("text,minutes", [("0m", 0), ("30m", 30), ("12h", 720), ("3d", 4320),
-                                         ("1w 2d", 12960), (15, 15)])
+@pytest.mark.parametrize(
+    "text,minutes", [("0m", 0), ("30m", 30), ("12h", 720), ("3d", 4320), ("1w 2d", 12960), (15, 15)]
+)
 def test_delay_forms(text, minutes):
     assert parse_delay(text).total_seconds() == minutes * 60
 
@@ -90,6 +97,7 @@ def test_registry_reloads_after_edit(defs):
     assert reg.get("tiny").name == "Tiny test course"
     import os
     import time
+
     text = (defs / "tiny.yaml").read_text().replace("Tiny test course", "Renamed")
     (defs / "tiny.yaml").write_text(text)
     os.utime(defs / "tiny.yaml", ns=(time.time_ns() + 10**9,) * 2)

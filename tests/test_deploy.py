@@ -32,5 +32,9 @@ def test_app_environment_names_real_settings():
     env = compose()["x-app"]["environment"]
     fields = {f.upper() for f in Settings.model_fields}
     assert set(env) <= fields, set(env) - fields
-    for needed in ("TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID", "SENDGRID_WEBHOOK_PUBLIC_KEY"):
+    for needed in (
+        "TWILIO_FROM_NUMBER",
+        "TWILIO_MESSAGING_SERVICE_SID",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    ):
         assert needed in env

@@ -59,8 +59,7 @@ def _send_sms(client, **kw):
 
 
 def _mail(*recipients: str) -> Mail:
-    mail = Mail(from_email="clinic@example.org", subject="Your care plan",
-                html_content="<p>Hi</p>")
+    mail = Mail(from_email="clinic@example.org", subject="Your care plan", html_content="<p>Hi</p>")
     for addr in recipients:
         p = Personalization()
         p.add_to(To(addr))
@@ -69,6 +68,7 @@ def _mail(*recipients: str) -> Mail:
 
 
 # --------------------------------------------------------------- base server
+
 
 def _post(url: str, body: bytes, ctype: str, timeout: float = 2.0):
     req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
@@ -127,6 +127,7 @@ def test_delay_does_not_block_other_requests_and_stop_is_prompt():
 
 # --------------------------------------------------------------------- twilio
 
+
 def test_twilio_create_is_recorded_with_form_and_auth(tw):
     client = tw.client()
     msg = _send_sms(client, status_callback="https://app.example.org/sms/status")
@@ -137,7 +138,9 @@ def test_twilio_create_is_recorded_with_form_and_auth(tw):
     assert msg.account_sid == SID and msg.num_segments == "1"
     assert msg.uri == f"/2010-04-01/Accounts/{SID}/Messages/{msg.sid}.json"
     assert tw.sent_messages()[0] == {
-        "To": TO, "From": FROM, "Body": "Hello",
+        "To": TO,
+        "From": FROM,
+        "Body": "Hello",
         "StatusCallback": "https://app.example.org/sms/status",
     }
     req = tw.requests[0]
@@ -149,8 +152,9 @@ def test_twilio_create_is_recorded_with_form_and_auth(tw):
 
 
 def test_twilio_messaging_service_and_segments(tw):
-    msg = tw.client().messages.create(to=TO, messaging_service_sid="MG" + "2" * 32,
-                                      body="ł" * 71)  # UCS-2: 70/67 per segment
+    msg = tw.client().messages.create(
+        to=TO, messaging_service_sid="MG" + "2" * 32, body="ł" * 71
+    )  # UCS-2: 70/67 per segment
     assert (msg.status, msg.from_, msg.num_segments) == ("accepted", None, "2")
     assert _send_sms(tw.client(), body="é" * 160).num_segments == "1"  # GSM-7
 
@@ -187,15 +191,20 @@ def test_twilio_bad_or_missing_auth_is_401_20003(tw, monkeypatch):
         _send_sms(tw.client(auth_token="wrong"))
     assert (ei.value.status, ei.value.code) == (401, 20003)
 
-    raw = urllib.request.Request(tw.url + f"/2010-04-01/Accounts/{SID}/Messages.json",
-                                 data=b"To=%2B15551230001", method="POST")
+    raw = urllib.request.Request(
+        tw.url + f"/2010-04-01/Accounts/{SID}/Messages.json",
+        data=b"To=%2B15551230001",
+        method="POST",
+    )
     with pytest.raises(urllib.error.HTTPError) as ei:
         urllib.request.urlopen(raw, timeout=2)
     with ei.value:
         error_body = json.loads(ei.value.read())
     assert error_body == {
-        "code": 20003, "message": "Authenticate",
-        "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401,
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
     }
 
 
@@ -219,12 +228,15 @@ def test_twilio_dropped_connection_is_connection_error(tw):
 
 # ------------------------------------------------------------------- sendgrid
 
+
 def test_sendgrid_send_with_two_personalizations(sg_fake):
     resp = sg_fake.client().send(_mail("a@example.org", "b@example.org"))
     assert resp.status_code == 202 and resp.body == b""
     assert resp.headers["X-Message-Id"]
     assert sorted(p["to"][0]["email"] for p in sg_fake.personalizations()) == [
-        "a@example.org", "b@example.org"]
+        "a@example.org",
+        "b@example.org",
+    ]
     req = sg_fake.requests[0]
     assert (req.method, req.path, req.bearer_token) == ("POST", "/v3/mail/send", "SG.valid")
     assert req.json["from"] == {"email": "clinic@example.org"}
@@ -236,7 +248,10 @@ def test_sendgrid_400_is_bad_requests_error_with_body(sg_fake):
         sg_fake.client().send(_mail("a@example.org"))
     assert ei.value.status_code == 400
     assert ei.value.to_dict["errors"][0] == {
-        "field": "personalizations.0.to", "message": "Invalid email", "help": None}
+        "field": "personalizations.0.to",
+        "message": "Invalid email",
+        "help": None,
+    }
     assert sg_fake.personalizations() == []
 
 
@@ -270,9 +285,15 @@ def test_sendgrid_401_without_valid_key(sg_fake, monkeypatch, key):
     client = SendGridAPIClient(api_key=key, host=sg_fake.url)  # None -> "Bearer None"
     with pytest.raises(sg_exc.UnauthorizedError) as ei:
         client.send(_mail("a@example.org"))
-    assert ei.value.to_dict == {"errors": [{
-        "field": None, "help": None,
-        "message": "The provided authorization grant is invalid, expired, or revoked"}]}
+    assert ei.value.to_dict == {
+        "errors": [
+            {
+                "field": None,
+                "help": None,
+                "message": "The provided authorization grant is invalid, expired, or revoked",
+            }
+        ]
+    }
 
 
 def test_sendgrid_dropped_connection_and_timeout(sg_fake):

@@ -48,7 +48,9 @@ def test_shipped_copy_is_clean(copy):
 def test_curly_apostrophe_in_sms(copy):
     sms = copy / "templates/hip_and_back/en/welcome.sms.txt"
     sms.write_text(sms.read_text().replace("Welcome", "Welcome, it’s", 1))
-    assert any("step welcome sms en" in e and "outside GSM-7" in e and "’" in e for e in errors(copy))
+    assert any(
+        "step welcome sms en" in e and "outside GSM-7" in e and "’" in e for e in errors(copy)
+    )
 
 
 def test_three_segment_text(copy):
@@ -59,8 +61,10 @@ def test_three_segment_text(copy):
 
 def test_grade_twelve_paragraph(copy):
     txt = copy / "templates/hip_and_back/en/hip_pain.txt"
-    txt.write_text("Musculoskeletal dysfunction frequently originates from degenerative intervertebral "
-                   "pathophysiology, necessitating comprehensive multidisciplinary evaluation. " * 5)
+    txt.write_text(
+        "Musculoskeletal dysfunction frequently originates from degenerative intervertebral "
+        "pathophysiology, necessitating comprehensive multidisciplinary evaluation. " * 5
+    )
     found = errors(copy)
     assert any("step hip_pain email en" in e and "too hard" in e for e in found), found
 
@@ -73,27 +77,50 @@ def test_missing_unsubscribe_link(copy):
 
 
 def test_undefined_variable(copy):
-    edit(copy / "templates/hip_and_back/es/diagnosis.html", "</h1>", "</h1><p>{{ diagnosis_date }}</p>")
-    assert any("step diagnosis email es" in e and "'diagnosis_date' is undefined" in e for e in errors(copy))
+    edit(
+        copy / "templates/hip_and_back/es/diagnosis.html",
+        "</h1>",
+        "</h1><p>{{ diagnosis_date }}</p>",
+    )
+    assert any(
+        "step diagnosis email es" in e and "'diagnosis_date' is undefined" in e
+        for e in errors(copy)
+    )
 
 
 def test_template_reaching_python_internals_is_refused(copy):
-    edit(copy / "templates/hip_and_back/en/treatment.html", "</h1>",
-         "</h1>{{ links.__class__.__mro__[1].__subclasses__() }}")
+    edit(
+        copy / "templates/hip_and_back/en/treatment.html",
+        "</h1>",
+        "</h1>{{ links.__class__.__mro__[1].__subclasses__() }}",
+    )
     found = errors(copy)
     assert any("step treatment email en" in e and "__class__" in e for e in found), found
 
 
 def test_condition_in_subject_and_diagnosing_the_reader(copy):
-    edit(copy / "definitions/hip_and_back.yaml", 'en: "Welcome to your four-week course"',
-         'en: "Welcome! Help for your sciatica"')
+    edit(
+        copy / "definitions/hip_and_back.yaml",
+        'en: "Welcome to your four-week course"',
+        'en: "Welcome! Help for your sciatica"',
+    )
     edit(copy / "templates/hip_and_back/es/treatment.txt", "\n", "\nTienes artrosis.\n")
     found = errors(copy)
-    assert any("step welcome email en" in e and "subject names a condition ('sciatica')" in e for e in found)
-    assert any("step treatment email es" in e and "tells the reader what they have" in e for e in found)
+    assert any(
+        "step welcome email en" in e and "subject names a condition ('sciatica')" in e
+        for e in found
+    )
+    assert any(
+        "step treatment email es" in e and "tells the reader what they have" in e for e in found
+    )
 
 
 def test_link_to_somewhere_else(copy):
-    edit(copy / "templates/hip_and_back/en/prevention.html", "</h1>",
-         '</h1><p><a href="https://tracker.example/x">x</a></p>')
-    assert any("https://tracker.example/x does not lead to one of our routes" in e for e in errors(copy))
+    edit(
+        copy / "templates/hip_and_back/en/prevention.html",
+        "</h1>",
+        '</h1><p><a href="https://tracker.example/x">x</a></p>',
+    )
+    assert any(
+        "https://tracker.example/x does not lead to one of our routes" in e for e in errors(copy)
+    )

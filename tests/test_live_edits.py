@@ -58,9 +58,13 @@ def enrollment(factory, eid):
 
 
 def steps_of(factory, eid):
-    return [m.step_key for m in messages(factory) if m.enrollment_id == eid and m.channel == "email"] + \
-        [m.step_key for m in messages(factory) if m.enrollment_id == eid and m.channel == "sms"
-         and m.step_key == "third"]
+    return [
+        m.step_key for m in messages(factory) if m.enrollment_id == eid and m.channel == "email"
+    ] + [
+        m.step_key
+        for m in messages(factory)
+        if m.enrollment_id == eid and m.channel == "sms" and m.step_key == "third"
+    ]
 
 
 def test_edited_delay_reschedules_people_waiting_on_that_step(factory, clock, reg, policy, defs):
@@ -76,8 +80,9 @@ def test_edited_delay_reschedules_people_waiting_on_that_step(factory, clock, re
     assert "second" in steps_of(factory, eid)  # due at once, and claimed by the same tick
 
 
-def test_rewritten_copy_reaches_queued_and_future_messages(send_ctx, factory, clock, reg, policy,
-                                                          templates):
+def test_rewritten_copy_reaches_queued_and_future_messages(
+    send_ctx, factory, clock, reg, policy, templates
+):
     from campaigns.content.rendering import Renderer, Sender
 
     _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
@@ -98,7 +103,13 @@ def test_inserted_step_reaches_only_people_before_its_place(factory, clock, reg,
     _, new = add_and_enroll(factory, clock, reg, policy, email="new@example.com")
     tick(factory, clock, reg, policy)  # early had 'second' too; new had 'hello'
     assert enrollment(factory, early).next_step_key == "third"
-    extra = {"key": "extra", "delay": "2h", "channels": ["email"], "template": "second", "subject": "Extra"}
+    extra = {
+        "key": "extra",
+        "delay": "2h",
+        "channels": ["email"],
+        "template": "second",
+        "subject": "Extra",
+    }
     rewrite(defs, lambda d: d["steps"].insert(1, extra))  # after 'hello'
     tick(factory, clock, reg, policy)
     assert enrollment(factory, new).next_step_key == "extra"
@@ -112,7 +123,9 @@ def test_inserted_step_reaches_only_people_before_its_place(factory, clock, reg,
 
 
 def test_removed_step_moves_waiting_people_on(factory, clock, reg, policy, defs):
-    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com", phone="+12025550143")
+    _, eid = add_and_enroll(
+        factory, clock, reg, policy, email="a@example.com", phone="+12025550143"
+    )
     tick(factory, clock, reg, policy)
     rewrite(defs, lambda d: d["steps"].pop(1))  # 'second' is gone
     tick(factory, clock, reg, policy)
@@ -122,7 +135,9 @@ def test_removed_step_moves_waiting_people_on(factory, clock, reg, policy, defs)
 
 
 def test_reordered_steps_keep_place_and_never_resend(factory, clock, reg, policy, defs):
-    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com", phone="+12025550143")
+    _, eid = add_and_enroll(
+        factory, clock, reg, policy, email="a@example.com", phone="+12025550143"
+    )
     tick(factory, clock, reg, policy)
     clock.advance(days=1)
     tick(factory, clock, reg, policy)  # had hello and second; waits on third
@@ -131,14 +146,18 @@ def test_reordered_steps_keep_place_and_never_resend(factory, clock, reg, policy
         clock.advance(days=1)
         tick(factory, clock, reg, policy)
     with factory() as s:
-        keys = s.execute(select(Message.step_key, Message.channel).where(Message.enrollment_id == eid)).all()
+        keys = s.execute(
+            select(Message.step_key, Message.channel).where(Message.enrollment_id == eid)
+        ).all()
     assert len(keys) == len(set(keys))
     assert sorted(k for k, _ in keys) == ["hello", "hello", "second", "third"]
     assert enrollment(factory, eid).status == "completed"
 
 
 def test_reorder_ahead_of_someone_sends_in_the_new_order(factory, clock, reg, policy, defs):
-    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com", phone="+12025550143")
+    _, eid = add_and_enroll(
+        factory, clock, reg, policy, email="a@example.com", phone="+12025550143"
+    )
     tick(factory, clock, reg, policy)  # had hello; waits on second, then third
     rewrite(defs, lambda d: d["steps"].insert(1, d["steps"].pop(2)))  # hello, third, second
     tick(factory, clock, reg, policy)
@@ -152,8 +171,11 @@ def test_version_bump_alone_moves_nobody(factory, clock, reg, policy, defs):
     rewrite(defs, lambda d: d.update(version=2))
     tick(factory, clock, reg, policy)
     after = enrollment(factory, eid)
-    assert (after.next_step_key, after.next_due_at, after.campaign_revision) == \
-        (before.next_step_key, before.next_due_at, before.campaign_revision)
+    assert (after.next_step_key, after.next_due_at, after.campaign_revision) == (
+        before.next_step_key,
+        before.next_due_at,
+        before.campaign_revision,
+    )
     clock.advance(days=1)
     tick(factory, clock, reg, policy)
     assert {m.campaign_version for m in messages(factory) if m.step_key == "second"} == {2}
@@ -165,7 +187,13 @@ def test_completed_people_stay_completed_when_steps_are_appended(factory, clock,
         tick(factory, clock, reg, policy)
         clock.advance(days=2)
     assert enrollment(factory, eid).status == "completed"
-    extra = {"key": "bonus", "delay": "1d", "channels": ["email"], "template": "second", "subject": "Bonus"}
+    extra = {
+        "key": "bonus",
+        "delay": "1d",
+        "channels": ["email"],
+        "template": "second",
+        "subject": "Bonus",
+    }
     rewrite(defs, lambda d: d["steps"].append(extra))
     clock.advance(days=2)
     tick(factory, clock, reg, policy)
@@ -189,18 +217,40 @@ def test_diff_counts_whom_each_change_affects(factory, clock, reg, policy, defs)
         d["steps"][1]["delay"] = "2d"
         d["steps"][1]["subject"] = "A new subject"
         d["steps"][0]["channels"] = ["email"]
-        d["steps"].insert(1, {"key": "intro", "delay": "1h", "channels": ["email"], "template": "second",
-                              "subject": "Intro"})
-        d["steps"].insert(0, {"key": "preface", "delay": "0m", "channels": ["email"], "template": "second",
-                              "subject": "Preface"})
+        d["steps"].insert(
+            1,
+            {
+                "key": "intro",
+                "delay": "1h",
+                "channels": ["email"],
+                "template": "second",
+                "subject": "Intro",
+            },
+        )
+        d["steps"].insert(
+            0,
+            {
+                "key": "preface",
+                "delay": "0m",
+                "channels": ["email"],
+                "template": "second",
+                "subject": "Preface",
+            },
+        )
         d["version"] = 2
 
     rewrite(defs, change)
     new = parse_campaign(defs / "tiny.yaml", reg.templates_dir)
     with factory() as s:
         everyone = people(s, "tiny")
-    found = {(c.kind, c.step): c.affected for c in diff(structure(old), new, everyone, old, old.version)}
-    assert found == {("added", "intro"): 4,  # nobody has passed the place after 'hello'
-                     ("added", "preface"): 1,  # only the late joiner has not passed the start
-                     ("delay", "second"): 4, ("channels", "hello"): 1, ("copy", "second"): 4,
-                     ("version", None): 0}
+    found = {
+        (c.kind, c.step): c.affected for c in diff(structure(old), new, everyone, old, old.version)
+    }
+    assert found == {
+        ("added", "intro"): 4,  # nobody has passed the place after 'hello'
+        ("added", "preface"): 1,  # only the late joiner has not passed the start
+        ("delay", "second"): 4,
+        ("channels", "hello"): 1,
+        ("copy", "second"): 4,
+        ("version", None): 0,
+    }

@@ -31,7 +31,9 @@ def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
     samples: dict[tuple[str, frozenset], float] = {}
     for line in text.rstrip("\n").split("\n"):
         if line.startswith("#"):
-            kind, name, rest = line.split(" ", 3)[1:4] if line.count(" ") >= 3 else (None, None, None)
+            kind, name, rest = (
+                line.split(" ", 3)[1:4] if line.count(" ") >= 3 else (None, None, None)
+            )
             assert kind in ("HELP", "TYPE") and name, line
             if kind == "TYPE":
                 assert rest == "gauge", line
@@ -57,7 +59,6 @@ def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
 
 def value(samples, name, **labels):
     return samples[(name, frozenset(labels.items()))]
-
 
 
 @pytest.fixture
@@ -89,7 +90,10 @@ def test_broker_trouble_is_reported_but_does_not_fail_health(app):
 
     app.state.queue_depths = raises
     answer = TestClient(app).get("/healthz")
-    assert answer.status_code == 200 and answer.json()["broker"] == "unreachable: unavailable (RuntimeError)"
+    assert (
+        answer.status_code == 200
+        and answer.json()["broker"] == "unreachable: unavailable (RuntimeError)"
+    )
 
 
 def test_healthz_503_on_an_unmigrated_sqlite_file(tmp_path, clock):
@@ -107,7 +111,9 @@ def test_healthz_503_on_an_unmigrated_sqlite_file(tmp_path, clock):
 
 
 def test_healthz_503_when_the_database_does_not_answer(tmp_path, clock):
-    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    engine = make_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
+    )
     try:
         answer = TestClient(make_app(make_session_factory(engine), clock, tmp_path)).get("/healthz")
     finally:
@@ -122,8 +128,11 @@ def test_healthz_503_when_the_database_does_not_answer(tmp_path, clock):
 
 def test_exposition_escapes_label_values_and_help():
     out = Exposition()
-    out.gauge("drip_x", "help with a \\ backslash\nand a newline",
-              [({"reason": 'a "quoted"\\path\nnext'}, 1.5), ({}, float("nan")), ({"k": "v"}, True)])
+    out.gauge(
+        "drip_x",
+        "help with a \\ backslash\nand a newline",
+        [({"reason": 'a "quoted"\\path\nnext'}, 1.5), ({}, float("nan")), ({"k": "v"}, True)],
+    )
     text = out.text()
     assert text.splitlines()[0] == "# HELP drip_x help with a \\\\ backslash\\nand a newline"
     assert 'drip_x{reason="a \\"quoted\\"\\\\path\\nnext"} 1.5' in text
@@ -146,7 +155,9 @@ def test_metrics_without_a_password_only_from_loopback(factory, clock, tmp_path)
     assert TestClient(app, client=LOOPBACK).get("/metrics").status_code == 200
     assert TestClient(app, client=("::1", 40000)).get("/metrics").status_code == 200
     assert TestClient(app, client=("10.1.2.3", 40000)).get("/metrics").status_code == 403
-    proxied = TestClient(app, client=LOOPBACK).get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    proxied = TestClient(app, client=LOOPBACK).get(
+        "/metrics", headers={"X-Forwarded-For": "203.0.113.9"}
+    )
     assert proxied.status_code == 403
 
 
@@ -161,17 +172,29 @@ def test_metrics_parse_and_match_the_database(app, factory, clock, registry, pol
 
     with factory() as s:
         st = read_status(s, clock)
-        by_channel = s.execute(select(Message.status, Message.channel, func.count())
-                               .group_by(Message.status, Message.channel)).all()
-        open_requests = s.scalar(select(func.count()).select_from(ContactRequest)
-                                 .where(ContactRequest.status == "open"))
+        by_channel = s.execute(
+            select(Message.status, Message.channel, func.count()).group_by(
+                Message.status, Message.channel
+            )
+        ).all()
+        open_requests = s.scalar(
+            select(func.count()).select_from(ContactRequest).where(ContactRequest.status == "open")
+        )
     assert value(samples, "drip_due_backlog") == st.due_backlog
-    assert value(samples, "drip_oldest_due_age_seconds") == pytest.approx(600) == st.oldest_due_age_seconds
+    assert (
+        value(samples, "drip_oldest_due_age_seconds")
+        == pytest.approx(600)
+        == st.oldest_due_age_seconds
+    )
     for status, channel, n in by_channel:
         assert value(samples, "drip_messages", status=status, channel=channel) == n
     db_total = sum(n for *_, n in by_channel)
-    assert sum(v for (name, _), v in samples.items() if name == "drip_messages") == db_total == 15  # the scripted history (test_reports) writes 15 outbox rows
-    assert value(samples, "drip_messages", status="bounced", channel="sms") == 0  # zeros are samples too
+    assert (
+        sum(v for (name, _), v in samples.items() if name == "drip_messages") == db_total == 15
+    )  # the scripted history (test_reports) writes 15 outbox rows
+    assert (
+        value(samples, "drip_messages", status="bounced", channel="sms") == 0
+    )  # zeros are samples too
     for status in ("active", "paused", "completed", "exited"):
         assert value(samples, "drip_enrollments", status=status) == st.enrollments.get(status, 0)
     assert value(samples, "drip_enrollments", status="completed") == 2
@@ -195,7 +218,9 @@ def test_metrics_when_the_broker_is_down(app):
 
 
 def test_metrics_when_the_database_is_down(tmp_path, clock):
-    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    engine = make_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
+    )
     try:
         app = make_app(make_session_factory(engine), clock, tmp_path)
         answer = TestClient(app).get("/metrics", headers=AUTH)

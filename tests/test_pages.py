@@ -32,16 +32,29 @@ def defs(tmp_path):
 
 @pytest.fixture
 def client(factory, clock, defs):
-    settings = load_settings(environment="test", secret_key=SECRET, public_base_url=BASE,
-                             definitions_dir=defs, templates_dir=FIXTURES / "templates")
+    settings = load_settings(
+        environment="test",
+        secret_key=SECRET,
+        public_base_url=BASE,
+        definitions_dir=defs,
+        templates_dir=FIXTURES / "templates",
+    )
     return TestClient(create_app(settings, factory=factory, clock=clock))
 
 
 @pytest.fixture
 def sent(factory, clock, registry, policy):
     """Ana got the first step by email and text; returns (subscriber id, email message, links)."""
-    sid, _ = add_and_enroll(factory, clock, registry, policy, email="ana@example.com",
-                            phone="+12025550143", first_name="Ana", locale="es")
+    sid, _ = add_and_enroll(
+        factory,
+        clock,
+        registry,
+        policy,
+        email="ana@example.com",
+        phone="+12025550143",
+        first_name="Ana",
+        locale="es",
+    )
     with transaction(factory) as s:
         work = claim_due(s, clock, registry, policy)
         msg = s.get(Message, work.email[0])
@@ -51,7 +64,7 @@ def sent(factory, clock, registry, policy):
 
 
 def path(url):
-    return url[len(BASE):]
+    return url[len(BASE) :]
 
 
 def events(factory, kind):
@@ -83,13 +96,15 @@ def test_forged_or_mangled_token_is_refused_and_changes_nothing(client, sent, fa
 def test_unsubscribe_page_does_not_unsubscribe_on_get(client, sent, factory):
     sid, _, links = sent
     page = client.get(path(links.unsubscribe))
-    assert page.status_code == 200 and "<form method=\"post\">" in page.text
+    assert page.status_code == 200 and '<form method="post">' in page.text
     assert "¿Dejar de recibir correos" in page.text  # in the subscriber's language
     with factory() as s:
         assert has_consent(s, sid, "email")
 
 
-def test_one_click_unsubscribe_post_stops_the_next_email(client, sent, factory, send_ctx, clock, registry, policy):
+def test_one_click_unsubscribe_post_stops_the_next_email(
+    client, sent, factory, send_ctx, clock, registry, policy
+):
     sid, _, links = sent
     done = client.post(path(links.unsubscribe), data={"List-Unsubscribe": "One-Click"})
     assert done.status_code == 200
@@ -114,7 +129,10 @@ def test_unsubscribe_from_everything_ends_the_course(client, sent, factory):
 def test_preferences_turn_texts_off_and_on_again(client, sent, factory):
     sid, _, links = sent
     form = client.get(path(links.preferences))
-    assert 'name="email" value="1" checked' in form.text and 'name="sms" value="1" checked' in form.text
+    assert (
+        'name="email" value="1" checked' in form.text
+        and 'name="sms" value="1" checked' in form.text
+    )
     client.post(path(links.preferences), data={"email": "1"})
     with factory() as s:
         assert has_consent(s, sid, "email") and not has_consent(s, sid, "sms")
@@ -139,11 +157,18 @@ def test_bounced_address_cannot_be_turned_back_on(client, sent, factory, clock):
 def test_contact_request_is_recorded_once_and_updated(client, sent, factory):
     sid, msg, links = sent
     assert "Pide una llamada" in client.get(path(links.contact)).text
-    client.post(path(links.contact), data={"preferred_channel": "phone", "preferred_time": "mañanas"})
+    client.post(
+        path(links.contact), data={"preferred_channel": "phone", "preferred_time": "mañanas"}
+    )
     client.post(path(links.contact), data={"preferred_channel": "sms", "note": "gracias"})
     with factory() as s:
         (req,) = s.scalars(select(ContactRequest)).all()
-        assert (req.subscriber_id, req.preferred_channel, req.note, req.status) == (sid, "sms", "gracias", "open")
+        assert (req.subscriber_id, req.preferred_channel, req.note, req.status) == (
+            sid,
+            "sms",
+            "gracias",
+            "open",
+        )
         assert req.step_key == msg.step_key
     assert events(factory, EventType.CONTACT_REQUESTED) == 2
 
@@ -156,8 +181,11 @@ def test_contact_request_with_an_unknown_channel_is_refused(client, sent, factor
 
 
 def test_campaign_can_pause_the_course_when_someone_asks_for_a_call(client, sent, factory, defs):
-    (defs / "tiny.yaml").write_text((defs / "tiny.yaml").read_text().replace(
-        "name: Tiny test course", "name: Tiny test course\non_contact_request: pause"))
+    (defs / "tiny.yaml").write_text(
+        (defs / "tiny.yaml")
+        .read_text()
+        .replace("name: Tiny test course", "name: Tiny test course\non_contact_request: pause")
+    )
     _, msg, links = sent
     client.post(path(links.contact), data={"preferred_channel": "phone"})
     with factory() as s:
@@ -177,20 +205,33 @@ def test_care_team_is_told_without_personal_detail(client, sent, factory, clock,
 
     _, _, links = sent
     client.post(path(links.contact), data={"preferred_channel": "phone", "note": "my knee and hip"})
-    assert announce_contact_requests(factory, clock, outbox, None, BASE, "Lunara") == 0  # no inbox set
-    assert announce_contact_requests(factory, clock, outbox, "team@lunara.example", BASE, "Lunara") == 1
-    assert announce_contact_requests(factory, clock, outbox, "team@lunara.example", BASE, "Lunara") == 0
+    assert (
+        announce_contact_requests(factory, clock, outbox, None, BASE, "Lunara") == 0
+    )  # no inbox set
+    assert (
+        announce_contact_requests(factory, clock, outbox, "team@lunara.example", BASE, "Lunara")
+        == 1
+    )
+    assert (
+        announce_contact_requests(factory, clock, outbox, "team@lunara.example", BASE, "Lunara")
+        == 0
+    )
     (notice,) = (outbox.folder / "adhoc").glob("email-*.eml")
     text = notice.read_text()
     assert "/admin/contact-requests" in text
     assert "knee" not in text and "Ana" not in text and "2025550143" not in text
 
 
-def test_paused_course_resumes_when_the_care_team_handles_the_request(client, sent, factory, defs, clock):
+def test_paused_course_resumes_when_the_care_team_handles_the_request(
+    client, sent, factory, defs, clock
+):
     from campaigns.care.contact_queue import mark
 
-    (defs / "tiny.yaml").write_text((defs / "tiny.yaml").read_text().replace(
-        "name: Tiny test course", "name: Tiny test course\non_contact_request: pause"))
+    (defs / "tiny.yaml").write_text(
+        (defs / "tiny.yaml")
+        .read_text()
+        .replace("name: Tiny test course", "name: Tiny test course\non_contact_request: pause")
+    )
     _, msg, links = sent
     client.post(path(links.contact), data={"preferred_channel": "phone"})
     with transaction(factory) as s:
@@ -224,6 +265,10 @@ def test_a_notice_that_failed_for_a_moment_is_sent_on_the_next_pass(client, sent
     _, _, links = sent
     client.post(path(links.contact), data={"preferred_channel": "phone"})
     flaky = Flaky()
-    assert announce_contact_requests(factory, clock, flaky, "team@lunara.example", BASE, "Lunara") == 0
-    assert announce_contact_requests(factory, clock, flaky, "team@lunara.example", BASE, "Lunara") == 1
+    assert (
+        announce_contact_requests(factory, clock, flaky, "team@lunara.example", BASE, "Lunara") == 0
+    )
+    assert (
+        announce_contact_requests(factory, clock, flaky, "team@lunara.example", BASE, "Lunara") == 1
+    )
     assert flaky.answers == []

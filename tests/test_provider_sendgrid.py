@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.states import MessageStatus
-from campaigns.content.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
+from campaigns.content.batching import (
+    PLACEHOLDER_LINKS,
+    PLACEHOLDER_NAME,
+    SharedEmail,
+    fill,
+    substitutions,
+)
 from campaigns.delivery.pauses import paused
 from campaigns.db import transaction
 from campaigns.tracking.links import Links
@@ -45,20 +51,34 @@ def provider(fake, key=KEY, **kw) -> SendGridEmail:
     return SendGridEmail(api_key=key, host=fake.url, **kw)
 
 
-SHARED = SharedEmail("quick/1/one/en/True", RenderedEmail(
-    subject=f"Lesson one for {PLACEHOLDER_NAME}", preheader="",
-    html=f'<p>Hi {PLACEHOLDER_NAME}</p><a href="{PLACEHOLDER_LINKS.unsubscribe}">Unsubscribe</a>',
-    text=f"Hi {PLACEHOLDER_NAME}\nUnsubscribe: {PLACEHOLDER_LINKS.unsubscribe}",
-))
+SHARED = SharedEmail(
+    "quick/1/one/en/True",
+    RenderedEmail(
+        subject=f"Lesson one for {PLACEHOLDER_NAME}",
+        preheader="",
+        html=f'<p>Hi {PLACEHOLDER_NAME}</p><a href="{PLACEHOLDER_LINKS.unsubscribe}">Unsubscribe</a>',
+        text=f"Hi {PLACEHOLDER_NAME}\nUnsubscribe: {PLACEHOLDER_LINKS.unsubscribe}",
+    ),
+)
 
 
 def email(i: int, shared: bool = True) -> OutgoingEmail:
-    links = Links(**{f: f"https://care.example/{f[0]}/tok{i}.sig" for f in Links.__dataclass_fields__})
+    links = Links(
+        **{f: f"https://care.example/{f[0]}/tok{i}.sig" for f in Links.__dataclass_fields__}
+    )
     subs = substitutions(f"Name{i}", links)
-    content = RenderedEmail(*(fill(getattr(SHARED.content, f), subs)
-                              for f in ("subject", "preheader", "html", "text")))
-    return OutgoingEmail(i, f"person{i}@example.com", content, links.unsubscribe, f"ref{i:05d}",
-                         shared=SHARED if shared else None, substitutions=subs if shared else {})
+    content = RenderedEmail(
+        *(fill(getattr(SHARED.content, f), subs) for f in ("subject", "preheader", "html", "text"))
+    )
+    return OutgoingEmail(
+        i,
+        f"person{i}@example.com",
+        content,
+        links.unsubscribe,
+        f"ref{i:05d}",
+        shared=SHARED if shared else None,
+        substitutions=subs if shared else {},
+    )
 
 
 def test_1500_recipients_go_in_two_requests_of_1000_and_500(fake):
@@ -75,8 +95,10 @@ def test_1500_recipients_go_in_two_requests_of_1000_and_500(fake):
     assert {r.provider_message_id for r in results[1000:]} == {ids[1]}
     body = reqs[0].json
     # The body travels once, with placeholders; each person's values are substitutions.
-    assert body["content"] == [{"type": "text/plain", "value": SHARED.content.text},
-                               {"type": "text/html", "value": SHARED.content.html}]
+    assert body["content"] == [
+        {"type": "text/plain", "value": SHARED.content.text},
+        {"type": "text/html", "value": SHARED.content.html},
+    ]
     assert body["from"] == {"email": "care@lunara.example", "name": "Lunara"}
     p = body["personalizations"][7]
     assert p["to"] == [{"email": "person7@example.com"}]
@@ -95,7 +117,7 @@ def test_unsubscribe_headers_and_only_the_opaque_reference_as_metadata(fake):
         n = p["to"][0]["email"][6]
         assert p["headers"] == {
             "List-Unsubscribe": f"<https://care.example/u/tok{n}.sig>, "
-                                "<mailto:unsubscribe@lunara.example?subject=unsubscribe>",
+            "<mailto:unsubscribe@lunara.example?subject=unsubscribe>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
         assert p["custom_args"] == {"drip_ref": f"ref0000{n}"}
@@ -119,13 +141,18 @@ def test_tracking_off_and_sandbox_from_settings(fake):
 
 
 def test_400_on_one_personalization_fails_it_and_resends_the_rest(fake):
-    fake.enqueue(sendgrid_error(400, "Does not contain a valid address.",
-                                field="personalizations.1.to.0.email"))
+    fake.enqueue(
+        sendgrid_error(
+            400, "Does not contain a valid address.", field="personalizations.1.to.0.email"
+        )
+    )
     results = provider(fake).send_emails([email(i) for i in range(3)])
     first, second = fake.wait_for(2)
     assert len(first.json["personalizations"]) == 3
     assert [p["to"][0]["email"] for p in second.json["personalizations"]] == [
-        "person0@example.com", "person2@example.com"]
+        "person0@example.com",
+        "person2@example.com",
+    ]
     by_id = {r.message_id: r for r in results}
     assert by_id[1].outcome is Outcome.PERMANENT and by_id[1].suppress_reason == "invalid address"
     assert "valid address" in by_id[1].error
@@ -134,13 +161,19 @@ def test_400_on_one_personalization_fails_it_and_resends_the_rest(fake):
 
 
 def test_error_text_masks_addresses(fake):
-    fake.enqueue(sendgrid_error(400, "person1@example.com is not a valid address", field="personalizations.0.to"))
+    fake.enqueue(
+        sendgrid_error(
+            400, "person1@example.com is not a valid address", field="personalizations.0.to"
+        )
+    )
     (result,) = provider(fake).send_emails([email(1)])
     assert "person1@example.com" not in result.error and "p***@example.com" in result.error
 
 
 def test_400_about_the_whole_request_fails_every_message_without_suppressing(fake):
-    fake.enqueue(sendgrid_error(400, "The from email does not contain a valid address.", field="from.email"))
+    fake.enqueue(
+        sendgrid_error(400, "The from email does not contain a valid address.", field="from.email")
+    )
     results = provider(fake).send_emails([email(1), email(2)])
     assert {(r.outcome, r.suppress_reason) for r in results} == {(Outcome.PERMANENT, None)}
     assert "from.email" in results[0].error and len(fake.requests) == 1
@@ -156,15 +189,25 @@ def test_auth_errors_are_configuration_errors(fake, status):
 
 
 def test_429_is_transient_with_retry_after_from_the_reset_header(fake):
-    fake.enqueue(sendgrid_error(429, "too many requests",
-                                headers={"X-RateLimit-Reset": str(int(time.time()) + 30)}))
+    fake.enqueue(
+        sendgrid_error(
+            429, "too many requests", headers={"X-RateLimit-Reset": str(int(time.time()) + 30)}
+        )
+    )
     (result,) = provider(fake).send_emails([email(1)])
     assert result.outcome is Outcome.TRANSIENT
     assert 27 <= result.retry_after <= 31
 
 
-@pytest.mark.parametrize("status,outcome", [(500, Outcome.UNKNOWN), (502, Outcome.UNKNOWN),
-                                            (504, Outcome.UNKNOWN), (503, Outcome.TRANSIENT)])
+@pytest.mark.parametrize(
+    "status,outcome",
+    [
+        (500, Outcome.UNKNOWN),
+        (502, Outcome.UNKNOWN),
+        (504, Outcome.UNKNOWN),
+        (503, Outcome.TRANSIENT),
+    ],
+)
 def test_server_errors_that_may_have_sent_are_unknown(fake, status, outcome):
     fake.enqueue(sendgrid_error(status, "server error"))
     (result,) = provider(fake).send_emails([email(1)])
@@ -189,8 +232,13 @@ def test_connection_refused_is_transient():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    sg = SendGridEmail(api_key=KEY, host=f"http://127.0.0.1:{port}", from_email="care@lunara.example",
-                       from_name="Lunara", timeout=1.0)
+    sg = SendGridEmail(
+        api_key=KEY,
+        host=f"http://127.0.0.1:{port}",
+        from_email="care@lunara.example",
+        from_name="Lunara",
+        timeout=1.0,
+    )
     (result,) = sg.send_emails([email(1)])
     assert result.outcome is Outcome.TRANSIENT and "not sent" in result.error
 
@@ -204,13 +252,23 @@ def _claim(factory, clock, registry, policy):
 
 
 def test_send_batch_one_request_invalid_address_suppressed_rest_sent(
-        send_ctx, factory, clock, registry, policy, fake):
+    send_ctx, factory, clock, registry, policy, fake
+):
     for i in range(3):
-        add_and_enroll(factory, clock, registry, policy, campaign="quick",
-                       email=f"p{i}@example.com", first_name=f"Pat{i}")
+        add_and_enroll(
+            factory,
+            clock,
+            registry,
+            policy,
+            campaign="quick",
+            email=f"p{i}@example.com",
+            first_name=f"Pat{i}",
+        )
     work = _claim(factory, clock, registry, policy)
     send_ctx.email_provider = provider(fake)
-    fake.enqueue(sendgrid_error(400, "Does not contain a valid address.", field="personalizations.2.to"))
+    fake.enqueue(
+        sendgrid_error(400, "Does not contain a valid address.", field="personalizations.2.to")
+    )
 
     report = send_batch(send_ctx, "email", work.email)
 
@@ -220,7 +278,11 @@ def test_send_batch_one_request_invalid_address_suppressed_rest_sent(
     assert len(second.json["personalizations"]) == 2
     rows = {m.id: m for m in messages(factory) if m.channel == "email"}
     bad = rows[work.email[2]]
-    assert (bad.status, bad.reason, bad.provider) == (MessageStatus.FAILED, "invalid address", "sendgrid")
+    assert (bad.status, bad.reason, bad.provider) == (
+        MessageStatus.FAILED,
+        "invalid address",
+        "sendgrid",
+    )
     assert {rows[i].status for i in work.email[:2]} == {MessageStatus.SENT}
     assert rows[work.email[0]].provider_message_id == second.response.headers["X-Message-Id"]
     with factory() as s:

@@ -45,19 +45,30 @@ def provider(url, token=TOKEN, **kw) -> TwilioSms:
 
 
 def text(i: int, to: str | None = None) -> OutgoingSms:
-    return OutgoingSms(i, to or f"+1202555{i:04d}", f"Lunara: lesson {i} https://care.example/m/x", f"ref{i:05d}")
+    return OutgoingSms(
+        i, to or f"+1202555{i:04d}", f"Lunara: lesson {i} https://care.example/m/x", f"ref{i:05d}"
+    )
 
 
 def test_create_sends_body_sender_and_a_status_callback_with_only_the_reference(fake):
     results = provider(fake.url).send_sms([text(1), text(2)])
-    assert [(r.message_id, r.outcome) for r in results] == [(1, Outcome.ACCEPTED), (2, Outcome.ACCEPTED)]
+    assert [(r.message_id, r.outcome) for r in results] == [
+        (1, Outcome.ACCEPTED),
+        (2, Outcome.ACCEPTED),
+    ]
     # The two calls run concurrently: match requests to texts by recipient, not order.
     by_to = {r.form["To"]: r for r in fake.requests}
     assert [r.provider_message_id for r in results] == [
-        by_to["+12025550001"].response.body["sid"], by_to["+12025550002"].response.body["sid"]]
+        by_to["+12025550001"].response.body["sid"],
+        by_to["+12025550002"].response.body["sid"],
+    ]
     first, second = by_to["+12025550001"].form, by_to["+12025550002"].form
-    assert first == {"To": "+12025550001", "From": FROM, "Body": "Lunara: lesson 1 https://care.example/m/x",
-                     "StatusCallback": "https://care.example/webhooks/twilio/status?ref=ref00001"}
+    assert first == {
+        "To": "+12025550001",
+        "From": FROM,
+        "Body": "Lunara: lesson 1 https://care.example/m/x",
+        "StatusCallback": "https://care.example/webhooks/twilio/status?ref=ref00001",
+    }
     callback = urlsplit(second["StatusCallback"])
     assert parse_qs(callback.query) == {"ref": ["ref00002"]}  # no number, no name, no topic
     assert fake.requests[0].basic_auth == (SID, TOKEN)
@@ -70,21 +81,24 @@ def test_messaging_service_is_used_instead_of_a_from_number(fake):
     assert form["MessagingServiceSid"] == SERVICE and "From" not in form
 
 
-@pytest.mark.parametrize("status,code,outcome,suppress", [
-    (400, 21610, Outcome.PERMANENT, "unsubscribed at carrier (21610)"),
-    (400, 21211, Outcome.PERMANENT, "invalid number (21211)"),
-    (400, 21614, Outcome.PERMANENT, "not a reachable mobile (21614)"),
-    (400, 21612, Outcome.PERMANENT, "not a reachable mobile (21612)"),
-    (400, 21635, Outcome.PERMANENT, "not a reachable mobile (21635)"),
-    (400, 21606, Outcome.CONFIG, None),
-    (400, 21608, Outcome.CONFIG, None),
-    (403, 20403, Outcome.CONFIG, None),
-    (404, 20404, Outcome.CONFIG, None),  # wrong account or base URL: true for every text
-    (400, 21617, Outcome.PERMANENT, None),  # body too long: this message, not the person
-    (500, 20500, Outcome.UNKNOWN, None),  # may have been created: never resent blindly
-    (502, 502, Outcome.UNKNOWN, None),
-    (503, 503, Outcome.TRANSIENT, None),
-])
+@pytest.mark.parametrize(
+    "status,code,outcome,suppress",
+    [
+        (400, 21610, Outcome.PERMANENT, "unsubscribed at carrier (21610)"),
+        (400, 21211, Outcome.PERMANENT, "invalid number (21211)"),
+        (400, 21614, Outcome.PERMANENT, "not a reachable mobile (21614)"),
+        (400, 21612, Outcome.PERMANENT, "not a reachable mobile (21612)"),
+        (400, 21635, Outcome.PERMANENT, "not a reachable mobile (21635)"),
+        (400, 21606, Outcome.CONFIG, None),
+        (400, 21608, Outcome.CONFIG, None),
+        (403, 20403, Outcome.CONFIG, None),
+        (404, 20404, Outcome.CONFIG, None),  # wrong account or base URL: true for every text
+        (400, 21617, Outcome.PERMANENT, None),  # body too long: this message, not the person
+        (500, 20500, Outcome.UNKNOWN, None),  # may have been created: never resent blindly
+        (502, 502, Outcome.UNKNOWN, None),
+        (503, 503, Outcome.TRANSIENT, None),
+    ],
+)
 def test_error_codes(fake, status, code, outcome, suppress):
     fake.enqueue(twilio_error(status, code, "scripted"))
     (result,) = provider(fake.url).send_sms([text(1)])
@@ -153,7 +167,8 @@ def _claim(factory, clock, registry, policy):
 
 
 def test_21610_suppresses_the_number_and_the_next_text_never_reaches_twilio(
-        send_ctx, factory, clock, registry, policy, fake):
+    send_ctx, factory, clock, registry, policy, fake
+):
     add_and_enroll(factory, clock, registry, policy, campaign="quick", phone="+12025550143")
     first = _claim(factory, clock, registry, policy).sms  # step one
     _claim(factory, clock, registry, policy)  # step two: e-mail only, skipped (no address)
@@ -169,7 +184,10 @@ def test_21610_suppresses_the_number_and_the_next_text_never_reaches_twilio(
     assert report.suppressed == 1 and report.sent == 0
     assert len(fake.requests) == 1  # checked at send time, without calling Twilio
     rows = {m.id: m for m in messages(factory)}
-    assert (rows[first[0]].status, rows[first[0]].reason) == (MessageStatus.FAILED, "unsubscribed at carrier (21610)")
+    assert (rows[first[0]].status, rows[first[0]].reason) == (
+        MessageStatus.FAILED,
+        "unsubscribed at carrier (21610)",
+    )
     assert rows[third[0]].status == MessageStatus.SUPPRESSED
 
 
@@ -188,7 +206,9 @@ def test_send_batch_401_pauses_the_sms_channel(send_ctx, factory, clock, registr
 
 
 def test_accepted_text_is_recorded_with_its_sid(send_ctx, factory, clock, registry, policy, fake):
-    add_and_enroll(factory, clock, registry, policy, campaign="quick", phone="+12025550143", first_name="Ana")
+    add_and_enroll(
+        factory, clock, registry, policy, campaign="quick", phone="+12025550143", first_name="Ana"
+    )
     work = _claim(factory, clock, registry, policy)
     send_ctx.sms_provider = provider(fake.url)
     assert send_batch(send_ctx, "sms", work.sms).sent == 1
@@ -201,6 +221,8 @@ def test_accepted_text_is_recorded_with_its_sid(send_ctx, factory, clock, regist
 
 
 def test_error_text_masks_the_number(fake):
-    fake.enqueue(twilio_error(400, 21211, "The 'To' number +12025550143 is not a valid phone number."))
+    fake.enqueue(
+        twilio_error(400, 21211, "The 'To' number +12025550143 is not a valid phone number.")
+    )
     (result,) = provider(fake.url).send_sms([text(1, to="+12025550143")])
     assert "+12025550143" not in result.error and "+***43" in result.error  # logs and rows (inv. 8)

@@ -96,7 +96,9 @@ def test_redis_bucket_timing(redis_client, key):
 
 def test_redis_bucket_is_one_limit_for_separate_clients(redis_url, key):
     # Separate connections stand in for separate worker processes.
-    buckets = [RedisBucket(redis.Redis.from_url(redis_url), key, rate=30, burst=3) for _ in range(3)]
+    buckets = [
+        RedisBucket(redis.Redis.from_url(redis_url), key, rate=30, burst=3) for _ in range(3)
+    ]
     times: list[float] = []
     lock = threading.Lock()
     t0 = time.monotonic()
@@ -119,9 +121,15 @@ def test_redis_bucket_is_one_limit_for_separate_clients(redis_url, key):
 
 
 def test_redis_bucket_falls_back_to_a_local_limit_when_redis_is_down():
-    settings = load_settings(redis_url="redis://127.0.0.1:1/0", sms_provider="twilio",  # nothing listens
-                             twilio_account_sid="AC" + "1" * 32, twilio_auth_token="t",
-                             twilio_from_number="+15550001111", sms_rate_per_second=20, sms_rate_burst=2)
+    settings = load_settings(
+        redis_url="redis://127.0.0.1:1/0",
+        sms_provider="twilio",  # nothing listens
+        twilio_account_sid="AC" + "1" * 32,
+        twilio_auth_token="t",
+        twilio_from_number="+15550001111",
+        sms_rate_per_second=20,
+        sms_rate_burst=2,
+    )
     bucket = build_limiters(settings)["sms"]
     t0 = time.monotonic()
     bucket.acquire(6)  # no exception: leased messages still go out, limited per process
@@ -129,14 +137,30 @@ def test_redis_bucket_falls_back_to_a_local_limit_when_redis_is_down():
 
 
 def test_build_limiters(redis_url):
-    base = {"environment": "development", "twilio_account_sid": "AC" + "1" * 32,
-            "twilio_auth_token": "t", "twilio_from_number": "+15550001111"}
+    base = {
+        "environment": "development",
+        "twilio_account_sid": "AC" + "1" * 32,
+        "twilio_auth_token": "t",
+        "twilio_from_number": "+15550001111",
+    }
     local = build_limiters(load_settings(sms_provider="twilio", **base))
     assert isinstance(local["email"], NoLimit)  # the local outbox has no rate to respect
-    assert isinstance(local["sms"], LocalBucket) and (local["sms"].rate, local["sms"].burst) == (1.0, 1)
-    shared = build_limiters(load_settings(
-        sms_provider="twilio", email_provider="sendgrid", sendgrid_api_key="SG.x", redis_url=redis_url,
-        redis_key_prefix="env1:", sms_rate_per_second=5, sms_rate_burst=3, **base))
+    assert isinstance(local["sms"], LocalBucket) and (local["sms"].rate, local["sms"].burst) == (
+        1.0,
+        1,
+    )
+    shared = build_limiters(
+        load_settings(
+            sms_provider="twilio",
+            email_provider="sendgrid",
+            sendgrid_api_key="SG.x",
+            redis_url=redis_url,
+            redis_key_prefix="env1:",
+            sms_rate_per_second=5,
+            sms_rate_burst=3,
+            **base,
+        )
+    )
     assert isinstance(shared["sms"], RedisBucket) and isinstance(shared["email"], RedisBucket)
     assert shared["sms"].key == "env1:ratelimit:twilio:+15550001111"
     assert shared["email"].key == "env1:ratelimit:sendgrid:care@lunara.example"
@@ -145,12 +169,15 @@ def test_build_limiters(redis_url):
 
 # ------------------------------------------- two real workers, one limit, a fake Twilio
 
+
 @pytest.fixture
 def stack(tmp_path, pg_url, redis_url):
     eng = make_engine(pg_url)
     with eng.begin() as conn:
         # channel_pauses too: a pause left by another test would stop these workers.
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES + ('channel_pauses',))} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text(f"TRUNCATE {', '.join(TABLES + ('channel_pauses',))} RESTART IDENTITY CASCADE")
+        )
     eng.dispose()
     st = Stack(tmp_path, pg_url, redis_url)
     yield st
@@ -170,14 +197,22 @@ def test_two_workers_share_one_sms_limit(stack):
     clock = ScaledClock(stack.real_epoch, VIRTUAL_EPOCH, 1.0)
     registry = Registry(FIXTURES / "definitions", FIXTURES / "templates")
     for i in range(people):  # "quick" texts steps one and three: 40 texts
-        add_and_enroll(factory, clock, registry, Policy(), campaign="quick", phone=f"+1202555{i:04d}")
+        add_and_enroll(
+            factory, clock, registry, Policy(), campaign="quick", phone=f"+1202555{i:04d}"
+        )
     sid = "AC" + "5" * 32
     with FakeTwilio(account_sid=sid, auth_token="tok") as fake:
-        env = {"SMS_PROVIDER": "twilio", "TWILIO_API_BASE_URL": fake.url, "TWILIO_ACCOUNT_SID": sid,
-               "TWILIO_AUTH_TOKEN": "tok", "TWILIO_FROM_NUMBER": "+15557650002",
-               "SMS_RATE_PER_SECOND": rate, "SMS_RATE_BURST": burst,
-               # The default batch size: send_batch takes tokens per chunk of `burst` texts.
-               "NO_PROXY": "127.0.0.1,localhost"}
+        env = {
+            "SMS_PROVIDER": "twilio",
+            "TWILIO_API_BASE_URL": fake.url,
+            "TWILIO_ACCOUNT_SID": sid,
+            "TWILIO_AUTH_TOKEN": "tok",
+            "TWILIO_FROM_NUMBER": "+15557650002",
+            "SMS_RATE_PER_SECOND": rate,
+            "SMS_RATE_BURST": burst,
+            # The default batch size: send_batch takes tokens per chunk of `burst` texts.
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
         stack.start_worker("w1", **env)
         stack.start_worker("w2", **env)
         try:
@@ -190,7 +225,9 @@ def test_two_workers_share_one_sms_limit(stack):
 
     texts = [m for m in rows if m.channel == "sms"]
     assert len(texts) == 40 and {m.status for m in texts} == {MessageStatus.SENT}, stack.logs()
-    refs = [f["StatusCallback"].rsplit("ref=", 1)[1].split(".")[0] for f in forms]  # token.signature
+    refs = [
+        f["StatusCallback"].rsplit("ref=", 1)[1].split(".")[0] for f in forms
+    ]  # token.signature
     assert len(seen) == 40 and sorted(refs) == sorted(m.public_token for m in texts)  # each once
     assert {m.provider_message_id[:2] for m in texts} == {"SM"}
     # A token bucket hands out at most burst + rate * T in any T seconds; the bucket refills

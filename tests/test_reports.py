@@ -56,8 +56,17 @@ class History:
 
 def _event(s, msg_id, kind, payload=None, provider="tracking", when=T0):
     m = s.get(Message, msg_id)
-    s.add(Event(message_id=m.id, subscriber_id=m.subscriber_id, type=kind, provider=provider,
-                occurred_at=when, received_at=when, payload=payload))
+    s.add(
+        Event(
+            message_id=m.id,
+            subscriber_id=m.subscriber_id,
+            type=kind,
+            provider=provider,
+            occurred_at=when,
+            received_at=when,
+            payload=payload,
+        )
+    )
 
 
 def script_history(factory, clock, registry, policy) -> History:
@@ -71,9 +80,13 @@ def script_history(factory, clock, registry, policy) -> History:
     }
     subs, enrolls = {}, {}
     for name, details in people.items():
-        subs[name], enrolls[name] = add_and_enroll(factory, clock, registry, policy, campaign="quick", **details)
+        subs[name], enrolls[name] = add_and_enroll(
+            factory, clock, registry, policy, campaign="quick", **details
+        )
     with transaction(factory) as s:
-        suppress(s, clock, "email", "dee@example.com", "bounce", "sendgrid")  # dee's email bounced before
+        suppress(
+            s, clock, "email", "dee@example.com", "bounce", "sendgrid"
+        )  # dee's email bounced before
     for _ in range(3):  # delays are 0m: each tick claims the next step for everyone
         with transaction(factory) as s:
             claim_due(s, clock, registry, policy)
@@ -92,32 +105,84 @@ def script_history(factory, clock, registry, policy) -> History:
 
     with transaction(factory) as s:
         accepted = {"provider": "outbox", "sent_at": now}
-        set_(s, ("ana", "one", "email"), MessageStatus.DELIVERED, provider_message_id="p1", **accepted)
+        set_(
+            s,
+            ("ana", "one", "email"),
+            MessageStatus.DELIVERED,
+            provider_message_id="p1",
+            **accepted,
+        )
         set_(s, ("ben", "one", "email"), MessageStatus.SENT, provider_message_id="p2", **accepted)
-        set_(s, ("cy", "one", "email"), MessageStatus.FAILED, provider="sendgrid", reason="rejected by provider",
-             last_error="550 no such user")
+        set_(
+            s,
+            ("cy", "one", "email"),
+            MessageStatus.FAILED,
+            provider="sendgrid",
+            reason="rejected by provider",
+            last_error="550 no such user",
+        )
         set_(s, ("ana", "one", "sms"), MessageStatus.DELIVERED, **accepted)
-        set_(s, ("ben", "one", "sms"), MessageStatus.UNCONFIRMED, provider="twilio",
-             reason="provider call outcome unknown; awaiting webhook")
-        set_(s, ("dee", "one", "sms"), MessageStatus.RETRY, provider="twilio", reason="temporary provider error",
-             next_attempt_at=now + timedelta(minutes=5), last_error="503")
-        set_(s, ("ana", "two", "email"), MessageStatus.BOUNCED, provider_message_id="p3", **accepted)
-        set_(s, ("ben", "two", "email"), MessageStatus.FAILED, provider_message_id="p4",
-             reason="sendgrid webhook: dropped", **accepted)
+        set_(
+            s,
+            ("ben", "one", "sms"),
+            MessageStatus.UNCONFIRMED,
+            provider="twilio",
+            reason="provider call outcome unknown; awaiting webhook",
+        )
+        set_(
+            s,
+            ("dee", "one", "sms"),
+            MessageStatus.RETRY,
+            provider="twilio",
+            reason="temporary provider error",
+            next_attempt_at=now + timedelta(minutes=5),
+            last_error="503",
+        )
+        set_(
+            s, ("ana", "two", "email"), MessageStatus.BOUNCED, provider_message_id="p3", **accepted
+        )
+        set_(
+            s,
+            ("ben", "two", "email"),
+            MessageStatus.FAILED,
+            provider_message_id="p4",
+            reason="sendgrid webhook: dropped",
+            **accepted,
+        )
         # engagement on step one's email
         _event(s, ids[("ana", "one", "email")], E.OPENED, {"maybe_automated": False})
-        _event(s, ids[("ana", "one", "email")], E.OPENED, None, provider="sendgrid")  # same message again
+        _event(
+            s, ids[("ana", "one", "email")], E.OPENED, None, provider="sendgrid"
+        )  # same message again
         _event(s, ids[("ana", "one", "email")], E.CLICKED, {"route": "m", "maybe_automated": False})
         _event(s, ids[("ben", "one", "email")], E.OPENED, {"route": "o", "maybe_automated": True})
         _event(s, ids[("ben", "one", "email")], E.CLICKED, {"route": "m", "maybe_automated": True})
-        _event(s, ids[("ben", "one", "email")], E.OPENED, {"event": "open", "sg_machine_open": True},
-               provider="sendgrid")
-        _event(s, ids[("ben", "one", "email")], E.UNSUBSCRIBED, {"event": "unsubscribe"}, provider="sendgrid")
+        _event(
+            s,
+            ids[("ben", "one", "email")],
+            E.OPENED,
+            {"event": "open", "sg_machine_open": True},
+            provider="sendgrid",
+        )
+        _event(
+            s,
+            ids[("ben", "one", "email")],
+            E.UNSUBSCRIBED,
+            {"event": "unsubscribe"},
+            provider="sendgrid",
+        )
         _event(s, ids[("ana", "two", "email")], E.OPENED, {"event": "open"}, provider="sendgrid")
-        request = ContactRequest(subscriber_id=subs["ana"], message_id=ids[("ana", "one", "email")],
-                                 campaign_key="quick", step_key="one", preferred_channel="phone",
-                                 preferred_time="mornings", note="my hip hurts at night", status="open",
-                                 created_at=now)
+        request = ContactRequest(
+            subscriber_id=subs["ana"],
+            message_id=ids[("ana", "one", "email")],
+            campaign_key="quick",
+            step_key="one",
+            preferred_channel="phone",
+            preferred_time="mornings",
+            note="my hip hurts at night",
+            status="open",
+            created_at=now,
+        )
         s.add(request)
         s.flush()
         request_id = request.id
@@ -142,12 +207,23 @@ def test_per_step_funnel_counts_the_scripted_history(history, factory, registry)
     with factory() as s:
         report = funnels.campaign_report(s, registry, "quick")
     assert [(r.step_key, r.channel) for r in report.steps] == [
-        ("one", "email"), ("one", "sms"), ("two", "email"), ("three", "sms")]
+        ("one", "email"),
+        ("one", "sms"),
+        ("two", "email"),
+        ("three", "sms"),
+    ]
     rows = rows_by_key(report)
 
     one = rows[("one", "email")]
-    assert (one.created, one.sent, one.delivered, one.failed, one.bounced, one.suppressed, one.skipped) == (
-        4, 2, 1, 1, 0, 1, 0)
+    assert (
+        one.created,
+        one.sent,
+        one.delivered,
+        one.failed,
+        one.bounced,
+        one.suppressed,
+        one.skipped,
+    ) == (4, 2, 1, 1, 0, 1, 0)
     assert one.suppress_reasons == [("address suppressed: bounce", 1)]
     # ana's two opens count once; ben's flagged opens and click (ours and SendGrid's) not at all
     assert (one.opens, one.clicks, one.contact_requests, one.unsubscribes) == (1, 1, 1, 1)
@@ -159,11 +235,22 @@ def test_per_step_funnel_counts_the_scripted_history(history, factory, registry)
     assert (text.created, text.sent, text.delivered, text.skipped) == (3, 1, 1, 0)
     assert text.skip_reasons == []
     assert text.in_flight == {"unconfirmed": 1, "retry": 1} and text.in_flight_total == 2
-    assert (text.delivery_rate, text.open_rate, text.click_rate) == (1.0, None, 0.0)  # no such thing as an SMS open
+    assert (text.delivery_rate, text.open_rate, text.click_rate) == (
+        1.0,
+        None,
+        0.0,
+    )  # no such thing as an SMS open
 
     two = rows[("two", "email")]
     # accepted then bounced, accepted then failed by webhook: both were sent
-    assert (two.created, two.sent, two.delivered, two.failed, two.bounced, two.suppressed) == (4, 2, 0, 1, 1, 1)
+    assert (two.created, two.sent, two.delivered, two.failed, two.bounced, two.suppressed) == (
+        4,
+        2,
+        0,
+        1,
+        1,
+        1,
+    )
     assert two.in_flight == {"queued": 1} and two.opens == 1
     assert (two.delivery_rate, two.open_rate, two.click_rate) == (0.0, None, None)
 
@@ -178,8 +265,13 @@ def test_enrollment_funnel(history, factory, registry, clock, policy):
         f = funnels.enrollment_funnel(s, "quick")
         everything = funnels.enrollment_funnels(s, registry)
     assert (f.enrolled, f.active, f.completed, f.exited, f.paused) == (5, 1, 2, 1, 1)
-    assert f.exit_reasons == [("unsubscribed", 1)] and f.pause_reasons == [("asked to be contacted", 1)]
-    assert [(k, name) for k, name, _ in everything] == [("quick", "Quick test course"), ("tiny", "Tiny test course")]
+    assert f.exit_reasons == [("unsubscribed", 1)] and f.pause_reasons == [
+        ("asked to be contacted", 1)
+    ]
+    assert [(k, name) for k, name, _ in everything] == [
+        ("quick", "Quick test course"),
+        ("tiny", "Tiny test course"),
+    ]
     assert everything[1][2].enrolled == 0
 
 
@@ -218,16 +310,33 @@ def test_provider_health_over_a_window(history, factory, clock):
         health = provider_health(s, clock, 60)
     email, sms = health.channels["email"], health.channels["sms"]
     # email: four accepted (two since bounced or failed by webhook), one refused at the call
-    assert (email.attempts, email.sent, email.transient, email.permanent, email.unconfirmed) == (5, 4, 0, 1, 0)
+    assert (email.attempts, email.sent, email.transient, email.permanent, email.unconfirmed) == (
+        5,
+        4,
+        0,
+        1,
+        0,
+    )
     assert email.error_rate == pytest.approx(0.2)
-    assert (sms.attempts, sms.sent, sms.transient, sms.permanent, sms.unconfirmed) == (3, 1, 1, 0, 1)
+    assert (sms.attempts, sms.sent, sms.transient, sms.permanent, sms.unconfirmed) == (
+        3,
+        1,
+        1,
+        0,
+        1,
+    )
     assert sms.error_rate == pytest.approx(2 / 3)
-    assert health.due_backlog == 0 and health.oldest_due_age_seconds == 0.0  # queued messages due now
+    assert (
+        health.due_backlog == 0 and health.oldest_due_age_seconds == 0.0
+    )  # queued messages due now
 
     with transaction(factory) as s:
         m = s.get(Message, history.msg[("cy", "two", "email")])
         m.status, m.provider, m.updated_at = MessageStatus.FAILED, "sendgrid", clock.now()
-        m.reason_code, m.reason = Reason.RETRIES_EXHAUSTED, Reason.RETRIES_EXHAUSTED.text(attempts=6)
+        m.reason_code, m.reason = (
+            Reason.RETRIES_EXHAUSTED,
+            Reason.RETRIES_EXHAUSTED.text(attempts=6),
+        )
         pause(s, clock, "sms", "twilio: 20003 authenticate", by="provider")
     with factory() as s:
         health = provider_health(s, clock, timedelta(minutes=60))
@@ -249,15 +358,28 @@ def test_provider_health_over_a_window(history, factory, clock):
 def test_queue_lists_oldest_first_with_real_contact_details(history, factory, clock):
     clock.advance(hours=1)
     with transaction(factory) as s:
-        s.add(ContactRequest(subscriber_id=history.subscribers["cy"], status="open", preferred_channel="email",
-                             created_at=clock.now()))
-        s.add(ContactRequest(subscriber_id=history.subscribers["ben"], status="closed", created_at=T0))
+        s.add(
+            ContactRequest(
+                subscriber_id=history.subscribers["cy"],
+                status="open",
+                preferred_channel="email",
+                created_at=clock.now(),
+            )
+        )
+        s.add(
+            ContactRequest(subscriber_id=history.subscribers["ben"], status="closed", created_at=T0)
+        )
     with factory() as s:
         items = contact_queue.queue(s)
     assert [i.first_name for i in items] == ["Ana", "Cy"]
     ana = items[0]
     assert (ana.phone, ana.email, ana.preferred_time, ana.campaign_key, ana.step_key) == (
-        ANA_PHONE, ANA_EMAIL, "mornings", "quick", "one")
+        ANA_PHONE,
+        ANA_EMAIL,
+        "mornings",
+        "quick",
+        "one",
+    )
     assert ANA_PHONE not in repr(ana) and ANA_EMAIL not in repr(ana) and "hip" not in repr(ana)
 
 
@@ -267,13 +389,20 @@ def test_marking_requests(history, factory, clock, caplog):
     with transaction(factory) as s:
         contact_queue.mark(s, clock, rid, "contacted", by="admin:nurse", note="left a voicemail")
     with transaction(factory) as s:
-        contact_queue.mark(s, clock, str(rid), "contacted", by="admin:nurse")  # a double click: no-op
+        contact_queue.mark(
+            s, clock, str(rid), "contacted", by="admin:nurse"
+        )  # a double click: no-op
     with factory() as s:
         req = s.get(ContactRequest, rid)
         assert (req.status, req.handled_at) == ("contacted", T0)
         (audit,) = s.scalars(select(Event).where(Event.type == contact_queue.HANDLED_EVENT)).all()
-        assert audit.payload == {"request_id": rid, "from": "open", "to": "contacted", "by": "admin:nurse",
-                                 "note": "left a voicemail"}
+        assert audit.payload == {
+            "request_id": rid,
+            "from": "open",
+            "to": "contacted",
+            "by": "admin:nurse",
+            "note": "left a voicemail",
+        }
         assert [i.status for i in contact_queue.queue(s)] == ["contacted"]
     with transaction(factory) as s:
         contact_queue.mark(s, clock, rid, "closed", by="admin:nurse")
@@ -281,8 +410,12 @@ def test_marking_requests(history, factory, clock, caplog):
         assert contact_queue.queue(s) == []
     assert ANA_PHONE not in caplog.text and ANA_EMAIL not in caplog.text
 
-    cases = [(rid, "contacted", "already closed"), (rid, "open", "must be one of contacted, closed"),
-             (99999, "closed", "no contact request 99999"), ("abc", "closed", "whole number")]
+    cases = [
+        (rid, "contacted", "already closed"),
+        (rid, "open", "must be one of contacted, closed"),
+        (99999, "closed", "no contact request 99999"),
+        ("abc", "closed", "whole number"),
+    ]
     for request_id, status, words in cases:
         with transaction(factory) as s, pytest.raises(ValueError, match=words):
             contact_queue.mark(s, clock, request_id, status, by="admin:nurse")
@@ -295,8 +428,12 @@ def test_marking_requests(history, factory, clock, caplog):
 
 def drip_around(factory, clock) -> Drip:
     """The `drip` command's context on this test's database and clock, with the fixture campaigns."""
-    settings = load_settings(environment="test", secret_key="cli-test-secret-key-0123456789abcdef",
-                             definitions_dir=FIXTURES / "definitions", templates_dir=FIXTURES / "templates")
+    settings = load_settings(
+        environment="test",
+        secret_key="cli-test-secret-key-0123456789abcdef",
+        definitions_dir=FIXTURES / "definitions",
+        templates_dir=FIXTURES / "templates",
+    )
     return Drip.around(build_runtime(settings, factory=factory, clock=clock))
 
 
@@ -308,16 +445,26 @@ def test_report_command_prints_the_funnel_table_and_json(history, factory, clock
     assert lines[0] == "Quick test course (quick v1)"
     header = next(i for i, line in enumerate(lines) if line.startswith("#"))
     first = lines[header + 2].split()
-    assert first[:6] == ["1", "one", "email", "4", "2", "1"] and first[-3:] == ["50.0%", "100.0%", "100.0%"]
+    assert first[:6] == ["1", "one", "email", "4", "2", "1"] and first[-3:] == [
+        "50.0%",
+        "100.0%",
+        "100.0%",
+    ]
     assert "three/sms skipped: no phone number (1)" in out.output
 
-    as_json = CliRunner().invoke(main, ["report", "quick", "--json", "--since", "2026-03-02",
-                                        "--until", "2026-03-02"], obj=obj)
+    as_json = CliRunner().invoke(
+        main,
+        ["report", "quick", "--json", "--since", "2026-03-02", "--until", "2026-03-02"],
+        obj=obj,
+    )
     data = json.loads(as_json.output)
     assert data["steps"][0]["sent"] == 2 and data["steps"][0]["delivery_rate"] == 0.5
     assert data["enrollments"]["exited"] == 1
-    none = json.loads(CliRunner().invoke(main, ["report", "quick", "--json", "--since", "2026-03-03"],
-                                         obj=obj).output)
+    none = json.loads(
+        CliRunner()
+        .invoke(main, ["report", "quick", "--json", "--since", "2026-03-03"], obj=obj)
+        .output
+    )
     assert none["steps"][0]["created"] == 0
 
     missing = CliRunner().invoke(main, ["report", "nope"], obj=obj)
@@ -328,12 +475,29 @@ def test_contacts_command_lists_masked_and_marks(history, factory, clock):
     obj = drip_around(factory, clock)
     listed = CliRunner().invoke(main, ["contacts"], obj=obj)
     assert listed.exit_code == 0 and "Ana" in listed.output
-    assert ANA_PHONE not in listed.output and "+***43" in listed.output and "a***@example.com" in listed.output
+    assert (
+        ANA_PHONE not in listed.output
+        and "+***43" in listed.output
+        and "a***@example.com" in listed.output
+    )
     revealed = CliRunner().invoke(main, ["contacts", "--reveal"], obj=obj)
     assert ANA_PHONE in revealed.output and ANA_EMAIL in revealed.output
 
-    marked = CliRunner().invoke(main, ["contacts", "--mark", str(history.request_id), "--as", "closed",
-                                       "--by", "kim", "--note", "called back"], obj=obj)
+    marked = CliRunner().invoke(
+        main,
+        [
+            "contacts",
+            "--mark",
+            str(history.request_id),
+            "--as",
+            "closed",
+            "--by",
+            "kim",
+            "--note",
+            "called back",
+        ],
+        obj=obj,
+    )
     assert marked.exit_code == 0, marked.output
     with factory() as s:
         assert s.get(ContactRequest, history.request_id).status == "closed"

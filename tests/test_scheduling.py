@@ -39,11 +39,14 @@ def test_claim_writes_one_row_per_channel_and_advances(factory, clock, registry,
     with transaction(factory) as s:  # a second tick at the same instant finds nothing
         assert len(claim_due(s, clock, registry, policy)) == 0
     assert [(m.step_key, m.channel, m.status) for m in messages(factory)] == [
-        ("hello", "email", "queued"), ("hello", "sms", "queued")]
+        ("hello", "email", "queued"),
+        ("hello", "sms", "queued"),
+    ]
 
 
-def test_channel_without_address_gets_a_row_only_when_nothing_reaches_the_person(factory, clock, registry,
-                                                                               policy):
+def test_channel_without_address_gets_a_row_only_when_nothing_reaches_the_person(
+    factory, clock, registry, policy
+):
     add_and_enroll(factory, clock, registry, policy, email="a@example.com")  # email only
     with transaction(factory) as s:
         claim_due(s, clock, registry, policy)  # hello: email + sms
@@ -54,8 +57,11 @@ def test_channel_without_address_gets_a_row_only_when_nothing_reaches_the_person
     with transaction(factory) as s:
         claim_due(s, clock, registry, policy)  # third: sms only
     rows = [(m.step_key, m.channel, m.status, m.reason) for m in messages(factory)]
-    assert rows == [("hello", "email", "queued", None), ("second", "email", "queued", None),
-                    ("third", "sms", "skipped", "no phone number")]
+    assert rows == [
+        ("hello", "email", "queued", None),
+        ("second", "email", "queued", None),
+        ("third", "sms", "skipped", "no phone number"),
+    ]
 
 
 def test_a_channel_without_consent_still_gets_its_row(factory, clock, registry, policy):
@@ -91,21 +97,30 @@ def test_text_step_due_at_night_waits_for_eight_local(factory, clock, registry, 
 def test_subscriber_with_no_zone_uses_default(factory, clock, registry, policy):
     clock.current = datetime(2026, 3, 3, 3, 30, tzinfo=UTC)
     _, a = add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
-    _, b = add_and_enroll(factory, clock, registry, policy, phone="+12025550144", timezone="Asia/Kolkata")
+    _, b = add_and_enroll(
+        factory, clock, registry, policy, phone="+12025550144", timezone="Asia/Kolkata"
+    )
     with factory() as s:
         assert s.get(Enrollment, a).next_due_at.hour == 13  # 08:00 New York (the default)
-        assert s.get(Enrollment, b).next_due_at == datetime(2026, 3, 3, 3, 30, tzinfo=UTC)  # 09:00 IST
+        assert s.get(Enrollment, b).next_due_at == datetime(
+            2026, 3, 3, 3, 30, tzinfo=UTC
+        )  # 09:00 IST
 
 
-@pytest.mark.parametrize("breakage,message", [
-    (("template: second", "template: missing"), "unknown template"),
-    (("delay: 1d", "delay: -1d"), "delay must not be negative"),
-    (("steps:", "steps: [\n"), "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "breakage,message",
+    [
+        (("template: second", "template: missing"), "unknown template"),
+        (("delay: 1d", "delay: -1d"), "delay must not be negative"),
+        (("steps:", "steps: [\n"), "not valid YAML"),
+    ],
+)
 def test_broken_campaign_file_enrolls_nobody(factory, clock, policy, tmp_path, breakage, message):
     defs = tmp_path / "defs"
     defs.mkdir()
-    (defs / "tiny.yaml").write_text((FIXTURES / "definitions" / "tiny.yaml").read_text().replace(*breakage))
+    (defs / "tiny.yaml").write_text(
+        (FIXTURES / "definitions" / "tiny.yaml").read_text().replace(*breakage)
+    )
     reg = Registry(defs, FIXTURES / "templates")
     with pytest.raises(DefinitionError, match=message), transaction(factory) as s:
         sub = upsert_subscriber(s, clock, email="a@example.com", consent=("email",))
@@ -115,8 +130,15 @@ def test_broken_campaign_file_enrolls_nobody(factory, clock, policy, tmp_path, b
         assert s.scalar(select(func.count(Subscriber.id))) == 0
 
 
-@pytest.mark.parametrize("field,value", [("phone", "+1 555"), ("phone", "call me"),
-                                         ("email", "not-an-address"), ("timezone", "Mars/Olympus")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("phone", "+1 555"),
+        ("phone", "call me"),
+        ("email", "not-an-address"),
+        ("timezone", "Mars/Olympus"),
+    ],
+)
 def test_bad_contact_details_are_refused_and_nothing_written(factory, clock, field, value):
     kwargs = {"email": "ok@example.com", field: value}
     with pytest.raises(InvalidSubscriber, match=field), transaction(factory) as s:
@@ -189,7 +211,9 @@ def test_one_broken_campaign_file_does_not_stop_the_others(factory, clock, polic
     reg = Registry(defs, FIXTURES / "templates")
     add_and_enroll(factory, clock, reg, policy, email="a@example.com")  # tiny
     add_and_enroll(factory, clock, reg, policy, campaign="quick", email="a@example.com")
-    (defs / "quick.yaml").write_text("key: quick\nsteps: [\n")  # a typo, and no good version loaded yet
+    (defs / "quick.yaml").write_text(
+        "key: quick\nsteps: [\n"
+    )  # a typo, and no good version loaded yet
     fresh = Registry(defs, FIXTURES / "templates")
     with transaction(factory) as s:
         work = claim_due(s, clock, fresh, policy)

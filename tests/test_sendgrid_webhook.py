@@ -27,14 +27,18 @@ def key():
 
 def b64_public(private_key) -> str:
     der = private_key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(der).decode()
 
 
 def signed(private_key, body: bytes, timestamp: int | str) -> dict[str, str]:
     timestamp = str(timestamp)
     signature = private_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {sg.SIGNATURE_HEADER: base64.b64encode(signature).decode(), sg.TIMESTAMP_HEADER: timestamp}
+    return {
+        sg.SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+        sg.TIMESTAMP_HEADER: timestamp,
+    }
 
 
 def verify(headers, body, public_key):
@@ -58,13 +62,17 @@ def test_header_names_are_matched_in_any_case(key):
 
 
 def test_a_pem_key_works_too(key):
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     verify(signed(key, BODY, T), BODY, pem)
 
 
-@pytest.mark.parametrize("forgery", ["other_key", "tampered_body", "garbage", "not_base64",
-                                     "timestamp_changed"])
+@pytest.mark.parametrize(
+    "forgery", ["other_key", "tampered_body", "garbage", "not_base64", "timestamp_changed"]
+)
 def test_a_forged_signature_is_refused(forgery, key):
     headers = signed(key, BODY, T)
     body = BODY
@@ -107,8 +115,9 @@ def test_a_timestamp_that_is_not_a_number_is_refused(key):
         verify(headers, BODY, b64_public(key))
 
 
-@pytest.mark.parametrize("configured", [None, "", "bm90IGEga2V5",
-                                        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"])
+@pytest.mark.parametrize(
+    "configured", [None, "", "bm90IGEga2V5", "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"]
+)
 def test_no_usable_key_is_not_configured_never_accept_unsigned(configured, key):
     with pytest.raises(NotConfigured):
         verify(signed(key, BODY, T), BODY, configured)
@@ -124,9 +133,15 @@ def test_a_key_on_another_curve_is_not_configured(key):
 
 
 def event(name, **extra):
-    return {"email": "ana@example.com", "timestamp": 1772463600, "event": name,
-            "sg_event_id": f"id-{name}", "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001",
-            "drip_ref": "ref-1", **extra}
+    return {
+        "email": "ana@example.com",
+        "timestamp": 1772463600,
+        "event": name,
+        "sg_event_id": f"id-{name}",
+        "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001",
+        "drip_ref": "ref-1",
+        **extra,
+    }
 
 
 def parse(*items):
@@ -135,8 +150,12 @@ def parse(*items):
 
 def test_a_batch_becomes_neutral_events_in_order():
     evs = parse(event("processed"), event("delivered"), event("open"), event("click"))
-    assert [e.type for e in evs] == [EventType.QUEUED, EventType.DELIVERED, EventType.OPENED,
-                                     EventType.CLICKED]
+    assert [e.type for e in evs] == [
+        EventType.QUEUED,
+        EventType.DELIVERED,
+        EventType.OPENED,
+        EventType.CLICKED,
+    ]
     first = evs[0]
     assert (first.provider, first.channel) == ("sendgrid", "email")
     assert first.provider_event_id == "id-processed"
@@ -157,8 +176,16 @@ def test_items_that_are_not_objects_are_skipped():
     assert [e.type for e in parse("delivered", 7, None, event("bounce"))] == [EventType.BOUNCED]
 
 
-@pytest.mark.parametrize("reason", ["Bounced Address", "Unsubscribed Address",
-                                    "Spam Reporting Address", "Invalid", " bounced address "])
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "Bounced Address",
+        "Unsubscribed Address",
+        "Spam Reporting Address",
+        "Invalid",
+        " bounced address ",
+    ],
+)
 def test_a_drop_about_the_address_is_flagged(reason):
     (ev,) = parse(event("dropped", reason=reason))
     assert ev.type == EventType.DROPPED and ev.address_at_fault
@@ -210,9 +237,10 @@ def test_a_reference_that_is_not_a_string_is_none(ref):
     assert ev.reference is None
 
 
-@pytest.mark.parametrize("body,match", [(b"[{not json", "not JSON"),
-                                        (b'{"event": "delivered"}', "JSON array"),
-                                        (b"", "not JSON")])
+@pytest.mark.parametrize(
+    "body,match",
+    [(b"[{not json", "not JSON"), (b'{"event": "delivered"}', "JSON array"), (b"", "not JSON")],
+)
 def test_a_body_of_the_wrong_shape_is_a_bad_payload(body, match):
     with pytest.raises(BadPayload, match=match):
         sg.parse(body, NOW)

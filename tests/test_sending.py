@@ -43,14 +43,24 @@ class Scripted:
 
 
 def test_sends_through_outbox_and_records(send_ctx, factory, clock, registry, policy, outbox):
-    add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143",
-                   first_name="Ana")
+    add_and_enroll(
+        factory,
+        clock,
+        registry,
+        policy,
+        email="a@example.com",
+        phone="+12025550143",
+        first_name="Ana",
+    )
     work = claim(factory, clock, registry, policy)
     assert send_batch(send_ctx, "email", work.email).sent == 1
     assert send_batch(send_ctx, "sms", work.sms).sent == 1
     assert all(m.status == MessageStatus.SENT and m.provider == "outbox" for m in messages(factory))
     eml = next((outbox.folder / "email").iterdir()).read_text()
-    assert "Subject: Welcome, Ana" in eml and "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml
+    assert (
+        "Subject: Welcome, Ana" in eml
+        and "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml
+    )
     assert "a@example.com" not in eml.split("List-Unsubscribe:")[1].split("\n")[0]
     text = next((outbox.folder / "sms").iterdir()).read_text()
     assert "Lunara: Hi Ana, lesson 1 is here: https://care.example/m/" in text
@@ -66,8 +76,12 @@ def test_duplicate_task_is_a_no_op(send_ctx, factory, clock, registry, policy, o
     assert (outbox.folder / "deliveries.log").read_text().count(" written") == 1
 
 
-def test_unsubscribe_after_queueing_stops_the_message(send_ctx, factory, clock, registry, policy, outbox):
-    sid, _ = add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
+def test_unsubscribe_after_queueing_stops_the_message(
+    send_ctx, factory, clock, registry, policy, outbox
+):
+    sid, _ = add_and_enroll(
+        factory, clock, registry, policy, email="a@example.com", phone="+12025550143"
+    )
     work = claim(factory, clock, registry, policy)
     with transaction(factory) as s:
         unsubscribe(s, clock, s.get(Subscriber, sid), channels=("email",))
@@ -77,7 +91,9 @@ def test_unsubscribe_after_queueing_stops_the_message(send_ctx, factory, clock, 
     assert send_batch(send_ctx, "sms", work.sms).sent == 1  # texts were not stopped
 
 
-def test_bounce_suppression_after_queueing_stops_the_message(send_ctx, factory, clock, registry, policy):
+def test_bounce_suppression_after_queueing_stops_the_message(
+    send_ctx, factory, clock, registry, policy
+):
     add_and_enroll(factory, clock, registry, policy, email="a@example.com")
     work = claim(factory, clock, registry, policy)
     with transaction(factory) as s:
@@ -87,7 +103,9 @@ def test_bounce_suppression_after_queueing_stops_the_message(send_ctx, factory, 
     assert (m.status, m.reason) == (MessageStatus.SUPPRESSED, "address suppressed: bounce")
 
 
-def test_stop_everything_exits_enrollment_and_skips_queued(send_ctx, factory, clock, registry, policy):
+def test_stop_everything_exits_enrollment_and_skips_queued(
+    send_ctx, factory, clock, registry, policy
+):
     sid, eid = add_and_enroll(factory, clock, registry, policy, email="a@example.com")
     work = claim(factory, clock, registry, policy)
     with transaction(factory) as s:
@@ -98,7 +116,9 @@ def test_stop_everything_exits_enrollment_and_skips_queued(send_ctx, factory, cl
     assert messages(factory)[0].status in (MessageStatus.SUPPRESSED, MessageStatus.SKIPPED)
 
 
-def test_text_outside_hours_at_send_time_is_deferred_not_dropped(send_ctx, factory, clock, registry, policy):
+def test_text_outside_hours_at_send_time_is_deferred_not_dropped(
+    send_ctx, factory, clock, registry, policy
+):
     add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
     work = claim(factory, clock, registry, policy)
     clock.current = datetime(2026, 3, 3, 2, 30, tzinfo=UTC)  # the worker was down until 21:30 NY
@@ -108,7 +128,9 @@ def test_text_outside_hours_at_send_time_is_deferred_not_dropped(send_ctx, facto
     assert m.next_attempt_at == datetime(2026, 3, 3, 13, 0, tzinfo=UTC)
 
 
-def test_transient_error_retries_with_backoff_then_gives_up(send_ctx, factory, clock, registry, policy):
+def test_transient_error_retries_with_backoff_then_gives_up(
+    send_ctx, factory, clock, registry, policy
+):
     add_and_enroll(factory, clock, registry, policy, email="a@example.com")
     work = claim(factory, clock, registry, policy)
     send_ctx.email_provider = Scripted(*[{"outcome": Outcome.TRANSIENT, "error": "429"}] * 2)
@@ -134,8 +156,13 @@ def test_retry_after_from_provider_is_honoured(send_ctx, factory, clock, registr
 def test_permanent_error_fails_and_suppresses(send_ctx, factory, clock, registry, policy):
     add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
     work = claim(factory, clock, registry, policy)
-    send_ctx.sms_provider = Scripted({"outcome": Outcome.PERMANENT, "error": "21610",
-                                      "suppress_reason": "unsubscribed at carrier (21610)"})
+    send_ctx.sms_provider = Scripted(
+        {
+            "outcome": Outcome.PERMANENT,
+            "error": "21610",
+            "suppress_reason": "unsubscribed at carrier (21610)",
+        }
+    )
     send_batch(send_ctx, "sms", work.sms)
     m = next(m for m in messages(factory) if m.channel == "sms")
     assert m.status == MessageStatus.FAILED
@@ -171,14 +198,16 @@ def test_lookup_settles_unconfirmed(send_ctx, factory, clock, registry, policy, 
     assert requeue.sms == work.sms
 
 
-def test_template_error_fails_with_reason_and_sends_nothing(send_ctx, factory, clock, registry, policy,
-                                                           outbox, tmp_path):
+def test_template_error_fails_with_reason_and_sends_nothing(
+    send_ctx, factory, clock, registry, policy, outbox, tmp_path
+):
     add_and_enroll(factory, clock, registry, policy, email="a@example.com")
     work = claim(factory, clock, registry, policy)
     import shutil
 
     from campaigns.content.rendering import Renderer, Sender
     from tests.conftest import FIXTURES
+
     broken = tmp_path / "templates"
     shutil.copytree(FIXTURES / "templates", broken)
     (broken / "tiny/en/hello.html").write_text("<p>{{ diagnosis }}</p>")
@@ -209,7 +238,9 @@ class Capturing:
         return [SendResult(e.message_id, Outcome.ACCEPTED, f"x-{e.message_id}") for e in emails]
 
 
-def test_batch_shares_one_body_and_substitutions_rebuild_each(send_ctx, factory, clock, registry, policy):
+def test_batch_shares_one_body_and_substitutions_rebuild_each(
+    send_ctx, factory, clock, registry, policy
+):
     from campaigns.content.batching import fill
 
     for i, name in enumerate(["Ana", "Bo", None]):
@@ -226,7 +257,9 @@ def test_batch_shares_one_body_and_substitutions_rebuild_each(send_ctx, factory,
     assert "Ana" not in batch[0].shared.content.html
 
 
-def test_template_that_transforms_a_value_is_sent_alone(send_ctx, factory, clock, registry, policy, tmp_path):
+def test_template_that_transforms_a_value_is_sent_alone(
+    send_ctx, factory, clock, registry, policy, tmp_path
+):
     import shutil
 
     from campaigns.content.rendering import Renderer, Sender
@@ -250,7 +283,9 @@ def test_config_error_pauses_channel_and_keeps_messages(send_ctx, factory, clock
     for i in range(3):
         add_and_enroll(factory, clock, registry, policy, email=f"p{i}@example.com")
     work = claim(factory, clock, registry, policy)
-    send_ctx.email_provider = scripted = Scripted({"outcome": Outcome.CONFIG, "error": "401 bad key"})
+    send_ctx.email_provider = scripted = Scripted(
+        {"outcome": Outcome.CONFIG, "error": "401 bad key"}
+    )
     assert send_batch(send_ctx, "email", work.email[:1]).paused == 1
     assert send_batch(send_ctx, "email", work.email[1:]).paused == 2  # no provider call at all
     assert len(scripted.calls) == 1
@@ -282,8 +317,9 @@ def five_texts(factory, clock, registry, policy):
     return claim(factory, clock, registry, policy).sms
 
 
-def test_failure_between_chunks_leaves_the_rest_queued_not_unconfirmed(send_ctx, factory, clock, registry,
-                                                                       policy, outbox):
+def test_failure_between_chunks_leaves_the_rest_queued_not_unconfirmed(
+    send_ctx, factory, clock, registry, policy, outbox
+):
     ids = five_texts(factory, clock, registry, policy)
 
     def redis_goes_away(call):
@@ -294,13 +330,21 @@ def test_failure_between_chunks_leaves_the_rest_queued_not_unconfirmed(send_ctx,
     with pytest.raises(ConnectionError):
         send_batch(send_ctx, "sms", ids)
     statuses = [m.status for m in messages(factory) if m.channel == "sms"]
-    assert statuses == [MessageStatus.SENT, MessageStatus.SENT, MessageStatus.QUEUED, MessageStatus.QUEUED, MessageStatus.QUEUED]
+    assert statuses == [
+        MessageStatus.SENT,
+        MessageStatus.SENT,
+        MessageStatus.QUEUED,
+        MessageStatus.QUEUED,
+        MessageStatus.QUEUED,
+    ]
     clock.advance(minutes=11)
     with transaction(factory) as s:
         assert reap(s, clock, policy).requeued.sms == ids[2:]  # handed back, never "unconfirmed"
 
 
-def test_texts_that_wait_past_nine_pm_for_tokens_are_deferred(send_ctx, factory, clock, registry, policy, outbox):
+def test_texts_that_wait_past_nine_pm_for_tokens_are_deferred(
+    send_ctx, factory, clock, registry, policy, outbox
+):
     clock.current = datetime(2026, 3, 3, 1, 58, tzinfo=UTC)  # 20:58 in New York
     ids = five_texts(factory, clock, registry, policy)
 
@@ -312,10 +356,14 @@ def test_texts_that_wait_past_nine_pm_for_tokens_are_deferred(send_ctx, factory,
     report = send_batch(send_ctx, "sms", ids)
     assert (report.sent, report.deferred) == (2, 3)
     deferred = [m for m in messages(factory) if m.status == MessageStatus.DEFERRED]
-    assert {m.next_attempt_at for m in deferred} == {datetime(2026, 3, 3, 13, 0, tzinfo=UTC)}  # 08:00
+    assert {m.next_attempt_at for m in deferred} == {
+        datetime(2026, 3, 3, 13, 0, tzinfo=UTC)
+    }  # 08:00
 
 
-def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(send_ctx, factory, clock, registry, policy):
+def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(
+    send_ctx, factory, clock, registry, policy
+):
     add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
     work = claim(factory, clock, registry, policy)
 
@@ -324,7 +372,10 @@ def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(send_ctx, fa
             with transaction(factory) as s:  # the delivery receipt lands before our write
                 msg = s.get(Message, items[0].message_id)
                 msg.status, msg.lease_token = MessageStatus.DELIVERED, None
-            return [SendResult(i.message_id, Outcome.PERMANENT, suppress_reason="invalid number") for i in items]
+            return [
+                SendResult(i.message_id, Outcome.PERMANENT, suppress_reason="invalid number")
+                for i in items
+            ]
 
         send_sms = _answer
 
@@ -336,14 +387,22 @@ def test_a_webhook_that_settled_first_is_not_overwritten_or_counted(send_ctx, fa
         assert s.scalar(select(Suppression.id)) is None
 
 
-def test_stop_while_a_chunk_waits_for_tokens_stops_that_text(send_ctx, factory, clock, registry, policy, outbox):
+def test_stop_while_a_chunk_waits_for_tokens_stops_that_text(
+    send_ctx, factory, clock, registry, policy, outbox
+):
     ids = five_texts(factory, clock, registry, policy)
 
     def stop_arrives(call):
         if call == 2:  # texts 3 and 4 are next; the person behind text 3 replies STOP now
             with transaction(factory) as s:
                 msg = s.get(Message, ids[2])
-                unsubscribe(s, clock, s.get(Subscriber, msg.subscriber_id), channels=("sms",), source="sms_keyword")
+                unsubscribe(
+                    s,
+                    clock,
+                    s.get(Subscriber, msg.subscriber_id),
+                    channels=("sms",),
+                    source="sms_keyword",
+                )
 
     send_ctx.limiters = {"sms": Burst2(stop_arrives)}
     report = send_batch(send_ctx, "sms", ids)
@@ -352,7 +411,9 @@ def test_stop_while_a_chunk_waits_for_tokens_stops_that_text(send_ctx, factory, 
         assert s.get(Message, ids[2]).status == MessageStatus.SUPPRESSED
 
 
-def test_tokens_are_taken_only_for_texts_still_queued(send_ctx, factory, clock, registry, policy, outbox):
+def test_tokens_are_taken_only_for_texts_still_queued(
+    send_ctx, factory, clock, registry, policy, outbox
+):
     ids = five_texts(factory, clock, registry, policy)
     limiter = Burst2(lambda call: None)
 
@@ -372,7 +433,9 @@ def test_tokens_are_taken_only_for_texts_still_queued(send_ctx, factory, clock, 
     assert limiter.calls == 2  # chunk (1, 2) and chunk (5): none wasted on (3, 4)
 
 
-def test_a_definite_answer_after_the_lease_ran_out_still_counts(send_ctx, factory, clock, registry, policy):
+def test_a_definite_answer_after_the_lease_ran_out_still_counts(
+    send_ctx, factory, clock, registry, policy
+):
     add_and_enroll(factory, clock, registry, policy, phone="+12025550143")
     work = claim(factory, clock, registry, policy)
 
@@ -381,8 +444,14 @@ def test_a_definite_answer_after_the_lease_ran_out_still_counts(send_ctx, factor
             clock.advance(minutes=10)  # the call outlasted the lease; the reaper ran
             with transaction(factory) as s:
                 assert reap(s, clock, policy).unconfirmed == [items[0].message_id]
-            return [SendResult(i.message_id, Outcome.PERMANENT, suppress_reason="unsubscribed at carrier (21610)")
-                    for i in items]
+            return [
+                SendResult(
+                    i.message_id,
+                    Outcome.PERMANENT,
+                    suppress_reason="unsubscribed at carrier (21610)",
+                )
+                for i in items
+            ]
 
         send_sms = _answer
 

@@ -9,8 +9,16 @@ GOOD_SECRET = "x" * 40
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("ENVIRONMENT", "SECRET_KEY", "DATABASE_URL", "EMAIL_PROVIDER", "SMS_PROVIDER",
-                 "PUBLIC_BASE_URL", "DEFAULT_TIMEZONE", "REDIS_URL"):
+    for name in (
+        "ENVIRONMENT",
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "EMAIL_PROVIDER",
+        "SMS_PROVIDER",
+        "PUBLIC_BASE_URL",
+        "DEFAULT_TIMEZONE",
+        "REDIS_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir("/")  # no .env file from the working tree
 
@@ -20,13 +28,16 @@ def test_defaults_run_with_no_configuration():
     assert s.is_sqlite and s.redis_url is None and s.email_provider == "outbox"
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"TICK_SECONDS": "-1"}, "TICK_SECONDS"),
-    ({"DEFAULT_TIMEZONE": "Mars/Base"}, "DEFAULT_TIMEZONE"),
-    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
-    ({"PUBLIC_BASE_URL": "care.example"}, "PUBLIC_BASE_URL"),
-    ({"SMS_LATEST_HOUR": "7"}, "SMS_LATEST_HOUR"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"TICK_SECONDS": "-1"}, "TICK_SECONDS"),
+        ({"DEFAULT_TIMEZONE": "Mars/Base"}, "DEFAULT_TIMEZONE"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"PUBLIC_BASE_URL": "care.example"}, "PUBLIC_BASE_URL"),
+        ({"SMS_LATEST_HOUR": "7"}, "SMS_LATEST_HOUR"),
+    ],
+)
 def test_bad_values_name_the_variable(monkeypatch, env, needle):
     for k, v in env.items():
         monkeypatch.setenv(k, v)

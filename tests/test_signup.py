@@ -25,8 +25,16 @@ from web.app import create_app
 
 BASE = "https://care.example"
 SECRET = "s" * 40
-ANA = {"form_locale": "en", "first_name": "Ana", "email": "Ana@Example.com", "phone": "(202) 555-0143",
-       "timezone": "America/Chicago", "locale": "en", "channel_email": "1", "channel_sms": "1"}
+ANA = {
+    "form_locale": "en",
+    "first_name": "Ana",
+    "email": "Ana@Example.com",
+    "phone": "(202) 555-0143",
+    "timezone": "America/Chicago",
+    "locale": "en",
+    "channel_email": "1",
+    "channel_sms": "1",
+}
 SMS_WORDING = signup.sms_consent_text("en", "Lunara")
 
 
@@ -42,8 +50,15 @@ def mailbox():
 
 
 def make_client(factory, clock, defs, mailbox, **overrides):
-    settings = load_settings(environment="test", secret_key=SECRET, public_base_url=BASE, definitions_dir=defs,
-                             templates_dir=FIXTURES / "templates", signup_campaign="tiny", **overrides)
+    settings = load_settings(
+        environment="test",
+        secret_key=SECRET,
+        public_base_url=BASE,
+        definitions_dir=defs,
+        templates_dir=FIXTURES / "templates",
+        signup_campaign="tiny",
+        **overrides,
+    )
     app = create_app(settings, factory=factory, clock=clock)
     app.state.send_confirmation = lambda to, email: mailbox.append((to, email))
     return TestClient(app)
@@ -67,7 +82,7 @@ def ana(factory):
 def confirm_path(mailbox):
     _, email = mailbox[-1]
     (url,) = set(re.findall(re.escape(BASE) + r"/confirm/[\w.-]+", email.text))
-    return url[len(BASE):]
+    return url[len(BASE) :]
 
 
 def test_form_shows_the_sms_consent_wording_in_each_language(client):
@@ -84,7 +99,12 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
     done = client.post("/signup", data=ANA)
     assert done.status_code == 200 and "check your email" in done.text
     sub = ana(factory)
-    assert (sub.status, sub.phone, sub.timezone, sub.first_name) == ("pending", "+12025550143", "America/Chicago", "Ana")
+    assert (sub.status, sub.phone, sub.timezone, sub.first_name) == (
+        "pending",
+        "+12025550143",
+        "America/Chicago",
+        "Ana",
+    )
     with factory() as s:
         (sms,) = s.scalars(select(ConsentRecord)).all()
         assert not has_consent(s, sub.id, "email")
@@ -92,7 +112,7 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
     assert sms.evidence["sms_consent_text"] == SMS_WORDING and sms.evidence["via"] == "signup_form"
     assert count(factory, Enrollment.id) == 0
 
-    (to, email), = mailbox
+    ((to, email),) = mailbox
     assert to == "ana@example.com"
     assert email.subject == "Please confirm your email for Lunara"  # nothing about health
     path = confirm_path(mailbox)
@@ -112,7 +132,11 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
         (enrollment,) = s.scalars(select(Enrollment)).all()
     assert grant.source == "double_opt_in" and grant.evidence["method"] == "double_opt_in"
     assert grant.evidence["via"] == "confirm_link"
-    assert (enrollment.campaign_key, enrollment.source, enrollment.subscriber_id) == ("tiny", "signup", sub.id)
+    assert (enrollment.campaign_key, enrollment.source, enrollment.subscriber_id) == (
+        "tiny",
+        "signup",
+        sub.id,
+    )
 
     assert client.post(path).status_code == 200  # confirming twice is fine
     assert count(factory, Enrollment.id) == 1 and count(factory, ConsentRecord.id) == 2
@@ -124,24 +148,36 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
 def test_forged_or_mangled_confirm_links_are_refused_and_change_nothing(client, factory, mailbox):
     client.post("/signup", data=ANA)
     public = ana(factory).public_token
-    tokens = [Signer(b"someone-else").sign("confirm", public), public, "nonsense",
-              Signer(SECRET.encode()).sign("u", public),  # a real signature for another purpose
-              Signer(SECRET.encode()).sign("confirm", "x" * 43)]  # signed, but names nobody
+    tokens = [
+        Signer(b"someone-else").sign("confirm", public),
+        public,
+        "nonsense",
+        Signer(SECRET.encode()).sign("u", public),  # a real signature for another purpose
+        Signer(SECRET.encode()).sign("confirm", "x" * 43),
+    ]  # signed, but names nobody
     for token in tokens:
         assert client.get(f"/confirm/{token}").status_code == 404
         refused = client.post(f"/confirm/{token}")
         assert refused.status_code == 404 and "not valid" in refused.text
     assert ana(factory).status == "pending"
-    assert count(factory, Enrollment.id) == 0 and count(factory, ConsentRecord.id, ConsentRecord.channel == "email") == 0
+    assert (
+        count(factory, Enrollment.id) == 0
+        and count(factory, ConsentRecord.id, ConsentRecord.channel == "email") == 0
+    )
 
 
-@pytest.mark.parametrize("field, value, shown", [
-    ("email", "ana@@example", "Enter an email address like name@example.com."),
-    ("phone", "555-01", "Enter a mobile number with its area code"),
-    ("timezone", "Mars/Olympus", "Choose a time zone from the list."),
-    ("channel_email", "", "Choose email, text messages or both"),
-])
-def test_bad_input_is_shown_beside_its_field_and_writes_nothing(client, factory, mailbox, field, value, shown):
+@pytest.mark.parametrize(
+    "field, value, shown",
+    [
+        ("email", "ana@@example", "Enter an email address like name@example.com."),
+        ("phone", "555-01", "Enter a mobile number with its area code"),
+        ("timezone", "Mars/Olympus", "Choose a time zone from the list."),
+        ("channel_email", "", "Choose email, text messages or both"),
+    ],
+)
+def test_bad_input_is_shown_beside_its_field_and_writes_nothing(
+    client, factory, mailbox, field, value, shown
+):
     data = dict(ANA, **{field: value})
     if field == "channel_email":
         data.pop("channel_sms")
@@ -150,7 +186,11 @@ def test_bad_input_is_shown_beside_its_field_and_writes_nothing(client, factory,
     target = {"channel_email": "channels"}.get(field, field)
     assert f'id="{target}-error"' in page.text
     assert 'value="Ana"' in page.text  # what was typed is kept
-    assert count(factory, Subscriber.id) == 0 and count(factory, ConsentRecord.id) == 0 and mailbox == []
+    assert (
+        count(factory, Subscriber.id) == 0
+        and count(factory, ConsentRecord.id) == 0
+        and mailbox == []
+    )
 
 
 def test_spanish_form_errors_are_in_spanish(client, factory):
@@ -163,18 +203,28 @@ def test_signing_up_again_duplicates_nothing_and_reveals_nothing(client, factory
     first = client.post("/signup", data=ANA)
     client.post(confirm_path(mailbox))
     again = client.post("/signup", data=dict(ANA, first_name="Mallory", timezone="America/Denver"))
-    stranger = client.post("/signup", data=dict(ANA, email="new@example.com", phone="", channel_sms=""))
+    stranger = client.post(
+        "/signup", data=dict(ANA, email="new@example.com", phone="", channel_sms="")
+    )
     assert first.text == again.text == stranger.text  # the same answer, known or not
     sub = ana(factory)
-    assert (sub.first_name, sub.timezone, sub.status) == ("Ana", "America/Chicago", "active")  # not overwritten
+    assert (sub.first_name, sub.timezone, sub.status) == (
+        "Ana",
+        "America/Chicago",
+        "active",
+    )  # not overwritten
     assert count(factory, Subscriber.id) == 2
     assert count(factory, Enrollment.id) == 1
     assert count(factory, ConsentRecord.id, ConsentRecord.subscriber_id == sub.id) == 2
-    assert [to for to, _ in mailbox] == ["ana@example.com", "new@example.com"]  # no mail for nothing
+    assert [to for to, _ in mailbox] == [
+        "ana@example.com",
+        "new@example.com",
+    ]  # no mail for nothing
 
 
 def test_an_unsubscribed_address_may_come_back_by_confirming_a_bounced_one_is_not_mailed(
-        client, factory, clock, mailbox):
+    client, factory, clock, mailbox
+):
     client.post("/signup", data=ANA)
     client.post(confirm_path(mailbox))
     sub = ana(factory)
@@ -186,7 +236,10 @@ def test_an_unsubscribed_address_may_come_back_by_confirming_a_bounced_one_is_no
     assert ana(factory).status == "unsubscribed"  # ...but changes nothing until it is clicked
     client.post(confirm_path(mailbox))
     with factory() as s:
-        assert has_consent(s, sub.id, "email") and suppression_for(s, "email", "Ana@example.com") is None
+        assert (
+            has_consent(s, sub.id, "email")
+            and suppression_for(s, "email", "Ana@example.com") is None
+        )
         assert not has_consent(s, sub.id, "sms")  # the form never lifts a text opt-out
         assert s.get(Subscriber, sub.id).status == "active"
         assert [e.status for e in s.scalars(select(Enrollment))] == ["active"]
@@ -203,7 +256,11 @@ def test_without_double_opt_in_sign_up_enrolls_at_once(factory, clock, defs, mai
     assert "Your first lesson is on its way" in done.text and mailbox == []
     sub = ana(factory)
     with factory() as s:
-        assert sub.status == "active" and has_consent(s, sub.id, "email") and has_consent(s, sub.id, "sms")
+        assert (
+            sub.status == "active"
+            and has_consent(s, sub.id, "email")
+            and has_consent(s, sub.id, "sms")
+        )
     assert client.post("/signup", data=ANA).text == done.text
     assert count(factory, Subscriber.id) == 1 and count(factory, Enrollment.id) == 1
 
@@ -220,15 +277,42 @@ def test_the_form_never_lifts_an_opt_out(factory, clock, defs, mailbox):
     assert count(factory, Enrollment.id) == 0  # nothing it may send
 
 
-def test_email_and_phone_of_two_different_people_are_not_merged(client, factory, clock, registry, policy, mailbox):
+def test_email_and_phone_of_two_different_people_are_not_merged(
+    client, factory, clock, registry, policy, mailbox
+):
     with transaction(factory) as s:
-        signup.start_signup(s, clock, email="bo@example.com", phone=None, first_name="Bo", locale="en",
-                            timezone=None, channels=("email",), evidence={}, double_opt_in=False,
-                            signer=Signer(b"k"), registry=registry, policy=policy, campaign_key="tiny")
-        signup.start_signup(s, clock, email=None, phone="+12025550143", first_name="Cy", locale="en",
-                            timezone=None, channels=("sms",), evidence={"sms_consent_text": SMS_WORDING},
-                            double_opt_in=False, signer=Signer(b"k"), registry=registry, policy=policy,
-                            campaign_key="tiny")
+        signup.start_signup(
+            s,
+            clock,
+            email="bo@example.com",
+            phone=None,
+            first_name="Bo",
+            locale="en",
+            timezone=None,
+            channels=("email",),
+            evidence={},
+            double_opt_in=False,
+            signer=Signer(b"k"),
+            registry=registry,
+            policy=policy,
+            campaign_key="tiny",
+        )
+        signup.start_signup(
+            s,
+            clock,
+            email=None,
+            phone="+12025550143",
+            first_name="Cy",
+            locale="en",
+            timezone=None,
+            channels=("sms",),
+            evidence={"sms_consent_text": SMS_WORDING},
+            double_opt_in=False,
+            signer=Signer(b"k"),
+            registry=registry,
+            policy=policy,
+            campaign_key="tiny",
+        )
     page = client.post("/signup", data=dict(ANA, email="bo@example.com"))
     assert page.status_code == 200
     with factory() as s:
@@ -238,19 +322,49 @@ def test_email_and_phone_of_two_different_people_are_not_merged(client, factory,
 
 def test_sms_consent_needs_the_wording_that_was_shown(factory, clock, registry, policy):
     with transaction(factory) as s, pytest.raises(InvalidSubscriber, match="^sms_consent"):
-        signup.start_signup(s, clock, email=None, phone="+12025550143", first_name=None, locale="en",
-                            timezone=None, channels=("sms",), evidence={"via": "api"}, double_opt_in=True,
-                            signer=Signer(b"k"), registry=registry, policy=policy, campaign_key="tiny")
+        signup.start_signup(
+            s,
+            clock,
+            email=None,
+            phone="+12025550143",
+            first_name=None,
+            locale="en",
+            timezone=None,
+            channels=("sms",),
+            evidence={"via": "api"},
+            double_opt_in=True,
+            signer=Signer(b"k"),
+            registry=registry,
+            policy=policy,
+            campaign_key="tiny",
+        )
     assert count(factory, Subscriber.id) == 0
 
 
 def test_join_by_text_subscribes_and_enrolls_once(factory, clock, registry, policy):
     with transaction(factory) as s:
-        assert signup.signup_by_sms(s, clock, registry, policy, "+12025550143", "hello?", campaign_key="tiny") is None
-        first = signup.signup_by_sms(s, clock, registry, policy, "+12025550143", "Join!", campaign_key="tiny",
-                                     message_sid="SM1")
-        again = signup.signup_by_sms(s, clock, registry, policy, "+12025550143", "JOIN", campaign_key="tiny")
-        spanish = signup.signup_by_sms(s, clock, registry, policy, "+12025550144", "unirme", campaign_key="tiny")
+        assert (
+            signup.signup_by_sms(
+                s, clock, registry, policy, "+12025550143", "hello?", campaign_key="tiny"
+            )
+            is None
+        )
+        first = signup.signup_by_sms(
+            s,
+            clock,
+            registry,
+            policy,
+            "+12025550143",
+            "Join!",
+            campaign_key="tiny",
+            message_sid="SM1",
+        )
+        again = signup.signup_by_sms(
+            s, clock, registry, policy, "+12025550143", "JOIN", campaign_key="tiny"
+        )
+        spanish = signup.signup_by_sms(
+            s, clock, registry, policy, "+12025550144", "unirme", campaign_key="tiny"
+        )
     assert first.id == again.id and spanish.id != first.id
     with factory() as s:
         sub = s.get(Subscriber, first.subscriber_id)
@@ -269,7 +383,9 @@ def test_join_by_text_subscribes_and_enrolls_once(factory, clock, registry, poli
 def test_join_after_stop_is_a_new_opt_in(factory, clock, registry, policy):
     with transaction(factory) as s:
         suppress(s, clock, "sms", "+12025550143", "stop", "sms_keyword")
-        enrollment = signup.signup_by_sms(s, clock, registry, policy, "+12025550143", "JOIN", campaign_key="tiny")
+        enrollment = signup.signup_by_sms(
+            s, clock, registry, policy, "+12025550143", "JOIN", campaign_key="tiny"
+        )
     assert enrollment is not None
     with factory() as s:
         assert suppression_for(s, "sms", "+12025550143") is None
@@ -277,29 +393,57 @@ def test_join_after_stop_is_a_new_opt_in(factory, clock, registry, policy):
 
 
 def test_confirmation_email_in_spanish_from_the_shipped_templates():
-    email = signup.confirmation_email(FIXTURES / "templates", brand="Lunara", postal_address="1 Test Street",
-                                      locale="es-MX", first_name="Ana", url=f"{BASE}/confirm/abc.def")
+    email = signup.confirmation_email(
+        FIXTURES / "templates",
+        brand="Lunara",
+        postal_address="1 Test Street",
+        locale="es-MX",
+        first_name="Ana",
+        url=f"{BASE}/confirm/abc.def",
+    )
     assert email.subject == "Confirma tu correo para Lunara"
-    assert "Hola Ana:" in email.text and f"{BASE}/confirm/abc.def" in email.text and "1 Test Street" in email.text
-    assert 'href="https://care.example/confirm/abc.def"' in email.html and "style=" in email.html  # CSS inlined
+    assert (
+        "Hola Ana:" in email.text
+        and f"{BASE}/confirm/abc.def" in email.text
+        and "1 Test Street" in email.text
+    )
+    assert (
+        'href="https://care.example/confirm/abc.def"' in email.html and "style=" in email.html
+    )  # CSS inlined
     assert (ROOT / "templates" / "_system" / "es" / "confirm.html").exists()
 
 
-def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(factory, clock, defs, tmp_path):
+def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
+    factory, clock, defs, tmp_path
+):
     """Production path: the sign-up only records the request; the notify task mails it,
     once per request, and the link in it confirms."""
     from campaigns.audience.confirmations import send_confirmations
     from workers.providers.outbox import LocalOutbox
 
-    settings = load_settings(environment="test", secret_key=SECRET, public_base_url=BASE, definitions_dir=defs,
-                             templates_dir=FIXTURES / "templates", signup_campaign="tiny")
+    settings = load_settings(
+        environment="test",
+        secret_key=SECRET,
+        public_base_url=BASE,
+        definitions_dir=defs,
+        templates_dir=FIXTURES / "templates",
+        signup_campaign="tiny",
+    )
     client = TestClient(create_app(settings, factory=factory, clock=clock))
     assert "check your email" in client.post("/signup", data=ANA).text
     outbox = LocalOutbox(tmp_path / "outbox")
 
     def notify():
-        return send_confirmations(factory, clock, outbox, Signer(SECRET.encode()), templates_dir=FIXTURES / "templates",
-                                  brand="Lunara", postal_address="1 Main St", base_url=BASE)
+        return send_confirmations(
+            factory,
+            clock,
+            outbox,
+            Signer(SECRET.encode()),
+            templates_dir=FIXTURES / "templates",
+            brand="Lunara",
+            postal_address="1 Main St",
+            base_url=BASE,
+        )
 
     assert notify() == 1 and notify() == 0
     (eml,) = (outbox.folder / "adhoc").glob("email-*.eml")

@@ -21,8 +21,16 @@ SID = "SM" + "1" * 32
 
 
 def status_form(status="delivered", **extra) -> dict[str, str]:
-    return {"MessageSid": SID, "SmsSid": SID, "MessageStatus": status, "SmsStatus": status,
-            "AccountSid": "AC" + "0" * 32, "From": "+12025550100", "To": "+12025550143", **extra}
+    return {
+        "MessageSid": SID,
+        "SmsSid": SID,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+12025550100",
+        "To": "+12025550143",
+        **extra,
+    }
 
 
 def sign(params, url=URL, token=TOKEN) -> dict[str, str]:
@@ -38,8 +46,9 @@ def test_the_form_reads_as_frameworks_do():
 
 
 def test_a_repeated_field_reads_as_its_last_value_and_is_signed_in_full():
-    body = urlencode([("MediaUrl", "https://a.example/1"), ("MediaUrl", "https://a.example/2"),
-                      ("Body", "hi")]).encode()
+    body = urlencode(
+        [("MediaUrl", "https://a.example/1"), ("MediaUrl", "https://a.example/2"), ("Body", "hi")]
+    ).encode()
     form = tw.parse_form(body)
     assert form["MediaUrl"] == "https://a.example/2"
     assert form.getlist("MediaUrl") == ["https://a.example/1", "https://a.example/2"]
@@ -61,7 +70,9 @@ def test_a_signed_form_passes_from_a_form_or_a_plain_dict():
     params = status_form()
     tw.verify(sign(params), URL, params, auth_token=TOKEN)
     form = tw.parse_form(urlencode(params).encode())
-    tw.verify({"x-twilio-signature": sign(params)[tw.SIGNATURE_HEADER]}, URL, form, auth_token=TOKEN)
+    tw.verify(
+        {"x-twilio-signature": sign(params)[tw.SIGNATURE_HEADER]}, URL, form, auth_token=TOKEN
+    )
 
 
 @pytest.mark.parametrize("forgery", ["token", "param", "url", "host", "garbage"])
@@ -106,10 +117,18 @@ def test_a_status_callback_becomes_one_neutral_event():
     assert not ev.recipient_opted_out and not ev.address_at_fault
 
 
-@pytest.mark.parametrize("status,kind", [("queued", EventType.QUEUED), ("sending", EventType.QUEUED),
-                                         ("sent", EventType.SENT), ("undelivered", EventType.FAILED),
-                                         ("canceled", EventType.FAILED), ("read", EventType.OPENED),
-                                         ("DELIVERED", EventType.DELIVERED)])
+@pytest.mark.parametrize(
+    "status,kind",
+    [
+        ("queued", EventType.QUEUED),
+        ("sending", EventType.QUEUED),
+        ("sent", EventType.SENT),
+        ("undelivered", EventType.FAILED),
+        ("canceled", EventType.FAILED),
+        ("read", EventType.OPENED),
+        ("DELIVERED", EventType.DELIVERED),
+    ],
+)
 def test_statuses_map_onto_event_types(status, kind):
     (ev,) = tw.parse_status(status_form(status), None, NOW)
     assert ev.type == kind and ev.reference is None
@@ -120,8 +139,9 @@ def test_old_sms_field_names_still_read():
     assert (ev.type, ev.provider_message_id, ev.reference) == (EventType.SENT, SID, None)
 
 
-@pytest.mark.parametrize("form", [status_form("receiving"), status_form("made_up"),
-                                  {"MessageStatus": "delivered"}, {}])
+@pytest.mark.parametrize(
+    "form", [status_form("receiving"), status_form("made_up"), {"MessageStatus": "delivered"}, {}]
+)
 def test_an_unknown_status_or_no_sid_is_ignored(form):
     assert tw.parse_status(form, "ref-1", NOW) == []
 
@@ -146,7 +166,11 @@ def test_an_inbound_text_is_parsed_for_the_domain():
     form = {"MessageSid": "SMin1", "From": "+12025550143", "To": "+12025550100", "Body": "STOP"}
     text = tw.parse_inbound(form)
     assert (text.provider, text.from_number, text.body, text.message_id) == (
-        "twilio", "+12025550143", "STOP", "SMin1")
+        "twilio",
+        "+12025550143",
+        "STOP",
+        "SMin1",
+    )
     assert text.raw == form
 
 
@@ -162,7 +186,9 @@ def test_the_webhook_modules_load_without_a_web_framework():
     import subprocess
     import sys
 
-    code = ("import sys; import workers.providers.sendgrid_webhook, workers.providers.twilio_webhook; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette'}))")
+    code = (
+        "import sys; import workers.providers.sendgrid_webhook, workers.providers.twilio_webhook; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

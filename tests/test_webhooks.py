@@ -40,7 +40,8 @@ SG_TS = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 def public_key_b64(private_key) -> str:
     der = private_key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(der).decode()  # as SendGrid's settings page shows it
 
 
@@ -50,15 +51,22 @@ def sg_key():
 
 
 def make_client(factory, clock, **overrides) -> TestClient:
-    settings = load_settings(environment="test", secret_key="k" * 40, public_base_url=BASE,
-                             brand_name="Lunara", email_from="care@lunara.example", **overrides)
+    settings = load_settings(
+        environment="test",
+        secret_key="k" * 40,
+        public_base_url=BASE,
+        brand_name="Lunara",
+        email_from="care@lunara.example",
+        **overrides,
+    )
     return TestClient(create_app(settings, factory=factory, clock=clock))
 
 
 @pytest.fixture
 def client(factory, clock, sg_key):
-    return make_client(factory, clock, twilio_auth_token=TOKEN,
-                       sendgrid_webhook_public_key=public_key_b64(sg_key))
+    return make_client(
+        factory, clock, twilio_auth_token=TOKEN, sendgrid_webhook_public_key=public_key_b64(sg_key)
+    )
 
 
 def twilio_post(client, path, params, *, token=TOKEN, signed_url=None, sent_params=None):
@@ -67,8 +75,16 @@ def twilio_post(client, path, params, *, token=TOKEN, signed_url=None, sent_para
 
 
 def status_params(sid, status, **extra):
-    return {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
-            "AccountSid": "AC" + "0" * 32, "From": "+12025550100", "To": PHONE, **extra}
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+12025550100",
+        "To": PHONE,
+        **extra,
+    }
 
 
 def sg_sign(key, timestamp: str, body: bytes) -> str:
@@ -78,11 +94,17 @@ def sg_sign(key, timestamp: str, body: bytes) -> str:
 def sendgrid_post(client, key, batch, *, timestamp=None, body=None, signed_body=None, headers=None):
     body = body if body is not None else json.dumps(batch).encode()
     timestamp = timestamp or str(int(client.app.state.clock.now().timestamp()))
-    sent = {SG_SIG: sg_sign(key, timestamp, signed_body or body), SG_TS: timestamp,
-            "Content-Type": "application/json"}
+    sent = {
+        SG_SIG: sg_sign(key, timestamp, signed_body or body),
+        SG_TS: timestamp,
+        "Content-Type": "application/json",
+    }
     sent.update(headers or {})
-    return client.post("/webhooks/sendgrid/events", content=body,
-                       headers={k: v for k, v in sent.items() if v is not None})
+    return client.post(
+        "/webhooks/sendgrid/events",
+        content=body,
+        headers={k: v for k, v in sent.items() if v is not None},
+    )
 
 
 def status_ref(public_token: str) -> str:
@@ -94,9 +116,15 @@ def status_ref(public_token: str) -> str:
 
 
 def sg_event(ref, event, **extra):
-    return {"email": EMAIL, "timestamp": 1772463600, "event": event,
-            "sg_event_id": uuid.uuid4().hex, "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001",
-            "drip_ref": ref, **extra}
+    return {
+        "email": EMAIL,
+        "timestamp": 1772463600,
+        "event": event,
+        "sg_event_id": uuid.uuid4().hex,
+        "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001",
+        "drip_ref": ref,
+        **extra,
+    }
 
 
 def claim(factory, clock, registry, policy):
@@ -104,8 +132,9 @@ def claim(factory, clock, registry, policy):
         return claim_due(s, clock, registry, policy)
 
 
-def sent_message(factory, clock, registry, policy, channel, *, status=MessageStatus.SENT,
-                 campaign="tiny", **who):
+def sent_message(
+    factory, clock, registry, policy, channel, *, status=MessageStatus.SENT, campaign="tiny", **who
+):
     """A message as the send path leaves it: provider, provider id, status."""
     if not who:
         who = {"email": EMAIL} if channel == "email" else {"phone": PHONE}
@@ -116,7 +145,9 @@ def sent_message(factory, clock, registry, policy, channel, *, status=MessageSta
         msg.status = status
         msg.provider = "sendgrid" if channel == "email" else "twilio"
         # SendGrid's X-Message-Id names a whole batch request; Twilio's SID one message.
-        msg.provider_message_id = "14c5d75ce93.dfd" if channel == "email" else f"SM{message_id:032d}"
+        msg.provider_message_id = (
+            "14c5d75ce93.dfd" if channel == "email" else f"SM{message_id:032d}"
+        )
         msg.sent_at = clock.now() if status == MessageStatus.SENT else None
         return msg.id, msg.public_token, msg.provider_message_id
 
@@ -133,8 +164,11 @@ def count(factory, model, *where) -> int:
 
 def suppression(factory, channel, address) -> Suppression | None:
     with factory() as s:
-        return s.scalar(select(Suppression).where(Suppression.channel == channel,
-                                                  Suppression.address == address))
+        return s.scalar(
+            select(Suppression).where(
+                Suppression.channel == channel, Suppression.address == address
+            )
+        )
 
 
 # ---------------------------------------------------------------- Twilio status
@@ -150,13 +184,18 @@ def test_twilio_status_moves_sent_to_delivered(client, factory, clock, registry,
     with factory() as s:
         rows = s.scalars(select(Event).where(Event.provider == "twilio").order_by(Event.id)).all()
     assert [(e.type, e.message_id, e.provider_event_id) for e in rows] == [
-        ("sent", mid, f"{sid}:sent"), ("delivered", mid, f"{sid}:delivered")]
+        ("sent", mid, f"{sid}:sent"),
+        ("delivered", mid, f"{sid}:delivered"),
+    ]
     assert rows[1].payload["MessageStatus"] == "delivered"  # the raw payload is kept
 
 
 def test_twilio_status_found_by_sid_without_ref(client, factory, clock, registry, policy):
     mid, _, sid = sent_message(factory, clock, registry, policy, "sms")
-    assert twilio_post(client, "/webhooks/twilio/status", status_params(sid, "delivered")).status_code == 200
+    assert (
+        twilio_post(client, "/webhooks/twilio/status", status_params(sid, "delivered")).status_code
+        == 200
+    )
     assert message(factory, mid).status == MessageStatus.DELIVERED
 
 
@@ -166,11 +205,16 @@ def test_twilio_forged_requests_refused(tamper, client, factory, clock, registry
     path = f"/webhooks/twilio/status?ref={status_ref(ref)}"
     params = status_params(sid, "delivered")
     if tamper == "param":  # signed "delivered", says "failed"
-        response = twilio_post(client, path, params,
-                               sent_params=status_params(sid, "failed", ErrorCode="21610"))
+        response = twilio_post(
+            client, path, params, sent_params=status_params(sid, "failed", ErrorCode="21610")
+        )
     elif tamper == "ref":  # signed for one message, aimed at another
-        response = twilio_post(client, f"/webhooks/twilio/status?ref=other{status_ref(ref)}", params,
-                               signed_url=BASE + path)
+        response = twilio_post(
+            client,
+            f"/webhooks/twilio/status?ref=other{status_ref(ref)}",
+            params,
+            signed_url=BASE + path,
+        )
     elif tamper == "token":
         response = twilio_post(client, path, params, token="not-the-auth-token")
     elif tamper == "missing":
@@ -183,30 +227,43 @@ def test_twilio_forged_requests_refused(tamper, client, factory, clock, registry
     assert count(factory, Suppression) == 0
 
 
-def test_twilio_signature_checked_against_public_url_behind_proxy(client, factory, clock,
-                                                                   registry, policy):
+def test_twilio_signature_checked_against_public_url_behind_proxy(
+    client, factory, clock, registry, policy
+):
     """The request reaches the app as http://testserver (the proxy's side, with the Host
     header it chose); Twilio signed https://care.example/..., which is what validates."""
     mid, ref, sid = sent_message(factory, clock, registry, policy, "sms")
     path = f"/webhooks/twilio/status?ref={status_ref(ref)}"
-    response = twilio_post(client, path, status_params(sid, "delivered"),
-                           signed_url=f"{BASE}{path}")
+    response = twilio_post(
+        client, path, status_params(sid, "delivered"), signed_url=f"{BASE}{path}"
+    )
     assert response.status_code == 200
     assert message(factory, mid).status == MessageStatus.DELIVERED
-    forged_host = client.post(path, data=status_params(sid, "failed"), headers={
-        "Host": "care.example", "X-Forwarded-Proto": "https",
-        "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(
-            "http://care.example" + path, status_params(sid, "failed"))})
+    forged_host = client.post(
+        path,
+        data=status_params(sid, "failed"),
+        headers={
+            "Host": "care.example",
+            "X-Forwarded-Proto": "https",
+            "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(
+                "http://care.example" + path, status_params(sid, "failed")
+            ),
+        },
+    )
     assert forged_host.status_code == 403
 
 
-@pytest.mark.parametrize("first,second,expected", [
-    ("delivered", "sent", MessageStatus.DELIVERED),
-    ("failed", "delivered", MessageStatus.FAILED),
-    ("undelivered", "sent", MessageStatus.FAILED),
-])
-def test_twilio_out_of_order_never_moves_backwards(first, second, expected, client, factory,
-                                                   clock, registry, policy):
+@pytest.mark.parametrize(
+    "first,second,expected",
+    [
+        ("delivered", "sent", MessageStatus.DELIVERED),
+        ("failed", "delivered", MessageStatus.FAILED),
+        ("undelivered", "sent", MessageStatus.FAILED),
+    ],
+)
+def test_twilio_out_of_order_never_moves_backwards(
+    first, second, expected, client, factory, clock, registry, policy
+):
     mid, ref, sid = sent_message(factory, clock, registry, policy, "sms")
     path = f"/webhooks/twilio/status?ref={status_ref(ref)}"
     assert twilio_post(client, path, status_params(sid, first)).status_code == 200
@@ -223,11 +280,15 @@ def test_twilio_duplicate_callback_is_a_no_op(client, factory, clock, registry, 
     assert count(factory, Event, Event.provider == "twilio") == 1
 
 
-def test_twilio_21610_fails_the_message_and_suppresses_the_number(client, factory, clock,
-                                                                  registry, policy):
+def test_twilio_21610_fails_the_message_and_suppresses_the_number(
+    client, factory, clock, registry, policy
+):
     mid, ref, sid = sent_message(factory, clock, registry, policy, "sms")
-    response = twilio_post(client, f"/webhooks/twilio/status?ref={status_ref(ref)}",
-                           status_params(sid, "failed", ErrorCode="21610"))
+    response = twilio_post(
+        client,
+        f"/webhooks/twilio/status?ref={status_ref(ref)}",
+        status_params(sid, "failed", ErrorCode="21610"),
+    )
     assert response.status_code == 200
     msg = message(factory, mid)
     assert msg.status == MessageStatus.FAILED and "21610" in msg.reason
@@ -235,12 +296,16 @@ def test_twilio_21610_fails_the_message_and_suppresses_the_number(client, factor
 
 
 @pytest.mark.parametrize("channel", ["sms", "email"])
-def test_unconfirmed_message_is_settled_by_its_webhook(channel, client, sg_key, factory, clock,
-                                                       registry, policy):
-    mid, ref, sid = sent_message(factory, clock, registry, policy, channel,
-                                 status=MessageStatus.UNCONFIRMED)
+def test_unconfirmed_message_is_settled_by_its_webhook(
+    channel, client, sg_key, factory, clock, registry, policy
+):
+    mid, ref, sid = sent_message(
+        factory, clock, registry, policy, channel, status=MessageStatus.UNCONFIRMED
+    )
     if channel == "sms":
-        response = twilio_post(client, f"/webhooks/twilio/status?ref={status_ref(ref)}", status_params(sid, "sent"))
+        response = twilio_post(
+            client, f"/webhooks/twilio/status?ref={status_ref(ref)}", status_params(sid, "sent")
+        )
         expected = MessageStatus.SENT
     else:
         response = sendgrid_post(client, sg_key, [sg_event(ref, "delivered")])
@@ -253,7 +318,9 @@ def test_unconfirmed_message_is_settled_by_its_webhook(channel, client, sg_key, 
 def test_twilio_unconfigured_refuses_with_503(factory, clock, registry, policy):
     client = make_client(factory, clock)  # no TWILIO_AUTH_TOKEN, no SendGrid key
     mid, ref, sid = sent_message(factory, clock, registry, policy, "sms")
-    response = twilio_post(client, f"/webhooks/twilio/status?ref={status_ref(ref)}", status_params(sid, "delivered"))
+    response = twilio_post(
+        client, f"/webhooks/twilio/status?ref={status_ref(ref)}", status_params(sid, "delivered")
+    )
     assert response.status_code == 503
     assert sendgrid_post(client, ec.generate_private_key(ec.SECP256R1()), []).status_code == 503
     assert message(factory, mid).status == MessageStatus.SENT
@@ -274,9 +341,21 @@ def test_sendgrid_batch_moves_sent_to_delivered(client, sg_key, factory, clock, 
     assert rows[1].provider_event_id == batch[1]["sg_event_id"] and rows[1].payload == batch[1]
 
 
-@pytest.mark.parametrize("forgery", ["tampered_body", "wrong_key", "stale", "future",
-                                     "no_signature", "no_timestamp", "garbage_signature"])
-def test_sendgrid_forged_requests_refused(forgery, client, sg_key, factory, clock, registry, policy):
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "tampered_body",
+        "wrong_key",
+        "stale",
+        "future",
+        "no_signature",
+        "no_timestamp",
+        "garbage_signature",
+    ],
+)
+def test_sendgrid_forged_requests_refused(
+    forgery, client, sg_key, factory, clock, registry, policy
+):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     batch = [sg_event(ref, "bounce", type="bounce", status="5.1.1")]
     now = int(clock.now().timestamp())
@@ -301,11 +380,15 @@ def test_sendgrid_forged_requests_refused(forgery, client, sg_key, factory, cloc
     assert suppression(factory, "email", EMAIL) is None
 
 
-def test_sendgrid_recent_timestamp_within_max_age_accepted(client, sg_key, factory, clock,
-                                                           registry, policy):
+def test_sendgrid_recent_timestamp_within_max_age_accepted(
+    client, sg_key, factory, clock, registry, policy
+):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     timestamp = str(int(clock.now().timestamp()) - 590)
-    assert sendgrid_post(client, sg_key, [sg_event(ref, "delivered")], timestamp=timestamp).status_code == 200
+    assert (
+        sendgrid_post(client, sg_key, [sg_event(ref, "delivered")], timestamp=timestamp).status_code
+        == 200
+    )
     assert message(factory, mid).status == MessageStatus.DELIVERED
 
 
@@ -323,14 +406,18 @@ def test_sendgrid_duplicate_event_is_a_no_op(client, sg_key, factory, clock, reg
     assert count(factory, Event, Event.provider == "sendgrid") == 1
 
 
-@pytest.mark.parametrize("first,second,expected", [
-    ("delivered", "processed", MessageStatus.DELIVERED),
-    ("delivered", "deferred", MessageStatus.DELIVERED),
-    ("bounce", "delivered", MessageStatus.BOUNCED),
-    ("dropped", "delivered", MessageStatus.FAILED),
-])
-def test_sendgrid_out_of_order_never_moves_backwards(first, second, expected, client, sg_key,
-                                                     factory, clock, registry, policy):
+@pytest.mark.parametrize(
+    "first,second,expected",
+    [
+        ("delivered", "processed", MessageStatus.DELIVERED),
+        ("delivered", "deferred", MessageStatus.DELIVERED),
+        ("bounce", "delivered", MessageStatus.BOUNCED),
+        ("dropped", "delivered", MessageStatus.FAILED),
+    ],
+)
+def test_sendgrid_out_of_order_never_moves_backwards(
+    first, second, expected, client, sg_key, factory, clock, registry, policy
+):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     extra = {"type": "bounce"} if first == "bounce" else {}
     assert sendgrid_post(client, sg_key, [sg_event(ref, first, **extra)]).status_code == 200
@@ -338,16 +425,21 @@ def test_sendgrid_out_of_order_never_moves_backwards(first, second, expected, cl
     assert message(factory, mid).status == expected
 
 
-@pytest.mark.parametrize("event,extra,status,reason", [
-    ("bounce", {"type": "bounce", "status": "5.1.1"}, MessageStatus.BOUNCED, "bounce"),
-    ("dropped", {"reason": "Bounced Address"}, MessageStatus.FAILED, "dropped"),
-    ("spamreport", {}, MessageStatus.DELIVERED, "complaint"),
-])
-def test_bounce_drop_complaint_suppress_the_next_send(event, extra, status, reason, client, sg_key,
-                                                      send_ctx, factory, clock, registry, policy):
+@pytest.mark.parametrize(
+    "event,extra,status,reason",
+    [
+        ("bounce", {"type": "bounce", "status": "5.1.1"}, MessageStatus.BOUNCED, "bounce"),
+        ("dropped", {"reason": "Bounced Address"}, MessageStatus.FAILED, "dropped"),
+        ("spamreport", {}, MessageStatus.DELIVERED, "complaint"),
+    ],
+)
+def test_bounce_drop_complaint_suppress_the_next_send(
+    event, extra, status, reason, client, sg_key, send_ctx, factory, clock, registry, policy
+):
     # "quick" has two email steps due at once: one was sent, the next is already queued.
-    first, ref, _ = sent_message(factory, clock, registry, policy, "email", campaign="quick",
-                                 email="Ana@Example.com")
+    first, ref, _ = sent_message(
+        factory, clock, registry, policy, "email", campaign="quick", email="Ana@Example.com"
+    )
     queued = claim(factory, clock, registry, policy).email
     assert len(queued) == 1 and message(factory, queued[0]).status == MessageStatus.QUEUED
     assert sendgrid_post(client, sg_key, [sg_event(ref, event, **extra)]).status_code == 200
@@ -358,8 +450,9 @@ def test_bounce_drop_complaint_suppress_the_next_send(event, extra, status, reas
     assert message(factory, queued[0]).status == MessageStatus.SUPPRESSED
 
 
-def test_drop_for_our_own_fault_does_not_suppress_the_address(client, sg_key, factory, clock,
-                                                              registry, policy):
+def test_drop_for_our_own_fault_does_not_suppress_the_address(
+    client, sg_key, factory, clock, registry, policy
+):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     dropped = sg_event(ref, "dropped", reason="Invalid SMTPAPI header")
     assert sendgrid_post(client, sg_key, [dropped]).status_code == 200
@@ -367,8 +460,9 @@ def test_drop_for_our_own_fault_does_not_suppress_the_address(client, sg_key, fa
     assert suppression(factory, "email", EMAIL) is None
 
 
-def test_sendgrid_blocked_fails_the_message_without_suppressing(client, sg_key, factory, clock,
-                                                                registry, policy):
+def test_sendgrid_blocked_fails_the_message_without_suppressing(
+    client, sg_key, factory, clock, registry, policy
+):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "email")
     blocked = sg_event(ref, "bounce", type="blocked", status="4.0.0", reason="IP reputation")
     assert sendgrid_post(client, sg_key, [blocked]).status_code == 200
@@ -378,9 +472,10 @@ def test_sendgrid_blocked_fails_the_message_without_suppressing(client, sg_key, 
 
 
 @pytest.mark.parametrize("event", ["unsubscribe", "group_unsubscribe"])
-def test_sendgrid_unsubscribe_stops_email_only(event, client, sg_key, factory, clock, registry, policy):
-    mid, ref, _ = sent_message(factory, clock, registry, policy, "email",
-                               email=EMAIL, phone=PHONE)
+def test_sendgrid_unsubscribe_stops_email_only(
+    event, client, sg_key, factory, clock, registry, policy
+):
+    mid, ref, _ = sent_message(factory, clock, registry, policy, "email", email=EMAIL, phone=PHONE)
     assert sendgrid_post(client, sg_key, [sg_event(ref, event, asm_group_id=1)]).status_code == 200
     msg = message(factory, mid)
     assert suppression(factory, "email", EMAIL).reason == "unsubscribed"
@@ -392,9 +487,11 @@ def test_sendgrid_unsubscribe_stops_email_only(event, client, sg_key, factory, c
 
 def test_sendgrid_event_for_unknown_message_is_200_and_logged(client, sg_key, factory, caplog):
     caplog.set_level(logging.WARNING, logger="campaigns.tracking.events")
-    batch = [sg_event("no-such-reference", "bounce", type="bounce"),
-             {**sg_event(None, "delivered"), "drip_ref": None},
-             sg_event("x", "group_resubscribe")]  # not mapped: ignored
+    batch = [
+        sg_event("no-such-reference", "bounce", type="bounce"),
+        {**sg_event(None, "delivered"), "drip_ref": None},
+        sg_event("x", "group_resubscribe"),
+    ]  # not mapped: ignored
     assert sendgrid_post(client, sg_key, batch).status_code == 200
     assert count(factory, Event, Event.message_id.is_(None)) == 2
     assert count(factory, Suppression) == 0
@@ -402,9 +499,13 @@ def test_sendgrid_event_for_unknown_message_is_200_and_logged(client, sg_key, fa
     assert EMAIL not in caplog.text  # logs mask addresses (invariant 8)
 
 
-def test_sendgrid_event_cannot_touch_a_text_message(client, sg_key, factory, clock, registry, policy):
+def test_sendgrid_event_cannot_touch_a_text_message(
+    client, sg_key, factory, clock, registry, policy
+):
     mid, ref, _ = sent_message(factory, clock, registry, policy, "sms")
-    assert sendgrid_post(client, sg_key, [sg_event(ref, "bounce", type="bounce")]).status_code == 200
+    assert (
+        sendgrid_post(client, sg_key, [sg_event(ref, "bounce", type="bounce")]).status_code == 200
+    )
     assert message(factory, mid).status == MessageStatus.SENT
     assert count(factory, Suppression) == 0
 
@@ -413,8 +514,14 @@ def test_sendgrid_event_cannot_touch_a_text_message(client, sg_key, factory, clo
 
 
 def inbound(client, body, sender=PHONE, sid=None):
-    params = {"MessageSid": sid or "SM" + uuid.uuid4().hex, "AccountSid": "AC" + "0" * 32,
-              "From": sender, "To": "+12025550100", "Body": body, "NumMedia": "0"}
+    params = {
+        "MessageSid": sid or "SM" + uuid.uuid4().hex,
+        "AccountSid": "AC" + "0" * 32,
+        "From": sender,
+        "To": "+12025550100",
+        "Body": body,
+        "NumMedia": "0",
+    }
     return twilio_post(client, "/webhooks/twilio/inbound", params)
 
 
@@ -456,13 +563,16 @@ def test_inbound_start_resubscribes(client, send_ctx, factory, clock, registry, 
     assert send_batch(send_ctx, "sms", work.sms).sent == 1
 
 
-@pytest.mark.parametrize("reason,lifted", [
-    ("stop", True),
-    ("unsubscribed", True),
-    ("unsubscribed at carrier (21610)", True),  # as the Twilio provider records it
-    ("invalid number (21211)", False),
-    ("complaint", False),
-])
+@pytest.mark.parametrize(
+    "reason,lifted",
+    [
+        ("stop", True),
+        ("unsubscribed", True),
+        ("unsubscribed at carrier (21610)", True),  # as the Twilio provider records it
+        ("invalid number (21211)", False),
+        ("complaint", False),
+    ],
+)
 def test_inbound_start_lifts_opt_outs_only(reason, lifted, client, factory, clock):
     with transaction(factory) as s:
         suppress(s, clock, "sms", PHONE, reason, "twilio")
@@ -475,7 +585,9 @@ def test_inbound_stop_from_an_unknown_number_still_suppresses_it(client, factory
     assert suppression(factory, "sms", PHONE).reason == "stop"
 
 
-def test_inbound_other_text_is_stored_and_a_retry_acts_once(client, factory, clock, registry, policy):
+def test_inbound_other_text_is_stored_and_a_retry_acts_once(
+    client, factory, clock, registry, policy
+):
     sid, _ = add_and_enroll(factory, clock, registry, policy, phone=PHONE)
     response = inbound(client, "Is there a video for the stretches?", sid="SMinbound1")
     assert response.status_code == 200 and response.text.endswith("<Response />")
@@ -501,16 +613,22 @@ def test_app_builds_its_own_database_from_settings(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'own.sqlite3'}"
     upgrade(url)
-    settings = load_settings(environment="test", secret_key="k" * 40, public_base_url=BASE,
-                             database_url=url, twilio_auth_token=TOKEN)
+    settings = load_settings(
+        environment="test",
+        secret_key="k" * 40,
+        public_base_url=BASE,
+        database_url=url,
+        twilio_auth_token=TOKEN,
+    )
     with TestClient(create_app(settings)) as own:
         assert "Reply STOP to opt out" in inbound(own, "INFO").text
     with own.app.state.factory() as s:
         assert s.scalar(select(func.count()).select_from(Event)) == 1
 
 
-def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(factory, clock,
-                                                                           registry, policy):
+def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(
+    factory, clock, registry, policy
+):
     """Twilio reports delivered and failed for one message at the same moment: whichever commits
     last must not write its status over the other's if that would move backwards."""
     import threading
@@ -520,8 +638,9 @@ def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(facto
 
     ids = []
     for n in range(8):
-        mid, ref, sid = sent_message(factory, clock, registry, policy, "sms",
-                                     phone=f"+1202555{n:04d}")
+        mid, ref, sid = sent_message(
+            factory, clock, registry, policy, "sms", phone=f"+1202555{n:04d}"
+        )
         ids.append((mid, ref, sid))
 
     def deliver(ref, sid, status, barrier):
@@ -532,8 +651,10 @@ def test_concurrent_webhooks_for_one_message_settle_on_the_furthest_status(facto
 
     for mid, ref, sid in ids:
         barrier = threading.Barrier(2)
-        threads = [threading.Thread(target=deliver, args=(ref, sid, st, barrier))
-                   for st in ("delivered", "failed")]
+        threads = [
+            threading.Thread(target=deliver, args=(ref, sid, st, barrier))
+            for st in ("delivered", "failed")
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -546,25 +667,36 @@ def test_join_by_text_signs_up_and_enrolls(factory, clock, sg_key):
     from tests.conftest import FIXTURES
 
     settings_dir = FIXTURES / "definitions"
-    client = make_client(factory, clock, twilio_auth_token=TOKEN, definitions_dir=settings_dir,
-                         templates_dir=FIXTURES / "templates", signup_campaign="tiny")
+    client = make_client(
+        factory,
+        clock,
+        twilio_auth_token=TOKEN,
+        definitions_dir=settings_dir,
+        templates_dir=FIXTURES / "templates",
+        signup_campaign="tiny",
+    )
     reply = inbound(client, "join")
     assert reply.status_code == 200 and "<Message>" in reply.text and "STOP" in reply.text
     with factory() as s:
         (enrollment,) = s.scalars(select(Enrollment)).all()
         assert enrollment.campaign_key == "tiny"
-    assert "<Message>" not in inbound(client, "hello there").text  # any other text: stored, no reply
+    assert (
+        "<Message>" not in inbound(client, "hello there").text
+    )  # any other text: stored, no reply
 
 
-def test_twilio_status_with_an_unverifiable_ref_falls_back_to_the_sid(client, factory, clock, registry, policy):
+def test_twilio_status_with_an_unverifiable_ref_falls_back_to_the_sid(
+    client, factory, clock, registry, policy
+):
     mid, ref, sid = sent_message(factory, clock, registry, policy, "sms")
     path = f"/webhooks/twilio/status?ref={ref}"  # the bare token, not signed by us
     assert twilio_post(client, path, status_params(sid, "delivered")).status_code == 200
     assert message(factory, mid).status == MessageStatus.DELIVERED  # found by its MessageSid
 
 
-@pytest.mark.parametrize("path", ["/webhooks/sendgrid/events", "/webhooks/twilio/status",
-                                  "/webhooks/twilio/inbound"])
+@pytest.mark.parametrize(
+    "path", ["/webhooks/sendgrid/events", "/webhooks/twilio/status", "/webhooks/twilio/inbound"]
+)
 @pytest.mark.parametrize("declared", [True, False])
 def test_a_body_over_the_cap_is_413_and_never_read_further(path, declared, client, factory):
     from web.webhooks import SENDGRID_MAX_BODY, TWILIO_MAX_BODY
@@ -587,13 +719,21 @@ def test_the_domain_acts_on_neutral_flags_whoever_the_provider(factory, clock, r
 
     email_id, email_ref, _ = sent_message(factory, clock, registry, policy, "email")
     sms_id, sms_ref, _ = sent_message(factory, clock, registry, policy, "sms")
-    kept_id, kept_ref, _ = sent_message(factory, clock, registry, policy, "email",
-                                        email="kept@example.com")
+    kept_id, kept_ref, _ = sent_message(
+        factory, clock, registry, policy, "email", email="kept@example.com"
+    )
 
     def ev(provider, channel, ref, kind, **flags):
-        return NormalizedEvent(provider=provider, channel=channel, provider_event_id=uuid.uuid4().hex,
-                               type=kind, reference=ref, provider_message_id=None,
-                               occurred_at=clock.now(), **flags)
+        return NormalizedEvent(
+            provider=provider,
+            channel=channel,
+            provider_event_id=uuid.uuid4().hex,
+            type=kind,
+            reference=ref,
+            provider_message_id=None,
+            occurred_at=clock.now(),
+            **flags,
+        )
 
     E = EventType
     with transaction(factory) as s:
@@ -606,4 +746,7 @@ def test_the_domain_acts_on_neutral_flags_whoever_the_provider(factory, clock, r
     assert suppression(factory, "sms", PHONE).reason == "stop"
     assert suppression(factory, "email", "kept@example.com") is None
     assert [message(factory, i).status for i in (email_id, sms_id, kept_id)] == [
-        MessageStatus.FAILED, MessageStatus.FAILED, MessageStatus.FAILED]
+        MessageStatus.FAILED,
+        MessageStatus.FAILED,
+        MessageStatus.FAILED,
+    ]

@@ -31,7 +31,9 @@ def stack(request, tmp_path):
         upgrade(url)
         st = Stack(tmp_path, url, None)
     else:
-        st = Stack(tmp_path, request.getfixturevalue("db_url_pg"), request.getfixturevalue("redis_url"))
+        st = Stack(
+            tmp_path, request.getfixturevalue("db_url_pg"), request.getfixturevalue("redis_url")
+        )
     yield st
     st.stop_all()
 
@@ -84,8 +86,13 @@ def leased(factory) -> set[int]:
     lease. Read after a kill, these were in flight when it landed (nothing else moves them
     until their lease runs out)."""
     with factory() as s:
-        return set(s.scalars(select(Message.id).where(Message.status == MessageStatus.SENDING,
-                                                      Message.lease_token.is_not(None))))
+        return set(
+            s.scalars(
+                select(Message.id).where(
+                    Message.status == MessageStatus.SENDING, Message.lease_token.is_not(None)
+                )
+            )
+        )
 
 
 def wait_for(condition, what: str, timeout: float = 60.0, logs=lambda: ""):
@@ -136,11 +143,20 @@ def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
     enroll_people(env, 24, channels=("sms",))
     # Batches of 8 texts in chunks of 4, paced only by the outbox's 0.15 s per text: a
     # chunk is in flight for 0.6 s, and the kill waits for one to be part-way through.
-    slow = {"OUTBOX_SEND_DELAY": 0.15, "SMS_BATCH_SIZE": 8, "SMS_RATE_BURST": 4,
-            "SMS_RATE_PER_SECOND": 1000, "LEASE_SECONDS": 4, "REQUEUE_AFTER_SECONDS": 4}
+    slow = {
+        "OUTBOX_SEND_DELAY": 0.15,
+        "SMS_BATCH_SIZE": 8,
+        "SMS_RATE_BURST": 4,
+        "SMS_RATE_PER_SECOND": 1000,
+        "LEASE_SECONDS": 4,
+        "REQUEUE_AFTER_SECONDS": 4,
+    }
     first = stack.start_worker("doomed", concurrency=1, **slow)
-    wait_for(lambda: mid_chunk(leased(env[0]), written_ids(stack.outbox)),
-             "a chunk part-way through its provider calls", logs=stack.logs)
+    wait_for(
+        lambda: mid_chunk(leased(env[0]), written_ids(stack.outbox)),
+        "a chunk part-way through its provider calls",
+        logs=stack.logs,
+    )
     stack.kill(first)  # SIGKILL to the whole process group, mid-chunk; returns once all are gone
     in_flight = leased(env[0])
     assert in_flight, "nothing was in flight at the kill"
@@ -153,9 +169,14 @@ def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
     sent = [m for m in rows if m.status == MessageStatus.SENT]
     skipped = [m for m in rows if m.status == MessageStatus.SKIPPED]
     assert len(rows) == 72 and len(sent) == 48 and len(skipped) == 24
-    assert {m.channel for m in sent} == {"sms"} and {m.reason for m in skipped} == {"no email address"}
+    assert {m.channel for m in sent} == {"sms"} and {m.reason for m in skipped} == {
+        "no email address"
+    }
     written = collections.Counter(
-        re.search(r"#(\d+)", line)[1] for line in delivery_lines(stack.outbox) if line.endswith("written"))
+        re.search(r"#(\d+)", line)[1]
+        for line in delivery_lines(stack.outbox)
+        if line.endswith("written")
+    )
     assert len(written) == len(sent) and set(written.values()) == {1}, stack.logs()
     assert len(list((stack.outbox / "sms").iterdir())) == len(sent)
     assert all(m.reason for m in rows)
@@ -164,8 +185,11 @@ def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
 def called(factory, fake) -> set[int]:
     """Messages whose request reached the fake Twilio (recorded on arrival, before its
     delay), found by the public token in their signed status-callback reference."""
-    tokens = {unquote(r.form["StatusCallback"].rsplit("ref=", 1)[1]).rpartition(".")[0]
-              for r in fake.requests if r.form and "StatusCallback" in r.form}
+    tokens = {
+        unquote(r.form["StatusCallback"].rsplit("ref=", 1)[1]).rpartition(".")[0]
+        for r in fake.requests
+        if r.form and "StatusCallback" in r.form
+    }
     if not tokens:
         return set()
     with factory() as s:
@@ -183,13 +207,25 @@ def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
     sid = "AC" + "7" * 32
     with FakeTwilio(account_sid=sid, auth_token="tok") as fake:
         fake.always(Response(delay=0.15))  # a slow API, so the kill lands mid-chunk
-        twilio = {"SMS_PROVIDER": "twilio", "TWILIO_API_BASE_URL": fake.url, "TWILIO_ACCOUNT_SID": sid,
-                  "TWILIO_AUTH_TOKEN": "tok", "TWILIO_FROM_NUMBER": "+15557650002", "SMS_RATE_BURST": 4,
-                  "SMS_RATE_PER_SECOND": 1000, "TWILIO_CONCURRENCY": 1, "LEASE_SECONDS": 4,
-                  "REQUEUE_AFTER_SECONDS": 4, "NO_PROXY": "127.0.0.1,localhost"}
+        twilio = {
+            "SMS_PROVIDER": "twilio",
+            "TWILIO_API_BASE_URL": fake.url,
+            "TWILIO_ACCOUNT_SID": sid,
+            "TWILIO_AUTH_TOKEN": "tok",
+            "TWILIO_FROM_NUMBER": "+15557650002",
+            "SMS_RATE_BURST": 4,
+            "SMS_RATE_PER_SECOND": 1000,
+            "TWILIO_CONCURRENCY": 1,
+            "LEASE_SECONDS": 4,
+            "REQUEUE_AFTER_SECONDS": 4,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
         doomed = stack.start_worker("doomed", concurrency=1, **twilio)
-        wait_for(lambda: mid_chunk(leased(env[0]), called(env[0], fake)),
-                 "a chunk part-way through its Twilio calls", logs=stack.logs)
+        wait_for(
+            lambda: mid_chunk(leased(env[0]), called(env[0], fake)),
+            "a chunk part-way through its Twilio calls",
+            logs=stack.logs,
+        )
         stack.kill(doomed)  # returns once every process of the worker is gone
         in_flight = leased(env[0])
         assert in_flight, "nothing was in flight at the kill"
@@ -200,14 +236,19 @@ def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
         while time.monotonic() < deadline:
             with env[0]() as s:
                 rows = s.scalars(select(Message).where(Message.channel == "sms")).all()
-            if len(rows) == 32 and not [m for m in rows if m.status in WAITING + (MessageStatus.SENDING,)]:
+            if len(rows) == 32 and not [
+                m for m in rows if m.status in WAITING + (MessageStatus.SENDING,)
+            ]:
                 break
             time.sleep(0.3)
         texts = fake.sent_messages()
     refs = [t["StatusCallback"].rsplit("ref=", 1)[1] for t in texts]
     assert len(refs) == len(set(refs)), "a text went to Twilio twice"
     statuses = collections.Counter(m.status for m in rows)
-    assert set(statuses) <= {MessageStatus.SENT, MessageStatus.UNCONFIRMED}, (statuses, stack.logs())
+    assert set(statuses) <= {MessageStatus.SENT, MessageStatus.UNCONFIRMED}, (
+        statuses,
+        stack.logs(),
+    )
     assert statuses[MessageStatus.UNCONFIRMED] <= 4  # at most the one chunk that was in flight
     assert statuses[MessageStatus.UNCONFIRMED] == len(in_flight)  # and exactly the chunk that was
     assert statuses[MessageStatus.SENT] + statuses[MessageStatus.UNCONFIRMED] == 32

@@ -62,12 +62,13 @@ HEADERS = {
     "X-Robots-Tag": "noindex",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                                "frame-ancestors 'none'; base-uri 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
 }
 OUTBOX_LIMIT = 200
 KNOWN_CHANNELS = CHANNELS
-
 
 
 def _pct(value: float | None) -> str:
@@ -114,12 +115,15 @@ def check_basic_auth(request: Request) -> str:
     user = password = ""
     if scheme.lower() == "basic" and encoded:
         try:
-            user, _, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+            user, _, password = (
+                base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+            )
         except (binascii.Error, UnicodeDecodeError):
             user = password = ""
     # Both compared every time (& not `and`): the timing says nothing about which was wrong.
-    ok = secrets.compare_digest(user.encode(), settings.admin_user.encode()) & secrets.compare_digest(
-        password.encode(), expected.encode())
+    ok = secrets.compare_digest(
+        user.encode(), settings.admin_user.encode()
+    ) & secrets.compare_digest(password.encode(), expected.encode())
     if not ok:
         raise HTTPException(401, "admin credentials required", headers={"WWW-Authenticate": REALM})
     return user
@@ -148,8 +152,11 @@ def require_same_origin(request: Request) -> None:
     sent = request.headers.get("origin")
     got = origin_of(sent) if sent is not None else origin_of(request.headers.get("referer"))
     if got is None or got != expected:
-        raise HTTPException(403, f"form posts must come from {expected} (PUBLIC_BASE_URL); "
-                                 f"this one came from {got or 'an unknown origin'}")
+        raise HTTPException(
+            403,
+            f"form posts must come from {expected} (PUBLIC_BASE_URL); "
+            f"this one came from {got or 'an unknown origin'}",
+        )
 
 
 AdminUser = Annotated[str, Depends(check_basic_auth)]
@@ -169,8 +176,17 @@ def _render(name: str, status_code: int = 200, **ctx) -> HTMLResponse:
     return HTMLResponse(html, status_code=status_code, headers=HEADERS)
 
 
-def _notice(title: str, message: str, back: str, status: int = 200, detail: str | None = None) -> HTMLResponse:
-    return _render("admin_notice.html", status_code=status, title=title, message=message, detail=detail, back=back)
+def _notice(
+    title: str, message: str, back: str, status: int = 200, detail: str | None = None
+) -> HTMLResponse:
+    return _render(
+        "admin_notice.html",
+        status_code=status,
+        title=title,
+        message=message,
+        detail=detail,
+        back=back,
+    )
 
 
 def _dispatch(request: Request, work: Work) -> str | None:
@@ -179,9 +195,11 @@ def _dispatch(request: Request, work: Work) -> str | None:
         return None
     state = request.app.state
     dispatch = getattr(state, "dispatch", None)
-    later = (f"the reaper enqueues them within {state.settings.requeue_after_seconds} s")
+    later = f"the reaper enqueues them within {state.settings.requeue_after_seconds} s"
     if dispatch is None:
-        return f"{len(work)} message(s) left queued: this web process has no dispatcher, so {later}."
+        return (
+            f"{len(work)} message(s) left queued: this web process has no dispatcher, so {later}."
+        )
     try:
         dispatch(work)
     except Exception:  # the commit stands; the reaper is the safety net
@@ -209,16 +227,28 @@ def dashboard(request: Request, user: AdminUser) -> HTMLResponse:
         enrollment_funnels = funnels.enrollment_funnels(session, state.registry)
         status = read_status(session, state.clock)
         open_requests = session.scalar(
-            select(func.count()).select_from(ContactRequest).where(ContactRequest.status == ContactStatus.OPEN))
+            select(func.count())
+            .select_from(ContactRequest)
+            .where(ContactRequest.status == ContactStatus.OPEN)
+        )
         paused = pauses.all_paused(session)
     _, warning = funnels.load_campaigns(state.registry)
-    return _render("admin_dashboard.html", title="Campaigns", user=user, funnels=enrollment_funnels, status=status,
-                   open_requests=open_requests, paused=paused, warning=warning)
+    return _render(
+        "admin_dashboard.html",
+        title="Campaigns",
+        user=user,
+        funnels=enrollment_funnels,
+        status=status,
+        open_requests=open_requests,
+        paused=paused,
+        warning=warning,
+    )
 
 
 @router.get("/campaigns/{key}", response_class=HTMLResponse)
-def campaign_page(request: Request, key: str, user: AdminUser, since: str | None = None,
-                  until: str | None = None) -> HTMLResponse:
+def campaign_page(
+    request: Request, key: str, user: AdminUser, since: str | None = None, until: str | None = None
+) -> HTMLResponse:
     state = _state(request)
     try:
         start = _parse_day(since, "since")
@@ -231,8 +261,14 @@ def campaign_page(request: Request, key: str, user: AdminUser, since: str | None
             report = funnels.campaign_report(session, state.registry, key, start, end)
     except LookupError as exc:
         return _notice("No such campaign", str(exc), back="/admin", status=404)
-    return _render("admin_campaign.html", title=report.name, user=user, report=report,
-                   since=since or "", until=until or "")
+    return _render(
+        "admin_campaign.html",
+        title=report.name,
+        user=user,
+        report=report,
+        since=since or "",
+        until=until or "",
+    )
 
 
 @router.get("/contact-requests", response_class=HTMLResponse)
@@ -240,19 +276,32 @@ def contact_requests(request: Request, user: AdminUser) -> HTMLResponse:
     state = _state(request)
     with state.factory() as session:
         items = contact_queue.queue(session)
-    return _render("admin_contacts.html", title="Contact requests", user=user, items=items,
-                   now=state.clock.now())
+    return _render(
+        "admin_contacts.html",
+        title="Contact requests",
+        user=user,
+        items=items,
+        now=state.clock.now(),
+    )
 
 
-@router.post("/contact-requests/{request_id}", response_class=HTMLResponse, dependencies=[SameOrigin])
-def mark_contact_request(request: Request, request_id: str, user: AdminUser,
-                         status: Annotated[str, Form()] = "",
-                         note: Annotated[str, Form()] = "") -> HTMLResponse:
+@router.post(
+    "/contact-requests/{request_id}", response_class=HTMLResponse, dependencies=[SameOrigin]
+)
+def mark_contact_request(
+    request: Request,
+    request_id: str,
+    user: AdminUser,
+    status: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> HTMLResponse:
     state = _state(request)
     back = "/admin/contact-requests"
     try:
         with transaction(state.factory) as session:
-            contact_queue.mark(session, state.clock, request_id, status, by=f"admin:{user}", note=note)
+            contact_queue.mark(
+                session, state.clock, request_id, status, by=f"admin:{user}", note=note
+            )
     except contact_queue.QueueError as exc:
         return _notice("Not changed", str(exc), back=back, status=400)
     return _notice("Contact request updated", f"Request {request_id} is now {status}.", back=back)
@@ -262,10 +311,16 @@ def mark_contact_request(request: Request, request_id: str, user: AdminUser,
 def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTMLResponse:
     state = _state(request)
     if status and status not in tuple(MessageStatus):
-        return _notice("Unknown status", f"status must be one of {', '.join(tuple(MessageStatus))}",
-                       back="/admin/outbox", status=400)
+        return _notice(
+            "Unknown status",
+            f"status must be one of {', '.join(tuple(MessageStatus))}",
+            back="/admin/outbox",
+            status=400,
+        )
     with state.factory() as session:
-        counts = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
+        counts = dict(
+            session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
+        )
         query = select(Message)
         if status:
             # The oldest first when looking at one status: that is the one to act on.
@@ -273,15 +328,25 @@ def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTML
         else:
             query = query.order_by(Message.updated_at.desc(), Message.id.desc())
         rows = session.scalars(query.limit(OUTBOX_LIMIT)).all()
-    return _render("admin_outbox.html", title="Outbox", user=user, counts=counts, rows=rows,
-                   statuses=tuple(MessageStatus), status=status or "", limit=OUTBOX_LIMIT,
-                   unconfirmed=MessageStatus.UNCONFIRMED, has_dispatch=getattr(state, "dispatch", None) is not None,
-                   requeue_after=state.settings.requeue_after_seconds)
+    return _render(
+        "admin_outbox.html",
+        title="Outbox",
+        user=user,
+        counts=counts,
+        rows=rows,
+        statuses=tuple(MessageStatus),
+        status=status or "",
+        limit=OUTBOX_LIMIT,
+        unconfirmed=MessageStatus.UNCONFIRMED,
+        has_dispatch=getattr(state, "dispatch", None) is not None,
+        requeue_after=state.settings.requeue_after_seconds,
+    )
 
 
 @router.post("/outbox/{message_id}/settle", response_class=HTMLResponse, dependencies=[SameOrigin])
-def settle_message(request: Request, message_id: int, user: AdminUser,
-                   outcome: Annotated[str, Form()] = "") -> HTMLResponse:
+def settle_message(
+    request: Request, message_id: int, user: AdminUser, outcome: Annotated[str, Form()] = ""
+) -> HTMLResponse:
     state = _state(request)
     back = "/admin/outbox?status=unconfirmed"
     try:
@@ -290,8 +355,12 @@ def settle_message(request: Request, message_id: int, user: AdminUser,
     except OpsError as exc:
         return _notice("Not settled", str(exc), back=back, status=409)
     log.info("message %s settled as %s by admin:%s", message_id, outcome, user)
-    return _notice("Message settled", f"Message {message_id} settled: {outcome}.", back=back,
-                   detail=_dispatch(request, work))
+    return _notice(
+        "Message settled",
+        f"Message {message_id} settled: {outcome}.",
+        back=back,
+        detail=_dispatch(request, work),
+    )
 
 
 @router.get("/channels", response_class=HTMLResponse)
@@ -301,8 +370,15 @@ def channels_page(request: Request, user: AdminUser, minutes: int = 60) -> HTMLR
     with state.factory() as session:
         health = provider_health(session, state.clock, minutes)
         paused = pauses.all_paused(session)
-    return _render("admin_channels.html", title="Channels", user=user, health=health, paused=paused,
-                   minutes=minutes, channels=sorted(set(KNOWN_CHANNELS) | set(health.channels)))
+    return _render(
+        "admin_channels.html",
+        title="Channels",
+        user=user,
+        health=health,
+        paused=paused,
+        minutes=minutes,
+        channels=sorted(set(KNOWN_CHANNELS) | set(health.channels)),
+    )
 
 
 def _known_channel(channel: str) -> None:
@@ -318,21 +394,35 @@ def resume_channel(request: Request, channel: str, user: AdminUser) -> HTMLRespo
         was_paused = pauses.paused(session, channel) is not None
         work = pauses.resume(session, state.clock, channel)
     log.info("%s channel resumed by admin:%s (%s waiting)", channel, user, len(work))
-    message = f"The {channel} channel is running." if was_paused else f"The {channel} channel was not paused."
-    return _notice("Channel resumed", message, back="/admin/channels", detail=_dispatch(request, work))
+    message = (
+        f"The {channel} channel is running."
+        if was_paused
+        else f"The {channel} channel was not paused."
+    )
+    return _notice(
+        "Channel resumed", message, back="/admin/channels", detail=_dispatch(request, work)
+    )
 
 
 @router.post("/channels/{channel}/pause", response_class=HTMLResponse, dependencies=[SameOrigin])
-def pause_channel(request: Request, channel: str, user: AdminUser,
-                  reason: Annotated[str, Form()] = "") -> HTMLResponse:
+def pause_channel(
+    request: Request, channel: str, user: AdminUser, reason: Annotated[str, Form()] = ""
+) -> HTMLResponse:
     _known_channel(channel)
     reason = reason.strip()
     if not reason:
-        return _notice("Not paused", "Give a reason, so whoever resumes it knows why.",
-                       back="/admin/channels", status=400)
+        return _notice(
+            "Not paused",
+            "Give a reason, so whoever resumes it knows why.",
+            back="/admin/channels",
+            status=400,
+        )
     state = _state(request)
     with transaction(state.factory) as session:
         pauses.pause(session, state.clock, channel, reason, by=f"admin:{user}"[:40])
     log.info("%s channel paused by admin:%s", channel, user)
-    return _notice("Channel paused", f"The {channel} channel is paused; queued messages wait.",
-                   back="/admin/channels")
+    return _notice(
+        "Channel paused",
+        f"The {channel} channel is paused; queued messages wait.",
+        back="/admin/channels",
+    )

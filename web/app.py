@@ -20,8 +20,12 @@ from web import admin, ops, pages, signup, webhooks
 from workers.runtime import build_runtime
 
 
-def create_app(settings: Settings | None = None, factory: sessionmaker[Session] | None = None,
-               clock: Clock | None = None, dispatch: Callable | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    factory: sessionmaker[Session] | None = None,
+    clock: Clock | None = None,
+    dispatch: Callable | None = None,
+) -> FastAPI:
     settings = settings or get_settings()
     built_here = factory is None
     rt = build_runtime(settings, factory=factory, clock=clock)
@@ -33,8 +37,9 @@ def create_app(settings: Settings | None = None, factory: sessionmaker[Session] 
 
     # No interactive docs: nothing here is for browsing, and the webhook shapes are the
     # providers' own.
-    app = FastAPI(title="Lunara drip", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="Lunara drip", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.runtime = rt
     app.state.settings = rt.settings
     app.state.factory = rt.factory
@@ -50,6 +55,7 @@ def create_app(settings: Settings | None = None, factory: sessionmaker[Session] 
             from workers.tasks import dispatch as celery_dispatch
 
             celery_dispatch(work, settings)
+
     app.state.dispatch = dispatch
     app.include_router(webhooks.router)
     app.include_router(pages.router)

@@ -101,13 +101,16 @@ def _check_database(request: Request) -> str | None:
 async def healthz(request: Request) -> JSONResponse:
     problem = await run_in_threadpool(_check_database, request)
     up, _, why = await run_in_threadpool(broker_depths, request)
-    body = {"status": "ok" if problem is None else "error",
-            "database": "ok" if problem is None else "error",
-            "broker": "ok" if up else f"unreachable: {why}"}
+    body = {
+        "status": "ok" if problem is None else "error",
+        "database": "ok" if problem is None else "error",
+        "broker": "ok" if up else f"unreachable: {why}",
+    }
     if problem is not None:
         body["reason"] = problem
-    return JSONResponse(body, status_code=200 if problem is None else 503,
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        body, status_code=200 if problem is None else 503, headers={"Cache-Control": "no-store"}
+    )
 
 
 # ---------------------------------------------------------------- /metrics
@@ -118,7 +121,7 @@ def _escape_help(value: str) -> str:
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _number(value: float) -> str:
@@ -139,12 +142,16 @@ class Exposition:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def gauge(self, name: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]) -> None:
+    def gauge(
+        self, name: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]
+    ) -> None:
         self.lines.append(f"# HELP {name} {_escape_help(help_text)}")
         self.lines.append(f"# TYPE {name} gauge")
         for labels, value in samples:
             label_text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-            self.lines.append(f"{name}{{{label_text}}} {_number(value)}" if labels else f"{name} {_number(value)}")
+            self.lines.append(
+                f"{name}{{{label_text}}} {_number(value)}" if labels else f"{name} {_number(value)}"
+            )
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -157,40 +164,66 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
             status = read_status(session, state.clock)
             paused = set(session.scalars(select(ChannelPause.channel)))
             open_requests, oldest_open = session.execute(
-                select(func.count(), func.min(ContactRequest.created_at)).where(ContactRequest.status == ContactStatus.OPEN)
+                select(func.count(), func.min(ContactRequest.created_at)).where(
+                    ContactRequest.status == ContactStatus.OPEN
+                )
             ).one()
             health = channel_health(session, state.clock, PROVIDER_WINDOW_MINUTES)
             now = state.clock.now()
     except Exception as exc:  # noqa: BLE001 - the scrape still says the database is down
         log.warning("metrics: database read failed: %s", exc)
         return False
-    out.gauge("drip_due_backlog", "Active enrollments whose next step is due now.", [({}, status.due_backlog)])
-    out.gauge("drip_oldest_due_age_seconds",
-              "Age of the oldest due enrollment or waiting message; 0 when nothing is due.",
-              [({}, status.oldest_due_age_seconds or 0.0)])
+    out.gauge(
+        "drip_due_backlog",
+        "Active enrollments whose next step is due now.",
+        [({}, status.due_backlog)],
+    )
+    out.gauge(
+        "drip_oldest_due_age_seconds",
+        "Age of the oldest due enrollment or waiting message; 0 when nothing is due.",
+        [({}, status.oldest_due_age_seconds or 0.0)],
+    )
     counts = status.by_channel
     channels = sorted(set(CHANNELS) | {c for _, c in counts} | paused | set(health))
     statuses = list(MessageStatus) + sorted({s for s, _ in counts} - set(MessageStatus))
-    out.gauge("drip_messages", "Outbox messages by status and channel.",
-              [({"status": s, "channel": c}, counts.get((s, c), 0)) for s in statuses for c in channels])
+    out.gauge(
+        "drip_messages",
+        "Outbox messages by status and channel.",
+        [({"status": s, "channel": c}, counts.get((s, c), 0)) for s in statuses for c in channels],
+    )
     enrollment_statuses = list(EnrollmentStatus) + sorted(
-        set(status.enrollments) - set(EnrollmentStatus))
-    out.gauge("drip_enrollments", "Enrollments by status.",
-              [({"status": s}, status.enrollments.get(s, 0)) for s in enrollment_statuses])
-    out.gauge("drip_channel_paused", "1 while the channel is paused (provider configuration error or ops).",
-              [({"channel": c}, c in paused) for c in channels])
-    out.gauge("drip_contact_requests_open", "Contact requests nobody has handled yet.", [({}, open_requests)])
-    out.gauge("drip_contact_request_oldest_open_age_seconds",
-              "How long the oldest unhandled contact request has waited; 0 when none.",
-              [({}, (now - oldest_open).total_seconds() if oldest_open else 0.0)])
+        set(status.enrollments) - set(EnrollmentStatus)
+    )
+    out.gauge(
+        "drip_enrollments",
+        "Enrollments by status.",
+        [({"status": s}, status.enrollments.get(s, 0)) for s in enrollment_statuses],
+    )
+    out.gauge(
+        "drip_channel_paused",
+        "1 while the channel is paused (provider configuration error or ops).",
+        [({"channel": c}, c in paused) for c in channels],
+    )
+    out.gauge(
+        "drip_contact_requests_open",
+        "Contact requests nobody has handled yet.",
+        [({}, open_requests)],
+    )
+    out.gauge(
+        "drip_contact_request_oldest_open_age_seconds",
+        "How long the oldest unhandled contact request has waited; 0 when none.",
+        [({}, (now - oldest_open).total_seconds() if oldest_open else 0.0)],
+    )
     outcome_samples = []
     for c in channels:
         h = health.get(c) or ChannelHealth(c)
         for outcome in ("sent", "transient", "permanent", "unconfirmed"):
             outcome_samples.append(({"channel": c, "outcome": outcome}, getattr(h, outcome)))
-    out.gauge("drip_provider_outcomes",
-              f"Messages by their latest provider call outcome in the last {PROVIDER_WINDOW_MINUTES} minutes.",
-              outcome_samples)
+    out.gauge(
+        "drip_provider_outcomes",
+        f"Messages by their latest provider call outcome in the last {PROVIDER_WINDOW_MINUTES} minutes.",
+        outcome_samples,
+    )
     return True
 
 
@@ -200,8 +233,11 @@ def _render_metrics(request: Request) -> str:
     out.gauge("drip_database_up", "1 when the database answered this scrape.", [({}, db_up)])
     up, depths, _ = broker_depths(request)
     out.gauge("drip_broker_up", "1 when the broker answered this scrape.", [({}, up)])
-    out.gauge("drip_queue_depth", "Messages waiting in each broker queue.",
-              [({"queue": q}, n) for q, n in depths.items()])
+    out.gauge(
+        "drip_queue_depth",
+        "Messages waiting in each broker queue.",
+        [({"queue": q}, n) for q, n in depths.items()],
+    )
     return out.text()
 
 
@@ -212,8 +248,10 @@ def _allow_metrics(request: Request) -> None:
     host = request.client.host if request.client else None
     proxied = any(request.headers.get(h) for h in PROXY_HEADERS)
     if host not in LOOPBACK or proxied:
-        raise HTTPException(403, "metrics: set ADMIN_PASSWORD to scrape with basic auth, "
-                                 "or scrape from this machine")
+        raise HTTPException(
+            403,
+            "metrics: set ADMIN_PASSWORD to scrape with basic auth, or scrape from this machine",
+        )
 
 
 @router.get("/metrics")

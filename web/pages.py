@@ -52,7 +52,9 @@ def _engage(request: Request, purpose: str, token: str, kind: str):
     automated = "bot" in (request.headers.get("user-agent") or "").lower()
     with transaction(state.factory) as session:
         visit = portal.resolve(session, state.signer, purpose, token)
-        portal.record_engagement(session, state.clock, visit, kind, {"route": purpose, "maybe_automated": automated})
+        portal.record_engagement(
+            session, state.clock, visit, kind, {"route": purpose, "maybe_automated": automated}
+        )
         return visit
 
 
@@ -70,7 +72,9 @@ async def read_online(request: Request, token: str) -> HTMLResponse:
     state = _deps(request)
     try:
         visit = await run_in_threadpool(_engage, request, "m", token, EventType.CLICKED)
-        email = portal.lesson(state.registry, state.renderer, state.signer, state.settings.public_base_url, visit)
+        email = portal.lesson(
+            state.registry, state.renderer, state.signer, state.settings.public_base_url, visit
+        )
     except (portal.NotFound, RenderError, LookupError):
         return _invalid(request)
     return HTMLResponse(email.html, headers=NO_STORE)
@@ -116,8 +120,12 @@ async def preferences_form(request: Request, token: str) -> HTMLResponse:
 @router.post("/p/{token}", response_class=HTMLResponse)
 async def preferences_save(request: Request, token: str) -> HTMLResponse:
     form = await request.form()
-    return await run_in_threadpool(_preferences, request, token,
-                                   {"email": form.get("email") == "1", "sms": form.get("sms") == "1"})
+    return await run_in_threadpool(
+        _preferences,
+        request,
+        token,
+        {"email": form.get("email") == "1", "sms": form.get("sms") == "1"},
+    )
 
 
 def _preferences(request: Request, token: str, wanted: dict | None) -> HTMLResponse:
@@ -126,17 +134,28 @@ def _preferences(request: Request, token: str, wanted: dict | None) -> HTMLRespo
         with transaction(state.factory) as session:
             visit = portal.resolve(session, state.signer, "p", token)
             if wanted is not None:
-                prefs = portal.update_preferences(session, state.clock, visit.subscriber, evidence=_evidence(request),
-                                                  **wanted)
+                prefs = portal.update_preferences(
+                    session, state.clock, visit.subscriber, evidence=_evidence(request), **wanted
+                )
             else:
                 prefs = portal.preferences(session, visit.subscriber)
             blocked = [c for c in CHANNELS if wanted and wanted[c] and not getattr(prefs, c)]
-            links = links_for(state.settings.public_base_url, state.signer, visit.message.public_token)
+            links = links_for(
+                state.settings.public_base_url, state.signer, visit.message.public_token
+            )
             locale = visit.subscriber.locale
     except portal.NotFound:
         return _invalid(request)
-    return _page(request, "preferences.html", locale, "prefs_title", prefs=prefs, saved=wanted is not None,
-                 blocked=blocked, unsubscribe_url=links.unsubscribe)
+    return _page(
+        request,
+        "preferences.html",
+        locale,
+        "prefs_title",
+        prefs=prefs,
+        saved=wanted is not None,
+        blocked=blocked,
+        unsubscribe_url=links.unsubscribe,
+    )
 
 
 @router.get("/c/{token}", response_class=HTMLResponse)
@@ -145,8 +164,15 @@ async def contact_form(request: Request, token: str) -> HTMLResponse:
         visit = await run_in_threadpool(_engage, request, "c", token, EventType.CLICKED)
     except portal.NotFound:
         return _invalid(request)
-    return _page(request, "contact.html", visit.subscriber.locale, "contact_title", error=None,
-                 has_email=bool(visit.subscriber.email), has_phone=bool(visit.subscriber.phone))
+    return _page(
+        request,
+        "contact.html",
+        visit.subscriber.locale,
+        "contact_title",
+        error=None,
+        has_email=bool(visit.subscriber.email),
+        has_phone=bool(visit.subscriber.phone),
+    )
 
 
 @router.post("/c/{token}", response_class=HTMLResponse)
@@ -157,9 +183,15 @@ async def contact_request(request: Request, token: str) -> HTMLResponse:
     def act():
         with transaction(state.factory) as session:
             visit = portal.resolve(session, state.signer, "c", token)
-            portal.request_contact(session, state.clock, state.registry, visit,
-                                   preferred_channel=str(form.get("preferred_channel") or "phone"),
-                                   preferred_time=form.get("preferred_time"), note=form.get("note"))
+            portal.request_contact(
+                session,
+                state.clock,
+                state.registry,
+                visit,
+                preferred_channel=str(form.get("preferred_channel") or "phone"),
+                preferred_time=form.get("preferred_time"),
+                note=form.get("note"),
+            )
             return visit.subscriber.locale
 
     try:

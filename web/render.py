@@ -5,12 +5,20 @@ from pathlib import Path
 
 import jinja2
 
-pages = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-                           autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                           lstrip_blocks=True)
+pages = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 # Pages a subscriber reaches by a personal link: never cached, indexed or referred on.
-NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+NO_STORE = {
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def page(request, name: str, locale: str | None, title_key: str, status: int = 200, **ctx):

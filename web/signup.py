@@ -32,17 +32,45 @@ from web.render import page
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-US_ZONES = (("America/New_York", "tz_eastern"), ("America/Chicago", "tz_central"),
-            ("America/Denver", "tz_mountain"), ("America/Phoenix", "tz_arizona"),
-            ("America/Los_Angeles", "tz_pacific"), ("America/Anchorage", "tz_alaska"),
-            ("Pacific/Honolulu", "tz_hawaii"), ("America/Puerto_Rico", "tz_puerto_rico"))
-OTHER_ZONES = ("America/Toronto", "America/Vancouver", "America/Mexico_City", "America/Guatemala",
-               "America/El_Salvador", "America/Tegucigalpa", "America/Santo_Domingo", "America/Havana",
-               "America/Bogota", "America/Lima", "America/Caracas", "America/Santiago",
-               "America/Argentina/Buenos_Aires", "Europe/London", "Europe/Madrid", "UTC")
+US_ZONES = (
+    ("America/New_York", "tz_eastern"),
+    ("America/Chicago", "tz_central"),
+    ("America/Denver", "tz_mountain"),
+    ("America/Phoenix", "tz_arizona"),
+    ("America/Los_Angeles", "tz_pacific"),
+    ("America/Anchorage", "tz_alaska"),
+    ("Pacific/Honolulu", "tz_hawaii"),
+    ("America/Puerto_Rico", "tz_puerto_rico"),
+)
+OTHER_ZONES = (
+    "America/Toronto",
+    "America/Vancouver",
+    "America/Mexico_City",
+    "America/Guatemala",
+    "America/El_Salvador",
+    "America/Tegucigalpa",
+    "America/Santo_Domingo",
+    "America/Havana",
+    "America/Bogota",
+    "America/Lima",
+    "America/Caracas",
+    "America/Santiago",
+    "America/Argentina/Buenos_Aires",
+    "Europe/London",
+    "Europe/Madrid",
+    "UTC",
+)
 # InvalidSubscriber names its field first ("phone: ..."); this says where the message goes.
-FIELD_OF = {"email": "email", "email or phone": "email", "phone": "phone", "timezone": "timezone",
-            "locale": "locale", "channels": "channels", "consent": "channels", "sms_consent": "channels"}
+FIELD_OF = {
+    "email": "email",
+    "email or phone": "email",
+    "phone": "phone",
+    "timezone": "timezone",
+    "locale": "locale",
+    "channels": "channels",
+    "consent": "channels",
+    "sms_consent": "channels",
+}
 FIELDS = ("first_name", "email", "phone", "timezone", "locale", "form_locale")
 
 
@@ -65,32 +93,56 @@ def _visitor_lang(request: Request, asked: str | None) -> str:
     return "es" if accept.startswith("es") else "en"
 
 
-def _form(request: Request, lang: str, values: dict, errors: dict, status: int = 200) -> HTMLResponse:
+def _form(
+    request: Request, lang: str, values: dict, errors: dict, status: int = 200
+) -> HTMLResponse:
     known = {zone for zone, _ in US_ZONES} | set(OTHER_ZONES)
     chosen = values.get("timezone") or ""
     # A zone the browser offered and the visitor kept, shown again rather than lost.
     others = OTHER_ZONES + ((chosen,) if chosen and chosen not in known else ())
     brand = request.app.state.settings.brand_name
-    return _page(request, "signup.html", lang, "signup_title", status=status, v=SimpleNamespace(**values),
-                 errors=errors, us_zones=US_ZONES, other_zones=others,
-                 other_lang="en" if lang == "es" else "es", sms_consent=signup.sms_consent_text(lang, brand))
+    return _page(
+        request,
+        "signup.html",
+        lang,
+        "signup_title",
+        status=status,
+        v=SimpleNamespace(**values),
+        errors=errors,
+        us_zones=US_ZONES,
+        other_zones=others,
+        other_lang="en" if lang == "es" else "es",
+        sms_consent=signup.sms_consent_text(lang, brand),
+    )
 
 
 @router.get("/signup", response_class=HTMLResponse)
 async def signup_form(request: Request, lang: str | None = None) -> HTMLResponse:
     page_lang = _visitor_lang(request, lang)
-    values = {"first_name": "", "email": "", "phone": "", "locale": page_lang, "channel_email": True,
-              "channel_sms": False, "timezone": request.app.state.settings.default_timezone,
-              "timezone_chosen": False}
+    values = {
+        "first_name": "",
+        "email": "",
+        "phone": "",
+        "locale": page_lang,
+        "channel_email": True,
+        "channel_sms": False,
+        "timezone": request.app.state.settings.default_timezone,
+        "timezone_chosen": False,
+    }
     return _form(request, page_lang, values, {})
 
 
 def _evidence(request: Request, lang: str, sms: bool) -> dict:
     # Proof of how the person signed up, without storing the client's address (as web.pages).
-    evidence = {"via": "signup_form", "form_locale": lang,
-                "user_agent": (request.headers.get("user-agent") or "")[:200]}
+    evidence = {
+        "via": "signup_form",
+        "form_locale": lang,
+        "user_agent": (request.headers.get("user-agent") or "")[:200],
+    }
     if sms:
-        evidence["sms_consent_text"] = signup.sms_consent_text(lang, request.app.state.settings.brand_name)
+        evidence["sms_consent_text"] = signup.sms_consent_text(
+            lang, request.app.state.settings.brand_name
+        )
     return evidence
 
 
@@ -98,8 +150,11 @@ def _evidence(request: Request, lang: str, sms: bool) -> dict:
 async def signup_submit(request: Request) -> HTMLResponse:
     form = await request.form()
     values = {k: str(form.get(k) or "").strip() for k in FIELDS}
-    values |= {"channel_email": form.get("channel_email") == "1", "channel_sms": form.get("channel_sms") == "1",
-               "timezone_chosen": True}
+    values |= {
+        "channel_email": form.get("channel_email") == "1",
+        "channel_sms": form.get("channel_sms") == "1",
+        "timezone_chosen": True,
+    }
     lang = signup.lang(values["form_locale"])
     channels = tuple(c for c in CHANNELS if values[f"channel_{c}"])
     settings = request.app.state.settings
@@ -108,33 +163,55 @@ async def signup_submit(request: Request) -> HTMLResponse:
     def act() -> signup.SignupResult:
         with transaction(request.app.state.factory) as session:
             return signup.start_signup(
-                session, request.app.state.clock, email=values["email"], phone=values["phone"],
-                first_name=values["first_name"], locale=values["locale"], timezone=values["timezone"],
-                channels=channels, evidence=_evidence(request, lang, "sms" in channels),
-                double_opt_in=settings.double_opt_in, signer=deps.signer, registry=deps.registry,
-                policy=deps.policy, campaign_key=settings.signup_campaign)
+                session,
+                request.app.state.clock,
+                email=values["email"],
+                phone=values["phone"],
+                first_name=values["first_name"],
+                locale=values["locale"],
+                timezone=values["timezone"],
+                channels=channels,
+                evidence=_evidence(request, lang, "sms" in channels),
+                double_opt_in=settings.double_opt_in,
+                signer=deps.signer,
+                registry=deps.registry,
+                policy=deps.policy,
+                campaign_key=settings.signup_campaign,
+            )
 
     try:
         result = await run_in_threadpool(act)
     except InvalidSubscriber as exc:
         field = FIELD_OF.get(str(exc).split(":", 1)[0], "channels")
         t = words(lang, settings.brand_name)
-        return _form(request, lang, values, {field: t.get(f"signup_err_{field}", str(exc))}, status=400)
+        return _form(
+            request, lang, values, {field: t.get(f"signup_err_{field}", str(exc))}, status=400
+        )
     if result.needs_confirmation:
         await run_in_threadpool(_send_confirmation, request, result)
     t = words(lang, settings.brand_name)
     # Decided by what was asked for, never by what was found: reveals nobody.
     waiting = settings.double_opt_in and "email" in channels
-    return _page(request, "notice.html", lang, "signup_title",
-                 message=t["signup_check_email"] if waiting else t["signup_done"])
+    return _page(
+        request,
+        "notice.html",
+        lang,
+        "signup_title",
+        message=t["signup_check_email"] if waiting else t["signup_done"],
+    )
 
 
 def _send_confirmation(request: Request, result: signup.SignupResult) -> None:
     """After the commit, so the link never names a subscriber that was rolled back."""
     s = request.app.state.settings
     email = signup.confirmation_email(
-        s.templates_dir, brand=s.brand_name, postal_address=s.postal_address, locale=result.locale,
-        first_name=result.first_name, url=signup.confirm_url(s.public_base_url, result.confirm_token))
+        s.templates_dir,
+        brand=s.brand_name,
+        postal_address=s.postal_address,
+        locale=result.locale,
+        first_name=result.first_name,
+        url=signup.confirm_url(s.public_base_url, result.confirm_token),
+    )
     send = getattr(request.app.state, "send_confirmation", None)
     if send is None:
         # The request is in the database (confirmation_requested_at); the notify task mails it.
@@ -161,13 +238,23 @@ async def confirm_form(request: Request, token: str) -> HTMLResponse:
 async def confirm_submit(request: Request, token: str) -> HTMLResponse:
     deps = _deps(request)
     state = request.app.state
-    evidence = {"via": "confirm_link", "user_agent": (request.headers.get("user-agent") or "")[:200]}
+    evidence = {
+        "via": "confirm_link",
+        "user_agent": (request.headers.get("user-agent") or "")[:200],
+    }
 
     def act() -> str | None:
         with transaction(state.factory) as session:
             sub = signup.subscriber_for_token(session, deps.signer, token)
-            signup.confirm(session, state.clock, deps.registry, deps.policy, sub.public_token,
-                           campaign_key=state.settings.signup_campaign, evidence=evidence)
+            signup.confirm(
+                session,
+                state.clock,
+                deps.registry,
+                deps.policy,
+                sub.public_token,
+                campaign_key=state.settings.signup_campaign,
+                evidence=evidence,
+            )
             return sub.locale
 
     try:

@@ -81,7 +81,7 @@ def public_url(request: Request) -> str:
     path = request.url.path
     root = request.scope.get("root_path") or ""
     if root and path.startswith(root):
-        path = path[len(root):]
+        path = path[len(root) :]
     query = request.url.query
     return request.app.state.settings.public_base_url + path + (f"?{query}" if query else "")
 
@@ -92,8 +92,12 @@ async def _signed_twilio_form(request: Request) -> twilio_webhook.Form:
     # Twilio signs the parsed POST parameters, so parsing the form comes first; nothing
     # is acted on before the check passes.
     try:
-        twilio_webhook.verify(request.headers, public_url(request), form,
-                              auth_token=token.get_secret_value() if token else None)
+        twilio_webhook.verify(
+            request.headers,
+            public_url(request),
+            form,
+            auth_token=token.get_secret_value() if token else None,
+        )
     except WebhookError as exc:
         raise _refused("twilio", exc) from None
     return form
@@ -103,8 +107,9 @@ async def _signed_twilio_form(request: Request) -> twilio_webhook.Form:
 async def twilio_status(request: Request) -> Response:
     form = await _signed_twilio_form(request)
     state = request.app.state
-    evs = twilio_webhook.parse_status(form, _message_ref(state, request.query_params.get("ref")),
-                                      state.clock.now())
+    evs = twilio_webhook.parse_status(
+        form, _message_ref(state, request.query_params.get("ref")), state.clock.now()
+    )
     if evs:
         await run_in_threadpool(_record, state, evs)
     return Response(status_code=200)  # Twilio ignores the body of a status callback
@@ -126,15 +131,25 @@ def _inbound(state, text: InboundText) -> str | None:
     registry, policy = state.registry, state.policy
 
     def join(session, phone: str, body: str, message_sid: str | None) -> str | None:
-        enrolled = signup.signup_by_sms(session, state.clock, registry, policy, phone, body,
-                                        campaign_key=settings.signup_campaign, message_sid=message_sid)
+        enrolled = signup.signup_by_sms(
+            session,
+            state.clock,
+            registry,
+            policy,
+            phone,
+            body,
+            campaign_key=settings.signup_campaign,
+            message_sid=message_sid,
+        )
         if enrolled is None:
             return None
         return signup.join_reply(signup.JOIN_WORDS.get(keyword(body)), settings.brand_name)
 
     with transaction(state.factory) as session:
         return handle_inbound_sms(
-            session, state.clock, text,
+            session,
+            state.clock,
+            text,
             help_reply=help_text(settings.brand_name, settings.email_from),
             join=join,
         )
@@ -160,10 +175,13 @@ async def sendgrid_events(request: Request) -> Response:
     state = request.app.state
     body = await _capped_body(request, SENDGRID_MAX_BODY)
     try:
-        sendgrid_webhook.verify(request.headers, body,
-                                public_key=state.settings.sendgrid_webhook_public_key,
-                                now=state.clock.now(),
-                                max_age_seconds=state.settings.webhook_max_age_seconds)
+        sendgrid_webhook.verify(
+            request.headers,
+            body,
+            public_key=state.settings.sendgrid_webhook_public_key,
+            now=state.clock.now(),
+            max_age_seconds=state.settings.webhook_max_age_seconds,
+        )
         evs = sendgrid_webhook.parse(body, state.clock.now())
     except WebhookError as exc:
         raise _refused("sendgrid", exc) from None

@@ -62,12 +62,21 @@ def make_app(settings=None) -> Celery:
             "drip.notify": {"queue": "events"},
         },
         beat_schedule={
-            "tick": {"task": "drip.tick", "schedule": settings.tick_seconds,
-                     "options": {"expires": max(settings.tick_seconds * 3, 5)}},
-            "reap": {"task": "drip.reap", "schedule": settings.reap_seconds,
-                     "options": {"expires": max(settings.reap_seconds * 3, 10)}},
-            "notify": {"task": "drip.notify", "schedule": settings.reap_seconds,
-                       "options": {"expires": max(settings.reap_seconds * 3, 10)}},
+            "tick": {
+                "task": "drip.tick",
+                "schedule": settings.tick_seconds,
+                "options": {"expires": max(settings.tick_seconds * 3, 5)},
+            },
+            "reap": {
+                "task": "drip.reap",
+                "schedule": settings.reap_seconds,
+                "options": {"expires": max(settings.reap_seconds * 3, 10)},
+            },
+            "notify": {
+                "task": "drip.notify",
+                "schedule": settings.reap_seconds,
+                "options": {"expires": max(settings.reap_seconds * 3, 10)},
+            },
         },
         beat_max_loop_interval=min(5.0, settings.tick_seconds),
         worker_hijack_root_logger=False,

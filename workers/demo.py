@@ -24,20 +24,43 @@ CAMPAIGN = "hip_and_back"
 COURSE_DAYS = 40  # four weeks of lessons plus the send windows, weekends and time zones
 
 SAMPLE_PEOPLE = [
-    {"first_name": "James", "email": "james@example.com", "timezone": "America/New_York", "locale": "en"},
-    {"first_name": "Maria", "email": "maria@example.com", "phone": "+12135550143",
-     "timezone": "America/Los_Angeles", "locale": "es"},
+    {
+        "first_name": "James",
+        "email": "james@example.com",
+        "timezone": "America/New_York",
+        "locale": "en",
+    },
+    {
+        "first_name": "Maria",
+        "email": "maria@example.com",
+        "phone": "+12135550143",
+        "timezone": "America/Los_Angeles",
+        "locale": "es",
+    },
     {"first_name": "Priya", "phone": "+919876543210", "timezone": "Asia/Kolkata", "locale": "en"},
     {"first_name": None, "email": "sam@example.com", "phone": "+12025550199", "locale": "en"},
-    {"first_name": "Lucia", "email": "lucia@example.com", "timezone": "Europe/Madrid", "locale": "es-ES"},
-    {"first_name": "Lee", "email": "lee@example.com", "phone": "+61491570006",
-     "timezone": "Australia/Sydney", "locale": "en"},
+    {
+        "first_name": "Lucia",
+        "email": "lucia@example.com",
+        "timezone": "Europe/Madrid",
+        "locale": "es-ES",
+    },
+    {
+        "first_name": "Lee",
+        "email": "lee@example.com",
+        "phone": "+61491570006",
+        "timezone": "Australia/Sydney",
+        "locale": "en",
+    },
 ]
 
 
 def _env(workdir: Path, scale: float, epoch: float) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REDIS_", "DATABASE_", "EMAIL_PROVIDER", "SMS_PROVIDER"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_", "DATABASE_", "EMAIL_PROVIDER", "SMS_PROVIDER"))
+    }
     env.update(
         ENVIRONMENT="development",
         DATABASE_URL=f"sqlite:///{workdir / 'drip.sqlite3'}",
@@ -86,14 +109,37 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
             consent = tuple(c for c, k in (("email", "email"), ("sms", "phone")) if person.get(k))
             sub = upsert_subscriber(session, rt.clock, consent=consent, source="demo", **person)
             enroll(session, rt.clock, rt.registry, sub, CAMPAIGN, rt.policy, source="demo")
-    click_echo(f"Enrolled {len(SAMPLE_PEOPLE)} sample people in {CAMPAIGN!r}; "
-               f"running ~{COURSE_DAYS} days in ~{seconds}s (1 s = {scale / 3600:.1f} h).")
+    click_echo(
+        f"Enrolled {len(SAMPLE_PEOPLE)} sample people in {CAMPAIGN!r}; "
+        f"running ~{COURSE_DAYS} days in ~{seconds}s (1 s = {scale / 3600:.1f} h)."
+    )
     with open(folder / "worker.log", "wb") as log:  # the child keeps its own descriptor
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-B", "-s",
-             str(folder / "celerybeat-schedule"), "-Q", "schedule,email,sms,events", "-c", "2",
-             "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"],
-            cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.app",
+                "worker",
+                "-B",
+                "-s",
+                str(folder / "celerybeat-schedule"),
+                "-Q",
+                "schedule,email,sms,events",
+                "-c",
+                "2",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
     try:
         done = _watch(rt, worker, deadline=time.monotonic() + seconds * 3 + 30)
@@ -101,7 +147,9 @@ def run_demo(seconds: int = 60, workdir: str = "var/demo") -> int:
         _stop(worker)
     _summary(rt, folder)
     if not done:
-        click_echo(f"Not everything finished in time; see {folder / 'worker.log'} and `drip status`.")
+        click_echo(
+            f"Not everything finished in time; see {folder / 'worker.log'} and `drip status`."
+        )
         return 1
     return 0
 
@@ -119,8 +167,10 @@ def _watch(rt, worker, deadline: float) -> bool:
             status = read_status(s, rt.clock)
         active = status.enrollments.get(EnrollmentStatus.ACTIVE, 0)
         counts = status.messages
-        line = (f"  {rt.clock.now():%a %d %b %H:%M} UTC  people still in course: {active}  "
-                + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+        line = (
+            f"  {rt.clock.now():%a %d %b %H:%M} UTC  people still in course: {active}  "
+            + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        )
         if line[30:] != last:
             click_echo(line)
             last = line[30:]
@@ -152,17 +202,23 @@ def _summary(rt, folder: Path) -> None:
             for status, n in statuses.items():
                 table[step_key][f"{channel}:{status}"] += n
     click_echo("\nWhat went out, per step (sent / not sent and why is in `drip status`):")
-    click_echo(f"  {'#':>2}  {'step':<15} {'emails sent':>11} {'texts sent':>10} "
-               f"{'skipped':>8} {'other':>6}")
+    click_echo(
+        f"  {'#':>2}  {'step':<15} {'emails sent':>11} {'texts sent':>10} "
+        f"{'skipped':>8} {'other':>6}"
+    )
     for step in campaign.steps:
         c = table[step.key]
         skipped = sum(v for k, v in c.items() if k.endswith(":skipped"))
         other = sum(c.values()) - c["email:sent"] - c["sms:sent"] - skipped
-        click_echo(f"  {step.index + 1:>2}  {step.key:<15} {c['email:sent']:>11} {c['sms:sent']:>10} "
-                   f"{skipped:>8} {other:>6}")
+        click_echo(
+            f"  {step.index + 1:>2}  {step.key:<15} {c['email:sent']:>11} {c['sms:sent']:>10} "
+            f"{skipped:>8} {other:>6}"
+        )
     outbox = folder / "outbox"
     emails = sorted((outbox / "email").glob("*.eml")) if (outbox / "email").exists() else []
-    click_echo(f"\nEmails: {outbox / 'email'}/ ({len(emails)} .eml files; open one in a mail client)")
+    click_echo(
+        f"\nEmails: {outbox / 'email'}/ ({len(emails)} .eml files; open one in a mail client)"
+    )
     click_echo(f"Texts:  {outbox / 'texts.log'} (one line per text)")
     click_echo(f"Every provider call: {outbox / 'deliveries.log'}")
     click_echo(f"Database: {folder / 'drip.sqlite3'}   Worker log: {folder / 'worker.log'}")

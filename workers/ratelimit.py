@@ -123,8 +123,12 @@ class RedisBucket:
             except redis.RedisError as exc:
                 # Don't pay the connect timeout on every piece while Redis is away.
                 self._down_until = time.monotonic() + FALLBACK_SECONDS
-                log.error("rate limit store unreachable (%s); limiting %s per process for %ss",
-                          exc, self.key, FALLBACK_SECONDS)
+                log.error(
+                    "rate limit store unreachable (%s); limiting %s per process for %ss",
+                    exc,
+                    self.key,
+                    FALLBACK_SECONDS,
+                )
                 self._fallback.acquire(piece)
                 continue
             if wait > 0:
@@ -143,11 +147,20 @@ def build_limiters(settings) -> dict[str, RateLimiter]:
     client = None
     if settings.redis_url:
         # Short timeouts and few retries: a send waits on this while its messages are leased.
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
-                                      retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        )
     limiters: dict[str, RateLimiter] = {}
     for channel, provider, rate, burst in (
-        ("email", settings.email_provider, settings.email_rate_per_second, settings.email_rate_burst),
+        (
+            "email",
+            settings.email_provider,
+            settings.email_rate_per_second,
+            settings.email_rate_burst,
+        ),
         ("sms", settings.sms_provider, settings.sms_rate_per_second, settings.sms_rate_burst),
     ):
         if provider == "outbox":

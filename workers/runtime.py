@@ -77,11 +77,20 @@ class Runtime:
     def send(self) -> SendContext:
         s = self.settings
         return SendContext(
-            factory=self.factory, clock=self.clock, registry=self.registry, renderer=self.renderer,
-            signer=self.signer, policy=self.policy, base_url=self.base_url,
-            email_provider=self.email_provider, sms_provider=self.sms_provider, limiters=self.limiters,
-            lease=timedelta(seconds=s.lease_seconds), max_attempts=s.max_attempts,
-            retry_base=s.retry_base_seconds, retry_cap=s.retry_cap_seconds,
+            factory=self.factory,
+            clock=self.clock,
+            registry=self.registry,
+            renderer=self.renderer,
+            signer=self.signer,
+            policy=self.policy,
+            base_url=self.base_url,
+            email_provider=self.email_provider,
+            sms_provider=self.sms_provider,
+            limiters=self.limiters,
+            lease=timedelta(seconds=s.lease_seconds),
+            max_attempts=s.max_attempts,
+            retry_base=s.retry_base_seconds,
+            retry_cap=s.retry_cap_seconds,
         )
 
     def check_schema(self) -> None:
@@ -96,8 +105,9 @@ class Runtime:
             self.engine.dispose()
 
 
-def build_runtime(settings: Settings, *, factory: sessionmaker[Session] | None = None,
-                  clock: Clock | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, *, factory: sessionmaker[Session] | None = None, clock: Clock | None = None
+) -> Runtime:
     """The object graph for these settings. Tests pass their own factory and fixed clock."""
     engine = None
     if factory is None:
@@ -109,7 +119,9 @@ def build_runtime(settings: Settings, *, factory: sessionmaker[Session] | None =
         clock=clock or clock_from_settings(settings),
         # Built once: the registry re-reads campaign files only when they change.
         registry=Registry(settings.definitions_dir, settings.templates_dir),
-        renderer=Renderer(settings.templates_dir, Sender(settings.brand_name, settings.postal_address)),
+        renderer=Renderer(
+            settings.templates_dir, Sender(settings.brand_name, settings.postal_address)
+        ),
         signer=Signer(settings.secret_key.get_secret_value().encode()),
         policy=Policy.from_settings(settings),
         base_url=settings.public_base_url,

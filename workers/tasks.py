@@ -23,8 +23,13 @@ from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
-_DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "retry_backoff_max": 30,
-             "retry_jitter": True, "max_retries": 5}
+_DB_RETRY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
 
 
 def dispatch(work: Work, settings: Settings | None = None) -> None:
@@ -36,7 +41,7 @@ def dispatch(work: Work, settings: Settings | None = None) -> None:
         (settings.sms_batch_size, work.sms, send_sms),
     ):
         for start in range(0, len(ids), size):
-            task.delay(ids[start:start + size])
+            task.delay(ids[start : start + size])
 
 
 @app.task(name="drip.tick", **_DB_RETRY)
@@ -65,11 +70,19 @@ def notify() -> dict:
     and double opt-in confirmations."""
     rt = runtime()
     s = rt.settings
-    announced = announce_contact_requests(rt.factory, rt.clock, rt.email_provider, s.care_team_email,
-                                          s.public_base_url, s.brand_name)
-    confirmations = send_confirmations(rt.factory, rt.clock, rt.email_provider, rt.signer,
-                                       templates_dir=s.templates_dir, brand=s.brand_name,
-                                       postal_address=s.postal_address, base_url=s.public_base_url)
+    announced = announce_contact_requests(
+        rt.factory, rt.clock, rt.email_provider, s.care_team_email, s.public_base_url, s.brand_name
+    )
+    confirmations = send_confirmations(
+        rt.factory,
+        rt.clock,
+        rt.email_provider,
+        rt.signer,
+        templates_dir=s.templates_dir,
+        brand=s.brand_name,
+        postal_address=s.postal_address,
+        base_url=s.public_base_url,
+    )
     return {"contact_requests": announced, "confirmations": confirmations}
 
 

@@ -19,17 +19,33 @@ from campaigns.delivery.providers import Outcome, OutgoingEmail
 from campaigns.models import Subscriber
 
 
-def send_confirmations(factory: sessionmaker[Session], clock: Clock, provider, signer, *, templates_dir,
-                       brand: str, postal_address: str, base_url: str, limit: int = 200) -> int:
+def send_confirmations(
+    factory: sessionmaker[Session],
+    clock: Clock,
+    provider,
+    signer,
+    *,
+    templates_dir,
+    brand: str,
+    postal_address: str,
+    base_url: str,
+    limit: int = 200,
+) -> int:
     """Mail every double opt-in confirmation asked for since the last one was sent.
     Claimed first (confirmation_sent_at set), then mailed outside any transaction."""
     now = clock.now()
     with transaction(factory) as session:
-        query = (select(Subscriber)
-                 .where(Subscriber.confirmation_requested_at.is_not(None), Subscriber.email.is_not(None),
-                        (Subscriber.confirmation_sent_at.is_(None))
-                        | (Subscriber.confirmation_sent_at < Subscriber.confirmation_requested_at))
-                 .order_by(Subscriber.confirmation_requested_at).limit(limit))
+        query = (
+            select(Subscriber)
+            .where(
+                Subscriber.confirmation_requested_at.is_not(None),
+                Subscriber.email.is_not(None),
+                (Subscriber.confirmation_sent_at.is_(None))
+                | (Subscriber.confirmation_sent_at < Subscriber.confirmation_requested_at),
+            )
+            .order_by(Subscriber.confirmation_requested_at)
+            .limit(limit)
+        )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         claimed = session.scalars(query).all()
@@ -38,17 +54,42 @@ def send_confirmations(factory: sessionmaker[Session], clock: Clock, provider, s
             previous = sub.confirmation_sent_at
             sub.confirmation_sent_at = now
             url = confirm_url(base_url, confirm_token(signer, sub.public_token))
-            mails.append((sub.id, previous, sub.email, confirmation_email(
-                templates_dir, brand=brand, postal_address=postal_address, locale=sub.locale,
-                first_name=sub.first_name, url=url)))
+            mails.append(
+                (
+                    sub.id,
+                    previous,
+                    sub.email,
+                    confirmation_email(
+                        templates_dir,
+                        brand=brand,
+                        postal_address=postal_address,
+                        locale=sub.locale,
+                        first_name=sub.first_name,
+                        url=url,
+                    ),
+                )
+            )
     sent = 0
     for subscriber_id, previous, address, content in mails:
-        (result,) = provider.send_emails([OutgoingEmail(
-            0, address, content, f"{base_url}/signup", "confirm-" + secrets.token_urlsafe(9), adhoc=True)])
+        (result,) = provider.send_emails(
+            [
+                OutgoingEmail(
+                    0,
+                    address,
+                    content,
+                    f"{base_url}/signup",
+                    "confirm-" + secrets.token_urlsafe(9),
+                    adhoc=True,
+                )
+            ]
+        )
         if result.try_again_later:
             with transaction(factory) as session:
-                session.execute(update(Subscriber).where(Subscriber.id == subscriber_id)
-                                .values(confirmation_sent_at=previous))
+                session.execute(
+                    update(Subscriber)
+                    .where(Subscriber.id == subscriber_id)
+                    .values(confirmation_sent_at=previous)
+                )
         else:
             sent += result.outcome is Outcome.ACCEPTED
     return sent

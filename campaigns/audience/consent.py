@@ -33,7 +33,6 @@ def record_consent(
     return record
 
 
-
 def has_consent(session: Session, subscriber_id: int, channel: str) -> bool:
     latest = session.scalar(
         select(ConsentRecord.action)

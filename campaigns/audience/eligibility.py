@@ -17,7 +17,14 @@ from campaigns.audience.subscribers import address_for
 from campaigns.db import id_in
 from campaigns.models import ConsentRecord, Enrollment, Message, Subscriber, Suppression
 from campaigns.reasons import Reason
-from campaigns.states import CHANNELS, Channel, ConsentAction, EnrollmentStatus, MessageStatus, SubscriberStatus
+from campaigns.states import (
+    CHANNELS,
+    Channel,
+    ConsentAction,
+    EnrollmentStatus,
+    MessageStatus,
+    SubscriberStatus,
+)
 
 
 class Facts:
@@ -41,8 +48,15 @@ class Facts:
         if emails or phones:
             rows = session.execute(
                 select(Suppression.channel, Suppression.address, Suppression.reason).where(
-                    ((Suppression.channel == Channel.EMAIL) & id_in(session, Suppression.address, emails))
-                    | ((Suppression.channel == Channel.SMS) & id_in(session, Suppression.address, phones)))
+                    (
+                        (Suppression.channel == Channel.EMAIL)
+                        & id_in(session, Suppression.address, emails)
+                    )
+                    | (
+                        (Suppression.channel == Channel.SMS)
+                        & id_in(session, Suppression.address, phones)
+                    )
+                )
             )
             self.suppressed = {(c, a): r for c, a, r in rows}
 
@@ -53,10 +67,14 @@ class Facts:
         address = address_for(subscriber, channel)
         if not address:
             return None
-        return self.suppressed.get((channel, address.lower() if channel == Channel.EMAIL else address))
+        return self.suppressed.get(
+            (channel, address.lower() if channel == Channel.EMAIL else address)
+        )
 
     def reachable(self, subscriber: Subscriber) -> list[str]:
-        return [c for c in CHANNELS if address_for(subscriber, c) and self.has_consent(subscriber, c)]
+        return [
+            c for c in CHANNELS if address_for(subscriber, c) and self.has_consent(subscriber, c)
+        ]
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,9 @@ def stop_for(subscriber: Subscriber, channel: str, facts: Facts) -> Stop | None:
 
 def reachable_channels(session: Session, subscriber: Subscriber) -> list[str]:
     """The channels one person can be reached on now: an address and consent."""
-    return [c for c in CHANNELS if address_for(subscriber, c) and has_consent(session, subscriber.id, c)]
+    return [
+        c for c in CHANNELS if address_for(subscriber, c) and has_consent(session, subscriber.id, c)
+    ]
 
 
 @dataclass
@@ -109,10 +129,22 @@ def recheck(session: Session, messages: list[Message], channel: str) -> Checked:
     """Re-read the people and courses behind `messages` and say which must not go: an
     exited course, an unsubscribe, STOP, bounce or complaint, a revoked consent. A few
     queries for the whole batch, whatever its size."""
-    subscribers = {s.id: s for s in session.scalars(
-        select(Subscriber).where(id_in(session, Subscriber.id, {m.subscriber_id for m in messages})))}
-    enrollments = {e.id: e for e in session.scalars(
-        select(Enrollment).where(id_in(session, Enrollment.id, {m.enrollment_id for m in messages})))}
+    subscribers = {
+        s.id: s
+        for s in session.scalars(
+            select(Subscriber).where(
+                id_in(session, Subscriber.id, {m.subscriber_id for m in messages})
+            )
+        )
+    }
+    enrollments = {
+        e.id: e
+        for e in session.scalars(
+            select(Enrollment).where(
+                id_in(session, Enrollment.id, {m.enrollment_id for m in messages})
+            )
+        )
+    }
     facts = Facts(session, list(subscribers.values()))
     stops: dict[int, Stop] = {}
     for msg in messages:
@@ -121,8 +153,11 @@ def recheck(session: Session, messages: list[Message], channel: str) -> Checked:
         stop = stop_for(subscribers[msg.subscriber_id], channel, facts)
         enrollment = enrollments[msg.enrollment_id]
         if stop is None and enrollment.status == EnrollmentStatus.EXITED:
-            stop = Stop.of(MessageStatus.SKIPPED, Reason.ENROLLMENT_EXITED,
-                           cause=enrollment.exit_reason or "no reason recorded")
+            stop = Stop.of(
+                MessageStatus.SKIPPED,
+                Reason.ENROLLMENT_EXITED,
+                cause=enrollment.exit_reason or "no reason recorded",
+            )
         if stop is not None:
             stops[msg.id] = stop
     return Checked(subscribers, enrollments, facts, stops)

@@ -50,11 +50,29 @@ from campaigns.audience.subscribers import (
 from campaigns.audience.suppression import suppression_for
 from campaigns.states import ConsentAction, SubscriberStatus
 
-COLUMNS = ("email", "phone", "first_name", "locale", "timezone", "consent_email", "consent_sms",
-           "consent_source", "consent_date")
-ALIASES = {"e_mail": "email", "email_address": "email", "phone_number": "phone", "mobile": "phone",
-           "mobile_phone": "phone", "cell": "phone", "firstname": "first_name", "language": "locale",
-           "time_zone": "timezone", "tz": "timezone"}
+COLUMNS = (
+    "email",
+    "phone",
+    "first_name",
+    "locale",
+    "timezone",
+    "consent_email",
+    "consent_sms",
+    "consent_source",
+    "consent_date",
+)
+ALIASES = {
+    "e_mail": "email",
+    "email_address": "email",
+    "phone_number": "phone",
+    "mobile": "phone",
+    "mobile_phone": "phone",
+    "cell": "phone",
+    "firstname": "first_name",
+    "language": "locale",
+    "time_zone": "timezone",
+    "tz": "timezone",
+}
 YES = {"yes", "y", "true", "1"}
 NO = {"no", "n", "false", "0", ""}
 _LOCALE = re.compile(r"^[a-z]{2}([-_][a-z]{2})?$")
@@ -120,8 +138,10 @@ def read_records(raw: bytes) -> tuple[list[str], Iterator[tuple[int, list[str], 
         try:
             text = chunk.decode("utf-8")
         except UnicodeDecodeError as exc:
-            bad[number] = (f"not UTF-8 text (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1}); "
-                           f"save the file as 'CSV UTF-8'")
+            bad[number] = (
+                f"not UTF-8 text (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1}); "
+                f"save the file as 'CSV UTF-8'"
+            )
             text = chunk.decode("utf-8", "backslashreplace")  # kept, escaped, for the rejects file
         numbers.append(number)
         texts.append(text + "\n")
@@ -138,7 +158,7 @@ def read_records(raw: bytes) -> tuple[list[str], Iterator[tuple[int, list[str], 
                 return
             except csv.Error as exc:  # e.g. a field over the size limit: that record only
                 fields, problem = [], f"not readable as CSV ({exc})"
-            spanned = numbers[consumed:reader.line_num] or numbers[-1:]
+            spanned = numbers[consumed : reader.line_num] or numbers[-1:]
             consumed = reader.line_num
             problem = next((bad[n] for n in spanned if n in bad), problem)
             if problem or any(f.strip() for f in fields):  # blank lines are not records
@@ -169,8 +189,10 @@ def map_header(header: list[str]) -> tuple[dict[str, int], list[str]]:
         index[key] = i
     if "email" not in index and "phone" not in index:
         found = ", ".join(repr(h.strip()) for h in header) or "nothing"
-        raise ImportFileError(f"the header row has no email or phone column (found {found}); "
-                              f"expected columns: {', '.join(COLUMNS)}")
+        raise ImportFileError(
+            f"the header row has no email or phone column (found {found}); "
+            f"expected columns: {', '.join(COLUMNS)}"
+        )
     return index, ignored
 
 
@@ -183,7 +205,9 @@ def _flag(value: str, name: str) -> bool:
     raise RowError(f"{name}: {value!r} is not yes/no/true/false/1/0")
 
 
-def parse_row(line: int, fields: list[str], index: dict[str, int], width: int, now: datetime) -> Row:
+def parse_row(
+    line: int, fields: list[str], index: dict[str, int], width: int, now: datetime
+) -> Row:
     """Every check a record needs, before anything is written."""
     if len(fields) != width:
         raise RowError(f"expected {width} columns, found {len(fields)}")
@@ -204,7 +228,10 @@ def parse_row(line: int, fields: list[str], index: dict[str, int], width: int, n
     if locale and not _LOCALE.match(locale.lower()):
         raise RowError(f"locale: {locale!r} is not a language code like en or es")
     consent = []
-    for channel, address, what in (("email", email, "email address"), ("sms", phone, "phone number")):
+    for channel, address, what in (
+        ("email", email, "email address"),
+        ("sms", phone, "phone number"),
+    ):
         if _flag(get(f"consent_{channel}") or "", f"consent_{channel}"):
             if not address:
                 raise RowError(f"consent_{channel}: yes, but the row has no {what}")
@@ -217,17 +244,44 @@ def parse_row(line: int, fields: list[str], index: dict[str, int], width: int, n
             raise RowError(f"consent_date: {date!r} is not a date like 2026-01-31") from None
         if (when if when.tzinfo else when.replace(tzinfo=UTC)) > now:
             raise RowError(f"consent_date: {date!r} is in the future")
-    return Row(line, email, phone, get("first_name"), locale.lower() if locale else None, timezone,
-               tuple(consent), get("consent_source"), date)
+    return Row(
+        line,
+        email,
+        phone,
+        get("first_name"),
+        locale.lower() if locale else None,
+        timezone,
+        tuple(consent),
+        get("consent_source"),
+        date,
+    )
 
 
 # ---------------------------------------------------------------- writing
 
 
-def _import_row(session: Session, clock: Clock, registry: Registry, policy: Policy, row: Row, *,
-                campaign_key: str, source: str, file_name: str, report: ImportReport) -> None:
-    by_email = session.scalar(select(Subscriber).where(Subscriber.email == row.email)) if row.email else None
-    by_phone = session.scalar(select(Subscriber).where(Subscriber.phone == row.phone)) if row.phone else None
+def _import_row(
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    policy: Policy,
+    row: Row,
+    *,
+    campaign_key: str,
+    source: str,
+    file_name: str,
+    report: ImportReport,
+) -> None:
+    by_email = (
+        session.scalar(select(Subscriber).where(Subscriber.email == row.email))
+        if row.email
+        else None
+    )
+    by_phone = (
+        session.scalar(select(Subscriber).where(Subscriber.phone == row.phone))
+        if row.phone
+        else None
+    )
     if by_email is not None and by_phone is not None and by_email.id != by_phone.id:
         raise RowError("email and phone belong to two different subscribers")
     known = by_email or by_phone
@@ -236,13 +290,29 @@ def _import_row(session: Session, clock: Clock, registry: Registry, policy: Poli
         raise RowError("phone: this number belongs to a subscriber with a different email address")
     if known is not None and row.phone and known.phone and known.phone != row.phone:
         raise RowError("email: this address belongs to a subscriber with a different phone number")
-    sub = upsert_subscriber(session, clock, email=row.email, phone=row.phone, first_name=row.first_name,
-                            locale=row.locale, timezone=row.timezone, source="import")
-    evidence = {"file": file_name, "line": row.line, "import_source": source,
-                "consent_source": row.consent_source or source, "consent_date": row.consent_date}
+    sub = upsert_subscriber(
+        session,
+        clock,
+        email=row.email,
+        phone=row.phone,
+        first_name=row.first_name,
+        locale=row.locale,
+        timezone=row.timezone,
+        source="import",
+    )
+    evidence = {
+        "file": file_name,
+        "line": row.line,
+        "import_source": source,
+        "consent_source": row.consent_source or source,
+        "consent_date": row.consent_date,
+    }
     for channel in row.consent:
-        history = session.scalar(select(ConsentRecord.id).where(
-            ConsentRecord.subscriber_id == sub.id, ConsentRecord.channel == channel).limit(1))
+        history = session.scalar(
+            select(ConsentRecord.id)
+            .where(ConsentRecord.subscriber_id == sub.id, ConsentRecord.channel == channel)
+            .limit(1)
+        )
         address = row.email if channel == "email" else row.phone
         # A channel with any history (granted, or revoked since) is left as it is.
         if history is None and suppression_for(session, channel, address) is None:
@@ -253,13 +323,20 @@ def _import_row(session: Session, clock: Clock, registry: Registry, policy: Poli
     if not row.consent:
         report.not_enrolled.append((row.line, "the row gives no consent"))
         return
-    if sub.status == SubscriberStatus.UNSUBSCRIBED or not set(row.consent) & set(reachable_channels(session, sub)):
+    if sub.status == SubscriberStatus.UNSUBSCRIBED or not set(row.consent) & set(
+        reachable_channels(session, sub)
+    ):
         report.not_enrolled.append((row.line, _why_not(session, sub, row.consent)))
         return
-    if sub.status == SubscriberStatus.PENDING:  # awaiting a web sign-up's confirmation; the file's consent will do
+    if (
+        sub.status == SubscriberStatus.PENDING
+    ):  # awaiting a web sign-up's confirmation; the file's consent will do
         sub.status = SubscriberStatus.ACTIVE
-    existing = session.scalar(select(Enrollment.id).where(
-        Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key))
+    existing = session.scalar(
+        select(Enrollment.id).where(
+            Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key
+        )
+    )
     enroll(session, clock, registry, sub, campaign_key, policy, source="import")
     if existing is None:
         report.enrolled += 1
@@ -275,9 +352,18 @@ def _why_not(session: Session, sub: Subscriber, channels: tuple[str, ...]) -> st
     return "; ".join(found) + "; an import never subscribes anyone again"
 
 
-def import_file(factory: sessionmaker[Session], clock: Clock, registry: Registry, policy: Policy, path: Path,
-                *, campaign_key: str, source: str = "import", dry_run: bool = False,
-                batch_size: int = 200) -> ImportReport:
+def import_file(
+    factory: sessionmaker[Session],
+    clock: Clock,
+    registry: Registry,
+    policy: Policy,
+    path: Path,
+    *,
+    campaign_key: str,
+    source: str = "import",
+    dry_run: bool = False,
+    batch_size: int = 200,
+) -> ImportReport:
     """Import every good record of `path`; ImportFileError when the file is unusable."""
     path = Path(path)
     registry.get(campaign_key)  # a missing or broken campaign stops here, before any row
@@ -298,13 +384,27 @@ def import_file(factory: sessionmaker[Session], clock: Clock, registry: Registry
             try:
                 row = parse_row(line, fields, index, len(header), clock.now())
                 with session.begin_nested():
-                    _import_row(session, clock, registry, policy, row, campaign_key=campaign_key,
-                                source=source, file_name=path.name, report=report)
+                    _import_row(
+                        session,
+                        clock,
+                        registry,
+                        policy,
+                        row,
+                        campaign_key=campaign_key,
+                        source=source,
+                        file_name=path.name,
+                        report=report,
+                    )
             except RowError as exc:
                 report.rejects.append(Reject(line, str(exc), fields))
             except IntegrityError:  # someone else wrote the same address meanwhile
-                report.rejects.append(Reject(line, "conflicts with a subscriber saved at the same time; "
-                                                   "import the file again", fields))
+                report.rejects.append(
+                    Reject(
+                        line,
+                        "conflicts with a subscriber saved at the same time; import the file again",
+                        fields,
+                    )
+                )
             if not dry_run and report.read % batch_size == 0:
                 session.commit()
         if dry_run:
@@ -345,7 +445,10 @@ def summary(report: ImportReport) -> str:
     if report.ignored_columns:
         lines.append(f"ignored columns: {', '.join(report.ignored_columns)}")
     lines += [f"  line {line}: not enrolled: {reason}" for line, reason in report.not_enrolled]
-    lines += [f"  line {r.line}: skipped: {r.reason}" for r in sorted(report.rejects, key=lambda r: r.line)]
+    lines += [
+        f"  line {r.line}: skipped: {r.reason}"
+        for r in sorted(report.rejects, key=lambda r: r.line)
+    ]
     if report.rejects_path is not None:
         lines.append(f"rejects written to {report.rejects_path}")
     return "\n".join(lines)

@@ -46,9 +46,14 @@ def unsubscribe(
     session.flush()
 
 
-
-def resubscribe(session: Session, clock: Clock, subscriber: Subscriber, channel: str, source: str,
-                evidence: dict | None = None) -> bool:
+def resubscribe(
+    session: Session,
+    clock: Clock,
+    subscriber: Subscriber,
+    channel: str,
+    source: str,
+    evidence: dict | None = None,
+) -> bool:
     """An explicit opt-in again (START, the preference page). Records consent, lifts the
     opt-out, and resumes the courses that the opt-out ended. False when the address stays
     suppressed for a reason the person cannot waive."""
@@ -60,10 +65,12 @@ def resubscribe(session: Session, clock: Clock, subscriber: Subscriber, channel:
         subscriber.status = SubscriberStatus.ACTIVE
         subscriber.updated_at = clock.now()
         for enrollment in session.scalars(
-            select(Enrollment).where(Enrollment.subscriber_id == subscriber.id,
-                                     Enrollment.status == EnrollmentStatus.EXITED,
-                                     Enrollment.exit_reason == "unsubscribed",
-                                     Enrollment.next_step_key.is_not(None))
+            select(Enrollment).where(
+                Enrollment.subscriber_id == subscriber.id,
+                Enrollment.status == EnrollmentStatus.EXITED,
+                Enrollment.exit_reason == "unsubscribed",
+                Enrollment.next_step_key.is_not(None),
+            )
         ):
             enrollment.status = EnrollmentStatus.ACTIVE
             enrollment.exit_reason = None

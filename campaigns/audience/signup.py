@@ -55,23 +55,29 @@ JOIN_WORDS = {"JOIN": "en", "UNIRME": "es"}
 # The wording beside the SMS checkbox. It is the legal record of what the person agreed
 # to (TCPA), so the form shows exactly this and the consent record stores exactly this.
 SMS_CONSENT = {
-    "en": ("By checking this box you agree to receive recurring educational texts from {brand}. "
-           "Msg & data rates may apply. Reply STOP to opt out, HELP for help. "
-           "Consent is not a condition of any purchase or care."),
-    "es": ("Al marcar esta casilla aceptas recibir mensajes de texto educativos periódicos de {brand}. "
-           "Pueden aplicarse tarifas de mensajes y datos. Responde STOP para cancelar, HELP para "
-           "recibir ayuda. El consentimiento no es condición para ninguna compra ni atención médica."),
+    "en": (
+        "By checking this box you agree to receive recurring educational texts from {brand}. "
+        "Msg & data rates may apply. Reply STOP to opt out, HELP for help. "
+        "Consent is not a condition of any purchase or care."
+    ),
+    "es": (
+        "Al marcar esta casilla aceptas recibir mensajes de texto educativos periódicos de {brand}. "
+        "Pueden aplicarse tarifas de mensajes y datos. Responde STOP para cancelar, HELP para "
+        "recibir ayuda. El consentimiento no es condición para ninguna compra ni atención médica."
+    ),
 }
 # The opt-in confirmation carriers expect after a keyword; GSM-7 only, nothing about health.
 JOIN_REPLY = {
     "en": "{brand}: You're signed up for educational texts. Msg freq varies. Msg&data rates may apply. "
-          "Reply HELP for help, STOP to opt out.",
+    "Reply HELP for help, STOP to opt out.",
     "es": "{brand}: Te inscribiste para recibir mensajes educativos. Frecuencia variable. Pueden aplicar "
-          "tarifas de msj y datos. Responde HELP para ayuda, STOP para cancelar.",
+    "tarifas de msj y datos. Responde HELP para ayuda, STOP para cancelar.",
 }
 # Subject lines say nothing about health (invariant 8).
-CONFIRM_SUBJECT = {"en": "Please confirm your email for {brand}",
-                   "es": "Confirma tu correo para {brand}"}
+CONFIRM_SUBJECT = {
+    "en": "Please confirm your email for {brand}",
+    "es": "Confirma tu correo para {brand}",
+}
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
@@ -150,23 +156,50 @@ def _validate(email, phone, locale, timezone, channels, evidence, region):
     return email, phone, wanted
 
 
-def _grant(session: Session, clock: Clock, sub: Subscriber, channel: str, source: str,
-           evidence: dict | None) -> None:
+def _grant(
+    session: Session,
+    clock: Clock,
+    sub: Subscriber,
+    channel: str,
+    source: str,
+    evidence: dict | None,
+) -> None:
     """Record a new grant, unless consent is already on record or the address has opted
     out: an opt-out stands until the person lifts it from their own inbox or phone."""
-    if has_consent(session, sub.id, channel) or suppression_for(session, channel, address_for(sub, channel)):
+    if has_consent(session, sub.id, channel) or suppression_for(
+        session, channel, address_for(sub, channel)
+    ):
         return
     record_consent(session, clock, sub, channel, ConsentAction.GRANTED, source, evidence)
 
 
 def start_signup(
-    session: Session, clock: Clock, *, email: str | None, phone: str | None, first_name: str | None,
-    locale: str | None, timezone: str | None, channels, evidence: dict | None, double_opt_in: bool,
-    signer: Signer, registry: Registry, policy: Policy, campaign_key: str, phone_region: str = "US",
+    session: Session,
+    clock: Clock,
+    *,
+    email: str | None,
+    phone: str | None,
+    first_name: str | None,
+    locale: str | None,
+    timezone: str | None,
+    channels,
+    evidence: dict | None,
+    double_opt_in: bool,
+    signer: Signer,
+    registry: Registry,
+    policy: Policy,
+    campaign_key: str,
+    phone_region: str = "US",
 ) -> SignupResult:
-    email, phone, wanted = _validate(email, phone, locale, timezone, channels, evidence, phone_region)
-    by_email = session.scalar(select(Subscriber).where(Subscriber.email == email)) if email else None
-    by_phone = session.scalar(select(Subscriber).where(Subscriber.phone == phone)) if phone else None
+    email, phone, wanted = _validate(
+        email, phone, locale, timezone, channels, evidence, phone_region
+    )
+    by_email = (
+        session.scalar(select(Subscriber).where(Subscriber.email == email)) if email else None
+    )
+    by_phone = (
+        session.scalar(select(Subscriber).where(Subscriber.phone == phone)) if phone else None
+    )
     if by_email is not None and by_phone is not None and by_email.id != by_phone.id:
         # Two records; merging people is the care team's decision, not an anonymous form's.
         phone = None
@@ -176,7 +209,11 @@ def start_signup(
         return known is None or not getattr(known, field)
 
     sub = upsert_subscriber(
-        session, clock, email=email, phone=phone, source="form",
+        session,
+        clock,
+        email=email,
+        phone=phone,
+        source="form",
         first_name=first_name if blank("first_name") else None,
         locale=lang(locale) if locale and blank("locale") else None,
         timezone=(timezone or None) if blank("timezone") else None,
@@ -185,8 +222,11 @@ def start_signup(
     email_ok = "email" in wanted and sub.email == email
     if "sms" in wanted and phone and sub.phone == phone:
         _grant(session, clock, sub, "sms", "form", evidence)
-    enrolled = session.scalar(select(Enrollment).where(
-        Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key))
+    enrolled = session.scalar(
+        select(Enrollment).where(
+            Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key
+        )
+    )
     needs_confirmation = False
     if email_ok and double_opt_in:
         if known is None:
@@ -194,8 +234,9 @@ def start_signup(
         # No mail when there is nothing to confirm (already enrolled with email consent) or
         # the address may not be mailed at all (bounce, complaint). The page reads the same.
         blocked = suppression_for(session, "email", sub.email)
-        needs_confirmation = (enrolled is None or not has_consent(session, sub.id, "email")) and not (
-            blocked is not None and not waivable(blocked.reason))
+        needs_confirmation = (
+            enrolled is None or not has_consent(session, sub.id, "email")
+        ) and not (blocked is not None and not waivable(blocked.reason))
     else:
         if email_ok:
             _grant(session, clock, sub, "email", "form", evidence)
@@ -206,33 +247,61 @@ def start_signup(
         sub.confirmation_requested_at = clock.now()  # the notify task mails it (workers/tasks.py)
     session.flush()
     return SignupResult(
-        subscriber_id=sub.id, created=known is None, needs_confirmation=needs_confirmation,
+        subscriber_id=sub.id,
+        created=known is None,
+        needs_confirmation=needs_confirmation,
         confirm_token=confirm_token(signer, sub.public_token) if needs_confirmation else None,
         confirm_to=sub.email if needs_confirmation else None,
         enrollment_id=enrolled.id if enrolled is not None else None,
-        locale=sub.locale, first_name=sub.first_name,
+        locale=sub.locale,
+        first_name=sub.first_name,
     )
 
 
-def confirm(session: Session, clock: Clock, registry: Registry, policy: Policy, subscriber_public_token: str,
-            *, campaign_key: str, evidence: dict | None = None) -> Enrollment:
+def confirm(
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    policy: Policy,
+    subscriber_public_token: str,
+    *,
+    campaign_key: str,
+    evidence: dict | None = None,
+) -> Enrollment:
     """The click from the mailbox: email consent, active, enrolled. Idempotent."""
-    sub = session.scalar(select(Subscriber).where(Subscriber.public_token == subscriber_public_token))
+    sub = session.scalar(
+        select(Subscriber).where(Subscriber.public_token == subscriber_public_token)
+    )
     if sub is None or not sub.email:
         raise SignupNotFound("this link is not valid")
     if not has_consent(session, sub.id, "email"):
         # Proof of the mailbox, so an earlier unsubscribe of it may be lifted (a bounce or
         # complaint may not: resubscribe refuses those and sending keeps suppressing).
-        resubscribe(session, clock, sub, "email", "double_opt_in",
-                    {"method": "double_opt_in", **(evidence or {})})
+        resubscribe(
+            session,
+            clock,
+            sub,
+            "email",
+            "double_opt_in",
+            {"method": "double_opt_in", **(evidence or {})},
+        )
     if sub.status == SubscriberStatus.PENDING:
         sub.status = SubscriberStatus.ACTIVE
         sub.updated_at = clock.now()
     return enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
 
 
-def signup_by_sms(session: Session, clock: Clock, registry: Registry, policy: Policy, from_number: str,
-                  body: str, *, campaign_key: str, message_sid: str | None = None) -> Enrollment | None:
+def signup_by_sms(
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    policy: Policy,
+    from_number: str,
+    body: str,
+    *,
+    campaign_key: str,
+    message_sid: str | None = None,
+) -> Enrollment | None:
     """JOIN / UNIRME from a phone: SMS consent with the text as evidence, enrolled.
     None when the text is not a join keyword, the sender is not a phone number, or the
     number is suppressed for a reason the person cannot lift (e.g. invalid)."""
@@ -245,11 +314,14 @@ def signup_by_sms(session: Session, clock: Clock, registry: Registry, policy: Po
         return None
     sub = session.scalar(select(Subscriber).where(Subscriber.phone == phone))
     if sub is None:
-        sub = upsert_subscriber(session, clock, phone=phone, locale=JOIN_WORDS[word], source="sms_keyword")
+        sub = upsert_subscriber(
+            session, clock, phone=phone, locale=JOIN_WORDS[word], source="sms_keyword"
+        )
     evidence = {"keyword": word, "inbound_text": (body or "")[:500], "message_sid": message_sid}
     # Texting the keyword is the person's own opt-in, so it lifts their earlier STOP.
     if not has_consent(session, sub.id, "sms") and not resubscribe(
-            session, clock, sub, "sms", "sms_keyword", evidence):
+        session, clock, sub, "sms", "sms_keyword", evidence
+    ):
         return None
     if sub.status != SubscriberStatus.ACTIVE:
         sub.status = SubscriberStatus.ACTIVE
@@ -257,18 +329,39 @@ def signup_by_sms(session: Session, clock: Clock, registry: Registry, policy: Po
     return enroll(session, clock, registry, sub, campaign_key, policy, source="sms_keyword")
 
 
-def confirmation_email(templates_dir: Path, *, brand: str, postal_address: str, locale: str | None,
-                       first_name: str | None, url: str) -> RenderedEmail:
+def confirmation_email(
+    templates_dir: Path,
+    *,
+    brand: str,
+    postal_address: str,
+    locale: str | None,
+    first_name: str | None,
+    url: str,
+) -> RenderedEmail:
     """The double opt-in message, from `_system/<locale>/confirm.{html,txt}` in the
     configured templates folder, else the copy shipped with the code."""
-    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(templates_dir)),
-                                  jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))])
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader(str(templates_dir)),
+            jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)),
+        ]
+    )
     code = lang(locale)
     subject = CONFIRM_SUBJECT[code].replace("{brand}", brand)
-    ctx = {"brand": brand, "postal_address": postal_address, "first_name": first_name,
-           "confirm_url": url, "subject": subject, "locale": code}
-    html_env = SandboxedEnvironment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True)
-    text_env = SandboxedEnvironment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=False)
+    ctx = {
+        "brand": brand,
+        "postal_address": postal_address,
+        "first_name": first_name,
+        "confirm_url": url,
+        "subject": subject,
+        "locale": code,
+    }
+    html_env = SandboxedEnvironment(
+        loader=loader, undefined=jinja2.StrictUndefined, autoescape=True
+    )
+    text_env = SandboxedEnvironment(
+        loader=loader, undefined=jinja2.StrictUndefined, autoescape=False
+    )
     html = css_inline.inline(html_env.get_template(f"_system/{code}/confirm.html").render(**ctx))
     text = text_env.get_template(f"_system/{code}/confirm.txt").render(**ctx).strip() + "\n"
     return RenderedEmail(subject=subject, preheader="", html=html, text=text)

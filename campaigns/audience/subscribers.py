@@ -121,5 +121,3 @@ def upsert_subscriber(
     for channel in consent:
         record_consent(session, clock, sub, channel, ConsentAction.GRANTED, source, evidence)
     return sub
-
-

@@ -21,7 +21,6 @@ def suppression_for(session: Session, channel: str, address: str | None) -> Supp
     )
 
 
-
 def suppress(
     session: Session, clock: Clock, channel: str, address: str, reason: str, source: str
 ) -> Suppression:
@@ -48,12 +47,10 @@ def suppress(
     return row
 
 
-
 def waivable(reason: str) -> bool:
     """Opt-outs the person may take back (unsubscribe, STOP, the carrier's 21610);
     bounces, complaints and invalid numbers are not theirs to lift."""
     return reason == "stop" or reason.startswith("unsubscribed")
-
 
 
 def lift_unsubscribe(session: Session, channel: str, address: str) -> bool:

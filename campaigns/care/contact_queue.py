@@ -54,7 +54,9 @@ class QueueItem:
     note: str | None = field(repr=False)
 
 
-def queue(session: Session, statuses: tuple[str, ...] = NOT_CLOSED, limit: int = 500) -> list[QueueItem]:
+def queue(
+    session: Session, statuses: tuple[str, ...] = NOT_CLOSED, limit: int = 500
+) -> list[QueueItem]:
     """Requests in the given statuses, oldest first (the longest wait is called first)."""
     rows = session.execute(
         select(ContactRequest, Subscriber)
@@ -65,17 +67,31 @@ def queue(session: Session, statuses: tuple[str, ...] = NOT_CLOSED, limit: int =
     ).all()
     return [
         QueueItem(
-            id=req.id, status=req.status, created_at=req.created_at, handled_at=req.handled_at,
-            first_name=sub.first_name, preferred_channel=req.preferred_channel,
-            preferred_time=req.preferred_time, campaign_key=req.campaign_key, step_key=req.step_key,
-            email=sub.email, phone=sub.phone, note=req.note,
+            id=req.id,
+            status=req.status,
+            created_at=req.created_at,
+            handled_at=req.handled_at,
+            first_name=sub.first_name,
+            preferred_channel=req.preferred_channel,
+            preferred_time=req.preferred_time,
+            campaign_key=req.campaign_key,
+            step_key=req.step_key,
+            email=sub.email,
+            phone=sub.phone,
+            note=req.note,
         )
         for req, sub in rows
     ]
 
 
-def mark(session: Session, clock: Clock, request_id: int | str, status: str, by: str,
-         note: str | None = None) -> ContactRequest:
+def mark(
+    session: Session,
+    clock: Clock,
+    request_id: int | str,
+    status: str,
+    by: str,
+    note: str | None = None,
+) -> ContactRequest:
     """Mark a request contacted or closed. Marking it with the status it already has is
     a no-op (a double-clicked button); a closed request stays closed."""
     if status not in MARKS:
@@ -98,12 +114,23 @@ def mark(session: Session, clock: Clock, request_id: int | str, status: str, by:
     previous = request.status
     request.status = status
     request.handled_at = now
-    session.add(Event(
-        message_id=request.message_id, subscriber_id=request.subscriber_id, type=HANDLED_EVENT,
-        provider="admin", occurred_at=now, received_at=now,
-        payload={"request_id": rid, "from": previous, "to": status, "by": by[:80],
-                 "note": (note or "").strip()[:2000] or None},
-    ))
+    session.add(
+        Event(
+            message_id=request.message_id,
+            subscriber_id=request.subscriber_id,
+            type=HANDLED_EVENT,
+            provider="admin",
+            occurred_at=now,
+            received_at=now,
+            payload={
+                "request_id": rid,
+                "from": previous,
+                "to": status,
+                "by": by[:80],
+                "note": (note or "").strip()[:2000] or None,
+            },
+        )
+    )
     _resume_course(session, request, now)
     session.flush()
     log.info("contact request %s: %s -> %s by %s", rid, previous, status, by[:80])
@@ -117,5 +144,13 @@ def _resume_course(session: Session, request: ContactRequest, now) -> None:
         return
     message = session.get(Message, request.message_id)
     enrollment = session.get(Enrollment, message.enrollment_id) if message else None
-    if enrollment is not None and enrollment.status == EnrollmentStatus.PAUSED and enrollment.exit_reason == "asked to be contacted":
-        enrollment.status, enrollment.exit_reason, enrollment.updated_at = EnrollmentStatus.ACTIVE, None, now
+    if (
+        enrollment is not None
+        and enrollment.status == EnrollmentStatus.PAUSED
+        and enrollment.exit_reason == "asked to be contacted"
+    ):
+        enrollment.status, enrollment.exit_reason, enrollment.updated_at = (
+            EnrollmentStatus.ACTIVE,
+            None,
+            now,
+        )

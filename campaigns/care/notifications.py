@@ -22,25 +22,43 @@ from campaigns.states import ContactStatus
 
 def contact_notice(request: ContactRequest, base_url: str, brand: str) -> RenderedEmail:
     queue = f"{base_url}/admin/contact-requests"
-    text = (f"A new request to be contacted is waiting (#{request.id}, preferred: "
-            f"{request.preferred_channel or 'any'}).\n\nOpen the queue: {queue}\n\n"
-            f"-- {brand} drip service\n")
-    html = (f"<p>A new request to be contacted is waiting (#{request.id}, preferred: "
-            f"{request.preferred_channel or 'any'}).</p><p><a href=\"{queue}\">Open the queue</a></p>")
-    return RenderedEmail(subject=f"{brand}: new call request #{request.id}", preheader="", html=html, text=text)
+    text = (
+        f"A new request to be contacted is waiting (#{request.id}, preferred: "
+        f"{request.preferred_channel or 'any'}).\n\nOpen the queue: {queue}\n\n"
+        f"-- {brand} drip service\n"
+    )
+    html = (
+        f"<p>A new request to be contacted is waiting (#{request.id}, preferred: "
+        f'{request.preferred_channel or "any"}).</p><p><a href="{queue}">Open the queue</a></p>'
+    )
+    return RenderedEmail(
+        subject=f"{brand}: new call request #{request.id}", preheader="", html=html, text=text
+    )
 
 
-def announce_contact_requests(factory: sessionmaker[Session], clock: Clock, provider, to: str | None,
-                              base_url: str, brand: str, limit: int = 50) -> int:
+def announce_contact_requests(
+    factory: sessionmaker[Session],
+    clock: Clock,
+    provider,
+    to: str | None,
+    base_url: str,
+    brand: str,
+    limit: int = 50,
+) -> int:
     """Claim un-announced requests (mark them notified), commit, then mail; no lock or
     transaction is held across the provider call."""
     if not to:
         return 0  # no inbox configured: the requests wait in the admin queue
     now = clock.now()
     with transaction(factory) as session:
-        query = (select(ContactRequest)
-                 .where(ContactRequest.notified_at.is_(None), ContactRequest.status == ContactStatus.OPEN)
-                 .order_by(ContactRequest.id).limit(limit))
+        query = (
+            select(ContactRequest)
+            .where(
+                ContactRequest.notified_at.is_(None), ContactRequest.status == ContactStatus.OPEN
+            )
+            .order_by(ContactRequest.id)
+            .limit(limit)
+        )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         claimed = session.scalars(query).all()
@@ -49,12 +67,20 @@ def announce_contact_requests(factory: sessionmaker[Session], clock: Clock, prov
         notices = [(r.id, contact_notice(r, base_url, brand)) for r in claimed]
     sent = 0
     for request_id, content in notices:
-        (result,) = provider.send_emails([OutgoingEmail(
-            0, to, content, f"{base_url}/admin", f"notice-contact-{request_id}", adhoc=True)])
+        (result,) = provider.send_emails(
+            [
+                OutgoingEmail(
+                    0, to, content, f"{base_url}/admin", f"notice-contact-{request_id}", adhoc=True
+                )
+            ]
+        )
         if result.try_again_later:
             with transaction(factory) as session:
-                session.execute(update(ContactRequest).where(ContactRequest.id == request_id)
-                                .values(notified_at=None))
+                session.execute(
+                    update(ContactRequest)
+                    .where(ContactRequest.id == request_id)
+                    .values(notified_at=None)
+                )
         else:
             sent += result.outcome is Outcome.ACCEPTED
     return sent

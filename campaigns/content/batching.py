@@ -42,5 +42,3 @@ def fill(text: str, subs: dict[str, str]) -> str:
     for placeholder, value in subs.items():
         text = text.replace(placeholder, value)
     return text
-
-

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 from jinja2 import meta, nodes
 
-from campaigns.content.batching import PLACEHOLDER_LINKS, PLACEHOLDER_NAME, SharedEmail, fill, substitutions
+from campaigns.content.batching import (
+    PLACEHOLDER_LINKS,
+    PLACEHOLDER_NAME,
+    SharedEmail,
+    fill,
+    substitutions,
+)
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import Signer, links_for
@@ -39,15 +45,24 @@ STATUS_REF_PURPOSE = "s"
 
 def _plain_uses(node, parent=None, grand=None) -> bool:
     if isinstance(node, nodes.Name) and node.name == "first_name":
-        ok = (isinstance(parent, nodes.Output)
-              or (isinstance(parent, nodes.Or) and parent.left is node
-                  and isinstance(parent.right, nodes.Const) and isinstance(grand, nodes.Output))
-              or (isinstance(parent, (nodes.If, nodes.CondExpr)) and parent.test is node)
-              or (isinstance(parent, nodes.Not) and isinstance(grand, (nodes.If, nodes.CondExpr))))
+        ok = (
+            isinstance(parent, nodes.Output)
+            or (
+                isinstance(parent, nodes.Or)
+                and parent.left is node
+                and isinstance(parent.right, nodes.Const)
+                and isinstance(grand, nodes.Output)
+            )
+            or (isinstance(parent, (nodes.If, nodes.CondExpr)) and parent.test is node)
+            or (isinstance(parent, nodes.Not) and isinstance(grand, (nodes.If, nodes.CondExpr)))
+        )
         if not ok:
             return False
-    if (isinstance(node, nodes.Name) and node.name == "links"
-            and not (isinstance(parent, nodes.Getattr) and isinstance(grand, nodes.Output))):
+    if (
+        isinstance(node, nodes.Name)
+        and node.name == "links"
+        and not (isinstance(parent, nodes.Getattr) and isinstance(grand, nodes.Output))
+    ):
         return False
     return all(_plain_uses(child, node, parent) for child in node.iter_child_nodes())
 
@@ -95,30 +110,67 @@ class Composer:
         campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
         links = links_for(self.base_url, self.signer, msg.public_token)
-        key = (campaign.key, campaign.version, step.key, locale, bool(subscriber.first_name), "email")
+        key = (
+            campaign.key,
+            campaign.version,
+            step.key,
+            locale,
+            bool(subscriber.first_name),
+            "email",
+        )
         group = self._groups.get(key)
         if group is None:
-            placeholder = Recipient(PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale)
+            placeholder = Recipient(
+                PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale
+            )
             base = f"{campaign.key}/{locale}/{step.template}"
-            plain = self._plain([f"{base}.html", f"{base}.txt", f"_layout/{locale}/email.html",
-                                 f"_layout/{locale}/email.txt"],
-                                [step.subject_for(locale, campaign.fallback_locale),
-                                 step.preheader_for(locale, campaign.fallback_locale)])
-            group = self._groups[key] = _Group(self.renderer.email(campaign, step, placeholder, PLACEHOLDER_LINKS), plain)
+            plain = self._plain(
+                [
+                    f"{base}.html",
+                    f"{base}.txt",
+                    f"_layout/{locale}/email.html",
+                    f"_layout/{locale}/email.txt",
+                ],
+                [
+                    step.subject_for(locale, campaign.fallback_locale),
+                    step.preheader_for(locale, campaign.fallback_locale),
+                ],
+            )
+            group = self._groups[key] = _Group(
+                self.renderer.email(campaign, step, placeholder, PLACEHOLDER_LINKS), plain
+            )
         subs = substitutions(subscriber.first_name, links)
         shared = SharedEmail("/".join(map(str, key)), group.shared)
         content = self._fast_email(group, subscriber, subs)
         if content is None:
-            content = self.renderer.email(campaign, step, Recipient(subscriber.first_name, subscriber.locale), links)
+            content = self.renderer.email(
+                campaign, step, Recipient(subscriber.first_name, subscriber.locale), links
+            )
             fits = _filled_email(group.shared, subs) == content
             if group.verified is None and group.plain and _safe_name(subscriber):
                 group.verified = fits
-            return OutgoingEmail(msg.id, subscriber.email, content, links.unsubscribe, msg.public_token,
-                                 shared=shared if fits else None, substitutions=subs if fits else {})
-        return OutgoingEmail(msg.id, subscriber.email, content, links.unsubscribe, msg.public_token,
-                             shared=shared, substitutions=subs)
+            return OutgoingEmail(
+                msg.id,
+                subscriber.email,
+                content,
+                links.unsubscribe,
+                msg.public_token,
+                shared=shared if fits else None,
+                substitutions=subs if fits else {},
+            )
+        return OutgoingEmail(
+            msg.id,
+            subscriber.email,
+            content,
+            links.unsubscribe,
+            msg.public_token,
+            shared=shared,
+            substitutions=subs,
+        )
 
-    def _fast_email(self, group: _Group, subscriber: Subscriber, subs: dict) -> RenderedEmail | None:
+    def _fast_email(
+        self, group: _Group, subscriber: Subscriber, subs: dict
+    ) -> RenderedEmail | None:
         if group.plain and group.verified and _safe_name(subscriber):
             return _filled_email(group.shared, subs)
         return None
@@ -127,18 +179,38 @@ class Composer:
         campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
         links = links_for(self.base_url, self.signer, msg.public_token)
-        key = (campaign.key, campaign.version, step.key, locale, bool(subscriber.first_name), "sms", show_stop_help)
+        key = (
+            campaign.key,
+            campaign.version,
+            step.key,
+            locale,
+            bool(subscriber.first_name),
+            "sms",
+            show_stop_help,
+        )
         group = self._groups.get(key)
         if group is None:
-            placeholder = Recipient(PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale)
-            plain = self._plain([f"{campaign.key}/{locale}/{step.template}.sms.txt", f"_layout/{locale}/sms.txt"], [])
+            placeholder = Recipient(
+                PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale
+            )
+            plain = self._plain(
+                [f"{campaign.key}/{locale}/{step.template}.sms.txt", f"_layout/{locale}/sms.txt"],
+                [],
+            )
             group = self._groups[key] = _Group(
-                self.renderer.sms(campaign, step, placeholder, PLACEHOLDER_LINKS, show_stop_help), plain)
+                self.renderer.sms(campaign, step, placeholder, PLACEHOLDER_LINKS, show_stop_help),
+                plain,
+            )
         subs = substitutions(subscriber.first_name, links)
         if group.plain and group.verified and _safe_name(subscriber):
             return OutgoingSms(msg.id, subscriber.phone, fill(group.shared, subs), self._ref(msg))
-        body = self.renderer.sms(campaign, step, Recipient(subscriber.first_name, subscriber.locale), links,
-                                 show_stop_help)
+        body = self.renderer.sms(
+            campaign,
+            step,
+            Recipient(subscriber.first_name, subscriber.locale),
+            links,
+            show_stop_help,
+        )
         if group.verified is None and group.plain and _safe_name(subscriber):
             group.verified = fill(group.shared, subs) == body
         return OutgoingSms(msg.id, subscriber.phone, body, self._ref(msg))
@@ -152,6 +224,9 @@ def _safe_name(subscriber: Subscriber) -> bool:
 
 
 def _filled_email(shared: RenderedEmail, subs: dict[str, str]) -> RenderedEmail:
-    return RenderedEmail(subject=fill(shared.subject, subs), preheader=fill(shared.preheader, subs),
-                         html=fill(shared.html, subs), text=fill(shared.text, subs))
-
+    return RenderedEmail(
+        subject=fill(shared.subject, subs),
+        preheader=fill(shared.preheader, subs),
+        html=fill(shared.html, subs),
+        text=fill(shared.text, subs),
+    )

@@ -25,19 +25,51 @@ OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/")
 # Naming a condition where others can read it (a lock screen, a shared inbox, a
 # provider's logs) discloses health information; so does telling the reader they have it.
 CONDITION_WORDS = {
-    "en": ["osteoarthritis", "arthritis", "sciatica", "herniated", "hernia", "bursitis", "tendinitis",
-           "tendonitis", "fracture", "degenerative", "rheumatoid", "disc disease", "slipped disc"],
-    "es": ["artrosis", "osteoartritis", "artritis", "ciática", "ciatica", "hernia", "herniado",
-           "bursitis", "tendinitis", "fractura", "degenerativa", "reumatoide"],
+    "en": [
+        "osteoarthritis",
+        "arthritis",
+        "sciatica",
+        "herniated",
+        "hernia",
+        "bursitis",
+        "tendinitis",
+        "tendonitis",
+        "fracture",
+        "degenerative",
+        "rheumatoid",
+        "disc disease",
+        "slipped disc",
+    ],
+    "es": [
+        "artrosis",
+        "osteoartritis",
+        "artritis",
+        "ciática",
+        "ciatica",
+        "hernia",
+        "herniado",
+        "bursitis",
+        "tendinitis",
+        "fractura",
+        "degenerativa",
+        "reumatoide",
+    ],
 }
 _EN = "|".join(CONDITION_WORDS["en"])
 _ES = "|".join(CONDITION_WORDS["es"])
 TELLING_THE_READER = {
-    "en": [(rf"\byou (?:have|may have|might have|probably have|likely have|suffer from)"
-            rf" (?:an? )?(?:\w+ ){{0,2}}(?:{_EN})\b"),
-           rf"\byour (?:\w+ )?(?:{_EN})\b", r"\byou(?:'re| are) (?:suffering|diagnosed)\b"],
-    "es": [rf"\b(?:tienes|padeces|sufres de) (?:una? )?(?:\w+ ){{0,2}}(?:{_ES})\b",
-           rf"\btu (?:\w+ )?(?:{_ES})\b"],
+    "en": [
+        (
+            rf"\byou (?:have|may have|might have|probably have|likely have|suffer from)"
+            rf" (?:an? )?(?:\w+ ){{0,2}}(?:{_EN})\b"
+        ),
+        rf"\byour (?:\w+ )?(?:{_EN})\b",
+        r"\byou(?:'re| are) (?:suffering|diagnosed)\b",
+    ],
+    "es": [
+        rf"\b(?:tienes|padeces|sufres de) (?:una? )?(?:\w+ ){{0,2}}(?:{_ES})\b",
+        rf"\btu (?:\w+ )?(?:{_ES})\b",
+    ],
 }
 SAMPLE_NAMES = ("Maria-Fernanda", None)
 
@@ -52,9 +84,14 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        where = " ".join(p for p in (self.step and f"step {self.step}", self.channel, self.locale) if p)
-        return f"{self.severity}: {self.file}: {where}: {self.message}" if where else \
-            f"{self.severity}: {self.file}: {self.message}"
+        where = " ".join(
+            p for p in (self.step and f"step {self.step}", self.channel, self.locale) if p
+        )
+        return (
+            f"{self.severity}: {self.file}: {where}: {self.message}"
+            if where
+            else f"{self.severity}: {self.file}: {self.message}"
+        )
 
 
 @dataclass
@@ -74,7 +111,9 @@ def lint_folder(definitions_dir: Path, ctx: LintContext) -> list[Finding]:
         try:
             campaign = parse_campaign(path, ctx.templates_dir)
         except DefinitionError as exc:
-            findings += [Finding("error", path.name, "", "", "", p.split(": ", 1)[-1]) for p in exc.problems]
+            findings += [
+                Finding("error", path.name, "", "", "", p.split(": ", 1)[-1]) for p in exc.problems
+            ]
             continue
         findings += lint_campaign(campaign, ctx)
     try:
@@ -103,6 +142,7 @@ def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
 def _collector(out: list[Finding], file: str, step: str, locale: str):
     def add(severity: str, channel: str, message: str) -> None:
         out.append(Finding(severity, file, step, channel, locale, message))
+
     return add
 
 
@@ -116,15 +156,21 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
             return
     email = rendered[0]
     if not step.preheader_for(locale, campaign.fallback_locale):
-        add("warning", "email", "no preheader: mail apps will show the first line of the body instead")
+        add(
+            "warning",
+            "email",
+            "no preheader: mail apps will show the first line of the body instead",
+        )
     for label, text in (("subject", email.subject), ("preheader", email.preheader)):
         for msg in _health_detail(text, locale, strict=True):
             add("error", "email", f"{label} {msg}")
     for msg in _health_detail(email.text, locale, strict=False):
         add("error", "email", f"body {msg}")
     required = {
-        "unsubscribe link": links.unsubscribe, "preferences link": links.preferences,
-        "request-a-call link": links.contact, "postal address": ctx.postal_address,
+        "unsubscribe link": links.unsubscribe,
+        "preferences link": links.preferences,
+        "request-a-call link": links.contact,
+        "postal address": ctx.postal_address,
         "why-you-get-this line (campaign name)": campaign.name_for(locale),
         "emergency note (911)": "911",
     }
@@ -137,24 +183,38 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
             add("error", "email", f"link {url} does not lead to one of our routes")
     body_text = email.text.split("\n--\n")[0]
     reading = reading_level(body_text, locale)
-    add("info" if reading.ok else "error", "email",
-        f"reading level: {reading.measure} {reading.score}" + ("" if reading.ok else " (too hard: aim for 8th grade or below)"))
+    add(
+        "info" if reading.ok else "error",
+        "email",
+        f"reading level: {reading.measure} {reading.score}"
+        + ("" if reading.ok else " (too hard: aim for 8th grade or below)"),
+    )
 
 
 def _lint_sms(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
     for show in (True, False):
         for name in SAMPLE_NAMES:
             try:
-                text = renderer.sms(campaign, step, Recipient(name, locale), links, show_stop_help=show)
+                text = renderer.sms(
+                    campaign, step, Recipient(name, locale), links, show_stop_help=show
+                )
             except RenderError as exc:
                 add("error", "sms", str(exc))
                 return
             bad = non_gsm_characters(text)
             if bad:
-                add("error", "sms", f"characters outside GSM-7 force UCS-2 (70 a segment): {' '.join(repr(c) for c in bad)}")
+                add(
+                    "error",
+                    "sms",
+                    f"characters outside GSM-7 force UCS-2 (70 a segment): {' '.join(repr(c) for c in bad)}",
+                )
             encoding, count = segments(text)
             if count > MAX_SMS_SEGMENTS:
-                add("error", "sms", f"{count} segments ({encoding}, {len(text)} characters); at most {MAX_SMS_SEGMENTS}")
+                add(
+                    "error",
+                    "sms",
+                    f"{count} segments ({encoding}, {len(text)} characters); at most {MAX_SMS_SEGMENTS}",
+                )
             if not text.startswith(f"{ctx.brand}:"):
                 add("error", "sms", f"text must start with the brand ({ctx.brand}:)")
             if show and ("STOP" not in text or "HELP" not in text):
@@ -166,7 +226,9 @@ def _lint_sms(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
                     add("error", "sms", f"link {url} does not lead to one of our routes")
             for msg in _health_detail(text, locale, strict=True):
                 add("error", "sms", msg)
-    encoding, count = segments(renderer.sms(campaign, step, Recipient(SAMPLE_NAMES[0], locale), links, True))
+    encoding, count = segments(
+        renderer.sms(campaign, step, Recipient(SAMPLE_NAMES[0], locale), links, True)
+    )
     add("info", "sms", f"{count} segment(s), {encoding}")
 
 
@@ -174,7 +236,7 @@ def _ours(url: str, base_url: str) -> bool:
     if url.startswith("mailto:"):
         return True
     url = url.rstrip(".,)")
-    return url.startswith(base_url) and url[len(base_url):].startswith(OUR_ROUTES)
+    return url.startswith(base_url) and url[len(base_url) :].startswith(OUR_ROUTES)
 
 
 def _health_detail(text: str, locale: str, strict: bool) -> list[str]:
@@ -184,7 +246,9 @@ def _health_detail(text: str, locale: str, strict: bool) -> list[str]:
     if strict:
         for word in CONDITION_WORDS.get(lang, []):
             if re.search(rf"\b{re.escape(word)}\b", low):
-                found.append(f"names a condition ({word!r}); keep subjects and texts to the general topic")
+                found.append(
+                    f"names a condition ({word!r}); keep subjects and texts to the general topic"
+                )
     for pattern in TELLING_THE_READER.get(lang, []):
         match = re.search(pattern, low)
         if match:

@@ -31,8 +31,9 @@ class TimelineRow:
     at: datetime  # local time in the chosen zone
 
 
-def timeline(campaign: Campaign, joined: datetime, zone: str, channels: tuple[str, ...],
-             policy: Policy) -> list[TimelineRow]:
+def timeline(
+    campaign: Campaign, joined: datetime, zone: str, channels: tuple[str, ...], policy: Policy
+) -> list[TimelineRow]:
     """When each step reaches someone who joins at `joined` and can receive `channels`."""
     tz = ZoneInfo(zone)
     rows, base = [], joined
@@ -44,9 +45,18 @@ def timeline(campaign: Campaign, joined: datetime, zone: str, channels: tuple[st
     return rows
 
 
-def write_preview(campaign: Campaign, renderer: Renderer, out: Path, *, locale: str,
-                  first_name: str | None, zone: str, joined: datetime, policy: Policy,
-                  base_url: str) -> list[Path]:
+def write_preview(
+    campaign: Campaign,
+    renderer: Renderer,
+    out: Path,
+    *,
+    locale: str,
+    first_name: str | None,
+    zone: str,
+    joined: datetime,
+    policy: Policy,
+    base_url: str,
+) -> list[Path]:
     folder = out / campaign.key / locale
     folder.mkdir(parents=True, exist_ok=True)
     signer = Signer(b"preview")
@@ -60,21 +70,36 @@ def write_preview(campaign: Campaign, renderer: Renderer, out: Path, *, locale: 
             email = renderer.email(campaign, step, recipient, links)
             (folder / f"{stem}.html").write_text(email.html, encoding="utf-8")
             (folder / f"{stem}.txt").write_text(
-                f"Subject: {email.subject}\nPreheader: {email.preheader}\n\n{email.text}", encoding="utf-8")
+                f"Subject: {email.subject}\nPreheader: {email.preheader}\n\n{email.text}",
+                encoding="utf-8",
+            )
             written += [folder / f"{stem}.html", folder / f"{stem}.txt"]
         if "sms" in step.channels:
-            text = renderer.sms(campaign, step, recipient, links, show_stop_help=texts_so_far % 4 == 0)
+            text = renderer.sms(
+                campaign, step, recipient, links, show_stop_help=texts_so_far % 4 == 0
+            )
             texts_so_far += 1
             encoding, count = segments(text)
             (folder / f"{stem}.sms.txt").write_text(
-                f"{text}\n\n-- {len(text)} characters, {encoding}, {count} segment(s)\n", encoding="utf-8")
+                f"{text}\n\n-- {len(text)} characters, {encoding}, {count} segment(s)\n",
+                encoding="utf-8",
+            )
             written.append(folder / f"{stem}.sms.txt")
     rows = timeline(campaign, joined, zone, CHANNELS, policy)
-    lines = [(f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
-              f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}"),
-             (f"send window: {campaign.window.describe()}; texts only "
-              f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local"), ""]
-    lines += [f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<16} {'+'.join(r.channels)}" for r in rows]
+    lines = [
+        (
+            f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
+            f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}"
+        ),
+        (
+            f"send window: {campaign.window.describe()}; texts only "
+            f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local"
+        ),
+        "",
+    ]
+    lines += [
+        f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<16} {'+'.join(r.channels)}" for r in rows
+    ]
     (folder / "timeline.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append(folder / "timeline.txt")
     return written

@@ -55,7 +55,9 @@ class Renderer:
             loader=loader, undefined=jinja2.StrictUndefined, autoescape=True
         )
         self.text_env = SandboxedEnvironment(
-            loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
             keep_trailing_newline=False,
         )
 
@@ -69,7 +71,9 @@ class Renderer:
         except jinja2.exceptions.SecurityError as exc:
             raise RenderError(f"{name}: not allowed in a template: {exc}") from None
         except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(f"{exc.filename or name}:{exc.lineno}: syntax error: {exc.message}") from None
+            raise RenderError(
+                f"{exc.filename or name}:{exc.lineno}: syntax error: {exc.message}"
+            ) from None
         except jinja2.TemplateError as exc:
             raise RenderError(f"{name}: {exc}") from None
 
@@ -85,32 +89,51 @@ class Renderer:
             "locale": locale,
         }
 
-    def email(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links) -> RenderedEmail:
+    def email(
+        self, campaign: Campaign, step: Step, recipient: Recipient, links: Links
+    ) -> RenderedEmail:
         ctx = self.context(campaign, step, recipient, links)
         locale = ctx["locale"]
         base = f"{campaign.key}/{locale}/{step.template}"
-        subject = _one_line(self._render_string(step.subject_for(locale, campaign.fallback_locale), ctx, base + " subject"))
-        preheader = _one_line(self._render_string(step.preheader_for(locale, campaign.fallback_locale), ctx, base + " preheader"))
+        subject = _one_line(
+            self._render_string(
+                step.subject_for(locale, campaign.fallback_locale), ctx, base + " subject"
+            )
+        )
+        preheader = _one_line(
+            self._render_string(
+                step.preheader_for(locale, campaign.fallback_locale), ctx, base + " preheader"
+            )
+        )
         layout_ctx = {**ctx, "subject": subject, "preheader": preheader}
         body_html = self._render(self.html_env, base + ".html", ctx)
         html = self._render(
             self.html_env, f"_layout/{locale}/email.html", {**layout_ctx, "body": Markup(body_html)}
         )
         body_text = self._render(self.text_env, base + ".txt", ctx)
-        text = self._render(self.text_env, f"_layout/{locale}/email.txt", {**layout_ctx, "body": body_text.strip()})
+        text = self._render(
+            self.text_env, f"_layout/{locale}/email.txt", {**layout_ctx, "body": body_text.strip()}
+        )
         try:
             html = css_inline.inline(html)
         except ValueError as exc:
             raise RenderError(f"{base}.html: CSS could not be inlined: {exc}") from None
         return RenderedEmail(subject=subject, preheader=preheader, html=html, text=_tidy_text(text))
 
-    def sms(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links,
-            show_stop_help: bool) -> str:
+    def sms(
+        self,
+        campaign: Campaign,
+        step: Step,
+        recipient: Recipient,
+        links: Links,
+        show_stop_help: bool,
+    ) -> str:
         ctx = self.context(campaign, step, recipient, links)
         base = f"{campaign.key}/{ctx['locale']}/{step.template}.sms.txt"
         body = _one_line(self._render(self.text_env, base, ctx))
         wrapped = self._render(
-            self.text_env, f"_layout/{ctx['locale']}/sms.txt",
+            self.text_env,
+            f"_layout/{ctx['locale']}/sms.txt",
             {"brand": self.sender.brand, "body": body, "show_stop_help": show_stop_help},
         )
         return _one_line(wrapped)

@@ -28,8 +28,17 @@ class SendTestRequest:
     first_name: str | None = None
 
 
-def send_test(session: Session, registry: Registry, renderer: Renderer, signer: Signer, base_url: str,
-              email_provider, sms_provider, request: SendTestRequest, force: bool = False) -> list[SendResult]:
+def send_test(
+    session: Session,
+    registry: Registry,
+    renderer: Renderer,
+    signer: Signer,
+    base_url: str,
+    email_provider,
+    sms_provider,
+    request: SendTestRequest,
+    force: bool = False,
+) -> list[SendResult]:
     campaign = registry.get(request.campaign)
     email = normalize_email(request.email) if request.email else None
     phone = normalize_phone(request.phone) if request.phone else None
@@ -38,7 +47,9 @@ def send_test(session: Session, registry: Registry, renderer: Renderer, signer: 
     for channel, address in (("email", email), ("sms", phone)):
         sup = suppression_for(session, channel, address) if address else None
         if sup and not force:
-            raise InvalidSubscriber(f"{channel}: {address} is suppressed ({sup.reason}); use --force to send anyway")
+            raise InvalidSubscriber(
+                f"{channel}: {address} is suppressed ({sup.reason}); use --force to send anyway"
+            )
     steps = [campaign.step(k) for k in request.steps] if request.steps else list(campaign.steps)
     unknown = [k for k, s in zip(request.steps, steps, strict=False) if s is None]
     if unknown:
@@ -51,7 +62,9 @@ def send_test(session: Session, registry: Registry, renderer: Renderer, signer: 
         if email and "email" in step.channels:
             content = renderer.email(campaign, step, recipient, links)
             content = replace(content, subject=f"[TEST] {content.subject}")
-            results += email_provider.send_emails([OutgoingEmail(0, email, content, links.unsubscribe, ref, adhoc=True)])
+            results += email_provider.send_emails(
+                [OutgoingEmail(0, email, content, links.unsubscribe, ref, adhoc=True)]
+            )
         if phone and "sms" in step.channels:
             body = renderer.sms(campaign, step, recipient, links, show_stop_help=step.index == 0)
             results += sms_provider.send_sms([OutgoingSms(0, phone, body, ref, adhoc=True)])

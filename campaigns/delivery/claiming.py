@@ -54,12 +54,21 @@ def claim_due(
     work = Work(claimed=len(enrollments))
     if not enrollments:
         return work
-    subscribers = {s.id: s for s in session.scalars(
-        select(Subscriber).where(id_in(session, Subscriber.id, {e.subscriber_id for e in enrollments})))}
+    subscribers = {
+        s.id: s
+        for s in session.scalars(
+            select(Subscriber).where(
+                id_in(session, Subscriber.id, {e.subscriber_id for e in enrollments})
+            )
+        )
+    }
     facts = Facts(session, list(subscribers.values()))
     received: dict[int, set[str]] = {e.id: set() for e in enrollments}
-    for eid, key in session.execute(select(Message.enrollment_id, Message.step_key)
-                                    .where(id_in(session, Message.enrollment_id, received))):
+    for eid, key in session.execute(
+        select(Message.enrollment_id, Message.step_key).where(
+            id_in(session, Message.enrollment_id, received)
+        )
+    ):
         received[eid].add(key)
     rows, advancing = [], []
     for enrollment in enrollments:
@@ -69,7 +78,8 @@ def claim_due(
             # Never silently drop: park it where ops can see why.
             enrollment.status = EnrollmentStatus.PAUSED
             enrollment.exit_reason = (
-                f"campaign {enrollment.campaign_key!r} is not deployed" if campaign is None
+                f"campaign {enrollment.campaign_key!r} is not deployed"
+                if campaign is None
                 else f"step {enrollment.next_step_key!r} no longer exists"
             )
             enrollment.updated_at = now
@@ -80,32 +90,60 @@ def claim_due(
         # for none of the step's channels: then that row is the step's end, with its reason.
         outcomes = [o for o in outcomes if address_for(subscriber, o[0])] or outcomes
         for channel, stop in outcomes:
-            state = stop.values() if stop else {"status": MessageStatus.QUEUED, "reason_code": None, "reason": None}
-            rows.append({
-                "enrollment_id": enrollment.id, "subscriber_id": subscriber.id,
-                "campaign_key": campaign.key, "campaign_version": campaign.version,
-                "step_key": step.key, "channel": channel, "public_token": new_public_token(),
-                **state, "attempts": 0, "due_at": enrollment.next_due_at,
-                "enqueued_at": now if stop is None else None,
-                "created_at": now, "updated_at": now,
-            })
+            state = (
+                stop.values()
+                if stop
+                else {"status": MessageStatus.QUEUED, "reason_code": None, "reason": None}
+            )
+            rows.append(
+                {
+                    "enrollment_id": enrollment.id,
+                    "subscriber_id": subscriber.id,
+                    "campaign_key": campaign.key,
+                    "campaign_version": campaign.version,
+                    "step_key": step.key,
+                    "channel": channel,
+                    "public_token": new_public_token(),
+                    **state,
+                    "attempts": 0,
+                    "due_at": enrollment.next_due_at,
+                    "enqueued_at": now if stop is None else None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         received[enrollment.id].add(step.key)
         advancing.append((enrollment, campaign, step, subscriber))
     for message_id, channel, status in _insert_messages(session, rows):
         if status == MessageStatus.QUEUED:
             work.add(channel, message_id)
     for enrollment, campaign, step, subscriber in advancing:
-        _advance(enrollment, campaign, step, subscriber, received[enrollment.id], facts, policy, now)
+        _advance(
+            enrollment, campaign, step, subscriber, received[enrollment.id], facts, policy, now
+        )
     session.flush()
     work.email.sort()
     work.sms.sort()
     return work
 
 
-_MESSAGE_COLUMNS = {"enrollment_id": "int", "subscriber_id": "int", "campaign_key": "text",
-                    "campaign_version": "int", "step_key": "text", "channel": "text", "public_token": "text",
-                    "status": "text", "reason_code": "text", "reason": "text", "attempts": "int", "due_at": "timestamptz",
-                    "enqueued_at": "timestamptz", "created_at": "timestamptz", "updated_at": "timestamptz"}
+_MESSAGE_COLUMNS = {
+    "enrollment_id": "int",
+    "subscriber_id": "int",
+    "campaign_key": "text",
+    "campaign_version": "int",
+    "step_key": "text",
+    "channel": "text",
+    "public_token": "text",
+    "status": "text",
+    "reason_code": "text",
+    "reason": "text",
+    "attempts": "int",
+    "due_at": "timestamptz",
+    "enqueued_at": "timestamptz",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
 
 
 def _insert_messages(session: Session, rows: list[dict]) -> list[tuple[int, str, str]]:
@@ -116,14 +154,20 @@ def _insert_messages(session: Session, rows: list[dict]) -> list[tuple[int, str,
     """
     if not rows:
         return []
-    conflict = "ON CONFLICT (enrollment_id, step_key, channel) DO NOTHING RETURNING id, channel, status"
+    conflict = (
+        "ON CONFLICT (enrollment_id, step_key, channel) DO NOTHING RETURNING id, channel, status"
+    )
     if session.get_bind().dialect.name == "postgresql":
         source, params = unnest(_MESSAGE_COLUMNS, rows)
-        sql = text(f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) SELECT * FROM {source} {conflict}")
+        sql = text(
+            f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) SELECT * FROM {source} {conflict}"
+        )
         return list(session.execute(sql, params))
-    stmt = (sqlite_insert(Message.__table__)
-            .on_conflict_do_nothing(index_elements=["enrollment_id", "step_key", "channel"])
-            .returning(Message.id, Message.channel, Message.status))
+    stmt = (
+        sqlite_insert(Message.__table__)
+        .on_conflict_do_nothing(index_elements=["enrollment_id", "step_key", "channel"])
+        .returning(Message.id, Message.channel, Message.status)
+    )
     return list(session.connection().execute(stmt, rows))
 
 
@@ -139,7 +183,9 @@ def _advance(enrollment, campaign, step, subscriber, received, facts: Facts, pol
         return
     enrollment.next_step_key = following.key
     # Delays count from when the previous step went out, as subscribers experience them.
-    enrollment.next_due_at = due_time(now, campaign, following, subscriber, facts.reachable(subscriber), policy)
+    enrollment.next_due_at = due_time(
+        now, campaign, following, subscriber, facts.reachable(subscriber), policy
+    )
 
 
 def release_waiting(session: Session, clock: Clock, limit: int = 1000) -> Work:
@@ -147,7 +193,10 @@ def release_waiting(session: Session, clock: Clock, limit: int = 1000) -> Work:
     now = clock.now()
     query = (
         select(Message.id, Message.channel)
-        .where(Message.status.in_((MessageStatus.RETRY, MessageStatus.DEFERRED)), Message.next_attempt_at <= now)
+        .where(
+            Message.status.in_((MessageStatus.RETRY, MessageStatus.DEFERRED)),
+            Message.next_attempt_at <= now,
+        )
         .order_by(Message.next_attempt_at)
         .limit(limit)
     )
@@ -163,5 +212,3 @@ def release_waiting(session: Session, clock: Clock, limit: int = 1000) -> Work:
         )
         work.add(channel, message_id)
     return work
-
-

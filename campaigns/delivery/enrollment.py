@@ -16,8 +16,13 @@ from campaigns.states import EnrollmentStatus
 
 
 def enroll(
-    session: Session, clock: Clock, registry: Registry, subscriber: Subscriber,
-    campaign_key: str, policy: Policy, source: str = "api",
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    subscriber: Subscriber,
+    campaign_key: str,
+    policy: Policy,
+    source: str = "api",
 ) -> Enrollment:
     """Idempotent: enrolling someone already enrolled returns the existing cursor.
 
@@ -30,12 +35,22 @@ def enroll(
         return existing
     now = clock.now()
     first = campaign.steps[0]
-    due = due_time(now, campaign, first, subscriber, reachable_channels(session, subscriber), policy)
+    due = due_time(
+        now, campaign, first, subscriber, reachable_channels(session, subscriber), policy
+    )
     enrollment = Enrollment(
-        subscriber_id=subscriber.id, campaign_key=campaign.key, campaign_version=campaign.version,
-        campaign_revision=ensure_revision(session, clock, campaign), cursor_base_at=now,
-        next_step_key=first.key, next_due_at=due, steps_done=0, status=EnrollmentStatus.ACTIVE, source=source,
-        created_at=now, updated_at=now,
+        subscriber_id=subscriber.id,
+        campaign_key=campaign.key,
+        campaign_version=campaign.version,
+        campaign_revision=ensure_revision(session, clock, campaign),
+        cursor_base_at=now,
+        next_step_key=first.key,
+        next_due_at=due,
+        steps_done=0,
+        status=EnrollmentStatus.ACTIVE,
+        source=source,
+        created_at=now,
+        updated_at=now,
     )
     try:
         with session.begin_nested():
@@ -46,7 +61,6 @@ def enroll(
             raise
         return found
     return enrollment
-
 
 
 def _find_enrollment(session: Session, subscriber_id: int, campaign_key: str) -> Enrollment | None:

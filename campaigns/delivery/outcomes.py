@@ -70,37 +70,93 @@ class Decision:
     pause_reason: str | None = None
 
 
-def decide(result: SendResult, attempts: int, retries: Retries, provider: str, now: datetime) -> Decision:
+def decide(
+    result: SendResult, attempts: int, retries: Retries, provider: str, now: datetime
+) -> Decision:
     """The one place that decides what a provider outcome does to a message."""
-    base = {"provider": provider, "lease_token": None, "lease_until": None, "updated_at": now,
-            "attempts": attempts, "provider_message_id": None, "sent_at": None, "next_attempt_at": None,
-            "last_error": result.error}
+    base = {
+        "provider": provider,
+        "lease_token": None,
+        "lease_until": None,
+        "updated_at": now,
+        "attempts": attempts,
+        "provider_message_id": None,
+        "sent_at": None,
+        "next_attempt_at": None,
+        "last_error": result.error,
+    }
     if result.outcome is Outcome.ACCEPTED:
         # The row is the record of the send; the events table holds what comes back.
-        return Decision({**base, "status": MessageStatus.SENT, **Reason.ACCEPTED.values(),
-                         "provider_message_id": result.provider_message_id, "sent_at": now}, "sent")
+        return Decision(
+            {
+                **base,
+                "status": MessageStatus.SENT,
+                **Reason.ACCEPTED.values(),
+                "provider_message_id": result.provider_message_id,
+                "sent_at": now,
+            },
+            "sent",
+        )
     if result.outcome is Outcome.TRANSIENT:
         if attempts >= retries.max_attempts:
-            return Decision({**base, "status": MessageStatus.FAILED,
-                             **Reason.RETRIES_EXHAUSTED.values(attempts=attempts)}, "failed")
+            return Decision(
+                {
+                    **base,
+                    "status": MessageStatus.FAILED,
+                    **Reason.RETRIES_EXHAUSTED.values(attempts=attempts),
+                },
+                "failed",
+            )
         delay = max(backoff(attempts, retries.base, retries.cap), result.retry_after or 0)
-        return Decision({**base, "status": MessageStatus.RETRY, **Reason.TEMPORARY_ERROR.values(),
-                         "next_attempt_at": now + timedelta(seconds=delay)}, "retry")
+        return Decision(
+            {
+                **base,
+                "status": MessageStatus.RETRY,
+                **Reason.TEMPORARY_ERROR.values(),
+                "next_attempt_at": now + timedelta(seconds=delay),
+            },
+            "retry",
+        )
     if result.outcome is Outcome.CONFIG:
         # Not the recipient's fault: the message waits, queued, while the channel is
         # paused for ops; the attempt does not count against it.
-        return Decision({**base, "status": MessageStatus.QUEUED, **Reason.CHANNEL_PAUSED.values(error=result.error),
-                         "attempts": max(0, attempts - 1)}, "paused", pause_reason=f"{provider}: {result.error}")
+        return Decision(
+            {
+                **base,
+                "status": MessageStatus.QUEUED,
+                **Reason.CHANNEL_PAUSED.values(error=result.error),
+                "attempts": max(0, attempts - 1),
+            },
+            "paused",
+            pause_reason=f"{provider}: {result.error}",
+        )
     if result.outcome is Outcome.PERMANENT:
         cause = result.suppress_reason or "rejected by provider"
-        return Decision({**base, "status": MessageStatus.FAILED, **Reason.REJECTED.values(cause=cause)},
-                        "failed", suppress_reason=result.suppress_reason)
-    return Decision({**base, "status": MessageStatus.UNCONFIRMED, **Reason.OUTCOME_UNKNOWN.values()}, "unconfirmed")
+        return Decision(
+            {**base, "status": MessageStatus.FAILED, **Reason.REJECTED.values(cause=cause)},
+            "failed",
+            suppress_reason=result.suppress_reason,
+        )
+    return Decision(
+        {**base, "status": MessageStatus.UNCONFIRMED, **Reason.OUTCOME_UNKNOWN.values()},
+        "unconfirmed",
+    )
 
 
-_COLUMNS = {"status": "text", "reason_code": "text", "reason": "text", "provider": "text", "provider_message_id": "text",
-            "sent_at": "timestamptz", "last_error": "text", "next_attempt_at": "timestamptz", "attempts": "int",
-            "lease_token": "text", "lease_until": "timestamptz", "updated_at": "timestamptz"}
+_COLUMNS = {
+    "status": "text",
+    "reason_code": "text",
+    "reason": "text",
+    "provider": "text",
+    "provider_message_id": "text",
+    "sent_at": "timestamptz",
+    "last_error": "text",
+    "next_attempt_at": "timestamptz",
+    "attempts": "int",
+    "lease_token": "text",
+    "lease_until": "timestamptz",
+    "updated_at": "timestamptz",
+}
 
 
 def _write_decisions(session: Session, decisions: dict[int, Decision], token: str) -> set[int]:
@@ -109,26 +165,51 @@ def _write_decisions(session: Session, decisions: dict[int, Decision], token: st
     if session.get_bind().dialect.name == "postgresql":
         rows = [{"id": mid, **d.values} for mid, d in decisions.items()]
         source, params = unnest({"id": "int", **_COLUMNS}, rows)
-        sql = text(f"UPDATE messages SET {', '.join(f'{c} = v.{c}' for c in _COLUMNS)} "
-                   f"FROM {source} AS v(id, {', '.join(_COLUMNS)}) "
-                   "WHERE messages.id = v.id AND messages.status IN (:sending, :unconfirmed) "
-                   "AND messages.lease_token = :token RETURNING messages.id")
-        return set(session.scalars(sql, {"sending": MessageStatus.SENDING, "unconfirmed": MessageStatus.UNCONFIRMED,
-                                         "token": token, **params}))
+        sql = text(
+            f"UPDATE messages SET {', '.join(f'{c} = v.{c}' for c in _COLUMNS)} "
+            f"FROM {source} AS v(id, {', '.join(_COLUMNS)}) "
+            "WHERE messages.id = v.id AND messages.status IN (:sending, :unconfirmed) "
+            "AND messages.lease_token = :token RETURNING messages.id"
+        )
+        return set(
+            session.scalars(
+                sql,
+                {
+                    "sending": MessageStatus.SENDING,
+                    "unconfirmed": MessageStatus.UNCONFIRMED,
+                    "token": token,
+                    **params,
+                },
+            )
+        )
     table = Message.__table__
-    stmt = (update(table).where(table.c.id == bindparam("b_id"),
-                                table.c.status.in_((MessageStatus.SENDING, MessageStatus.UNCONFIRMED)),
-                                table.c.lease_token == token)
-            .values({c: bindparam(f"v_{c}") for c in _COLUMNS}))
+    stmt = (
+        update(table)
+        .where(
+            table.c.id == bindparam("b_id"),
+            table.c.status.in_((MessageStatus.SENDING, MessageStatus.UNCONFIRMED)),
+            table.c.lease_token == token,
+        )
+        .values({c: bindparam(f"v_{c}") for c in _COLUMNS})
+    )
     applied = set()
     for mid, d in decisions.items():
-        if session.execute(stmt, {"b_id": mid, **{f"v_{c}": d.values[c] for c in _COLUMNS}}).rowcount:
+        if session.execute(
+            stmt, {"b_id": mid, **{f"v_{c}": d.values[c] for c in _COLUMNS}}
+        ).rowcount:
             applied.add(mid)
     return applied
 
 
-def record_results(session: Session, clock: Clock, retries: Retries, results: list[SendResult], token: str,
-                   provider: str, report: BatchReport) -> None:
+def record_results(
+    session: Session,
+    clock: Clock,
+    retries: Retries,
+    results: list[SendResult],
+    token: str,
+    provider: str,
+    report: BatchReport,
+) -> None:
     """Record a provider's answers where our lease still holds.
 
     Each write is a compare-and-set (WHERE lease_token = ours and the row is still sending,
@@ -138,11 +219,19 @@ def record_results(session: Session, clock: Clock, retries: Retries, results: li
     """
     now = clock.now()
     ids = [r.message_id for r in results]
-    rows = {mid: (attempts, sid, channel) for mid, attempts, sid, channel in session.execute(
-        select(Message.id, Message.attempts, Message.subscriber_id, Message.channel)
-        .where(id_in(session, Message.id, ids)))}
-    decisions = {r.message_id: decide(r, rows[r.message_id][0], retries, provider, now)
-                 for r in results if r.message_id in rows}
+    rows = {
+        mid: (attempts, sid, channel)
+        for mid, attempts, sid, channel in session.execute(
+            select(Message.id, Message.attempts, Message.subscriber_id, Message.channel).where(
+                id_in(session, Message.id, ids)
+            )
+        )
+    }
+    decisions = {
+        r.message_id: decide(r, rows[r.message_id][0], retries, provider, now)
+        for r in results
+        if r.message_id in rows
+    }
     applied = _write_decisions(session, decisions, token) if decisions else set()
     lost = set(ids) - applied  # settled first by a webhook or the reaper: theirs stands
     report.not_ours += len(lost)
@@ -157,5 +246,15 @@ def record_results(session: Session, clock: Clock, retries: Retries, results: li
                 suppress(session, clock, channel, address, d.suppress_reason, provider)
         if d.pause_reason:
             pause(session, clock, channel, d.pause_reason, by="provider")
-            log.error("provider %s configuration error, %s channel paused: %s", provider, channel, d.pause_reason)
-    log.info("%s batch recorded: %d results, %d settled elsewhere first", provider, len(results), len(lost))
+            log.error(
+                "provider %s configuration error, %s channel paused: %s",
+                provider,
+                channel,
+                d.pause_reason,
+            )
+    log.info(
+        "%s batch recorded: %d results, %d settled elsewhere first",
+        provider,
+        len(results),
+        len(lost),
+    )

@@ -19,7 +19,11 @@ def paused(session: Session, channel: str) -> ChannelPause | None:
 
 def pause(session: Session, clock: Clock, channel: str, reason: str, by: str) -> None:
     if paused(session, channel) is None:
-        session.add(ChannelPause(channel=channel, reason=reason[:2000], paused_by=by, created_at=clock.now()))
+        session.add(
+            ChannelPause(
+                channel=channel, reason=reason[:2000], paused_by=by, created_at=clock.now()
+            )
+        )
         session.flush()
 
 
@@ -32,7 +36,9 @@ def resume(session: Session, clock: Clock, channel: str) -> Work:
     ids = session.scalars(
         select(Message.id).where(Message.channel == channel, Message.status == MessageStatus.QUEUED)
     ).all()
-    session.execute(update(Message).where(Message.id.in_(ids)).values(enqueued_at=now, updated_at=now))
+    session.execute(
+        update(Message).where(Message.id.in_(ids)).values(enqueued_at=now, updated_at=now)
+    )
     work = Work()
     for message_id in ids:
         work.add(channel, message_id)

@@ -24,8 +24,14 @@ from campaigns.delivery.unconfirmed import settle_unconfirmed
 Dispatch = Callable[[Work], None]
 
 
-def tick(factory: sessionmaker[Session], clock: Clock, registry: Registry, policy: Policy,
-         dispatch: Dispatch, max_batches: int = 20) -> Work:
+def tick(
+    factory: sessionmaker[Session],
+    clock: Clock,
+    registry: Registry,
+    policy: Policy,
+    dispatch: Dispatch,
+    max_batches: int = 20,
+) -> Work:
     total = Work()
     with transaction(factory) as session:
         # Edited sequences first, so nobody is claimed against a shape that is gone.
@@ -45,9 +51,14 @@ def tick(factory: sessionmaker[Session], clock: Clock, registry: Registry, polic
     return total
 
 
-def reap_pass(factory: sessionmaker[Session], clock: Clock, policy: Policy,
-              providers: dict[str, object], dispatch: Dispatch,
-              busy: frozenset[str] = frozenset()) -> dict[str, int]:
+def reap_pass(
+    factory: sessionmaker[Session],
+    clock: Clock,
+    policy: Policy,
+    providers: dict[str, object],
+    dispatch: Dispatch,
+    busy: frozenset[str] = frozenset(),
+) -> dict[str, int]:
     with transaction(factory) as session:
         reaped = reap(session, clock, policy, busy)
     dispatch(reaped.requeued)

@@ -100,12 +100,18 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
     provider = ctx.email_provider if channel == Channel.EMAIL else ctx.sms_provider
     # Texts go in chunks of the limiter's burst, each after its own tokens, so a batch
     # never reaches the provider as one clump; an email batch is one provider request.
-    size = len(candidates) if channel == Channel.EMAIL else max(1, int(getattr(limiter, "burst", len(candidates))))
+    size = (
+        len(candidates)
+        if channel == Channel.EMAIL
+        else max(1, int(getattr(limiter, "burst", len(candidates))))
+    )
     for start in range(0, len(candidates), size):
         with transaction(ctx.factory) as session:
             # Still ours to send? (A duplicate task may have taken some.) The rest of the
             # batch is marked fresh, so the reaper does not hand it out again meanwhile.
-            pending = _still_queued(session, ctx, candidates[start:start + size], candidates[start + size:])
+            pending = _still_queued(
+                session, ctx, candidates[start : start + size], candidates[start + size :]
+            )
         if not pending:
             continue
         limiter.acquire(len(pending))
@@ -114,9 +120,15 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
         if not chunk:
             continue
         try:
-            results = provider.send_emails(chunk) if channel == Channel.EMAIL else provider.send_sms(chunk)
+            results = (
+                provider.send_emails(chunk)
+                if channel == Channel.EMAIL
+                else provider.send_sms(chunk)
+            )
         except Exception as exc:
-            log.exception("provider %s raised instead of classifying; chunk marked unconfirmed", provider.name)
+            log.exception(
+                "provider %s raised instead of classifying; chunk marked unconfirmed", provider.name
+            )
             error = f"provider raised {type(exc).__name__}"  # the text may hold an address
             results = [SendResult(o.message_id, Outcome.UNKNOWN, error=error) for o in chunk]
         with transaction(ctx.factory) as session:
@@ -124,8 +136,9 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
     return report
 
 
-def _prepare(session: Session, ctx: SendContext, channel: str, message_ids: list[int],
-             report: BatchReport) -> list[Candidate]:
+def _prepare(
+    session: Session, ctx: SendContext, channel: str, message_ids: list[int], report: BatchReport
+) -> list[Candidate]:
     """Re-check every message (invariants 4 and 5) and compose the sendable ones.
     A handful of queries for the whole batch, whatever its size."""
     now = ctx.clock.now()
@@ -133,7 +146,8 @@ def _prepare(session: Session, ctx: SendContext, channel: str, message_ids: list
         report.paused += len(message_ids)  # they stay queued; resuming re-dispatches them
         return []
     messages = session.scalars(
-        select(Message).where(id_in(session, Message.id, message_ids), Message.channel == channel)
+        select(Message)
+        .where(id_in(session, Message.id, message_ids), Message.channel == channel)
         .order_by(Message.id)
     ).all()
     queued = [m for m in messages if m.status == MessageStatus.QUEUED]
@@ -151,21 +165,36 @@ def _prepare(session: Session, ctx: SendContext, channel: str, message_ids: list
             report.count(stop.status)
             continue
         try:
-            candidate = _compose(ctx, composer, channel, msg, checked.subscribers[msg.subscriber_id], texts_before)
+            candidate = _compose(
+                ctx, composer, channel, msg, checked.subscribers[msg.subscriber_id], texts_before
+            )
         except DefinitionError as exc:
             # The campaign file is broken and no good version is loaded: the message waits,
             # queued, for the fix (the reaper hands it back); ops sees why in the log.
-            log.error("message %s waits: campaign %r cannot be loaded: %s", msg.id, msg.campaign_key, exc)
+            log.error(
+                "message %s waits: campaign %r cannot be loaded: %s", msg.id, msg.campaign_key, exc
+            )
             report.waiting += 1
             continue
         except (RenderError, LookupError) as exc:
-            _set(msg, now, status=MessageStatus.FAILED, **Reason.TEMPLATE_ERROR.values(), last_error=str(exc))
+            _set(
+                msg,
+                now,
+                status=MessageStatus.FAILED,
+                **Reason.TEMPLATE_ERROR.values(),
+                last_error=str(exc),
+            )
             report.failed += 1
             continue
         if candidate.window is not None and not is_allowed(now, candidate.window, candidate.zone):
             # Held, not dropped: due again at the next allowed minute.
-            _set(msg, now, status=MessageStatus.DEFERRED, **Reason.OUTSIDE_TEXT_HOURS.values(),
-                 next_attempt_at=next_allowed(now, candidate.window, candidate.zone))
+            _set(
+                msg,
+                now,
+                status=MessageStatus.DEFERRED,
+                **Reason.OUTSIDE_TEXT_HOURS.values(),
+                next_attempt_at=next_allowed(now, candidate.window, candidate.zone),
+            )
             report.deferred += 1
             continue
         candidates.append(candidate)
@@ -173,20 +202,38 @@ def _prepare(session: Session, ctx: SendContext, channel: str, message_ids: list
     return candidates
 
 
-def _still_queued(session: Session, ctx: SendContext, chunk: list[Candidate],
-                  later: list[Candidate]) -> list[Candidate]:
+def _still_queued(
+    session: Session, ctx: SendContext, chunk: list[Candidate], later: list[Candidate]
+) -> list[Candidate]:
     ids = [c.item.message_id for c in chunk + later]
-    queued = set(session.scalars(select(Message.id).where(id_in(session, Message.id, ids),
-                                                          Message.status == MessageStatus.QUEUED)))
+    queued = set(
+        session.scalars(
+            select(Message.id).where(
+                id_in(session, Message.id, ids), Message.status == MessageStatus.QUEUED
+            )
+        )
+    )
     if later:
-        session.execute(update(Message).where(id_in(session, Message.id, [c.item.message_id for c in later]),
-                                              Message.status == MessageStatus.QUEUED)
-                        .values(enqueued_at=ctx.clock.now()).execution_options(synchronize_session=False))
+        session.execute(
+            update(Message)
+            .where(
+                id_in(session, Message.id, [c.item.message_id for c in later]),
+                Message.status == MessageStatus.QUEUED,
+            )
+            .values(enqueued_at=ctx.clock.now())
+            .execution_options(synchronize_session=False)
+        )
     return [c for c in chunk if c.item.message_id in queued]
 
 
-def _lease(session: Session, ctx: SendContext, channel: str, chunk: list[Candidate], token: str,
-           report: BatchReport) -> list:
+def _lease(
+    session: Session,
+    ctx: SendContext,
+    channel: str,
+    chunk: list[Candidate],
+    token: str,
+    report: BatchReport,
+) -> list:
     """Lease a chunk right before its provider call, after the same re-check as
     `_prepare` (what may have changed while it waited for tokens: an unsubscribe, STOP,
     bounce or complaint, an exited course, a paused channel) and the text hours."""
@@ -194,17 +241,26 @@ def _lease(session: Session, ctx: SendContext, channel: str, chunk: list[Candida
     if paused(session, channel):
         report.paused += len(chunk)  # they stay queued; resuming re-dispatches them
         return []
-    rows = session.scalars(select(Message).where(id_in(session, Message.id, [c.item.message_id for c in chunk])))
+    rows = session.scalars(
+        select(Message).where(id_in(session, Message.id, [c.item.message_id for c in chunk]))
+    )
     checked = recheck(session, list(rows), channel)
     sendable = []
     for c in chunk:
         stop = checked.stops.get(c.item.message_id)
         if stop is not None:
-            report.count(stop.status, _update_if_queued(session, c.item.message_id, now, **stop.values()))
+            report.count(
+                stop.status, _update_if_queued(session, c.item.message_id, now, **stop.values())
+            )
         elif c.window is not None and not is_allowed(now, c.window, c.zone):
-            held = _update_if_queued(session, c.item.message_id, now, status=MessageStatus.DEFERRED,
-                                     next_attempt_at=next_allowed(now, c.window, c.zone),
-                                     **Reason.OUTSIDE_TEXT_HOURS.values())
+            held = _update_if_queued(
+                session,
+                c.item.message_id,
+                now,
+                status=MessageStatus.DEFERRED,
+                next_attempt_at=next_allowed(now, c.window, c.zone),
+                **Reason.OUTSIDE_TEXT_HOURS.values(),
+            )
             report.deferred += held
             report.not_ours += 1 - held
         else:
@@ -212,15 +268,24 @@ def _lease(session: Session, ctx: SendContext, channel: str, chunk: list[Candida
     if not sendable:
         return []
     # One conditional UPDATE leases them all; a row another worker took is simply absent.
-    leased = set(session.scalars(
-        update(Message)
-        .where(id_in(session, Message.id, [c.item.message_id for c in sendable]),
-               Message.status == MessageStatus.QUEUED)
-        .values(status=MessageStatus.SENDING, lease_token=token, lease_until=now + ctx.lease,
-                attempts=Message.attempts + 1, updated_at=now)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
-    ))
+    leased = set(
+        session.scalars(
+            update(Message)
+            .where(
+                id_in(session, Message.id, [c.item.message_id for c in sendable]),
+                Message.status == MessageStatus.QUEUED,
+            )
+            .values(
+                status=MessageStatus.SENDING,
+                lease_token=token,
+                lease_until=now + ctx.lease,
+                attempts=Message.attempts + 1,
+                updated_at=now,
+            )
+            .returning(Message.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
     report.not_ours += len(sendable) - len(leased)
     return [c.item for c in sendable if c.item.message_id in leased]
 
@@ -228,16 +293,27 @@ def _lease(session: Session, ctx: SendContext, channel: str, chunk: list[Candida
 def _update_if_queued(session: Session, message_id: int, now: datetime, **values) -> int:
     """Move a message that is still queued; 1 if it was, 0 if someone else had it."""
     return session.execute(
-        update(Message).where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
-        .values(**values, updated_at=now).execution_options(synchronize_session=False)).rowcount
+        update(Message)
+        .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
+        .values(**values, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
-def _compose(ctx: SendContext, composer: Composer, channel: str, msg: Message, subscriber: Subscriber,
-             texts_before: dict[int, int]) -> Candidate:
+def _compose(
+    ctx: SendContext,
+    composer: Composer,
+    channel: str,
+    msg: Message,
+    subscriber: Subscriber,
+    texts_before: dict[int, int],
+) -> Candidate:
     if channel == Channel.EMAIL:
         return Candidate(composer.email(msg, subscriber))
     campaign, _ = composer.step_of(msg)
-    window = step_window(campaign, [Channel.SMS], ctx.policy)  # the campaign's window within text hours
+    window = step_window(
+        campaign, [Channel.SMS], ctx.policy
+    )  # the campaign's window within text hours
     count = texts_before.get(subscriber.id, 0)
     item = composer.sms(msg, subscriber, count % ctx.stop_help_every == 0)
     texts_before[subscriber.id] = count + 1  # two texts in one batch: only one says STOP
@@ -245,12 +321,17 @@ def _compose(ctx: SendContext, composer: Composer, channel: str, msg: Message, s
 
 
 def _texts_sent(session: Session, subscribers: dict) -> dict[int, int]:
-    return dict(session.execute(
-        select(Message.subscriber_id, func.count(Message.id))
-        .where(id_in(session, Message.subscriber_id, subscribers), Message.channel == Channel.SMS,
-               Message.status.in_(HANDED_OVER))
-        .group_by(Message.subscriber_id)
-    ).all())
+    return dict(
+        session.execute(
+            select(Message.subscriber_id, func.count(Message.id))
+            .where(
+                id_in(session, Message.subscriber_id, subscribers),
+                Message.channel == Channel.SMS,
+                Message.status.in_(HANDED_OVER),
+            )
+            .group_by(Message.subscriber_id)
+        ).all()
+    )
 
 
 def _set(msg: Message, now: datetime, **values) -> None:

@@ -48,14 +48,20 @@ def settle(session: Session, clock: Clock, message_id: int, outcome: str) -> Wor
     return work
 
 
-def settle_unconfirmed(session: Session, clock: Clock, lookups: dict[str, object]) -> tuple[Work, dict[str, int]]:
+def settle_unconfirmed(
+    session: Session, clock: Clock, lookups: dict[str, object]
+) -> tuple[Work, dict[str, int]]:
     """Ask providers that can tell (the local outbox can) whether unconfirmed messages
     went out: found ones become sent, missing ones are queued again (returned, to be
     enqueued after commit), the rest wait for a webhook or ops."""
     now = clock.now()
     work = Work()
     counts = {"sent": 0, "requeued": 0, "waiting": 0}
-    unconfirmed = select(Message).where(Message.status == MessageStatus.UNCONFIRMED).with_for_update(skip_locked=True)
+    unconfirmed = (
+        select(Message)
+        .where(Message.status == MessageStatus.UNCONFIRMED)
+        .with_for_update(skip_locked=True)
+    )
     for msg in session.scalars(unconfirmed).all():
         provider = lookups.get(msg.channel)
         lookup = getattr(provider, "lookup", None)
@@ -78,4 +84,9 @@ def settle_unconfirmed(session: Session, clock: Clock, lookups: dict[str, object
 
 
 def _set(msg: Message, status: MessageStatus, reason: Reason, now) -> None:
-    msg.status, msg.reason_code, msg.reason, msg.updated_at = status, reason.value, reason.text(), now
+    msg.status, msg.reason_code, msg.reason, msg.updated_at = (
+        status,
+        reason.value,
+        reason.text(),
+        now,
+    )

@@ -87,8 +87,12 @@ class StepFunnel:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out.update(delivery_rate=self.delivery_rate, open_rate=self.open_rate, click_rate=self.click_rate,
-                   in_flight_total=self.in_flight_total)
+        out.update(
+            delivery_rate=self.delivery_rate,
+            open_rate=self.open_rate,
+            click_rate=self.click_rate,
+            in_flight_total=self.in_flight_total,
+        )
         return out
 
 
@@ -121,7 +125,9 @@ class CampaignReport:
 
     def to_dict(self) -> dict:
         return {
-            "campaign": self.campaign_key, "name": self.name, "version": self.version,
+            "campaign": self.campaign_key,
+            "name": self.name,
+            "version": self.version,
             "deployed": self.deployed,
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
@@ -140,14 +146,19 @@ def load_campaigns(registry: Registry) -> tuple[dict[str, Campaign], str | None]
     try:
         return registry.campaigns(), None
     except DefinitionError as exc:
-        return {}, f"campaign files do not load ({len(exc.problems)} problem(s)); step order is a guess"
+        return (
+            {},
+            f"campaign files do not load ({len(exc.problems)} problem(s)); step order is a guess",
+        )
 
 
 def campaign_keys(session: Session, registry: Registry) -> list[str]:
     """Deployed campaigns first (file order), then ones only the database remembers."""
     deployed, _ = load_campaigns(registry)
     seen = list(deployed)
-    for key in session.scalars(select(Enrollment.campaign_key).distinct().order_by(Enrollment.campaign_key)):
+    for key in session.scalars(
+        select(Enrollment.campaign_key).distinct().order_by(Enrollment.campaign_key)
+    ):
         if key not in seen:
             seen.append(key)
     return seen
@@ -166,12 +177,17 @@ def _ranked(pairs) -> list[tuple[str, int]]:
     return sorted(((r or "(no reason)", n) for r, n in pairs), key=lambda p: (-p[1], p[0]))
 
 
-def enrollment_funnel(session: Session, campaign_key: str, since: datetime | None = None,
-                      until: datetime | None = None) -> EnrollmentFunnel:
+def enrollment_funnel(
+    session: Session,
+    campaign_key: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> EnrollmentFunnel:
     where = [Enrollment.campaign_key == campaign_key, *_ranges(Enrollment.created_at, since, until)]
     rows = session.execute(
         select(Enrollment.status, Enrollment.exit_reason, func.count())
-        .where(*where).group_by(Enrollment.status, Enrollment.exit_reason)
+        .where(*where)
+        .group_by(Enrollment.status, Enrollment.exit_reason)
     ).all()
     funnel = EnrollmentFunnel(campaign_key)
     exits: dict[str | None, int] = {}
@@ -189,7 +205,9 @@ def enrollment_funnel(session: Session, campaign_key: str, since: datetime | Non
     return funnel
 
 
-def enrollment_funnels(session: Session, registry: Registry) -> list[tuple[str, str, EnrollmentFunnel]]:
+def enrollment_funnels(
+    session: Session, registry: Registry
+) -> list[tuple[str, str, EnrollmentFunnel]]:
     """(key, display name, funnel) for every campaign, for the dashboard."""
     deployed, _ = load_campaigns(registry)
     out = []
@@ -202,12 +220,19 @@ def enrollment_funnels(session: Session, registry: Registry) -> list[tuple[str, 
 def _automated():
     """True when an event's payload flags it as possibly a machine's. Compared as text:
     PostgreSQL's ->> gives 'true', SQLite's json_extract gives 1 for JSON true."""
-    flags = [func.coalesce(Event.payload[k].as_string(), "").in_(("true", "1")) for k in AUTOMATED_FLAGS]
+    flags = [
+        func.coalesce(Event.payload[k].as_string(), "").in_(("true", "1")) for k in AUTOMATED_FLAGS
+    ]
     return or_(*flags)
 
 
-def campaign_report(session: Session, registry: Registry, campaign_key: str,
-                    since: datetime | None = None, until: datetime | None = None) -> CampaignReport:
+def campaign_report(
+    session: Session,
+    registry: Registry,
+    campaign_key: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> CampaignReport:
     """Raise LookupError for a campaign neither deployed nor in the database."""
     deployed, warning = load_campaigns(registry)
     campaign = deployed.get(campaign_key)
@@ -215,16 +240,32 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
 
     accepted = or_(
         Message.status.in_((MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.BOUNCED)),
-        and_(Message.status == MessageStatus.FAILED,
-             or_(Message.sent_at.is_not(None), Message.provider_message_id.is_not(None))),
+        and_(
+            Message.status == MessageStatus.FAILED,
+            or_(Message.sent_at.is_not(None), Message.provider_message_id.is_not(None)),
+        ),
     )
     counts = session.execute(
-        select(Message.step_key, Message.channel, Message.status,
-               func.count(), func.sum(case((accepted, 1), else_=0)), func.min(Message.id))
-        .where(*msg_where).group_by(Message.step_key, Message.channel, Message.status)
+        select(
+            Message.step_key,
+            Message.channel,
+            Message.status,
+            func.count(),
+            func.sum(case((accepted, 1), else_=0)),
+            func.min(Message.id),
+        )
+        .where(*msg_where)
+        .group_by(Message.step_key, Message.channel, Message.status)
     ).all()
-    if campaign is None and not counts and not session.scalar(
-            select(func.count()).select_from(Enrollment).where(Enrollment.campaign_key == campaign_key)):
+    if (
+        campaign is None
+        and not counts
+        and not session.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .where(Enrollment.campaign_key == campaign_key)
+        )
+    ):
         raise LookupError(f"no campaign {campaign_key!r}: not deployed and nothing in the database")
 
     rows: dict[tuple[str, str], StepFunnel] = {}
@@ -244,7 +285,13 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
         first_seen[key] = min(first_seen.get(key, first_id), first_id)
         row.created += n
         row.sent += int(n_accepted or 0)
-        if status in (MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.BOUNCED, MessageStatus.SUPPRESSED, MessageStatus.SKIPPED):
+        if status in (
+            MessageStatus.DELIVERED,
+            MessageStatus.FAILED,
+            MessageStatus.BOUNCED,
+            MessageStatus.SUPPRESSED,
+            MessageStatus.SKIPPED,
+        ):
             setattr(row, status, getattr(row, status) + n)
         elif status in IN_FLIGHT:
             row.in_flight[status] = row.in_flight.get(status, 0) + n
@@ -265,12 +312,17 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
             rows[(step_key, channel)].suppress_reasons = top
 
     engagement = session.execute(
-        select(Message.step_key, Message.channel, Event.type, func.count(distinct(Event.message_id)))
+        select(
+            Message.step_key, Message.channel, Event.type, func.count(distinct(Event.message_id))
+        )
         .join(Message, Event.message_id == Message.id)
-        .where(*msg_where, or_(
-            and_(Event.type.in_((E.OPENED, E.CLICKED)), ~_automated()),
-            Event.type == E.UNSUBSCRIBED,
-        ))
+        .where(
+            *msg_where,
+            or_(
+                and_(Event.type.in_((E.OPENED, E.CLICKED)), ~_automated()),
+                Event.type == E.UNSUBSCRIBED,
+            ),
+        )
         .group_by(Message.step_key, Message.channel, Event.type)
     ).all()
     attr = {E.OPENED: "opens", E.CLICKED: "clicks", E.UNSUBSCRIBED: "unsubscribes"}
@@ -282,7 +334,8 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
     asks = session.execute(
         select(Message.step_key, Message.channel, func.count(ContactRequest.id))
         .join(Message, ContactRequest.message_id == Message.id)
-        .where(*msg_where).group_by(Message.step_key, Message.channel)
+        .where(*msg_where)
+        .group_by(Message.step_key, Message.channel)
     ).all()
     for step_key, channel, n in asks:
         row = rows.get((step_key, channel))
@@ -303,5 +356,8 @@ def campaign_report(session: Session, registry: Registry, campaign_key: str,
         version=campaign.version if campaign else None,
         deployed=campaign is not None,
         enrollments=enrollment_funnel(session, campaign_key, since, until),
-        steps=steps, since=since, until=until, warning=warning,
+        steps=steps,
+        since=since,
+        until=until,
+        warning=warning,
     )

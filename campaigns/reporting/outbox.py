@@ -11,5 +11,8 @@ from campaigns.models import Message
 
 def messages_in(session: Session, status: str, limit: int) -> list[Message]:
     """Up to `limit` messages in `status`, oldest first."""
-    return list(session.scalars(select(Message).where(Message.status == status)
-                                .order_by(Message.id).limit(limit)))
+    return list(
+        session.scalars(
+            select(Message).where(Message.status == status).order_by(Message.id).limit(limit)
+        )
+    )

@@ -17,7 +17,9 @@ class Status:
     due_backlog: int
     oldest_due_age_seconds: float | None
     enrollments: dict[str, int] = field(default_factory=dict)
-    by_step: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)  # (campaign, step, channel)
+    by_step: dict[tuple[str, str, str], dict[str, int]] = field(
+        default_factory=dict
+    )  # (campaign, step, channel)
 
     @property
     def by_channel(self) -> dict[tuple[str, str], int]:
@@ -43,7 +45,9 @@ class Status:
 
 def read_status(session: Session, clock: Clock) -> Status:
     now = clock.now()
-    due = select(Enrollment).where(Enrollment.status == EnrollmentStatus.ACTIVE, Enrollment.next_due_at <= now)
+    due = select(Enrollment).where(
+        Enrollment.status == EnrollmentStatus.ACTIVE, Enrollment.next_due_at <= now
+    )
     backlog = session.scalar(select(func.count()).select_from(due.subquery()))
     oldest = session.scalar(
         select(func.min(Enrollment.next_due_at)).where(
@@ -51,17 +55,22 @@ def read_status(session: Session, clock: Clock) -> Status:
         )
     )
     waiting_since = session.scalar(
-        select(func.min(Message.due_at)).where(Message.status.in_((*WAITING, MessageStatus.SENDING)))
+        select(func.min(Message.due_at)).where(
+            Message.status.in_((*WAITING, MessageStatus.SENDING))
+        )
     )
     candidates = [t for t in (oldest, waiting_since) if t is not None and t <= now]
     age = (now - min(candidates)).total_seconds() if candidates else None
-    enrollments = dict(session.execute(select(Enrollment.status, func.count()).group_by(Enrollment.status)).all())
+    enrollments = dict(
+        session.execute(select(Enrollment.status, func.count()).group_by(Enrollment.status)).all()
+    )
     # Messages are counted once, by (campaign, step, channel, status); every other view
     # of "messages by status" is a sum over this.
     by_step: dict = {}
     rows = session.execute(
-        select(Message.campaign_key, Message.step_key, Message.channel, Message.status, func.count())
-        .group_by(Message.campaign_key, Message.step_key, Message.channel, Message.status)
+        select(
+            Message.campaign_key, Message.step_key, Message.channel, Message.status, func.count()
+        ).group_by(Message.campaign_key, Message.step_key, Message.channel, Message.status)
     ).all()
     for campaign, step, channel, status, n in rows:
         by_step.setdefault((campaign, step, channel), {})[status] = n

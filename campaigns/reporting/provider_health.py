@@ -52,7 +52,9 @@ class ProviderHealth:
     oldest_due_age_seconds: float | None
 
 
-def channel_health(session: Session, clock: Clock, window: timedelta | int) -> dict[str, ChannelHealth]:
+def channel_health(
+    session: Session, clock: Clock, window: timedelta | int
+) -> dict[str, ChannelHealth]:
     """Provider outcomes per channel over the last `window` (a timedelta, or minutes)."""
     if not isinstance(window, timedelta):
         window = timedelta(minutes=int(window))
@@ -63,19 +65,33 @@ def channel_health(session: Session, clock: Clock, window: timedelta | int) -> d
 
     def tally(attr: str, *where) -> None:
         for channel, n in session.execute(
-                select(Message.channel, func.count()).where(*where).group_by(Message.channel)):
+            select(Message.channel, func.count()).where(*where).group_by(Message.channel)
+        ):
             health.setdefault(channel, ChannelHealth(channel))
             setattr(health[channel], attr, n)
 
     recent = Message.updated_at >= since
     tally("sent", Message.sent_at >= since)
-    tally("transient", recent, or_(
-        Message.status == MessageStatus.RETRY,
-        and_(Message.status == MessageStatus.FAILED, Message.reason_code == Reason.RETRIES_EXHAUSTED),
-    ))
-    tally("permanent", recent, Message.status == MessageStatus.FAILED, Message.provider.is_not(None),
-          Message.sent_at.is_(None), Message.provider_message_id.is_(None),
-          or_(Message.reason_code.is_(None), Message.reason_code != Reason.RETRIES_EXHAUSTED))
+    tally(
+        "transient",
+        recent,
+        or_(
+            Message.status == MessageStatus.RETRY,
+            and_(
+                Message.status == MessageStatus.FAILED,
+                Message.reason_code == Reason.RETRIES_EXHAUSTED,
+            ),
+        ),
+    )
+    tally(
+        "permanent",
+        recent,
+        Message.status == MessageStatus.FAILED,
+        Message.provider.is_not(None),
+        Message.sent_at.is_(None),
+        Message.provider_message_id.is_(None),
+        or_(Message.reason_code.is_(None), Message.reason_code != Reason.RETRIES_EXHAUSTED),
+    )
     tally("unconfirmed", recent, Message.status == MessageStatus.UNCONFIRMED)
     for pause in session.scalars(select(ChannelPause)):
         health.setdefault(pause.channel, ChannelHealth(pause.channel))

@@ -218,7 +218,11 @@ def _format_error(path: Path, data: dict, err: dict) -> str:
     where = ""
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         steps = data.get("steps") or []
-        key = steps[loc[1]].get("key") if loc[1] < len(steps) and isinstance(steps[loc[1]], dict) else None
+        key = (
+            steps[loc[1]].get("key")
+            if loc[1] < len(steps) and isinstance(steps[loc[1]], dict)
+            else None
+        )
         where = f" step {loc[1] + 1}" + (f" ({key})" if key else "")
         loc = loc[2:]
     field = ".".join(str(p) for p in loc if not str(p).startswith(("str", "dict["))) or "-"
@@ -242,7 +246,9 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
 
     problems: list[str] = []
     if path.stem != spec.key:
-        problems.append(f"{path.name}: field key: {spec.key!r} must match the file name {path.stem!r}")
+        problems.append(
+            f"{path.name}: field key: {spec.key!r} must match the file name {path.stem!r}"
+        )
     steps = []
     for i, s in enumerate(spec.steps):
         where = f"{path.name}: step {i + 1} ({s.key})"
@@ -254,8 +260,14 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                 for name in template_files(s.template, channel):
                     f = templates_dir / spec.key / loc / name
                     if not f.is_file():
-                        rel = f.relative_to(templates_dir.parent) if templates_dir.parent in f.parents else f
-                        problems.append(f"{where} field template: unknown template, {rel} does not exist")
+                        rel = (
+                            f.relative_to(templates_dir.parent)
+                            if templates_dir.parent in f.parents
+                            else f
+                        )
+                        problems.append(
+                            f"{where} field template: unknown template, {rel} does not exist"
+                        )
         steps.append(
             Step(
                 key=s.key,
@@ -287,5 +299,3 @@ def template_files(template: str, channel: str) -> tuple[str, ...]:
     if channel == Channel.EMAIL:
         return (f"{template}.html", f"{template}.txt")
     return (f"{template}.sms.txt",)
-
-

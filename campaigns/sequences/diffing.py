@@ -38,8 +38,10 @@ class Person:
 
 def people(session: Session, campaign_key: str) -> list[Person]:
     rows = session.execute(
-        select(Enrollment.id, Enrollment.next_step_key)
-        .where(Enrollment.campaign_key == campaign_key, Enrollment.status.in_((EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)))
+        select(Enrollment.id, Enrollment.next_step_key).where(
+            Enrollment.campaign_key == campaign_key,
+            Enrollment.status.in_((EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)),
+        )
     ).all()
     received: dict[int, set[str]] = defaultdict(set)
     for eid, key in session.execute(
@@ -54,11 +56,18 @@ def people(session: Session, campaign_key: str) -> list[Person]:
 def _fmt_delay(seconds: int) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
-    return " ".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (rest // 60, "m")) if n) or "0m"
+    return (
+        " ".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (rest // 60, "m")) if n) or "0m"
+    )
 
 
-def diff(old: list[dict], new: Campaign, everyone: list[Person], old_campaign: Campaign | None = None,
-         old_version: int | None = None) -> list[Change]:
+def diff(
+    old: list[dict],
+    new: Campaign,
+    everyone: list[Person],
+    old_campaign: Campaign | None = None,
+    old_version: int | None = None,
+) -> list[Change]:
     new_shape = structure(new)
     old_by = {s["key"]: s for s in old}
     new_by = {s["key"]: s for s in new_shape}
@@ -73,8 +82,14 @@ def diff(old: list[dict], new: Campaign, everyone: list[Person], old_campaign: C
     changes: list[Change] = []
     for key in old_order:
         if key not in new_by:
-            changes.append(Change("removed", key, "no longer sent; people waiting on it move on",
-                                  holding(key, ahead_old)))
+            changes.append(
+                Change(
+                    "removed",
+                    key,
+                    "no longer sent; people waiting on it move on",
+                    holding(key, ahead_old),
+                )
+            )
     for index, key in enumerate(new_order):
         if key not in old_by:
             after = new_order[index - 1] if index else "the start"
@@ -84,11 +99,23 @@ def diff(old: list[dict], new: Campaign, everyone: list[Person], old_campaign: C
             continue
         o, n = old_by[key], new_by[key]
         if o["delay"] != n["delay"]:
-            changes.append(Change("delay", key, f"{_fmt_delay(o['delay'])} -> {_fmt_delay(n['delay'])}",
-                                  holding(key, ahead_new)))
+            changes.append(
+                Change(
+                    "delay",
+                    key,
+                    f"{_fmt_delay(o['delay'])} -> {_fmt_delay(n['delay'])}",
+                    holding(key, ahead_new),
+                )
+            )
         if o["channels"] != n["channels"]:
-            changes.append(Change("channels", key, f"{'+'.join(o['channels'])} -> {'+'.join(n['channels'])}",
-                                  holding(key, ahead_new)))
+            changes.append(
+                Change(
+                    "channels",
+                    key,
+                    f"{'+'.join(o['channels'])} -> {'+'.join(n['channels'])}",
+                    holding(key, ahead_new),
+                )
+            )
         copy = []
         if o.get("template") != n.get("template"):
             copy.append(f"template {o.get('template')} -> {n.get('template')}")
@@ -101,9 +128,19 @@ def diff(old: list[dict], new: Campaign, everyone: list[Person], old_campaign: C
     common_old = [k for k in old_order if k in new_by]
     common_new = [k for k in new_order if k in old_by]
     if common_old != common_new:
-        changes.append(Change("reordered", None, " -> ".join(common_new),
-                              sum(1 for new_ahead, old_ahead in zip(ahead_new, ahead_old, strict=True)
-                                  if [k for k in new_ahead if k in old_by] != [k for k in old_ahead if k in new_by])))
+        changes.append(
+            Change(
+                "reordered",
+                None,
+                " -> ".join(common_new),
+                sum(
+                    1
+                    for new_ahead, old_ahead in zip(ahead_new, ahead_old, strict=True)
+                    if [k for k in new_ahead if k in old_by]
+                    != [k for k in old_ahead if k in new_by]
+                ),
+            )
+        )
     if old_version is not None and old_version != new.version:
         changes.append(Change("version", None, f"{old_version} -> {new.version}", 0))
     return changes

@@ -28,7 +28,6 @@ def load_all(definitions_dir: Path, templates_dir: Path) -> dict[str, Campaign]:
     return campaigns
 
 
-
 class Registry:
     """The loaded campaigns, re-read when a file changes so workers pick up edits.
 
@@ -60,9 +59,12 @@ class Registry:
                 except DefinitionError as exc:
                     errors[path.stem] = exc.problems
                     previous = self._campaigns.get(path.stem)
-                    log.error("campaign file %s is broken%s: %s", path.name,
-                              "; still running its last good version" if previous else "",
-                              "; ".join(exc.problems))
+                    log.error(
+                        "campaign file %s is broken%s: %s",
+                        path.name,
+                        "; still running its last good version" if previous else "",
+                        "; ".join(exc.problems),
+                    )
                     if previous is not None:
                         loaded[previous.key] = previous
                     continue
@@ -78,5 +80,7 @@ class Registry:
     def get(self, key: str) -> Campaign:
         campaigns = self.campaigns()
         if key not in campaigns:
-            raise DefinitionError(self.errors.get(key) or [f"no campaign {key!r} in {self.definitions_dir}"])
+            raise DefinitionError(
+                self.errors.get(key) or [f"no campaign {key!r} in {self.definitions_dir}"]
+            )
         return campaigns[key]

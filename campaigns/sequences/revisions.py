@@ -48,8 +48,15 @@ from campaigns.states import EnrollmentStatus
 
 
 def structure(campaign: Campaign) -> list[dict]:
-    return [{"key": s.key, "delay": int(s.delay.total_seconds()), "channels": list(s.channels),
-             "template": s.template} for s in campaign.steps]
+    return [
+        {
+            "key": s.key,
+            "delay": int(s.delay.total_seconds()),
+            "channels": list(s.channels),
+            "template": s.template,
+        }
+        for s in campaign.steps
+    ]
 
 
 def revision_of(shape: list[dict]) -> str:
@@ -63,19 +70,27 @@ def ensure_revision(session: Session, clock: Clock, campaign: Campaign) -> str:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(CampaignRevision)
-        .values(campaign_key=campaign.key, revision=rev, version=campaign.version, structure=shape,
-                created_at=clock.now())
+        .values(
+            campaign_key=campaign.key,
+            revision=rev,
+            version=campaign.version,
+            structure=shape,
+            created_at=clock.now(),
+        )
         .on_conflict_do_nothing(index_elements=["campaign_key", "revision"])
     )
     return rev
 
 
 def received_steps(session: Session, enrollment_id: int) -> set[str]:
-    return set(session.scalars(select(Message.step_key).where(Message.enrollment_id == enrollment_id)))
+    return set(
+        session.scalars(select(Message.step_key).where(Message.enrollment_id == enrollment_id))
+    )
 
 
-def remaining(new_order: list[str], received: set[str], waiting_on: str | None,
-              old_order: list[str]) -> list[str]:
+def remaining(
+    new_order: list[str], received: set[str], waiting_on: str | None, old_order: list[str]
+) -> list[str]:
     """The steps, in the new order, that this person will still get (rules 1, 4, 5, 6)."""
     if waiting_on is None:
         return []
@@ -97,7 +112,7 @@ def remaining(new_order: list[str], received: set[str], waiting_on: str | None,
 
 def next_after(campaign: Campaign, current: Step, received: set[str]) -> Step | None:
     """The step that follows `current` for someone who has had `received` (rule 1)."""
-    for step in campaign.steps[current.index + 1:]:
+    for step in campaign.steps[current.index + 1 :]:
         if step.key not in received:
             return step
     return None
@@ -111,7 +126,9 @@ class ReconcileReport:
     by_campaign: dict[str, int] = field(default_factory=dict)
 
 
-def reconcile(session: Session, clock: Clock, registry: Registry, policy: Policy, limit: int = 500) -> ReconcileReport:
+def reconcile(
+    session: Session, clock: Clock, registry: Registry, policy: Policy, limit: int = 500
+) -> ReconcileReport:
     """Move enrolled people onto the deployed shape of each campaign."""
     report = ReconcileReport()
     now = clock.now()
@@ -119,21 +136,32 @@ def reconcile(session: Session, clock: Clock, registry: Registry, policy: Policy
         rev = ensure_revision(session, clock, campaign)
         query = (
             select(Enrollment)
-            .where(Enrollment.campaign_key == campaign.key, Enrollment.status.in_((EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)),
-                   (Enrollment.campaign_revision != rev) | Enrollment.campaign_revision.is_(None))
-            .order_by(Enrollment.id).limit(limit)
+            .where(
+                Enrollment.campaign_key == campaign.key,
+                Enrollment.status.in_((EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)),
+                (Enrollment.campaign_revision != rev) | Enrollment.campaign_revision.is_(None),
+            )
+            .order_by(Enrollment.id)
+            .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         old_shapes: dict[str | None, list[str]] = {}
         for e in session.scalars(query).all():
-            if e.status == EnrollmentStatus.PAUSED and not (e.exit_reason or "").startswith("step "):
+            if e.status == EnrollmentStatus.PAUSED and not (e.exit_reason or "").startswith(
+                "step "
+            ):
                 continue  # paused by ops or a contact request: not ours to resume
             if e.campaign_revision not in old_shapes:
-                row = session.scalar(select(CampaignRevision).where(
-                    CampaignRevision.campaign_key == campaign.key, CampaignRevision.revision == e.campaign_revision))
-                old_shapes[e.campaign_revision] = [s["key"] for s in row.structure] if row else \
-                    [s.key for s in campaign.steps]
+                row = session.scalar(
+                    select(CampaignRevision).where(
+                        CampaignRevision.campaign_key == campaign.key,
+                        CampaignRevision.revision == e.campaign_revision,
+                    )
+                )
+                old_shapes[e.campaign_revision] = (
+                    [s["key"] for s in row.structure] if row else [s.key for s in campaign.steps]
+                )
             old_order = old_shapes[e.campaign_revision]
             received = received_steps(session, e.id)
             ahead = remaining([s.key for s in campaign.steps], received, e.next_step_key, old_order)
@@ -151,7 +179,9 @@ def reconcile(session: Session, clock: Clock, registry: Registry, policy: Policy
             step = campaign.step(ahead[0])
             subscriber = session.get(Subscriber, e.subscriber_id)
             base = e.cursor_base_at or e.created_at
-            due = due_time(base, campaign, step, subscriber, reachable_channels(session, subscriber), policy)
+            due = due_time(
+                base, campaign, step, subscriber, reachable_channels(session, subscriber), policy
+            )
             if (step.key, due) != (e.next_step_key, e.next_due_at):
                 report.rescheduled += 1
             e.next_step_key, e.next_due_at = step.key, due
@@ -161,5 +191,9 @@ def reconcile(session: Session, clock: Clock, registry: Registry, policy: Policy
 
 def latest_revision(session: Session, campaign_key: str) -> CampaignRevision | None:
     """The revision recorded last for this campaign, or None if it was never deployed."""
-    return session.scalar(select(CampaignRevision).where(CampaignRevision.campaign_key == campaign_key)
-                          .order_by(CampaignRevision.id.desc()).limit(1))
+    return session.scalar(
+        select(CampaignRevision)
+        .where(CampaignRevision.campaign_key == campaign_key)
+        .order_by(CampaignRevision.id.desc())
+        .limit(1)
+    )

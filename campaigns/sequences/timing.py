@@ -45,18 +45,28 @@ def step_window(campaign: Campaign, channels, policy: Policy) -> Window:
         narrowed = window.intersect(policy.sms_window)
         if narrowed is None:
             raise DefinitionError(
-                [(f"{campaign.key}: send_window {window.describe()} never overlaps the text "
-                  f"hours {policy.sms_window.describe()}")]
+                [
+                    (
+                        f"{campaign.key}: send_window {window.describe()} never overlaps the text "
+                        f"hours {policy.sms_window.describe()}"
+                    )
+                ]
             )
         window = narrowed
     return window
 
 
 def due_time(
-    base: datetime, campaign: Campaign, step: Step, subscriber: Subscriber,
-    channels: list[str], policy: Policy,
+    base: datetime,
+    campaign: Campaign,
+    step: Step,
+    subscriber: Subscriber,
+    channels: list[str],
+    policy: Policy,
 ) -> datetime:
     """When `step` is due for someone whose previous step went out at `base`: after the
     step's delay, at the next minute its window allows on the channels they can get."""
     wanted = [c for c in step.channels if c in channels] or list(step.channels)
-    return next_allowed(base + step.delay, step_window(campaign, wanted, policy), policy.zone(subscriber))
+    return next_allowed(
+        base + step.delay, step_window(campaign, wanted, policy), policy.zone(subscriber)
+    )

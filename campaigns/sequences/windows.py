@@ -41,7 +41,9 @@ class Window:
 
     def describe(self) -> str:
         days = ",".join(DAYS[d] for d in sorted(self.days))
-        return f"{days} {self.start:%H:%M}-{'24:00' if self.end == time(0) else f'{self.end:%H:%M}'}"
+        return (
+            f"{days} {self.start:%H:%M}-{'24:00' if self.end == time(0) else f'{self.end:%H:%M}'}"
+        )
 
 
 def _minutes(t: time) -> int:

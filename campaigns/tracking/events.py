@@ -115,8 +115,12 @@ def record_event(session: Session, clock: Clock, ev: NormalizedEvent) -> Recorde
     except IntegrityError:
         return Recorded.DUPLICATE
     if msg is None:
-        log.warning("%s event %s (%s) for an unknown message; stored, nothing else done",
-                    ev.provider, ev.provider_event_id, ev.type)
+        log.warning(
+            "%s event %s (%s) for an unknown message; stored, nothing else done",
+            ev.provider,
+            ev.provider_event_id,
+            ev.type,
+        )
         return Recorded.UNKNOWN_MESSAGE
     _advance(msg, ev, now)
     _protect_address(session, clock, msg, ev)
@@ -132,8 +136,10 @@ def _find_message(session: Session, ev: NormalizedEvent) -> Message | None:
         found = session.scalars(query.where(Message.public_token == ev.reference)).all()
     elif ev.provider_message_id:
         found = session.scalars(
-            query.where(Message.provider == ev.provider,
-                        Message.provider_message_id == ev.provider_message_id).limit(2)
+            query.where(
+                Message.provider == ev.provider,
+                Message.provider_message_id == ev.provider_message_id,
+            ).limit(2)
         ).all()
     else:
         found = []
@@ -180,8 +186,16 @@ def _protect_address(session: Session, clock: Clock, msg: Message, ev: Normalize
     if not address:
         return
     if ev.type == E.UNSUBSCRIBED:
-        unsubscribe(session, clock, subscriber, channels=(msg.channel,), source=ev.provider,
-                    evidence={"provider_event_id": ev.provider_event_id})
+        unsubscribe(
+            session,
+            clock,
+            subscriber,
+            channels=(msg.channel,),
+            source=ev.provider,
+            evidence={"provider_event_id": ev.provider_event_id},
+        )
     else:
         suppress(session, clock, msg.channel, address, reason, ev.provider)
-    log.info("%s %s: %s suppressed (%s)", ev.provider, ev.type, mask(address), reason or "unsubscribed")
+    log.info(
+        "%s %s: %s suppressed (%s)", ev.provider, ev.type, mask(address), reason or "unsubscribed"
+    )

@@ -38,8 +38,20 @@ log = logging.getLogger(__name__)
 
 # Whole-message keywords (CTIA, and the FCC's 2024 revocation words), English and
 # Spanish since the courses are sent in both. Punctuation is ignored ("Stop.", "opt-out").
-STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE",
-              "OPTOUT", "OPT OUT", "PARAR", "ALTO", "CANCELAR"}
+STOP_WORDS = {
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+    "OPT OUT",
+    "PARAR",
+    "ALTO",
+    "CANCELAR",
+}
 START_WORDS = {"START", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO", "AYUDA"}
 
@@ -57,8 +69,10 @@ class InboundText:
 
 def help_text(brand: str, contact: str) -> str:
     # GSM-7 only and nothing about health (invariant 8): anyone holding the phone reads it.
-    return (f"{brand}: educational messages. Reply STOP to opt out, START to resume. "
-            f"Help: {contact}. Msg&data rates may apply.")
+    return (
+        f"{brand}: educational messages. Reply STOP to opt out, START to resume. "
+        f"Help: {contact}. Msg&data rates may apply."
+    )
 
 
 DEFAULT_HELP = help_text("Lunara", "care@lunara.example")  # settings' defaults
@@ -89,11 +103,17 @@ def handle_inbound_sms(
         phone = normalize_phone(text.from_number)
     except InvalidSubscriber:
         phone = None  # a short code or alphanumeric sender: nothing to act on
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.phone == phone)) if phone else None
+    subscriber = (
+        session.scalar(select(Subscriber).where(Subscriber.phone == phone)) if phone else None
+    )
     row = Event(
-        message_id=None, subscriber_id=subscriber.id if subscriber else None,
-        type=EventType.INBOUND, provider=text.provider, provider_event_id=text.message_id,
-        occurred_at=now, received_at=now,
+        message_id=None,
+        subscriber_id=subscriber.id if subscriber else None,
+        type=EventType.INBOUND,
+        provider=text.provider,
+        provider_event_id=text.message_id,
+        occurred_at=now,
+        received_at=now,
         payload=text.raw or {"From": text.from_number, "Body": text.body},
     )
     try:
@@ -109,8 +129,14 @@ def handle_inbound_sms(
     evidence = {"keyword": word, "message_sid": text.message_id}
     if word in STOP_WORDS:
         if subscriber is not None:
-            unsubscribe(session, clock, subscriber, channels=("sms",), source="sms_keyword",
-                        evidence=evidence)
+            unsubscribe(
+                session,
+                clock,
+                subscriber,
+                channels=("sms",),
+                source="sms_keyword",
+                evidence=evidence,
+            )
         else:
             # Not (yet) a subscriber: still never text this number until it says START.
             suppress(session, clock, "sms", phone, "stop", "sms_keyword")
@@ -129,8 +155,9 @@ def handle_inbound_sms(
     return None
 
 
-def _start(session: Session, clock: Clock, subscriber: Subscriber | None, phone: str,
-           evidence: dict) -> None:
+def _start(
+    session: Session, clock: Clock, subscriber: Subscriber | None, phone: str, evidence: dict
+) -> None:
     if subscriber is None:
         lift_unsubscribe(session, "sms", phone)  # not a subscriber: only its STOP is lifted
         return

@@ -56,5 +56,10 @@ def links_for(base_url: str, signer: Signer, message_token: str) -> Links:
     def url(short: str) -> str:
         return f"{base_url}/{short}/{signer.sign(short, message_token)}"
 
-    return Links(read_online=url("m"), contact=url("c"), preferences=url("p"), unsubscribe=url("u"),
-                 open=url("o"))
+    return Links(
+        read_online=url("m"),
+        contact=url("c"),
+        preferences=url("p"),
+        unsubscribe=url("u"),
+        open=url("o"),
+    )

@@ -46,13 +46,26 @@ def resolve(session: Session, signer: Signer, purpose: str, token: str) -> Visit
     return Visit(message, session.get(Subscriber, message.subscriber_id))
 
 
-def record_engagement(session: Session, clock: Clock, visit: Visit, kind: str, detail: dict) -> None:
+def record_engagement(
+    session: Session, clock: Clock, visit: Visit, kind: str, detail: dict
+) -> None:
     now = clock.now()
-    session.add(Event(message_id=visit.message.id, subscriber_id=visit.subscriber.id, type=kind,
-                      provider="tracking", occurred_at=now, received_at=now, payload=detail))
+    session.add(
+        Event(
+            message_id=visit.message.id,
+            subscriber_id=visit.subscriber.id,
+            type=kind,
+            provider="tracking",
+            occurred_at=now,
+            received_at=now,
+            payload=detail,
+        )
+    )
 
 
-def lesson(registry: Registry, renderer: Renderer, signer: Signer, base_url: str, visit: Visit) -> RenderedEmail:
+def lesson(
+    registry: Registry, renderer: Renderer, signer: Signer, base_url: str, visit: Visit
+) -> RenderedEmail:
     """The step's email as the subscriber would have received it (the 'read online' page)."""
     campaign = registry.get(visit.message.campaign_key)
     step = campaign.step(visit.message.step_key)
@@ -63,12 +76,18 @@ def lesson(registry: Registry, renderer: Renderer, signer: Signer, base_url: str
     return renderer.email(campaign, step, recipient, links)
 
 
-def unsubscribe_from_link(session: Session, clock: Clock, visit: Visit, scope: str, evidence: dict) -> None:
+def unsubscribe_from_link(
+    session: Session, clock: Clock, visit: Visit, scope: str, evidence: dict
+) -> None:
     """scope 'email' (the one-click default for an email link) or 'all'."""
     channels = ("email", "sms") if scope == "all" else ("email",)
-    unsubscribe(session, clock, visit.subscriber, channels=channels, source="link", evidence=evidence)
+    unsubscribe(
+        session, clock, visit.subscriber, channels=channels, source="link", evidence=evidence
+    )
     # Attributed to the message the link came in, so the step's funnel counts it.
-    record_engagement(session, clock, visit, EventType.UNSUBSCRIBED, {"scope": scope, "via": "link"})
+    record_engagement(
+        session, clock, visit, EventType.UNSUBSCRIBED, {"scope": scope, "via": "link"}
+    )
 
 
 @dataclass
@@ -83,17 +102,30 @@ def preferences(session: Session, subscriber: Subscriber) -> Preferences:
     return Preferences(
         email=bool(subscriber.email) and has_consent(session, subscriber.id, "email"),
         sms=bool(subscriber.phone) and has_consent(session, subscriber.id, "sms"),
-        has_email=bool(subscriber.email), has_phone=bool(subscriber.phone),
+        has_email=bool(subscriber.email),
+        has_phone=bool(subscriber.phone),
     )
 
 
-def update_preferences(session: Session, clock: Clock, subscriber: Subscriber, *, email: bool, sms: bool,
-                       evidence: dict) -> Preferences:
+def update_preferences(
+    session: Session,
+    clock: Clock,
+    subscriber: Subscriber,
+    *,
+    email: bool,
+    sms: bool,
+    evidence: dict,
+) -> Preferences:
     current = preferences(session, subscriber)
-    stop = tuple(c for c, want, now in (("email", email, current.email), ("sms", sms, current.sms))
-                 if now and not want)
+    stop = tuple(
+        c
+        for c, want, now in (("email", email, current.email), ("sms", sms, current.sms))
+        if now and not want
+    )
     if stop:
-        unsubscribe(session, clock, subscriber, channels=stop, source="preferences", evidence=evidence)
+        unsubscribe(
+            session, clock, subscriber, channels=stop, source="preferences", evidence=evidence
+        )
     for channel, want, now in (("email", email, current.email), ("sms", sms, current.sms)):
         if want and not now:
             # An explicit new consent; an opt-out is lifted, a bounce or complaint is not.
@@ -102,16 +134,27 @@ def update_preferences(session: Session, clock: Clock, subscriber: Subscriber, *
     return preferences(session, subscriber)
 
 
-def request_contact(session: Session, clock: Clock, registry: Registry, visit: Visit, *,
-                    preferred_channel: str, preferred_time: str | None, note: str | None) -> ContactRequest:
+def request_contact(
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    visit: Visit,
+    *,
+    preferred_channel: str,
+    preferred_time: str | None,
+    note: str | None,
+) -> ContactRequest:
     """Record an ask to be contacted; one open request per person is updated, not doubled.
     The campaign decides what happens to the sequence (continue, pause or exit)."""
     if preferred_channel not in PREFERRED_CHANNELS:
         raise ValueError(f"preferred_channel must be one of {', '.join(PREFERRED_CHANNELS)}")
     now = clock.now()
     sub, msg = visit.subscriber, visit.message
-    request = session.scalar(select(ContactRequest).where(
-        ContactRequest.subscriber_id == sub.id, ContactRequest.status == ContactStatus.OPEN))
+    request = session.scalar(
+        select(ContactRequest).where(
+            ContactRequest.subscriber_id == sub.id, ContactRequest.status == ContactStatus.OPEN
+        )
+    )
     if request is None:
         request = ContactRequest(subscriber_id=sub.id, status=ContactStatus.OPEN, created_at=now)
         session.add(request)
@@ -120,15 +163,25 @@ def request_contact(session: Session, clock: Clock, registry: Registry, visit: V
     request.preferred_channel = preferred_channel
     request.preferred_time = (preferred_time or "").strip()[:100] or None
     request.note = (note or "").strip()[:2000] or None
-    session.add(Event(message_id=msg.id, subscriber_id=sub.id, type=EventType.CONTACT_REQUESTED,
-                      provider="tracking", occurred_at=now, received_at=now,
-                      payload={"preferred_channel": preferred_channel}))
+    session.add(
+        Event(
+            message_id=msg.id,
+            subscriber_id=sub.id,
+            type=EventType.CONTACT_REQUESTED,
+            provider="tracking",
+            occurred_at=now,
+            received_at=now,
+            payload={"preferred_channel": preferred_channel},
+        )
+    )
     campaign = registry.campaigns().get(msg.campaign_key)
     behaviour = campaign.on_contact_request if campaign else "continue"
     if behaviour != "continue":
         enrollment = session.get(Enrollment, msg.enrollment_id)
         if enrollment.status == EnrollmentStatus.ACTIVE:
-            enrollment.status = EnrollmentStatus.PAUSED if behaviour == "pause" else EnrollmentStatus.EXITED
+            enrollment.status = (
+                EnrollmentStatus.PAUSED if behaviour == "pause" else EnrollmentStatus.EXITED
+            )
             enrollment.exit_reason = "asked to be contacted"
             enrollment.updated_at = now
     session.flush()

@@ -34,8 +34,13 @@ from .server import FakeServer, Recorded, Response
 _HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 
 
-def sendgrid_error(status: int, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None, help: str | None = None) -> Response:
+def sendgrid_error(
+    status: int,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    help: str | None = None,
+) -> Response:
     """A Response shaped like SendGrid's error JSON.
 
     For 429 the X-RateLimit-* headers SendGrid sends are added (reset = now+60s,
@@ -43,11 +48,15 @@ def sendgrid_error(status: int, message: str, field: str | None = None,
     """
     hdrs: dict[str, str] = {}
     if status == 429:
-        hdrs = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(int(time.time()) + 60)}
+        hdrs = {
+            "X-RateLimit-Limit": "600",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(time.time()) + 60),
+        }
     hdrs.update(headers or {})
-    return Response(status, {"errors": [{"field": field, "message": message, "help": help}]},
-                    headers=hdrs)
+    return Response(
+        status, {"errors": [{"field": field, "message": message, "help": help}]}, headers=hdrs
+    )
 
 
 class FakeSendGrid(FakeServer):
@@ -86,7 +95,8 @@ class FakeSendGrid(FakeServer):
         token = req.bearer_token or ""
         if (token != self.api_key) if self.api_key else not token.startswith("SG."):
             return sendgrid_error(
-                401, "The provided authorization grant is invalid, expired, or revoked")
+                401, "The provided authorization grant is invalid, expired, or revoked"
+            )
         if (req.method, req.path) != ("POST", "/v3/mail/send"):
             return sendgrid_error(404, "Not Found")
         mail = req.json
@@ -104,21 +114,35 @@ def _validate(mail: dict[str, Any]) -> tuple[str, str] | None:
     """The few checks SendGrid does that a client bug is likely to trip."""
     pers = mail.get("personalizations")
     if not pers:
-        return ("personalizations", ("The personalizations field is required and must "
-                                     "have at least one personalization."))
+        return (
+            "personalizations",
+            ("The personalizations field is required and must have at least one personalization."),
+        )
     if any(not p.get("to") for p in pers):
-        return ("personalizations.0.to", (
-            "The to array is required for all personalization objects, and must have at "
-            "least one email object with a valid email address."))
+        return (
+            "personalizations.0.to",
+            (
+                "The to array is required for all personalization objects, and must have at "
+                "least one email object with a valid email address."
+            ),
+        )
     if not (mail.get("from") or {}).get("email"):
         return ("from.email", "The from email does not contain a valid address.")
     templated = bool(mail.get("template_id"))
     if not templated and not mail.get("subject") and any(not p.get("subject") for p in pers):
-        return ("subject", (
-            "The subject is required. You can get around this requirement if you use a "
-            "template with a subject defined or if every personalization has a subject defined."))
+        return (
+            "subject",
+            (
+                "The subject is required. You can get around this requirement if you use a "
+                "template with a subject defined or if every personalization has a subject defined."
+            ),
+        )
     if not templated and not mail.get("content"):
-        return ("content", (
-            "Unless a valid template_id is provided, the content parameter is required. "
-            "There must be at least one defined content block."))
+        return (
+            "content",
+            (
+                "Unless a valid template_id is provided, the content parameter is required. "
+                "There must be at least one defined content block."
+            ),
+        )
     return None

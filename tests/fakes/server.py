@@ -256,8 +256,9 @@ class FakeServer:
                 resp = self.route(req)
             elif scripted.status is None:
                 routed = self.route(req)
-                resp = replace(routed, delay=scripted.delay,
-                               drop_connection=scripted.drop_connection)
+                resp = replace(
+                    routed, delay=scripted.delay, drop_connection=scripted.drop_connection
+                )
             else:
                 resp = scripted
         except Exception:  # noqa: BLE001 - a bug in the fake must not hang the client

@@ -38,20 +38,27 @@ from .server import FakeServer, Recorded, Response
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
 _MESSAGE = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$")
 _E164 = re.compile(r"^(whatsapp:)?\+[1-9]\d{1,14}$")
-_GSM = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-        "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+_GSM = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
 _GSM_EXT = "^{}\\[~]|€\f"
 
 
-def twilio_error(status: int, code: int, message: str,
-                 headers: dict[str, str] | None = None) -> Response:
+def twilio_error(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     """A Response shaped like Twilio's legacy error JSON (what the SDK parses)."""
-    return Response(status, {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }, headers=dict(headers or {}))
+    return Response(
+        status,
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        headers=dict(headers or {}),
+    )
 
 
 def num_segments(body: str) -> int:
@@ -72,8 +79,12 @@ class FakeTwilio(FakeServer):
         self._messages: dict[str, dict[str, Any]] = {}  # sid -> resource
         self._forms: list[dict[str, Any]] = []
 
-    def client(self, account_sid: str | None = None, auth_token: str | None = None,
-               timeout: float | None = None):
+    def client(
+        self,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        timeout: float | None = None,
+    ):
         """A real ``twilio.rest.Client`` wired to this fake."""
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
@@ -108,11 +119,18 @@ class FakeTwilio(FakeServer):
     # API -------------------------------------------------------------------
     def route(self, req: Recorded) -> Response:
         auth = req.basic_auth
-        if not auth or not auth[0] or not auth[1] or (
-            self.auth_token is not None and auth != (self.account_sid or auth[0], self.auth_token)
+        if (
+            not auth
+            or not auth[0]
+            or not auth[1]
+            or (
+                self.auth_token is not None
+                and auth != (self.account_sid or auth[0], self.auth_token)
+            )
         ):
-            return twilio_error(401, 20003, "Authenticate",
-                                {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+            return twilio_error(
+                401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'}
+            )
         if req.method == "POST" and (m := _MESSAGES.match(req.path)):
             return self._create(m["account"], req.form or {})
         if req.method == "GET" and (m := _MESSAGE.match(req.path)):

@@ -32,6 +32,19 @@ def main(ctx: click.Context) -> None:
     ctx.call_on_close(drip.close)
 
 
-for command in (db_group, campaigns_group, enroll, status, channels_group, outbox_group, report_command,
-                contacts_command, import_command, worker, beat, web, demo):
+for command in (
+    db_group,
+    campaigns_group,
+    enroll,
+    status,
+    channels_group,
+    outbox_group,
+    report_command,
+    contacts_command,
+    import_command,
+    worker,
+    beat,
+    web,
+    demo,
+):
     main.add_command(command)

@@ -41,11 +41,24 @@ def enroll(drip: Drip, campaign, email, phone, first_name, tz, locale) -> None:
     consent = tuple(c for c, v in (("email", email), ("sms", phone)) if v)
     try:
         with transaction(rt.factory) as session:
-            sub = upsert_subscriber(session, rt.clock, email=email, phone=phone, first_name=first_name,
-                                    timezone=tz, locale=locale, consent=consent, source="cli")
-            e = enroll_subscriber(session, rt.clock, rt.registry, sub, campaign, rt.policy, source="cli")
-            click.echo(f"enrollment {e.id}: next step {e.next_step_key} "
-                       f"due {e.next_due_at:%Y-%m-%d %H:%M} UTC")
+            sub = upsert_subscriber(
+                session,
+                rt.clock,
+                email=email,
+                phone=phone,
+                first_name=first_name,
+                timezone=tz,
+                locale=locale,
+                consent=consent,
+                source="cli",
+            )
+            e = enroll_subscriber(
+                session, rt.clock, rt.registry, sub, campaign, rt.policy, source="cli"
+            )
+            click.echo(
+                f"enrollment {e.id}: next step {e.next_step_key} "
+                f"due {e.next_due_at:%Y-%m-%d %H:%M} UTC"
+            )
     except (InvalidSubscriber, DefinitionError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -60,13 +73,27 @@ def status(drip: Drip, as_json) -> None:
         st = read_status(session, rt.clock)
     depths = queue_depths(rt.settings)
     if as_json:
-        click.echo(json.dumps({"due_backlog": st.due_backlog, "oldest_due_age_seconds": st.oldest_due_age_seconds,
-                               "enrollments": st.enrollments, "messages": st.messages, "queues": depths}))
+        click.echo(
+            json.dumps(
+                {
+                    "due_backlog": st.due_backlog,
+                    "oldest_due_age_seconds": st.oldest_due_age_seconds,
+                    "enrollments": st.enrollments,
+                    "messages": st.messages,
+                    "queues": depths,
+                }
+            )
+        )
         return
     age = "-" if st.oldest_due_age_seconds is None else f"{st.oldest_due_age_seconds:.0f}s"
     click.echo(f"due backlog: {st.due_backlog} enrollments; oldest due: {age}")
-    click.echo("enrollments: " + (", ".join(f"{k} {v}" for k, v in sorted(st.enrollments.items())) or "none"))
-    click.echo("messages:    " + (", ".join(f"{k} {v}" for k, v in sorted(st.messages.items())) or "none"))
+    click.echo(
+        "enrollments: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(st.enrollments.items())) or "none")
+    )
+    click.echo(
+        "messages:    " + (", ".join(f"{k} {v}" for k, v in sorted(st.messages.items())) or "none")
+    )
     click.echo("queues:      " + ", ".join(f"{k} {v}" for k, v in depths.items()))
 
 
@@ -81,8 +108,10 @@ def channels_list(drip: Drip) -> None:
     with drip.runtime().factory() as session:
         paused = all_paused(session)
     for row in paused:
-        click.echo(f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC "
-                   f"by {row.paused_by}: {row.reason}")
+        click.echo(
+            f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC "
+            f"by {row.paused_by}: {row.reason}"
+        )
     if not paused:
         click.echo("no channel is paused")
 
@@ -123,8 +152,10 @@ def outbox_group() -> None:
 def outbox_list(drip: Drip, status_, limit) -> None:
     with drip.runtime().factory() as session:
         for m in messages_in(session, status_, limit):
-            click.echo(f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} attempts={m.attempts} "
-                       f"provider_id={m.provider_message_id or '-'} reason={m.reason}")
+            click.echo(
+                f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} attempts={m.attempts} "
+                f"provider_id={m.provider_message_id or '-'} reason={m.reason}"
+            )
 
 
 @outbox_group.command("settle")

@@ -18,8 +18,12 @@ from workers.cli.context import Drip, pass_drip
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--campaign", required=True, help="Campaign key to enroll consenting subscribers in.")
-@click.option("--source", default="import", show_default=True,
-              help="Where the list came from; kept as evidence on each consent record.")
+@click.option(
+    "--source",
+    default="import",
+    show_default=True,
+    help="Where the list came from; kept as evidence on each consent record.",
+)
 @click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
 @pass_drip
 def import_command(drip: Drip, file: Path, campaign: str, source: str, dry_run: bool) -> None:
@@ -31,8 +35,16 @@ def import_command(drip: Drip, file: Path, campaign: str, source: str, dry_run: 
     """
     rt = drip.runtime()
     try:
-        report = import_file(rt.factory, rt.clock, rt.registry, rt.policy, file, campaign_key=campaign,
-                             source=source, dry_run=dry_run)
+        report = import_file(
+            rt.factory,
+            rt.clock,
+            rt.registry,
+            rt.policy,
+            file,
+            campaign_key=campaign,
+            source=source,
+            dry_run=dry_run,
+        )
     except (ImportFileError, DefinitionError) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     click.echo(summary(report))

@@ -13,17 +13,35 @@ from workers.cli.context import Drip, pass_drip
 from workers.demo import run_demo
 
 
-@click.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.command(
+    "worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @click.option("--queues", "-Q", default="schedule,email,sms,events", show_default=True)
 @click.option("--concurrency", "-c", default=2, show_default=True)
-@click.option("--beat", is_flag=True, help="Also run the scheduler in this process (one machine only).")
+@click.option(
+    "--beat", is_flag=True, help="Also run the scheduler in this process (one machine only)."
+)
 @pass_drip
 @click.pass_context
 def worker(ctx: click.Context, drip: Drip, queues, concurrency, beat) -> None:
     """Run a Celery worker (add more processes or machines to scale out)."""
     s = drip.settings  # a bad setting stops here, with its name, not inside Celery
-    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
-            "-c", str(concurrency), "-l", "info", "--without-mingle", "--without-gossip"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "-l",
+        "info",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     if beat:
         args += ["-B", "-s", str(s.broker_dir.parent / "celerybeat-schedule")]
     os.execv(sys.executable, args + list(ctx.args))
@@ -35,8 +53,21 @@ def beat(drip: Drip) -> None:
     """Run the scheduler (exactly one per deployment)."""
     s = drip.settings
     s.broker_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "-l", "info",
-                              "-s", str(s.broker_dir.parent / "celerybeat-schedule")])
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "beat",
+            "-l",
+            "info",
+            "-s",
+            str(s.broker_dir.parent / "celerybeat-schedule"),
+        ],
+    )
 
 
 @click.command("web")
@@ -47,9 +78,24 @@ def beat(drip: Drip) -> None:
 def web(drip: Drip, host, port, processes) -> None:
     """Run the web app: subscriber pages, provider webhooks, admin pages, /metrics, /healthz."""
     _ = drip.settings  # a bad setting stops here, with its name, not inside uvicorn
-    os.execv(sys.executable, [sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
-                              "--host", host, "--port", str(port), "--workers", str(processes),
-                              "--proxy-headers", "--no-server-header"])
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "web.app:create_app",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(processes),
+            "--proxy-headers",
+            "--no-server-header",
+        ],
+    )
 
 
 @click.command("demo")

@@ -29,7 +29,9 @@ def _table(headers: list[str], rows: list[list], right_from: int) -> list[str]:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     out = []
     for n, row in enumerate(cells):
-        parts = [c.rjust(widths[i]) if i >= right_from else c.ljust(widths[i]) for i, c in enumerate(row)]
+        parts = [
+            c.rjust(widths[i]) if i >= right_from else c.ljust(widths[i]) for i, c in enumerate(row)
+        ]
         out.append("  ".join(parts).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -38,10 +40,18 @@ def _table(headers: list[str], rows: list[list], right_from: int) -> list[str]:
 
 @click.command("report")
 @click.argument("campaign")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Only messages created on or after this day (UTC).")
-@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Only messages created on or before this day (UTC).")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Only messages created on or after this day (UTC).",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Only messages created on or before this day (UTC).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_drip
 def report_command(drip: Drip, campaign, since, until, as_json) -> None:
@@ -66,21 +76,64 @@ def report_command(drip: Drip, campaign, since, until, as_json) -> None:
         first = f"{since:%Y-%m-%d}" if since else "the start"
         last = f"{until:%Y-%m-%d}" if until else "now"
         click.echo(f"messages created from {first} to {last} (UTC, inclusive)")
-    click.echo(f"enrollments: {e.enrolled} enrolled, {e.active} active, {e.paused} paused, "
-               f"{e.completed} completed, {e.exited} exited")
+    click.echo(
+        f"enrollments: {e.enrolled} enrolled, {e.active} active, {e.paused} paused, "
+        f"{e.completed} completed, {e.exited} exited"
+    )
     for reason, n in e.exit_reasons:
         click.echo(f"  exited: {reason}: {n}")
-    headers = ["#", "step", "channel", "created", "sent", "deliv", "failed", "bounced", "suppr", "skipped",
-               "flight", "opens", "clicks", "asks", "unsubs", "deliv%", "open%", "click%"]
-    rows = [[s.position if s.position is not None else "-", s.step_key, s.channel, s.created, s.sent,
-             s.delivered, s.failed, s.bounced, s.suppressed, s.skipped, s.in_flight_total, s.opens, s.clicks,
-             s.contact_requests, s.unsubscribes, _pct(s.delivery_rate), _pct(s.open_rate), _pct(s.click_rate)]
-            for s in report.steps]
+    headers = [
+        "#",
+        "step",
+        "channel",
+        "created",
+        "sent",
+        "deliv",
+        "failed",
+        "bounced",
+        "suppr",
+        "skipped",
+        "flight",
+        "opens",
+        "clicks",
+        "asks",
+        "unsubs",
+        "deliv%",
+        "open%",
+        "click%",
+    ]
+    rows = [
+        [
+            s.position if s.position is not None else "-",
+            s.step_key,
+            s.channel,
+            s.created,
+            s.sent,
+            s.delivered,
+            s.failed,
+            s.bounced,
+            s.suppressed,
+            s.skipped,
+            s.in_flight_total,
+            s.opens,
+            s.clicks,
+            s.contact_requests,
+            s.unsubscribes,
+            _pct(s.delivery_rate),
+            _pct(s.open_rate),
+            _pct(s.click_rate),
+        ]
+        for s in report.steps
+    ]
     click.echo("")
     for line in _table(headers, rows, right_from=3):
         click.echo(line)
-    notes = [(s, label, reasons) for s in report.steps
-             for label, reasons in (("skipped", s.skip_reasons), ("suppressed", s.suppress_reasons)) if reasons]
+    notes = [
+        (s, label, reasons)
+        for s in report.steps
+        for label, reasons in (("skipped", s.skip_reasons), ("suppressed", s.suppress_reasons))
+        if reasons
+    ]
     if notes:
         click.echo("")
     for s, label, reasons in notes:
@@ -120,10 +173,32 @@ def contacts_command(drip: Drip, mark_id, status, note, by, reveal) -> None:
     for r in items:
         waited = now - r.created_at
         hours = int(waited.total_seconds() // 3600)
-        rows.append([r.id, r.status, f"{r.created_at:%Y-%m-%d %H:%M}", f"{hours // 24}d {hours % 24}h",
-                     r.first_name or "-", show(r.phone), show(r.email), r.preferred_channel or "-",
-                     r.preferred_time or "-", f"{r.campaign_key or '-'}/{r.step_key or '-'}"])
-    headers = ["id", "status", "asked (UTC)", "waited", "name", "phone", "email", "prefers", "when", "from"]
+        rows.append(
+            [
+                r.id,
+                r.status,
+                f"{r.created_at:%Y-%m-%d %H:%M}",
+                f"{hours // 24}d {hours % 24}h",
+                r.first_name or "-",
+                show(r.phone),
+                show(r.email),
+                r.preferred_channel or "-",
+                r.preferred_time or "-",
+                f"{r.campaign_key or '-'}/{r.step_key or '-'}",
+            ]
+        )
+    headers = [
+        "id",
+        "status",
+        "asked (UTC)",
+        "waited",
+        "name",
+        "phone",
+        "email",
+        "prefers",
+        "when",
+        "from",
+    ]
     for line in _table(headers, rows, right_from=len(headers)):
         click.echo(line)
     if not reveal:

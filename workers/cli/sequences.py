@@ -29,8 +29,9 @@ def campaigns_group() -> None:
 
 
 @campaigns_group.command("validate")
-@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None,
-              help=FOLDER_HELP)
+@click.option(
+    "--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None, help=FOLDER_HELP
+)
 @pass_drip
 @click.pass_context
 def campaigns_validate(ctx: click.Context, drip: Drip, folder) -> None:
@@ -43,22 +44,33 @@ def campaigns_validate(ctx: click.Context, drip: Drip, folder) -> None:
             click.echo(f"error: {problem}", err=True)
         ctx.exit(1)
     for c in found.values():
-        click.echo(f"ok: {c.key} v{c.version}: {len(c.steps)} steps, locales {', '.join(c.locales)}")
+        click.echo(
+            f"ok: {c.key} v{c.version}: {len(c.steps)} steps, locales {', '.join(c.locales)}"
+        )
 
 
 @campaigns_group.command("lint")
-@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None,
-              help=FOLDER_HELP)
-@click.option("--templates", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Templates folder (default: TEMPLATES_DIR).")
+@click.option(
+    "--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None, help=FOLDER_HELP
+)
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Templates folder (default: TEMPLATES_DIR).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @pass_drip
 @click.pass_context
 def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet) -> None:
     """Render every step, channel and locale and check it; exit 1 on any error."""
     s = drip.settings
-    lint = LintContext(Path(templates) if templates else s.templates_dir, s.public_base_url,
-                       s.brand_name, s.postal_address)
+    lint = LintContext(
+        Path(templates) if templates else s.templates_dir,
+        s.public_base_url,
+        s.brand_name,
+        s.postal_address,
+    )
     findings = lint_folder(Path(folder) if folder else s.definitions_dir, lint)
     for f in findings:
         if not (quiet and f.severity == "info"):
@@ -73,8 +85,15 @@ def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet) -> 
 @click.argument("campaign")
 @click.option("--locale", default=None, help="Default: every locale of the campaign.")
 @click.option("--first-name", default="Maria")
-@click.option("--timezone", "zone", default=None, help="IANA zone for the timeline (default: DEFAULT_TIMEZONE).")
-@click.option("--joined", default=None, help="When the sample person joins, ISO 8601 (default: now).")
+@click.option(
+    "--timezone",
+    "zone",
+    default=None,
+    help="IANA zone for the timeline (default: DEFAULT_TIMEZONE).",
+)
+@click.option(
+    "--joined", default=None, help="When the sample person joins, ISO 8601 (default: now)."
+)
 @click.option("--out", default="preview", show_default=True)
 @pass_drip
 def campaigns_preview(drip: Drip, campaign, locale, first_name, zone, joined, out) -> None:
@@ -86,11 +105,22 @@ def campaigns_preview(drip: Drip, campaign, locale, first_name, zone, joined, ou
         when = datetime.fromisoformat(joined) if joined else datetime.now(UTC)
         if when.tzinfo is None:
             when = when.replace(tzinfo=ZoneInfo(zone))
-        for loc in ([locale] if locale else c.locales):
+        for loc in [locale] if locale else c.locales:
             if loc not in c.locales:
-                raise click.ClickException(f"{campaign} has no locale {loc!r} (it has {', '.join(c.locales)})")
-            files = write_preview(c, rt.renderer, Path(out), locale=loc, first_name=first_name or None,
-                                  zone=zone, joined=when, policy=rt.policy, base_url=rt.base_url)
+                raise click.ClickException(
+                    f"{campaign} has no locale {loc!r} (it has {', '.join(c.locales)})"
+                )
+            files = write_preview(
+                c,
+                rt.renderer,
+                Path(out),
+                locale=loc,
+                first_name=first_name or None,
+                zone=zone,
+                joined=when,
+                policy=rt.policy,
+                base_url=rt.base_url,
+            )
             click.echo(f"{loc}: {len(files)} files in {files[0].parent}/")
             click.echo((files[0].parent / "timeline.txt").read_text())
     except (DefinitionError, RenderError, InvalidSubscriber, ValueError) as exc:
@@ -99,15 +129,22 @@ def campaigns_preview(drip: Drip, campaign, locale, first_name, zone, joined, ou
 
 @campaigns_group.command("diff")
 @click.argument("new_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--against", "old_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="An older copy of the file (default: the shape deployed in the database).")
+@click.option(
+    "--against",
+    "old_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="An older copy of the file (default: the shape deployed in the database).",
+)
 @pass_drip
 def campaigns_diff(drip: Drip, new_file, old_file) -> None:
     """Say what an edited campaign file changes and how many enrolled people each change affects."""
     rt = drip.runtime()
     try:
         new = parse_campaign(Path(new_file), rt.settings.templates_dir)
-        old_campaign = parse_campaign(Path(old_file), rt.settings.templates_dir) if old_file else None
+        old_campaign = (
+            parse_campaign(Path(old_file), rt.settings.templates_dir) if old_file else None
+        )
     except DefinitionError as exc:
         raise click.ClickException(str(exc)) from None
     with rt.factory() as session:
@@ -116,11 +153,19 @@ def campaigns_diff(drip: Drip, new_file, old_file) -> None:
         else:
             row = latest_revision(session, new.key)
             if row is None:
-                raise click.ClickException(f"{new.key} has not been deployed yet; nothing to compare with")
-            old_shape, old_version, label = row.structure, row.version, f"deployed revision {row.revision}"
+                raise click.ClickException(
+                    f"{new.key} has not been deployed yet; nothing to compare with"
+                )
+            old_shape, old_version, label = (
+                row.structure,
+                row.version,
+                f"deployed revision {row.revision}",
+            )
         everyone = people(session, new.key)
     changes = diff(old_shape, new, everyone, old_campaign, old_version)
-    click.echo(f"{new.key}: {label} -> {new_file}; {len(everyone)} people enrolled and not finished")
+    click.echo(
+        f"{new.key}: {label} -> {new_file}; {len(everyone)} people enrolled and not finished"
+    )
     for change in changes:
         click.echo(f"  {change}")
     if not changes:
@@ -137,16 +182,24 @@ def campaigns_diff(drip: Drip, new_file, old_file) -> None:
 @click.option("--force", is_flag=True, help="Send even to a suppressed address.")
 @pass_drip
 @click.pass_context
-def campaigns_test_send(ctx: click.Context, drip: Drip, campaign, steps, email, phone, locale, first_name,
-                        force) -> None:
+def campaigns_test_send(
+    ctx: click.Context, drip: Drip, campaign, steps, email, phone, locale, first_name, force
+) -> None:
     """Send STEPS (default: every step) of CAMPAIGN to your own address, marked [TEST]."""
     rt = drip.runtime()
     try:
         with rt.factory() as session:
-            results = send_test(session, rt.registry, rt.renderer, rt.signer, rt.base_url,
-                                rt.email_provider, rt.sms_provider,
-                                SendTestRequest(campaign, list(steps), locale, email, phone, first_name or None),
-                                force)
+            results = send_test(
+                session,
+                rt.registry,
+                rt.renderer,
+                rt.signer,
+                rt.base_url,
+                rt.email_provider,
+                rt.sms_provider,
+                SendTestRequest(campaign, list(steps), locale, email, phone, first_name or None),
+                force,
+            )
     except (DefinitionError, InvalidSubscriber, RenderError) as exc:
         raise click.ClickException(str(exc)) from None
     for r in results:

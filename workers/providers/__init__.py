@@ -66,8 +66,12 @@ def scrub(text: str) -> str:
 
 def build_providers(settings):
     """(email provider, sms provider) for these settings."""
-    outbox = LocalOutbox(settings.outbox_dir, delay=settings.outbox_send_delay,
-                         sender=settings.email_from, brand=settings.brand_name)
+    outbox = LocalOutbox(
+        settings.outbox_dir,
+        delay=settings.outbox_send_delay,
+        sender=settings.email_from,
+        brand=settings.brand_name,
+    )
     email = sms = outbox
     if settings.email_provider == "sendgrid":
         from workers.providers.sendgrid import SendGridEmail

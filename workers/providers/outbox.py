@@ -22,8 +22,13 @@ class LocalOutbox:
     name = "outbox"
     max_batch = 1000
 
-    def __init__(self, folder: Path, delay: float = 0.0, sender: str = "care@lunara.example",
-                 brand: str = "Lunara"):
+    def __init__(
+        self,
+        folder: Path,
+        delay: float = 0.0,
+        sender: str = "care@lunara.example",
+        brand: str = "Lunara",
+    ):
         self.folder = Path(folder)
         self.delay = delay
         self.sender = sender

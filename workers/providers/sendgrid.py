@@ -82,7 +82,9 @@ def classify(exc: BaseException) -> Verdict:
         if status in (401, 403, 404):
             return Verdict(Outcome.CONFIG, f"HTTP {status}: {text}")
         if status == 429:
-            return Verdict(Outcome.TRANSIENT, f"HTTP 429: {text}", retry_after=_retry_after(exc.headers))
+            return Verdict(
+                Outcome.TRANSIENT, f"HTTP 429: {text}", retry_after=_retry_after(exc.headers)
+            )
         if status in MAYBE_DONE:
             # A gateway error or a crash mid-request: the mail may have been accepted.
             return Verdict(Outcome.UNKNOWN, f"HTTP {status}: {text}")
@@ -107,7 +109,9 @@ def _errors(exc: sg_exc.HTTPError) -> list[dict]:
 def _error_text(exc: sg_exc.HTTPError) -> str:
     errors = _errors(exc)
     if errors:
-        return scrub("; ".join(f"{e.get('field') or '-'}: {e.get('message')}" for e in errors))[:500]
+        return scrub("; ".join(f"{e.get('field') or '-'}: {e.get('message')}" for e in errors))[
+            :500
+        ]
     return scrub((exc.body or b"").decode("utf-8", "replace"))[:500] or str(exc.status_code)
 
 
@@ -140,9 +144,16 @@ class SendGridEmail:
     name = "sendgrid"
     max_batch = MAX_PERSONALIZATIONS
 
-    def __init__(self, api_key: str, from_email: str, from_name: str,
-                 host: str = "https://api.sendgrid.com", sandbox: bool = False,
-                 tracking: bool = False, timeout: float = 10.0):
+    def __init__(
+        self,
+        api_key: str,
+        from_email: str,
+        from_name: str,
+        host: str = "https://api.sendgrid.com",
+        sandbox: bool = False,
+        tracking: bool = False,
+        timeout: float = 10.0,
+    ):
         self.client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
         # No constructor argument; without it urllib waits forever on a stuck socket.
         self.client.client.timeout = timeout
@@ -150,14 +161,19 @@ class SendGridEmail:
         self.from_name = from_name
         self.sandbox = sandbox
         self.tracking = tracking
-        self.unsubscribe_mailto = f"mailto:unsubscribe@{from_email.rsplit('@', 1)[-1]}?subject=unsubscribe"
+        self.unsubscribe_mailto = (
+            f"mailto:unsubscribe@{from_email.rsplit('@', 1)[-1]}?subject=unsubscribe"
+        )
 
     @classmethod
     def from_settings(cls, settings) -> SendGridEmail:
         return cls(
-            api_key=settings.sendgrid_api_key.get_secret_value(), from_email=settings.email_from,
-            from_name=settings.brand_name, host=settings.sendgrid_api_host,
-            sandbox=settings.sendgrid_sandbox, tracking=settings.sendgrid_tracking,
+            api_key=settings.sendgrid_api_key.get_secret_value(),
+            from_email=settings.email_from,
+            from_name=settings.brand_name,
+            host=settings.sendgrid_api_host,
+            sandbox=settings.sendgrid_sandbox,
+            tracking=settings.sendgrid_tracking,
             timeout=settings.sendgrid_timeout,
         )
 
@@ -175,8 +191,11 @@ class SendGridEmail:
         for item in emails:
             key = item.shared.key if item.shared is not None else ("alone", item.message_id)
             groups.setdefault(key, []).append(item)
-        return [items[i:i + MAX_PERSONALIZATIONS] for items in groups.values()
-                for i in range(0, len(items), MAX_PERSONALIZATIONS)]
+        return [
+            items[i : i + MAX_PERSONALIZATIONS]
+            for items in groups.values()
+            for i in range(0, len(items), MAX_PERSONALIZATIONS)
+        ]
 
     def _send(self, items: list[OutgoingEmail]) -> list[SendResult]:
         done: list[SendResult] = []
@@ -188,21 +207,47 @@ class SendGridEmail:
                 verdict = classify(exc)
             else:
                 provider_id = response.headers.get("X-Message-Id") if response.headers else None
-                return done + [SendResult(i.message_id, Outcome.ACCEPTED, provider_id) for i in pending]
+                return done + [
+                    SendResult(i.message_id, Outcome.ACCEPTED, provider_id) for i in pending
+                ]
             named = verdict.rejected
             if not named or any(n >= len(pending) for n in named):
-                log.warning("sendgrid: %d message(s) %s: %s", len(pending), verdict.outcome.value, verdict.error)
-                return done + [SendResult(i.message_id, verdict.outcome, error=verdict.error,
-                                          retry_after=verdict.retry_after) for i in pending]
+                log.warning(
+                    "sendgrid: %d message(s) %s: %s",
+                    len(pending),
+                    verdict.outcome.value,
+                    verdict.error,
+                )
+                return done + [
+                    SendResult(
+                        i.message_id,
+                        verdict.outcome,
+                        error=verdict.error,
+                        retry_after=verdict.retry_after,
+                    )
+                    for i in pending
+                ]
             # A 400 rejects the whole request, so nothing went out: safe to send the rest again.
             for n, reason in named.items():
-                done.append(SendResult(pending[n].message_id, Outcome.PERMANENT, error=verdict.error,
-                                       suppress_reason=reason or None))
+                done.append(
+                    SendResult(
+                        pending[n].message_id,
+                        Outcome.PERMANENT,
+                        error=verdict.error,
+                        suppress_reason=reason or None,
+                    )
+                )
             pending = [item for n, item in enumerate(pending) if n not in named]
             if not pending:
                 return done
-        return done + [SendResult(i.message_id, Outcome.TRANSIENT, error="batch still rejected after "
-                                  f"{MAX_ROUNDS} rounds") for i in pending]
+        return done + [
+            SendResult(
+                i.message_id,
+                Outcome.TRANSIENT,
+                error=f"batch still rejected after {MAX_ROUNDS} rounds",
+            )
+            for i in pending
+        ]
 
     def _body(self, items: list[OutgoingEmail]) -> dict:
         first = items[0]
@@ -211,8 +256,10 @@ class SendGridEmail:
             "from": {"email": self.from_email, "name": self.from_name},
             "personalizations": [self._personalization(i) for i in items],
             # SendGrid requires text/plain before text/html.
-            "content": [{"type": "text/plain", "value": content.text},
-                        {"type": "text/html", "value": content.html}],
+            "content": [
+                {"type": "text/plain", "value": content.text},
+                {"type": "text/html", "value": content.html},
+            ],
             "mail_settings": {"sandbox_mode": {"enable": self.sandbox}},
             "tracking_settings": {
                 "click_tracking": {"enable": self.tracking, "enable_text": self.tracking},

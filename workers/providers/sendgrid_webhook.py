@@ -66,7 +66,12 @@ EVENT_TYPES: dict[str, E] = {
 
 # Drop reasons that say the address itself must not be mailed. Any other drop ("Invalid
 # SMTPAPI header", content) is our own fault, and the address stays usable.
-ADDRESS_DROP_REASONS = ("bounced address", "unsubscribed address", "spam reporting address", "invalid")
+ADDRESS_DROP_REASONS = (
+    "bounced address",
+    "unsubscribed address",
+    "spam reporting address",
+    "invalid",
+)
 
 
 # ---------------------------------------------------------------- verifying
@@ -85,8 +90,14 @@ def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def verify(headers: Mapping[str, str], body: bytes, *, public_key: str | None, now: datetime,
-           max_age_seconds: int) -> None:
+def verify(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    public_key: str | None,
+    now: datetime,
+    max_age_seconds: int,
+) -> None:
     """Return if SendGrid signed this body recently; raise NotConfigured or Rejected."""
     key = _configured_key(public_key)
     signature = header(headers, SIGNATURE_HEADER)
@@ -100,8 +111,11 @@ def verify(headers: Mapping[str, str], body: bytes, *, public_key: str | None, n
         raise Rejected(f"stale timestamp ({int(age)}s old)")
     # Over the raw bytes: re-encoding parsed JSON would not reproduce what was signed.
     try:
-        key.verify(base64.b64decode(signature, validate=True), timestamp.encode() + body,
-                   ec.ECDSA(hashes.SHA256()))
+        key.verify(
+            base64.b64decode(signature, validate=True),
+            timestamp.encode() + body,
+            ec.ECDSA(hashes.SHA256()),
+        )
     except (InvalidSignature, binascii.Error, ValueError):
         raise Rejected("bad signature") from None
 

@@ -124,17 +124,32 @@ class _AsyncClient(AsyncTwilioHttpClient):
         super().__init__(pool_connections=False, timeout=timeout)
         # Proxies from the environment only when some are set: reading them costs per call.
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency), trust_env=bool(urllib.request.getproxies()))
+            connector=aiohttp.TCPConnector(limit=concurrency),
+            trust_env=bool(urllib.request.getproxies()),
+        )
 
-    async def request(self, method, url, params=None, data=None, headers=None, auth=None, timeout=None,
-                      allow_redirects=False) -> Response:
+    async def request(
+        self,
+        method,
+        url,
+        params=None,
+        data=None,
+        headers=None,
+        auth=None,
+        timeout=None,
+        allow_redirects=False,
+    ) -> Response:
         limit = timeout or self.timeout
         _last_headers.set(None)
         headers = dict(headers or {})
         if auth:
             headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
         async with self.session.request(
-            method.upper(), url, params=params, data=data, headers=headers,
+            method.upper(),
+            url,
+            params=params,
+            data=data,
+            headers=headers,
             # A short connect timeout: a connection that never opened is safely retried.
             timeout=aiohttp.ClientTimeout(total=limit, sock_connect=min(3.0, limit)),
             allow_redirects=allow_redirects,
@@ -157,7 +172,9 @@ class _Loop:
         with self._lock:
             if self._pid != os.getpid():
                 self.loop = asyncio.new_event_loop()
-                threading.Thread(target=self.loop.run_forever, name="twilio-loop", daemon=True).start()
+                threading.Thread(
+                    target=self.loop.run_forever, name="twilio-loop", daemon=True
+                ).start()
                 self._pid = os.getpid()
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
@@ -166,9 +183,17 @@ class TwilioSms:
     name = "twilio"
     max_batch = 1  # one API call per text; a list is accepted and its texts sent at once
 
-    def __init__(self, account_sid: str, auth_token: str, status_base_url: str,
-                 messaging_service_sid: str | None = None, from_number: str | None = None,
-                 api_base_url: str | None = None, timeout: float = 10.0, concurrency: int = 8):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        status_base_url: str,
+        messaging_service_sid: str | None = None,
+        from_number: str | None = None,
+        api_base_url: str | None = None,
+        timeout: float = 10.0,
+        concurrency: int = 8,
+    ):
         if not (messaging_service_sid or from_number):
             raise ValueError("a messaging service SID or a from number is required")
         self.account_sid, self.auth_token = account_sid, auth_token
@@ -191,16 +216,22 @@ class TwilioSms:
             auth_token=settings.twilio_auth_token.get_secret_value(),
             status_base_url=settings.public_base_url,
             messaging_service_sid=settings.twilio_messaging_service_sid,
-            from_number=settings.twilio_from_number, api_base_url=settings.twilio_api_base_url,
-            timeout=settings.twilio_timeout, concurrency=settings.twilio_concurrency,
+            from_number=settings.twilio_from_number,
+            api_base_url=settings.twilio_api_base_url,
+            timeout=settings.twilio_timeout,
+            concurrency=settings.twilio_concurrency,
         )
 
     def _client(self) -> Client:
         client = self._clients.get(os.getpid())
         if client is None:
+
             async def build() -> Client:  # aiohttp sessions belong to the loop they are made on
-                made = Client(self.account_sid, self.auth_token,
-                              http_client=_AsyncClient(self.timeout, self.concurrency))
+                made = Client(
+                    self.account_sid,
+                    self.auth_token,
+                    http_client=_AsyncClient(self.timeout, self.concurrency),
+                )
                 if self.api_base_url:
                     made.api.base_url = self.api_base_url
                     # Otherwise the SDK rewrites the host for a region/edge (TWILIO_REGION/EDGE).
@@ -230,17 +261,34 @@ class TwilioSms:
         return list(await asyncio.gather(*(one(item) for item in texts)))
 
     async def _send(self, client: Client, item: OutgoingSms) -> SendResult:
-        sender = ({"messaging_service_sid": self.messaging_service_sid} if self.messaging_service_sid
-                  else {"from_": self.from_number})
+        sender = (
+            {"messaging_service_sid": self.messaging_service_sid}
+            if self.messaging_service_sid
+            else {"from_": self.from_number}
+        )
         try:
             message = await client.messages.create_async(
-                to=item.to, body=item.body, status_callback=self.status_callback(item.reference), **sender)
+                to=item.to,
+                body=item.body,
+                status_callback=self.status_callback(item.reference),
+                **sender,
+            )
         except Exception as exc:  # noqa: BLE001 - classify decides; unknown types are UNKNOWN
             verdict = classify(exc, _last_headers.get())
-            log.warning("twilio: text #%s to %s %s: %s", item.message_id, mask(item.to),
-                        verdict.outcome.value, verdict.error)
-            return SendResult(item.message_id, verdict.outcome, error=verdict.error,
-                              retry_after=verdict.retry_after, suppress_reason=verdict.suppress_reason)
+            log.warning(
+                "twilio: text #%s to %s %s: %s",
+                item.message_id,
+                mask(item.to),
+                verdict.outcome.value,
+                verdict.error,
+            )
+            return SendResult(
+                item.message_id,
+                verdict.outcome,
+                error=verdict.error,
+                retry_after=verdict.retry_after,
+                suppress_reason=verdict.suppress_reason,
+            )
         return SendResult(item.message_id, Outcome.ACCEPTED, message.sid)
 
 
@@ -248,6 +296,8 @@ def _close(loop: _Loop, clients: dict[int, Client]) -> None:
     client = clients.pop(os.getpid(), None)
     if client is not None and loop.loop is not None and loop.loop.is_running():
         try:
-            asyncio.run_coroutine_threadsafe(client.http_client.session.close(), loop.loop).result(timeout=2)
+            asyncio.run_coroutine_threadsafe(client.http_client.session.close(), loop.loop).result(
+                timeout=2
+            )
         except Exception:
             log.debug("twilio session not closed cleanly", exc_info=True)

@@ -88,8 +88,9 @@ def parse_form(body: bytes) -> Form:
 # ---------------------------------------------------------------- verifying
 
 
-def verify(headers: Mapping[str, str], url: str, form: Mapping[str, str], *,
-           auth_token: str | None) -> None:
+def verify(
+    headers: Mapping[str, str], url: str, form: Mapping[str, str], *, auth_token: str | None
+) -> None:
     """Return if Twilio signed this URL and form; raise NotConfigured or Rejected."""
     if not auth_token:
         raise NotConfigured("TWILIO_AUTH_TOKEN is not set")
@@ -116,18 +117,20 @@ def parse_status(form: Mapping[str, str], ref: str | None, now: datetime) -> lis
         log.info("twilio status %r ignored: not mapped or no MessageSid", status)
         return []
     error = form.get("ErrorCode") or None
-    return [NormalizedEvent(
-        provider=PROVIDER,
-        channel=CHANNEL,
-        provider_event_id=f"{sid}:{status}",
-        type=kind,
-        reference=ref or None,
-        provider_message_id=sid,
-        occurred_at=now,  # status callbacks carry no event time
-        error_code=error,
-        recipient_opted_out=error in OPTED_OUT_ERRORS,
-        raw=dict(form),
-    )]
+    return [
+        NormalizedEvent(
+            provider=PROVIDER,
+            channel=CHANNEL,
+            provider_event_id=f"{sid}:{status}",
+            type=kind,
+            reference=ref or None,
+            provider_message_id=sid,
+            occurred_at=now,  # status callbacks carry no event time
+            error_code=error,
+            recipient_opted_out=error in OPTED_OUT_ERRORS,
+            raw=dict(form),
+        )
+    ]
 
 
 def parse_inbound(form: Mapping[str, str]) -> InboundText:
