@@ -1,6 +1,7 @@
 """Throughput: due messages per second, end to end, beside Celery's raw per-task rate.
 
-    .venv/bin/python bench/throughput.py [--emails 6000] [--texts 3000] [--noops 2000] [--sms-batch 250]
+    .venv/bin/python bench/throughput.py [--emails 6000] [--texts 3000] [--noops 2000]
+                                         [--sms-batch 250]
 
 Everything is real except the providers: PostgreSQL and Redis on loopback, Celery worker
 processes (with beat) started here, and the official SendGrid/Twilio SDKs talking to the
@@ -43,15 +44,15 @@ import psycopg
 import redis
 from sqlalchemy import func, select
 
-from campaigns.states import TERMINAL, MessageStatus
+from campaigns.audience.subscribers import upsert_subscriber
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory, transaction
-from campaigns.sequences.registry import Registry
+from campaigns.delivery.enrollment import enroll
 from campaigns.migrate import upgrade
 from campaigns.models import Message
-from campaigns.delivery.enrollment import enroll
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.audience.subscribers import upsert_subscriber
+from campaigns.states import TERMINAL, MessageStatus
 from settings import load_settings
 from tests.fakes import FakeSendGrid, FakeTwilio
 from workers.app import make_app
@@ -314,10 +315,12 @@ def main() -> int:
         sms = bench.drip_rate("sms", a.texts)
     print(
         f"machine: {os.cpu_count()} cores; workers: prefork -c {a.concurrency}; "
-        f"Redis + PostgreSQL on loopback; EMAIL_BATCH_SIZE={a.email_batch}, SMS_BATCH_SIZE={a.sms_batch}"
+        f"Redis + PostgreSQL on loopback; EMAIL_BATCH_SIZE={a.email_batch}, "
+        f"SMS_BATCH_SIZE={a.sms_batch}"
     )
     print(
-        f"raw Celery no-op tasks  {noop['count']:6d} in {noop['seconds']:6.2f} s = {noop['rate']:8.1f} tasks/s"
+        f"raw Celery no-op tasks  {noop['count']:6d} in {noop['seconds']:6.2f} s = "
+        f"{noop['rate']:8.1f} tasks/s"
     )
     for name, r in (("email (SendGrid fake)", email), ("sms (Twilio fake)", sms)):
         extra = {k: v for k, v in r["statuses"].items() if k != MessageStatus.SENT}

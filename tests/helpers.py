@@ -2,10 +2,10 @@
 
 from sqlalchemy import select
 
-from campaigns.db import transaction
-from campaigns.models import Message
-from campaigns.delivery.enrollment import enroll
 from campaigns.audience.subscribers import upsert_subscriber
+from campaigns.db import transaction
+from campaigns.delivery.enrollment import enroll
+from campaigns.models import Message
 
 
 def add_and_enroll(factory, clock, registry, policy, campaign="tiny", **subscriber):

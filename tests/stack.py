@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from campaigns.states import TERMINAL
 from campaigns.models import Enrollment, Message
+from campaigns.states import TERMINAL
 from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parent.parent

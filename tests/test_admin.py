@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from campaigns.states import MessageStatus
-from campaigns.delivery.pauses import pause, paused
 from campaigns.db import transaction
+from campaigns.delivery.pauses import pause, paused
 from campaigns.models import ChannelPause, ContactRequest, Message
+from campaigns.states import MessageStatus
 from settings import load_settings
 from tests.conftest import FIXTURES
 from tests.test_reports import ANA_EMAIL, ANA_PHONE, script_history
@@ -157,7 +157,8 @@ def test_campaign_page_shows_the_per_step_funnel(client, history):
     assert text.index("<td>one</td>") < text.index("<td>two</td>") < text.index("<td>three</td>")
     first_row = text.split("<td>one</td>")[1].split("</tr>")[0]
     numbers = [c.split("<")[0] for c in first_row.split('<td class="n">')[1:]]
-    # created sent delivered failed bounced suppressed skipped in-flight opens clicks asks unsubs rates
+    # created sent delivered failed bounced suppressed skipped in-flight opens clicks asks
+    # unsubs rates
     assert numbers == [
         "4",
         "2",

@@ -6,10 +6,10 @@ import shutil
 import pytest
 
 from campaigns.content.composing import Composer
+from campaigns.content.rendering import Recipient, Renderer, Sender
+from campaigns.models import Message, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.tracking.links import Signer, links_for
-from campaigns.models import Message, Subscriber
-from campaigns.content.rendering import Recipient, Renderer, Sender
 from settings import ROOT
 from tests.conftest import FIXTURES
 

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.sequences.registry import Registry
-from campaigns.tracking.links import Signer, links_for
 from campaigns.content.preview import timeline, write_preview
 from campaigns.content.rendering import Recipient, Renderer, Sender
+from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
+from campaigns.tracking.links import Signer, links_for
 from settings import ROOT
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,18 +8,21 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from campaigns.db import transaction
-from campaigns.audience.imports import ImportFileError, import_file, summary
-from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from campaigns.audience.consent import has_consent
+from campaigns.audience.imports import ImportFileError, import_file, summary
 from campaigns.audience.opt_outs import unsubscribe
+from campaigns.db import transaction
+from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from settings import load_settings
 from tests.conftest import FIXTURES
 from workers.cli import main
 from workers.cli.context import Drip
 from workers.runtime import build_runtime
 
-HEADER = b" Email ,PHONE,First Name,locale,TimeZone,Consent_Email, consent_sms ,consent_source,consent_date"
+HEADER = (
+    b" Email ,PHONE,First Name,locale,TimeZone,Consent_Email, consent_sms ,"
+    b"consent_source,consent_date"
+)
 ROWS = [
     b"ana@example.com,(202) 555-0143,Ana,es,America/Chicago,yes,yes,clinic intake,2026-01-15",  # 2
     b"bo@example.com,,Bo,en,,TRUE,0,,",  # 3 email only
@@ -156,7 +159,8 @@ def test_an_old_list_never_undoes_an_unsubscribe(factory, clock, registry, polic
         assert s.get(Subscriber, ana.id).status == "unsubscribed"
     assert (
         2,
-        "email suppressed (unsubscribed); sms suppressed (unsubscribed); an import never subscribes anyone again",
+        "email suppressed (unsubscribed); sms suppressed (unsubscribed); "
+        "an import never subscribes anyone again",
     ) in report.not_enrolled
 
 
@@ -211,7 +215,8 @@ def test_a_file_it_cannot_import_is_refused_with_a_clear_error(
 
 
 def drip_around(factory, clock) -> Drip:
-    """The `drip` command's context on this test's database and clock, with the fixture campaigns."""
+    """The `drip` command's context on this test's database and clock, with the fixture
+    campaigns."""
     settings = load_settings(
         environment="test",
         secret_key="cli-test-secret-key-0123456789abcdef",

@@ -11,9 +11,9 @@ import yaml
 from sqlalchemy import select
 
 from campaigns.delivery import scheduler
-from campaigns.sequences.registry import Registry
-from campaigns.models import Enrollment, Message
 from campaigns.delivery.sending import send_batch
+from campaigns.models import Enrollment, Message
+from campaigns.sequences.registry import Registry
 from tests.conftest import FIXTURES, T0
 from tests.helpers import add_and_enroll, messages
 

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from campaigns.delivery.pauses import pause
 from campaigns.db import make_engine, make_session_factory, transaction
+from campaigns.delivery.pauses import pause
 from campaigns.models import ContactRequest, Message
 from campaigns.reporting.overview import read_status
 from tests.test_admin import AUTH, basic, make_app

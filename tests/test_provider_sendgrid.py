@@ -10,7 +10,6 @@ import time
 import pytest
 from sqlalchemy import select
 
-from campaigns.states import MessageStatus
 from campaigns.content.batching import (
     PLACEHOLDER_LINKS,
     PLACEHOLDER_NAME,
@@ -18,14 +17,15 @@ from campaigns.content.batching import (
     fill,
     substitutions,
 )
-from campaigns.delivery.pauses import paused
-from campaigns.db import transaction
-from campaigns.tracking.links import Links
-from campaigns.models import Suppression
 from campaigns.content.rendering import RenderedEmail
+from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.pauses import paused
 from campaigns.delivery.providers import Outcome, OutgoingEmail
 from campaigns.delivery.sending import send_batch
+from campaigns.models import Suppression
+from campaigns.states import MessageStatus
+from campaigns.tracking.links import Links
 from tests.fakes import FakeSendGrid, Response, sendgrid_error
 from tests.helpers import add_and_enroll, messages
 from workers.providers.sendgrid import SendGridEmail
@@ -56,7 +56,9 @@ SHARED = SharedEmail(
     RenderedEmail(
         subject=f"Lesson one for {PLACEHOLDER_NAME}",
         preheader="",
-        html=f'<p>Hi {PLACEHOLDER_NAME}</p><a href="{PLACEHOLDER_LINKS.unsubscribe}">Unsubscribe</a>',
+        html=(
+            f'<p>Hi {PLACEHOLDER_NAME}</p><a href="{PLACEHOLDER_LINKS.unsubscribe}">Unsubscribe</a>'
+        ),
         text=f"Hi {PLACEHOLDER_NAME}\nUnsubscribe: {PLACEHOLDER_LINKS.unsubscribe}",
     ),
 )

@@ -10,14 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from campaigns.states import MessageStatus
-from campaigns.delivery.pauses import paused
 from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
-from campaigns.models import Suppression
 from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.pauses import paused
 from campaigns.delivery.providers import Outcome, OutgoingSms
 from campaigns.delivery.sending import send_batch
+from campaigns.models import Suppression
+from campaigns.states import MessageStatus
 from tests.fakes import FakeTwilio, Response, twilio_error
 from tests.helpers import add_and_enroll, messages
 from workers.providers.twilio import TwilioSms

@@ -11,12 +11,12 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from campaigns.states import MessageStatus
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
+from campaigns.delivery.providers import NoLimit
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.delivery.providers import NoLimit
+from campaigns.states import MessageStatus
 from settings import load_settings
 from tests.conftest import FIXTURES, TABLES
 from tests.fakes import FakeTwilio

@@ -12,22 +12,19 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select
 
-from campaigns.states import EventType, MessageStatus
-
+from campaigns.audience.suppression import suppress
 from campaigns.care import contact_queue
-
+from campaigns.db import transaction
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.pauses import pause
+from campaigns.models import ChannelPause, ContactRequest, Enrollment, Event, Message
 from campaigns.reasons import Reason
 from campaigns.reporting import funnels
 from campaigns.reporting.provider_health import provider_health
-from campaigns.delivery.pauses import pause
-from campaigns.db import transaction
-from campaigns.models import ChannelPause, ContactRequest, Enrollment, Event, Message
-from campaigns.delivery.claiming import claim_due
-from campaigns.audience.suppression import suppress
-from tests.conftest import T0
-from tests.helpers import add_and_enroll
+from campaigns.states import EventType, MessageStatus
 from settings import load_settings
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, T0
+from tests.helpers import add_and_enroll
 from workers.cli import main
 from workers.cli.context import Drip
 from workers.runtime import build_runtime
@@ -427,7 +424,8 @@ def test_marking_requests(history, factory, clock, caplog):
 
 
 def drip_around(factory, clock) -> Drip:
-    """The `drip` command's context on this test's database and clock, with the fixture campaigns."""
+    """The `drip` command's context on this test's database and clock, with the fixture
+    campaigns."""
     settings = load_settings(
         environment="test",
         secret_key="cli-test-secret-key-0123456789abcdef",

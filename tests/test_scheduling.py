@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.states import MessageStatus
+from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
 from campaigns.db import transaction
-from campaigns.sequences.campaign import DefinitionError
-from campaigns.sequences.registry import Registry
-from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.enrollment import enroll
 from campaigns.delivery.reaper import reap
-from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
+from campaigns.models import Enrollment, Message, Subscriber
+from campaigns.sequences.campaign import DefinitionError
+from campaigns.sequences.registry import Registry
+from campaigns.states import MessageStatus
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll, messages
 
@@ -158,7 +158,7 @@ def test_racing_ticks_write_one_row_per_step(factory, clock, registry, policy):
             for _ in range(3):
                 with transaction(factory) as s:
                     claimed.append(claim_due(s, clock, registry, policy, limit=7).claimed)
-        except Exception as exc:  # noqa: BLE001 - any error in a racer fails the test below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=racer) for _ in range(4)]

@@ -5,17 +5,17 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from campaigns.states import MessageStatus
-from campaigns.db import transaction
-from campaigns.models import Enrollment, Message, Subscriber, Suppression
-from campaigns.delivery.claiming import claim_due
-from campaigns.delivery.reaper import reap
-from campaigns.delivery.outcomes import backoff
-from campaigns.delivery.providers import Outcome, SendResult
-from campaigns.delivery.sending import send_batch
-from campaigns.delivery.unconfirmed import settle_unconfirmed
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.suppression import suppress
+from campaigns.db import transaction
+from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.outcomes import backoff
+from campaigns.delivery.providers import Outcome, SendResult
+from campaigns.delivery.reaper import reap
+from campaigns.delivery.sending import send_batch
+from campaigns.delivery.unconfirmed import settle_unconfirmed
+from campaigns.models import Enrollment, Message, Subscriber, Suppression
+from campaigns.states import MessageStatus
 from tests.helpers import add_and_enroll, messages
 
 

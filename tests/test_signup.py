@@ -11,14 +11,14 @@ from markupsafe import escape
 from sqlalchemy import func, select
 
 from campaigns.audience import signup
-from campaigns.db import transaction
-from campaigns.tracking.links import Signer
-from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.delivery.claiming import claim_due
 from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.subscribers import InvalidSubscriber
 from campaigns.audience.suppression import suppress, suppression_for
+from campaigns.db import transaction
+from campaigns.delivery.claiming import claim_due
+from campaigns.models import ConsentRecord, Enrollment, Subscriber
+from campaigns.tracking.links import Signer
 from settings import ROOT, load_settings
 from tests.conftest import FIXTURES
 from web.app import create_app

@@ -2,10 +2,10 @@
 
 import pytest
 
-from campaigns.db import transaction
 from campaigns.audience.subscribers import InvalidSubscriber
 from campaigns.audience.suppression import suppress
 from campaigns.content.testsend import SendTestRequest, send_test
+from campaigns.db import transaction
 
 
 def run(send_ctx, factory, request, force=False):

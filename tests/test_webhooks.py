@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from campaigns.states import EventType, MessageStatus
 from campaigns.audience.consent import has_consent
 from campaigns.audience.suppression import suppress
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
 from campaigns.models import ConsentRecord, Enrollment, Event, Message, Subscriber, Suppression
+from campaigns.states import EventType, MessageStatus
 from settings import load_settings
 from tests.helpers import add_and_enroll
 from web.app import create_app

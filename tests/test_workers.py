@@ -9,12 +9,12 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from campaigns.states import WAITING, MessageStatus
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory
 from campaigns.models import Message
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
+from campaigns.states import WAITING, MessageStatus
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
 from tests.stack import VIRTUAL_EPOCH, Stack, delivery_lines, wait_until_done

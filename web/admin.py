@@ -40,17 +40,15 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
-from campaigns.delivery import pauses
-
 from campaigns.care import contact_queue
-
-from campaigns.reporting import funnels
-from campaigns.reporting.provider_health import provider_health
 from campaigns.db import transaction
-from campaigns.models import ContactRequest, Message
+from campaigns.delivery import pauses
 from campaigns.delivery.unconfirmed import OpsError, settle
 from campaigns.delivery.work import Work
+from campaigns.models import ContactRequest, Message
+from campaigns.reporting import funnels
 from campaigns.reporting.overview import read_status
+from campaigns.reporting.provider_health import provider_health
 from campaigns.states import CHANNELS, ContactStatus, MessageStatus
 from web.render import pages
 

@@ -13,16 +13,17 @@ token gets a 404 page that says so and changes nothing.
 from __future__ import annotations
 
 import base64
+import contextlib
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.tracking import portal
-from campaigns.db import transaction
-from campaigns.tracking.links import links_for
 from campaigns.content.rendering import RenderError
+from campaigns.db import transaction
 from campaigns.states import CHANNELS, EventType
+from campaigns.tracking import portal
+from campaigns.tracking.links import links_for
 from web.i18n import words
 from web.render import NO_STORE, page
 
@@ -60,10 +61,8 @@ def _engage(request: Request, purpose: str, token: str, kind: str):
 
 @router.get("/o/{token}")
 async def open_pixel(request: Request, token: str) -> Response:
-    try:
+    with contextlib.suppress(portal.NotFound):  # a pixel never shows an error page
         await run_in_threadpool(_engage, request, "o", token, EventType.OPENED)
-    except portal.NotFound:
-        pass  # a pixel never shows an error page
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 

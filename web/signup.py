@@ -24,8 +24,8 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.audience import signup
-from campaigns.db import transaction
 from campaigns.audience.subscribers import InvalidSubscriber
+from campaigns.db import transaction
 from campaigns.states import CHANNELS
 from web.i18n import words
 from web.render import page

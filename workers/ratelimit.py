@@ -56,7 +56,8 @@ if now > ts then
   ts = now
 end
 tokens = tokens - n
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.6f', ts))
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+           'ts', string.format('%.6f', ts))
 -- Once full again the bucket is the same as no bucket: let the key go.
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 if tokens >= 0 then

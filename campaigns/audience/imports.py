@@ -32,13 +32,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns.clock import Clock
-from campaigns.sequences.registry import Registry
-from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.audience.eligibility import reachable_channels
-from campaigns.delivery.enrollment import enroll
-from campaigns.sequences.timing import Policy
 from campaigns.audience.consent import record_consent
+from campaigns.audience.eligibility import reachable_channels
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
@@ -48,6 +43,11 @@ from campaigns.audience.subscribers import (
     upsert_subscriber,
 )
 from campaigns.audience.suppression import suppression_for
+from campaigns.clock import Clock
+from campaigns.delivery.enrollment import enroll
+from campaigns.models import ConsentRecord, Enrollment, Subscriber
+from campaigns.sequences.registry import Registry
+from campaigns.sequences.timing import Policy
 from campaigns.states import ConsentAction, SubscriberStatus
 
 COLUMNS = (

@@ -25,16 +25,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.clock import Clock
-from campaigns.sequences.registry import Registry
-from campaigns.tracking.inbound import keyword
-from campaigns.tracking.links import BadToken, Signer
-from campaigns.models import Enrollment, Subscriber
-from campaigns.content.rendering import RenderedEmail
-from campaigns.audience.eligibility import reachable_channels
-from campaigns.delivery.enrollment import enroll
-from campaigns.sequences.timing import Policy
 from campaigns.audience.consent import has_consent, record_consent
+from campaigns.audience.eligibility import reachable_channels
 from campaigns.audience.opt_outs import resubscribe
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
@@ -45,7 +37,15 @@ from campaigns.audience.subscribers import (
     upsert_subscriber,
 )
 from campaigns.audience.suppression import suppression_for, waivable
+from campaigns.clock import Clock
+from campaigns.content.rendering import RenderedEmail
+from campaigns.delivery.enrollment import enroll
+from campaigns.models import Enrollment, Subscriber
+from campaigns.sequences.registry import Registry
+from campaigns.sequences.timing import Policy
 from campaigns.states import CHANNELS, ConsentAction, SubscriberStatus
+from campaigns.tracking.inbound import keyword
+from campaigns.tracking.links import BadToken, Signer
 
 CONFIRM_PURPOSE = "confirm"
 LOCALES = ("en", "es")
@@ -61,17 +61,18 @@ SMS_CONSENT = {
         "Consent is not a condition of any purchase or care."
     ),
     "es": (
-        "Al marcar esta casilla aceptas recibir mensajes de texto educativos periódicos de {brand}. "
-        "Pueden aplicarse tarifas de mensajes y datos. Responde STOP para cancelar, HELP para "
-        "recibir ayuda. El consentimiento no es condición para ninguna compra ni atención médica."
+        "Al marcar esta casilla aceptas recibir mensajes de texto educativos periódicos de "
+        "{brand}. Pueden aplicarse tarifas de mensajes y datos. Responde STOP para cancelar, "
+        "HELP para recibir ayuda. El consentimiento no es condición para ninguna compra ni "
+        "atención médica."
     ),
 }
 # The opt-in confirmation carriers expect after a keyword; GSM-7 only, nothing about health.
 JOIN_REPLY = {
-    "en": "{brand}: You're signed up for educational texts. Msg freq varies. Msg&data rates may apply. "
-    "Reply HELP for help, STOP to opt out.",
-    "es": "{brand}: Te inscribiste para recibir mensajes educativos. Frecuencia variable. Pueden aplicar "
-    "tarifas de msj y datos. Responde HELP para ayuda, STOP para cancelar.",
+    "en": "{brand}: You're signed up for educational texts. Msg freq varies. "
+    "Msg&data rates may apply. Reply HELP for help, STOP to opt out.",
+    "es": "{brand}: Te inscribiste para recibir mensajes educativos. Frecuencia variable. "
+    "Pueden aplicar tarifas de msj y datos. Responde HELP para ayuda, STOP para cancelar.",
 }
 # Subject lines say nothing about health (invariant 8).
 CONFIRM_SUBJECT = {

@@ -13,10 +13,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
-from campaigns.db import transaction
-from campaigns.models import ContactRequest
-from campaigns.delivery.providers import Outcome, OutgoingEmail
 from campaigns.content.rendering import RenderedEmail
+from campaigns.db import transaction
+from campaigns.delivery.providers import Outcome, OutgoingEmail
+from campaigns.models import ContactRequest
 from campaigns.states import ContactStatus
 
 

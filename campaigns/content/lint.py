@@ -12,12 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
-from campaigns.sequences.registry import load_all
-from campaigns.tracking.links import Links, Signer, links_for, new_public_token
 from campaigns.content.readability import reading_level
 from campaigns.content.rendering import Recipient, Renderer, RenderError, Sender
 from campaigns.content.sms_text import non_gsm_characters, segments
+from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
+from campaigns.tracking.links import Links, Signer, links_for, new_public_token
 
 MAX_SMS_SEGMENTS = 2
 OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/")
@@ -116,10 +115,6 @@ def lint_folder(definitions_dir: Path, ctx: LintContext) -> list[Finding]:
             ]
             continue
         findings += lint_campaign(campaign, ctx)
-    try:
-        load_all(definitions_dir, ctx.templates_dir)
-    except DefinitionError:
-        pass  # already reported per file above
     return findings
 
 
@@ -206,14 +201,16 @@ def _lint_sms(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
                 add(
                     "error",
                     "sms",
-                    f"characters outside GSM-7 force UCS-2 (70 a segment): {' '.join(repr(c) for c in bad)}",
+                    "characters outside GSM-7 force UCS-2 (70 a segment): "
+                    + " ".join(repr(c) for c in bad),
                 )
             encoding, count = segments(text)
             if count > MAX_SMS_SEGMENTS:
                 add(
                     "error",
                     "sms",
-                    f"{count} segments ({encoding}, {len(text)} characters); at most {MAX_SMS_SEGMENTS}",
+                    f"{count} segments ({encoding}, {len(text)} characters); "
+                    f"at most {MAX_SMS_SEGMENTS}",
                 )
             if not text.startswith(f"{ctx.brand}:"):
                 add("error", "sms", f"text must start with the brand ({ctx.brand}:)")

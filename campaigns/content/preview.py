@@ -14,13 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from campaigns.sequences.campaign import Campaign
-from campaigns.tracking.links import Signer, links_for
 from campaigns.content.rendering import Recipient, Renderer
-from campaigns.sequences.timing import Policy, step_window
 from campaigns.content.sms_text import segments
+from campaigns.sequences.campaign import Campaign
+from campaigns.sequences.timing import Policy, step_window
 from campaigns.sequences.windows import next_allowed
 from campaigns.states import CHANNELS
+from campaigns.tracking.links import Signer, links_for
 
 
 @dataclass(frozen=True)

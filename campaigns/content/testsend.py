@@ -10,12 +10,12 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session
 
-from campaigns.sequences.registry import Registry
-from campaigns.tracking.links import Signer, links_for
-from campaigns.delivery.providers import OutgoingEmail, OutgoingSms, SendResult
-from campaigns.content.rendering import Recipient, Renderer
 from campaigns.audience.subscribers import InvalidSubscriber, normalize_email, normalize_phone
 from campaigns.audience.suppression import suppression_for
+from campaigns.content.rendering import Recipient, Renderer
+from campaigns.delivery.providers import OutgoingEmail, OutgoingSms, SendResult
+from campaigns.sequences.registry import Registry
+from campaigns.tracking.links import Signer, links_for
 
 
 @dataclass

@@ -160,7 +160,8 @@ def _insert_messages(session: Session, rows: list[dict]) -> list[tuple[int, str,
     if session.get_bind().dialect.name == "postgresql":
         source, params = unnest(_MESSAGE_COLUMNS, rows)
         sql = text(
-            f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) SELECT * FROM {source} {conflict}"
+            f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
+            f"SELECT * FROM {source} {conflict}"
         )
         return list(session.execute(sql, params))
     stmt = (

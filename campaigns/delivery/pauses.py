@@ -7,10 +7,10 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns.states import MessageStatus
 from campaigns.clock import Clock
-from campaigns.models import ChannelPause, Message
 from campaigns.delivery.work import Work
+from campaigns.models import ChannelPause, Message
+from campaigns.states import MessageStatus
 
 
 def paused(session: Session, channel: str) -> ChannelPause | None:

@@ -8,14 +8,14 @@ does to a message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from campaigns.content.batching import SharedEmail
 from campaigns.content.rendering import RenderedEmail
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     ACCEPTED = "accepted"  # the provider took it
     TRANSIENT = "transient"  # 429, 5xx, connection refused: safe to try again later
     PERMANENT = "permanent"  # this recipient or message will never work

@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from campaigns.db import transaction
-from campaigns.sequences.registry import Registry
-from campaigns.sequences.revisions import reconcile
 from campaigns.delivery.claiming import claim_due, release_waiting
 from campaigns.delivery.reaper import reap
-from campaigns.delivery.work import Work
-from campaigns.sequences.timing import Policy
 from campaigns.delivery.unconfirmed import settle_unconfirmed
+from campaigns.delivery.work import Work
+from campaigns.sequences.registry import Registry
+from campaigns.sequences.revisions import reconcile
+from campaigns.sequences.timing import Policy
 
 Dispatch = Callable[[Work], None]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.sequences.campaign import Campaign
 from campaigns.models import Enrollment, Message
+from campaigns.sequences.campaign import Campaign
 from campaigns.sequences.revisions import remaining, structure
 from campaigns.states import EnrollmentStatus
 

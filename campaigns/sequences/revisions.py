@@ -40,9 +40,9 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.eligibility import reachable_channels
 from campaigns.clock import Clock
+from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
-from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
 from campaigns.sequences.timing import Policy, due_time
 from campaigns.states import EnrollmentStatus
 
@@ -94,10 +94,7 @@ def remaining(
     """The steps, in the new order, that this person will still get (rules 1, 4, 5, 6)."""
     if waiting_on is None:
         return []
-    if waiting_on in old_order:
-        behind = set(old_order[: old_order.index(waiting_on)])
-    else:
-        behind = set()
+    behind = set(old_order[: old_order.index(waiting_on)]) if waiting_on in old_order else set()
     positions = [new_order.index(k) for k in received if k in new_order]
     anchor = max(positions) if positions else -1
     out = []

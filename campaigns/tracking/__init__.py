@@ -1,1 +1,2 @@
-"""Tracking: signed links, provider and engagement events, inbound texts, and the subscriber's link pages."""
+"""Tracking: signed links, provider and engagement events, inbound texts, and the pages
+behind a message's links."""

@@ -28,7 +28,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns.states import EventType, MessageStatus, may_advance
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.subscribers import address_for
 from campaigns.audience.suppression import suppress
@@ -36,6 +35,7 @@ from campaigns.clock import Clock
 from campaigns.models import Event, Message, Subscriber
 from campaigns.reasons import Reason
 from campaigns.redact import mask
+from campaigns.states import EventType, MessageStatus, may_advance
 
 log = logging.getLogger(__name__)
 E = EventType
@@ -85,7 +85,7 @@ class NormalizedEvent:
     raw: dict = field(default_factory=dict)
 
 
-class Recorded(str, enum.Enum):
+class Recorded(enum.StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     UNKNOWN_MESSAGE = "unknown_message"

@@ -26,13 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns.states import EventType
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.audience.subscribers import InvalidSubscriber, normalize_phone
 from campaigns.audience.suppression import lift_unsubscribe, suppress
 from campaigns.clock import Clock
 from campaigns.models import Event, Subscriber
 from campaigns.redact import mask
+from campaigns.states import EventType
 
 log = logging.getLogger(__name__)
 

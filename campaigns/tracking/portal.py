@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from campaigns.clock import Clock
-from campaigns.sequences.registry import Registry
-from campaigns.tracking.links import BadToken, Signer, links_for
-from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
-from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
+
 from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
+from campaigns.clock import Clock
+from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
+from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.sequences.registry import Registry
 from campaigns.states import ContactStatus, EnrollmentStatus, EventType
+from campaigns.tracking.links import BadToken, Signer, links_for
 
 PREFERRED_CHANNELS = ("phone", "email", "sms")
 

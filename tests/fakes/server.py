@@ -29,6 +29,7 @@ the proxy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -261,7 +262,7 @@ class FakeServer:
                 )
             else:
                 resp = scripted
-        except Exception:  # noqa: BLE001 - a bug in the fake must not hang the client
+        except Exception:
             with self._cond:
                 self.errors.append(traceback.format_exc())
             resp = Response(500, "fake server error:\n" + self.errors[-1])
@@ -270,10 +271,8 @@ class FakeServer:
             resp = replace(resp, drop_connection=True)  # server stopping
         if resp.drop_connection:
             h.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self._write(h, resp)
 
@@ -293,10 +292,8 @@ class FakeServer:
             body=body,
         )
         if ctype == "application/json" or ctype.endswith("+json"):
-            try:
+            with contextlib.suppress(ValueError):
                 req.json = json.loads(body or b"null")
-            except ValueError:
-                pass
         elif ctype == "application/x-www-form-urlencoded":
             req.form = parse_pairs(body.decode("utf-8", "replace"))
         with self._cond:

@@ -273,7 +273,7 @@ class TwilioSms:
                 status_callback=self.status_callback(item.reference),
                 **sender,
             )
-        except Exception as exc:  # noqa: BLE001 - classify decides; unknown types are UNKNOWN
+        except Exception as exc:
             verdict = classify(exc, _last_headers.get())
             log.warning(
                 "twilio: text #%s to %s %s: %s",
