@@ -13,11 +13,8 @@ from campaigns.audience.imports import ImportFileError, import_file, summary
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.db import transaction
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from settings import load_settings
-from tests.conftest import FIXTURES
+from tests.helpers import drip_context
 from workers.cli import main
-from workers.cli.context import Drip
-from workers.runtime import build_runtime
 
 HEADER = (
     b" Email ,PHONE,First Name,locale,TimeZone,Consent_Email, consent_sms ,"
@@ -214,20 +211,8 @@ def test_a_file_it_cannot_import_is_refused_with_a_clear_error(
     assert counts(factory) == (0, 0, 0)
 
 
-def drip_around(factory, clock) -> Drip:
-    """The `drip` command's context on this test's database and clock, with the fixture
-    campaigns."""
-    settings = load_settings(
-        environment="test",
-        secret_key="cli-test-secret-key-0123456789abcdef",
-        definitions_dir=FIXTURES / "definitions",
-        templates_dir=FIXTURES / "templates",
-    )
-    return Drip.around(build_runtime(settings, factory=factory, clock=clock))
-
-
 def test_drip_import_command(factory, clock, csv_file, tmp_path):
-    rt = drip_around(factory, clock)
+    rt = drip_context(factory, clock)
     result = CliRunner().invoke(
         main, ["import", str(csv_file), "--campaign", "tiny", "--source", "clinic"], obj=rt
     )

@@ -22,12 +22,9 @@ from campaigns.reasons import Reason
 from campaigns.reporting import funnels
 from campaigns.reporting.provider_health import provider_health
 from campaigns.states import EventType, MessageStatus
-from settings import load_settings
-from tests.conftest import FIXTURES, T0
-from tests.helpers import add_and_enroll
+from tests.conftest import T0
+from tests.helpers import add_and_enroll, drip_context
 from workers.cli import main
-from workers.cli.context import Drip
-from workers.runtime import build_runtime
 
 E = EventType
 ANA_PHONE, ANA_EMAIL = "+12025550143", "ana@example.com"
@@ -423,20 +420,8 @@ def test_marking_requests(history, factory, clock, caplog):
 # ---------------------------------------------------------------- CLI
 
 
-def drip_around(factory, clock) -> Drip:
-    """The `drip` command's context on this test's database and clock, with the fixture
-    campaigns."""
-    settings = load_settings(
-        environment="test",
-        secret_key="cli-test-secret-key-0123456789abcdef",
-        definitions_dir=FIXTURES / "definitions",
-        templates_dir=FIXTURES / "templates",
-    )
-    return Drip.around(build_runtime(settings, factory=factory, clock=clock))
-
-
 def test_report_command_prints_the_funnel_table_and_json(history, factory, clock):
-    obj = drip_around(factory, clock)
+    obj = drip_context(factory, clock)
     out = CliRunner().invoke(main, ["report", "quick"], obj=obj)
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
@@ -470,7 +455,7 @@ def test_report_command_prints_the_funnel_table_and_json(history, factory, clock
 
 
 def test_contacts_command_lists_masked_and_marks(history, factory, clock):
-    obj = drip_around(factory, clock)
+    obj = drip_context(factory, clock)
     listed = CliRunner().invoke(main, ["contacts"], obj=obj)
     assert listed.exit_code == 0 and "Ana" in listed.output
     assert (
