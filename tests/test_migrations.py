@@ -1,0 +1,99 @@
+"""Migrations on a database that already holds rows: 0006 gives every existing message the
+reason code its old sentence stands for, so reports count history by code too."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from campaigns.db import make_engine
+from campaigns.migrate import upgrade
+from campaigns.reasons import Reason
+from tests.conftest import PG_ADMIN, _sa_url
+
+# Sentences the engine wrote before reason codes existed, and the code each must get.
+OLD_REASONS = [
+    ("no email address", Reason.NO_ADDRESS),
+    ("no phone number", Reason.NO_ADDRESS),
+    ("no sms consent", Reason.NO_CONSENT),
+    ("subscriber unsubscribed", Reason.UNSUBSCRIBED),
+    ("address suppressed: bounce", Reason.ADDRESS_SUPPRESSED),
+    ("enrollment exited", Reason.ENROLLMENT_EXITED),
+    ("enrollment exited: unsubscribed", Reason.ENROLLMENT_EXITED),
+    ("outside text hours in the subscriber's time zone", Reason.OUTSIDE_TEXT_HOURS),
+    ("template error", Reason.TEMPLATE_ERROR),
+    ("accepted by provider", Reason.ACCEPTED),
+    ("temporary provider error", Reason.TEMPORARY_ERROR),
+    ("gave up after 6 attempts", Reason.RETRIES_EXHAUSTED),
+    ("channel paused: provider configuration error (20003)", Reason.CHANNEL_PAUSED),
+    ("provider call outcome unknown; awaiting webhook", Reason.OUTCOME_UNKNOWN),
+    ("lease expired during the provider call; it may have been sent", Reason.LEASE_EXPIRED),
+    ("confirmed by provider look-up", Reason.CONFIRMED_BY_LOOKUP),
+    ("provider never received it; sending again", Reason.NOT_RECEIVED),
+    ("settled by ops: provider has it", Reason.SETTLED_SENT),
+    ("settled by ops: provider never sent it; not resending", Reason.SETTLED_FAILED),
+    ("settled by ops: resending", Reason.SETTLED_RESEND),
+    ("twilio webhook: delivered", Reason.WEBHOOK),
+    ("sendgrid webhook: bounced, error 550", Reason.WEBHOOK),
+    ("invalid number", Reason.REJECTED),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        return
+    name = f"drip_migrate_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _sa_url(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}")
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_0006_gives_old_messages_the_code_of_their_sentence(empty_db):
+    upgrade(empty_db, "0005")
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    engine = make_engine(empty_db)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO subscribers (id, status, public_token, created_at, updated_at) "
+                "VALUES (1, 'active', 'tok', :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO enrollments (id, subscriber_id, campaign_key, campaign_version, "
+                "steps_done, status, source, created_at, updated_at) "
+                "VALUES (1, 1, 'c', 1, 0, 'active', 'api', :now, :now)"
+            ),
+            {"now": now},
+        )
+        for i, (reason, _) in enumerate([*OLD_REASONS, (None, None)], start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO messages (id, enrollment_id, subscriber_id, campaign_key, "
+                    "campaign_version, step_key, channel, public_token, status, reason, attempts, "
+                    "due_at, created_at, updated_at) VALUES (:id, 1, 1, 'c', 1, :step, 'email', "
+                    ":token, 'failed', :reason, 0, :now, :now, :now)"
+                ),
+                {"id": i, "step": f"s{i}", "token": f"t{i}", "reason": reason, "now": now},
+            )
+    engine.dispose()
+
+    upgrade(empty_db)
+
+    engine = make_engine(empty_db)
+    with engine.connect() as conn:
+        codes = dict(conn.execute(text("SELECT reason, reason_code FROM messages")).all())
+    engine.dispose()
+    assert codes == {reason: code.value for reason, code in OLD_REASONS} | {None: None}
