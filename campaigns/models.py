@@ -190,7 +190,7 @@ class Event(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), index=True)
-    type: Mapped[str] = mapped_column(String(20))  # campaigns.EventType
+    type: Mapped[str] = mapped_column(String(20))  # campaigns.states.EventType
     provider: Mapped[str] = mapped_column(String(20))  # sendgrid, twilio, outbox, tracking
     provider_event_id: Mapped[str | None] = mapped_column(String(120))
     occurred_at: Mapped[datetime]
@@ -209,9 +209,8 @@ class ContactRequest(Base):
     preferred_channel: Mapped[str | None] = mapped_column(String(10))  # phone, email, sms
     preferred_time: Mapped[str | None] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(
-        String(20), default=ContactStatus.OPEN
-    )  # campaigns.states.ContactStatus
+    # campaigns.states.ContactStatus
+    status: Mapped[str] = mapped_column(String(20), default=ContactStatus.OPEN)
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
     notified_at: Mapped[datetime | None]  # when the care team was told

@@ -279,12 +279,15 @@ def test_outbox_lists_by_status_and_settles_unconfirmed(client, app, history, fa
     assert len(handed) == 1 and handed[0].sms == [resend_id] and handed[0].email == []
 
     with factory() as s:
-        got = {i: s.get(Message, i).status for i in (sent_id, failed_id, resend_id, later_id)}
+        got = {
+            i: (s.get(Message, i).status, s.get(Message, i).reason_code)
+            for i in (sent_id, failed_id, resend_id, later_id)
+        }
     assert got == {
-        sent_id: MessageStatus.SENT,
-        failed_id: MessageStatus.FAILED,
-        resend_id: MessageStatus.QUEUED,
-        later_id: MessageStatus.QUEUED,
+        sent_id: (MessageStatus.SENT, "settled_sent"),
+        failed_id: (MessageStatus.FAILED, "settled_failed"),
+        resend_id: (MessageStatus.QUEUED, "settled_resend"),
+        later_id: (MessageStatus.QUEUED, "settled_resend"),
     }
     again = client.post(f"/admin/outbox/{sent_id}/settle", data={"outcome": "failed"}, headers=POST)
     assert again.status_code == 409 and "not unconfirmed" in again.text

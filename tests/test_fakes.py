@@ -109,7 +109,7 @@ def test_delay_does_not_block_other_requests_and_stop_is_prompt():
     def call_slow():
         try:
             outcome.append(_post(fake.url, b"", "text/plain", timeout=5))
-        except Exception as exc:
+        except Exception as exc:  # asserted below
             outcome.append(exc)
 
     slow = threading.Thread(target=call_slow)

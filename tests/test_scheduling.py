@@ -56,11 +56,11 @@ def test_channel_without_address_gets_a_row_only_when_nothing_reaches_the_person
     clock.advance(days=2)
     with transaction(factory) as s:
         claim_due(s, clock, registry, policy)  # third: sms only
-    rows = [(m.step_key, m.channel, m.status, m.reason) for m in messages(factory)]
+    rows = [(m.step_key, m.channel, m.status, m.reason_code, m.reason) for m in messages(factory)]
     assert rows == [
-        ("hello", "email", "queued", None),
-        ("second", "email", "queued", None),
-        ("third", "sms", "skipped", "no phone number"),
+        ("hello", "email", "queued", None, None),
+        ("second", "email", "queued", None, None),
+        ("third", "sms", "skipped", "no_address", "no phone number"),
     ]
 
 
@@ -71,8 +71,11 @@ def test_a_channel_without_consent_still_gets_its_row(factory, clock, registry, 
         sub = upsert(s, clock, email="a@example.com", phone="+12025550143", consent=("email",))
         enroll(s, clock, registry, sub, "tiny", policy)
         claim_due(s, clock, registry, policy)
-    rows = {m.channel: (m.status, m.reason) for m in messages(factory)}
-    assert rows == {"email": ("queued", None), "sms": ("skipped", "no sms consent")}
+    rows = {m.channel: (m.status, m.reason_code, m.reason) for m in messages(factory)}
+    assert rows == {
+        "email": ("queued", None, None),
+        "sms": ("skipped", "no_consent", "no sms consent"),
+    }
 
 
 def test_whole_sequence_ends_every_step_in_a_state(factory, clock, registry, policy):
@@ -158,7 +161,7 @@ def test_racing_ticks_write_one_row_per_step(factory, clock, registry, policy):
             for _ in range(3):
                 with transaction(factory) as s:
                     claimed.append(claim_due(s, clock, registry, policy, limit=7).claimed)
-        except Exception as exc:
+        except Exception as exc:  # any error in a racer fails the test below
             errors.append(exc)
 
     threads = [threading.Thread(target=racer) for _ in range(4)]
@@ -183,8 +186,8 @@ def test_reaper_requeues_lost_tasks_and_flags_expired_leases(factory, clock, reg
     with transaction(factory) as s:
         reaped = reap(s, clock, policy)
     assert reaped.requeued.email == [email.id] and reaped.unconfirmed == [sms.id]
-    statuses = {m.channel: m.status for m in messages(factory)}
-    assert statuses == {"email": "queued", "sms": "unconfirmed"}
+    statuses = {m.channel: (m.status, m.reason_code) for m in messages(factory)}
+    assert statuses == {"email": ("queued", None), "sms": ("unconfirmed", "lease_expired")}
 
 
 def test_migrations_match_the_models(db_url):

@@ -15,6 +15,7 @@ from campaigns.delivery.reaper import reap
 from campaigns.delivery.sending import send_batch
 from campaigns.delivery.unconfirmed import settle_unconfirmed
 from campaigns.models import Enrollment, Message, Subscriber, Suppression
+from campaigns.reasons import Reason
 from campaigns.states import MessageStatus
 from tests.helpers import add_and_enroll, messages
 
@@ -100,7 +101,11 @@ def test_bounce_suppression_after_queueing_stops_the_message(
         suppress(s, clock, "email", "A@Example.com", "bounce", "sendgrid")
     send_batch(send_ctx, "email", work.email)
     (m,) = [m for m in messages(factory) if m.channel == "email"]
-    assert (m.status, m.reason) == (MessageStatus.SUPPRESSED, "address suppressed: bounce")
+    assert (m.status, m.reason_code, m.reason) == (
+        MessageStatus.SUPPRESSED,
+        Reason.ADDRESS_SUPPRESSED,
+        "address suppressed: bounce",
+    )
 
 
 def test_stop_everything_exits_enrollment_and_skips_queued(
@@ -113,7 +118,40 @@ def test_stop_everything_exits_enrollment_and_skips_queued(
     send_batch(send_ctx, "email", work.email)
     with factory() as s:
         assert s.get(Enrollment, eid).status == "exited"
-    assert messages(factory)[0].status in (MessageStatus.SUPPRESSED, MessageStatus.SKIPPED)
+    # The person's own opt-out is the cause reports show, not the course it ended.
+    (m,) = messages(factory)
+    assert (m.status, m.reason_code) == (MessageStatus.SUPPRESSED, Reason.UNSUBSCRIBED)
+
+
+def exit_course(factory, clock, message_id, why="asked to be contacted"):
+    with transaction(factory) as s:
+        enrollment = s.get(Enrollment, s.get(Message, message_id).enrollment_id)
+        enrollment.status, enrollment.exit_reason = "exited", why
+
+
+@pytest.mark.parametrize("when", ["before the batch", "while a chunk waits for tokens"])
+def test_an_exited_course_reads_the_same_whichever_check_stops_it(
+    send_ctx, factory, clock, registry, policy, outbox, when
+):
+    """Preparing the batch and leasing each chunk share one re-check: one cause, one
+    status, code and sentence."""
+    ids = five_texts(factory, clock, registry, policy)
+    if when == "before the batch":
+        exit_course(factory, clock, ids[2])
+        send_ctx.limiters = {"sms": Burst2(lambda call: None)}
+    else:
+        send_ctx.limiters = {
+            "sms": Burst2(lambda call: call == 2 and exit_course(factory, clock, ids[2]))
+        }
+    report = send_batch(send_ctx, "sms", ids)
+    assert (report.sent, report.skipped) == (4, 1)
+    with factory() as s:
+        m = s.get(Message, ids[2])
+    assert (m.status, m.reason_code, m.reason) == (
+        MessageStatus.SKIPPED,
+        Reason.ENROLLMENT_EXITED,
+        "enrollment exited: asked to be contacted",
+    )
 
 
 def test_text_outside_hours_at_send_time_is_deferred_not_dropped(
@@ -142,7 +180,10 @@ def test_transient_error_retries_with_backoff_then_gives_up(
     with transaction(factory) as s:
         s.get(Message, m.id).status = MessageStatus.QUEUED
     assert send_batch(send_ctx, "email", work.email).failed == 1
-    assert messages(factory)[0].reason == "gave up after 2 attempts"
+    assert (messages(factory)[0].reason_code, messages(factory)[0].reason) == (
+        Reason.RETRIES_EXHAUSTED,
+        "gave up after 2 attempts",
+    )
 
 
 def test_retry_after_from_provider_is_honoured(send_ctx, factory, clock, registry, policy):
@@ -214,7 +255,11 @@ def test_template_error_fails_with_reason_and_sends_nothing(
     send_ctx.renderer = Renderer(broken, Sender("Lunara", "x"))
     assert send_batch(send_ctx, "email", work.email).failed == 1
     m = messages(factory)[0]
-    assert (m.status, m.reason) == (MessageStatus.FAILED, "template error")
+    assert (m.status, m.reason_code, m.reason) == (
+        MessageStatus.FAILED,
+        Reason.TEMPLATE_ERROR,
+        "template error",
+    )
     assert "'diagnosis' is undefined" in m.last_error
     assert not (outbox.folder / "email").exists()
 

@@ -180,7 +180,12 @@ def test_twilio_status_moves_sent_to_delivered(client, factory, clock, registry,
     assert twilio_post(client, path, status_params(sid, "sent")).status_code == 200
     response = twilio_post(client, path, status_params(sid, "delivered"))
     assert response.status_code == 200 and response.content == b""
-    assert message(factory, mid).status == MessageStatus.DELIVERED
+    moved = message(factory, mid)
+    assert (moved.status, moved.reason_code, moved.reason) == (
+        MessageStatus.DELIVERED,
+        "webhook",
+        "twilio webhook: delivered",
+    )
     with factory() as s:
         rows = s.scalars(select(Event).where(Event.provider == "twilio").order_by(Event.id)).all()
     assert [(e.type, e.message_id, e.provider_event_id) for e in rows] == [

@@ -63,7 +63,7 @@ def broker_depths(request: Request) -> tuple[bool, dict[str, int], str | None]:
         result = _broker_pool.submit(probe, settings).result(timeout=BROKER_TIMEOUT)
     except FutureTimeout:
         return False, {}, f"no answer within {BROKER_TIMEOUT:.0f}s"
-    except Exception as exc:
+    except Exception as exc:  # reported, never raised
         return False, {}, f"unavailable ({type(exc).__name__})"
     depths = {name: n for name, n in result.items() if isinstance(n, int)}
     failed = [str(n) for n in result.values() if not isinstance(n, int)]
@@ -82,7 +82,7 @@ def _check_database(request: Request) -> str | None:
         with factory() as session:
             session.execute(text("SELECT 1"))
             engine = session.get_bind()
-    except Exception as exc:
+    except Exception as exc:  # any failure is the answer
         log.warning("healthz: database does not answer: %s", exc)
         return f"database does not answer ({type(exc).__name__})"
     try:
@@ -90,7 +90,7 @@ def _check_database(request: Request) -> str | None:
     except SchemaError as exc:
         log.warning("healthz: %s", exc)
         return "database schema is not at the code's migration head; run `drip db upgrade`"
-    except Exception as exc:
+    except Exception as exc:  # an unreadable schema is reported, not raised
         log.warning("healthz: schema check failed: %s", exc)
         return f"database schema check failed ({type(exc).__name__})"
     return None
@@ -169,7 +169,7 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
             ).one()
             health = channel_health(session, state.clock, PROVIDER_WINDOW_MINUTES)
             now = state.clock.now()
-    except Exception as exc:
+    except Exception as exc:  # the scrape still says the database is down
         log.warning("metrics: database read failed: %s", exc)
         return False
     out.gauge(

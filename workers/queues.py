@@ -15,8 +15,8 @@ def queue_depths(settings) -> dict[str, int | str]:
             for name in QUEUES:
                 try:
                     depths[name] = channel.queue_declare(queue=name, passive=True).message_count
-                except Exception:
+                except Exception:  # a queue never used yet does not exist
                     depths[name] = 0
-    except Exception as exc:
+    except Exception as exc:  # status must still print when the broker is down
         return {name: f"unavailable ({type(exc).__name__})" for name in QUEUES}
     return depths

@@ -328,9 +328,8 @@ def _import_row(
     ):
         report.not_enrolled.append((row.line, _why_not(session, sub, row.consent)))
         return
-    if (
-        sub.status == SubscriberStatus.PENDING
-    ):  # awaiting a web sign-up's confirmation; the file's consent will do
+    if sub.status == SubscriberStatus.PENDING:
+        # Awaiting a web sign-up's confirmation: the file's consent will do.
         sub.status = SubscriberStatus.ACTIVE
     existing = session.scalar(
         select(Enrollment.id).where(

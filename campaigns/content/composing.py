@@ -103,7 +103,7 @@ class Composer:
             if any(list(meta.find_referenced_templates(tree)) for tree in trees):
                 return False
             return all(_plain_uses(tree) for tree in trees)
-        except Exception:
+        except Exception:  # anything unusual simply takes the full-render path
             return False
 
     def email(self, msg: Message, subscriber: Subscriber) -> OutgoingEmail:

@@ -1,7 +1,7 @@
 """The provider interface: what a send hands a provider and what comes back.
 
 One small interface per channel; each provider module (workers/providers/) classifies its
-own errors into an Outcome at the edge, and campaigns.delivery.sending decides what each outcome
+own errors into an Outcome at the edge, and campaigns.delivery.outcomes decides what each outcome
 does to a message.
 """
 

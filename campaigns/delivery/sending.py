@@ -311,9 +311,8 @@ def _compose(
     if channel == Channel.EMAIL:
         return Candidate(composer.email(msg, subscriber))
     campaign, _ = composer.step_of(msg)
-    window = step_window(
-        campaign, [Channel.SMS], ctx.policy
-    )  # the campaign's window within text hours
+    # The campaign's window within the text hours.
+    window = step_window(campaign, [Channel.SMS], ctx.policy)
     count = texts_before.get(subscriber.id, 0)
     item = composer.sms(msg, subscriber, count % ctx.stop_help_every == 0)
     texts_before[subscriber.id] = count + 1  # two texts in one batch: only one says STOP

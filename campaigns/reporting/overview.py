@@ -17,9 +17,8 @@ class Status:
     due_backlog: int
     oldest_due_age_seconds: float | None
     enrollments: dict[str, int] = field(default_factory=dict)
-    by_step: dict[tuple[str, str, str], dict[str, int]] = field(
-        default_factory=dict
-    )  # (campaign, step, channel)
+    # (campaign, step, channel): {status: count}
+    by_step: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
 
     @property
     def by_channel(self) -> dict[tuple[str, str], int]:

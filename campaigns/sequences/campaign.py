@@ -50,7 +50,7 @@ class DefinitionError(ValueError):
 def parse_delay(value: str | int) -> timedelta:
     """'3d', '1w 2d', '12h', '30m', '0m' (or a whole number of minutes)."""
     if isinstance(value, bool):
-        raise ValueError("delay must be like '3d', '12h' or '30m'")
+        raise ValueError("delay must be like '3d', '12h' or '30m'")  # pydantic reports ValueErrors
     if isinstance(value, int):
         if value < 0:
             raise ValueError("delay must not be negative")

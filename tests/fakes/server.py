@@ -262,7 +262,7 @@ class FakeServer:
                 )
             else:
                 resp = scripted
-        except Exception:
+        except Exception:  # a bug in the fake must not hang the client
             with self._cond:
                 self.errors.append(traceback.format_exc())
             resp = Response(500, "fake server error:\n" + self.errors[-1])

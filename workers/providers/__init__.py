@@ -32,7 +32,7 @@ one route; nothing in campaigns/ changes:
        signature, stale timestamp) or nothing;
      - `parse(body, now) -> list[NormalizedEvent]` (campaigns.tracking.events), raising
        BadPayload for a body of the wrong shape: a dict from the provider's event names
-       onto campaigns.EventType (unknown names logged and skipped), `provider` and
+       onto campaigns.states.EventType (unknown names logged and skipped), `provider` and
        `channel` set, a stable `provider_event_id` (redeliveries repeat it), our reference
        read back, and the provider's own facts as the neutral flags `address_at_fault`
        (a drop about the address) and `recipient_opted_out` (a STOP seen by the provider);

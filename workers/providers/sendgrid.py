@@ -203,7 +203,7 @@ class SendGridEmail:
         for _ in range(MAX_ROUNDS):
             try:
                 response = self.client.send(self._body(pending))
-            except Exception as exc:
+            except Exception as exc:  # classify decides; unknown types are UNKNOWN
                 verdict = classify(exc)
             else:
                 provider_id = response.headers.get("X-Message-Id") if response.headers else None

@@ -236,6 +236,8 @@ class TwilioSms:
                     made.api.base_url = self.api_base_url
                     # Otherwise the SDK rewrites the host for a region/edge (TWILIO_REGION/EDGE).
                     made.region = made.edge = None
+                # The SDK builds its Messages API lazily: build it now, once per client,
+                # rather than on a first send.
                 made.messages  # noqa: B018
                 return made
 
@@ -273,7 +275,7 @@ class TwilioSms:
                 status_callback=self.status_callback(item.reference),
                 **sender,
             )
-        except Exception as exc:
+        except Exception as exc:  # classify decides; unknown types are UNKNOWN
             verdict = classify(exc, _last_headers.get())
             log.warning(
                 "twilio: text #%s to %s %s: %s",
