@@ -2,8 +2,9 @@
 
 - The domain (`campaigns/`) imports no Celery, kombu, FastAPI, Starlette, uvicorn, no
   provider SDK, and nothing of `workers`, `web` or `settings`: tasks and routes call the
-  domain, never the other way round. These are import-linter contracts in pyproject.toml;
-  the test runs `lint-imports` exactly as a developer or CI does.
+  domain, never the other way round. And the layers point down: `web` may import
+  `workers` and the domain, `workers` the domain, never upwards. These are import-linter
+  contracts in pyproject.toml; the test runs `lint-imports` exactly as a developer or CI does.
 - `settings.py` imports nothing of `campaigns`, `workers` or `web`: every process reads it,
   and reading configuration must not load the domain. import-linter analyses packages
   only, so this one is read from settings.py's syntax tree.
@@ -149,6 +150,30 @@ def copy(tmp_path) -> Path:
     for name in ("settings.py", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("planted", "named"),
+    [
+        ("from celery import shared_task", "celery"),
+        ("import fastapi", "fastapi"),
+        ("from workers import tasks", "workers.tasks"),
+        ("import web.app", "web.app"),
+        ("from settings import get_settings", "settings"),
+    ],
+)
+def test_each_forbidden_import_in_the_domain_is_named(copy, planted, named):
+    (copy / "campaigns" / "delivery" / "planted.py").write_text(planted + "\n")
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"campaigns.delivery.planted -> {named} (l.1)" in result.stdout, result.stdout
+
+
+def test_workers_importing_web_breaks_the_layers(copy):
+    (copy / "workers" / "planted.py").write_text("from web.admin import router\n")
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "workers.planted -> web.admin (l.1)" in result.stdout, result.stdout
 
 
 def test_a_domain_module_importing_celery_or_settings_breaks_the_contract(copy):
