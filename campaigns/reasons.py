@@ -47,6 +47,31 @@ class Reason(StrEnum):
         return {"reason_code": self.value, "reason": self.text(**details)}
 
 
+class ExitReason(StrEnum):
+    """Why an enrollment left its course or waits (enrollments.exit_reason), when the
+    person caused it. The engine's own pauses name what is missing (`missing_step`)."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    CONTACT_REQUESTED = "asked to be contacted"
+
+
+def missing_campaign(campaign_key: str) -> str:
+    return f"campaign {campaign_key!r} is not deployed"
+
+
+def missing_step(step_key: str | None) -> str:
+    return f"step {step_key!r} no longer exists"
+
+
+def is_missing_step(exit_reason: str | None) -> bool:
+    """Paused by the engine for a step an edit removed: the next deploy may resume it."""
+    return (
+        bool(exit_reason)
+        and exit_reason.startswith("step ")
+        and exit_reason.endswith(" no longer exists")
+    )
+
+
 TEXTS: dict[Reason, str] = {
     Reason.NO_ADDRESS: "no {address}",
     Reason.NO_CONSENT: "no {channel} consent",

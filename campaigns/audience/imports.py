@@ -48,7 +48,7 @@ from campaigns.delivery.enrollment import enroll
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.states import ConsentAction, SubscriberStatus
+from campaigns.states import Channel, ConsentAction, SubscriberStatus
 
 COLUMNS = (
     "email",
@@ -229,8 +229,8 @@ def parse_row(
         raise RowError(f"locale: {locale!r} is not a language code like en or es")
     consent = []
     for channel, address, what in (
-        ("email", email, "email address"),
-        ("sms", phone, "phone number"),
+        (Channel.EMAIL, email, "email address"),
+        (Channel.SMS, phone, "phone number"),
     ):
         if _flag(get(f"consent_{channel}") or "", f"consent_{channel}"):
             if not address:
@@ -313,7 +313,7 @@ def _import_row(
             .where(ConsentRecord.subscriber_id == sub.id, ConsentRecord.channel == channel)
             .limit(1)
         )
-        address = row.email if channel == "email" else row.phone
+        address = row.email if channel == Channel.EMAIL else row.phone
         # A channel with any history (granted, or revoked since) is left as it is.
         if history is None and suppression_for(session, channel, address) is None:
             record_consent(session, clock, sub, channel, ConsentAction.GRANTED, "import", evidence)

@@ -8,9 +8,10 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.consent import has_consent, record_consent
 from campaigns.audience.subscribers import address_for
-from campaigns.audience.suppression import lift_unsubscribe, suppress
+from campaigns.audience.suppression import Cause, lift_unsubscribe, suppress
 from campaigns.clock import Clock
 from campaigns.models import Enrollment, Subscriber
+from campaigns.reasons import ExitReason
 from campaigns.states import CHANNELS, ConsentAction, EnrollmentStatus, SubscriberStatus
 
 
@@ -29,7 +30,7 @@ def unsubscribe(
         if not address:
             continue
         record_consent(session, clock, subscriber, channel, ConsentAction.REVOKED, source, evidence)
-        suppress(session, clock, channel, address, "unsubscribed", source)
+        suppress(session, clock, channel, address, Cause.UNSUBSCRIBED, source)
     reachable = [c for c in CHANNELS if address_for(subscriber, c) and c not in channels]
     if not any(has_consent(session, subscriber.id, c) for c in reachable):
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
@@ -41,7 +42,7 @@ def unsubscribe(
             )
         ):
             enrollment.status = EnrollmentStatus.EXITED
-            enrollment.exit_reason = "unsubscribed"
+            enrollment.exit_reason = ExitReason.UNSUBSCRIBED
             enrollment.updated_at = clock.now()
     session.flush()
 
@@ -68,7 +69,7 @@ def resubscribe(
             select(Enrollment).where(
                 Enrollment.subscriber_id == subscriber.id,
                 Enrollment.status == EnrollmentStatus.EXITED,
-                Enrollment.exit_reason == "unsubscribed",
+                Enrollment.exit_reason == ExitReason.UNSUBSCRIBED,
                 Enrollment.next_step_key.is_not(None),
             )
         ):

@@ -43,7 +43,7 @@ from campaigns.delivery.enrollment import enroll
 from campaigns.models import Enrollment, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.states import CHANNELS, ConsentAction, SubscriberStatus
+from campaigns.states import CHANNELS, Channel, ConsentAction, SubscriberStatus
 from campaigns.tracking.inbound import keyword
 from campaigns.tracking.links import BadToken, Signer
 
@@ -148,11 +148,11 @@ def _validate(email, phone, locale, timezone, channels, evidence, region):
         raise InvalidSubscriber(f"locale: {locale!r} is not one of {', '.join(LOCALES)}")
     if not wanted:
         raise InvalidSubscriber("channels: choose email, text messages or both")
-    if "email" in wanted and not email:
+    if Channel.EMAIL in wanted and not email:
         raise InvalidSubscriber("email: an email address is needed for lessons by email")
-    if "sms" in wanted and not phone:
+    if Channel.SMS in wanted and not phone:
         raise InvalidSubscriber("phone: a mobile number is needed for lessons by text")
-    if "sms" in wanted and not (evidence or {}).get("sms_consent_text"):
+    if Channel.SMS in wanted and not (evidence or {}).get("sms_consent_text"):
         raise InvalidSubscriber("sms_consent: the consent wording shown must be recorded")
     return email, phone, wanted
 
@@ -220,9 +220,9 @@ def start_signup(
         timezone=(timezone or None) if blank("timezone") else None,
     )
     # Consent only for the exact address typed: a known record keeps its own addresses.
-    email_ok = "email" in wanted and sub.email == email
-    if "sms" in wanted and phone and sub.phone == phone:
-        _grant(session, clock, sub, "sms", "form", evidence)
+    email_ok = Channel.EMAIL in wanted and sub.email == email
+    if Channel.SMS in wanted and phone and sub.phone == phone:
+        _grant(session, clock, sub, Channel.SMS, "form", evidence)
     enrolled = session.scalar(
         select(Enrollment).where(
             Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key
@@ -234,13 +234,13 @@ def start_signup(
             sub.status = SubscriberStatus.PENDING
         # No mail when there is nothing to confirm (already enrolled with email consent) or
         # the address may not be mailed at all (bounce, complaint). The page reads the same.
-        blocked = suppression_for(session, "email", sub.email)
+        blocked = suppression_for(session, Channel.EMAIL, sub.email)
         needs_confirmation = (
-            enrolled is None or not has_consent(session, sub.id, "email")
+            enrolled is None or not has_consent(session, sub.id, Channel.EMAIL)
         ) and not (blocked is not None and not waivable(blocked.reason))
     else:
         if email_ok:
-            _grant(session, clock, sub, "email", "form", evidence)
+            _grant(session, clock, sub, Channel.EMAIL, "form", evidence)
         if sub.status != SubscriberStatus.UNSUBSCRIBED and reachable_channels(session, sub):
             sub.status = SubscriberStatus.ACTIVE
             enrolled = enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
@@ -275,14 +275,14 @@ def confirm(
     )
     if sub is None or not sub.email:
         raise SignupNotFound("this link is not valid")
-    if not has_consent(session, sub.id, "email"):
+    if not has_consent(session, sub.id, Channel.EMAIL):
         # Proof of the mailbox, so an earlier unsubscribe of it may be lifted (a bounce or
         # complaint may not: resubscribe refuses those and sending keeps suppressing).
         resubscribe(
             session,
             clock,
             sub,
-            "email",
+            Channel.EMAIL,
             "double_opt_in",
             {"method": "double_opt_in", **(evidence or {})},
         )
@@ -320,8 +320,8 @@ def signup_by_sms(
         )
     evidence = {"keyword": word, "inbound_text": (body or "")[:500], "message_sid": message_sid}
     # Texting the keyword is the person's own opt-in, so it lifts their earlier STOP.
-    if not has_consent(session, sub.id, "sms") and not resubscribe(
-        session, clock, sub, "sms", "sms_keyword", evidence
+    if not has_consent(session, sub.id, Channel.SMS) and not resubscribe(
+        session, clock, sub, Channel.SMS, "sms_keyword", evidence
     ):
         return None
     if sub.status != SubscriberStatus.ACTIVE:

@@ -4,12 +4,30 @@ take back; bounces, complaints and invalid numbers are not."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
 from campaigns.models import Suppression
 from campaigns.states import Channel
+
+
+class Cause(StrEnum):
+    """Why an address is suppressed (suppressions.reason). Providers may add a detail
+    after the cause ("unsubscribed at carrier (21610)"); other causes a provider reports
+    (an invalid number) are kept in its own words."""
+
+    UNSUBSCRIBED = "unsubscribed"  # the person: a link, the preference page, their carrier
+    STOP = "stop"  # the person: a STOP keyword
+    BOUNCE = "bounce"
+    DROPPED = "dropped"
+    COMPLAINT = "complaint"
+
+
+# The causes that are the person's own choice, and so theirs to take back.
+WAIVABLE = (Cause.UNSUBSCRIBED, Cause.STOP)
 
 
 def suppression_for(session: Session, channel: str, address: str | None) -> Suppression | None:
@@ -50,7 +68,7 @@ def suppress(
 def waivable(reason: str) -> bool:
     """Opt-outs the person may take back (unsubscribe, STOP, the carrier's 21610);
     bounces, complaints and invalid numbers are not theirs to lift."""
-    return reason == "stop" or reason.startswith("unsubscribed")
+    return reason.startswith(WAIVABLE)
 
 
 def lift_unsubscribe(session: Session, channel: str, address: str) -> bool:

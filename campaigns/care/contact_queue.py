@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.reasons import ExitReason
 from campaigns.states import ContactStatus, EnrollmentStatus, EventType
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def _resume_course(session: Session, request: ContactRequest, now) -> None:
     if (
         enrollment is not None
         and enrollment.status == EnrollmentStatus.PAUSED
-        and enrollment.exit_reason == "asked to be contacted"
+        and enrollment.exit_reason == ExitReason.CONTACT_REQUESTED
     ):
         enrollment.status, enrollment.exit_reason, enrollment.updated_at = (
             EnrollmentStatus.ACTIVE,

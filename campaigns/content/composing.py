@@ -36,6 +36,7 @@ from campaigns.delivery.providers import OutgoingEmail, OutgoingSms
 from campaigns.models import Message, Subscriber
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
+from campaigns.states import Channel
 from campaigns.tracking.links import Signer, links_for
 
 SAFE_NAME = re.compile(r"^[\w .\-]*$")
@@ -116,7 +117,7 @@ class Composer:
             step.key,
             locale,
             bool(subscriber.first_name),
-            "email",
+            Channel.EMAIL,
         )
         group = self._groups.get(key)
         if group is None:
@@ -185,7 +186,7 @@ class Composer:
             step.key,
             locale,
             bool(subscriber.first_name),
-            "sms",
+            Channel.SMS,
             show_stop_help,
         )
         group = self._groups.get(key)

@@ -16,6 +16,7 @@ from campaigns.content.readability import reading_level
 from campaigns.content.rendering import Recipient, Renderer, RenderError, Sender
 from campaigns.content.sms_text import non_gsm_characters, segments
 from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
+from campaigns.states import Channel
 from campaigns.tracking.links import Links, Signer, links_for, new_public_token
 
 MAX_SMS_SEGMENTS = 2
@@ -127,9 +128,9 @@ def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
         for locale in campaign.locales:
             add = _collector(out, file, step.key, locale)
             links = links_for(ctx.base_url, signer, new_public_token())
-            if "email" in step.channels:
+            if Channel.EMAIL in step.channels:
                 _lint_email(renderer, campaign, step, locale, links, ctx, add)
-            if "sms" in step.channels:
+            if Channel.SMS in step.channels:
                 _lint_sms(renderer, campaign, step, locale, links, ctx, add)
     return out
 
@@ -147,20 +148,20 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
         try:
             rendered.append(renderer.email(campaign, step, Recipient(name, locale), links))
         except RenderError as exc:
-            add("error", "email", str(exc))
+            add("error", Channel.EMAIL, str(exc))
             return
     email = rendered[0]
     if not step.preheader_for(locale, campaign.fallback_locale):
         add(
             "warning",
-            "email",
+            Channel.EMAIL,
             "no preheader: mail apps will show the first line of the body instead",
         )
     for label, text in (("subject", email.subject), ("preheader", email.preheader)):
         for msg in _health_detail(text, locale, strict=True):
-            add("error", "email", f"{label} {msg}")
+            add("error", Channel.EMAIL, f"{label} {msg}")
     for msg in _health_detail(email.text, locale, strict=False):
-        add("error", "email", f"body {msg}")
+        add("error", Channel.EMAIL, f"body {msg}")
     required = {
         "unsubscribe link": links.unsubscribe,
         "preferences link": links.preferences,
@@ -172,15 +173,15 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
     for part, needle in required.items():
         for kind, body in (("HTML", email.html), ("text", email.text)):
             if needle not in body:
-                add("error", "email", f"{kind} part is missing the {part}")
+                add("error", Channel.EMAIL, f"{kind} part is missing the {part}")
     for url in re.findall(r'href="([^"]+)"', email.html) + re.findall(r"https?://\S+", email.text):
         if not _ours(url, ctx.base_url):
-            add("error", "email", f"link {url} does not lead to one of our routes")
+            add("error", Channel.EMAIL, f"link {url} does not lead to one of our routes")
     body_text = email.text.split("\n--\n")[0]
     reading = reading_level(body_text, locale)
     add(
         "info" if reading.ok else "error",
-        "email",
+        Channel.EMAIL,
         f"reading level: {reading.measure} {reading.score}"
         + ("" if reading.ok else " (too hard: aim for 8th grade or below)"),
     )
@@ -194,13 +195,13 @@ def _lint_sms(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
                     campaign, step, Recipient(name, locale), links, show_stop_help=show
                 )
             except RenderError as exc:
-                add("error", "sms", str(exc))
+                add("error", Channel.SMS, str(exc))
                 return
             bad = non_gsm_characters(text)
             if bad:
                 add(
                     "error",
-                    "sms",
+                    Channel.SMS,
                     "characters outside GSM-7 force UCS-2 (70 a segment): "
                     + " ".join(repr(c) for c in bad),
                 )
@@ -208,25 +209,25 @@ def _lint_sms(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
             if count > MAX_SMS_SEGMENTS:
                 add(
                     "error",
-                    "sms",
+                    Channel.SMS,
                     f"{count} segments ({encoding}, {len(text)} characters); "
                     f"at most {MAX_SMS_SEGMENTS}",
                 )
             if not text.startswith(f"{ctx.brand}:"):
-                add("error", "sms", f"text must start with the brand ({ctx.brand}:)")
+                add("error", Channel.SMS, f"text must start with the brand ({ctx.brand}:)")
             if show and ("STOP" not in text or "HELP" not in text):
-                add("error", "sms", "the STOP/HELP line is missing when it is due")
+                add("error", Channel.SMS, "the STOP/HELP line is missing when it is due")
             if links.read_online not in text:
-                add("warning", "sms", "no link to read the full lesson online")
+                add("warning", Channel.SMS, "no link to read the full lesson online")
             for url in re.findall(r"https?://\S+", text):
                 if not _ours(url, ctx.base_url):
-                    add("error", "sms", f"link {url} does not lead to one of our routes")
+                    add("error", Channel.SMS, f"link {url} does not lead to one of our routes")
             for msg in _health_detail(text, locale, strict=True):
-                add("error", "sms", msg)
+                add("error", Channel.SMS, msg)
     encoding, count = segments(
         renderer.sms(campaign, step, Recipient(SAMPLE_NAMES[0], locale), links, True)
     )
-    add("info", "sms", f"{count} segment(s), {encoding}")
+    add("info", Channel.SMS, f"{count} segment(s), {encoding}")
 
 
 def _ours(url: str, base_url: str) -> bool:

@@ -19,7 +19,7 @@ from campaigns.content.sms_text import segments
 from campaigns.sequences.campaign import Campaign
 from campaigns.sequences.timing import Policy, step_window
 from campaigns.sequences.windows import next_allowed
-from campaigns.states import CHANNELS
+from campaigns.states import CHANNELS, Channel
 from campaigns.tracking.links import Signer, links_for
 
 
@@ -66,7 +66,7 @@ def write_preview(
     for step in campaign.steps:
         stem = f"{step.index + 1:02d}_{step.key}"
         links = links_for(base_url, signer, f"preview-{step.key}")
-        if "email" in step.channels:
+        if Channel.EMAIL in step.channels:
             email = renderer.email(campaign, step, recipient, links)
             (folder / f"{stem}.html").write_text(email.html, encoding="utf-8")
             (folder / f"{stem}.txt").write_text(
@@ -74,7 +74,7 @@ def write_preview(
                 encoding="utf-8",
             )
             written += [folder / f"{stem}.html", folder / f"{stem}.txt"]
-        if "sms" in step.channels:
+        if Channel.SMS in step.channels:
             text = renderer.sms(
                 campaign, step, recipient, links, show_stop_help=texts_so_far % 4 == 0
             )

@@ -15,6 +15,7 @@ from campaigns.audience.suppression import suppression_for
 from campaigns.content.rendering import Recipient, Renderer
 from campaigns.delivery.providers import OutgoingEmail, OutgoingSms, SendResult
 from campaigns.sequences.registry import Registry
+from campaigns.states import Channel
 from campaigns.tracking.links import Signer, links_for
 
 
@@ -44,7 +45,7 @@ def send_test(
     phone = normalize_phone(request.phone) if request.phone else None
     if not email and not phone:
         raise InvalidSubscriber("email or phone: give at least one address to test-send to")
-    for channel, address in (("email", email), ("sms", phone)):
+    for channel, address in ((Channel.EMAIL, email), (Channel.SMS, phone)):
         sup = suppression_for(session, channel, address) if address else None
         if sup and not force:
             raise InvalidSubscriber(
@@ -59,13 +60,13 @@ def send_test(
     for step in steps:
         links = links_for(base_url, signer, "test-" + secrets.token_urlsafe(8))
         ref = "test-" + secrets.token_urlsafe(12)
-        if email and "email" in step.channels:
+        if email and Channel.EMAIL in step.channels:
             content = renderer.email(campaign, step, recipient, links)
             content = replace(content, subject=f"[TEST] {content.subject}")
             results += email_provider.send_emails(
                 [OutgoingEmail(0, email, content, links.unsubscribe, ref, adhoc=True)]
             )
-        if phone and "sms" in step.channels:
+        if phone and Channel.SMS in step.channels:
             body = renderer.sms(campaign, step, recipient, links, show_stop_help=step.index == 0)
             results += sms_provider.send_sms([OutgoingSms(0, phone, body, ref, adhoc=True)])
     return results

@@ -20,6 +20,7 @@ from campaigns.clock import Clock
 from campaigns.db import id_in, unnest
 from campaigns.delivery.work import Work
 from campaigns.models import Enrollment, Message, Subscriber
+from campaigns.reasons import missing_campaign, missing_step
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import next_after
 from campaigns.sequences.timing import Policy, due_time
@@ -78,9 +79,9 @@ def claim_due(
             # Never silently drop: park it where ops can see why.
             enrollment.status = EnrollmentStatus.PAUSED
             enrollment.exit_reason = (
-                f"campaign {enrollment.campaign_key!r} is not deployed"
+                missing_campaign(enrollment.campaign_key)
                 if campaign is None
-                else f"step {enrollment.next_step_key!r} no longer exists"
+                else missing_step(enrollment.next_step_key)
             )
             enrollment.updated_at = now
             continue

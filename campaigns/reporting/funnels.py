@@ -39,7 +39,14 @@ from campaigns.models import ContactRequest, Enrollment, Event, Message
 from campaigns.reporting.rates import rate
 from campaigns.sequences.campaign import Campaign, DefinitionError
 from campaigns.sequences.registry import Registry
-from campaigns.states import CHANNELS, IN_FLIGHT, EnrollmentStatus, EventType, MessageStatus
+from campaigns.states import (
+    CHANNELS,
+    IN_FLIGHT,
+    Channel,
+    EnrollmentStatus,
+    EventType,
+    MessageStatus,
+)
 
 E = EventType
 # Payload flags (true or "true") that mark an engagement event as possibly a machine's.
@@ -77,7 +84,7 @@ class StepFunnel:
 
     @property
     def open_rate(self) -> float | None:
-        if self.channel == "sms":
+        if self.channel == Channel.SMS:
             return None  # carriers report delivery, never reads: no SMS open rate exists
         return rate(self.opens, self.delivered)
 

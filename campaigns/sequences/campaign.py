@@ -125,7 +125,7 @@ class StepSpec(BaseModel):
 
     @model_validator(mode="after")
     def _email_needs_subject(self) -> StepSpec:
-        if "email" in self.channels and not self.subject:
+        if Channel.EMAIL in self.channels and not self.subject:
             raise ValueError("an email step needs a subject")
         return self
 
@@ -254,7 +254,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         where = f"{path.name}: step {i + 1} ({s.key})"
         subject = _localized(s.subject, spec.locales)
         for loc in spec.locales:
-            if "email" in s.channels and not subject.get(loc):
+            if Channel.EMAIL in s.channels and not subject.get(loc):
                 problems.append(f"{where} field subject: no subject for locale {loc!r}")
             for channel in s.channels:
                 for name in template_files(s.template, channel):

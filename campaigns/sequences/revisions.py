@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from campaigns.audience.eligibility import reachable_channels
 from campaigns.clock import Clock
 from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
+from campaigns.reasons import is_missing_step
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy, due_time
@@ -145,9 +146,7 @@ def reconcile(
             query = query.with_for_update(skip_locked=True)
         old_shapes: dict[str | None, list[str]] = {}
         for e in session.scalars(query).all():
-            if e.status == EnrollmentStatus.PAUSED and not (e.exit_reason or "").startswith(
-                "step "
-            ):
+            if e.status == EnrollmentStatus.PAUSED and not is_missing_step(e.exit_reason):
                 continue  # paused by ops or a contact request: not ours to resume
             if e.campaign_revision not in old_shapes:
                 row = session.scalar(

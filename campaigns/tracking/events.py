@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.subscribers import address_for
-from campaigns.audience.suppression import suppress
+from campaigns.audience.suppression import Cause, suppress
 from campaigns.clock import Clock
 from campaigns.models import Event, Message, Subscriber
 from campaigns.reasons import Reason
@@ -59,9 +59,9 @@ MESSAGE_STATUS = {
 
 # Events that stop all further sends to the address (Suppression.reason). A drop counts
 # only when the provider says it was about the address (NormalizedEvent.address_at_fault).
-SUPPRESS_REASON = {E.BOUNCED: "bounce", E.DROPPED: "dropped", E.COMPLAINED: "complaint"}
+SUPPRESS_REASON = {E.BOUNCED: Cause.BOUNCE, E.DROPPED: Cause.DROPPED, E.COMPLAINED: Cause.COMPLAINT}
 # The recipient opted out at the provider or carrier: the same as a STOP texted to us.
-OPTED_OUT_REASON = "stop"
+OPTED_OUT_REASON = Cause.STOP
 
 
 @dataclass
@@ -197,5 +197,9 @@ def _protect_address(session: Session, clock: Clock, msg: Message, ev: Normalize
     else:
         suppress(session, clock, msg.channel, address, reason, ev.provider)
     log.info(
-        "%s %s: %s suppressed (%s)", ev.provider, ev.type, mask(address), reason or "unsubscribed"
+        "%s %s: %s suppressed (%s)",
+        ev.provider,
+        ev.type,
+        mask(address),
+        reason or Cause.UNSUBSCRIBED,
     )

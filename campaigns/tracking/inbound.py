@@ -28,11 +28,11 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.audience.subscribers import InvalidSubscriber, normalize_phone
-from campaigns.audience.suppression import lift_unsubscribe, suppress
+from campaigns.audience.suppression import Cause, lift_unsubscribe, suppress
 from campaigns.clock import Clock
 from campaigns.models import Event, Subscriber
 from campaigns.redact import mask
-from campaigns.states import EventType
+from campaigns.states import Channel, EventType
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,13 @@ def handle_inbound_sms(
                 session,
                 clock,
                 subscriber,
-                channels=("sms",),
+                channels=(Channel.SMS,),
                 source="sms_keyword",
                 evidence=evidence,
             )
         else:
             # Not (yet) a subscriber: still never text this number until it says START.
-            suppress(session, clock, "sms", phone, "stop", "sms_keyword")
+            suppress(session, clock, Channel.SMS, phone, Cause.STOP, "sms_keyword")
         log.info("STOP from %s", mask(phone))
     elif word in START_WORDS:
         _start(session, clock, subscriber, phone, evidence)
@@ -159,6 +159,6 @@ def _start(
     session: Session, clock: Clock, subscriber: Subscriber | None, phone: str, evidence: dict
 ) -> None:
     if subscriber is None:
-        lift_unsubscribe(session, "sms", phone)  # not a subscriber: only its STOP is lifted
+        lift_unsubscribe(session, Channel.SMS, phone)  # not a subscriber: only its STOP is lifted
         return
-    resubscribe(session, clock, subscriber, "sms", "sms_keyword", evidence)
+    resubscribe(session, clock, subscriber, Channel.SMS, "sms_keyword", evidence)

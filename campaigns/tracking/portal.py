@@ -19,8 +19,9 @@ from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.clock import Clock
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.reasons import ExitReason
 from campaigns.sequences.registry import Registry
-from campaigns.states import ContactStatus, EnrollmentStatus, EventType
+from campaigns.states import Channel, ContactStatus, EnrollmentStatus, EventType
 from campaigns.tracking.links import BadToken, Signer, links_for
 
 PREFERRED_CHANNELS = ("phone", "email", "sms")
@@ -81,7 +82,7 @@ def unsubscribe_from_link(
     session: Session, clock: Clock, visit: Visit, scope: str, evidence: dict
 ) -> None:
     """scope 'email' (the one-click default for an email link) or 'all'."""
-    channels = ("email", "sms") if scope == "all" else ("email",)
+    channels = (Channel.EMAIL, Channel.SMS) if scope == "all" else (Channel.EMAIL,)
     unsubscribe(
         session, clock, visit.subscriber, channels=channels, source="link", evidence=evidence
     )
@@ -101,8 +102,8 @@ class Preferences:
 
 def preferences(session: Session, subscriber: Subscriber) -> Preferences:
     return Preferences(
-        email=bool(subscriber.email) and has_consent(session, subscriber.id, "email"),
-        sms=bool(subscriber.phone) and has_consent(session, subscriber.id, "sms"),
+        email=bool(subscriber.email) and has_consent(session, subscriber.id, Channel.EMAIL),
+        sms=bool(subscriber.phone) and has_consent(session, subscriber.id, Channel.SMS),
         has_email=bool(subscriber.email),
         has_phone=bool(subscriber.phone),
     )
@@ -120,14 +121,17 @@ def update_preferences(
     current = preferences(session, subscriber)
     stop = tuple(
         c
-        for c, want, now in (("email", email, current.email), ("sms", sms, current.sms))
+        for c, want, now in ((Channel.EMAIL, email, current.email), (Channel.SMS, sms, current.sms))
         if now and not want
     )
     if stop:
         unsubscribe(
             session, clock, subscriber, channels=stop, source="preferences", evidence=evidence
         )
-    for channel, want, now in (("email", email, current.email), ("sms", sms, current.sms)):
+    for channel, want, now in (
+        (Channel.EMAIL, email, current.email),
+        (Channel.SMS, sms, current.sms),
+    ):
         if want and not now:
             # An explicit new consent; an opt-out is lifted, a bounce or complaint is not.
             resubscribe(session, clock, subscriber, channel, "preferences", evidence)
@@ -183,7 +187,7 @@ def request_contact(
             enrollment.status = (
                 EnrollmentStatus.PAUSED if behaviour == "pause" else EnrollmentStatus.EXITED
             )
-            enrollment.exit_reason = "asked to be contacted"
+            enrollment.exit_reason = ExitReason.CONTACT_REQUESTED
             enrollment.updated_at = now
     session.flush()
     return request

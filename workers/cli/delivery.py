@@ -11,10 +11,11 @@ from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
 from campaigns.db import transaction
 from campaigns.delivery.enrollment import enroll as enroll_subscriber
 from campaigns.delivery.pauses import all_paused, pause, resume
-from campaigns.delivery.unconfirmed import OpsError, settle
+from campaigns.delivery.unconfirmed import OPS_OUTCOMES, OpsError, settle
 from campaigns.reporting.outbox import messages_in
 from campaigns.reporting.overview import read_status
 from campaigns.sequences.campaign import DefinitionError
+from campaigns.states import CHANNELS
 from workers.cli.context import Drip, pass_drip
 from workers.queues import queue_depths
 
@@ -117,7 +118,7 @@ def channels_list(drip: Drip) -> None:
 
 
 @channels_group.command("pause")
-@click.argument("channel", type=click.Choice(["email", "sms"]))
+@click.argument("channel", type=click.Choice([c.value for c in CHANNELS]))
 @click.option("--reason", required=True)
 @pass_drip
 def channels_pause(drip: Drip, channel, reason) -> None:
@@ -129,7 +130,7 @@ def channels_pause(drip: Drip, channel, reason) -> None:
 
 
 @channels_group.command("resume")
-@click.argument("channel", type=click.Choice(["email", "sms"]))
+@click.argument("channel", type=click.Choice([c.value for c in CHANNELS]))
 @pass_drip
 def channels_resume(drip: Drip, channel) -> None:
     """Resume CHANNEL and hand its waiting messages back to the workers."""
@@ -160,7 +161,7 @@ def outbox_list(drip: Drip, status_, limit) -> None:
 
 @outbox_group.command("settle")
 @click.argument("message_id", type=int)
-@click.option("--as", "outcome", type=click.Choice(["sent", "failed", "resend"]), required=True)
+@click.option("--as", "outcome", type=click.Choice(list(OPS_OUTCOMES)), required=True)
 @pass_drip
 def outbox_settle(drip: Drip, message_id, outcome) -> None:
     """Decide an unconfirmed message after checking the provider's own logs."""

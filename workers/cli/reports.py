@@ -143,7 +143,9 @@ def report_command(drip: Drip, campaign, since, until, as_json) -> None:
 
 @click.command("contacts")
 @click.option("--mark", "mark_id", type=int, default=None, help="The id of a request to mark.")
-@click.option("--as", "status", type=click.Choice(["contacted", "closed"]), default=None)
+@click.option(
+    "--as", "status", type=click.Choice([m.value for m in contact_queue.MARKS]), default=None
+)
 @click.option("--note", default=None, help="What was done (kept in the request's history).")
 @click.option("--by", default=None, help="Who handled it (default: the login name).")
 @click.option("--reveal", is_flag=True, help="Show phone numbers and addresses in full.")

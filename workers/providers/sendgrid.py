@@ -49,7 +49,7 @@ from sendgrid import SendGridAPIClient
 
 from campaigns.delivery.providers import Outcome, OutgoingEmail, SendResult
 from workers.providers import scrub
-from workers.providers.sendgrid_webhook import REF_ARG
+from workers.providers.sendgrid_webhook import PROVIDER, REF_ARG
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def _retry_after(headers) -> float | None:
 
 
 class SendGridEmail:
-    name = "sendgrid"
+    name = PROVIDER
     max_batch = MAX_PERSONALIZATIONS
 
     def __init__(

@@ -54,14 +54,17 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from campaigns.audience.suppression import Cause
 from campaigns.delivery.providers import Outcome, OutgoingSms, SendResult
 from campaigns.redact import mask
 from workers.providers import scrub
+from workers.providers.twilio_webhook import OPTED_OUT_ERRORS, PROVIDER
 
 log = logging.getLogger(__name__)
 
 SUPPRESS = {
-    21610: "unsubscribed at carrier (21610)",
+    # The person opted out with their carrier: theirs to take back (a waivable cause).
+    **{int(code): f"{Cause.UNSUBSCRIBED} at carrier ({code})" for code in OPTED_OUT_ERRORS},
     21211: "invalid number (21211)",
     21612: "not a reachable mobile (21612)",
     21614: "not a reachable mobile (21614)",
@@ -180,7 +183,7 @@ class _Loop:
 
 
 class TwilioSms:
-    name = "twilio"
+    name = PROVIDER
     max_batch = 1  # one API call per text; a list is accepted and its texts sent at once
 
     def __init__(
