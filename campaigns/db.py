@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import ARRAY, any_, bindparam, create_engine, event
+from sqlalchemy import ARRAY, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +57,13 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def ping(factory: sessionmaker[Session]) -> Engine:
+    """Ask the database for one row; its engine when it answers, else the driver's error."""
+    with factory() as session:
+        session.execute(text("SELECT 1"))
+        return session.get_bind()
 
 
 def id_in(session: Session, column, values):

@@ -176,6 +176,13 @@ def test_workers_importing_web_breaks_the_layers(copy):
     assert "workers.planted -> web.admin (l.1)" in result.stdout, result.stdout
 
 
+def test_a_route_running_sql_breaks_the_contract(copy):
+    (copy / "web" / "planted.py").write_text("from sqlalchemy import select\n")
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "web.planted -> sqlalchemy (l.1)" in result.stdout, result.stdout
+
+
 def test_a_domain_module_importing_celery_or_settings_breaks_the_contract(copy):
     (copy / "campaigns" / "delivery" / "queueing.py").write_text("from celery import shared_task\n")
     (copy / "campaigns" / "reporting" / "configured.py").write_text(

@@ -38,18 +38,17 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select
 
 from campaigns.care import contact_queue
 from campaigns.db import transaction
 from campaigns.delivery import pauses
 from campaigns.delivery.unconfirmed import OpsError, settle
 from campaigns.delivery.work import Work
-from campaigns.models import ContactRequest, Message
 from campaigns.reporting import funnels
+from campaigns.reporting.outbox import latest as outbox_rows
 from campaigns.reporting.overview import read_status
 from campaigns.reporting.provider_health import provider_health
-from campaigns.states import CHANNELS, ContactStatus, MessageStatus
+from campaigns.states import CHANNELS, MessageStatus
 from web.render import pages
 
 log = logging.getLogger(__name__)
@@ -224,11 +223,7 @@ def dashboard(request: Request, user: AdminUser) -> HTMLResponse:
     with state.factory() as session:
         enrollment_funnels = funnels.enrollment_funnels(session, state.registry)
         status = read_status(session, state.clock)
-        open_requests = session.scalar(
-            select(func.count())
-            .select_from(ContactRequest)
-            .where(ContactRequest.status == ContactStatus.OPEN)
-        )
+        open_requests = contact_queue.waiting(session).count
         paused = pauses.all_paused(session)
     _, warning = funnels.load_campaigns(state.registry)
     return _render(
@@ -316,16 +311,8 @@ def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTML
             status=400,
         )
     with state.factory() as session:
-        counts = dict(
-            session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
-        )
-        query = select(Message)
-        if status:
-            # The oldest first when looking at one status: that is the one to act on.
-            query = query.where(Message.status == status).order_by(Message.updated_at, Message.id)
-        else:
-            query = query.order_by(Message.updated_at.desc(), Message.id.desc())
-        rows = session.scalars(query.limit(OUTBOX_LIMIT)).all()
+        counts = read_status(session, state.clock).messages
+        rows = outbox_rows(session, OUTBOX_LIMIT, status)
     return _render(
         "admin_outbox.html",
         title="Outbox",

@@ -25,14 +25,15 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, select, text
 from starlette.concurrency import run_in_threadpool
 
+from campaigns.care import contact_queue
+from campaigns.db import ping
+from campaigns.delivery.pauses import all_paused
 from campaigns.migrate import SchemaError, check_current
-from campaigns.models import ChannelPause, ContactRequest
 from campaigns.reporting.overview import read_status
 from campaigns.reporting.provider_health import ChannelHealth, channel_health
-from campaigns.states import CHANNELS, ContactStatus, EnrollmentStatus, MessageStatus
+from campaigns.states import CHANNELS, EnrollmentStatus, MessageStatus
 from web.admin import admin_password, check_basic_auth
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,7 @@ def _check_database(request: Request) -> str | None:
     """None when healthy, else a reason fit for an unauthenticated reader."""
     factory = request.app.state.factory
     try:
-        with factory() as session:
-            session.execute(text("SELECT 1"))
-            engine = session.get_bind()
+        engine = ping(factory)
     except Exception as exc:  # any failure is the answer
         log.warning("healthz: database does not answer: %s", exc)
         return f"database does not answer ({type(exc).__name__})"
@@ -161,12 +160,9 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
     try:
         with state.factory() as session:
             status = read_status(session, state.clock)
-            paused = set(session.scalars(select(ChannelPause.channel)))
-            open_requests, oldest_open = session.execute(
-                select(func.count(), func.min(ContactRequest.created_at)).where(
-                    ContactRequest.status == ContactStatus.OPEN
-                )
-            ).one()
+            paused = {p.channel for p in all_paused(session)}
+            waiting = contact_queue.waiting(session)
+            open_requests, oldest_open = waiting.count, waiting.oldest
             health = channel_health(session, state.clock, PROVIDER_WINDOW_MINUTES)
             now = state.clock.now()
     except Exception as exc:  # the scrape still says the database is down

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
@@ -155,3 +155,20 @@ def _resume_course(session: Session, request: ContactRequest, now) -> None:
             None,
             now,
         )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Requests nobody has handled yet: how many, and since when the oldest has waited."""
+
+    count: int
+    oldest: datetime | None
+
+
+def waiting(session: Session) -> Waiting:
+    count, oldest = session.execute(
+        select(func.count(), func.min(ContactRequest.created_at)).where(
+            ContactRequest.status == ContactStatus.OPEN
+        )
+    ).one()
+    return Waiting(count, oldest)
