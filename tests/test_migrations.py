@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from campaigns.db import make_engine
-from campaigns.migrate import upgrade
+from campaigns.migrate import alembic_config, upgrade
 from campaigns.reasons import Reason
 from tests.conftest import PG_ADMIN, _sa_url
 
@@ -78,16 +79,32 @@ def test_0006_gives_old_messages_the_code_of_their_sentence(empty_db):
             ),
             {"now": now},
         )
-        for i, (reason, _) in enumerate([*OLD_REASONS, (None, None)], start=1):
+        rows = [*OLD_REASONS, (None, None), ("an unforeseen sentence", None)]
+        for i, (reason, _) in enumerate(rows, start=1):
             conn.execute(
                 text(
                     "INSERT INTO messages (id, enrollment_id, subscriber_id, campaign_key, "
                     "campaign_version, step_key, channel, public_token, status, reason, attempts, "
                     "due_at, created_at, updated_at) VALUES (:id, 1, 1, 'c', 1, :step, 'email', "
-                    ":token, 'failed', :reason, 0, :now, :now, :now)"
+                    ":token, :status, :reason, 0, :now, :now, :now)"
                 ),
-                {"id": i, "step": f"s{i}", "token": f"t{i}", "reason": reason, "now": now},
+                {
+                    "id": i,
+                    "step": f"s{i}",
+                    "token": f"t{i}",
+                    "reason": reason,
+                    "now": now,
+                    # A sentence nobody foresaw, on a message that did not fail, gets no code.
+                    "status": "sent" if reason == "an unforeseen sentence" else "failed",
+                },
             )
+        conn.execute(
+            text(
+                "INSERT INTO events (message_id, subscriber_id, type, provider, occurred_at, "
+                "received_at) VALUES (1, 1, 'sent', 'twilio', :now, :now)"
+            ),
+            {"now": now},
+        )
     engine.dispose()
 
     upgrade(empty_db)
@@ -96,4 +113,15 @@ def test_0006_gives_old_messages_the_code_of_their_sentence(empty_db):
     with engine.connect() as conn:
         codes = dict(conn.execute(text("SELECT reason, reason_code FROM messages")).all())
     engine.dispose()
-    assert codes == {reason: code.value for reason, code in OLD_REASONS} | {None: None}
+    assert codes == {reason: code.value for reason, code in OLD_REASONS} | {
+        None: None,
+        "an unforeseen sentence": None,
+    }
+
+    # And back: the column goes, the rows and the events that point at them stay.
+    command.downgrade(alembic_config(empty_db), "0005")
+    engine = make_engine(empty_db)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == len(rows)
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1
+    engine.dispose()

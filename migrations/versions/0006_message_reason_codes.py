@@ -47,12 +47,17 @@ def upgrade() -> None:
         op.execute(messages.update()
                    .where(messages.c.reason_code.is_(None), messages.c.reason.like(pattern))
                    .values(reason_code=code))
-    # Whatever is left with a sentence was a permanent rejection (its cause as the text).
-    op.execute(messages.update()
-               .where(messages.c.reason_code.is_(None), messages.c.reason.is_not(None))
+    # A failed message left with a sentence was a permanent rejection (its cause as the
+    # text); anything else keeps no code rather than a wrong one.
+    failed = sa.table('messages', sa.column('reason'), sa.column('reason_code'), sa.column('status'))
+    op.execute(failed.update()
+               .where(failed.c.reason_code.is_(None), failed.c.reason.is_not(None),
+                      failed.c.status == 'failed')
                .values(reason_code='rejected'))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('messages', schema=None) as batch_op:
+    # A plain DROP COLUMN (SQLite 3.35+): rebuilding the table would trip the foreign keys
+    # that events hold on messages.
+    with op.batch_alter_table('messages', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('reason_code')
