@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from campaigns.care import contact_queue
 from campaigns.content.rendering import RenderError
 from campaigns.db import transaction
 from campaigns.states import CHANNELS, EventType
@@ -182,7 +183,7 @@ async def contact_request(request: Request, token: str) -> HTMLResponse:
     def act():
         with transaction(state.factory) as session:
             visit = portal.resolve(session, state.signer, "c", token)
-            portal.request_contact(
+            contact_queue.request_contact(
                 session,
                 state.clock,
                 state.registry,

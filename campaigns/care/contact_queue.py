@@ -1,4 +1,5 @@
-"""The care team's queue of people who asked to be contacted.
+"""The care team's queue of people who asked to be contacted: how a request is made
+(from the link in a message), listed, marked and closed.
 
     open ──► contacted ──► closed
       └───────────────────► closed
@@ -25,9 +26,14 @@ from sqlalchemy.orm import Session
 from campaigns.clock import Clock
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
 from campaigns.reasons import ExitReason
+from campaigns.sequences.registry import Registry
 from campaigns.states import ContactStatus, EnrollmentStatus, EventType
+from campaigns.tracking.portal import Visit
 
 log = logging.getLogger(__name__)
+
+# How the person would like to be reached: a call, an email or a text.
+PREFERRED_CHANNELS = ("phone", "email", "sms")
 
 MARKS = (ContactStatus.CONTACTED, ContactStatus.CLOSED)
 NOT_CLOSED = (ContactStatus.OPEN, ContactStatus.CONTACTED)
@@ -172,3 +178,57 @@ def waiting(session: Session) -> Waiting:
         )
     ).one()
     return Waiting(count, oldest)
+
+
+def request_contact(
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    visit: Visit,
+    *,
+    preferred_channel: str,
+    preferred_time: str | None,
+    note: str | None,
+) -> ContactRequest:
+    """Record an ask to be contacted; one open request per person is updated, not doubled.
+    The campaign decides what happens to the sequence (continue, pause or exit)."""
+    if preferred_channel not in PREFERRED_CHANNELS:
+        raise ValueError(f"preferred_channel must be one of {', '.join(PREFERRED_CHANNELS)}")
+    now = clock.now()
+    sub, msg = visit.subscriber, visit.message
+    request = session.scalar(
+        select(ContactRequest).where(
+            ContactRequest.subscriber_id == sub.id, ContactRequest.status == ContactStatus.OPEN
+        )
+    )
+    if request is None:
+        request = ContactRequest(subscriber_id=sub.id, status=ContactStatus.OPEN, created_at=now)
+        session.add(request)
+    request.message_id = msg.id
+    request.campaign_key, request.step_key = msg.campaign_key, msg.step_key
+    request.preferred_channel = preferred_channel
+    request.preferred_time = (preferred_time or "").strip()[:100] or None
+    request.note = (note or "").strip()[:2000] or None
+    session.add(
+        Event(
+            message_id=msg.id,
+            subscriber_id=sub.id,
+            type=EventType.CONTACT_REQUESTED,
+            provider="tracking",
+            occurred_at=now,
+            received_at=now,
+            payload={"preferred_channel": preferred_channel},
+        )
+    )
+    campaign = registry.campaigns().get(msg.campaign_key)
+    behaviour = campaign.on_contact_request if campaign else "continue"
+    if behaviour != "continue":
+        enrollment = session.get(Enrollment, msg.enrollment_id)
+        if enrollment.status == EnrollmentStatus.ACTIVE:
+            enrollment.status = (
+                EnrollmentStatus.PAUSED if behaviour == "pause" else EnrollmentStatus.EXITED
+            )
+            enrollment.exit_reason = ExitReason.CONTACT_REQUESTED
+            enrollment.updated_at = now
+    session.flush()
+    return request

@@ -1,5 +1,5 @@
-"""What a subscriber can do from a link in a message: read it online, ask the care team
-to contact them, change preferences, unsubscribe.
+"""What a subscriber can do from a link in a message: read it online, change
+preferences, unsubscribe (asking the care team to call is campaigns.care.contact_queue).
 
 Links name a message by its signed opaque token (campaigns.tracking.links), never by id or address.
 Looking at a page (GET) never changes a subscriber's state, because mail scanners fetch
@@ -18,13 +18,10 @@ from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.clock import Clock
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
-from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
-from campaigns.reasons import ExitReason
+from campaigns.models import Event, Message, Subscriber
 from campaigns.sequences.registry import Registry
-from campaigns.states import Channel, ContactStatus, EnrollmentStatus, EventType
+from campaigns.states import Channel, EventType
 from campaigns.tracking.links import BadToken, Signer, links_for
-
-PREFERRED_CHANNELS = ("phone", "email", "sms")
 
 
 class NotFound(LookupError):
@@ -137,57 +134,3 @@ def update_preferences(
             resubscribe(session, clock, subscriber, channel, "preferences", evidence)
     session.flush()
     return preferences(session, subscriber)
-
-
-def request_contact(
-    session: Session,
-    clock: Clock,
-    registry: Registry,
-    visit: Visit,
-    *,
-    preferred_channel: str,
-    preferred_time: str | None,
-    note: str | None,
-) -> ContactRequest:
-    """Record an ask to be contacted; one open request per person is updated, not doubled.
-    The campaign decides what happens to the sequence (continue, pause or exit)."""
-    if preferred_channel not in PREFERRED_CHANNELS:
-        raise ValueError(f"preferred_channel must be one of {', '.join(PREFERRED_CHANNELS)}")
-    now = clock.now()
-    sub, msg = visit.subscriber, visit.message
-    request = session.scalar(
-        select(ContactRequest).where(
-            ContactRequest.subscriber_id == sub.id, ContactRequest.status == ContactStatus.OPEN
-        )
-    )
-    if request is None:
-        request = ContactRequest(subscriber_id=sub.id, status=ContactStatus.OPEN, created_at=now)
-        session.add(request)
-    request.message_id = msg.id
-    request.campaign_key, request.step_key = msg.campaign_key, msg.step_key
-    request.preferred_channel = preferred_channel
-    request.preferred_time = (preferred_time or "").strip()[:100] or None
-    request.note = (note or "").strip()[:2000] or None
-    session.add(
-        Event(
-            message_id=msg.id,
-            subscriber_id=sub.id,
-            type=EventType.CONTACT_REQUESTED,
-            provider="tracking",
-            occurred_at=now,
-            received_at=now,
-            payload={"preferred_channel": preferred_channel},
-        )
-    )
-    campaign = registry.campaigns().get(msg.campaign_key)
-    behaviour = campaign.on_contact_request if campaign else "continue"
-    if behaviour != "continue":
-        enrollment = session.get(Enrollment, msg.enrollment_id)
-        if enrollment.status == EnrollmentStatus.ACTIVE:
-            enrollment.status = (
-                EnrollmentStatus.PAUSED if behaviour == "pause" else EnrollmentStatus.EXITED
-            )
-            enrollment.exit_reason = ExitReason.CONTACT_REQUESTED
-            enrollment.updated_at = now
-    session.flush()
-    return request
