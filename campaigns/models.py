@@ -160,7 +160,7 @@ class Message(Base):
     campaign_version: Mapped[int] = mapped_column(Integer)
     step_key: Mapped[str] = mapped_column(String(63))
     channel: Mapped[str] = mapped_column(String(10))
-    # Random; signed links name the message by this, never by id (campaigns.tracking.links).
+    # Random; signed links name the message by this, never by id (campaigns.links).
     public_token: Mapped[str] = mapped_column(String(22), unique=True)
     # campaigns.states.MessageStatus, with the lifecycle drawn there.
     status: Mapped[str] = mapped_column(String(20))

@@ -1,9 +1,11 @@
 """Why a message stands where it does: reason codes as data.
 
 Every status change the engine makes records a code (`messages.reason_code`, stable,
-for reports and queries) beside a human sentence (`messages.reason`, which may carry a
-detail such as the suppression's cause or the attempt count). Reports count by code, so
-rewording a sentence never breaks a report, and one cause is one row.
+for queries) beside a human sentence (`messages.reason`, which may carry a detail such
+as the suppression's cause or the attempt count). What decides by a reason asks for its
+code (provider health tells retries used up from a refusal by RETRIES_EXHAUSTED), so
+rewording a sentence changes a label, never a count; funnels list the sentences, whose
+details (which suppression) are what a marketer acts on.
 """
 
 from __future__ import annotations

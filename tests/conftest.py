@@ -21,10 +21,10 @@ from campaigns.clock import FixedClock
 from campaigns.content.rendering import Renderer, Sender
 from campaigns.db import make_engine, make_session_factory
 from campaigns.delivery.sending import SendContext
+from campaigns.links import Signer
 from campaigns.migrate import upgrade
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.tracking.links import Signer
 from workers.providers.outbox import LocalOutbox
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -3,7 +3,9 @@
 - The domain (`campaigns/`) imports no Celery, kombu, FastAPI, Starlette, uvicorn, no
   provider SDK, and nothing of `workers`, `web` or `settings`: tasks and routes call the
   domain, never the other way round. And the layers point down: `web` may import
-  `workers` and the domain, `workers` the domain, never upwards. These are import-linter
+  `workers` and the domain, `workers` the domain, never upwards; inside the domain its
+  parts are layered the same way (care, reporting and intake over tracking and delivery,
+  over content, over sequences, over audience). These are import-linter
   contracts in pyproject.toml; the test runs `lint-imports` exactly as a developer or CI does.
 - `settings.py` imports nothing of `campaigns`, `workers` or `web`: every process reads it,
   and reading configuration must not load the domain. import-linter analyses packages
@@ -174,6 +176,17 @@ def test_workers_importing_web_breaks_the_layers(copy):
     result = lint_imports(copy)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "workers.planted -> web.admin (l.1)" in result.stdout, result.stdout
+
+
+def test_a_lower_part_of_the_domain_using_a_higher_one_breaks_the_layers(copy):
+    (copy / "campaigns" / "audience" / "planted.py").write_text(
+        "from campaigns.delivery.work import Work\n"
+    )
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "campaigns.audience.planted -> campaigns.delivery.work (l.1)" in result.stdout, (
+        result.stdout
+    )
 
 
 def test_a_route_running_sql_breaks_the_contract(copy):

@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from campaigns.content.composing import Composer
 from campaigns.content.rendering import Recipient, Renderer, Sender
+from campaigns.delivery.composing import Composer
+from campaigns.links import Signer, links_for
 from campaigns.models import Message, Subscriber
 from campaigns.sequences.registry import Registry
-from campaigns.tracking.links import Signer, links_for
 from settings import ROOT
 from tests.conftest import FIXTURES
 

@@ -13,9 +13,9 @@ import pytest
 
 from campaigns.content.preview import timeline, write_preview
 from campaigns.content.rendering import Recipient, Renderer, Sender
+from campaigns.links import Signer, links_for
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.tracking.links import Signer, links_for
 from settings import ROOT
 
 GOLDEN = Path(__file__).parent / "golden"

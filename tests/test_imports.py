@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from campaigns.audience.consent import has_consent
-from campaigns.audience.imports import ImportFileError, import_file, summary
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.db import transaction
+from campaigns.intake.imports import ImportFileError, import_file, summary
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from tests.helpers import drip_context
 from workers.cli import main

@@ -12,9 +12,9 @@ from campaigns.audience.suppression import suppress, suppression_for
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
+from campaigns.links import Signer, links_for
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
 from campaigns.states import EventType, MessageStatus
-from campaigns.tracking.links import Signer, links_for
 from settings import load_settings
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll

@@ -10,22 +10,22 @@ import time
 import pytest
 from sqlalchemy import select
 
-from campaigns.content.batching import (
+from campaigns.content.rendering import RenderedEmail
+from campaigns.db import transaction
+from campaigns.delivery.batching import (
     PLACEHOLDER_LINKS,
     PLACEHOLDER_NAME,
     SharedEmail,
     fill,
     substitutions,
 )
-from campaigns.content.rendering import RenderedEmail
-from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.pauses import paused
 from campaigns.delivery.providers import Outcome, OutgoingEmail
 from campaigns.delivery.sending import send_batch
+from campaigns.links import Links
 from campaigns.models import Suppression
 from campaigns.states import MessageStatus
-from campaigns.tracking.links import Links
 from tests.fakes import FakeSendGrid, Response, sendgrid_error
 from tests.helpers import add_and_enroll, messages
 from workers.providers.sendgrid import SendGridEmail

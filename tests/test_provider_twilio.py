@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
+from campaigns.delivery.composing import STATUS_REF_PURPOSE
 from campaigns.delivery.pauses import paused
 from campaigns.delivery.providers import Outcome, OutgoingSms
 from campaigns.delivery.sending import send_batch

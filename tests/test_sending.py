@@ -286,7 +286,7 @@ class Capturing:
 def test_batch_shares_one_body_and_substitutions_rebuild_each(
     send_ctx, factory, clock, registry, policy
 ):
-    from campaigns.content.batching import fill
+    from campaigns.delivery.batching import fill
 
     for i, name in enumerate(["Ana", "Bo", None]):
         add_and_enroll(factory, clock, registry, policy, email=f"p{i}@example.com", first_name=name)

@@ -10,15 +10,15 @@ from fastapi.testclient import TestClient
 from markupsafe import escape
 from sqlalchemy import func, select
 
-from campaigns.audience import signup
 from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.subscribers import InvalidSubscriber
 from campaigns.audience.suppression import suppress, suppression_for
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
+from campaigns.intake import signup
+from campaigns.links import Signer
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from campaigns.tracking.links import Signer
 from settings import ROOT, load_settings
 from tests.conftest import FIXTURES
 from web.app import create_app
@@ -418,7 +418,7 @@ def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
 ):
     """Production path: the sign-up only records the request; the notify task mails it,
     once per request, and the link in it confirms."""
-    from campaigns.audience.confirmations import send_confirmations
+    from campaigns.intake.confirmations import send_confirmations
     from workers.providers.outbox import LocalOutbox
 
     settings = load_settings(

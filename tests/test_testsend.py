@@ -4,8 +4,8 @@ import pytest
 
 from campaigns.audience.subscribers import InvalidSubscriber
 from campaigns.audience.suppression import suppress
-from campaigns.content.testsend import SendTestRequest, send_test
 from campaigns.db import transaction
+from campaigns.delivery.testsend import SendTestRequest, send_test
 
 
 def run(send_ctx, factory, request, force=False):

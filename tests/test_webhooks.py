@@ -109,8 +109,8 @@ def sendgrid_post(client, key, batch, *, timestamp=None, body=None, signed_body=
 
 def status_ref(public_token: str) -> str:
     """What the send path puts in Twilio's status callback: a signed token."""
-    from campaigns.content.composing import STATUS_REF_PURPOSE
-    from campaigns.tracking.links import Signer
+    from campaigns.delivery.composing import STATUS_REF_PURPOSE
+    from campaigns.links import Signer
 
     return Signer(("k" * 40).encode()).sign(STATUS_REF_PURPOSE, public_token)
 

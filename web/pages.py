@@ -22,9 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from campaigns.care import contact_queue
 from campaigns.content.rendering import RenderError
 from campaigns.db import transaction
+from campaigns.links import links_for
 from campaigns.states import CHANNELS, EventType
 from campaigns.tracking import portal
-from campaigns.tracking.links import links_for
 from web.i18n import words
 from web.render import NO_STORE, page
 

@@ -1,4 +1,4 @@
-"""Sign-up and double opt-in pages. Routes are thin: they call campaigns.audience.signup and render
+"""Sign-up and double opt-in pages. Routes are thin: they call campaigns.intake.signup and render
 a small page in the visitor's language.
 
     GET  /signup            the form                POST /signup            sign up
@@ -23,9 +23,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.audience import signup
 from campaigns.audience.subscribers import InvalidSubscriber
 from campaigns.db import transaction
+from campaigns.intake import signup
 from campaigns.states import CHANNELS
 from web.i18n import words
 from web.render import page

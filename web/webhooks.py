@@ -26,12 +26,12 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 from twilio.twiml.messaging_response import MessagingResponse
 
-from campaigns.audience import signup
-from campaigns.content.composing import STATUS_REF_PURPOSE
 from campaigns.db import transaction
+from campaigns.delivery.composing import STATUS_REF_PURPOSE
+from campaigns.intake import signup
+from campaigns.links import BadToken
 from campaigns.tracking.events import NormalizedEvent, record_event
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms, help_text, keyword
-from campaigns.tracking.links import BadToken
 from workers.providers import sendgrid_webhook, twilio_webhook
 from workers.providers.webhook_base import BadPayload, NotConfigured, Rejected, WebhookError
 

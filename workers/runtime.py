@@ -30,10 +30,10 @@ from campaigns.clock import Clock, clock_from_settings
 from campaigns.content.rendering import Renderer, Sender
 from campaigns.db import make_engine, make_session_factory
 from campaigns.delivery.sending import SendContext
+from campaigns.links import Signer
 from campaigns.migrate import check_current
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.tracking.links import Signer
 from settings import Settings, get_settings
 
 

@@ -10,11 +10,11 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
-from campaigns.audience.confirmations import send_confirmations
 from campaigns.care.notifications import announce_contact_requests
 from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
 from campaigns.delivery.work import Work
+from campaigns.intake.confirmations import send_confirmations
 from campaigns.states import CHANNELS
 from settings import Settings
 from workers.app import app

@@ -1,1 +1,2 @@
-"""Audience: subscribers, consent, suppression, eligibility, sign-up and imports."""
+"""Audience: the people and what they agreed to: subscribers, consent, suppression,
+opting out and back in, and eligibility (may this message still go to them?)."""

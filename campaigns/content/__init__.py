@@ -1,2 +1,2 @@
-"""Content: rendering templates in a sandbox, composing provider-ready messages, and the
-marketer's checks (lint, preview, test-send)."""
+"""Content: templates rendered in a sandbox, and the marketer's checks on them (lint,
+preview, reading level, GSM-7 and segments)."""

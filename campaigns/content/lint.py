@@ -15,9 +15,9 @@ from pathlib import Path
 from campaigns.content.readability import reading_level
 from campaigns.content.rendering import Recipient, Renderer, RenderError, Sender
 from campaigns.content.sms_text import non_gsm_characters, segments
+from campaigns.links import Links, Signer, links_for, new_public_token
 from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
 from campaigns.states import Channel
-from campaigns.tracking.links import Links, Signer, links_for, new_public_token
 
 MAX_SMS_SEGMENTS = 2
 OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/")

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 from campaigns.content.rendering import Recipient, Renderer
 from campaigns.content.sms_text import segments
+from campaigns.links import Signer, links_for
 from campaigns.sequences.campaign import Campaign
 from campaigns.sequences.timing import Policy, step_window
 from campaigns.sequences.windows import next_allowed
 from campaigns.states import CHANNELS, Channel
-from campaigns.tracking.links import Signer, links_for
 
 
 @dataclass(frozen=True)

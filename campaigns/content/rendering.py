@@ -18,8 +18,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from campaigns.links import Links
 from campaigns.sequences.campaign import Campaign, Step
-from campaigns.tracking.links import Links
 
 
 class RenderError(ValueError):

@@ -1,2 +1,2 @@
-"""Delivery: enrolling, claiming due steps into the outbox, sending, outcomes, the reaper
-and the scheduler's tick."""
+"""Delivery: enrolling, claiming due steps into the outbox, composing and sending them,
+what a provider's answer does, the reaper, and the scheduler's tick."""

@@ -19,13 +19,13 @@ from campaigns.audience.subscribers import address_for
 from campaigns.clock import Clock
 from campaigns.db import id_in, unnest
 from campaigns.delivery.work import Work
+from campaigns.links import new_public_token
 from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.reasons import missing_campaign, missing_step
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import next_after
 from campaigns.sequences.timing import Policy, due_time
 from campaigns.states import EnrollmentStatus, MessageStatus
-from campaigns.tracking.links import new_public_token
 
 
 def claim_due(

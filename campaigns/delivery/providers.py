@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from campaigns.content.batching import SharedEmail
 from campaigns.content.rendering import RenderedEmail
+from campaigns.delivery.batching import SharedEmail
 
 
 class Outcome(StrEnum):

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.audience.eligibility import recheck
 from campaigns.clock import Clock
-from campaigns.content.composing import Composer
 from campaigns.content.rendering import Renderer, RenderError
 from campaigns.db import id_in, transaction
+from campaigns.delivery.composing import Composer
 from campaigns.delivery.outcomes import BatchReport, Retries, record_results
 from campaigns.delivery.pauses import paused
 from campaigns.delivery.providers import (
@@ -43,6 +43,7 @@ from campaigns.delivery.providers import (
     SendResult,
     SmsProvider,
 )
+from campaigns.links import Signer
 from campaigns.models import Message, Subscriber
 from campaigns.reasons import Reason
 from campaigns.sequences.campaign import DefinitionError
@@ -50,7 +51,6 @@ from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy, step_window
 from campaigns.sequences.windows import Window, is_allowed, next_allowed
 from campaigns.states import HANDED_OVER, Channel, MessageStatus
-from campaigns.tracking.links import Signer
 
 log = logging.getLogger(__name__)
 

@@ -1,2 +1,2 @@
-"""Tracking: signed links, provider and engagement events, inbound texts, and the pages
-behind a message's links."""
+"""Tracking: what comes back: provider events, inbound texts, and the pages behind a
+message's links."""

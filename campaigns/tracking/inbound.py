@@ -145,7 +145,7 @@ def handle_inbound_sms(
         _start(session, clock, subscriber, phone, evidence)
         log.info("START from %s", mask(phone))
     elif join is not None:
-        # Sign-up by text (JOIN / UNIRME) lives in campaigns.audience.signup; the caller
+        # Sign-up by text (JOIN / UNIRME) lives in campaigns.intake.signup; the caller
         # passes it in so this module needs no scheduler. It returns the keyword reply, or None.
         reply = join(session, phone, text.body, text.message_id)
         if reply:

@@ -1,7 +1,7 @@
 """What a subscriber can do from a link in a message: read it online, change
 preferences, unsubscribe (asking the care team to call is campaigns.care.contact_queue).
 
-Links name a message by its signed opaque token (campaigns.tracking.links), never by id or address.
+Links name a message by its signed opaque token (campaigns.links), never by id or address.
 Looking at a page (GET) never changes a subscriber's state, because mail scanners fetch
 every link in a message; it only records an engagement event, marked as possibly
 automated. Every change is a POST (RFC 8058 one-click unsubscribe included).
@@ -18,10 +18,10 @@ from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.clock import Clock
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
+from campaigns.links import BadToken, Signer, links_for
 from campaigns.models import Event, Message, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.states import Channel, EventType
-from campaigns.tracking.links import BadToken, Signer, links_for
 
 
 class NotFound(LookupError):

@@ -1,6 +1,6 @@
 """`drip import FILE --campaign KEY [--source NAME] [--dry-run]`: subscribers from a CSV.
 
-The work is campaigns.audience.imports; this only prints the summary and maps a file that
+The work is campaigns.intake.imports; this only prints the summary and maps a file that
 cannot be imported to a clear error and exit status 1.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from campaigns.audience.imports import ImportFileError, import_file, summary
+from campaigns.intake.imports import ImportFileError, import_file, summary
 from campaigns.sequences.campaign import DefinitionError
 from workers.cli.context import Drip, pass_drip
 

@@ -13,7 +13,7 @@ from campaigns.audience.subscribers import InvalidSubscriber, check_timezone
 from campaigns.content.lint import LintContext, lint_folder
 from campaigns.content.preview import write_preview
 from campaigns.content.rendering import RenderError
-from campaigns.content.testsend import SendTestRequest, send_test
+from campaigns.delivery.testsend import SendTestRequest, send_test
 from campaigns.sequences.campaign import DefinitionError, parse_campaign
 from campaigns.sequences.diffing import diff, people
 from campaigns.sequences.registry import load_all

@@ -12,10 +12,10 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns.audience.signup import confirm_token, confirm_url, confirmation_email
 from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.delivery.providers import Outcome, OutgoingEmail
+from campaigns.intake.signup import confirm_token, confirm_url, confirmation_email
 from campaigns.models import Subscriber
 
 

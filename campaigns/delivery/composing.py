@@ -24,20 +24,20 @@ from dataclasses import dataclass
 
 from jinja2 import meta, nodes
 
-from campaigns.content.batching import (
+from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
+from campaigns.delivery.batching import (
     PLACEHOLDER_LINKS,
     PLACEHOLDER_NAME,
     SharedEmail,
     fill,
     substitutions,
 )
-from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.delivery.providers import OutgoingEmail, OutgoingSms
+from campaigns.links import Signer, links_for
 from campaigns.models import Message, Subscriber
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
 from campaigns.states import Channel
-from campaigns.tracking.links import Signer, links_for
 
 SAFE_NAME = re.compile(r"^[\w .\-]*$")
 # Texts carry a signed token to the provider (Twilio echoes it in the status callback URL).

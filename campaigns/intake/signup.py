@@ -40,12 +40,12 @@ from campaigns.audience.suppression import suppression_for, waivable
 from campaigns.clock import Clock
 from campaigns.content.rendering import RenderedEmail
 from campaigns.delivery.enrollment import enroll
+from campaigns.links import BadToken, Signer
 from campaigns.models import Enrollment, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.states import CHANNELS, Channel, ConsentAction, SubscriberStatus
 from campaigns.tracking.inbound import keyword
-from campaigns.tracking.links import BadToken, Signer
 
 CONFIRM_PURPOSE = "confirm"
 LOCALES = ("en", "es")

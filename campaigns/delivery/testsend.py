@@ -14,9 +14,9 @@ from campaigns.audience.subscribers import InvalidSubscriber, normalize_email, n
 from campaigns.audience.suppression import suppression_for
 from campaigns.content.rendering import Recipient, Renderer
 from campaigns.delivery.providers import OutgoingEmail, OutgoingSms, SendResult
+from campaigns.links import Signer, links_for
 from campaigns.sequences.registry import Registry
 from campaigns.states import Channel
-from campaigns.tracking.links import Signer, links_for
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from campaigns.content.rendering import RenderedEmail
-from campaigns.tracking.links import Links
+from campaigns.links import Links
 
 PLACEHOLDER_NAME = "-drip_first_name-"
 PLACEHOLDER_LINKS = Links(
