@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.content.rendering import RenderedEmail
 from campaigns.db import transaction
-from campaigns.delivery.providers import Outcome, OutgoingEmail
+from campaigns.delivery.one_offs import OneOff, mail_claimed
+from campaigns.delivery.providers import OutgoingEmail
 from campaigns.models import ContactRequest
 from campaigns.states import ContactStatus
 
@@ -64,23 +65,22 @@ def announce_contact_requests(
         claimed = session.scalars(query).all()
         for request in claimed:
             request.notified_at = now
-        notices = [(r.id, contact_notice(r, base_url, brand)) for r in claimed]
-    sent = 0
-    for request_id, content in notices:
-        (result,) = provider.send_emails(
-            [
+        notices = [
+            OneOff(
                 OutgoingEmail(
-                    0, to, content, f"{base_url}/admin", f"notice-contact-{request_id}", adhoc=True
-                )
-            ]
-        )
-        if result.try_again_later:
-            with transaction(factory) as session:
-                session.execute(
-                    update(ContactRequest)
-                    .where(ContactRequest.id == request_id)
-                    .values(notified_at=None)
-                )
-        else:
-            sent += result.outcome is Outcome.ACCEPTED
-    return sent
+                    0,
+                    to,
+                    contact_notice(r, base_url, brand),
+                    f"{base_url}/admin",
+                    f"notice-contact-{r.id}",
+                    adhoc=True,
+                ),
+                give_back=_unclaim(ContactRequest, r.id, notified_at=None),
+            )
+            for r in claimed
+        ]
+    return mail_claimed(factory, provider, notices)
+
+
+def _unclaim(table, row_id: int, **values):
+    return lambda session: session.execute(update(table).where(table.id == row_id).values(**values))

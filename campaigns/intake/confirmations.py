@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from campaigns.db import transaction
-from campaigns.delivery.providers import Outcome, OutgoingEmail
+from campaigns.delivery.one_offs import OneOff, mail_claimed
+from campaigns.delivery.providers import OutgoingEmail
 from campaigns.intake.signup import confirm_token, confirm_url, confirmation_email
 from campaigns.models import Subscriber
 
@@ -54,42 +55,29 @@ def send_confirmations(
             previous = sub.confirmation_sent_at
             sub.confirmation_sent_at = now
             url = confirm_url(base_url, confirm_token(signer, sub.public_token))
-            mails.append(
-                (
-                    sub.id,
-                    previous,
-                    sub.email,
-                    confirmation_email(
-                        templates_dir,
-                        brand=brand,
-                        postal_address=postal_address,
-                        locale=sub.locale,
-                        first_name=sub.first_name,
-                        url=url,
-                    ),
-                )
+            content = confirmation_email(
+                templates_dir,
+                brand=brand,
+                postal_address=postal_address,
+                locale=sub.locale,
+                first_name=sub.first_name,
+                url=url,
             )
-    sent = 0
-    for subscriber_id, previous, address, content in mails:
-        (result,) = provider.send_emails(
-            [
-                OutgoingEmail(
-                    0,
-                    address,
-                    content,
-                    f"{base_url}/signup",
-                    "confirm-" + secrets.token_urlsafe(9),
-                    adhoc=True,
-                )
-            ]
-        )
-        if result.try_again_later:
-            with transaction(factory) as session:
-                session.execute(
-                    update(Subscriber)
-                    .where(Subscriber.id == subscriber_id)
-                    .values(confirmation_sent_at=previous)
-                )
-        else:
-            sent += result.outcome is Outcome.ACCEPTED
-    return sent
+            email = OutgoingEmail(
+                0,
+                sub.email,
+                content,
+                f"{base_url}/signup",
+                "confirm-" + secrets.token_urlsafe(9),
+                adhoc=True,
+            )
+            mails.append(OneOff(email, give_back=_unclaim(sub.id, previous)))
+    return mail_claimed(factory, provider, mails)
+
+
+def _unclaim(subscriber_id: int, previous):
+    return lambda session: session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(confirmation_sent_at=previous)
+    )
