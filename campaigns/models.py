@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -196,6 +198,9 @@ class Event(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
     payload: Mapped[dict | None] = mapped_column(JSON)
+    # Possibly a machine's (a mail scanner fetching every link, a provider's machine-open
+    # flag): reports leave these out of opens and clicks.
+    automated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ContactRequest(Base):

@@ -3,6 +3,7 @@ reason code its old sentence stands for, so reports count history by code too.""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -125,3 +126,34 @@ def test_0006_gives_old_messages_the_code_of_their_sentence(empty_db):
         assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == len(rows)
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1
     engine.dispose()
+
+
+def test_0007_marks_events_the_old_payload_flags_called_automated(empty_db):
+    upgrade(empty_db, "0006")
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    payloads = [
+        {"route": "o", "maybe_automated": True},
+        {"route": "m", "maybe_automated": False},
+        {"event": "open", "sg_machine_open": True},
+        {"event": "open"},
+        None,
+    ]
+    engine = make_engine(empty_db)
+    with engine.begin() as conn:
+        for i, payload in enumerate(payloads, start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO events (id, type, provider, occurred_at, received_at, payload) "
+                    "VALUES (:id, 'opened', 'tracking', :now, :now, :payload)"
+                ),
+                {"id": i, "now": now, "payload": None if payload is None else json.dumps(payload)},
+            )
+    engine.dispose()
+
+    upgrade(empty_db)
+
+    engine = make_engine(empty_db)
+    with engine.connect() as conn:
+        flags = [bool(a) for (a,) in conn.execute(text("SELECT automated FROM events ORDER BY id"))]
+    engine.dispose()
+    assert flags == [True, False, True, False, False]

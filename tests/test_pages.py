@@ -80,6 +80,15 @@ def test_read_online_shows_the_lesson_and_counts_a_click(client, sent, factory):
     assert events(factory, EventType.CLICKED) == 1
 
 
+def test_a_scanner_s_open_is_recorded_as_automated(client, sent, factory):
+    _, _, links = sent
+    client.get(path(links.open), headers={"User-Agent": "Mozilla/5.0 (compatible; Bingbot)"})
+    client.get(path(links.open), headers={"User-Agent": "Mozilla/5.0 (iPhone)"})
+    with factory() as s:
+        flags = s.scalars(select(Event.automated).order_by(Event.id)).all()
+    assert flags == [True, False]
+
+
 @pytest.mark.parametrize("route", ["/m/", "/u/", "/p/", "/c/"])
 def test_forged_or_mangled_token_is_refused_and_changes_nothing(client, sent, factory, route):
     _, msg, _ = sent

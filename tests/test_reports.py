@@ -48,7 +48,7 @@ class History:
     request_id: int
 
 
-def _event(s, msg_id, kind, payload=None, provider="tracking", when=T0):
+def _event(s, msg_id, kind, payload=None, provider="tracking", when=T0, automated=False):
     m = s.get(Message, msg_id)
     s.add(
         Event(
@@ -59,6 +59,7 @@ def _event(s, msg_id, kind, payload=None, provider="tracking", when=T0):
             occurred_at=when,
             received_at=when,
             payload=payload,
+            automated=automated,
         )
     )
 
@@ -149,14 +150,15 @@ def script_history(factory, clock, registry, policy) -> History:
             s, ids[("ana", "one", "email")], E.OPENED, None, provider="sendgrid"
         )  # same message again
         _event(s, ids[("ana", "one", "email")], E.CLICKED, {"route": "m", "maybe_automated": False})
-        _event(s, ids[("ben", "one", "email")], E.OPENED, {"route": "o", "maybe_automated": True})
-        _event(s, ids[("ben", "one", "email")], E.CLICKED, {"route": "m", "maybe_automated": True})
+        _event(s, ids[("ben", "one", "email")], E.OPENED, {"route": "o"}, automated=True)
+        _event(s, ids[("ben", "one", "email")], E.CLICKED, {"route": "m"}, automated=True)
         _event(
             s,
             ids[("ben", "one", "email")],
             E.OPENED,
             {"event": "open", "sg_machine_open": True},
             provider="sendgrid",
+            automated=True,
         )
         _event(
             s,

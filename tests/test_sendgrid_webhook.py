@@ -205,6 +205,14 @@ def test_only_drops_are_ever_flagged():
     assert not bounce.recipient_opted_out
 
 
+@pytest.mark.parametrize(("flag", "automated"), [(True, True), ("true", True), (False, False)])
+def test_a_machine_open_is_marked_automated(flag, automated):
+    (ev,) = parse(event("open", sg_machine_open=flag))
+    assert ev.automated is automated
+    (human,) = parse(event("open"))
+    assert human.automated is False
+
+
 def test_a_block_is_a_failure_not_a_bounce():
     (ev,) = parse(event("bounce", type="blocked", status="4.0.0"))
     assert ev.type == EventType.FAILED and ev.error_code == "4.0.0"

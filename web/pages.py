@@ -55,7 +55,7 @@ def _engage(request: Request, purpose: str, token: str, kind: str):
     with transaction(state.factory) as session:
         visit = portal.resolve(session, state.signer, purpose, token)
         portal.record_engagement(
-            session, state.clock, visit, kind, {"route": purpose, "maybe_automated": automated}
+            session, state.clock, visit, kind, {"route": purpose}, automated=automated
         )
         return visit
 

@@ -17,8 +17,9 @@ How a message is counted (campaigns.states holds the lifecycle):
              last two (top reasons first)
   in flight  queued, sending, retry, deferred, unconfirmed
   opens / clicks   distinct messages with an opened / clicked event, leaving out events
-             marked as possibly automated (our own `maybe_automated` flag from the link
-             pages, SendGrid's `sg_machine_open`): mail scanners open everything
+             marked automated (events.automated: set by the link pages for a scanner's
+             user agent, by a provider's webhook module for its machine-open flag): mail
+             scanners open everything
   contact requests / unsubscribes   rows naming the step's message (contact_requests,
              events of type unsubscribed); an unsubscribe that names no message (a
              consent record only) cannot be attributed to a step and is not counted
@@ -49,8 +50,6 @@ from campaigns.states import (
 )
 
 E = EventType
-# Payload flags (true or "true") that mark an engagement event as possibly a machine's.
-AUTOMATED_FLAGS = ("maybe_automated", "sg_machine_open")
 TOP_REASONS = 3
 
 
@@ -224,15 +223,6 @@ def enrollment_funnels(
     return out
 
 
-def _automated():
-    """True when an event's payload flags it as possibly a machine's. Compared as text:
-    PostgreSQL's ->> gives 'true', SQLite's json_extract gives 1 for JSON true."""
-    flags = [
-        func.coalesce(Event.payload[k].as_string(), "").in_(("true", "1")) for k in AUTOMATED_FLAGS
-    ]
-    return or_(*flags)
-
-
 def campaign_report(
     session: Session,
     registry: Registry,
@@ -326,7 +316,7 @@ def campaign_report(
         .where(
             *msg_where,
             or_(
-                and_(Event.type.in_((E.OPENED, E.CLICKED)), ~_automated()),
+                and_(Event.type.in_((E.OPENED, E.CLICKED)), Event.automated.is_(False)),
                 Event.type == E.UNSUBSCRIBED,
             ),
         )

@@ -82,6 +82,8 @@ class NormalizedEvent:
     # The recipient opted out at the provider or their carrier (an SMS STOP the provider
     # saw first): the address is suppressed as if they had texted STOP to us.
     recipient_opted_out: bool = False
+    # The provider thinks a machine did it (an open by a mail scanner or a privacy proxy).
+    automated: bool = False
     raw: dict = field(default_factory=dict)
 
 
@@ -106,6 +108,7 @@ def record_event(session: Session, clock: Clock, ev: NormalizedEvent) -> Recorde
         occurred_at=ev.occurred_at,
         received_at=now,
         payload=ev.raw,
+        automated=ev.automated,
     )
     # Insert first, act after: the unique (provider, provider_event_id) key makes a
     # redelivered or concurrently delivered event lose here, before it changes anything.

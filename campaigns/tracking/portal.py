@@ -46,8 +46,15 @@ def resolve(session: Session, signer: Signer, purpose: str, token: str) -> Visit
 
 
 def record_engagement(
-    session: Session, clock: Clock, visit: Visit, kind: str, detail: dict
+    session: Session,
+    clock: Clock,
+    visit: Visit,
+    kind: str,
+    detail: dict,
+    *,
+    automated: bool = False,
 ) -> None:
+    """An open or click from a link page; `automated` when it looks like a mail scanner's."""
     now = clock.now()
     session.add(
         Event(
@@ -58,6 +65,7 @@ def record_engagement(
             occurred_at=now,
             received_at=now,
             payload=detail,
+            automated=automated,
         )
     )
 

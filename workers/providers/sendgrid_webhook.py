@@ -171,6 +171,8 @@ def event_from(item: Mapping, now: datetime) -> NormalizedEvent | None:
         occurred_at=_from_unix(item.get("timestamp"), now),
         error_code=_str_or_none(error),
         address_at_fault=kind == E.DROPPED and _drop_is_about_the_address(item.get("reason")),
+        # SendGrid's own verdict that an open came from a machine (Apple's privacy proxy).
+        automated=item.get("sg_machine_open") in (True, "true", 1, "1"),
         raw=dict(item),
     )
 
