@@ -172,14 +172,32 @@ def test_contact_request_is_recorded_once_and_updated(client, sent, factory):
     client.post(path(links.contact), data={"preferred_channel": "sms", "note": "gracias"})
     with factory() as s:
         (req,) = s.scalars(select(ContactRequest)).all()
-        assert (req.subscriber_id, req.preferred_channel, req.note, req.status) == (
+        assert (req.subscriber_id, req.preferred_channel, req.preferred_time, req.status) == (
             sid,
             "sms",
-            "gracias",
+            "mañanas",  # the second ask named no time: the first one's stands
             "open",
         )
+        assert req.note == "[asked again 2026-03-02 15:00 UTC; prefers sms (was phone)] gracias"
         assert req.step_key == msg.step_key
     assert events(factory, EventType.CONTACT_REQUESTED) == 2
+
+
+def test_asking_again_keeps_every_note_and_time(client, sent, factory):
+    _, _, links = sent
+    first = {"preferred_channel": "phone", "preferred_time": "mornings", "note": "my knee too"}
+    client.post(path(links.contact), data=first)
+    client.post(
+        path(links.contact),
+        data={"preferred_channel": "phone", "preferred_time": "after 5pm", "note": "any day"},
+    )
+    with factory() as s:
+        (req,) = s.scalars(select(ContactRequest)).all()
+    assert req.preferred_time == "after 5pm"
+    assert req.note.splitlines() == [
+        "my knee too",
+        "[asked again 2026-03-02 15:00 UTC; best time after 5pm (was mornings)] any day",
+    ]
 
 
 def test_contact_request_with_an_unknown_channel_is_refused(client, sent, factory):

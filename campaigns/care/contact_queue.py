@@ -144,6 +144,25 @@ def mark(
     return request
 
 
+def _asked_again(
+    request: ContactRequest, now, channel: str, time: str | None, note: str | None
+) -> str:
+    """The request's note with this ask appended, dated, naming what it changed."""
+    changes = []
+    if channel != request.preferred_channel:
+        changes.append(f"prefers {channel} (was {request.preferred_channel})")
+    if time and time != request.preferred_time:
+        changes.append(f"best time {time} (was {request.preferred_time or 'not given'})")
+    line = (
+        f"[asked again {now:%Y-%m-%d %H:%M} UTC"
+        + (f"; {'; '.join(changes)}" if changes else "")
+        + "]"
+    )
+    if note:
+        line += f" {note}"
+    return f"{request.note}\n{line}" if request.note else line
+
+
 def _resume_course(session: Session, request: ContactRequest, now) -> None:
     """A course paused because the person asked for a call resumes once the care team has
     handled the request; one the person left, or ops paused, stays as it is."""
@@ -190,7 +209,9 @@ def request_contact(
     preferred_time: str | None,
     note: str | None,
 ) -> ContactRequest:
-    """Record an ask to be contacted; one open request per person is updated, not doubled.
+    """Record an ask to be contacted. One open request per person, so the team calls
+    once; asking again adds to it and loses nothing: the newest preferences are the
+    request's own, and every earlier note and preferred time stays in its note, dated.
     The campaign decides what happens to the sequence (continue, pause or exit)."""
     if preferred_channel not in PREFERRED_CHANNELS:
         raise ValueError(f"preferred_channel must be one of {', '.join(PREFERRED_CHANNELS)}")
@@ -201,14 +222,18 @@ def request_contact(
             ContactRequest.subscriber_id == sub.id, ContactRequest.status == ContactStatus.OPEN
         )
     )
+    new_time = (preferred_time or "").strip()[:100] or None
+    new_note = (note or "").strip()[:2000] or None
     if request is None:
         request = ContactRequest(subscriber_id=sub.id, status=ContactStatus.OPEN, created_at=now)
         session.add(request)
+        request.note = new_note
+    else:
+        request.note = _asked_again(request, now, preferred_channel, new_time, new_note)
     request.message_id = msg.id
     request.campaign_key, request.step_key = msg.campaign_key, msg.step_key
     request.preferred_channel = preferred_channel
-    request.preferred_time = (preferred_time or "").strip()[:100] or None
-    request.note = (note or "").strip()[:2000] or None
+    request.preferred_time = new_time or request.preferred_time
     session.add(
         Event(
             message_id=msg.id,
