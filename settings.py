@@ -25,6 +25,13 @@ ROOT = Path(__file__).resolve().parent
 
 # Values that mean "nobody chose a secret": refused outside development.
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "dev-insecure-key"}
+# A secret made by a generator (`secrets.token_urlsafe(48)`) uses dozens of different
+# characters; one typed or padded by hand (32 spaces, "aaaa...") uses a few.
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 12
+EXAMPLE_POSTAL_ADDRESS = "Lunara Care, 100 Main Street, Suite 200, Springfield, IL 62701, USA"
+# Domains reserved for documentation (RFC 2606): nobody receives or replies there.
+EXAMPLE_DOMAINS = ("example", "example.com", "example.org", "example.net", "invalid", "test")
 
 
 class SettingsError(RuntimeError):
@@ -50,7 +57,7 @@ class Settings(BaseSettings):
     # Who the messages come from (CAN-SPAM needs the postal address in every email)
     brand_name: str = "Lunara"
     public_base_url: str = "http://localhost:8000"
-    postal_address: str = "Lunara Care, 100 Main Street, Suite 200, Springfield, IL 62701, USA"
+    postal_address: str = EXAMPLE_POSTAL_ADDRESS
     email_from: str = "care@lunara.example"
     default_timezone: str = "America/New_York"
     default_locale: str = "en"
@@ -159,12 +166,26 @@ class Settings(BaseSettings):
     def _production_rules(self) -> Settings:
         secret = self.secret_key.get_secret_value()
         if self.environment != "development" and (
-            secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32
+            secret.strip().lower() in PLACEHOLDER_SECRETS
+            or len(secret) < MIN_SECRET_LENGTH
+            or (self.environment == "production" and len(set(secret)) < MIN_SECRET_DISTINCT)
         ):
             raise ValueError(
-                "SECRET_KEY is a placeholder or shorter than 32 characters; "
-                "set a random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                f"SECRET_KEY is a placeholder, shorter than {MIN_SECRET_LENGTH} characters or "
+                "made of too few different characters; set a random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
+        if self.environment == "production":
+            if self.postal_address == EXAMPLE_POSTAL_ADDRESS:
+                raise ValueError(
+                    "POSTAL_ADDRESS is the example address; every email must carry the "
+                    "sender's real one (CAN-SPAM)"
+                )
+            domain = self.email_from.rpartition("@")[2].lower().rstrip(".")
+            if any(domain == d or domain.endswith("." + d) for d in EXAMPLE_DOMAINS):
+                raise ValueError(
+                    f"EMAIL_FROM is at an example domain ({domain}); nobody can reply there"
+                )
         if self.sms_latest_hour <= self.sms_earliest_hour:
             raise ValueError("SMS_LATEST_HOUR must be later than SMS_EARLIEST_HOUR")
         if self.lease_seconds >= self.broker_visibility_timeout:

@@ -4,7 +4,7 @@ import pytest
 
 from settings import SettingsError, load_settings
 
-GOOD_SECRET = "x" * 40
+GOOD_SECRET = "k3Jq9-vT2pXw_8mLr5Zc1HbN7yUe4AsD0fGi6oWt"
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +18,8 @@ def clean_env(monkeypatch):
         "PUBLIC_BASE_URL",
         "DEFAULT_TIMEZONE",
         "REDIS_URL",
+        "POSTAL_ADDRESS",
+        "EMAIL_FROM",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir("/")  # no .env file from the working tree
@@ -45,7 +47,7 @@ def test_bad_values_name_the_variable(monkeypatch, env, needle):
         load_settings()
 
 
-@pytest.mark.parametrize("secret", ["change-me", "short", ""])
+@pytest.mark.parametrize("secret", ["change-me", "short", "", " " * 32, "ab" * 24, "CHANGEME"])
 def test_placeholder_secret_refused_outside_development(monkeypatch, secret):
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("SECRET_KEY", secret)
@@ -53,9 +55,34 @@ def test_placeholder_secret_refused_outside_development(monkeypatch, secret):
         load_settings()
 
 
-def test_production_needs_https_links(monkeypatch):
+def production(monkeypatch):
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("SECRET_KEY", GOOD_SECRET)
+    monkeypatch.setenv("POSTAL_ADDRESS", "Lunara Health, 12 Harbor Road, Portland, ME 04101, USA")
+    monkeypatch.setenv("EMAIL_FROM", "care@lunara-health.com")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("POSTAL_ADDRESS", None, "POSTAL_ADDRESS is the example address"),
+        ("EMAIL_FROM", "care@lunara.example", "EMAIL_FROM is at an example domain"),
+        ("EMAIL_FROM", "news@mail.example.com", "EMAIL_FROM is at an example domain"),
+    ],
+)
+def test_production_refuses_example_sender_details(monkeypatch, name, value, needle):
+    production(monkeypatch)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://care.lunara-health.com")
+    if value is None:
+        monkeypatch.delenv(name)
+    else:
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=needle):
+        load_settings()
+
+
+def test_production_needs_https_links(monkeypatch):
+    production(monkeypatch)
     with pytest.raises(SettingsError, match="PUBLIC_BASE_URL must be https"):
         load_settings()
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://care.example")
