@@ -118,8 +118,8 @@ def test_unsubscribe_headers_and_only_the_opaque_reference_as_metadata(fake):
         (p,) = body["personalizations"]
         n = p["to"][0]["email"][6]
         assert p["headers"] == {
-            "List-Unsubscribe": f"<https://care.example/u/tok{n}.sig>, "
-            "<mailto:unsubscribe@lunara.example?subject=unsubscribe>",
+            # No mailto: nothing reads that inbox, so an opt-out sent there would be lost.
+            "List-Unsubscribe": f"<https://care.example/u/tok{n}.sig>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
         assert p["custom_args"] == {"drip_ref": f"ref0000{n}"}

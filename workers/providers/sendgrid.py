@@ -161,9 +161,6 @@ class SendGridEmail:
         self.from_name = from_name
         self.sandbox = sandbox
         self.tracking = tracking
-        self.unsubscribe_mailto = (
-            f"mailto:unsubscribe@{from_email.rsplit('@', 1)[-1]}?subject=unsubscribe"
-        )
 
     @classmethod
     def from_settings(cls, settings) -> SendGridEmail:
@@ -274,7 +271,9 @@ class SendGridEmail:
             "to": [{"email": item.to}],
             "subject": item.content.subject,  # the real one, never the placeholder version
             "headers": {
-                "List-Unsubscribe": f"<{item.unsubscribe_url}>, <{self.unsubscribe_mailto}>",
+                # One-click HTTPS only (RFC 8058): a mailto would go to an inbox
+                # nothing reads, and an opt-out sent there would be lost.
+                "List-Unsubscribe": f"<{item.unsubscribe_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",  # RFC 8058
             },
             # Opaque; nothing else (invariant 8). The webhook reads it back from each event.
