@@ -131,6 +131,9 @@ class Settings(BaseSettings):
 
     # Where new call requests are announced (no health detail: a link to the queue).
     care_team_email: str | None = None
+    # Who confirms a STOP or START: we do ("ours", in the person's language), or the
+    # messaging service's own opt-out handling does ("service"; then ours would be refused).
+    sms_opt_out_replies: Literal["ours", "service"] = "ours"
 
     # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
     double_opt_in: bool = True

@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from campaigns.audience.consent import has_consent
 from campaigns.audience.suppression import suppress
+from campaigns.content.sms_text import is_gsm7, segments
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
@@ -530,13 +531,14 @@ def inbound(client, body, sender=PHONE, sid=None):
     return twilio_post(client, "/webhooks/twilio/inbound", params)
 
 
-def test_inbound_stop_suppresses_the_next_text(client, send_ctx, factory, clock, registry, policy):
+def test_inbound_stop_suppresses_the_next_text(send_ctx, factory, clock, registry, policy):
+    client = make_client(factory, clock, twilio_auth_token=TOKEN, sms_opt_out_replies="service")
     sid, _ = add_and_enroll(factory, clock, registry, policy, email=EMAIL, phone=PHONE)
     work = claim(factory, clock, registry, policy)
     response = inbound(client, "  stop ")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/xml")
-    assert response.text.endswith("<Response />")  # Twilio sends the opt-out confirmation
+    assert response.text.endswith("<Response />")  # the messaging service confirms it
     assert suppression(factory, "sms", PHONE) is not None
     with factory() as s:
         assert not has_consent(s, sid, "sms") and has_consent(s, sid, "email")
@@ -755,3 +757,56 @@ def test_the_domain_acts_on_neutral_flags_whoever_the_provider(factory, clock, r
         MessageStatus.FAILED,
         MessageStatus.FAILED,
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "STOP ALL",
+        "\uff33\uff34\uff2f\uff30",  # full-width STOP
+        "Opt-Out",
+        "stop texting",
+        "please stop texting me",
+        "Unsubscribe me",
+        "no more texts",
+        "Don't text me again",
+        "No me envien mas mensajes",
+        "Quiero darme de baja",
+    ],
+)
+def test_every_reasonable_way_of_saying_stop_is_honoured(
+    body, client, factory, clock, registry, policy
+):
+    sid, _ = add_and_enroll(factory, clock, registry, policy, phone=PHONE)
+    response = inbound(client, body)
+    assert response.status_code == 200
+    assert suppression(factory, "sms", PHONE) is not None
+    with factory() as s:
+        assert not has_consent(s, sid, "sms")
+    assert "You are unsubscribed" in response.text  # confirmed by us, in English
+
+
+@pytest.mark.parametrize(
+    "body", ["I can't stop the pain in my hip", "Does the pain stop after exercise?", "thanks!"]
+)
+def test_a_sentence_that_only_mentions_stopping_is_not_an_opt_out(
+    body, client, factory, clock, registry, policy
+):
+    sid, _ = add_and_enroll(factory, clock, registry, policy, phone=PHONE)
+    assert inbound(client, body).text.endswith("<Response />")
+    assert suppression(factory, "sms", PHONE) is None
+    with factory() as s:
+        assert has_consent(s, sid, "sms")
+
+
+def test_stop_and_start_are_confirmed_in_the_person_s_language(
+    client, factory, clock, registry, policy
+):
+    add_and_enroll(factory, clock, registry, policy, phone=PHONE, locale="es")
+    stopped = inbound(client, "PARAR").text
+    assert "Lunara: Cancelaste tu suscripcion" in stopped and "START" in stopped
+    started = inbound(client, "START").text
+    assert "Lunara: Volveras a recibir nuestros mensajes" in started
+    for reply in (stopped, started):
+        text = reply.split("<Message>")[1].split("</Message>")[0]
+        assert is_gsm7(text) and segments(text)[1] == 1

@@ -31,7 +31,8 @@ from campaigns.delivery.composing import STATUS_REF_PURPOSE
 from campaigns.intake import signup
 from campaigns.links import BadToken
 from campaigns.tracking.events import NormalizedEvent, record_event
-from campaigns.tracking.inbound import InboundText, handle_inbound_sms, help_text, keyword
+from campaigns.tracking.inbound import InboundText, handle_inbound_sms, help_text
+from campaigns.tracking.keywords import keyword
 from workers.providers import sendgrid_webhook, twilio_webhook
 from workers.providers.webhook_base import BadPayload, NotConfigured, Rejected, WebhookError
 
@@ -152,6 +153,8 @@ def _inbound(state, text: InboundText) -> str | None:
             text,
             help_reply=help_text(settings.brand_name, settings.email_from),
             join=join,
+            brand=settings.brand_name,
+            confirm_opt_outs=settings.sms_opt_out_replies == "ours",
         )
 
 

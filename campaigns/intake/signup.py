@@ -45,7 +45,7 @@ from campaigns.models import Enrollment, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.states import CHANNELS, Channel, ConsentAction, SubscriberStatus
-from campaigns.tracking.inbound import keyword
+from campaigns.tracking.keywords import keyword
 
 CONFIRM_PURPOSE = "confirm"
 LOCALES = ("en", "es")

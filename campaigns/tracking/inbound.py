@@ -6,8 +6,9 @@ everything else kept for a person to read (invariant 12).
              1. store the text as an `inbound` Event; (provider, message id) is unique,
                 so a retried request is stored once and acted on once
              2. HELP ─► the help reply (every time: answering twice does no harm)
-             3. STOP ─► SMS consent revoked (or the unknown number suppressed)
-                START ─► resubscribed (or the number's own STOP lifted)
+             3. STOP, or free words asking to stop ─► SMS consent revoked (or the
+                unknown number suppressed), confirmed in the person's language
+                START ─► resubscribed (or the number's own STOP lifted), confirmed
                 JOIN ─► signed up, through the `join` the caller passes in
                 anything else ─► stored only, for the care team
 
@@ -18,7 +19,6 @@ InboundText, and the route answers in the provider's format.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,27 +33,23 @@ from campaigns.clock import Clock
 from campaigns.models import Event, Subscriber
 from campaigns.redact import mask
 from campaigns.states import Channel, EventType
+from campaigns.tracking.keywords import Intent, asks_to_stop, intent, keyword
 
 log = logging.getLogger(__name__)
 
-# Whole-message keywords (CTIA, and the FCC's 2024 revocation words), English and
-# Spanish since the courses are sent in both. Punctuation is ignored ("Stop.", "opt-out").
-STOP_WORDS = {
-    "STOP",
-    "STOPALL",
-    "UNSUBSCRIBE",
-    "CANCEL",
-    "END",
-    "QUIT",
-    "REVOKE",
-    "OPTOUT",
-    "OPT OUT",
-    "PARAR",
-    "ALTO",
-    "CANCELAR",
+# The confirmations we send for STOP and START, unless the messaging service sends its
+# own: GSM-7 only (no accents), the brand first, nothing about health (invariant 8).
+STOP_REPLY = {
+    "en": "{brand}: You are unsubscribed and will get no more texts. Reply START to resume.",
+    "es": "{brand}: Cancelaste tu suscripcion y no recibiras mas mensajes. "
+    "Responde START para volver.",
 }
-START_WORDS = {"START", "UNSTOP"}
-HELP_WORDS = {"HELP", "INFO", "AYUDA"}
+START_REPLY = {
+    "en": "{brand}: You will get our texts again. Reply STOP to opt out, HELP for help.",
+    "es": "{brand}: Volveras a recibir nuestros mensajes. Responde STOP para cancelar, "
+    "AYUDA para ayuda.",
+}
+SPANISH_WORDS = {"PARAR", "ALTO", "CANCELAR", "BAJA", "DARDEBAJA", "AYUDA"}
 
 
 @dataclass
@@ -78,11 +74,6 @@ def help_text(brand: str, contact: str) -> str:
 DEFAULT_HELP = help_text("Lunara", "care@lunara.example")  # settings' defaults
 
 
-def keyword(body: str | None) -> str:
-    words = re.sub(r"[^\w\s]", "", (body or "")).split()
-    return " ".join(words).upper()
-
-
 def handle_inbound_sms(
     session: Session,
     clock: Clock,
@@ -90,15 +81,18 @@ def handle_inbound_sms(
     *,
     help_reply: str | None = None,
     join: Callable[[Session, str, str, str | None], str | None] | None = None,
+    brand: str = "Lunara",
+    confirm_opt_outs: bool = True,
 ) -> str | None:
     """Act on a text from a subscriber. Returns the reply to send back, or None.
 
-    STOP and START get no reply from us: the provider's opt-out handling (Twilio's, and on
-    toll-free numbers the carrier's) already sends the required confirmation, and a reply
-    to a number that just opted out would be refused (Twilio 21610).
+    A STOP, or free words that clearly ask to stop (campaigns.tracking.keywords), revokes
+    SMS consent. STOP and START are confirmed in the person's language, unless
+    `confirm_opt_outs` is off because the messaging service's own opt-out handling sends
+    the confirmation (a second one would be refused: Twilio 21610).
     """
     now = clock.now()
-    word = keyword(text.body)
+    word = intent(text.body)
     try:
         phone = normalize_phone(text.from_number)
     except InvalidSubscriber:
@@ -122,29 +116,41 @@ def handle_inbound_sms(
         first_delivery = True
     except IntegrityError:
         first_delivery = False  # the provider retried the request; act once
-    if word in HELP_WORDS:
+    if word is Intent.HELP:
         return help_reply or DEFAULT_HELP
     if not first_delivery or phone is None:
         return None
-    evidence = {"keyword": word, "message_sid": text.message_id}
-    if word in STOP_WORDS:
+    folded = keyword(text.body)
+    evidence = {"keyword": folded if word else None, "message_sid": text.message_id}
+    spanish = (subscriber is not None and (subscriber.locale or "").startswith("es")) or (
+        subscriber is None and folded.replace(" ", "") in SPANISH_WORDS
+    )
+    locale = "es" if spanish else "en"
+    if asks_to_stop(text.body):
+        # Free words are honoured as a revocation "by any reasonable means"; the text
+        # itself stays in its inbound event, not in the consent record.
+        source = "sms_keyword" if word is Intent.STOP else "sms_reply"
         if subscriber is not None:
             unsubscribe(
                 session,
                 clock,
                 subscriber,
                 channels=(Channel.SMS,),
-                source="sms_keyword",
+                source=source,
                 evidence=evidence,
             )
         else:
             # Not (yet) a subscriber: still never text this number until it says START.
-            suppress(session, clock, Channel.SMS, phone, Cause.STOP, "sms_keyword")
+            suppress(session, clock, Channel.SMS, phone, Cause.STOP, source)
         log.info("STOP from %s", mask(phone))
-    elif word in START_WORDS:
+        session.flush()
+        return STOP_REPLY[locale].format(brand=brand) if confirm_opt_outs else None
+    if word is Intent.START:
         _start(session, clock, subscriber, phone, evidence)
         log.info("START from %s", mask(phone))
-    elif join is not None:
+        session.flush()
+        return START_REPLY[locale].format(brand=brand) if confirm_opt_outs else None
+    if join is not None:
         # Sign-up by text (JOIN / UNIRME) lives in campaigns.intake.signup; the caller
         # passes it in so this module needs no scheduler. It returns the keyword reply, or None.
         reply = join(session, phone, text.body, text.message_id)
