@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from campaigns.states import ContactStatus, EnrollmentStatus, SubscriberStatus
+from campaigns.states import ContactStatus, EnrollmentStatus, InboxStatus, SubscriberStatus
 
 
 class UTCDateTime(TypeDecorator):
@@ -219,6 +219,25 @@ class ContactRequest(Base):
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
     notified_at: Mapped[datetime | None]  # when the care team was told
+
+
+class InboxItem(Base):
+    """A text a person wrote that is neither a keyword nor an opt-out: it waits here for a
+    person of the care team (invariant 12), who answers it or treats it as an opt-out."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (Index("ix_inbox_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"))
+    phone: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    # campaigns.states.InboxStatus
+    status: Mapped[str] = mapped_column(String(20), default=InboxStatus.OPEN)
+    created_at: Mapped[datetime]
+    handled_at: Mapped[datetime | None]
+    handled_by: Mapped[str | None] = mapped_column(String(80))
 
 
 class ChannelPause(Base):

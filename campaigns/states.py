@@ -102,6 +102,14 @@ class ContactStatus(StrEnum):
     CLOSED = "closed"
 
 
+class InboxStatus(StrEnum):
+    """A text waiting for a person: open until answered (done) or treated as an opt-out."""
+
+    OPEN = "open"
+    DONE = "done"
+    OPTED_OUT = "opted_out"
+
+
 class EventType(StrEnum):
     QUEUED = "queued"
     SENT = "sent"
