@@ -7,7 +7,7 @@ run by `make lint` and tests/test_boundaries.py).
     care/       the contact-request queue (asking, listing, marking) and telling the team
     reporting/  funnels, provider health, the ops overview and outbox listings
     intake/     how people join: sign-up with double opt-in, JOIN by text, confirmation
-                mails, CSV imports
+                mails, CSV imports (imports reads and checks, import_batches writes)
       ----
     tracking/   what comes back: provider events (events), inbound texts (inbound), and
                 the pages behind a message's links (portal)

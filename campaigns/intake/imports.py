@@ -1,21 +1,33 @@
 """Importing subscribers from a CSV file (`drip import FILE --campaign KEY`).
 
-    bytes ─► lines (BOM and CR stripped; a line that is not UTF-8 is rejected alone)
-          ─► header (case, spaces and a few aliases forgiven; email or phone required)
-          ─► each record: checked in full, then written in its own savepoint
-               ─► upsert subscriber ─► consent (only if none on record) ─► enroll
+    file ─► lines, read as a stream (BOM and CR stripped; a line that is not UTF-8, or
+            longer than MAX_LINE, is rejected alone)
+         ─► header (case, spaces and a few aliases forgiven; email or phone required)
+         ─► each record checked in full (parse_row; control characters such as NUL
+            reject the record, since the database would refuse or keep junk)
+         ─► batches of `batch_size` checked records, each written set-based in its own
+            savepoint and committed (campaigns.intake.import_batches): find people by
+            address ─► fill blanks or create ─► consent (only if none on record) ─► enroll
+            A batch the database refuses goes again one record per savepoint, so only
+            the record at fault is rejected.
 
 Every record ends as imported (enrolled, already enrolled, or not enrolled: no consent)
 or rejected with its line number and reason; rejects are written, with the original
 values and a `reason` column, to `<file>.rejects.csv`, so nothing in the file is lost.
+A cell there that a spreadsheet would run as a formula (starting with = + - @, a tab or
+a carriage return, as OWASP's CSV-injection advice lists) is prefixed with a single
+quote; reading a file, a quote before such a character is dropped again, so a fixed
+rejects file imports as it was meant.
 
 Re-running a file creates nothing new: subscribers are found by address, enrollment is
 idempotent, and consent is recorded only for a channel with no history at all. That last
 rule also means an old list can never undo a later unsubscribe or STOP.
 
-Commits come every `batch_size` records, so a long import does not hold SQLite's write
-lock (and the scheduler) for its whole run; stopping half-way and running again is safe.
-A dry run does everything in one transaction and rolls it back.
+Memory stays flat whatever the file's size: one line and one batch at a time, plus the
+report (rejects and records not enrolled). Committing every batch means a long import
+does not hold SQLite's write lock (and the scheduler) for its whole run; stopping
+half-way and running again is safe. A dry run does everything in one transaction and
+rolls it back.
 """
 
 from __future__ import annotations
@@ -26,29 +38,26 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
+from typing import BinaryIO
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns.audience.consent import record_consent
-from campaigns.audience.eligibility import reachable_channels
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
-    address_for,
     check_timezone,
     normalize_email,
     normalize_phone,
-    upsert_subscriber,
 )
-from campaigns.audience.suppression import suppression_for
 from campaigns.clock import Clock
-from campaigns.delivery.enrollment import enroll
-from campaigns.models import ConsentRecord, Enrollment, Subscriber
+from campaigns.intake.import_batches import Outcome, Row, RowError, write_batch, write_row
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from campaigns.states import Channel, ConsentAction, SubscriberStatus
+from campaigns.states import Channel
+
+__all__ = ["ImportFileError", "ImportReport", "Reject", "Row", "RowError", "import_file"]
 
 COLUMNS = (
     "email",
@@ -82,10 +91,6 @@ class ImportFileError(ValueError):
     """The whole file is unusable (no header, no email or phone column, not UTF-8 text)."""
 
 
-class RowError(ValueError):
-    """One record is bad; the message is the reason written to the rejects file."""
-
-
 @dataclass
 class Reject:
     line: int
@@ -108,33 +113,38 @@ class ImportReport:
     dry_run: bool = False
 
 
-@dataclass(frozen=True)
-class Row:
-    line: int
-    email: str | None
-    phone: str | None
-    first_name: str | None
-    locale: str | None
-    timezone: str | None
-    consent: tuple[str, ...]
-    consent_source: str | None
-    consent_date: str | None
-
-
 # ---------------------------------------------------------------- reading
 
 
-def read_records(raw: bytes) -> tuple[list[str], Iterator[tuple[int, list[str], str | None]]]:
-    """The header, and each record as (first line number, fields, reason it is unreadable)."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ImportFileError("the file is UTF-16 text; save it as 'CSV UTF-8' and import again")
-    if raw.startswith(b"\xef\xbb\xbf"):  # Excel's "CSV UTF-8" starts with a byte order mark
-        raw = raw[3:]
-    numbers: list[int] = []  # physical line number of each line handed to the csv reader
-    texts: list[str] = []
-    bad: dict[int, str] = {}
-    for number, chunk in enumerate(raw.split(b"\n"), 1):
-        chunk = chunk.rstrip(b"\r")  # Windows line endings
+MAX_LINE = 1 << 20  # bytes; a longer line is rejected, and never held whole
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Control characters other than tab and line breaks: PostgreSQL refuses NUL in text, and
+# the others are damage, never part of a name or an address.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _lines(stream: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
+    """The file's lines as text, one at a time; an unreadable line's reason goes in `bad`
+    (its text is kept, escaped, for the rejects file)."""
+    for number in count(1):
+        chunk = stream.readline(MAX_LINE + 1)
+        if not chunk:
+            return
+        if number == 1:
+            if chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise ImportFileError(
+                    "the file is UTF-16 text; save it as 'CSV UTF-8' and import again"
+                )
+            if chunk.startswith(b"\xef\xbb\xbf"):  # Excel's "CSV UTF-8" starts with a BOM
+                chunk = chunk[3:]
+        if len(chunk) > MAX_LINE:  # skip to the end of the line without holding it
+            while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+            bad[number] = f"the line is longer than {MAX_LINE // 1024} KiB"
+            yield "\n"
+            continue
+        chunk = chunk.removesuffix(b"\n").rstrip(b"\r")  # Windows line endings
         try:
             text = chunk.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -143,9 +153,16 @@ def read_records(raw: bytes) -> tuple[list[str], Iterator[tuple[int, list[str], 
                 f"save the file as 'CSV UTF-8'"
             )
             text = chunk.decode("utf-8", "backslashreplace")  # kept, escaped, for the rejects file
-        numbers.append(number)
-        texts.append(text + "\n")
-    reader = csv.reader(texts)
+        yield text + "\n"
+
+
+def read_records(
+    stream: BinaryIO,
+) -> tuple[list[str], Iterator[tuple[int, list[str], str | None]]]:
+    """The header, and each record as (first line number, fields, reason it is
+    unreadable), read from `stream` as the records are taken."""
+    bad: dict[int, str] = {}  # line number → why it is unreadable, until its record is out
+    reader = csv.reader(_lines(stream, bad))
     consumed = 0  # lines the reader has taken so far
 
     def next_record():
@@ -158,9 +175,10 @@ def read_records(raw: bytes) -> tuple[list[str], Iterator[tuple[int, list[str], 
                 return
             except csv.Error as exc:  # e.g. a field over the size limit: that record only
                 fields, problem = [], f"not readable as CSV ({exc})"
-            spanned = numbers[consumed : reader.line_num] or numbers[-1:]
+            spanned = range(consumed + 1, reader.line_num + 1) or [reader.line_num]
             consumed = reader.line_num
-            problem = next((bad[n] for n in spanned if n in bad), problem)
+            reasons = [bad.pop(n) for n in spanned if n in bad]
+            problem = reasons[0] if reasons else problem
             if problem or any(f.strip() for f in fields):  # blank lines are not records
                 yield spanned[0], fields, problem
 
@@ -205,15 +223,33 @@ def _flag(value: str, name: str) -> bool:
     raise RowError(f"{name}: {value!r} is not yes/no/true/false/1/0")
 
 
+def check_characters(fields: list[str], header: list[str]) -> None:
+    """RowError for a control character (NUL and the like) anywhere in the record."""
+    for i, value in enumerate(fields):
+        found = _CONTROL.search(value)
+        if found:
+            name = header[i].strip() if i < len(header) and header[i].strip() else f"column {i + 1}"
+            code = ord(found.group())
+            what = " (NUL)" if code == 0 else ""
+            raise RowError(
+                f"{name}: contains the control character 0x{code:02x}{what} at position "
+                f"{found.start() + 1}; the file is damaged or not plain text there"
+            )
+
+
 def parse_row(
-    line: int, fields: list[str], index: dict[str, int], width: int, now: datetime
+    line: int, fields: list[str], index: dict[str, int], header: list[str], now: datetime
 ) -> Row:
     """Every check a record needs, before anything is written."""
+    width = len(header)
     if len(fields) != width:
         raise RowError(f"expected {width} columns, found {len(fields)}")
+    check_characters(fields, header)
 
     def get(name: str) -> str | None:
         value = fields[index[name]].strip() if name in index else ""
+        if value[:1] == "'" and value[1:2].startswith(FORMULA_START):
+            value = value[1:]  # neutralised in a rejects file: the value as it was
         return value or None
 
     try:
@@ -257,98 +293,7 @@ def parse_row(
     )
 
 
-# ---------------------------------------------------------------- writing
-
-
-def _import_row(
-    session: Session,
-    clock: Clock,
-    registry: Registry,
-    policy: Policy,
-    row: Row,
-    *,
-    campaign_key: str,
-    source: str,
-    file_name: str,
-    report: ImportReport,
-) -> None:
-    by_email = (
-        session.scalar(select(Subscriber).where(Subscriber.email == row.email))
-        if row.email
-        else None
-    )
-    by_phone = (
-        session.scalar(select(Subscriber).where(Subscriber.phone == row.phone))
-        if row.phone
-        else None
-    )
-    if by_email is not None and by_phone is not None and by_email.id != by_phone.id:
-        raise RowError("email and phone belong to two different subscribers")
-    known = by_email or by_phone
-    # Addresses are never replaced by an import: a changed one needs a person to look.
-    if known is not None and row.email and known.email and known.email != row.email:
-        raise RowError("phone: this number belongs to a subscriber with a different email address")
-    if known is not None and row.phone and known.phone and known.phone != row.phone:
-        raise RowError("email: this address belongs to a subscriber with a different phone number")
-    sub = upsert_subscriber(
-        session,
-        clock,
-        email=row.email,
-        phone=row.phone,
-        first_name=row.first_name,
-        locale=row.locale,
-        timezone=row.timezone,
-        source="import",
-    )
-    evidence = {
-        "file": file_name,
-        "line": row.line,
-        "import_source": source,
-        "consent_source": row.consent_source or source,
-        "consent_date": row.consent_date,
-    }
-    for channel in row.consent:
-        history = session.scalar(
-            select(ConsentRecord.id)
-            .where(ConsentRecord.subscriber_id == sub.id, ConsentRecord.channel == channel)
-            .limit(1)
-        )
-        address = row.email if channel == Channel.EMAIL else row.phone
-        # A channel with any history (granted, or revoked since) is left as it is.
-        if history is None and suppression_for(session, channel, address) is None:
-            record_consent(session, clock, sub, channel, ConsentAction.GRANTED, "import", evidence)
-    report.imported += 1
-    report.created += known is None
-    # Enrolled on the consent this row gives, and only while that consent still stands.
-    if not row.consent:
-        report.not_enrolled.append((row.line, "the row gives no consent"))
-        return
-    if sub.status == SubscriberStatus.UNSUBSCRIBED or not set(row.consent) & set(
-        reachable_channels(session, sub)
-    ):
-        report.not_enrolled.append((row.line, _why_not(session, sub, row.consent)))
-        return
-    if sub.status == SubscriberStatus.PENDING:
-        # Awaiting a web sign-up's confirmation: the file's consent will do.
-        sub.status = SubscriberStatus.ACTIVE
-    existing = session.scalar(
-        select(Enrollment.id).where(
-            Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key
-        )
-    )
-    enroll(session, clock, registry, sub, campaign_key, policy, source="import")
-    if existing is None:
-        report.enrolled += 1
-    else:
-        report.already_enrolled += 1
-
-
-def _why_not(session: Session, sub: Subscriber, channels: tuple[str, ...]) -> str:
-    found = []
-    for channel in channels:
-        sup = suppression_for(session, channel, address_for(sub, channel))
-        found.append(f"{channel} suppressed ({sup.reason})" if sup else f"{channel} opted out")
-    return "; ".join(found) + "; an import never subscribes anyone again"
+# ---------------------------------------------------------------- importing
 
 
 def import_file(
@@ -361,55 +306,43 @@ def import_file(
     campaign_key: str,
     source: str = "import",
     dry_run: bool = False,
-    batch_size: int = 200,
+    batch_size: int = 1000,
+    bulk: bool = True,
 ) -> ImportReport:
-    """Import every good record of `path`; ImportFileError when the file is unusable."""
+    """Import every good record of `path`; ImportFileError when the file is unusable.
+
+    `bulk=False` writes every record in its own savepoint, the way a batch the database
+    refused is retried; bench/imports.py times it beside the set-based path."""
     path = Path(path)
     registry.get(campaign_key)  # a missing or broken campaign stops here, before any row
     try:
-        raw = path.read_bytes()
+        stream = path.open("rb")
     except OSError as exc:
         raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
-    header, records = read_records(raw)
-    index, ignored = map_header(header)
-    report = ImportReport(header=header, ignored_columns=ignored, dry_run=dry_run)
     session = factory()
     try:
-        for line, fields, unreadable in records:
-            report.read += 1
-            if unreadable:
-                report.rejects.append(Reject(line, unreadable, fields))
-                continue
-            try:
-                row = parse_row(line, fields, index, len(header), clock.now())
-                with session.begin_nested():
-                    _import_row(
-                        session,
-                        clock,
-                        registry,
-                        policy,
-                        row,
-                        campaign_key=campaign_key,
-                        source=source,
-                        file_name=path.name,
-                        report=report,
-                    )
-            except RowError as exc:
-                report.rejects.append(Reject(line, str(exc), fields))
-            except IntegrityError:  # someone else wrote the same address meanwhile
-                report.rejects.append(
-                    Reject(
-                        line,
-                        "conflicts with a subscriber saved at the same time; import the file again",
-                        fields,
-                    )
-                )
-            if not dry_run and report.read % batch_size == 0:
-                session.commit()
+        with stream:
+            header, records = read_records(stream)
+            index, ignored = map_header(header)
+            report = ImportReport(header=header, ignored_columns=ignored, dry_run=dry_run)
+            writer = _BatchWriter(
+                session, clock, registry, policy, report, bulk, campaign_key, source, path.name
+            )
+            batch: list[tuple[Row, list[str]]] = []
+            for line, fields, unreadable in records:
+                report.read += 1
+                try:
+                    if unreadable:
+                        raise RowError(unreadable)
+                    batch.append((parse_row(line, fields, index, header, clock.now()), fields))
+                except RowError as exc:
+                    report.rejects.append(Reject(line, str(exc), fields))
+                if len(batch) >= batch_size:
+                    writer.write(batch)
+                    batch = []
+            writer.write(batch)
         if dry_run:
             session.rollback()
-        else:
-            session.commit()
     except BaseException:
         session.rollback()
         raise
@@ -420,15 +353,103 @@ def import_file(
     return report
 
 
+_REFUSED = (IntegrityError, DataError)  # a batch or a record the database would not take
+
+
+@dataclass
+class _BatchWriter:
+    session: Session
+    clock: Clock
+    registry: Registry
+    policy: Policy
+    report: ImportReport
+    bulk: bool
+    campaign_key: str
+    source: str
+    file_name: str
+
+    def write(self, batch: list[tuple[Row, list[str]]]) -> None:
+        """One batch: set-based in a savepoint, else (refused, or `bulk` off) record by
+        record; then committed, unless this is a dry run."""
+        if not batch:
+            return
+        rows = [row for row, _ in batch]
+        outcomes = None
+        if self.bulk:
+            try:
+                with self.session.begin_nested():
+                    outcomes = write_batch(*self._args(), rows, **self._context())
+            except _REFUSED:
+                outcomes = None  # nothing of it stands: again, one record at a time
+        if outcomes is None:
+            outcomes = [self._one(row) for row in rows]
+        report = self.report
+        for (_, fields), outcome in zip(batch, outcomes, strict=True):
+            if outcome.rejected:
+                report.rejects.append(Reject(outcome.line, outcome.rejected, fields))
+                continue
+            report.imported += 1
+            report.created += outcome.created
+            report.enrolled += outcome.enrolled
+            report.already_enrolled += outcome.already_enrolled
+            if outcome.not_enrolled:
+                report.not_enrolled.append((outcome.line, outcome.not_enrolled))
+        if not report.dry_run:
+            self.session.commit()
+
+    def _one(self, row: Row) -> Outcome:
+        try:
+            with self.session.begin_nested():
+                return write_row(*self._args(), row, **self._context())
+        except RowError as exc:
+            return Outcome(row.line, rejected=str(exc))
+        except IntegrityError:  # someone else wrote the same address meanwhile
+            return Outcome(row.line, rejected=CONFLICT)
+        except DataError as exc:
+            return Outcome(row.line, rejected=_refused(exc))
+
+    def _args(self) -> tuple:
+        return self.session, self.clock, self.registry, self.policy
+
+    def _context(self) -> dict:
+        return {
+            "campaign_key": self.campaign_key,
+            "source": self.source,
+            "file_name": self.file_name,
+        }
+
+
+CONFLICT = "conflicts with a subscriber saved at the same time; import the file again"
+
+
+def _refused(exc: DataError) -> str:
+    # The driver's first line names the problem ("value too long for type ..."); the
+    # statement and parameters (addresses) are left out.
+    detail = str(exc.orig).splitlines()[0] if exc.orig is not None else "refused"
+    return f"the database refused a value in this row ({detail})"
+
+
+_CONTROL_OUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def spreadsheet_safe(cell: object) -> str:
+    """A cell a spreadsheet shows as text: a leading formula character gets a quote in
+    front (OWASP), and control characters are escaped like undecodable bytes."""
+    text = _CONTROL_OUT.sub(lambda m: f"\\x{ord(m.group()):02x}", str(cell))
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def write_rejects(path: Path, header: list[str], rejects: list[Reject]) -> Path:
-    """`<file>.rejects.csv`: line, reason, then the record as it was. Always written, so a
-    stale file from an earlier run is never mistaken for this one's."""
+    """`<file>.rejects.csv`: line, reason, then the record as it was (made safe to open in a
+    spreadsheet). Always written, so a stale file from an earlier run is never mistaken
+    for this one's."""
     out = path.with_name(path.name + ".rejects.csv")
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["line", "reason", *header])
+    # Every cell quoted too, so a spreadsheet that splits on ";" keeps a cell whole.
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
+    writer.writerow([spreadsheet_safe(c) for c in ["line", "reason", *header]])
     for reject in sorted(rejects, key=lambda r: r.line):
-        writer.writerow([reject.line, reject.reason, *reject.values])
+        writer.writerow([spreadsheet_safe(c) for c in [reject.line, reject.reason, *reject.values]])
     out.write_text(buffer.getvalue(), encoding="utf-8-sig", newline="")
     return out
 
