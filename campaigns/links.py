@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 
 SIG_LEN = 12
+# Our tokens are under 60 characters; a longer one is not ours and is not worth hashing.
+MAX_SIGNED_LEN = 200
 PURPOSES = {"m": "read_online", "c": "contact", "p": "preferences", "u": "unsubscribe", "o": "open"}
 
 
@@ -37,6 +39,10 @@ class Signer:
         return f"{token}.{self._sig(purpose, token)}"
 
     def unsign(self, purpose: str, signed: str) -> str:
+        # Every token we sign is URL-safe ASCII; anything else is refused here, before
+        # hmac.compare_digest, which raises TypeError on non-ASCII text.
+        if not signed.isascii() or len(signed) > MAX_SIGNED_LEN:
+            raise BadToken("link is not one of ours")
         token, _, sig = signed.rpartition(".")
         if not token or not hmac.compare_digest(sig, self._sig(purpose, token)):
             raise BadToken("link signature does not match")

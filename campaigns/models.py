@@ -52,6 +52,15 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Primary keys are INTEGER columns: 32-bit on PostgreSQL. An id from outside beyond this
+# names no row, and PostgreSQL refuses to even compare it; callers check with is_row_id.
+ROW_ID_MAX = 2**31 - 1
+
+
+def is_row_id(value: int) -> bool:
+    return 1 <= value <= ROW_ID_MAX
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict] = {datetime: UTCDateTime()}
 

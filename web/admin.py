@@ -32,11 +32,11 @@ import base64
 import binascii
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse
 
 from campaigns.care import contact_queue
@@ -44,11 +44,13 @@ from campaigns.db import transaction
 from campaigns.delivery import pauses
 from campaigns.delivery.unconfirmed import OpsError, settle
 from campaigns.delivery.work import Work
+from campaigns.models import ROW_ID_MAX
 from campaigns.reporting import funnels
 from campaigns.reporting.outbox import latest as outbox_rows
 from campaigns.reporting.overview import read_status
 from campaigns.reporting.provider_health import provider_health
 from campaigns.states import CHANNELS, MessageStatus
+from campaigns.text import UncleanText
 from web.render import pages
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,8 @@ def require_same_origin(request: Request) -> None:
 
 
 AdminUser = Annotated[str, Depends(check_basic_auth)]
+# A row id in a path: a 422 outside the id column's range, before any query.
+RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 router = APIRouter(prefix="/admin", dependencies=[Depends(check_basic_auth)])
 SameOrigin = Depends(require_same_origin)
 
@@ -248,7 +252,8 @@ def campaign_page(
         end_day = _parse_day(until, "until")
     except ValueError as exc:
         return _notice("Bad date", str(exc), back=f"/admin/campaigns/{key}", status=400)
-    end = end_day + timedelta(days=1) if end_day else None  # the whole `until` day
+    # The whole `until` day; the last day a datetime can hold has no day after it.
+    end = end_day + timedelta(days=1) if end_day and end_day.date() < date.max else None
     try:
         with state.factory() as session:
             report = funnels.campaign_report(session, state.registry, key, start, end)
@@ -283,7 +288,7 @@ def contact_requests(request: Request, user: AdminUser) -> HTMLResponse:
 )
 def mark_contact_request(
     request: Request,
-    request_id: str,
+    request_id: RowId,
     user: AdminUser,
     status: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
@@ -330,7 +335,7 @@ def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTML
 
 @router.post("/outbox/{message_id}/settle", response_class=HTMLResponse, dependencies=[SameOrigin])
 def settle_message(
-    request: Request, message_id: int, user: AdminUser, outcome: Annotated[str, Form()] = ""
+    request: Request, message_id: RowId, user: AdminUser, outcome: Annotated[str, Form()] = ""
 ) -> HTMLResponse:
     state = _state(request)
     back = "/admin/outbox?status=unconfirmed"
@@ -403,8 +408,11 @@ def pause_channel(
             status=400,
         )
     state = _state(request)
-    with transaction(state.factory) as session:
-        pauses.pause(session, state.clock, channel, reason, by=f"admin:{user}"[:40])
+    try:
+        with transaction(state.factory) as session:
+            pauses.pause(session, state.clock, channel, reason, by=f"admin:{user}"[:40])
+    except UncleanText as exc:
+        return _notice("Not paused", str(exc), back="/admin/channels", status=400)
     log.info("%s channel paused by admin:%s", channel, user)
     return _notice(
         "Channel paused",

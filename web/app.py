@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from settings import Settings, get_settings
 from web import admin, ops, pages, signup, webhooks
+from web.body_limits import BodyLimit
 from workers.runtime import build_runtime
 
 
@@ -57,6 +58,8 @@ def create_app(
             celery_dispatch(work, settings)
 
     app.state.dispatch = dispatch
+    # Outside every route, so no body is read past its route's cap (web/body_limits.py).
+    app.add_middleware(BodyLimit)
     app.include_router(webhooks.router)
     app.include_router(pages.router)
     app.include_router(signup.router)

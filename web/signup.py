@@ -62,6 +62,7 @@ OTHER_ZONES = (
 )
 # InvalidSubscriber names its field first ("phone: ..."); this says where the message goes.
 FIELD_OF = {
+    "first_name": "first_name",
     "email": "email",
     "email or phone": "email",
     "phone": "phone",

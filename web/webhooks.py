@@ -9,11 +9,13 @@ events; campaigns.tracking.events (record_event) and campaigns.tracking.inbound
 (handle_inbound_sms) decide what they do. These routes only translate HTTP, one status
 per kind of refusal (workers/providers/webhook_base.py):
 
-    body over the cap ............. 413, nothing verified or parsed
+    body over the cap ............. 413, nothing verified or parsed (web/body_limits.py)
     NotConfigured ................. 503: an unset or unusable secret, never "accept unsigned"
     Rejected ...................... 403: missing or bad signature, stale timestamp;
                                     nothing in the request is acted on
-    BadPayload .................... 400, after a valid signature
+    BadPayload .................... 400, after a valid signature: a body that does not
+                                    parse, or a Twilio form with a malformed id (a
+                                    malformed item of a SendGrid batch is skipped alone)
     an event for a message we do not know, or one we do not map: 200 (logged), so the
     provider stops retrying
 """
@@ -33,31 +35,12 @@ from campaigns.links import BadToken
 from campaigns.tracking.events import NormalizedEvent, record_event
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms, help_text
 from campaigns.tracking.keywords import keyword
+from web.body_limits import SENDGRID_MAX_BODY, TWILIO_MAX_BODY  # noqa: F401 (the caps, named here too)
 from workers.providers import sendgrid_webhook, twilio_webhook
 from workers.providers.webhook_base import BadPayload, NotConfigured, Rejected, WebhookError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")
-
-# SendGrid posts a batch every 30 s or at 768 KB, whichever comes first; Twilio's forms
-# are a few hundred bytes. Anything far beyond is not from them.
-SENDGRID_MAX_BODY = 2 * 1024 * 1024
-TWILIO_MAX_BODY = 64 * 1024
-
-
-async def _capped_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `limit`, whatever
-    Content-Length claims (a chunked body has none)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, "body too large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, "body too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _refused(provider: str, exc: WebhookError) -> HTTPException:
@@ -89,7 +72,7 @@ def public_url(request: Request) -> str:
 
 async def _signed_twilio_form(request: Request) -> twilio_webhook.Form:
     token = request.app.state.settings.twilio_auth_token
-    form = twilio_webhook.parse_form(await _capped_body(request, TWILIO_MAX_BODY))
+    form = twilio_webhook.parse_form(await request.body())  # capped: web/body_limits.py
     # Twilio signs the parsed POST parameters, so parsing the form comes first; nothing
     # is acted on before the check passes.
     try:
@@ -108,9 +91,12 @@ async def _signed_twilio_form(request: Request) -> twilio_webhook.Form:
 async def twilio_status(request: Request) -> Response:
     form = await _signed_twilio_form(request)
     state = request.app.state
-    evs = twilio_webhook.parse_status(
-        form, _message_ref(state, request.query_params.get("ref")), state.clock.now()
-    )
+    try:
+        evs = twilio_webhook.parse_status(
+            form, _message_ref(state, request.query_params.get("ref")), state.clock.now()
+        )
+    except WebhookError as exc:
+        raise _refused("twilio", exc) from None
     if evs:
         await run_in_threadpool(_record, state, evs)
     return Response(status_code=200)  # Twilio ignores the body of a status callback
@@ -120,7 +106,11 @@ async def twilio_status(request: Request) -> Response:
 async def twilio_inbound(request: Request) -> Response:
     form = await _signed_twilio_form(request)
     state = request.app.state
-    reply = await run_in_threadpool(_inbound, state, twilio_webhook.parse_inbound(form))
+    try:
+        text = twilio_webhook.parse_inbound(form)
+    except WebhookError as exc:
+        raise _refused("twilio", exc) from None
+    reply = await run_in_threadpool(_inbound, state, text)
     twiml = MessagingResponse()
     if reply:
         twiml.message(reply)
@@ -176,7 +166,7 @@ def _message_ref(state, signed: str | None) -> str | None:
 @router.post("/sendgrid/events")
 async def sendgrid_events(request: Request) -> Response:
     state = request.app.state
-    body = await _capped_body(request, SENDGRID_MAX_BODY)
+    body = await request.body()  # capped: web/body_limits.py
     try:
         sendgrid_webhook.verify(
             request.headers,

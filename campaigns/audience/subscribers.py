@@ -18,6 +18,7 @@ from campaigns.audience.consent import record_consent
 from campaigns.clock import Clock
 from campaigns.models import Subscriber
 from campaigns.states import Channel, ConsentAction, SubscriberStatus
+from campaigns.text import UncleanText, clean_text
 
 # IANA's geographic areas: a zone named Area/Location is one the database maintains as
 # such; bare legacy names (EST5EDT, Cuba), old country folders (US/Eastern) and the
@@ -42,6 +43,13 @@ class InvalidSubscriber(ValueError):
     """Bad contact details; the message says which field and why."""
 
 
+def _clean(value: str, field: str) -> None:
+    try:
+        clean_text(value, field)
+    except UncleanText as exc:
+        raise InvalidSubscriber(str(exc)) from None
+
+
 def normalize_email(raw: str) -> str:
     """The address in one form, whatever way it was typed, or InvalidSubscriber.
 
@@ -50,6 +58,7 @@ def normalize_email(raw: str) -> str:
     slip past a suppression of `bob@example.com`.
     """
     value = (raw or "").strip()
+    _clean(value, "email")
     if value.endswith(".") and "@" in value:
         value = value.rstrip(".")
     try:
@@ -70,6 +79,15 @@ def normalize_phone(raw: str, region: str = "US") -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidSubscriber(f"phone: {raw!r} is not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_first_name(raw: str | None) -> str | None:
+    """Stripped and at most 100 characters, None when blank; InvalidSubscriber when it
+    holds a control character (a NUL byte is no letter of anyone's name)."""
+    if raw is None:
+        return None
+    _clean(raw, "first_name")
+    return raw.strip()[:100] or None
 
 
 def check_timezone(name: str | None) -> str | None:
@@ -113,6 +131,7 @@ def upsert_subscriber(
     email = normalize_email(email) if email else None
     phone = normalize_phone(phone, phone_region) if phone else None
     timezone = check_timezone(timezone)
+    name = check_first_name(first_name)
     if not email and not phone:
         raise InvalidSubscriber("email or phone: at least one is required")
     for channel in consent:
@@ -144,7 +163,7 @@ def upsert_subscriber(
         sub.phone = sub.phone or phone
         sub.updated_at = now
     if first_name is not None:
-        sub.first_name = first_name.strip()[:100] or None
+        sub.first_name = name
     if locale:
         sub.locale = locale
     if timezone:

@@ -24,10 +24,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
-from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber, is_row_id
 from campaigns.reasons import ExitReason
 from campaigns.sequences.registry import Registry
 from campaigns.states import ContactStatus, EnrollmentStatus, EventType
+from campaigns.text import UncleanText, clean_text
 from campaigns.tracking.portal import Visit
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,11 @@ def mark(
     by = (by or "").strip()
     if not by:
         raise QueueError("say who handled the request (by)")
-    request = session.get(ContactRequest, rid, with_for_update=True)
+    try:
+        clean_text(note or "", "note", multiline=True)
+    except UncleanText as exc:
+        raise QueueError(str(exc)) from None
+    request = session.get(ContactRequest, rid, with_for_update=True) if is_row_id(rid) else None
     if request is None:
         raise QueueError(f"no contact request {rid}")
     if request.status == status:
@@ -215,6 +220,9 @@ def request_contact(
     The campaign decides what happens to the sequence (continue, pause or exit)."""
     if preferred_channel not in PREFERRED_CHANNELS:
         raise ValueError(f"preferred_channel must be one of {', '.join(PREFERRED_CHANNELS)}")
+    # UncleanText (a ValueError, as above) for a NUL or other control character.
+    clean_text(preferred_time or "", "preferred_time")
+    clean_text(note or "", "note", multiline=True)
     now = clock.now()
     sub, msg = visit.subscriber, visit.message
     request = session.scalar(

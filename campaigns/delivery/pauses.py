@@ -11,6 +11,7 @@ from campaigns.clock import Clock
 from campaigns.delivery.work import Work
 from campaigns.models import ChannelPause, Message
 from campaigns.states import MessageStatus
+from campaigns.text import clean_text
 
 
 def paused(session: Session, channel: str) -> ChannelPause | None:
@@ -18,6 +19,8 @@ def paused(session: Session, channel: str) -> ChannelPause | None:
 
 
 def pause(session: Session, clock: Clock, channel: str, reason: str, by: str) -> None:
+    """UncleanText (nothing paused) for a reason holding a control character."""
+    clean_text(reason, "reason", multiline=True)
     if paused(session, channel) is None:
         session.add(
             ChannelPause(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
 from campaigns.delivery.work import Work
-from campaigns.models import Message
+from campaigns.models import Message, is_row_id
 from campaigns.reasons import Reason
 from campaigns.states import MessageStatus
 
@@ -28,7 +28,7 @@ class OpsError(ValueError):
 
 def settle(session: Session, clock: Clock, message_id: int, outcome: str) -> Work:
     """Resolve an unconfirmed message: ops checked the provider and says what happened."""
-    msg = session.get(Message, message_id, with_for_update=True)
+    msg = session.get(Message, message_id, with_for_update=True) if is_row_id(message_id) else None
     if msg is None:
         raise OpsError(f"no message {message_id}")
     if msg.status != MessageStatus.UNCONFIRMED:

@@ -31,6 +31,7 @@ from campaigns.audience.opt_outs import resubscribe
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
+    check_first_name,
     check_timezone,
     normalize_email,
     normalize_phone,
@@ -135,9 +136,10 @@ def subscriber_for_token(session: Session, signer: Signer, token: str) -> Subscr
     return sub
 
 
-def _validate(email, phone, locale, timezone, channels, evidence, region):
+def _validate(email, phone, first_name, locale, timezone, channels, evidence, region):
     """Everything checked before anything is written; InvalidSubscriber names the field."""
     wanted = tuple(dict.fromkeys(channels))
+    check_first_name(first_name)
     for channel in wanted:
         if channel not in CHANNELS:
             raise InvalidSubscriber(f"channels: unknown channel {channel!r}")
@@ -193,7 +195,7 @@ def start_signup(
     phone_region: str = "US",
 ) -> SignupResult:
     email, phone, wanted = _validate(
-        email, phone, locale, timezone, channels, evidence, phone_region
+        email, phone, first_name, locale, timezone, channels, evidence, phone_region
     )
     by_email = (
         session.scalar(select(Subscriber).where(Subscriber.email == email)) if email else None

@@ -36,6 +36,7 @@ from campaigns.models import Event, Message, Subscriber
 from campaigns.reasons import Reason
 from campaigns.redact import mask
 from campaigns.states import EventType, MessageStatus, may_advance
+from campaigns.text import clean_text, plain_id
 
 log = logging.getLogger(__name__)
 E = EventType
@@ -85,6 +86,18 @@ class NormalizedEvent:
     # The provider thinks a machine did it (an open by a mail scanner or a privacy proxy).
     automated: bool = False
     raw: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Ids are short printable ASCII and no text holds a control character, or this
+        raises UncleanText: a webhook module then skips the item (or refuses the request)
+        rather than failing the whole batch in the database (invariant 12)."""
+        plain_id(self.provider_event_id, "provider_event_id", max_len=120)
+        if self.reference:
+            plain_id(self.reference, "reference", max_len=64)
+        if self.provider_message_id:
+            plain_id(self.provider_message_id, "provider_message_id", max_len=100)
+        if self.error_code:
+            clean_text(self.error_code, "error_code", max_len=200, multiline=True)
 
 
 class Recorded(enum.StrEnum):

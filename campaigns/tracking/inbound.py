@@ -33,6 +33,7 @@ from campaigns.clock import Clock
 from campaigns.models import Event, Subscriber
 from campaigns.redact import mask
 from campaigns.states import Channel, EventType
+from campaigns.text import plain_id
 from campaigns.tracking.keywords import Intent, asks_to_stop, intent, keyword
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class InboundText:
     body: str
     message_id: str | None  # the provider's id for the text: a retried request repeats it
     raw: dict = field(default_factory=dict)  # the provider's payload, stored as it came
+
+    def __post_init__(self) -> None:
+        # The id is stored as an event id: short printable ASCII, else UncleanText.
+        if self.message_id:
+            plain_id(self.message_id, "message_id", max_len=64)
 
 
 def help_text(brand: str, contact: str) -> str:

@@ -39,6 +39,10 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 # Clocks drift; a signature from further ahead than this is as suspect as a stale one.
 FUTURE_SKEW_SECONDS = 60
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds stay under 12 digits until the year 33658
+# SendGrid's events are flat objects (custom args one level down); an item nested deeper
+# than this is not theirs, and is skipped rather than stored.
+MAX_ITEM_DEPTH = 8
 
 # The custom arg that carries Message.public_token (the sending module sets it on each
 # personalization; SendGrid puts custom_args at the top level of each event). Opaque and
@@ -104,7 +108,9 @@ def verify(
     timestamp = header(headers, TIMESTAMP_HEADER)
     if not signature or not timestamp:
         raise Rejected("missing signature")
-    if not timestamp.isdigit():
+    # ASCII digits of a plausible length: str.isdigit() also accepts "²" and "١", which
+    # int() refuses, and int() refuses more than 4,300 digits.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
         raise Rejected("bad timestamp")
     age = now.timestamp() - int(timestamp)
     if age > max_age_seconds or age < -FUTURE_SKEW_SECONDS:
@@ -140,14 +146,28 @@ def parse(body: bytes, now: datetime) -> list[NormalizedEvent]:
         batch = json.loads(body)
     except ValueError:
         raise BadPayload("body is not JSON") from None
+    except RecursionError:  # the C decoder's own depth guard, not a crash
+        raise BadPayload("body is nested too deeply") from None
     if not isinstance(batch, list):
         raise BadPayload("expected a JSON array of events")
-    parsed = (event_from(item, now) for item in batch if isinstance(item, dict))
-    return [ev for ev in parsed if ev is not None]
+    events = []
+    for position, item in enumerate(batch):
+        if not isinstance(item, dict):
+            continue
+        try:
+            ev = event_from(item, now)
+        except ValueError as exc:  # UncleanText or nesting: this item only, never the batch
+            log.warning("sendgrid event %d of the batch skipped: %s", position, exc)
+            continue
+        if ev is not None:
+            events.append(ev)
+    return events
 
 
 def event_from(item: Mapping, now: datetime) -> NormalizedEvent | None:
     """One object of a batch; None for events we do not map."""
+    if _deeper_than(item, MAX_ITEM_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_ITEM_DEPTH} levels")
     name = str(item.get("event") or "").lower()
     kind = EVENT_TYPES.get(f"{name}/{item.get('type')}") or EVENT_TYPES.get(name)
     if kind is None:
@@ -164,7 +184,7 @@ def event_from(item: Mapping, now: datetime) -> NormalizedEvent | None:
     return NormalizedEvent(
         provider=PROVIDER,
         channel=CHANNEL,
-        provider_event_id=event_id[:120],
+        provider_event_id=event_id,  # an over-long one is not SendGrid's: skipped
         type=kind,
         reference=ref if isinstance(ref, str) else None,
         provider_message_id=_str_or_none(item.get("sg_message_id")),
@@ -175,6 +195,21 @@ def event_from(item: Mapping, now: datetime) -> NormalizedEvent | None:
         automated=item.get("sg_machine_open") in (True, "true", 1, "1"),
         raw=dict(item),
     )
+
+
+def _deeper_than(value, limit: int) -> bool:
+    """Whether lists and objects in `value` nest more than `limit` levels (iteratively,
+    so the check itself cannot recurse too deep)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in node)
+    return False
 
 
 def _drop_is_about_the_address(reason) -> bool:

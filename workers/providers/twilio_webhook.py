@@ -10,6 +10,8 @@ workers/providers/twilio.py.
         MessageStatus mapped onto EventType; an error code that means the recipient
         opted out (21610) flagged
     parse_inbound(form) -> InboundText
+        both raise BadPayload for a signed form whose ids or error code are not plain
+        text (a 200-character or NUL-bearing MessageSid): the request is refused whole
 
 `url` is the URL Twilio requested, as the public sees it (PUBLIC_BASE_URL + path +
 query): behind a proxy the host and scheme a server sees are the proxy's, and a client
@@ -29,9 +31,10 @@ from urllib.parse import parse_qsl
 from twilio.request_validator import RequestValidator
 
 from campaigns.states import EventType as E
+from campaigns.text import UncleanText
 from campaigns.tracking.events import NormalizedEvent
 from campaigns.tracking.inbound import InboundText
-from workers.providers.webhook_base import NotConfigured, Rejected, header
+from workers.providers.webhook_base import BadPayload, NotConfigured, Rejected, header
 
 log = logging.getLogger(__name__)
 
@@ -117,28 +120,37 @@ def parse_status(form: Mapping[str, str], ref: str | None, now: datetime) -> lis
         log.info("twilio status %r ignored: not mapped or no MessageSid", status)
         return []
     error = form.get("ErrorCode") or None
-    return [
-        NormalizedEvent(
-            provider=PROVIDER,
-            channel=CHANNEL,
-            provider_event_id=f"{sid}:{status}",
-            type=kind,
-            reference=ref or None,
-            provider_message_id=sid,
-            occurred_at=now,  # status callbacks carry no event time
-            error_code=error,
-            recipient_opted_out=error in OPTED_OUT_ERRORS,
-            raw=dict(form),
-        )
-    ]
+    try:
+        return [_status_event(form, sid, status, kind, ref, error, now)]
+    except UncleanText as exc:
+        # One callback is one event: a malformed one is refused whole, never half-stored.
+        raise BadPayload(str(exc)) from None
+
+
+def _status_event(form, sid, status, kind, ref, error, now) -> NormalizedEvent:
+    return NormalizedEvent(
+        provider=PROVIDER,
+        channel=CHANNEL,
+        provider_event_id=f"{sid}:{status}",
+        type=kind,
+        reference=ref or None,
+        provider_message_id=sid,
+        occurred_at=now,  # status callbacks carry no event time
+        error_code=error,
+        recipient_opted_out=error in OPTED_OUT_ERRORS,
+        raw=dict(form),
+    )
 
 
 def parse_inbound(form: Mapping[str, str]) -> InboundText:
-    """A text someone sent to one of our numbers."""
-    return InboundText(
-        provider=PROVIDER,
-        from_number=form.get("From", ""),
-        body=form.get("Body", ""),
-        message_id=form.get("MessageSid") or form.get("SmsSid") or None,
-        raw=dict(form),
-    )
+    """A text someone sent to one of our numbers; BadPayload for a malformed MessageSid."""
+    try:
+        return InboundText(
+            provider=PROVIDER,
+            from_number=form.get("From", ""),
+            body=form.get("Body", ""),
+            message_id=form.get("MessageSid") or form.get("SmsSid") or None,
+            raw=dict(form),
+        )
+    except UncleanText as exc:
+        raise BadPayload(str(exc)) from None
