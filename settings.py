@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # Who confirms a STOP or START: we do ("ours", in the person's language), or the
     # messaging service's own opt-out handling does ("service"; then ours would be refused).
     sms_opt_out_replies: Literal["ours", "service"] = "ours"
+    # Sign-up: at most one confirmation mail per address in this many seconds, and how
+    # long a sign-up never confirmed is kept before it is removed.
+    confirmation_resend_seconds: int = Field(900, ge=60)
+    pending_retention_days: int = Field(30, ge=1)
 
     # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
     double_opt_in: bool = True
