@@ -137,3 +137,9 @@ def test_the_admin_inbox_page_shows_texts_escaped_and_handles_them(
             == 0
         )
     assert "drip_inbox_open 0" in client.get("/metrics", headers=AUTH).text
+
+
+def test_a_text_with_control_characters_still_reaches_the_inbox(factory, clock):
+    text(factory, clock, "hi\x00 there\x07, is this\nLunara?")
+    (item,) = items(factory)
+    assert item.body == "hi there, is this\nLunara?"

@@ -34,7 +34,9 @@ def add(session: Session, event: Event, phone: str, body: str) -> InboxItem:
         event_id=event.id,
         subscriber_id=event.subscriber_id,
         phone=phone,
-        body=body[:2000],
+        # Whatever a phone sends, the column takes: control characters (NUL, which
+        # PostgreSQL text refuses) go; the provider's payload keeps the text as it came.
+        body="".join(c for c in body if c.isprintable() or c in "\n\t")[:2000],
         status=InboxStatus.OPEN,
         created_at=event.received_at,
     )
