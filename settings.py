@@ -134,6 +134,14 @@ class Settings(BaseSettings):
     # Who confirms a STOP or START: we do ("ours", in the person's language), or the
     # messaging service's own opt-out handling does ("service"; then ours would be refused).
     sms_opt_out_replies: Literal["ours", "service"] = "ours"
+    # Sign-up: at most one confirmation mail per address in this many seconds, and how
+    # long a sign-up never confirmed is kept before it is removed.
+    confirmation_resend_seconds: int = Field(900, ge=60)
+    # How often one client, address or phone may sign up (the `limits` library's notation).
+    signup_limit_per_client: str = "5/minute;30/hour"
+    signup_limit_per_address: str = "3/hour;10/day"
+    join_limit_per_number: str = "3/hour;10/day"
+    pending_retention_days: int = Field(30, ge=1)
 
     # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
     double_opt_in: bool = True
@@ -163,6 +171,17 @@ class Settings(BaseSettings):
         if value.startswith(("postgresql://", "postgres://")):
             # psycopg 3 is the installed driver; spare operators the dialect suffix.
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("signup_limit_per_client", "signup_limit_per_address", "join_limit_per_number")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a limit like '5/minute;30/hour'") from None
         return value
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ PAGES = [
     "/admin",
     "/admin/campaigns/quick",
     "/admin/contact-requests",
+    "/admin/inbox",
     "/admin/outbox",
     "/admin/channels",
 ]

@@ -51,6 +51,7 @@ from campaigns.reporting.overview import read_status
 from campaigns.reporting.provider_health import provider_health
 from campaigns.states import CHANNELS, MessageStatus
 from campaigns.text import UncleanText
+from campaigns.tracking import inbox
 from web.render import pages
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,30 @@ def mark_contact_request(
     except contact_queue.QueueError as exc:
         return _notice("Not changed", str(exc), back=back, status=400)
     return _notice("Contact request updated", f"Request {request_id} is now {status}.", back=back)
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+def inbox_page(request: Request, user: AdminUser) -> HTMLResponse:
+    state = _state(request)
+    with state.factory() as session:
+        items = inbox.listing(session)
+    return _render("admin_inbox.html", title="Inbox", user=user, items=items, now=state.clock.now())
+
+
+@router.post("/inbox/{item_id}", response_class=HTMLResponse, dependencies=[SameOrigin])
+def handle_inbox_item(
+    request: Request, item_id: str, user: AdminUser, action: Annotated[str, Form()] = ""
+) -> HTMLResponse:
+    state = _state(request)
+    back = "/admin/inbox"
+    try:
+        with transaction(state.factory) as session:
+            item = inbox.handle(session, state.clock, item_id, action, by=f"admin:{user}")
+            status = item.status
+    except inbox.InboxError as exc:
+        return _notice("Not changed", str(exc), back=back, status=400)
+    said = "treated as an opt-out: no more texts" if action == "opt_out" else "marked done"
+    return _notice("Text handled", f"Text {item_id} {said}.", back=back, detail=status)
 
 
 @router.get("/outbox", response_class=HTMLResponse)

@@ -62,6 +62,8 @@ TEXT = {
         "confirm_ask": "Press the button to confirm that you want to receive lessons from {brand}.",
         "confirm_button": "Confirm",
         "confirm_done": "Thank you, your email is confirmed. Your first lesson is on its way.",
+        "too_many": "Too many sign-ups were sent from here or for this address. "
+        "Please try again in {minutes} minutes.",
     },
     "es": {
         "invalid": "Este enlace no es válido. Puede estar incompleto o haber vencido.",
@@ -124,6 +126,8 @@ TEXT = {
         "confirm_ask": "Presiona el botón para confirmar que quieres recibir las clases de {brand}.",
         "confirm_button": "Confirmar",
         "confirm_done": "Gracias, tu correo está confirmado. Tu primera clase va en camino.",
+        "too_many": "Se enviaron demasiadas inscripciones desde aquí o para esta dirección. "
+        "Inténtalo de nuevo en {minutes} minutos.",
     },
 }
 

@@ -209,6 +209,16 @@ def _database_metrics(request: Request, out: Exposition) -> bool:
         "How long the oldest unhandled contact request has waited; 0 when none.",
         [({}, (now - oldest_open).total_seconds() if oldest_open else 0.0)],
     )
+    out.gauge(
+        "drip_inbox_open",
+        "Texts from people that are neither a keyword nor an opt-out, waiting for a person.",
+        [({}, status.inbox.count)],
+    )
+    out.gauge(
+        "drip_inbox_oldest_open_age_seconds",
+        "How long the oldest unread text has waited; 0 when none.",
+        [({}, (now - status.inbox.oldest).total_seconds() if status.inbox.oldest else 0.0)],
+    )
     outcome_samples = []
     for c in channels:
         h = health.get(c) or ChannelHealth(c)

@@ -17,6 +17,8 @@ once after the commit (the tests capture it that way).
 from __future__ import annotations
 
 import logging
+import math
+import re
 from types import SimpleNamespace
 
 from fastapi import APIRouter, Request
@@ -160,6 +162,9 @@ async def signup_submit(request: Request) -> HTMLResponse:
     channels = tuple(c for c in CHANNELS if values[f"channel_{c}"])
     settings = request.app.state.settings
     deps = _deps(request)
+    wait = _over_limit(request, values["email"], values["phone"])
+    if wait is not None:
+        return _too_many(request, lang, wait)
 
     def act() -> signup.SignupResult:
         with transaction(request.app.state.factory) as session:
@@ -200,6 +205,33 @@ async def signup_submit(request: Request) -> HTMLResponse:
         "signup_title",
         message=t["signup_check_email"] if waiting else t["signup_done"],
     )
+
+
+def _over_limit(request: Request, email: str, phone: str) -> float | None:
+    """Seconds to wait when this client, or this address, has signed up too often."""
+    limits = request.app.state.runtime.request_limits
+    client = request.client.host if request.client else "unknown"
+    wait = limits.hit("signup_client", client)
+    # One address however it is typed: case for email, the digits of a phone number.
+    for key in (email.lower(), re.sub(r"\D", "", phone)):
+        if wait is None and key:
+            wait = limits.hit("signup_address", key)
+    return wait
+
+
+def _too_many(request: Request, lang: str, wait: float) -> HTMLResponse:
+    t = words(lang, request.app.state.settings.brand_name)
+    minutes = max(1, math.ceil(wait / 60))
+    response = _page(
+        request,
+        "notice.html",
+        lang,
+        "signup_title",
+        status=429,
+        message=t["too_many"].format(minutes=minutes),
+    )
+    response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
 
 
 def _send_confirmation(request: Request, result: signup.SignupResult) -> None:

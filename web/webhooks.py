@@ -32,6 +32,7 @@ from campaigns.db import transaction
 from campaigns.delivery.composing import STATUS_REF_PURPOSE
 from campaigns.intake import signup
 from campaigns.links import BadToken
+from campaigns.redact import mask
 from campaigns.tracking.events import NormalizedEvent, record_event
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms, help_text
 from campaigns.tracking.keywords import keyword
@@ -122,6 +123,12 @@ def _inbound(state, text: InboundText) -> str | None:
     registry, policy = state.registry, state.policy
 
     def join(session, phone: str, body: str, message_sid: str | None) -> str | None:
+        if signup.JOIN_WORDS.get(keyword(body)) is None:
+            return None
+        if state.runtime.request_limits.hit("join_number", phone) is not None:
+            # A number sending JOIN again and again: no more replies; a person sees it.
+            log.warning("JOIN from %s over its limit", mask(phone))
+            return None
         enrolled = signup.signup_by_sms(
             session,
             state.clock,

@@ -74,6 +74,13 @@ class Runtime:
         return build_limiters(self.settings)
 
     @cached_property
+    def request_limits(self):
+        """Sign-up and JOIN limits per client, address and number (workers.request_limits)."""
+        from workers.request_limits import build_request_limits
+
+        return build_request_limits(self.settings)
+
+    @cached_property
     def send(self) -> SendContext:
         s = self.settings
         return SendContext(

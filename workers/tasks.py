@@ -7,14 +7,17 @@ A database hiccup retries the task a few times within seconds; every other rule
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy.exc import OperationalError
 
 from campaigns.care.notifications import announce_contact_requests
+from campaigns.db import transaction
 from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
 from campaigns.delivery.work import Work
 from campaigns.intake.confirmations import send_confirmations
+from campaigns.intake.retention import remove_unconfirmed
 from campaigns.states import CHANNELS
 from settings import Settings
 from workers.app import app
@@ -67,7 +70,7 @@ def reap() -> dict:
 @app.task(name="drip.notify", **_DB_RETRY)
 def notify() -> dict:
     """Emails that wait in the database until sent: call-request notices for the care team
-    and double opt-in confirmations."""
+    and double opt-in confirmations; and sign-ups never confirmed, removed when too old."""
     rt = runtime()
     s = rt.settings
     announced = announce_contact_requests(
@@ -82,8 +85,11 @@ def notify() -> dict:
         brand=s.brand_name,
         postal_address=s.postal_address,
         base_url=s.public_base_url,
+        resend_after=timedelta(seconds=s.confirmation_resend_seconds),
     )
-    return {"contact_requests": announced, "confirmations": confirmations}
+    with transaction(rt.factory) as session:
+        removed = remove_unconfirmed(session, rt.clock, timedelta(days=s.pending_retention_days))
+    return {"contact_requests": announced, "confirmations": confirmations, "removed": removed}
 
 
 @app.task(name="drip.send_email", **_DB_RETRY)

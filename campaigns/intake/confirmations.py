@@ -8,6 +8,7 @@ next pass and an outcome that may have gone out is never repeated.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +18,8 @@ from campaigns.db import transaction
 from campaigns.delivery.one_offs import OneOff, mail_claimed
 from campaigns.delivery.providers import OutgoingEmail
 from campaigns.intake.signup import confirm_token, confirm_url, confirmation_email
-from campaigns.models import Subscriber
+from campaigns.models import Subscriber, Suppression
+from campaigns.states import Channel, SubscriberStatus
 
 
 def send_confirmations(
@@ -30,19 +32,33 @@ def send_confirmations(
     brand: str,
     postal_address: str,
     base_url: str,
+    resend_after: timedelta = timedelta(minutes=15),
     limit: int = 200,
 ) -> int:
     """Mail every double opt-in confirmation asked for since the last one was sent.
-    Claimed first (confirmation_sent_at set), then mailed outside any transaction."""
+    Claimed first (confirmation_sent_at set), then mailed outside any transaction.
+
+    Against mail bombing (a form posted again and again with someone's address): at most
+    one confirmation per address every `resend_after`, the latest request answered when
+    that has passed, and none at all to an address that unsubscribed from everything or is
+    suppressed (a bounce, a complaint, an opt-out)."""
     now = clock.now()
+    suppressed = select(Suppression.id).where(
+        Suppression.channel == Channel.EMAIL, Suppression.address == Subscriber.email
+    )
     with transaction(factory) as session:
         query = (
             select(Subscriber)
             .where(
                 Subscriber.confirmation_requested_at.is_not(None),
                 Subscriber.email.is_not(None),
+                Subscriber.status != SubscriberStatus.UNSUBSCRIBED,
+                ~suppressed.exists(),
                 (Subscriber.confirmation_sent_at.is_(None))
-                | (Subscriber.confirmation_sent_at < Subscriber.confirmation_requested_at),
+                | (
+                    (Subscriber.confirmation_sent_at < Subscriber.confirmation_requested_at)
+                    & (Subscriber.confirmation_sent_at <= now - resend_after)
+                ),
             )
             .order_by(Subscriber.confirmation_requested_at)
             .limit(limit)

@@ -1,4 +1,5 @@
-"""What ops asks first: how much is due, how late is the oldest, where messages stand."""
+"""What ops asks first: how much is due, how late is the oldest, where messages stand,
+and how many texts from people wait for someone to read them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from campaigns.clock import Clock
 from campaigns.models import Enrollment, Message
 from campaigns.states import TERMINAL, WAITING, EnrollmentStatus, MessageStatus
+from campaigns.tracking import inbox
 
 
 @dataclass
@@ -19,6 +21,7 @@ class Status:
     enrollments: dict[str, int] = field(default_factory=dict)
     # (campaign, step, channel): {status: count}
     by_step: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
+    inbox: inbox.Waiting = field(default_factory=lambda: inbox.Waiting(0, None))
 
     @property
     def by_channel(self) -> dict[tuple[str, str], int]:
@@ -73,4 +76,4 @@ def read_status(session: Session, clock: Clock) -> Status:
     ).all()
     for campaign, step, channel, status, n in rows:
         by_step.setdefault((campaign, step, channel), {})[status] = n
-    return Status(backlog, age, enrollments, by_step)
+    return Status(backlog, age, enrollments, by_step, inbox.waiting(session))

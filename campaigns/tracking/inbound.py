@@ -10,7 +10,7 @@ everything else kept for a person to read (invariant 12).
                 unknown number suppressed), confirmed in the person's language
                 START ─► resubscribed (or the number's own STOP lifted), confirmed
                 JOIN ─► signed up, through the `join` the caller passes in
-                anything else ─► stored only, for the care team
+                anything else ─► the inbox, for the care team (campaigns.tracking.inbox)
 
 No HTTP and no provider here: the provider's webhook module turns its form into an
 InboundText, and the route answers in the provider's format.
@@ -34,6 +34,7 @@ from campaigns.models import Event, Subscriber
 from campaigns.redact import mask
 from campaigns.states import Channel, EventType
 from campaigns.text import plain_id
+from campaigns.tracking import inbox
 from campaigns.tracking.keywords import Intent, asks_to_stop, intent, keyword
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,9 @@ def handle_inbound_sms(
         if reply:
             log.info("JOIN from %s", mask(phone))
             return reply
+    # Anything else a person writes waits for a person (invariant 12).
     session.flush()
+    inbox.add(session, row, phone, text.body or "")
     return None
 
 

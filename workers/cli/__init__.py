@@ -4,6 +4,7 @@
     sequences.py  campaigns validate | lint | preview | diff | test-send
     delivery.py   enroll, status, channels list | pause | resume, outbox list | settle
     reports.py    report, contacts
+    inbox.py      inbox (texts waiting for a person)
     imports.py    import
     processes.py  worker, beat, web, demo
 
@@ -19,6 +20,7 @@ from workers.cli.context import Drip
 from workers.cli.database import db_group
 from workers.cli.delivery import channels_group, enroll, outbox_group, status
 from workers.cli.imports import import_command
+from workers.cli.inbox import inbox_command
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import contacts_command, report_command
 from workers.cli.sequences import campaigns_group
@@ -41,6 +43,7 @@ for command in (
     outbox_group,
     report_command,
     contacts_command,
+    inbox_command,
     import_command,
     worker,
     beat,

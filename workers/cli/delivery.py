@@ -81,6 +81,7 @@ def status(drip: Drip, as_json) -> None:
                     "oldest_due_age_seconds": st.oldest_due_age_seconds,
                     "enrollments": st.enrollments,
                     "messages": st.messages,
+                    "inbox_waiting": st.inbox.count,
                     "queues": depths,
                 }
             )
@@ -96,6 +97,11 @@ def status(drip: Drip, as_json) -> None:
         "messages:    " + (", ".join(f"{k} {v}" for k, v in sorted(st.messages.items())) or "none")
     )
     click.echo("queues:      " + ", ".join(f"{k} {v}" for k, v in depths.items()))
+    if st.inbox.count:
+        waited = (rt.clock.now() - st.inbox.oldest).total_seconds()
+        click.echo(f"inbox:       {st.inbox.count} text(s) wait for a person, oldest {waited:.0f}s")
+    else:
+        click.echo("inbox:       nothing waits")
 
 
 @click.group("channels")
