@@ -98,6 +98,7 @@ def test_form_shows_the_sms_consent_wording_in_each_language(client):
 def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, registry, policy):
     done = client.post("/signup", data=ANA)
     assert done.status_code == 200 and "check your email" in done.text
+    assert "reply YES" in done.text  # the phone confirms itself too
     sub = ana(factory)
     assert (sub.status, sub.phone, sub.timezone, sub.first_name) == (
         "pending",
@@ -105,16 +106,16 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
         "America/Chicago",
         "Ana",
     )
+    assert sub.sms_confirmation_requested_at == clock.now()
     with factory() as s:
-        (sms,) = s.scalars(select(ConsentRecord)).all()
+        assert s.scalars(select(ConsentRecord)).all() == []  # a typed phone proves nothing
         assert not has_consent(s, sub.id, "email")
-    assert (sms.channel, sms.action, sms.source) == ("sms", "granted", "form")
-    assert sms.evidence["sms_consent_text"] == SMS_WORDING and sms.evidence["via"] == "signup_form"
     assert count(factory, Enrollment.id) == 0
 
     ((to, email),) = mailbox
     assert to == "ana@example.com"
     assert email.subject == "Please confirm your email for Lunara"  # nothing about health
+    assert "Hi there," in email.text and "Ana" not in email.text  # greets nobody by name
     path = confirm_path(mailbox)
     assert path in email.html and sub.public_token in path and "@" not in path
 
@@ -127,7 +128,7 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
     sub = ana(factory)
     assert sub.status == "active"
     with factory() as s:
-        assert has_consent(s, sub.id, "email") and has_consent(s, sub.id, "sms")
+        assert has_consent(s, sub.id, "email") and not has_consent(s, sub.id, "sms")
         grant = s.scalar(select(ConsentRecord).where(ConsentRecord.channel == "email"))
         (enrollment,) = s.scalars(select(Enrollment)).all()
     assert grant.source == "double_opt_in" and grant.evidence["method"] == "double_opt_in"
@@ -139,10 +140,27 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
     )
 
     assert client.post(path).status_code == 200  # confirming twice is fine
-    assert count(factory, Enrollment.id) == 1 and count(factory, ConsentRecord.id) == 2
+    assert count(factory, Enrollment.id) == 1 and count(factory, ConsentRecord.id) == 1
     with transaction(factory) as s:
         work = claim_due(s, clock, registry, policy)
-    assert (len(work.email), len(work.sms)) == (1, 1)  # the first lesson goes out on both
+    assert (len(work.email), len(work.sms)) == (1, 0)  # no lesson text before YES
+
+    with transaction(factory) as s:
+        answered = signup.confirm_by_sms(
+            s,
+            clock,
+            registry,
+            policy,
+            "+12025550143",
+            "Yes",
+            campaign_key="tiny",
+            message_sid="SM9",
+        )
+    assert answered.id == enrollment.id
+    with factory() as s:
+        assert has_consent(s, sub.id, "sms")
+        grant = s.scalar(select(ConsentRecord).where(ConsentRecord.channel == "sms"))
+    assert (grant.source, grant.evidence["message_sid"]) == ("sms_double_opt_in", "SM9")
 
 
 def test_forged_or_mangled_confirm_links_are_refused_and_change_nothing(client, factory, mailbox):
@@ -204,7 +222,7 @@ def test_signing_up_again_duplicates_nothing_and_reveals_nothing(client, factory
     client.post(confirm_path(mailbox))
     again = client.post("/signup", data=dict(ANA, first_name="Mallory", timezone="America/Denver"))
     stranger = client.post(
-        "/signup", data=dict(ANA, email="new@example.com", phone="", channel_sms="")
+        "/signup", data=dict(ANA, email="new@example.com", phone="(202) 555-0188")
     )
     assert first.text == again.text == stranger.text  # the same answer, known or not
     sub = ana(factory)
@@ -215,7 +233,7 @@ def test_signing_up_again_duplicates_nothing_and_reveals_nothing(client, factory
     )  # not overwritten
     assert count(factory, Subscriber.id) == 2
     assert count(factory, Enrollment.id) == 1
-    assert count(factory, ConsentRecord.id, ConsentRecord.subscriber_id == sub.id) == 2
+    assert count(factory, ConsentRecord.id, ConsentRecord.subscriber_id == sub.id) == 1
     assert [to for to, _ in mailbox] == [
         "ana@example.com",
         "new@example.com",
@@ -250,7 +268,9 @@ def test_an_unsubscribed_address_may_come_back_by_confirming_a_bounced_one_is_no
     assert "check your email" in page.text and len(mailbox) == 2  # never mail a bounced address
 
 
-def test_without_double_opt_in_sign_up_enrolls_at_once(factory, clock, defs, mailbox):
+def test_without_double_opt_in_sign_up_enrolls_at_once_but_texts_only_after_yes(
+    factory, clock, defs, mailbox
+):
     client = make_client(factory, clock, defs, mailbox, double_opt_in=False)
     done = client.post("/signup", data=ANA)
     assert "Your first lesson is on its way" in done.text and mailbox == []
@@ -259,8 +279,9 @@ def test_without_double_opt_in_sign_up_enrolls_at_once(factory, clock, defs, mai
         assert (
             sub.status == "active"
             and has_consent(s, sub.id, "email")
-            and has_consent(s, sub.id, "sms")
+            and not has_consent(s, sub.id, "sms")
         )
+    assert sub.sms_confirmation_requested_at is not None
     assert client.post("/signup", data=ANA).text == done.text
     assert count(factory, Subscriber.id) == 1 and count(factory, Enrollment.id) == 1
 
@@ -398,12 +419,11 @@ def test_confirmation_email_in_spanish_from_the_shipped_templates():
         brand="Lunara",
         postal_address="1 Test Street",
         locale="es-MX",
-        first_name="Ana",
         url=f"{BASE}/confirm/abc.def",
     )
     assert email.subject == "Confirma tu correo para Lunara"
     assert (
-        "Hola Ana:" in email.text
+        "Hola:" in email.text
         and f"{BASE}/confirm/abc.def" in email.text
         and "1 Test Street" in email.text
     )

@@ -14,7 +14,7 @@ from campaigns.care.notifications import announce_contact_requests
 from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
 from campaigns.delivery.work import Work
-from campaigns.intake.confirmations import send_confirmations
+from campaigns.intake.confirmations import send_confirmations, send_text_confirmations
 from campaigns.states import CHANNELS
 from settings import Settings
 from workers.app import app
@@ -67,7 +67,7 @@ def reap() -> dict:
 @app.task(name="drip.notify", **_DB_RETRY)
 def notify() -> dict:
     """Emails that wait in the database until sent: call-request notices for the care team
-    and double opt-in confirmations."""
+    and double opt-in confirmations (the confirm-link mails, the "reply YES" texts)."""
     rt = runtime()
     s = rt.settings
     announced = announce_contact_requests(
@@ -83,7 +83,14 @@ def notify() -> dict:
         postal_address=s.postal_address,
         base_url=s.public_base_url,
     )
-    return {"contact_requests": announced, "confirmations": confirmations}
+    texts = send_text_confirmations(
+        rt.factory, rt.clock, rt.sms_provider, rt.policy, brand=s.brand_name
+    )
+    return {
+        "contact_requests": announced,
+        "confirmations": confirmations,
+        "text_confirmations": texts,
+    }
 
 
 @app.task(name="drip.send_email", **_DB_RETRY)
