@@ -24,6 +24,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.drop_column('sms_confirmation_sent_at')
-        batch_op.drop_column('sms_confirmation_requested_at')
+    # Plain ALTER TABLE (SQLite 3.35+ has DROP COLUMN): a batch would copy and drop the
+    # subscribers table, which the rows of other tables point at.
+    op.execute('ALTER TABLE subscribers DROP COLUMN sms_confirmation_sent_at')
+    op.execute('ALTER TABLE subscribers DROP COLUMN sms_confirmation_requested_at')
