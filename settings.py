@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -145,6 +146,9 @@ class Settings(BaseSettings):
 
     # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
     double_opt_in: bool = True
+    # Countries (ISO 3166 codes, comma-separated) whose mobile numbers the form accepts
+    # for texts; a number elsewhere, or not a mobile, is refused (SMS pumping, TCPA).
+    sms_allowed_countries: str = "US,CA"
     signup_campaign: str = "hip_and_back"
 
     @field_validator("default_timezone")
@@ -155,6 +159,21 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
+
+    @field_validator("sms_allowed_countries")
+    @classmethod
+    def _countries(cls, value: str) -> str:
+        codes = [c.strip().upper() for c in value.split(",") if c.strip()]
+        unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+        if not codes or unknown:
+            raise ValueError(
+                f"give ISO country codes like US,CA (unknown: {', '.join(unknown) or 'none given'})"
+            )
+        return ",".join(dict.fromkeys(codes))
+
+    @property
+    def sms_countries(self) -> tuple[str, ...]:
+        return tuple(self.sms_allowed_countries.split(","))
 
     @field_validator("public_base_url")
     @classmethod

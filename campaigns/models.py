@@ -80,6 +80,10 @@ class Subscriber(Base):
     # to the provider; the notify task sends whenever the request is newer than the send.
     confirmation_requested_at: Mapped[datetime | None]
     confirmation_sent_at: Mapped[datetime | None]
+    # SMS double opt-in for a phone given on the form: when a "reply YES" text was asked
+    # for (cleared when the phone answers YES), and when one was last handed to the provider.
+    sms_confirmation_requested_at: Mapped[datetime | None]
+    sms_confirmation_sent_at: Mapped[datetime | None]
     # Random, unguessable; links carry tokens signed over it, never the id or address.
     public_token: Mapped[str] = mapped_column(String(43), unique=True)
     created_at: Mapped[datetime]

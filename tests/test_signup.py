@@ -19,7 +19,7 @@ from campaigns.delivery.claiming import claim_due
 from campaigns.intake import signup
 from campaigns.links import Signer
 from campaigns.models import ConsentRecord, Enrollment, Subscriber
-from settings import ROOT, load_settings
+from settings import ROOT, SettingsError, load_settings
 from tests.conftest import FIXTURES
 from web.app import create_app
 
@@ -98,6 +98,7 @@ def test_form_shows_the_sms_consent_wording_in_each_language(client):
 def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, registry, policy):
     done = client.post("/signup", data=ANA)
     assert done.status_code == 200 and "check your email" in done.text
+    assert "reply YES" in done.text  # the phone confirms itself too
     sub = ana(factory)
     assert (sub.status, sub.phone, sub.timezone, sub.first_name) == (
         "pending",
@@ -105,16 +106,16 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
         "America/Chicago",
         "Ana",
     )
+    assert sub.sms_confirmation_requested_at == clock.now()
     with factory() as s:
-        (sms,) = s.scalars(select(ConsentRecord)).all()
+        assert s.scalars(select(ConsentRecord)).all() == []  # a typed phone proves nothing
         assert not has_consent(s, sub.id, "email")
-    assert (sms.channel, sms.action, sms.source) == ("sms", "granted", "form")
-    assert sms.evidence["sms_consent_text"] == SMS_WORDING and sms.evidence["via"] == "signup_form"
     assert count(factory, Enrollment.id) == 0
 
     ((to, email),) = mailbox
     assert to == "ana@example.com"
     assert email.subject == "Please confirm your email for Lunara"  # nothing about health
+    assert "Hi there," in email.text and "Ana" not in email.text  # greets nobody by name
     path = confirm_path(mailbox)
     assert path in email.html and sub.public_token in path and "@" not in path
 
@@ -127,7 +128,7 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
     sub = ana(factory)
     assert sub.status == "active"
     with factory() as s:
-        assert has_consent(s, sub.id, "email") and has_consent(s, sub.id, "sms")
+        assert has_consent(s, sub.id, "email") and not has_consent(s, sub.id, "sms")
         grant = s.scalar(select(ConsentRecord).where(ConsentRecord.channel == "email"))
         (enrollment,) = s.scalars(select(Enrollment)).all()
     assert grant.source == "double_opt_in" and grant.evidence["method"] == "double_opt_in"
@@ -139,10 +140,27 @@ def test_double_opt_in_from_form_to_enrollment(client, factory, mailbox, clock, 
     )
 
     assert client.post(path).status_code == 200  # confirming twice is fine
-    assert count(factory, Enrollment.id) == 1 and count(factory, ConsentRecord.id) == 2
+    assert count(factory, Enrollment.id) == 1 and count(factory, ConsentRecord.id) == 1
     with transaction(factory) as s:
         work = claim_due(s, clock, registry, policy)
-    assert (len(work.email), len(work.sms)) == (1, 1)  # the first lesson goes out on both
+    assert (len(work.email), len(work.sms)) == (1, 0)  # no lesson text before YES
+
+    with transaction(factory) as s:
+        answered = signup.confirm_by_sms(
+            s,
+            clock,
+            registry,
+            policy,
+            "+12025550143",
+            "Yes",
+            campaign_key="tiny",
+            message_sid="SM9",
+        )
+    assert answered.id == enrollment.id
+    with factory() as s:
+        assert has_consent(s, sub.id, "sms")
+        grant = s.scalar(select(ConsentRecord).where(ConsentRecord.channel == "sms"))
+    assert (grant.source, grant.evidence["message_sid"]) == ("sms_double_opt_in", "SM9")
 
 
 def test_forged_or_mangled_confirm_links_are_refused_and_change_nothing(client, factory, mailbox):
@@ -204,7 +222,7 @@ def test_signing_up_again_duplicates_nothing_and_reveals_nothing(client, factory
     client.post(confirm_path(mailbox))
     again = client.post("/signup", data=dict(ANA, first_name="Mallory", timezone="America/Denver"))
     stranger = client.post(
-        "/signup", data=dict(ANA, email="new@example.com", phone="", channel_sms="")
+        "/signup", data=dict(ANA, email="new@example.com", phone="(202) 555-0188")
     )
     assert first.text == again.text == stranger.text  # the same answer, known or not
     sub = ana(factory)
@@ -215,7 +233,7 @@ def test_signing_up_again_duplicates_nothing_and_reveals_nothing(client, factory
     )  # not overwritten
     assert count(factory, Subscriber.id) == 2
     assert count(factory, Enrollment.id) == 1
-    assert count(factory, ConsentRecord.id, ConsentRecord.subscriber_id == sub.id) == 2
+    assert count(factory, ConsentRecord.id, ConsentRecord.subscriber_id == sub.id) == 1
     assert [to for to, _ in mailbox] == [
         "ana@example.com",
         "new@example.com",
@@ -250,7 +268,9 @@ def test_an_unsubscribed_address_may_come_back_by_confirming_a_bounced_one_is_no
     assert "check your email" in page.text and len(mailbox) == 2  # never mail a bounced address
 
 
-def test_without_double_opt_in_sign_up_enrolls_at_once(factory, clock, defs, mailbox):
+def test_without_double_opt_in_sign_up_enrolls_at_once_but_texts_only_after_yes(
+    factory, clock, defs, mailbox
+):
     client = make_client(factory, clock, defs, mailbox, double_opt_in=False)
     done = client.post("/signup", data=ANA)
     assert "Your first lesson is on its way" in done.text and mailbox == []
@@ -259,8 +279,9 @@ def test_without_double_opt_in_sign_up_enrolls_at_once(factory, clock, defs, mai
         assert (
             sub.status == "active"
             and has_consent(s, sub.id, "email")
-            and has_consent(s, sub.id, "sms")
+            and not has_consent(s, sub.id, "sms")
         )
+    assert sub.sms_confirmation_requested_at is not None
     assert client.post("/signup", data=ANA).text == done.text
     assert count(factory, Subscriber.id) == 1 and count(factory, Enrollment.id) == 1
 
@@ -398,12 +419,11 @@ def test_confirmation_email_in_spanish_from_the_shipped_templates():
         brand="Lunara",
         postal_address="1 Test Street",
         locale="es-MX",
-        first_name="Ana",
         url=f"{BASE}/confirm/abc.def",
     )
     assert email.subject == "Confirma tu correo para Lunara"
     assert (
-        "Hola Ana:" in email.text
+        "Hola:" in email.text
         and f"{BASE}/confirm/abc.def" in email.text
         and "1 Test Street" in email.text
     )
@@ -454,3 +474,324 @@ def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
     text = parsed.get_body(("plain",)).get_content()
     link = re.search(r"https://care\.example(/confirm/[\w.-]+)", text)[1]
     assert client.post(link).status_code == 200 and count(factory, Enrollment.id) == 1
+
+
+# ---------------------------------------------------------------- half-known identities
+# A stranger types a patient's address beside one of their own. Each test fails on the
+# form that "filled blanks" (the new address joined the patient's record with consent).
+
+STRANGER_PHONE = "+12025550188"
+
+
+def staff_add(factory, clock, registry, policy, **person):
+    """A patient loaded by staff (as an import or `drip enroll` does), enrolled."""
+    from tests.helpers import add_and_enroll
+
+    sub_id, _ = add_and_enroll(factory, clock, registry, policy, **person)
+    return sub_id
+
+
+def record(factory, sub_id):
+    with factory() as s:
+        sub = s.get(Subscriber, sub_id)
+        consents = [
+            (c.channel, c.action)
+            for c in s.scalars(select(ConsentRecord).where(ConsentRecord.subscriber_id == sub_id))
+        ]
+        return (
+            sub.email,
+            sub.phone,
+            sub.first_name,
+            sub.timezone,
+            sub.locale,
+            sub.status,
+        ), consents
+
+
+def by_phone(factory, phone):
+    with factory() as s:
+        return s.scalar(select(Subscriber).where(Subscriber.phone == phone))
+
+
+def test_a_known_email_with_a_new_phone_never_puts_that_phone_on_the_patient(
+    client, factory, clock, registry, policy, mailbox
+):
+    patient = staff_add(
+        factory, clock, registry, policy, email="pat@example.com", first_name="Pat", locale="en"
+    )
+    before = record(factory, patient)
+    page = client.post(
+        "/signup",
+        data=dict(ANA, email="pat@example.com", phone="(202) 555-0188", first_name="Mallory"),
+    )
+    unknown = client.post(
+        "/signup", data=dict(ANA, email="nobody@example.com", phone="(202) 555-0177")
+    )
+    assert page.status_code == 200 and page.text == unknown.text  # reveals nobody
+    assert "Pat" not in page.text
+    assert record(factory, patient) == before  # no phone, consent, name, zone added
+    stranger = by_phone(factory, STRANGER_PHONE)
+    assert stranger.id != patient and stranger.email is None and stranger.status == "pending"
+    with transaction(factory) as s:
+        work = claim_due(s, clock, registry, policy)
+        assert not has_consent(s, stranger.id, "sms")
+    assert work.sms == []  # the patient's lesson is texted to nobody
+    assert all("Pat" not in email.text for _, email in mailbox)
+
+    # The stranger's phone proves itself: it gets a course of its own, never the patient's.
+    with transaction(factory) as s:
+        own = signup.confirm_by_sms(
+            s, clock, registry, policy, STRANGER_PHONE, "YES", campaign_key="tiny"
+        )
+    assert own.subscriber_id == stranger.id
+    assert record(factory, patient) == before
+
+
+def test_a_known_phone_with_a_new_email_never_puts_that_email_on_the_patient_or_greets_by_name(
+    client, factory, clock, registry, policy, mailbox
+):
+    patient = staff_add(
+        factory, clock, registry, policy, phone="+12025550143", first_name="Pat", locale="en"
+    )
+    before = record(factory, patient)
+    page = client.post("/signup", data=dict(ANA, email="evil@example.com", first_name=""))
+    assert page.status_code == 200 and "Pat" not in page.text
+    assert record(factory, patient) == before
+    ((to, email),) = mailbox
+    assert to == "evil@example.com" and "Pat" not in email.text and "Pat" not in email.html
+    assert "Hi there," in email.text
+
+    client.post(confirm_path(mailbox))  # the stranger confirms their own mailbox
+    assert record(factory, patient) == before
+    with factory() as s:
+        evil = s.scalar(select(Subscriber).where(Subscriber.email == "evil@example.com"))
+        assert evil.id != patient and evil.phone is None and has_consent(s, evil.id, "email")
+        enrolled = {e.subscriber_id for e in s.scalars(select(Enrollment))}
+    assert enrolled == {patient, evil.id}  # two courses, two people
+
+
+def test_an_email_and_a_phone_known_to_two_people_change_neither(
+    client, factory, clock, registry, policy, mailbox
+):
+    bo = staff_add(factory, clock, registry, policy, email="bo@example.com", first_name="Bo")
+    cy = staff_add(factory, clock, registry, policy, phone="+12025550143", first_name="Cy")
+    before = record(factory, bo), record(factory, cy)
+    page = client.post("/signup", data=dict(ANA, email="bo@example.com", first_name="Mallory"))
+    assert page.status_code == 200 and "Bo" not in page.text and "Cy" not in page.text
+    assert (record(factory, bo), record(factory, cy)) == before  # no time zone filled in
+    assert count(factory, Subscriber.id) == 2 and mailbox == []  # both already confirmed
+    assert by_phone(factory, "+12025550143").sms_confirmation_requested_at is None
+
+
+def test_a_pending_sign_up_is_not_changed_by_the_next_one(client, factory, clock, mailbox):
+    client.post("/signup", data=dict(ANA, phone="", channel_sms="", timezone=""))
+    pending = ana(factory)
+    before = record(factory, pending.id)
+    clock.advance(minutes=5)
+    client.post(
+        "/signup",
+        data=dict(ANA, phone="(202) 555-0188", timezone="America/Denver", first_name="Mallory"),
+    )
+    assert record(factory, pending.id) == before  # no phone, zone or name added
+    assert by_phone(factory, STRANGER_PHONE).id != pending.id
+    assert [to for to, _ in mailbox] == ["ana@example.com"] * 2  # the link is sent again
+    assert all("Ana" not in email.text and "Mallory" not in email.text for _, email in mailbox)
+
+
+def test_an_unsubscribed_person_is_not_changed_and_a_stopped_phone_is_not_texted(
+    client, factory, clock, registry, policy, mailbox
+):
+    pat = staff_add(factory, clock, registry, policy, email="pat@example.com", first_name="Pat")
+    cy = staff_add(factory, clock, registry, policy, phone="+12025550143", first_name="Cy")
+    with transaction(factory) as s:
+        unsubscribe(s, clock, s.get(Subscriber, pat))
+        unsubscribe(s, clock, s.get(Subscriber, cy))  # the phone said STOP
+    before = record(factory, pat), record(factory, cy)
+    client.post("/signup", data=dict(ANA, email="pat@example.com", phone="(202) 555-0188"))
+    client.post("/signup", data=dict(ANA, email="new@example.com"))  # + Cy's phone
+    assert (record(factory, pat), record(factory, cy)) == before
+    assert by_phone(factory, "+12025550143").sms_confirmation_requested_at is None
+    with factory() as s:
+        new = s.scalar(select(Subscriber).where(Subscriber.email == "new@example.com"))
+    assert new.id not in (pat, cy) and new.phone is None
+
+
+def test_staff_paths_still_fill_blanks_and_the_anonymous_flag_changes_nothing(factory, clock):
+    from campaigns.audience.subscribers import upsert_subscriber
+
+    with transaction(factory) as s:
+        sub = upsert_subscriber(s, clock, email="pat@example.com")
+        same = upsert_subscriber(
+            s,
+            clock,
+            email="pat@example.com",
+            phone="+12025550188",
+            consent=("sms",),
+            anonymous=True,
+        )
+        assert same.id == sub.id and sub.phone is None and not has_consent(s, sub.id, "sms")
+        staff = upsert_subscriber(
+            s, clock, email="pat@example.com", phone="+12025550188", first_name="Pat"
+        )
+        assert staff.id == sub.id and (sub.phone, sub.first_name) == ("+12025550188", "Pat")
+
+
+# ---------------------------------------------------------------- SMS double opt-in
+
+
+def text_pass(factory, clock, policy, tmp_path):
+    from campaigns.intake.confirmations import send_text_confirmations
+    from workers.providers.outbox import LocalOutbox
+
+    outbox = LocalOutbox(tmp_path / "outbox")
+    sent = send_text_confirmations(factory, clock, outbox, policy, brand="Lunara")
+    log = outbox.folder / "texts.log"
+    return sent, (log.read_text() if log.exists() else "")
+
+
+def test_a_phone_from_the_form_gets_a_yes_request_and_no_lesson_before_yes(
+    factory, clock, defs, mailbox, registry, policy, tmp_path
+):
+    from campaigns.content.sms_text import is_gsm7
+
+    client = make_client(factory, clock, defs, mailbox, double_opt_in=False)
+    page = client.post("/signup", data=dict(ANA, email="", channel_email=""))
+    assert "reply YES" in page.text
+    sub = by_phone(factory, "+12025550143")
+    assert count(factory, Enrollment.id) == 0 and sub.status == "pending"
+    sent, log = text_pass(factory, clock, policy, tmp_path)
+    assert sent == 1 and "Reply YES to get educational texts" in log
+    body = signup.sms_confirmation_text("en", "Lunara")
+    for part in ("Lunara:", "Reply YES", "educational texts", "Msg frequency varies"):
+        assert part in body
+    assert "Msg & data rates may apply" in body and "HELP" in body and "STOP" in body
+    assert is_gsm7(body) and is_gsm7(signup.sms_confirmation_text("es", "Lunara"))
+    for word in ("hip", "back", "pain", "cadera", "espalda", "dolor"):
+        assert word not in body.lower() + signup.sms_confirmation_text("es", "L").lower()
+    assert text_pass(factory, clock, policy, tmp_path)[0] == 0  # once per request
+    with transaction(factory) as s:
+        assert claim_due(s, clock, registry, policy).sms == []
+
+    with transaction(factory) as s:
+        enrollment = signup.confirm_by_sms(
+            s, clock, registry, policy, "+12025550143", "Sí", campaign_key="tiny", message_sid="SMy"
+        )
+        grant = s.scalar(select(ConsentRecord).where(ConsentRecord.channel == "sms"))
+        assert (grant.evidence["message_sid"], grant.evidence["keyword"]) == ("SMy", "SI")
+    assert enrollment is not None and by_phone(factory, "+12025550143").status == "active"
+    with transaction(factory) as s:
+        assert len(claim_due(s, clock, registry, policy).sms) == 1  # now the course texts
+
+
+def test_a_yes_nobody_asked_for_grants_nothing(factory, clock, registry, policy):
+    from campaigns.audience.subscribers import upsert_subscriber
+
+    with transaction(factory) as s:
+        upsert_subscriber(s, clock, email="pat@example.com", phone="+12025550143")
+        for body in ("YES", "yes please"):
+            assert (
+                signup.confirm_by_sms(
+                    s, clock, registry, policy, "+12025550143", body, campaign_key="tiny"
+                )
+                is None
+            )
+    assert count(factory, ConsentRecord.id) == 0 and count(factory, Enrollment.id) == 0
+
+
+def test_a_yes_request_outside_text_hours_waits_for_the_morning(
+    client, factory, clock, policy, tmp_path
+):
+    clock.advance(hours=15)  # midnight in Chicago
+    client.post("/signup", data=ANA)
+    assert text_pass(factory, clock, policy, tmp_path)[0] == 0
+    clock.advance(hours=7, minutes=59)
+    assert text_pass(factory, clock, policy, tmp_path)[0] == 0
+    clock.advance(minutes=1)  # 08:00
+    assert text_pass(factory, clock, policy, tmp_path)[0] == 1
+
+
+def test_a_joined_phone_needs_no_yes(factory, clock, registry, policy, client, tmp_path):
+    client.post("/signup", data=dict(ANA, email="", channel_email=""))
+    with transaction(factory) as s:
+        signup.signup_by_sms(
+            s, clock, registry, policy, "+12025550143", "JOIN", campaign_key="tiny"
+        )
+    assert text_pass(factory, clock, policy, tmp_path)[0] == 0  # it texted us: proved already
+
+
+NUMBERS = [
+    ("+1 900 555 0100", "phone_type"),  # premium rate
+    ("+1 800 555 0100", "phone_type"),  # toll-free
+    ("+44 7400 123456", "phone_country"),  # a UK mobile
+    ("+34 612 345 678", "phone_country"),
+]
+
+
+@pytest.mark.parametrize("number, kind", NUMBERS)
+def test_numbers_we_may_not_text_are_refused_on_the_form(client, factory, mailbox, number, kind):
+    page = client.post("/signup", data=dict(ANA, phone=number))
+    assert page.status_code == 400 and 'id="phone-error"' in page.text
+    shown = {
+        "phone_type": "We can only text mobile numbers. This one is",
+        "phone_country": "We can only text mobile numbers in US, CA.",
+    }[kind]
+    assert shown in page.text
+    assert count(factory, Subscriber.id) == 0 and mailbox == []
+    spanish = client.post("/signup", data=dict(ANA, phone=number, form_locale="es"))
+    assert "Solo podemos enviar mensajes" in spanish.text
+
+
+def test_the_same_number_without_texts_is_not_checked(client, factory):
+    page = client.post("/signup", data=dict(ANA, phone="+1 800 555 0100", channel_sms=""))
+    assert page.status_code == 200 and count(factory, Subscriber.id) == 1
+
+
+@pytest.mark.parametrize(
+    "region, kind",
+    [
+        ("GB", "FIXED_LINE"),
+        ("GB", "TOLL_FREE"),
+        ("GB", "PREMIUM_RATE"),
+        ("FR", "SHARED_COST"),
+        ("GB", "VOIP"),
+        ("GB", "PAGER"),
+        ("GB", "UAN"),
+    ],
+)
+def test_check_textable_refuses_every_type_but_mobile(region, kind):
+    import phonenumbers
+
+    from campaigns.audience.subscribers import check_textable
+
+    example = phonenumbers.example_number_for_type(
+        region, getattr(phonenumbers.PhoneNumberType, kind)
+    )
+    number = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    with pytest.raises(InvalidSubscriber, match="^phone_type: .*not a mobile"):
+        check_textable(number, region)
+    mobile = phonenumbers.example_number_for_type("GB", phonenumbers.PhoneNumberType.MOBILE)
+    e164 = phonenumbers.format_number(mobile, phonenumbers.PhoneNumberFormat.E164)
+    assert check_textable(e164, ("GB",)) == e164
+    with pytest.raises(InvalidSubscriber, match="^phone_country"):
+        check_textable(e164, "US,CA")
+
+
+def test_the_allowed_countries_setting_widens_the_form(factory, clock, defs, mailbox):
+    client = make_client(factory, clock, defs, mailbox, sms_allowed_countries="us, es")
+    assert client.post("/signup", data=dict(ANA, phone="+34 612 345 678")).status_code == 200
+    landline = client.post("/signup", data=dict(ANA, phone="+34 911 234 567"))
+    assert landline.status_code == 400 and "This one is" in landline.text
+    with pytest.raises(SettingsError, match="ISO country codes"):
+        load_settings(environment="test", secret_key=SECRET, sms_allowed_countries="US,XX")
+
+
+def test_the_demo_s_sample_phones_are_mobiles():
+    import phonenumbers
+
+    from campaigns.audience.subscribers import check_textable
+    from workers.demo import SAMPLE_PEOPLE as PEOPLE
+
+    for person in PEOPLE:
+        if person.get("phone"):
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(person["phone"]))
+            assert check_textable(person["phone"], (region,)) == person["phone"]

@@ -810,3 +810,44 @@ def test_stop_and_start_are_confirmed_in_the_person_s_language(
     for reply in (stopped, started):
         text = reply.split("<Message>")[1].split("</Message>")[0]
         assert is_gsm7(text) and segments(text)[1] == 1
+
+
+def test_yes_from_a_phone_given_on_the_form_grants_sms_consent_with_its_sid(factory, clock):
+    from tests.conftest import FIXTURES
+
+    client = make_client(
+        factory,
+        clock,
+        twilio_auth_token=TOKEN,
+        definitions_dir=FIXTURES / "definitions",
+        templates_dir=FIXTURES / "templates",
+        signup_campaign="tiny",
+    )
+    page = client.post(
+        "/signup",
+        data={
+            "form_locale": "es",
+            "phone": PHONE,
+            "locale": "es",
+            "channel_sms": "1",
+            "timezone": "America/New_York",
+        },
+    )
+    assert page.status_code == 200 and "responde SI" in page.text
+    assert "<Message>" not in inbound(client, "yes", sender="+12025550199").text  # not asked
+    reply = inbound(client, "Sí", sid="SMyes1")
+    assert "<Message>" in reply.text and "STOP" in reply.text and "Te inscribiste" in reply.text
+    with factory() as s:
+        sub = s.scalar(select(Subscriber).where(Subscriber.phone == PHONE))
+        grant = s.scalar(select(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id))
+        (enrollment,) = s.scalars(select(Enrollment)).all()
+    assert (grant.channel, grant.source, grant.evidence["message_sid"]) == (
+        "sms",
+        "sms_double_opt_in",
+        "SMyes1",
+    )
+    assert enrollment.subscriber_id == sub.id and sub.status == "active"
+    inbound(client, "YES", sid="SMyes2")  # a second yes changes nothing
+    assert (
+        count(factory, ConsentRecord) == 1 and count(factory, Event, Event.type == "inbound") == 3
+    )

@@ -8,8 +8,9 @@ GET never changes state (mail scanners open every link in the confirmation email
 forged token gets the 404 page and changes nothing. A successful sign-up gets the same
 answer whether or not the address was already known, so the form reveals nobody.
 
-The sign-up records that a confirmation is wanted (Subscriber.confirmation_requested_at)
-and the notify task on the events queue mails it, so a broker hiccup loses nothing. An app
+The sign-up records that a confirmation is wanted (Subscriber.confirmation_requested_at,
+and sms_confirmation_requested_at for the "reply YES" text) and the notify task on the
+events queue sends it (the text only within text hours), so a broker hiccup loses nothing. An app
 may also set `app.state.send_confirmation(to, email)` to receive the rendered email at
 once after the commit (the tests capture it that way).
 """
@@ -62,17 +63,20 @@ OTHER_ZONES = (
     "Europe/Madrid",
     "UTC",
 )
-# InvalidSubscriber names its field first ("phone: ..."); this says where the message goes.
+# InvalidSubscriber names its field first ("phone: ..."); this says where the message goes
+# and which words (web/i18n.py, signup_err_<words>) say it.
 FIELD_OF = {
-    "first_name": "first_name",
-    "email": "email",
-    "email or phone": "email",
-    "phone": "phone",
-    "timezone": "timezone",
-    "locale": "locale",
-    "channels": "channels",
-    "consent": "channels",
-    "sms_consent": "channels",
+    "first_name": ("first_name", "first_name"),
+    "email": ("email", "email"),
+    "email or phone": ("email", "email"),
+    "phone": ("phone", "phone"),
+    "phone_type": ("phone", "phone_type"),
+    "phone_country": ("phone", "phone_country"),
+    "timezone": ("timezone", "timezone"),
+    "locale": ("locale", "locale"),
+    "channels": ("channels", "channels"),
+    "consent": ("channels", "channels"),
+    "sms_consent": ("channels", "channels"),
 }
 FIELDS = ("first_name", "email", "phone", "timezone", "locale", "form_locale")
 
@@ -183,28 +187,27 @@ async def signup_submit(request: Request) -> HTMLResponse:
                 registry=deps.registry,
                 policy=deps.policy,
                 campaign_key=settings.signup_campaign,
+                sms_countries=settings.sms_countries,
             )
 
     try:
         result = await run_in_threadpool(act)
     except InvalidSubscriber as exc:
-        field = FIELD_OF.get(str(exc).split(":", 1)[0], "channels")
+        field, key = FIELD_OF.get(str(exc).split(":", 1)[0], ("channels", "channels"))
         t = words(lang, settings.brand_name)
-        return _form(
-            request, lang, values, {field: t.get(f"signup_err_{field}", str(exc))}, status=400
+        shown = t.get(f"signup_err_{key}", str(exc)).replace(
+            "{countries}", ", ".join(settings.sms_countries)
         )
+        return _form(request, lang, values, {field: shown}, status=400)
     if result.needs_confirmation:
         await run_in_threadpool(_send_confirmation, request, result)
     t = words(lang, settings.brand_name)
     # Decided by what was asked for, never by what was found: reveals nobody.
     waiting = settings.double_opt_in and "email" in channels
-    return _page(
-        request,
-        "notice.html",
-        lang,
-        "signup_title",
-        message=t["signup_check_email"] if waiting else t["signup_done"],
-    )
+    message = t["signup_check_email"] if waiting else t["signup_done"]
+    if "sms" in channels:
+        message = (message + " " if "email" in channels else "") + t["signup_check_phone"]
+    return _page(request, "notice.html", lang, "signup_title", message=message)
 
 
 def _over_limit(request: Request, email: str, phone: str) -> float | None:
@@ -242,7 +245,6 @@ def _send_confirmation(request: Request, result: signup.SignupResult) -> None:
         brand=s.brand_name,
         postal_address=s.postal_address,
         locale=result.locale,
-        first_name=result.first_name,
         url=signup.confirm_url(s.public_base_url, result.confirm_token),
     )
     send = getattr(request.app.state, "send_confirmation", None)

@@ -143,6 +143,21 @@ def _inbound(state, text: InboundText) -> str | None:
             return None
         return signup.join_reply(signup.JOIN_WORDS.get(keyword(body)), settings.brand_name)
 
+    def confirm(session, phone: str, body: str, message_sid: str | None) -> str | None:
+        enrolled = signup.confirm_by_sms(
+            session,
+            state.clock,
+            registry,
+            policy,
+            phone,
+            body,
+            campaign_key=settings.signup_campaign,
+            message_sid=message_sid,
+        )
+        if enrolled is None:
+            return None
+        return signup.join_reply(enrolled.subscriber.locale, settings.brand_name)
+
     with transaction(state.factory) as session:
         return handle_inbound_sms(
             session,
@@ -150,6 +165,7 @@ def _inbound(state, text: InboundText) -> str | None:
             text,
             help_reply=help_text(settings.brand_name, settings.email_from),
             join=join,
+            confirm=confirm,
             brand=settings.brand_name,
             confirm_opt_outs=settings.sms_opt_out_replies == "ours",
         )

@@ -16,7 +16,7 @@ from campaigns.db import transaction
 from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
 from campaigns.delivery.work import Work
-from campaigns.intake.confirmations import send_confirmations
+from campaigns.intake.confirmations import send_confirmations, send_text_confirmations
 from campaigns.intake.retention import remove_unconfirmed
 from campaigns.states import CHANNELS
 from settings import Settings
@@ -70,7 +70,8 @@ def reap() -> dict:
 @app.task(name="drip.notify", **_DB_RETRY)
 def notify() -> dict:
     """Emails that wait in the database until sent: call-request notices for the care team
-    and double opt-in confirmations; and sign-ups never confirmed, removed when too old."""
+    and double opt-in confirmations (the confirm-link mails, the "reply YES" texts); and
+    sign-ups never confirmed, removed when too old."""
     rt = runtime()
     s = rt.settings
     announced = announce_contact_requests(
@@ -87,9 +88,17 @@ def notify() -> dict:
         base_url=s.public_base_url,
         resend_after=timedelta(seconds=s.confirmation_resend_seconds),
     )
+    texts = send_text_confirmations(
+        rt.factory, rt.clock, rt.sms_provider, rt.policy, brand=s.brand_name
+    )
     with transaction(rt.factory) as session:
         removed = remove_unconfirmed(session, rt.clock, timedelta(days=s.pending_retention_days))
-    return {"contact_requests": announced, "confirmations": confirmations, "removed": removed}
+    return {
+        "contact_requests": announced,
+        "confirmations": confirmations,
+        "text_confirmations": texts,
+        "removed": removed,
+    }
 
 
 @app.task(name="drip.send_email", **_DB_RETRY)

@@ -106,6 +106,41 @@ def check_timezone(name: str | None) -> str | None:
     return name
 
 
+# What phonenumbers' metadata may call a number we text. The North American plan does
+# not tell mobiles from landlines, so its ordinary numbers read FIXED_LINE_OR_MOBILE;
+# premium-rate, shared-cost, toll-free, landline, VoIP, pager and unknown numbers are
+# refused (texts to them are toll fraud's favourite trick, or never reach a handset).
+TEXTABLE_TYPES = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+
+def check_textable(number: str, allowed: tuple[str, ...] | frozenset[str] | str) -> str:
+    """`number` (E.164, or read in the first allowed country) when we may text it: a
+    mobile number in one of the `allowed` countries (ISO codes, "US,CA" or a tuple);
+    else InvalidSubscriber naming why, its message starting "phone_type:" or
+    "phone_country:" so a form can show its own words. Imports call this for their rejects."""
+    if isinstance(allowed, str):
+        allowed = tuple(c.strip().upper() for c in allowed.split(",") if c.strip())
+    allowed = tuple(allowed)
+    e164 = normalize_phone(number, allowed[0] if allowed else "US")
+    parsed = phonenumbers.parse(e164)
+    country = phonenumbers.region_code_for_number(parsed)
+    if country not in allowed:
+        raise InvalidSubscriber(
+            f"phone_country: {e164[:-4]}XXXX is in {country or 'no country'}; "
+            f"we text numbers in {', '.join(allowed) or 'no country'} only"
+        )
+    kind = phonenumbers.number_type(parsed)
+    if kind not in TEXTABLE_TYPES:
+        name = {v: k for k, v in vars(phonenumbers.PhoneNumberType).items() if k.isupper()}
+        raise InvalidSubscriber(
+            f"phone_type: {e164[:-4]}XXXX is a {name.get(kind, 'UNKNOWN').lower()} number, "
+            "not a mobile number that can receive texts"
+        )
+    return e164
+
+
 def address_for(subscriber: Subscriber, channel: str) -> str | None:
     return subscriber.email if channel == Channel.EMAIL else subscriber.phone
 
@@ -123,8 +158,15 @@ def upsert_subscriber(
     source: str = "api",
     evidence: dict | None = None,
     phone_region: str = "US",
+    anonymous: bool = False,
 ) -> Subscriber:
     """Find by email or phone, or create; record consent for each channel in `consent`.
+
+    Staff paths (CSV imports, `drip enroll`, the demo) vouch for what they load, so a
+    record found by one address gets the other one and other blank details filled in.
+    `anonymous=True` is for input nobody vouches for (the web form, a text from an
+    unknown phone): a record found by either address comes back exactly as it was, no
+    address, detail or consent added (invariant 11); only a new record is written.
 
     Validation happens before anything is written, so bad input changes nothing.
     """
@@ -148,6 +190,8 @@ def upsert_subscriber(
         sub = session.scalar(select(Subscriber).where(Subscriber.email == email))
     if sub is None and phone:
         sub = session.scalar(select(Subscriber).where(Subscriber.phone == phone))
+    if sub is not None and anonymous:
+        return sub
     if sub is None:
         sub = Subscriber(
             email=email,

@@ -1,17 +1,48 @@
-"""Signing up: on the web form (double opt-in by email) or by texting a keyword.
+"""Signing up: on the web form (double opt-in by email and by text) or by texting a keyword.
 
-    form ─► start_signup ─► subscriber; SMS consent at once (evidence: the wording shown)
-              ├ double opt-in and email asked for: status pending, a signed confirm token,
-              │   no email consent and no enrollment yet
-              └ otherwise: email consent recorded and enrolled at once
+    form ─► start_signup ─► each address typed is looked up on its own (below)
+              email asked for, double opt-in on: a signed confirm link mailed; email
+                consent and the enrollment wait for the click
+              email asked for, double opt-in off: email consent at once, enrolled
+              text messages asked for: a "reply YES" text is asked for (the notify task
+                sends it within text hours, campaigns.intake.confirmations); no SMS
+                consent and no lesson text until the phone answers
     email ─► GET /confirm/<token> shows a button (scanners prefetch links) ─► POST ─► confirm:
               email consent (source double_opt_in), active, enrolled in SIGNUP_CAMPAIGN
-    text JOIN / UNIRME ─► signup_by_sms: SMS consent (evidence: the text), enrolled
+    text YES / SI / SÍ ─► confirm_by_sms: SMS consent (evidence: the inbound message sid), enrolled
+    text JOIN / UNIRME ─► signup_by_sms: SMS consent (evidence: the text), enrolled; a phone
+              that texts us itself has proved it holds the handset, so it needs no YES
 
-The form is anonymous, so it only ever adds: it fills blank details of a known subscriber
-but never overwrites them, records consent only for the exact address typed, and never
-lifts an opt-out (only a click in the mailbox, or JOIN/START from the phone, can). Routes
-answer the same whether or not an address was known, so the form reveals nobody.
+How two half-known identities meet. The form is anonymous: whoever types an address may
+not hold it, so an address is trusted for sending only once it has proved control (the
+click in the mailbox, the reply from the phone), and one address never vouches for another.
+
+    email typed    phone typed    what happens
+    new            new            one new record holding both, status pending; each
+                                  channel gets consent only when its own address proves it
+    known (P)      new            P unchanged; the phone (if texts were asked for) becomes a
+                                  record of its own, waiting for its YES; never joins P
+    new            known (P)      P unchanged; the email (if email was asked for) becomes a
+                                  record of its own, waiting for its click; never joins P
+    known (P)      known (Q ≠ P)  P and Q unchanged; each address is handled on its own record
+    known (P)      known (P)      each address handled on P's record, as for one address
+
+"Handled on its own record" means: the confirmation for that address (mail or YES text) is
+asked for when the record has no consent for it, and the proof grants consent to that
+record only. A known record is never changed by the form: no address, first name,
+language, time zone or consent is added or replaced (upsert_subscriber(anonymous=True)),
+and nothing about it is shown: the page answers from what was asked for, never from what
+was found, and the confirmation email greets nobody by a stored name. So a stranger who
+types a patient's email and their own phone gets, at most, a course of their own on their
+own phone; the patient's record, lessons and name stay where they were.
+
+An opt-out is never lifted by the form: an unsubscribed email may be mailed a confirmation
+whose click lifts it (proof of the mailbox), a bounced or complained one is not mailed; a
+phone that said STOP (or is suppressed for any cause) is never texted a confirmation, only
+START or JOIN from the phone lifts it. A pending record (an earlier sign-up nobody
+confirmed) is known like any other: asking again re-sends its confirmations, nothing more.
+Joining two records into one person is a staff action (CSV imports, `drip enroll` fill
+blanks), never the form's.
 """
 
 from __future__ import annotations
@@ -32,6 +63,7 @@ from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
     check_first_name,
+    check_textable,
     check_timezone,
     normalize_email,
     normalize_phone,
@@ -46,7 +78,7 @@ from campaigns.models import Enrollment, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.states import CHANNELS, Channel, ConsentAction, SubscriberStatus
-from campaigns.tracking.keywords import keyword
+from campaigns.tracking.keywords import keyword, says_yes
 
 CONFIRM_PURPOSE = "confirm"
 LOCALES = ("en", "es")
@@ -75,6 +107,15 @@ JOIN_REPLY = {
     "es": "{brand}: Te inscribiste para recibir mensajes educativos. Frecuencia variable. "
     "Pueden aplicar tarifas de msj y datos. Responde HELP para ayuda, STOP para cancelar.",
 }
+# The first text to a phone given on the form: the opt-in request carriers expect (brand,
+# what, how often, rates, HELP/STOP). GSM-7 only, nothing about health (invariant 8).
+SMS_CONFIRM = {
+    "en": "{brand}: Reply YES to get educational texts from {brand}. Msg frequency varies. "
+    "Msg & data rates may apply. Reply HELP for help, STOP to opt out.",
+    "es": "{brand}: Responde SI para recibir mensajes educativos de {brand}. Frecuencia "
+    "variable. Pueden aplicar tarifas de msj y datos. Responde AYUDA para ayuda, STOP para "
+    "cancelar.",
+}
 # Subject lines say nothing about health (invariant 8).
 CONFIRM_SUBJECT = {
     "en": "Please confirm your email for {brand}",
@@ -89,14 +130,16 @@ class SignupNotFound(LookupError):
 
 @dataclass(frozen=True)
 class SignupResult:
-    subscriber_id: int
+    """What the route needs after a sign-up; nothing in it is shown to the visitor."""
+
+    subscriber_id: int  # the record the email went to (else the phone's)
     created: bool  # for logs and metrics only: showing it would reveal who subscribes
     needs_confirmation: bool  # send confirmation_email(...) to `confirm_to`
     confirm_token: str | None
     confirm_to: str | None
     enrollment_id: int | None  # set when enrolled (or found enrolled) now
     locale: str | None
-    first_name: str | None
+    text_confirmation: bool = False  # a "reply YES" text was asked for
 
 
 def _base(locale: str | None) -> str:
@@ -114,6 +157,10 @@ def sms_consent_text(locale: str | None, brand: str) -> str:
 
 def join_reply(locale: str | None, brand: str) -> str:
     return JOIN_REPLY[lang(locale)].replace("{brand}", brand)
+
+
+def sms_confirmation_text(locale: str | None, brand: str) -> str:
+    return SMS_CONFIRM[lang(locale)].replace("{brand}", brand)
 
 
 def confirm_token(signer: Signer, subscriber_public_token: str) -> str:
@@ -136,7 +183,9 @@ def subscriber_for_token(session: Session, signer: Signer, token: str) -> Subscr
     return sub
 
 
-def _validate(email, phone, first_name, locale, timezone, channels, evidence, region):
+def _validate(
+    email, phone, first_name, locale, timezone, channels, evidence, region, sms_countries
+):
     """Everything checked before anything is written; InvalidSubscriber names the field."""
     wanted = tuple(dict.fromkeys(channels))
     check_first_name(first_name)
@@ -156,6 +205,8 @@ def _validate(email, phone, first_name, locale, timezone, channels, evidence, re
         raise InvalidSubscriber("phone: a mobile number is needed for lessons by text")
     if Channel.SMS in wanted and not (evidence or {}).get("sms_consent_text"):
         raise InvalidSubscriber("sms_consent: the consent wording shown must be recorded")
+    if Channel.SMS in wanted:
+        phone = check_textable(phone, sms_countries)  # mobiles in allowed countries only
     return email, phone, wanted
 
 
@@ -193,9 +244,11 @@ def start_signup(
     policy: Policy,
     campaign_key: str,
     phone_region: str = "US",
+    sms_countries: tuple[str, ...] = ("US", "CA"),
 ) -> SignupResult:
+    """The form's sign-up; how known and new addresses meet is drawn in the module docstring."""
     email, phone, wanted = _validate(
-        email, phone, first_name, locale, timezone, channels, evidence, phone_region
+        email, phone, first_name, locale, timezone, channels, evidence, phone_region, sms_countries
     )
     by_email = (
         session.scalar(select(Subscriber).where(Subscriber.email == email)) if email else None
@@ -203,61 +256,74 @@ def start_signup(
     by_phone = (
         session.scalar(select(Subscriber).where(Subscriber.phone == phone)) if phone else None
     )
-    if by_email is not None and by_phone is not None and by_email.id != by_phone.id:
-        # Two records; merging people is the care team's decision, not an anonymous form's.
-        phone = None
-    known = by_email or by_phone
-
-    def blank(field: str) -> bool:
-        return known is None or not getattr(known, field)
-
-    sub = upsert_subscriber(
-        session,
-        clock,
-        email=email,
-        phone=phone,
-        source="form",
-        first_name=first_name if blank("first_name") else None,
-        locale=lang(locale) if locale and blank("locale") else None,
-        timezone=(timezone or None) if blank("timezone") else None,
-    )
-    # Consent only for the exact address typed: a known record keeps its own addresses.
-    email_ok = Channel.EMAIL in wanted and sub.email == email
-    if Channel.SMS in wanted and phone and sub.phone == phone:
-        _grant(session, clock, sub, Channel.SMS, "form", evidence)
-    enrolled = session.scalar(
-        select(Enrollment).where(
-            Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key
+    new_email = email if by_email is None else None
+    new_phone = phone if by_phone is None else None
+    if by_email is not None or by_phone is not None:
+        # Beside a known address, a new one stands alone, and only for what it was asked for.
+        new_email = new_email if Channel.EMAIL in wanted else None
+        new_phone = new_phone if Channel.SMS in wanted else None
+    fresh = None
+    if new_email or new_phone:
+        fresh = upsert_subscriber(
+            session,
+            clock,
+            email=new_email,
+            phone=new_phone,
+            source="form",
+            first_name=first_name,
+            locale=lang(locale) if locale else None,
+            timezone=timezone or None,
+            anonymous=True,
         )
-    )
+        fresh.status = SubscriberStatus.PENDING
+    email_sub = by_email or (fresh if new_email else None)
+    phone_sub = by_phone or (fresh if new_phone else None)
+
     needs_confirmation = False
-    if email_ok and double_opt_in:
-        if known is None:
-            sub.status = SubscriberStatus.PENDING
-        # No mail when there is nothing to confirm (already enrolled with email consent) or
-        # the address may not be mailed at all (bounce, complaint). The page reads the same.
-        blocked = suppression_for(session, Channel.EMAIL, sub.email)
-        needs_confirmation = (
-            enrolled is None or not has_consent(session, sub.id, Channel.EMAIL)
-        ) and not (blocked is not None and not waivable(blocked.reason))
-    else:
-        if email_ok:
+    enrolled = None
+    if Channel.EMAIL in wanted:
+        sub = email_sub
+        enrolled = session.scalar(
+            select(Enrollment).where(
+                Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key
+            )
+        )
+        if double_opt_in:
+            # No mail when there is nothing to confirm (already enrolled with email consent)
+            # or the address may not be mailed at all (bounce, complaint). The page reads the same.
+            blocked = suppression_for(session, Channel.EMAIL, sub.email)
+            needs_confirmation = (
+                enrolled is None or not has_consent(session, sub.id, Channel.EMAIL)
+            ) and not (blocked is not None and not waivable(blocked.reason))
+            if needs_confirmation:
+                sub.confirmation_requested_at = clock.now()  # the notify task mails it
+        else:
             _grant(session, clock, sub, Channel.EMAIL, "form", evidence)
-        if sub.status != SubscriberStatus.UNSUBSCRIBED and reachable_channels(session, sub):
-            sub.status = SubscriberStatus.ACTIVE
-            enrolled = enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
-    if needs_confirmation:
-        sub.confirmation_requested_at = clock.now()  # the notify task mails it (workers/tasks.py)
+            if sub.status != SubscriberStatus.UNSUBSCRIBED and reachable_channels(session, sub):
+                sub.status = SubscriberStatus.ACTIVE
+                enrolled = enroll(
+                    session, clock, registry, sub, campaign_key, policy, source="signup"
+                )
+    texting = False
+    if Channel.SMS in wanted:
+        # Whatever double_opt_in says: a phone typed on a form proves nothing until it
+        # answers, and a number that said STOP (or cannot be texted) is never texted.
+        texting = not has_consent(session, phone_sub.id, Channel.SMS) and (
+            suppression_for(session, Channel.SMS, phone_sub.phone) is None
+        )
+        if texting:
+            phone_sub.sms_confirmation_requested_at = clock.now()
     session.flush()
+    main = email_sub or phone_sub
     return SignupResult(
-        subscriber_id=sub.id,
-        created=known is None,
+        subscriber_id=main.id,
+        created=main is fresh,
         needs_confirmation=needs_confirmation,
-        confirm_token=confirm_token(signer, sub.public_token) if needs_confirmation else None,
-        confirm_to=sub.email if needs_confirmation else None,
+        confirm_token=confirm_token(signer, email_sub.public_token) if needs_confirmation else None,
+        confirm_to=email_sub.email if needs_confirmation else None,
         enrollment_id=enrolled.id if enrolled is not None else None,
-        locale=sub.locale,
-        first_name=sub.first_name,
+        locale=(email_sub.locale if email_sub else None) or lang(locale),
+        text_confirmation=texting,
     )
 
 
@@ -332,17 +398,62 @@ def signup_by_sms(
     return enroll(session, clock, registry, sub, campaign_key, policy, source="sms_keyword")
 
 
+def confirm_by_sms(
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    policy: Policy,
+    from_number: str,
+    body: str,
+    *,
+    campaign_key: str,
+    message_sid: str | None = None,
+) -> Enrollment | None:
+    """YES / SI / SÍ from a phone we asked to confirm: the handset has proved itself, so
+    SMS consent (evidence: the inbound message sid and text), active, enrolled. None when
+    the text is not a yes, or no confirmation was asked of this phone (the text is then
+    kept for a person like any other), or the number stays suppressed for a cause the
+    person cannot lift."""
+    if not says_yes(body):
+        return None
+    try:
+        phone = normalize_phone(from_number)
+    except InvalidSubscriber:
+        return None
+    sub = session.scalar(select(Subscriber).where(Subscriber.phone == phone))
+    if sub is None or sub.sms_confirmation_requested_at is None:
+        return None
+    evidence = {
+        "method": "sms_double_opt_in",
+        "keyword": keyword(body),
+        "inbound_text": (body or "")[:500],
+        "message_sid": message_sid,
+        "asked_at": sub.sms_confirmation_requested_at.isoformat(),
+    }
+    if not has_consent(session, sub.id, Channel.SMS) and not resubscribe(
+        session, clock, sub, Channel.SMS, "sms_double_opt_in", evidence
+    ):
+        return None
+    sub.sms_confirmation_requested_at = None  # answered: nothing more to send or accept
+    if sub.status != SubscriberStatus.ACTIVE:
+        sub.status = SubscriberStatus.ACTIVE
+    sub.updated_at = clock.now()
+    return enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
+
+
 def confirmation_email(
     templates_dir: Path,
     *,
     brand: str,
     postal_address: str,
     locale: str | None,
-    first_name: str | None,
     url: str,
 ) -> RenderedEmail:
     """The double opt-in message, from `_system/<locale>/confirm.{html,txt}` in the
-    configured templates folder, else the copy shipped with the code."""
+    configured templates folder, else the copy shipped with the code.
+
+    It greets nobody by name: it goes to an address that has not proved control, and a
+    stored first name may be someone else's (or whatever a stranger typed)."""
     loader = jinja2.ChoiceLoader(
         [
             jinja2.FileSystemLoader(str(templates_dir)),
@@ -354,7 +465,7 @@ def confirmation_email(
     ctx = {
         "brand": brand,
         "postal_address": postal_address,
-        "first_name": first_name,
+        "first_name": None,  # the templates' `first_name or ...` greeting stays generic
         "confirm_url": url,
         "subject": subject,
         "locale": code,

@@ -9,6 +9,8 @@ everything else kept for a person to read (invariant 12).
              3. STOP, or free words asking to stop ─► SMS consent revoked (or the
                 unknown number suppressed), confirmed in the person's language
                 START ─► resubscribed (or the number's own STOP lifted), confirmed
+                YES / SI to our "reply YES" text ─► SMS consent (evidence: the message
+                    sid), through the `confirm` the caller passes in
                 JOIN ─► signed up, through the `join` the caller passes in
                 anything else ─► the inbox, for the care team (campaigns.tracking.inbox)
 
@@ -88,6 +90,7 @@ def handle_inbound_sms(
     *,
     help_reply: str | None = None,
     join: Callable[[Session, str, str, str | None], str | None] | None = None,
+    confirm: Callable[[Session, str, str, str | None], str | None] | None = None,
     brand: str = "Lunara",
     confirm_opt_outs: bool = True,
 ) -> str | None:
@@ -157,6 +160,13 @@ def handle_inbound_sms(
         log.info("START from %s", mask(phone))
         session.flush()
         return START_REPLY[locale].format(brand=brand) if confirm_opt_outs else None
+    if confirm is not None:
+        # The phone's answer to our "reply YES" text (campaigns.intake.signup); like `join`,
+        # passed in. A yes nobody asked for returns None and is kept for a person.
+        reply = confirm(session, phone, text.body, text.message_id)
+        if reply:
+            log.info("YES from %s", mask(phone))
+            return reply
     if join is not None:
         # Sign-up by text (JOIN / UNIRME) lives in campaigns.intake.signup; the caller
         # passes it in so this module needs no scheduler. It returns the keyword reply, or None.

@@ -86,6 +86,15 @@ def intent(body: str | None) -> Intent | None:
     return KEYWORDS.get(fold(body).replace(" ", ""))
 
 
+# A yes to the "reply YES" confirmation text, English or Spanish (SÍ folds to SI).
+YES_WORDS = frozenset({"YES", "SI"})
+
+
+def says_yes(body: str | None) -> bool:
+    """The whole message is a yes: `Yes!`, `yes`, `Sí`, full-width `ＹＥＳ`."""
+    return fold(body).replace(" ", "") in YES_WORDS
+
+
 def asks_to_stop(body: str | None) -> bool:
     """A keyword STOP, or free words that clearly ask to stop texting."""
     if intent(body) is Intent.STOP:
