@@ -494,3 +494,21 @@ def test_a_batch_the_database_refuses_goes_again_one_record_at_a_time(
     assert saved
     assert (report.imported, report.created, report.enrolled, report.rejects) == (2, 1, 2, [])
     assert counts(factory) == (2, 2, 2)
+
+
+def test_texts_are_consented_only_for_mobiles_in_allowed_countries(
+    factory, clock, registry, policy, tmp_path
+):
+    path = tmp_path / "phones.csv"
+    path.write_bytes(
+        HEADER
+        + b"\n"
+        + b",(202) 555-0143,Ana,en,America/New_York,no,yes,clinic,2026-01-15\n"  # 2: a US mobile
+        + b",+1 800 555 0199,Toll,en,America/New_York,no,yes,clinic,2026-01-15\n"  # 3: toll-free
+        + b",+1 900 555 0199,Prem,en,America/New_York,no,yes,clinic,2026-01-15\n"  # 4: premium
+        + b",+44 7911 123456,Uk,en,Europe/London,no,yes,clinic,2026-01-15\n"  # 5: not allowed
+        + b",+1 800 555 0198,Nosms,en,America/New_York,no,no,clinic,2026-01-15\n"  # 6: no texts
+    )
+    report = run(factory, clock, registry, policy, path, sms_countries=("US", "CA"))
+    reasons = {r.line: r.reason.split(":")[0] for r in report.rejects}
+    assert reasons == {3: "phone_type", 4: "phone_type", 5: "phone_country"}

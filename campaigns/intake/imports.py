@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
+    check_textable,
     check_timezone,
     normalize_email,
     normalize_phone,
@@ -238,9 +239,15 @@ def check_characters(fields: list[str], header: list[str]) -> None:
 
 
 def parse_row(
-    line: int, fields: list[str], index: dict[str, int], header: list[str], now: datetime
+    line: int,
+    fields: list[str],
+    index: dict[str, int],
+    header: list[str],
+    now: datetime,
+    sms_countries: tuple[str, ...] | None = None,
 ) -> Row:
-    """Every check a record needs, before anything is written."""
+    """Every check a record needs, before anything is written. With `sms_countries`, a row
+    that consents to texts must give a mobile number in one of them."""
     width = len(header)
     if len(fields) != width:
         raise RowError(f"expected {width} columns, found {len(fields)}")
@@ -271,6 +278,11 @@ def parse_row(
         if _flag(get(f"consent_{channel}") or "", f"consent_{channel}"):
             if not address:
                 raise RowError(f"consent_{channel}: yes, but the row has no {what}")
+            if channel == Channel.SMS and sms_countries is not None:
+                try:
+                    check_textable(address, sms_countries)
+                except InvalidSubscriber as exc:
+                    raise RowError(str(exc)) from None
             consent.append(channel)
     date = get("consent_date")
     if date:
@@ -308,6 +320,7 @@ def import_file(
     dry_run: bool = False,
     batch_size: int = 1000,
     bulk: bool = True,
+    sms_countries: tuple[str, ...] | None = None,
 ) -> ImportReport:
     """Import every good record of `path`; ImportFileError when the file is unusable.
 
@@ -334,7 +347,8 @@ def import_file(
                 try:
                     if unreadable:
                         raise RowError(unreadable)
-                    batch.append((parse_row(line, fields, index, header, clock.now()), fields))
+                    row = parse_row(line, fields, index, header, clock.now(), sms_countries)
+                    batch.append((row, fields))
                 except RowError as exc:
                     report.rejects.append(Reject(line, str(exc), fields))
                 if len(batch) >= batch_size:

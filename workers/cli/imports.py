@@ -44,6 +44,7 @@ def import_command(drip: Drip, file: Path, campaign: str, source: str, dry_run: 
             campaign_key=campaign,
             source=source,
             dry_run=dry_run,
+            sms_countries=rt.settings.sms_countries,
         )
     except (ImportFileError, DefinitionError) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
