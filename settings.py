@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     signup_limit_per_address: str = "3/hour;10/day"
     join_limit_per_number: str = "3/hour;10/day"
     pending_retention_days: int = Field(30, ge=1)
+    # A confirmation link works for this many days after the sign-up that asked for it.
+    confirmation_link_days: int = Field(7, ge=1)
 
     # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
     double_opt_in: bool = True

@@ -795,3 +795,18 @@ def test_the_demo_s_sample_phones_are_mobiles():
         if person.get("phone"):
             region = phonenumbers.region_code_for_number(phonenumbers.parse(person["phone"]))
             assert check_textable(person["phone"], (region,)) == person["phone"]
+
+
+def test_a_confirmation_link_expires_but_a_used_one_stays_harmless(client, factory, clock, mailbox):
+    client.post("/signup", data=dict(ANA, phone="", channel_sms=""))
+    link = confirm_path(mailbox)
+    clock.advance(days=8)  # CONFIRMATION_LINK_DAYS is 7
+    expired = client.post(link)
+    assert expired.status_code == 404
+    assert count(factory, Enrollment.id) == 0 and ana(factory).status == "pending"
+    client.post("/signup", data=dict(ANA, phone="", channel_sms=""))  # asks again: a new link
+    fresh = confirm_path(mailbox)
+    assert client.post(fresh).status_code == 200
+    clock.advance(days=30)
+    assert client.post(fresh).status_code == 200  # clicked again: still confirmed, no change
+    assert count(factory, Enrollment.id) == 1

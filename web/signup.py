@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from datetime import timedelta
 from types import SimpleNamespace
 
 from fastapi import APIRouter, Request
@@ -289,6 +290,7 @@ async def confirm_submit(request: Request, token: str) -> HTMLResponse:
                 sub.public_token,
                 campaign_key=state.settings.signup_campaign,
                 evidence=evidence,
+                link_max_age=timedelta(days=state.settings.confirmation_link_days),
             )
             return sub.locale
 

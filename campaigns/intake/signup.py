@@ -48,6 +48,7 @@ blanks), never the form's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import css_inline
@@ -336,14 +337,24 @@ def confirm(
     *,
     campaign_key: str,
     evidence: dict | None = None,
+    link_max_age: timedelta | None = None,
 ) -> Enrollment:
-    """The click from the mailbox: email consent, active, enrolled. Idempotent."""
+    """The click from the mailbox: email consent, active, enrolled. Idempotent.
+
+    A link older than `link_max_age` (counted from the latest sign-up that asked for it)
+    confirms nothing: a mailbox read long after, or by someone else, must sign up again.
+    Clicking it again after it worked changes nothing, however old it is."""
     sub = session.scalar(
         select(Subscriber).where(Subscriber.public_token == subscriber_public_token)
     )
     if sub is None or not sub.email:
         raise SignupNotFound("this link is not valid")
-    if not has_consent(session, sub.id, Channel.EMAIL):
+    confirmed = has_consent(session, sub.id, Channel.EMAIL)
+    asked = sub.confirmation_requested_at
+    too_old = link_max_age is not None and asked is not None and clock.now() - asked > link_max_age
+    if not confirmed and too_old:
+        raise SignupNotFound("this link has expired")
+    if not confirmed:
         # Proof of the mailbox, so an earlier unsubscribe of it may be lifted (a bounce or
         # complaint may not: resubscribe refuses those and sending keeps suppressing).
         resubscribe(
