@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from campaigns.models import ChannelPause, ContactRequest, Event, Subscriber
 from tests.edge import (
     ADMIN,
+    BASE,
     SG_SIG,
     SG_TS,
     _public_key_b64,
@@ -269,7 +270,7 @@ SIGNUP = {
 def test_a_nul_byte_in_a_signup_field_is_a_400_naming_the_field(client, factory, field):
     form = {**SIGNUP, "phone": "+12025550143", "channel_sms": "1"}
     form[field] = form[field][:2] + "\x00" + form[field][2:]
-    response = client.post("/signup", data=form)
+    response = client.post("/signup", data=form, headers={"Origin": BASE})
     assert response.status_code == 400
     assert 'aria-invalid="true"' in response.text or field == "locale"
     assert count(factory, Subscriber.id) == 0

@@ -31,6 +31,7 @@ from campaigns.links import Signer
 from campaigns.models import Subscriber
 from tests.edge import (
     ADMIN,
+    BASE,
     SECRET,
     edge_client,
     sendgrid_headers,
@@ -245,6 +246,8 @@ def requests(draw, tokens: dict[str, str]) -> Req:
     if route in ("signup_post", "page_post", "admin_post", "confirm"):
         if route == "signup_post":
             path = "/signup"
+            if draw(st.booleans()):  # as our own form posts it, so its fields are parsed
+                headers = {**headers, "Origin": BASE}
         elif route == "confirm":
             path = "/confirm/" + draw(path_token(tokens["confirm"]))
         elif route == "page_post":

@@ -2,6 +2,8 @@
 real FastAPI app: GET never changes state, forged links change nothing, bad input writes
 nothing, a second sign-up duplicates nothing, and the page never says who was known."""
 
+import base64
+import hashlib
 import re
 import shutil
 
@@ -61,7 +63,8 @@ def make_client(factory, clock, defs, mailbox, **overrides):
     )
     app = create_app(settings, factory=factory, clock=clock)
     app.state.send_confirmation = lambda to, email: mailbox.append((to, email))
-    return TestClient(app)
+    # A browser posting the form from our own page says where it came from.
+    return TestClient(app, headers={"Origin": BASE})
 
 
 @pytest.fixture
@@ -449,7 +452,9 @@ def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
         templates_dir=FIXTURES / "templates",
         signup_campaign="tiny",
     )
-    client = TestClient(create_app(settings, factory=factory, clock=clock))
+    client = TestClient(
+        create_app(settings, factory=factory, clock=clock), headers={"Origin": BASE}
+    )
     assert "check your email" in client.post("/signup", data=ANA).text
     outbox = LocalOutbox(tmp_path / "outbox")
 
@@ -810,3 +815,23 @@ def test_a_confirmation_link_expires_but_a_used_one_stays_harmless(client, facto
     clock.advance(days=30)
     assert client.post(fresh).status_code == 200  # clicked again: still confirmed, no change
     assert count(factory, Enrollment.id) == 1
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Origin": "https://evil.example"}, {"Referer": "https://evil.example/x"}, {}]
+)
+def test_a_sign_up_posted_from_another_site_is_refused(factory, clock, defs, mailbox, headers):
+    app = make_client(factory, clock, defs, mailbox).app
+    response = TestClient(app).post("/signup", data=ANA, headers=headers)
+    assert response.status_code == 403
+    assert count(factory, Subscriber.id) == 0 and mailbox == []
+
+
+def test_subscriber_pages_cannot_be_framed_or_run_foreign_scripts(client):
+    page = client.get("/signup")
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    (script,) = re.findall(r"<script>(.*?)</script>", page.text, re.S)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy  # the form's own script, nothing else

@@ -34,7 +34,6 @@ import logging
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse
@@ -52,6 +51,7 @@ from campaigns.reporting.provider_health import provider_health
 from campaigns.states import CHANNELS, MessageStatus
 from campaigns.text import UncleanText
 from campaigns.tracking import inbox
+from web.origin import require_same_origin
 from web.render import pages
 
 log = logging.getLogger(__name__)
@@ -127,36 +127,6 @@ def check_basic_auth(request: Request) -> str:
     if not ok:
         raise HTTPException(401, "admin credentials required", headers={"WWW-Authenticate": REALM})
     return user
-
-
-def origin_of(url: str | None) -> str | None:
-    if not url or url == "null":
-        return None
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
-        return None
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    suffix = "" if port in (None, default) else f":{port}"
-    return f"{parts.scheme.lower()}://{host}{suffix}"
-
-
-def require_same_origin(request: Request) -> None:
-    expected = origin_of(request.app.state.settings.public_base_url)
-    sent = request.headers.get("origin")
-    got = origin_of(sent) if sent is not None else origin_of(request.headers.get("referer"))
-    if got is None or got != expected:
-        raise HTTPException(
-            403,
-            f"form posts must come from {expected} (PUBLIC_BASE_URL); "
-            f"this one came from {got or 'an unknown origin'}",
-        )
 
 
 AdminUser = Annotated[str, Depends(check_basic_auth)]

@@ -1,23 +1,48 @@
 """The page templates of the web app (not marketer-editable: a plain, autoescaping
 environment with strict variables), shared by the subscriber, sign-up and admin pages."""
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 import jinja2
 
+TEMPLATES = Path(__file__).parent / "templates"
 pages = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
 
-# Pages a subscriber reaches by a personal link: never cached, indexed or referred on.
+
+def _script_hashes() -> str:
+    """CSP hashes of the pages' own inline scripts (the sign-up form's time-zone default):
+    those run, and nothing else does, not even a script injected into a page."""
+    text = "".join(p.read_text(encoding="utf-8") for p in sorted(TEMPLATES.glob("*.html")))
+    return " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in re.findall(r"<script>(.*?)</script>", text, re.S)
+    )
+
+
+NONE = "'none'"
+
+# Pages a subscriber reaches by a personal link: never cached, indexed or referred on,
+# never framed by another site (clickjacking an unsubscribe or a call request), and no
+# script but the pages' own.
 NO_STORE = {
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex",
     "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        f"default-src 'none'; script-src {_script_hashes() or NONE}; "
+        "style-src 'unsafe-inline'; img-src 'self' https: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
 }
 
 

@@ -23,7 +23,7 @@ import re
 from datetime import timedelta
 from types import SimpleNamespace
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +32,7 @@ from campaigns.db import transaction
 from campaigns.intake import signup
 from campaigns.states import CHANNELS
 from web.i18n import words
+from web.origin import require_same_origin
 from web.render import page
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def _evidence(request: Request, lang: str, sms: bool) -> dict:
     return evidence
 
 
-@router.post("/signup", response_class=HTMLResponse)
+@router.post("/signup", response_class=HTMLResponse, dependencies=[Depends(require_same_origin)])
 async def signup_submit(request: Request) -> HTMLResponse:
     form = await request.form()
     values = {k: str(form.get(k) or "").strip() for k in FIELDS}
