@@ -835,3 +835,59 @@ def test_subscriber_pages_cannot_be_framed_or_run_foreign_scripts(client):
     (script,) = re.findall(r"<script>(.*?)</script>", page.text, re.S)
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in policy  # the form's own script, nothing else
+
+
+def test_the_confirmation_mail_s_unsubscribe_stops_further_confirmations(
+    factory, clock, defs, tmp_path
+):
+    import email
+    from email import policy as email_policy
+
+    from campaigns.intake.confirmations import send_confirmations
+    from workers.providers.outbox import LocalOutbox
+
+    settings = load_settings(
+        environment="test",
+        secret_key=SECRET,
+        public_base_url=BASE,
+        definitions_dir=defs,
+        templates_dir=FIXTURES / "templates",
+        signup_campaign="tiny",
+    )
+    client = TestClient(
+        create_app(settings, factory=factory, clock=clock), headers={"Origin": BASE}
+    )
+    outbox = LocalOutbox(tmp_path / "outbox")
+
+    def notify():
+        return send_confirmations(
+            factory,
+            clock,
+            outbox,
+            Signer(SECRET.encode()),
+            templates_dir=FIXTURES / "templates",
+            brand="Lunara",
+            postal_address="1 Main St",
+            base_url=BASE,
+        )
+
+    form = dict(ANA, phone="", channel_sms="")
+    client.post("/signup", data=form)
+    assert notify() == 1
+    (eml,) = (outbox.folder / "adhoc").glob("email-*.eml")
+    parsed = email.message_from_bytes(eml.read_bytes(), policy=email_policy.default)
+    stop = re.search(r"<https://care\.example(/confirm/[\w.-]+/stop)>", parsed["List-Unsubscribe"])[
+        1
+    ]
+    asked = client.get(stop)  # opening the link (a mail scanner does) changes nothing
+    assert asked.status_code == 200 and "Stop emails" in asked.text
+    with factory() as s:
+        assert suppression_for(s, "email", "ana@example.com") is None
+    # The mail client's one-click POST comes from no page of ours: no Origin needed.
+    assert TestClient(client.app).post(stop).status_code == 200
+    with factory() as s:
+        assert suppression_for(s, "email", "ana@example.com").reason == "unsubscribed"
+    clock.advance(hours=2)
+    client.post("/signup", data=form)  # someone types the address in again
+    assert notify() == 0
+    assert len(list((outbox.folder / "adhoc").glob("email-*.eml"))) == 1

@@ -65,6 +65,11 @@ TEXT = {
         "confirm_ask": "Press the button to confirm that you want to receive lessons from {brand}.",
         "confirm_button": "Confirm",
         "confirm_done": "Thank you, your email is confirmed. Your first lesson is on its way.",
+        "confirm_stop_title": "Stop these emails",
+        "confirm_stop_ask": "Press the button and {brand} will send no more email to this "
+        "address, sign-up confirmations included.",
+        "confirm_stop_button": "Stop emails",
+        "confirm_stop_done": "Done. We will send no more email to this address.",
         "too_many": "Too many sign-ups were sent from here or for this address. "
         "Please try again in {minutes} minutes.",
     },
@@ -132,6 +137,11 @@ TEXT = {
         "confirm_ask": "Presiona el botón para confirmar que quieres recibir las clases de {brand}.",
         "confirm_button": "Confirmar",
         "confirm_done": "Gracias, tu correo está confirmado. Tu primera clase va en camino.",
+        "confirm_stop_title": "Dejar de recibir estos correos",
+        "confirm_stop_ask": "Presiona el botón y {brand} no enviará más correos a esta "
+        "dirección, ni confirmaciones de inscripción.",
+        "confirm_stop_button": "Dejar de recibir correos",
+        "confirm_stop_done": "Listo. No enviaremos más correos a esta dirección.",
         "too_many": "Se enviaron demasiadas inscripciones desde aquí o para esta dirección. "
         "Inténtalo de nuevo en {minutes} minutos.",
     },

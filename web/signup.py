@@ -271,6 +271,44 @@ async def confirm_form(request: Request, token: str) -> HTMLResponse:
     return _page(request, "confirm.html", locale, "confirm_title")
 
 
+@router.get("/confirm/{token}/stop", response_class=HTMLResponse)
+async def stop_form(request: Request, token: str) -> HTMLResponse:
+    """Opening the link only asks (GET never changes state: mail scanners open links)."""
+    deps = _deps(request)
+
+    def look() -> str | None:
+        with request.app.state.factory() as session:
+            return signup.subscriber_for_token(session, deps.signer, token).locale
+
+    try:
+        locale = await run_in_threadpool(look)
+    except signup.SignupNotFound:
+        return _invalid(request)
+    return _page(request, "confirm_stop.html", locale, "confirm_stop_title")
+
+
+@router.post("/confirm/{token}/stop", response_class=HTMLResponse)
+async def stop_submit(request: Request, token: str) -> HTMLResponse:
+    """The button, or a mail client's one-click unsubscribe (RFC 8058) of the mail."""
+    deps = _deps(request)
+    state = request.app.state
+
+    def act() -> str | None:
+        with transaction(state.factory) as session:
+            sub = signup.subscriber_for_token(session, deps.signer, token)
+            signup.stop_confirmations(session, state.clock, sub.public_token)
+            return sub.locale
+
+    try:
+        locale = await run_in_threadpool(act)
+    except signup.SignupNotFound:
+        return _invalid(request)
+    t = words(locale, state.settings.brand_name)
+    return _page(
+        request, "notice.html", locale, "confirm_stop_title", message=t["confirm_stop_done"]
+    )
+
+
 @router.post("/confirm/{token}", response_class=HTMLResponse)
 async def confirm_submit(request: Request, token: str) -> HTMLResponse:
     deps = _deps(request)

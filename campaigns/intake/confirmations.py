@@ -84,7 +84,8 @@ def send_confirmations(
         for sub in claimed:
             previous = sub.confirmation_sent_at
             sub.confirmation_sent_at = now
-            url = confirm_url(base_url, confirm_token(signer, sub.public_token))
+            token = confirm_token(signer, sub.public_token)
+            url = confirm_url(base_url, token)
             content = confirmation_email(
                 templates_dir,
                 brand=brand,
@@ -96,7 +97,8 @@ def send_confirmations(
                 0,
                 sub.email,
                 content,
-                f"{base_url}/signup",
+                # Its unsubscribe link stops further confirmations to this address.
+                f"{base_url}/confirm/{token}/stop",
                 "confirm-" + secrets.token_urlsafe(9),
                 adhoc=True,
             )

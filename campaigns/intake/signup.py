@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.consent import has_consent, record_consent
 from campaigns.audience.eligibility import reachable_channels
-from campaigns.audience.opt_outs import resubscribe
+from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.audience.subscribers import (
     InvalidSubscriber,
     address_for,
@@ -369,6 +369,19 @@ def confirm(
         sub.status = SubscriberStatus.ACTIVE
         sub.updated_at = clock.now()
     return enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
+
+
+def stop_confirmations(session: Session, clock: Clock, subscriber_public_token: str) -> None:
+    """The unsubscribe link of a confirmation mail: no more mail to that address, the
+    confirmations included, whoever typed it into the form (an unsubscribe, so the
+    person can still come back through a later sign-up's link or the preference page)."""
+    sub = session.scalar(
+        select(Subscriber).where(Subscriber.public_token == subscriber_public_token)
+    )
+    if sub is None or not sub.email:
+        raise SignupNotFound("this link is not valid")
+    sub.confirmation_requested_at = None
+    unsubscribe(session, clock, sub, channels=(Channel.EMAIL,), source="confirmation_unsubscribe")
 
 
 def signup_by_sms(
