@@ -137,3 +137,17 @@ def send_ctx(factory, clock, registry, policy, outbox):
         email_provider=outbox,
         sms_provider=outbox,
     )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The property test's figure in every run's summary (CI included): how many generated
+    requests reached the public routes, and how many got a 5xx."""
+    from tests import test_edge_property
+
+    sent = test_edge_property.SENT["count"]
+    if sent:
+        crashes = test_edge_property.SENT.get("crashes", 0)
+        terminalreporter.write_line(
+            f"edge property test: {sent} generated requests to the public routes, "
+            f"{crashes} got a 5xx"
+        )
