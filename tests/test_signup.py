@@ -832,6 +832,8 @@ def test_subscriber_pages_cannot_be_framed_or_run_foreign_scripts(client):
     policy = page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
     assert page.headers["x-frame-options"] == "DENY"
+    # With "no-referrer" a browser sends our own form with `Origin: null`: refused.
+    assert page.headers["referrer-policy"] == "same-origin"
     (script,) = re.findall(r"<script>(.*?)</script>", page.text, re.S)
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in policy  # the form's own script, nothing else

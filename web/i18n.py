@@ -71,7 +71,7 @@ TEXT = {
         "confirm_stop_button": "Stop emails",
         "confirm_stop_done": "Done. We will send no more email to this address.",
         "too_many": "Too many sign-ups were sent from here or for this address. "
-        "Please try again in {minutes} minutes.",
+        "Please try again in {minutes} min.",
     },
     "es": {
         "invalid": "Este enlace no es válido. Puede estar incompleto o haber vencido.",
@@ -143,7 +143,7 @@ TEXT = {
         "confirm_stop_button": "Dejar de recibir correos",
         "confirm_stop_done": "Listo. No enviaremos más correos a esta dirección.",
         "too_many": "Se enviaron demasiadas inscripciones desde aquí o para esta dirección. "
-        "Inténtalo de nuevo en {minutes} minutos.",
+        "Inténtalo de nuevo en {minutes} min.",
     },
 }
 

@@ -36,7 +36,10 @@ NONE = "'none'"
 NO_STORE = {
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": with it a browser posts our own forms with `Origin: null`, and
+    # the sign-up's origin check (web/origin.py) would refuse them. "same-origin" still
+    # keeps the link's token from every other site.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
         f"default-src 'none'; script-src {_script_hashes() or NONE}; "
