@@ -832,6 +832,7 @@ def test_yes_from_a_phone_given_on_the_form_grants_sms_consent_with_its_sid(fact
             "channel_sms": "1",
             "timezone": "America/New_York",
         },
+        headers={"Origin": BASE},  # posted from our own sign-up page
     )
     assert page.status_code == 200 and "responde SI" in page.text
     assert "<Message>" not in inbound(client, "yes", sender="+12025550199").text  # not asked
