@@ -893,3 +893,15 @@ def test_the_confirmation_mail_s_unsubscribe_stops_further_confirmations(
     client.post("/signup", data=form)  # someone types the address in again
     assert notify() == 0
     assert len(list((outbox.folder / "adhoc").glob("email-*.eml"))) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://["}, {"Referer": "http://[x/"}, {"Origin": "https://care.example:99999"}],
+)
+def test_a_malformed_origin_is_refused_not_a_crash(factory, clock, defs, mailbox, headers):
+    app = make_client(factory, clock, defs, mailbox).app
+    response = TestClient(app, raise_server_exceptions=False).post(
+        "/signup", data=ANA, headers=headers
+    )
+    assert response.status_code == 403

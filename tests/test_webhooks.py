@@ -772,6 +772,12 @@ def test_the_domain_acts_on_neutral_flags_whoever_the_provider(factory, clock, r
         "Don't text me again",
         "No me envien mas mensajes",
         "Quiero darme de baja",
+        "Don\u2019t text me",  # the curly apostrophe phones type
+        "Stop please",
+        "STOP STOP",
+        "Stop sending me these",
+        "No más mensajes",
+        "remove me from your list",
     ],
 )
 def test_every_reasonable_way_of_saying_stop_is_honoured(
@@ -787,7 +793,16 @@ def test_every_reasonable_way_of_saying_stop_is_honoured(
 
 
 @pytest.mark.parametrize(
-    "body", ["I can't stop the pain in my hip", "Does the pain stop after exercise?", "thanks!"]
+    "body",
+    [
+        "I can't stop the pain in my hip",
+        "Does the pain stop after exercise?",
+        "thanks!",
+        "Can my doctor take me off ibuprofen?",
+        "Can the surgeon remove me from the waitlist?",
+        "No more pain, your texts really helped!",
+        "Should I stop the exercise your text described?",
+    ],
 )
 def test_a_sentence_that_only_mentions_stopping_is_not_an_opt_out(
     body, client, factory, clock, registry, policy

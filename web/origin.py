@@ -12,7 +12,10 @@ from fastapi import HTTPException, Request
 def origin_of(url: str | None) -> str | None:
     if not url or url == "null":
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[": a bracket that opens no IPv6 address
+        return None
     if not parts.scheme or not parts.hostname:
         return None
     default = {"http": 80, "https": 443}.get(parts.scheme.lower())

@@ -54,23 +54,31 @@ _TEXTS = r"(?:text\w*|messag\w*|msgs?|sms)"
 STOP_PHRASES = [
     re.compile(p)
     for p in (
-        rf"\b(?:stop|quit|cease)\s+(?:\w+\s+){{0,3}}{_TEXTS}",  # please stop texting me
-        rf"\bno\s+more\s+(?:\w+\s+){{0,2}}{_TEXTS}",  # no more texts
+        # please stop texting me; stop sending me these (not "stop the exercise your text...")
+        rf"\b(?:stop|quit|cease)\s+(?:{_TEXTS}|sending|contacting|messaging)\b",
+        r"\b(?:stop|quit|cease)\s+(?:sending|texting|messaging)\s+me\b",
+        rf"\bno\s+more\s+{_TEXTS}\s*(?:please|thanks?|thank\s+you)?\s*$",  # no more texts
         r"\b(?:do\s*n[o']?t|never)\s+(?:text|message|contact)\s+me\b",  # don't text me
-        r"\b(?:unsubscribe|opt\s*out|remove)\s+me\b",  # unsubscribe me, remove me
-        r"\btake\s+me\s+off\b",  # take me off your list
+        r"\bunsubscribe\s+me\b",
+        r"\bopt\s*(?:me\s+)?out\b",
+        rf"\b(?:remove|take)\s+me\s+(?:off|from)\s+(?:your\s+|the\s+|this\s+)?(?:list|{_TEXTS})",
         r"\b(?:dejen?|deja)\s+de\s+(?:enviar|mandar|escribir)",  # dejen de enviarme
         r"\bno\s+me\s+(?:envi|mand|escrib)\w*\s+(?:mas|ningun)",  # no me envien mas
+        r"\bno\s+mas\s+(?:mensajes|textos|sms)\b",  # no mas mensajes
         r"\b(?:dar(?:me)?|dame|denme)\s+de\s+baja\b",  # darme de baja
         r"\bya\s+no\s+(?:quiero|deseo)\s+(?:recibir|mas|mensajes|textos)",  # ya no quiero mas
         r"\bno\s+(?:quiero|deseo)\s+(?:recibir\s+)?(?:mas\s+)?(?:mensajes|textos)",
     )
 ]
+# Words that may stand beside a stop keyword in a short reply ("Stop please", "STOP STOP").
+COURTESY = {"PLEASE", "PLS", "NOW", "IT", "THANKS", "THANK", "YOU", "POR", "FAVOR", "YA", "GRACIAS"}
 
 
 def fold(body: str | None) -> str:
     """NFKC, accents off, punctuation to spaces, single spaces, upper case."""
     text = unicodedata.normalize("NFKC", body or "")
+    # Phones type curly apostrophes (don’t): they are the same letter as '.
+    text = text.translate({0x2018: "'", 0x2019: "'", 0x02BC: "'"})
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = re.sub(r"[^\w\s']|_", " ", text).replace("'", "")
     return " ".join(text.split()).upper()
@@ -96,8 +104,13 @@ def says_yes(body: str | None) -> bool:
 
 
 def asks_to_stop(body: str | None) -> bool:
-    """A keyword STOP, or free words that clearly ask to stop texting."""
+    """A keyword STOP, a short reply of stop words and courtesies ("Stop please"), or
+    free words that clearly ask to stop texting."""
     if intent(body) is Intent.STOP:
         return True
-    text = fold(body).lower()
+    words = fold(body).split()
+    stops = [w for w in words if KEYWORDS.get(w) is Intent.STOP]
+    if stops and all(w in COURTESY or KEYWORDS.get(w) is Intent.STOP for w in words):
+        return True
+    text = " ".join(words).lower()
     return any(p.search(text) for p in STOP_PHRASES)
