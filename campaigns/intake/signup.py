@@ -259,10 +259,11 @@ def start_signup(
     )
     new_email = email if by_email is None else None
     new_phone = phone if by_phone is None else None
-    if by_email is not None or by_phone is not None:
-        # Beside a known address, a new one stands alone, and only for what it was asked for.
-        new_email = new_email if Channel.EMAIL in wanted else None
-        new_phone = new_phone if Channel.SMS in wanted else None
+    # An address is stored only for what it was asked for: a phone typed with texts left
+    # unticked is not kept (it would sit on the record unproved, for a preference page
+    # to switch on later). Beside a known address, a new one stands alone.
+    new_email = new_email if Channel.EMAIL in wanted else None
+    new_phone = new_phone if Channel.SMS in wanted else None
     fresh = None
     if new_email or new_phone:
         fresh = upsert_subscriber(

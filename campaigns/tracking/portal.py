@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.consent import has_consent
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
+from campaigns.audience.suppression import suppression_for
 from campaigns.clock import Clock
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.links import BadToken, Signer, links_for
-from campaigns.models import Event, Message, Subscriber
+from campaigns.models import ConsentRecord, Event, Message, Subscriber
 from campaigns.sequences.registry import Registry
-from campaigns.states import Channel, EventType
+from campaigns.states import Channel, ConsentAction, EventType
 
 
 class NotFound(LookupError):
@@ -133,12 +134,40 @@ def update_preferences(
         unsubscribe(
             session, clock, subscriber, channels=stop, source="preferences", evidence=evidence
         )
-    for channel, want, now in (
-        (Channel.EMAIL, email, current.email),
-        (Channel.SMS, sms, current.sms),
-    ):
-        if want and not now:
-            # An explicit new consent; an opt-out is lifted, a bounce or complaint is not.
-            resubscribe(session, clock, subscriber, channel, "preferences", evidence)
+    if email and not current.email:
+        # An explicit new consent from the mailbox the link came to; an opt-out is
+        # lifted, a bounce or complaint is not.
+        resubscribe(session, clock, subscriber, Channel.EMAIL, "preferences", evidence)
+    if sms and not current.sms:
+        _texts_back_on(session, clock, subscriber, evidence)
     session.flush()
     return preferences(session, subscriber)
+
+
+# Suppressions of a phone that this page made itself, and so may take back.
+WEB_SOURCES = ("preferences", "link")
+
+
+def _texts_back_on(session: Session, clock: Clock, subscriber: Subscriber, evidence: dict) -> None:
+    """The page proves the mailbox, not the phone (invariant 11). Texts come back on only
+    for a phone that consented before and that this page itself switched off; a phone that
+    never proved itself is asked to reply YES first; one that said STOP, to us or to its
+    carrier, is never texted again from here: only START from that phone lifts it."""
+    if not subscriber.phone:
+        return
+    blocked = suppression_for(session, Channel.SMS, subscriber.phone)
+    if blocked is not None and blocked.source not in WEB_SOURCES:
+        return
+    proven = session.scalar(
+        select(ConsentRecord.id)
+        .where(
+            ConsentRecord.subscriber_id == subscriber.id,
+            ConsentRecord.channel == Channel.SMS,
+            ConsentRecord.action == ConsentAction.GRANTED,
+        )
+        .limit(1)
+    )
+    if proven is None:
+        subscriber.sms_confirmation_requested_at = clock.now()  # the YES text goes out
+        return
+    resubscribe(session, clock, subscriber, Channel.SMS, "preferences", evidence)
