@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     # Sign-up: at most one confirmation mail per address in this many seconds, and how
     # long a sign-up never confirmed is kept before it is removed.
     confirmation_resend_seconds: int = Field(900, ge=60)
+    # At most one "reply YES" text per phone in this many hours (texts cost and intrude).
+    text_confirmation_resend_hours: int = Field(24, ge=1)
     # How often one client, address or phone may sign up (the `limits` library's notation).
     signup_limit_per_client: str = "5/minute;30/hour"
     signup_limit_per_address: str = "3/hour;10/day"

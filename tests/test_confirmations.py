@@ -15,6 +15,7 @@ from campaigns.intake.confirmations import send_confirmations
 from campaigns.intake.retention import remove_unconfirmed
 from campaigns.links import Signer
 from campaigns.models import Subscriber
+from campaigns.sequences.timing import Policy
 from tests.conftest import FIXTURES
 from workers.providers.outbox import LocalOutbox
 
@@ -100,3 +101,36 @@ def test_sign_ups_never_confirmed_are_removed_after_the_retention(factory, clock
     with factory() as s:
         assert s.get(Subscriber, old) is None
         assert all(s.get(Subscriber, i) for i in (kept_history, active, recent))
+
+
+def test_one_yes_text_per_phone_per_day_however_often_it_is_typed(factory, clock, tmp_path):
+    from campaigns.intake.confirmations import send_text_confirmations
+
+    outbox = LocalOutbox(tmp_path / "texts")
+    policy = Policy()
+    with transaction(factory) as s:
+        sub = Subscriber(
+            phone="+12025550143",
+            status="pending",
+            public_token=secrets.token_urlsafe(32),
+            created_at=clock.now(),
+            updated_at=clock.now(),
+            sms_confirmation_requested_at=clock.now(),
+        )
+        s.add(sub)
+        s.flush()
+        sid = sub.id
+
+    def send():
+        return send_text_confirmations(
+            factory, clock, outbox, policy, brand="Lunara", resend_after=timedelta(hours=24)
+        )
+
+    assert send() == 1
+    for _ in range(3):  # the number typed into the form again and again
+        clock.advance(minutes=30)
+        with transaction(factory) as s:
+            s.get(Subscriber, sid).sms_confirmation_requested_at = clock.now()
+        assert send() == 0
+    clock.advance(hours=23)  # 24.5 hours after the first text, still in text hours
+    assert send() == 1

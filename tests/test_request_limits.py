@@ -99,3 +99,13 @@ def defs(tmp_path):
 @pytest.fixture
 def mailbox():
     return []
+
+
+def test_a_phone_typed_another_way_is_the_same_phone(factory, clock, defs, mailbox):
+    client = test_signup.make_client(
+        factory, clock, defs, mailbox, signup_limit_per_address="1/hour"
+    )
+    texts_only = dict(test_signup.ANA, email="", channel_email="")
+    assert client.post("/signup", data=dict(texts_only, phone="(202) 555-0143")).status_code == 200
+    again = client.post("/signup", data=dict(texts_only, phone="+1 202-555-0143"))
+    assert again.status_code == 429

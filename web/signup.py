@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -27,10 +26,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.audience.subscribers import InvalidSubscriber
+from campaigns.audience.subscribers import InvalidSubscriber, normalize_email, normalize_phone
 from campaigns.db import transaction
 from campaigns.intake import signup
 from campaigns.states import CHANNELS
+from campaigns.text import UncleanText
 from web.i18n import words
 from web.origin import require_same_origin
 from web.render import page
@@ -217,11 +217,20 @@ def _over_limit(request: Request, email: str, phone: str) -> float | None:
     limits = request.app.state.runtime.request_limits
     client = request.client.host if request.client else "unknown"
     wait = limits.hit("signup_client", client)
-    # One address however it is typed: case for email, the digits of a phone number.
-    for key in (email.lower(), re.sub(r"\D", "", phone)):
+    # One address however it is typed: the normal form when it parses, else the raw text.
+    for key in (_normal(normalize_email, email), _normal(normalize_phone, phone)):
         if wait is None and key:
             wait = limits.hit("signup_address", key)
     return wait
+
+
+def _normal(normalize, raw: str) -> str:
+    if not raw.strip():
+        return ""
+    try:
+        return normalize(raw)
+    except (InvalidSubscriber, UncleanText):
+        return raw.strip().lower()
 
 
 def _too_many(request: Request, lang: str, wait: float) -> HTMLResponse:

@@ -89,7 +89,12 @@ def notify() -> dict:
         resend_after=timedelta(seconds=s.confirmation_resend_seconds),
     )
     texts = send_text_confirmations(
-        rt.factory, rt.clock, rt.sms_provider, rt.policy, brand=s.brand_name
+        rt.factory,
+        rt.clock,
+        rt.sms_provider,
+        rt.policy,
+        brand=s.brand_name,
+        resend_after=timedelta(hours=s.text_confirmation_resend_hours),
     )
     with transaction(rt.factory) as session:
         removed = remove_unconfirmed(session, rt.clock, timedelta(days=s.pending_retention_days))

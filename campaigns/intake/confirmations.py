@@ -121,11 +121,14 @@ def send_text_confirmations(
     policy: Policy,
     *,
     brand: str,
+    resend_after: timedelta = timedelta(hours=24),
     limit: int = 100,
 ) -> int:
     """Text "reply YES" to every phone asked for since the last one was sent, if it is
     within text hours where the phone is. A phone that has since given consent (JOIN) or
-    been suppressed (STOP) is marked done without a text. The number the provider took."""
+    been suppressed (STOP) is marked done without a text. At most one such text per phone
+    every `resend_after`, however often its number is typed into the form. The number the
+    provider took."""
     now = clock.now()
     texts: list[tuple[OutgoingSms, int, object]] = []
     with transaction(factory) as session:
@@ -135,7 +138,10 @@ def send_text_confirmations(
                 Subscriber.sms_confirmation_requested_at.is_not(None),
                 Subscriber.phone.is_not(None),
                 (Subscriber.sms_confirmation_sent_at.is_(None))
-                | (Subscriber.sms_confirmation_sent_at < Subscriber.sms_confirmation_requested_at),
+                | (
+                    (Subscriber.sms_confirmation_sent_at < Subscriber.sms_confirmation_requested_at)
+                    & (Subscriber.sms_confirmation_sent_at <= now - resend_after)
+                ),
             )
             .order_by(Subscriber.sms_confirmation_requested_at)
             # Rows outside their text hours are read and left; read past them.
