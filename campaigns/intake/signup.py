@@ -36,10 +36,12 @@ was found, and the confirmation email greets nobody by a stored name. So a stran
 types a patient's email and their own phone gets, at most, a course of their own on their
 own phone; the patient's record, lessons and name stay where they were.
 
-An opt-out is never lifted by the form: an unsubscribed email may be mailed a confirmation
-whose click lifts it (proof of the mailbox), a bounced or complained one is not mailed; a
-phone that said STOP (or is suppressed for any cause) is never texted a confirmation, only
-START or JOIN from the phone lifts it. A pending record (an earlier sign-up nobody
+An opt-out is never lifted by the form, and the form mails nothing to an address that is
+suppressed (an unsubscribe, a bounce, a complaint) or unsubscribed from everything, so it
+cannot be used to mail bomb anyone; such a person comes back through the preference link
+in any message they had, which proves the mailbox. A phone that said STOP (or is
+suppressed for any cause) is never texted a confirmation: only START or JOIN from the
+phone lifts it. A pending record (an earlier sign-up nobody
 confirmed) is known like any other: asking again re-sends its confirmations, nothing more.
 Joining two records into one person is a staff action (CSV imports, `drip enroll` fill
 blanks), never the form's.
@@ -70,7 +72,7 @@ from campaigns.audience.subscribers import (
     normalize_phone,
     upsert_subscriber,
 )
-from campaigns.audience.suppression import suppression_for, waivable
+from campaigns.audience.suppression import suppression_for
 from campaigns.clock import Clock
 from campaigns.content.rendering import RenderedEmail
 from campaigns.delivery.enrollment import enroll
@@ -295,8 +297,10 @@ def start_signup(
             # or the address may not be mailed at all (bounce, complaint). The page reads the same.
             blocked = suppression_for(session, Channel.EMAIL, sub.email)
             needs_confirmation = (
-                enrolled is None or not has_consent(session, sub.id, Channel.EMAIL)
-            ) and not (blocked is not None and not waivable(blocked.reason))
+                (enrolled is None or not has_consent(session, sub.id, Channel.EMAIL))
+                and blocked is None
+                and sub.status != SubscriberStatus.UNSUBSCRIBED
+            )
             if needs_confirmation:
                 sub.confirmation_requested_at = clock.now()  # the notify task mails it
         else:
@@ -375,7 +379,7 @@ def confirm(
 def stop_confirmations(session: Session, clock: Clock, subscriber_public_token: str) -> None:
     """The unsubscribe link of a confirmation mail: no more mail to that address, the
     confirmations included, whoever typed it into the form (an unsubscribe, so the
-    person can still come back through a later sign-up's link or the preference page)."""
+    person can still come back through the preference link of any message they had)."""
     sub = session.scalar(
         select(Subscriber).where(Subscriber.public_token == subscriber_public_token)
     )
