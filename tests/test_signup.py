@@ -901,3 +901,19 @@ def test_a_malformed_origin_is_refused_not_a_crash(factory, clock, defs, mailbox
         "/signup", data=ANA, headers=headers
     )
     assert response.status_code == 403
+
+
+def test_without_double_opt_in_a_known_address_still_proves_its_mailbox(
+    factory, clock, defs, mailbox
+):
+    client = make_client(factory, clock, defs, mailbox, double_opt_in=False)
+    form = dict(ANA, phone="", channel_sms="")
+    client.post("/signup", data=form)  # a new address: enrolled at once, as configured
+    sub = ana(factory)
+    with transaction(factory) as s:
+        unsubscribe(s, clock, s.get(Subscriber, sub.id))
+    client.post("/signup", data=form)  # typed again by anyone: no consent, no course back
+    with factory() as s:
+        assert not has_consent(s, sub.id, "email")
+        assert s.get(Subscriber, sub.id).status == "unsubscribed"
+        assert [e.status for e in s.scalars(select(Enrollment))] == ["exited"]

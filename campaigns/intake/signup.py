@@ -292,7 +292,9 @@ def start_signup(
                 Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == campaign_key
             )
         )
-        if double_opt_in:
+        # A known address is confirmed by its mailbox whatever DOUBLE_OPT_IN says: without
+        # that, the form would grant it consent and restart its course (invariant 11).
+        if double_opt_in or by_email is not None:
             # No mail when there is nothing to confirm (already enrolled with email consent)
             # or the address may not be mailed at all (bounce, complaint). The page reads the same.
             blocked = suppression_for(session, Channel.EMAIL, sub.email)
