@@ -89,10 +89,13 @@ def test_sign_ups_never_confirmed_are_removed_after_the_retention(factory, clock
     old = pending(factory, clock, "old@example.com")
     kept_history = pending(factory, clock, "history@example.com")
     active = pending(factory, clock, "active@example.com", status="active")
+    awaits_yes = pending(factory, clock, "awaits@example.com")
     with transaction(factory) as s:
         record_consent(s, clock, s.get(Subscriber, kept_history), "sms", "granted", "form")
     clock.advance(days=29)
     recent = pending(factory, clock, "recent@example.com")
+    with transaction(factory) as s:  # its YES text was asked for lately: it is kept
+        s.get(Subscriber, awaits_yes).sms_confirmation_requested_at = clock.now()
     with transaction(factory) as s:
         assert remove_unconfirmed(s, clock, timedelta(days=30)) == 0
     clock.advance(days=2)
@@ -100,7 +103,7 @@ def test_sign_ups_never_confirmed_are_removed_after_the_retention(factory, clock
         assert remove_unconfirmed(s, clock, timedelta(days=30)) == 1
     with factory() as s:
         assert s.get(Subscriber, old) is None
-        assert all(s.get(Subscriber, i) for i in (kept_history, active, recent))
+        assert all(s.get(Subscriber, i) for i in (kept_history, active, recent, awaits_yes))
 
 
 def test_one_yes_text_per_phone_per_day_however_often_it_is_typed(factory, clock, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
@@ -32,7 +32,16 @@ def remove_unconfirmed(session: Session, clock: Clock, older_than: timedelta) ->
     ]
     stale = select(Subscriber.id).where(
         Subscriber.status == SubscriberStatus.PENDING,
-        func.coalesce(Subscriber.confirmation_requested_at, Subscriber.created_at) < cutoff,
+        # Counted from the latest ask, by mail or by text: a YES still awaited keeps it.
+        Subscriber.created_at < cutoff,
+        or_(
+            Subscriber.confirmation_requested_at.is_(None),
+            Subscriber.confirmation_requested_at < cutoff,
+        ),
+        or_(
+            Subscriber.sms_confirmation_requested_at.is_(None),
+            Subscriber.sms_confirmation_requested_at < cutoff,
+        ),
         *[~t for t in traces],
     )
     ids = list(session.scalars(stale))
