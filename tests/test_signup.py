@@ -432,11 +432,9 @@ def test_confirmation_email_in_spanish_from_the_shipped_templates():
     assert (ROOT / "templates" / "_system" / "es" / "confirm.html").exists()
 
 
-def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
-    factory, clock, defs, tmp_path
-):
-    """Production path: the sign-up only records the request; the notify task mails it,
-    once per request, and the link in it confirms."""
+def notify_path(factory, clock, defs, tmp_path):
+    """The production path: the app has no immediate mailer, so a sign-up only records
+    the request and `notify()` (the notify task's pass) mails it to a local outbox."""
     from campaigns.intake.confirmations import send_confirmations
     from workers.providers.outbox import LocalOutbox
 
@@ -451,7 +449,6 @@ def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
     client = TestClient(
         create_app(settings, factory=factory, clock=clock), headers={"Origin": BASE}
     )
-    assert "check your email" in client.post("/signup", data=ANA).text
     outbox = LocalOutbox(tmp_path / "outbox")
 
     def notify():
@@ -466,6 +463,16 @@ def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
             base_url=BASE,
         )
 
+    return client, notify, outbox
+
+
+def test_without_an_immediate_mailer_the_notify_pass_sends_the_confirmation(
+    factory, clock, defs, tmp_path
+):
+    """Production path: the sign-up only records the request; the notify task mails it,
+    once per request, and the link in it confirms."""
+    client, notify, outbox = notify_path(factory, clock, defs, tmp_path)
+    assert "check your email" in client.post("/signup", data=ANA).text
     assert notify() == 1 and notify() == 0
     (eml,) = (outbox.folder / "adhoc").glob("email-*.eml")
     import email
@@ -841,34 +848,7 @@ def test_the_confirmation_mail_s_unsubscribe_stops_further_confirmations(
     import email
     from email import policy as email_policy
 
-    from campaigns.intake.confirmations import send_confirmations
-    from workers.providers.outbox import LocalOutbox
-
-    settings = load_settings(
-        environment="test",
-        secret_key=SECRET,
-        public_base_url=BASE,
-        definitions_dir=defs,
-        templates_dir=FIXTURES / "templates",
-        signup_campaign="tiny",
-    )
-    client = TestClient(
-        create_app(settings, factory=factory, clock=clock), headers={"Origin": BASE}
-    )
-    outbox = LocalOutbox(tmp_path / "outbox")
-
-    def notify():
-        return send_confirmations(
-            factory,
-            clock,
-            outbox,
-            Signer(SECRET.encode()),
-            templates_dir=FIXTURES / "templates",
-            brand="Lunara",
-            postal_address="1 Main St",
-            base_url=BASE,
-        )
-
+    client, notify, outbox = notify_path(factory, clock, defs, tmp_path)
     form = dict(ANA, phone="", channel_sms="")
     client.post("/signup", data=form)
     assert notify() == 1

@@ -265,8 +265,9 @@ def _send_confirmation(request: Request, result: signup.SignupResult) -> None:
     send(result.confirm_to, email)
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
-async def confirm_form(request: Request, token: str) -> HTMLResponse:
+async def _ask(request: Request, token: str, template: str, title_key: str) -> HTMLResponse:
+    """A confirmation link opened: a page with a button, in the person's language. Opening
+    only asks (GET never changes state: mail scanners open every link)."""
     deps = _deps(request)
 
     def look() -> str | None:
@@ -277,23 +278,17 @@ async def confirm_form(request: Request, token: str) -> HTMLResponse:
         locale = await run_in_threadpool(look)
     except signup.SignupNotFound:
         return _invalid(request)
-    return _page(request, "confirm.html", locale, "confirm_title")
+    return _page(request, template, locale, title_key)
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+async def confirm_form(request: Request, token: str) -> HTMLResponse:
+    return await _ask(request, token, "confirm.html", "confirm_title")
 
 
 @router.get("/confirm/{token}/stop", response_class=HTMLResponse)
 async def stop_form(request: Request, token: str) -> HTMLResponse:
-    """Opening the link only asks (GET never changes state: mail scanners open links)."""
-    deps = _deps(request)
-
-    def look() -> str | None:
-        with request.app.state.factory() as session:
-            return signup.subscriber_for_token(session, deps.signer, token).locale
-
-    try:
-        locale = await run_in_threadpool(look)
-    except signup.SignupNotFound:
-        return _invalid(request)
-    return _page(request, "confirm_stop.html", locale, "confirm_stop_title")
+    return await _ask(request, token, "confirm_stop.html", "confirm_stop_title")
 
 
 @router.post("/confirm/{token}/stop", response_class=HTMLResponse)

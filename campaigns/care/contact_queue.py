@@ -20,9 +20,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import backlog
 from campaigns.clock import Clock
 from campaigns.models import ContactRequest, Enrollment, Event, Message, Subscriber, is_row_id
 from campaigns.reasons import ExitReason
@@ -187,21 +188,11 @@ def _resume_course(session: Session, request: ContactRequest, now) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Waiting:
+def waiting(session: Session) -> backlog.Waiting:
     """Requests nobody has handled yet: how many, and since when the oldest has waited."""
-
-    count: int
-    oldest: datetime | None
-
-
-def waiting(session: Session) -> Waiting:
-    count, oldest = session.execute(
-        select(func.count(), func.min(ContactRequest.created_at)).where(
-            ContactRequest.status == ContactStatus.OPEN
-        )
-    ).one()
-    return Waiting(count, oldest)
+    return backlog.waiting(
+        session, ContactRequest.created_at, ContactRequest.status == ContactStatus.OPEN
+    )
 
 
 def request_contact(

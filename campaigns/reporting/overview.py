@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns.backlog import Waiting
 from campaigns.clock import Clock
 from campaigns.models import Enrollment, Message
 from campaigns.states import TERMINAL, WAITING, EnrollmentStatus, MessageStatus
@@ -21,7 +22,7 @@ class Status:
     enrollments: dict[str, int] = field(default_factory=dict)
     # (campaign, step, channel): {status: count}
     by_step: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
-    inbox: inbox.Waiting = field(default_factory=lambda: inbox.Waiting(0, None))
+    inbox: Waiting = field(default_factory=lambda: Waiting(0, None))
 
     @property
     def by_channel(self) -> dict[tuple[str, str], int]:

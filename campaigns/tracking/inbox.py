@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import backlog
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.suppression import Cause, suppress
 from campaigns.clock import Clock
@@ -46,20 +47,9 @@ def add(session: Session, event: Event, phone: str, body: str) -> InboxItem:
     return item
 
 
-@dataclass(frozen=True)
-class Waiting:
-    count: int
-    oldest: datetime | None
-
-
-def waiting(session: Session) -> Waiting:
+def waiting(session: Session) -> backlog.Waiting:
     """How many texts wait for a person, and since when the oldest has."""
-    count, oldest = session.execute(
-        select(func.count(), func.min(InboxItem.created_at)).where(
-            InboxItem.status == InboxStatus.OPEN
-        )
-    ).one()
-    return Waiting(count, oldest)
+    return backlog.waiting(session, InboxItem.created_at, InboxItem.status == InboxStatus.OPEN)
 
 
 @dataclass
