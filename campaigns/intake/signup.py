@@ -419,14 +419,9 @@ def signup_by_sms(
         )
     evidence = {"keyword": word, "inbound_text": (body or "")[:500], "message_sid": message_sid}
     # Texting the keyword is the person's own opt-in, so it lifts their earlier STOP.
-    if not has_consent(session, sub.id, Channel.SMS) and not resubscribe(
-        session, clock, sub, Channel.SMS, "sms_keyword", evidence
-    ):
-        return None
-    if sub.status != SubscriberStatus.ACTIVE:
-        sub.status = SubscriberStatus.ACTIVE
-        sub.updated_at = clock.now()
-    return enroll(session, clock, registry, sub, campaign_key, policy, source="sms_keyword")
+    return _phone_opted_in(
+        session, clock, registry, policy, sub, "sms_keyword", evidence, campaign_key, "sms_keyword"
+    )
 
 
 def confirm_by_sms(
@@ -461,15 +456,36 @@ def confirm_by_sms(
         "message_sid": message_sid,
         "asked_at": sub.sms_confirmation_requested_at.isoformat(),
     }
+    enrolled = _phone_opted_in(
+        session, clock, registry, policy, sub, "sms_double_opt_in", evidence, campaign_key, "signup"
+    )
+    if enrolled is not None:
+        sub.sms_confirmation_requested_at = None  # answered: nothing more to send or accept
+    return enrolled
+
+
+def _phone_opted_in(
+    session: Session,
+    clock: Clock,
+    registry: Registry,
+    policy: Policy,
+    sub: Subscriber,
+    source: str,
+    evidence: dict,
+    campaign_key: str,
+    enroll_source: str,
+) -> Enrollment | None:
+    """The phone's own opt-in (JOIN, or YES when asked): SMS consent, lifting its earlier
+    STOP, active, enrolled. None when the number stays suppressed for a cause the person
+    cannot lift (invalid, complaint)."""
     if not has_consent(session, sub.id, Channel.SMS) and not resubscribe(
-        session, clock, sub, Channel.SMS, "sms_double_opt_in", evidence
+        session, clock, sub, Channel.SMS, source, evidence
     ):
         return None
-    sub.sms_confirmation_requested_at = None  # answered: nothing more to send or accept
     if sub.status != SubscriberStatus.ACTIVE:
         sub.status = SubscriberStatus.ACTIVE
-    sub.updated_at = clock.now()
-    return enroll(session, clock, registry, sub, campaign_key, policy, source="signup")
+        sub.updated_at = clock.now()
+    return enroll(session, clock, registry, sub, campaign_key, policy, source=enroll_source)
 
 
 def confirmation_email(
