@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,6 +32,12 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "dev
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_DISTINCT = 12
 EXAMPLE_POSTAL_ADDRESS = "Lunara Care, 100 Main Street, Suite 200, Springfield, IL 62701, USA"
+# A fictional number (the 555-01xx range): lessons and HELP replies must carry the real one.
+EXAMPLE_CARE_PHONE = "+18005550199"
+_DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
+CARE_HOURS = re.compile(
+    rf"^\s*{_DAY}(?:\s*-\s*{_DAY})?\s+\d{{1,2}}:\d{{2}}\s*-\s*\d{{1,2}}:\d{{2}}\s*$"
+)
 # Domains reserved for documentation (RFC 2606): nobody receives or replies there.
 EXAMPLE_DOMAINS = ("example", "example.com", "example.org", "example.net", "invalid", "test")
 
@@ -62,6 +69,17 @@ class Settings(BaseSettings):
     email_from: str = "care@lunara.example"
     default_timezone: str = "America/New_York"
     default_locale: str = "en"
+    # Whose emergency number a person is told when neither their phone nor their time zone
+    # says where they are (ISO country code).
+    default_country: str = "US"
+
+    # How patients reach the care team: shown in the last lesson, on the call-request page
+    # and in HELP replies. Hours are local to CARE_TEAM_TIMEZONE.
+    care_team_phone: str = EXAMPLE_CARE_PHONE
+    care_team_hours: str = "mon-fri 08:00-18:00"
+    care_team_timezone: str = "America/New_York"
+    # How many business days a call request waits at most (the promise patients read).
+    care_team_reply_days: int = Field(1, ge=1, le=10)
 
     # Where things live
     definitions_dir: Path = ROOT / "campaigns" / "definitions"
@@ -155,7 +173,34 @@ class Settings(BaseSettings):
     sms_allowed_countries: str = "US,CA"
     signup_campaign: str = "hip_and_back"
 
-    @field_validator("default_timezone")
+    @field_validator("default_country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO country code like US or ES")
+        return value
+
+    @field_validator("care_team_phone")
+    @classmethod
+    def _care_phone(cls, value: str) -> str:
+        try:
+            number = phonenumbers.parse(value, "US")
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_possible_number(number):
+            raise ValueError(f"{value!r} is not a phone number like +18005550199")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("care_team_hours")
+    @classmethod
+    def _care_hours(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value or not all(CARE_HOURS.match(part) for part in value.split(";")):
+            raise ValueError(f"{value!r} is not like 'mon-fri 08:00-18:00; sat 09:00-12:00'")
+        return value
+
+    @field_validator("default_timezone", "care_team_timezone")
     @classmethod
     def _zone_exists(cls, value: str) -> str:
         try:
@@ -225,6 +270,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "POSTAL_ADDRESS is the example address; every email must carry the "
                     "sender's real one (CAN-SPAM)"
+                )
+            if self.care_team_phone == EXAMPLE_CARE_PHONE:
+                raise ValueError(
+                    "CARE_TEAM_PHONE is the example number; lessons, the call-request page "
+                    "and HELP replies must give patients the care team's real one"
                 )
             domain = self.email_from.rpartition("@")[2].lower().rstrip(".")
             if any(domain == d or domain.endswith("." + d) for d in EXAMPLE_DOMAINS):

@@ -60,6 +60,7 @@ def production(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", GOOD_SECRET)
     monkeypatch.setenv("POSTAL_ADDRESS", "Lunara Health, 12 Harbor Road, Portland, ME 04101, USA")
     monkeypatch.setenv("EMAIL_FROM", "care@lunara-health.com")
+    monkeypatch.setenv("CARE_TEAM_PHONE", "+1 207 555 2368")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +69,7 @@ def production(monkeypatch):
         ("POSTAL_ADDRESS", None, "POSTAL_ADDRESS is the example address"),
         ("EMAIL_FROM", "care@lunara.example", "EMAIL_FROM is at an example domain"),
         ("EMAIL_FROM", "news@mail.example.com", "EMAIL_FROM is at an example domain"),
+        ("CARE_TEAM_PHONE", None, "CARE_TEAM_PHONE is the example number"),
     ],
 )
 def test_production_refuses_example_sender_details(monkeypatch, name, value, needle):
@@ -105,3 +107,32 @@ def test_webhook_key_must_be_a_p256_key(monkeypatch):
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", "bm90IGEga2V5")
     with pytest.raises(SettingsError, match="SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("CARE_TEAM_HOURS", "weekdays 9 to 5", "is not like 'mon-fri 08:00-18:00"),
+        ("CARE_TEAM_HOURS", "mon-fri 08:00-18:00; sunday", "is not like"),
+        ("CARE_TEAM_PHONE", "call us", "is not a phone number"),
+        ("CARE_TEAM_TIMEZONE", "Mars/Olympus", "unknown IANA time zone"),
+        ("DEFAULT_COUNTRY", "XX", "is not an ISO country code"),
+        ("CARE_TEAM_REPLY_DAYS", "0", "CARE_TEAM_REPLY_DAYS"),
+    ],
+)
+def test_care_team_settings_refuse_what_patients_could_not_use(monkeypatch, name, value, needle):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=needle):
+        load_settings()
+
+
+def test_care_team_settings_are_normalised(monkeypatch):
+    monkeypatch.setenv("CARE_TEAM_PHONE", "(207) 555-2368")
+    monkeypatch.setenv("CARE_TEAM_HOURS", "Mon-Fri 08:00-18:00; Sat 09:00-12:00")
+    monkeypatch.setenv("DEFAULT_COUNTRY", "es")
+    s = load_settings()
+    assert (s.care_team_phone, s.care_team_hours, s.default_country) == (
+        "+12075552368",
+        "mon-fri 08:00-18:00; sat 09:00-12:00",
+        "ES",
+    )

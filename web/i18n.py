@@ -23,7 +23,18 @@ TEXT = {
         "contact_when": "Best time to reach you (optional)",
         "contact_note": "Anything you want us to know (optional; please do not include private medical details)",
         "contact_send": "Send request",
-        "contact_done": "Thank you. Our care team will contact you soon. In an emergency, call 911.",
+        "contact_done": (
+            "Thank you. Our care team will contact you within {reply}. If your pain gets much "
+            "worse or you notice a warning sign, call {number} now. Do not wait for our call."
+        ),
+        "contact_call": "Prefer to talk now? Call the care team at",
+        "contact_hours": "We answer {hours}.",
+        "contact_promise": "We call you back within {reply} of your request.",
+        "contact_emergency": (
+            "This form is not for emergencies. Call {number} now if you have sudden, severe "
+            "pain, new weakness or numbness in a leg, numbness between the legs, or trouble "
+            "peeing or controlling your bowels."
+        ),
         "footer": "{brand} · General education, not medical advice.",
         # Sign-up and confirmation pages (web/signup.py)
         "signup_title": "Sign up for lessons from {brand}",
@@ -95,7 +106,19 @@ TEXT = {
         "contact_when": "Mejor horario para contactarte (opcional)",
         "contact_note": "Algo que quieras contarnos (opcional; no incluyas datos médicos privados)",
         "contact_send": "Enviar",
-        "contact_done": "Gracias. Nuestro equipo te contactará pronto. En una emergencia, llama al 911.",
+        "contact_done": (
+            "Gracias. Nuestro equipo se comunicará contigo en menos de {reply}. Si el dolor "
+            "empeora mucho o notas una señal de alarma, llama al {number} ahora. No esperes "
+            "nuestra llamada."
+        ),
+        "contact_call": "¿Prefieres hablar ahora? Llama al equipo de atención al",
+        "contact_hours": "Horario: {hours}.",
+        "contact_promise": "Te llamamos en menos de {reply} desde que nos escribes.",
+        "contact_emergency": (
+            "Este formulario no es para emergencias. Llama al {number} ahora si tienes dolor "
+            "fuerte y repentino, debilidad o adormecimiento nuevo en una pierna, adormecimiento "
+            "entre las piernas, o problemas para orinar o controlar el intestino."
+        ),
         "footer": "{brand} · Información educativa, no consejo médico.",
         # Sign-up and confirmation pages (web/signup.py)
         "signup_title": "Inscríbete para recibir clases de {brand}",

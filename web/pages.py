@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.care import contact_queue
+from campaigns.care.help_path import help_path
 from campaigns.content.rendering import RenderError
 from campaigns.db import transaction
 from campaigns.links import links_for
@@ -37,6 +38,10 @@ def _deps(request: Request):
 
 
 _page = page
+
+
+def _lang(subscriber) -> str:
+    return words(subscriber.locale, "")["lang"]
 
 
 def _invalid(request: Request) -> HTMLResponse:
@@ -172,6 +177,7 @@ async def contact_form(request: Request, token: str) -> HTMLResponse:
         error=None,
         has_email=bool(visit.subscriber.email),
         has_phone=bool(visit.subscriber.phone),
+        help=help_path(_deps(request).renderer.sender, visit.subscriber, _lang(visit.subscriber)),
     )
 
 
@@ -192,13 +198,17 @@ async def contact_request(request: Request, token: str) -> HTMLResponse:
                 preferred_time=form.get("preferred_time"),
                 note=form.get("note"),
             )
-            return visit.subscriber.locale
+            locale = visit.subscriber.locale
+            return locale, help_path(
+                state.renderer.sender, visit.subscriber, _lang(visit.subscriber)
+            )
 
     try:
-        locale = await run_in_threadpool(act)
+        locale, help = await run_in_threadpool(act)
     except portal.NotFound:
         return _invalid(request)
     except ValueError as exc:
         return _page(request, "notice.html", None, "contact_title", status=400, message=str(exc))
     t = words(locale, state.settings.brand_name)
-    return _page(request, "notice.html", locale, "contact_title", message=t["contact_done"])
+    done = t["contact_done"].format(reply=help.reply_within, number=help.emergency_number)
+    return _page(request, "notice.html", locale, "contact_title", message=done)

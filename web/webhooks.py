@@ -34,11 +34,12 @@ from campaigns.intake import signup
 from campaigns.links import BadToken
 from campaigns.redact import mask
 from campaigns.tracking.events import NormalizedEvent, record_event
-from campaigns.tracking.inbound import InboundText, handle_inbound_sms, help_text
+from campaigns.tracking.inbound import HelpDesk, InboundText, handle_inbound_sms
 from campaigns.tracking.keywords import keyword
 from web.body_limits import SENDGRID_MAX_BODY, TWILIO_MAX_BODY  # noqa: F401 (the caps, named here too)
 from workers.providers import sendgrid_webhook, twilio_webhook
 from workers.providers.webhook_base import BadPayload, NotConfigured, Rejected, WebhookError
+from workers.runtime import care_team_from
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")
@@ -163,7 +164,9 @@ def _inbound(state, text: InboundText) -> str | None:
             session,
             state.clock,
             text,
-            help_reply=help_text(settings.brand_name, settings.email_from),
+            help_desk=HelpDesk(
+                settings.brand_name, care_team_from(settings), settings.default_country
+            ),
             join=join,
             confirm=confirm,
             brand=settings.brand_name,

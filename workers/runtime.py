@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock, clock_from_settings
+from campaigns.content.care_team import CareTeam
 from campaigns.content.rendering import Renderer, Sender
 from campaigns.db import make_engine, make_session_factory
 from campaigns.delivery.sending import SendContext
@@ -126,13 +127,29 @@ def build_runtime(
         clock=clock or clock_from_settings(settings),
         # Built once: the registry re-reads campaign files only when they change.
         registry=Registry(settings.definitions_dir, settings.templates_dir),
-        renderer=Renderer(
-            settings.templates_dir, Sender(settings.brand_name, settings.postal_address)
-        ),
+        renderer=Renderer(settings.templates_dir, sender_from(settings)),
         signer=Signer(settings.secret_key.get_secret_value().encode()),
         policy=Policy.from_settings(settings),
         base_url=settings.public_base_url,
         engine=engine,
+    )
+
+
+def care_team_from(settings: Settings) -> CareTeam:
+    return CareTeam(
+        phone=settings.care_team_phone,
+        hours=settings.care_team_hours,
+        timezone=settings.care_team_timezone,
+        reply_days=settings.care_team_reply_days,
+    )
+
+
+def sender_from(settings: Settings) -> Sender:
+    return Sender(
+        settings.brand_name,
+        settings.postal_address,
+        care=care_team_from(settings),
+        default_country=settings.default_country,
     )
 
 

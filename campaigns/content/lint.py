@@ -9,9 +9,13 @@ and locale, and what to change. Errors make the command exit non-zero.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from jinja2 import meta
+
+from campaigns.audience.emergency import emergency_number
+from campaigns.content.preview import sms_variants
 from campaigns.content.readability import reading_level
 from campaigns.content.rendering import Recipient, Renderer, RenderError, Sender
 from campaigns.content.sms_text import non_gsm_characters, segments
@@ -20,6 +24,12 @@ from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campai
 from campaigns.states import Channel
 
 MAX_SMS_SEGMENTS = 2
+# A text carrying the warning signs (the help-now block) may take up to four: leaving a
+# sign out to save a segment is the worse trade.
+MAX_SAFETY_SMS_SEGMENTS = 4
+SAFETY_PARTIAL = "help_now.sms.txt"
+# Readers in these countries must each see their own number (911, 112, 000).
+EMERGENCY_SAMPLES = ("US", "ES", "AU")
 OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/")
 
 # Naming a condition where others can read it (a lock screen, a shared inbox, a
@@ -130,7 +140,7 @@ def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
             links = links_for(ctx.base_url, signer, new_public_token())
             if Channel.EMAIL in step.channels:
                 _lint_email(renderer, campaign, step, locale, links, ctx, add)
-            if Channel.SMS in step.channels:
+            if Channel.SMS in step.sends_on:
                 _lint_sms(renderer, campaign, step, locale, links, ctx, add)
     return out
 
@@ -168,7 +178,6 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
         "request-a-call link": links.contact,
         "postal address": ctx.postal_address,
         "why-you-get-this line (campaign name)": campaign.name_for(locale),
-        "emergency note (911)": "911",
     }
     for part, needle in required.items():
         for kind, body in (("HTML", email.html), ("text", email.text)):
@@ -177,6 +186,13 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
     for url in re.findall(r'href="([^"]+)"', email.html) + re.findall(r"https?://\S+", email.text):
         if not _ours(url, ctx.base_url):
             add("error", Channel.EMAIL, f"link {url} does not lead to one of our routes")
+    _lint_emergency_number(
+        lambda r: _email_parts(renderer.email(campaign, step, r, links)),
+        locale,
+        Channel.EMAIL,
+        add,
+        required=True,
+    )
     body_text = email.text.split("\n--\n")[0]
     reading = reading_level(body_text, locale)
     add(
@@ -188,46 +204,129 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
 
 
 def _lint_sms(renderer, campaign, step, locale, links: Links, ctx, add) -> None:
-    for show in (True, False):
+    for text_only in sms_variants(step):
+        _lint_text(renderer, campaign, step, locale, links, ctx, add, text_only)
+
+
+def _lint_text(renderer, campaign, step, locale, links: Links, ctx, add, text_only) -> None:
+    channel = Channel.SMS if not text_only else f"{Channel.SMS} (text only)"
+    limit = (
+        MAX_SAFETY_SMS_SEGMENTS
+        if _includes(renderer, f"{campaign.key}/{locale}/{step.template}.sms.txt", SAFETY_PARTIAL)
+        else MAX_SMS_SEGMENTS
+    )
+    for show, first in ((True, True), (True, False), (False, False)):
         for name in SAMPLE_NAMES:
+            recipient = Recipient(name, locale, text_only=text_only)
             try:
                 text = renderer.sms(
-                    campaign, step, Recipient(name, locale), links, show_stop_help=show
+                    campaign, step, recipient, links, show_stop_help=show, first_text=first
                 )
             except RenderError as exc:
-                add("error", Channel.SMS, str(exc))
+                add("error", channel, str(exc))
                 return
             bad = non_gsm_characters(text)
             if bad:
                 add(
                     "error",
-                    Channel.SMS,
+                    channel,
                     "characters outside GSM-7 force UCS-2 (70 a segment): "
                     + " ".join(repr(c) for c in bad),
                 )
             encoding, count = segments(text)
-            if count > MAX_SMS_SEGMENTS:
+            if count > limit:
                 add(
                     "error",
-                    Channel.SMS,
-                    f"{count} segments ({encoding}, {len(text)} characters); "
-                    f"at most {MAX_SMS_SEGMENTS}",
+                    channel,
+                    f"{count} segments ({encoding}, {len(text)} characters); at most {limit}",
                 )
             if not text.startswith(f"{ctx.brand}:"):
-                add("error", Channel.SMS, f"text must start with the brand ({ctx.brand}:)")
-            if show and ("STOP" not in text or "HELP" not in text):
-                add("error", Channel.SMS, "the STOP/HELP line is missing when it is due")
+                add("error", channel, f"text must start with the brand ({ctx.brand}:)")
+            if show and not _has_stop_help(text, locale):
+                add("error", channel, "the STOP/HELP line is missing when it is due")
+            if first and "rates may apply" not in text.lower() and "tarifas" not in text.lower():
+                add("error", channel, "the first text must say message and data rates may apply")
             if links.read_online not in text:
-                add("warning", Channel.SMS, "no link to read the full lesson online")
+                add("warning", channel, "no link to read the full lesson online")
             for url in re.findall(r"https?://\S+", text):
                 if not _ours(url, ctx.base_url):
-                    add("error", Channel.SMS, f"link {url} does not lead to one of our routes")
+                    add("error", channel, f"link {url} does not lead to one of our routes")
             for msg in _health_detail(text, locale, strict=True):
-                add("error", Channel.SMS, msg)
-    encoding, count = segments(
-        renderer.sms(campaign, step, Recipient(SAMPLE_NAMES[0], locale), links, True)
+                add("error", channel, msg)
+    _lint_emergency_number(
+        lambda r: [renderer.sms(campaign, step, replace(r, text_only=text_only), links, True)],
+        locale,
+        channel,
+        add,
+        required=False,
     )
-    add("info", Channel.SMS, f"{count} segment(s), {encoding}")
+    recipient = Recipient(SAMPLE_NAMES[0], locale, text_only=text_only)
+    text = renderer.sms(campaign, step, recipient, links, True, first_text=True)
+    encoding, count = segments(text)
+    add("info", channel, f"{count} segment(s), {encoding}, {len(text)} characters")
+
+
+def _has_stop_help(text: str, locale: str) -> bool:
+    help_words = ("HELP", "AYUDA") if locale.startswith("es") else ("HELP",)
+    return "STOP" in text and any(w in text for w in help_words)
+
+
+def _includes(renderer, name: str, partial: str) -> bool:
+    """Whether template `name` includes `partial` (by file name), directly or not."""
+    env, seen, todo = renderer.text_env, set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            tree = env.parse(env.loader.get_source(env, current)[0])
+        except Exception:  # a broken template is reported by the rendering check
+            return False
+        for ref in meta.find_referenced_templates(tree):
+            if ref and ref.rsplit("/", 1)[-1] == partial:
+                return True
+            if ref:
+                todo.append(ref)
+    return False
+
+
+def _email_parts(email) -> list[str]:
+    return [email.html, email.text]
+
+
+def _lint_emergency_number(render, locale: str, channel: str, add, required: bool) -> None:
+    """Each reader is told their own country's number: rendered for people in three
+    countries, a message carries each one's number (`required`: every email does, in
+    its footer) and never another country's."""
+    for country in EMERGENCY_SAMPLES:
+        number = emergency_number(country, country)
+        try:
+            parts = render(Recipient(SAMPLE_NAMES[0], locale, country))
+        except RenderError:
+            return  # already reported
+        for part in parts:
+            if required and not re.search(rf"(?<!\d){number}(?!\d)", part):
+                add(
+                    "error",
+                    channel,
+                    f"no emergency number for a reader in {country} ({number}): write "
+                    "{{ emergency_number }}, never a literal number",
+                )
+                return
+            others = {
+                n
+                for c in EMERGENCY_SAMPLES
+                if (n := emergency_number(c, c)) != number and re.search(rf"(?<!\d){n}(?!\d)", part)
+            }
+            if others:
+                add(
+                    "error",
+                    channel,
+                    f"a reader in {country} is told {', '.join(sorted(others))}: the emergency "
+                    "number is written as a literal; use {{ emergency_number }}",
+                )
+                return
 
 
 def _ours(url: str, base_url: str) -> bool:

@@ -9,7 +9,7 @@ same scheduling rules the workers use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,11 +38,23 @@ def timeline(
     tz = ZoneInfo(zone)
     rows, base = [], joined
     for step in campaign.steps:
-        wanted = [c for c in step.channels if c in channels] or list(step.channels)
+        wanted = step.channels_for(channels)
         due = next_allowed(base + step.delay, step_window(campaign, wanted, policy), tz)
         rows.append(TimelineRow(step.index + 1, step.key, tuple(wanted), due.astimezone(tz)))
         base = due
     return rows
+
+
+def sms_variants(step) -> list[bool]:
+    """The texts a step can send, as `text_only` values: a companion to the email (False)
+    when it texts alongside mail, and the whole lesson by text (True) when a person
+    without mail can get it by text at all."""
+    variants = []
+    if Channel.SMS in step.channels and Channel.EMAIL in step.channels:
+        variants.append(False)
+    if Channel.SMS in step.sends_on:
+        variants.append(True)
+    return variants
 
 
 def write_preview(
@@ -74,18 +86,22 @@ def write_preview(
                 encoding="utf-8",
             )
             written += [folder / f"{stem}.html", folder / f"{stem}.txt"]
-        if Channel.SMS in step.channels:
+        for text_only in sms_variants(step):
             text = renderer.sms(
-                campaign, step, recipient, links, show_stop_help=texts_so_far % 4 == 0
+                campaign,
+                step,
+                replace(recipient, text_only=text_only),
+                links,
+                show_stop_help=texts_so_far % 4 == 0,
             )
             texts_so_far += 1
             encoding, count = segments(text)
-            (folder / f"{stem}.sms.txt").write_text(
+            name = f"{stem}.text-only.sms.txt" if text_only else f"{stem}.sms.txt"
+            (folder / name).write_text(
                 f"{text}\n\n-- {len(text)} characters, {encoding}, {count} segment(s)\n",
                 encoding="utf-8",
             )
-            written.append(folder / f"{stem}.sms.txt")
-    rows = timeline(campaign, joined, zone, CHANNELS, policy)
+            written.append(folder / name)
     lines = [
         (
             f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
@@ -95,11 +111,13 @@ def write_preview(
             f"send window: {campaign.window.describe()}; texts only "
             f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local"
         ),
-        "",
     ]
-    lines += [
-        f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<16} {'+'.join(r.channels)}" for r in rows
-    ]
+    for title, channels in (("email and text", CHANNELS), ("text only", (Channel.SMS,))):
+        lines += ["", f"{title}:"]
+        lines += [
+            f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<16} {'+'.join(r.channels)}"
+            for r in timeline(campaign, joined, zone, channels, policy)
+        ]
     (folder / "timeline.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append(folder / "timeline.txt")
     return written

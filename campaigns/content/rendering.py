@@ -10,7 +10,7 @@ message must carry, so a marketer cannot forget the unsubscribe link.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import css_inline
@@ -18,6 +18,9 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from campaigns.audience.emergency import emergency_number
+from campaigns.content.care_team import EXAMPLE, CareTeam
+from campaigns.content.sms_text import to_gsm7
 from campaigns.links import Links
 from campaigns.sequences.campaign import Campaign, Step
 
@@ -38,12 +41,18 @@ class RenderedEmail:
 class Recipient:
     first_name: str | None
     locale: str | None
+    # ISO country (campaigns.audience.emergency.country_of); None: the sender's default.
+    country: str | None = None
+    # A text that is the whole lesson (the person gets no email of it), not a companion.
+    text_only: bool = False
 
 
 @dataclass(frozen=True)
 class Sender:
     brand: str
     postal_address: str
+    care: CareTeam = field(default=EXAMPLE)
+    default_country: str = "US"
 
 
 class Renderer:
@@ -87,6 +96,9 @@ class Renderer:
             "step": {"number": step.index + 1, "total": len(campaign.steps), "key": step.key},
             "campaign_name": campaign.name_for(locale),
             "locale": locale,
+            "emergency_number": emergency_number(recipient.country, self.sender.default_country),
+            "care": self.sender.care.for_locale(locale),
+            "text_only": recipient.text_only,
         }
 
     def email(
@@ -127,14 +139,21 @@ class Renderer:
         recipient: Recipient,
         links: Links,
         show_stop_help: bool,
+        first_text: bool = False,
     ) -> str:
         ctx = self.context(campaign, step, recipient, links)
+        ctx["care"] = {k: to_gsm7(v) for k, v in ctx["care"].items()}
         base = f"{campaign.key}/{ctx['locale']}/{step.template}.sms.txt"
         body = _one_line(self._render(self.text_env, base, ctx))
         wrapped = self._render(
             self.text_env,
             f"_layout/{ctx['locale']}/sms.txt",
-            {"brand": self.sender.brand, "body": body, "show_stop_help": show_stop_help},
+            {
+                "brand": self.sender.brand,
+                "body": body,
+                "show_stop_help": show_stop_help,
+                "first_text": first_text,
+            },
         )
         return _one_line(wrapped)
 

@@ -7,6 +7,8 @@ curly apostrophe is enough to halve the room, so the lint refuses them.
 
 from __future__ import annotations
 
+import unicodedata
+
 GSM7_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -34,3 +36,16 @@ def segments(text: str) -> tuple[str, int]:
     if units <= single:
         return encoding, 1 if units else 0
     return encoding, -(-units // multi)
+
+
+def to_gsm7(text: str) -> str:
+    """`text` with what GSM-7 lacks spelled without its accent ("sábado" -> "sabado"),
+    for words the service composes itself (hours, names of days) rather than a writer."""
+    out = []
+    for ch in text.replace("\u202f", " ").replace("\xa0", " "):
+        if ch in GSM7_BASIC or ch in GSM7_EXTENDED:
+            out.append(ch)
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFD", ch) if not unicodedata.combining(c))
+        out.append(base if base and is_gsm7(base) else "?")
+    return "".join(out)

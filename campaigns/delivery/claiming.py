@@ -14,7 +14,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from campaigns.audience.eligibility import Facts, stop_for
+from campaigns.audience.eligibility import Facts, Stop, stop_for
 from campaigns.audience.subscribers import address_for
 from campaigns.clock import Clock
 from campaigns.db import id_in, unnest
@@ -86,10 +86,7 @@ def claim_due(
             enrollment.updated_at = now
             continue
         subscriber = subscribers[enrollment.subscriber_id]
-        outcomes = [(channel, stop_for(subscriber, channel, facts)) for channel in step.channels]
-        # A channel the person has no address for gets a row only when they have an address
-        # for none of the step's channels: then that row is the step's end, with its reason.
-        outcomes = [o for o in outcomes if address_for(subscriber, o[0])] or outcomes
+        outcomes = _outcomes(step, subscriber, facts)
         for channel, stop in outcomes:
             state = (
                 stop.values()
@@ -126,6 +123,19 @@ def claim_due(
     work.email.sort()
     work.sms.sort()
     return work
+
+
+def _outcomes(step, subscriber: Subscriber, facts: Facts) -> list[tuple[str, Stop | None]]:
+    """(channel, why not or None) for each outbox row the step writes for this person."""
+    outcomes = [(channel, stop_for(subscriber, channel, facts)) for channel in step.channels]
+    if step.fallback and all(stop is not None for _, stop in outcomes):
+        # Nothing goes on the step's own channels (no address, unsubscribed from mail,
+        # a bounced address): the fallback carries the lesson instead, and the rows of
+        # the channels they do have an address for still say why those did not go.
+        outcomes.append((step.fallback, stop_for(subscriber, step.fallback, facts)))
+    # A channel the person has no address for gets a row only when they have an address
+    # for none of the step's channels: then that row is the step's end, with its reason.
+    return [o for o in outcomes if address_for(subscriber, o[0])] or outcomes[: len(step.channels)]
 
 
 _MESSAGE_COLUMNS = {

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from jinja2 import meta, nodes
 
+from campaigns.audience.emergency import country_of
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.delivery.batching import (
     PLACEHOLDER_LINKS,
@@ -111,6 +112,7 @@ class Composer:
         campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
         links = links_for(self.base_url, self.signer, msg.public_token)
+        country = country_of(subscriber)
         key = (
             campaign.key,
             campaign.version,
@@ -118,11 +120,12 @@ class Composer:
             locale,
             bool(subscriber.first_name),
             Channel.EMAIL,
+            country,
         )
         group = self._groups.get(key)
         if group is None:
             placeholder = Recipient(
-                PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale
+                PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale, country
             )
             base = f"{campaign.key}/{locale}/{step.template}"
             plain = self._plain(
@@ -145,7 +148,7 @@ class Composer:
         content = self._fast_email(group, subscriber, subs)
         if content is None:
             content = self.renderer.email(
-                campaign, step, Recipient(subscriber.first_name, subscriber.locale), links
+                campaign, step, Recipient(subscriber.first_name, subscriber.locale, country), links
             )
             fits = _filled_email(group.shared, subs) == content
             if group.verified is None and group.plain and _safe_name(subscriber):
@@ -176,10 +179,20 @@ class Composer:
             return _filled_email(group.shared, subs)
         return None
 
-    def sms(self, msg: Message, subscriber: Subscriber, show_stop_help: bool) -> OutgoingSms:
+    def sms(
+        self,
+        msg: Message,
+        subscriber: Subscriber,
+        show_stop_help: bool,
+        text_only: bool = False,
+        first_text: bool = False,
+    ) -> OutgoingSms:
+        """`text_only`: the person gets no email of this step, so the text is the lesson.
+        `first_text`: the first the person gets from us, which says what texts cost."""
         campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
         links = links_for(self.base_url, self.signer, msg.public_token)
+        country = country_of(subscriber)
         key = (
             campaign.key,
             campaign.version,
@@ -188,18 +201,26 @@ class Composer:
             bool(subscriber.first_name),
             Channel.SMS,
             show_stop_help,
+            country,
+            text_only,
+            first_text,
         )
         group = self._groups.get(key)
         if group is None:
             placeholder = Recipient(
-                PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale
+                PLACEHOLDER_NAME if subscriber.first_name else None,
+                subscriber.locale,
+                country,
+                text_only,
             )
             plain = self._plain(
                 [f"{campaign.key}/{locale}/{step.template}.sms.txt", f"_layout/{locale}/sms.txt"],
                 [],
             )
             group = self._groups[key] = _Group(
-                self.renderer.sms(campaign, step, placeholder, PLACEHOLDER_LINKS, show_stop_help),
+                self.renderer.sms(
+                    campaign, step, placeholder, PLACEHOLDER_LINKS, show_stop_help, first_text
+                ),
                 plain,
             )
         subs = substitutions(subscriber.first_name, links)
@@ -208,9 +229,10 @@ class Composer:
         body = self.renderer.sms(
             campaign,
             step,
-            Recipient(subscriber.first_name, subscriber.locale),
+            Recipient(subscriber.first_name, subscriber.locale, country, text_only),
             links,
             show_stop_help,
+            first_text,
         )
         if group.verified is None and group.plain and _safe_name(subscriber):
             group.verified = fill(group.shared, subs) == body

@@ -156,6 +156,7 @@ def _prepare(
         return []
     checked = recheck(session, queued, channel)
     texts_before = _texts_sent(session, checked.subscribers) if channel == Channel.SMS else {}
+    mailed = _mailed_steps(session, queued) if channel == Channel.SMS else set()
     composer = Composer(ctx.renderer, ctx.registry, ctx.base_url, ctx.signer)
     candidates: list[Candidate] = []
     for msg in queued:
@@ -166,7 +167,13 @@ def _prepare(
             continue
         try:
             candidate = _compose(
-                ctx, composer, channel, msg, checked.subscribers[msg.subscriber_id], texts_before
+                ctx,
+                composer,
+                channel,
+                msg,
+                checked.subscribers[msg.subscriber_id],
+                texts_before,
+                text_only=(msg.enrollment_id, msg.step_key) not in mailed,
             )
         except DefinitionError as exc:
             # The campaign file is broken and no good version is loaded: the message waits,
@@ -307,6 +314,7 @@ def _compose(
     msg: Message,
     subscriber: Subscriber,
     texts_before: dict[int, int],
+    text_only: bool = False,
 ) -> Candidate:
     if channel == Channel.EMAIL:
         return Candidate(composer.email(msg, subscriber))
@@ -314,9 +322,27 @@ def _compose(
     # The campaign's window within the text hours.
     window = step_window(campaign, [Channel.SMS], ctx.policy)
     count = texts_before.get(subscriber.id, 0)
-    item = composer.sms(msg, subscriber, count % ctx.stop_help_every == 0)
+    item = composer.sms(
+        msg, subscriber, count % ctx.stop_help_every == 0, text_only, first_text=count == 0
+    )
     texts_before[subscriber.id] = count + 1  # two texts in one batch: only one says STOP
     return Candidate(item, ctx.policy.zone(subscriber), window)
+
+
+def _mailed_steps(session: Session, texts: list[Message]) -> set[tuple[int, str]]:
+    """(enrollment, step) of the texts whose step also goes, or went, to the person by
+    email: their text is a companion. The others are the lesson itself (text only)."""
+    enrollments = {m.enrollment_id for m in texts if m.enrollment_id is not None}
+    if not enrollments:
+        return set()
+    rows = session.execute(
+        select(Message.enrollment_id, Message.step_key).where(
+            id_in(session, Message.enrollment_id, enrollments),
+            Message.channel == Channel.EMAIL,
+            Message.status.not_in((MessageStatus.SKIPPED, MessageStatus.SUPPRESSED)),
+        )
+    )
+    return {(eid, key) for eid, key in rows}
 
 
 def _texts_sent(session: Session, subscribers: dict) -> dict[int, int]:

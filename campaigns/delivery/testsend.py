@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session
 
+from campaigns.audience.emergency import country_of_phone
 from campaigns.audience.subscribers import InvalidSubscriber, normalize_email, normalize_phone
 from campaigns.audience.suppression import suppression_for
 from campaigns.content.rendering import Recipient, Renderer
@@ -55,7 +56,7 @@ def send_test(
     unknown = [k for k, s in zip(request.steps, steps, strict=False) if s is None]
     if unknown:
         raise InvalidSubscriber(f"step: {', '.join(unknown)} not in {campaign.key}")
-    recipient = Recipient(request.first_name, request.locale)
+    recipient = Recipient(request.first_name, request.locale, country_of_phone(phone))
     results: list[SendResult] = []
     for step in steps:
         links = links_for(base_url, signer, "test-" + secrets.token_urlsafe(8))
@@ -66,7 +67,17 @@ def send_test(
             results += email_provider.send_emails(
                 [OutgoingEmail(0, email, content, links.unsubscribe, ref, adhoc=True)]
             )
-        if phone and Channel.SMS in step.channels:
-            body = renderer.sms(campaign, step, recipient, links, show_stop_help=step.index == 0)
+        if phone and Channel.SMS in step.sends_on:
+            # As a patient would get it: the companion text beside the email, or the whole
+            # lesson by text when this test has no mailbox to go with it.
+            text_only = not (email and Channel.EMAIL in step.channels)
+            body = renderer.sms(
+                campaign,
+                step,
+                replace(recipient, text_only=text_only),
+                links,
+                show_stop_help=step.index == 0,
+                first_text=step.index == 0,
+            )
             results += sms_provider.send_sms([OutgoingSms(0, phone, body, ref, adhoc=True)])
     return results

@@ -12,6 +12,8 @@ A file under `campaigns/definitions/` describes one campaign:
       - key: welcome             # stable; enrolled subscribers follow steps by key
         delay: 0m                # after the previous step (after joining, for the first)
         channels: [email, sms]
+        fallback: sms            # optional: sent on this channel instead when the person
+                                 # can get the step on none of `channels` (text-only people)
         template: welcome        # templates/<campaign>/<locale>/welcome.{html,txt,sms.txt}
         subject: {en: "...", es: "..."}
         preheader: {en: "...", es: "..."}
@@ -105,6 +107,7 @@ class StepSpec(BaseModel):
     key: str = Field(pattern=_KEY)
     delay: str | int
     channels: list[Channel] = Field(min_length=1)
+    fallback: Channel | None = None
     template: str = Field(pattern=r"^[a-z0-9_][a-z0-9_\-]*$")
     subject: Localized | None = None
     preheader: Localized | None = None
@@ -122,6 +125,12 @@ class StepSpec(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("a channel is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _fallback_is_another_channel(self) -> StepSpec:
+        if self.fallback is not None and self.fallback in self.channels:
+            raise ValueError(f"fallback {self.fallback.value!r} is already one of the channels")
+        return self
 
     @model_validator(mode="after")
     def _email_needs_subject(self) -> StepSpec:
@@ -161,6 +170,23 @@ class Step:
     subject: dict[str, str]
     preheader: dict[str, str]
     topic: str | None
+    fallback: str | None = None
+
+    @property
+    def sends_on(self) -> tuple[str, ...]:
+        """Every channel the step can go out on: its own, then its fallback."""
+        return self.channels + ((self.fallback,) if self.fallback else ())
+
+    def channels_for(self, reachable: list[str] | tuple[str, ...]) -> list[str]:
+        """The channels this step goes out on for someone `reachable` on those channels:
+        the step's own they can get, else its fallback if they can get that; for someone
+        reachable on none, the step's own (the rows then record why nothing went)."""
+        own = [c for c in self.channels if c in reachable]
+        if own:
+            return own
+        if self.fallback and self.fallback in reachable:
+            return [self.fallback]
+        return list(self.channels)
 
     def subject_for(self, locale: str, fallback: str) -> str:
         return self.subject.get(locale) or self.subject.get(fallback, "")
@@ -256,7 +282,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         for loc in spec.locales:
             if Channel.EMAIL in s.channels and not subject.get(loc):
                 problems.append(f"{where} field subject: no subject for locale {loc!r}")
-            for channel in s.channels:
+            for channel in s.channels + ([s.fallback] if s.fallback else []):
                 for name in template_files(s.template, channel):
                     f = templates_dir / spec.key / loc / name
                     if not f.is_file():
@@ -278,6 +304,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                 subject=subject,
                 preheader=_localized(s.preheader, spec.locales),
                 topic=s.topic,
+                fallback=s.fallback.value if s.fallback else None,
             )
         )
     if problems:

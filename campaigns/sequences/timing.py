@@ -66,7 +66,7 @@ def due_time(
 ) -> datetime:
     """When `step` is due for someone whose previous step went out at `base`: after the
     step's delay, at the next minute its window allows on the channels they can get."""
-    wanted = [c for c in step.channels if c in channels] or list(step.channels)
+    wanted = step.channels_for(channels)
     return next_allowed(
         base + step.delay, step_window(campaign, wanted, policy), policy.zone(subscriber)
     )

@@ -28,10 +28,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns.audience.emergency import country_of_phone, emergency_number
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.audience.subscribers import InvalidSubscriber, normalize_phone
 from campaigns.audience.suppression import Cause, lift_unsubscribe, suppress
 from campaigns.clock import Clock
+from campaigns.content.care_team import EXAMPLE, CareTeam
+from campaigns.content.sms_text import to_gsm7
 from campaigns.models import Event, Subscriber
 from campaigns.redact import mask
 from campaigns.states import Channel, EventType
@@ -72,15 +75,50 @@ class InboundText:
             plain_id(self.message_id, "message_id", max_len=64)
 
 
-def help_text(brand: str, contact: str) -> str:
-    # GSM-7 only and nothing about health (invariant 8): anyone holding the phone reads it.
-    return (
-        f"{brand}: educational messages. Reply STOP to opt out, START to resume. "
-        f"Help: {contact}. Msg&data rates may apply."
+HELP_WORDS = {
+    "en": (
+        "{brand}: educational messages. Care team: {phone}, {hours}. We call back within "
+        "{reply}. Emergency? Call {emergency} now. Reply STOP to opt out. "
+        "Msg&data rates may apply."
+    ),
+    "es": (
+        "{brand}: mensajes educativos. Equipo de atencion: {phone}, {hours}. Te llamamos en "
+        "menos de {reply}. ¿Emergencia? Llama al {emergency} ahora. Responde STOP para salir. "
+        "Pueden aplicarse tarifas de mensajes y datos."
+    ),
+}
+
+
+def help_text(brand: str, care: CareTeam, locale: str, emergency: str) -> str:
+    """The reply to HELP or AYUDA: who we are, how to reach a person, what to do in an
+    emergency, how to stop. GSM-7 only and nothing about health (invariant 8): anyone
+    holding the phone reads it."""
+    lang = "es" if locale.startswith("es") else "en"
+    words = care.for_locale(lang)
+    return to_gsm7(
+        HELP_WORDS[lang].format(
+            brand=brand,
+            phone=words["phone"],
+            hours=words["hours"],
+            reply=words["reply_within"],
+            emergency=emergency,
+        )
     )
 
 
-DEFAULT_HELP = help_text("Lunara", "care@lunara.example")  # settings' defaults
+@dataclass(frozen=True)
+class HelpDesk:
+    """What a HELP reply needs to know about the sender."""
+
+    brand: str = "Lunara"
+    care: CareTeam = EXAMPLE
+    default_country: str = "US"
+
+    def reply(self, phone: str | None, locale: str) -> str:
+        country = country_of_phone(phone)
+        return help_text(
+            self.brand, self.care, locale, emergency_number(country, self.default_country)
+        )
 
 
 def handle_inbound_sms(
@@ -88,7 +126,7 @@ def handle_inbound_sms(
     clock: Clock,
     text: InboundText,
     *,
-    help_reply: str | None = None,
+    help_desk: HelpDesk | None = None,
     join: Callable[[Session, str, str, str | None], str | None] | None = None,
     confirm: Callable[[Session, str, str, str | None], str | None] | None = None,
     brand: str = "Lunara",
@@ -127,7 +165,10 @@ def handle_inbound_sms(
     except IntegrityError:
         first_delivery = False  # the provider retried the request; act once
     if word is Intent.HELP:
-        return help_reply or DEFAULT_HELP
+        spanish = keyword(text.body) == "AYUDA" or (
+            subscriber is not None and (subscriber.locale or "").startswith("es")
+        )
+        return (help_desk or HelpDesk(brand)).reply(phone, "es" if spanish else "en")
     if not first_delivery or phone is None:
         return None
     folded = keyword(text.body)

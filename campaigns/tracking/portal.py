@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.audience.consent import has_consent
+from campaigns.audience.emergency import country_of
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
 from campaigns.audience.suppression import suppression_for
 from campaigns.clock import Clock
@@ -80,7 +81,9 @@ def lesson(
     if step is None:
         raise NotFound("this lesson is no longer available")
     links = links_for(base_url, signer, visit.message.public_token)
-    recipient = Recipient(visit.subscriber.first_name, visit.subscriber.locale)
+    recipient = Recipient(
+        visit.subscriber.first_name, visit.subscriber.locale, country_of(visit.subscriber)
+    )
     return renderer.email(campaign, step, recipient, links)
 
 
