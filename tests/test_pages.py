@@ -183,6 +183,23 @@ def test_contact_request_is_recorded_once_and_updated(client, sent, factory):
     assert events(factory, EventType.CONTACT_REQUESTED) == 2
 
 
+def test_call_request_page_gives_the_care_team_phone_hours_promise_and_emergency(
+    client, sent, factory
+):
+    sid, _, links = sent  # Ana reads Spanish; her phone is American
+    page = client.get(path(links.contact)).text
+    assert 'href="tel:+18005550199"' in page and "+1 800-555-0199" in page
+    assert "de lunes a viernes, de 8:00" in page and "un día hábil" in page
+    assert "no es para emergencias" in page and "llama al 911" in page.lower()
+    # Moved to Madrid: a Spanish mobile number, and the page names 112 instead.
+    with transaction(factory) as s:
+        s.get(Subscriber, sid).phone = "+34611223344"
+    page = client.get(path(links.contact)).text
+    assert "112" in page and "911" not in page
+    done = client.post(path(links.contact), data={"preferred_channel": "phone"}).text
+    assert "un día hábil" in done and "112" in done and "911" not in done
+
+
 def test_asking_again_keeps_every_note_and_time(client, sent, factory):
     _, _, links = sent
     first = {"preferred_channel": "phone", "preferred_time": "mornings", "note": "my knee too"}

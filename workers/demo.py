@@ -37,7 +37,9 @@ SAMPLE_PEOPLE = [
         "timezone": "America/Los_Angeles",
         "locale": "es",
     },
+    # Text only: no email, so every lesson comes by text (the steps' `fallback: sms`).
     {"first_name": "Priya", "phone": "+919876543210", "timezone": "Asia/Kolkata", "locale": "en"},
+    {"first_name": "Rosa", "phone": "+13055550147", "timezone": "America/New_York", "locale": "es"},
     {"first_name": None, "email": "sam@example.com", "phone": "+12025550199", "locale": "en"},
     {
         "first_name": "Lucia",
@@ -213,6 +215,17 @@ def _summary(rt, folder: Path) -> None:
         click_echo(
             f"  {step.index + 1:>2}  {step.key:<15} {c['email:sent']:>11} {c['sms:sent']:>10} "
             f"{skipped:>8} {other:>6}"
+        )
+    from campaigns.reporting.progress import course_progress
+
+    with rt.factory() as s:
+        people = course_progress(s, CAMPAIGN, rt.settings.default_country)
+    click_echo("\nWho got what (lessons handed to a provider, on which channels):")
+    for p in people:
+        click_echo(
+            f"  {p.first_name or '(no name)':<10} {'+'.join(sorted(p.channels)) or '-':<10} "
+            f"{p.country or '?':<3} emergency {p.emergency_number:<4} "
+            f"{len(p.steps):>2}/{len(campaign.steps)} lessons  {p.status}"
         )
     outbox = folder / "outbox"
     emails = sorted((outbox / "email").glob("*.eml")) if (outbox / "email").exists() else []

