@@ -5,6 +5,7 @@ Golden files change only on purpose: after editing copy, regenerate them with
 """
 
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -94,6 +95,12 @@ def test_preview_writes_every_step(campaign, renderer, tmp_path):
     assert {
         f"{s.index + 1:02d}_{s.key}.sms.txt" for s in campaign.steps if "sms" in s.channels
     } <= names
+    # Every step reaches a person without email: each has its text-only version.
+    assert {f"{s.index + 1:02d}_{s.key}.text-only.sms.txt" for s in campaign.steps} <= names
     sms = (tmp_path / "hip_and_back/es/01_welcome.sms.txt").read_text()
-    assert "GSM-7, 2 segment(s)" in sms or "GSM-7, 1 segment(s)" in sms
-    assert "IST" in (tmp_path / "hip_and_back/es/timeline.txt").read_text()
+    # The welcome carries the warning signs: up to four segments, all GSM-7.
+    assert re.search(r"GSM-7, [1-4] segment\(s\)", sms)
+    timeline = (tmp_path / "hip_and_back/es/timeline.txt").read_text()
+    assert "IST" in timeline and "text only:" in timeline
+    text_only = timeline.split("text only:")[1]
+    assert text_only.count("sms") == len(campaign.steps)

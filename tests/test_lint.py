@@ -49,7 +49,8 @@ def test_curly_apostrophe_in_sms(copy):
     sms = copy / "templates/hip_and_back/en/welcome.sms.txt"
     sms.write_text(sms.read_text().replace("Welcome", "Welcome, it’s", 1))
     assert any(
-        "step welcome sms en" in e and "outside GSM-7" in e and "’" in e for e in errors(copy)
+        "step welcome sms (text only) en" in e and "outside GSM-7" in e and "’" in e
+        for e in errors(copy)
     )
 
 
@@ -57,6 +58,38 @@ def test_three_segment_text(copy):
     sms = copy / "templates/hip_and_back/en/back_pain.sms.txt"
     sms.write_text("Long lesson. " * 20 + "{{ links.read_online }}")
     assert any("step back_pain sms en" in e and "3 segments" in e for e in errors(copy))
+
+
+def test_a_literal_emergency_number_is_refused(copy):
+    edit(copy / "templates/_layout/en/email.txt", "{{ emergency_number }}", "911")
+    found = errors(copy)
+    # A reader in Spain or Australia would be told 911.
+    assert any(
+        "email en" in e and "no emergency number for a reader in ES (112)" in e for e in found
+    ), found
+    edit(copy / "templates/hip_and_back/en/hip_pain.sms.txt", "Read more", "Or call 911. Read more")
+    found = errors(copy)
+    assert any(
+        "step hip_pain sms (text only) en" in e and "a reader in ES is told 911" in e for e in found
+    ), found
+
+
+def test_text_with_the_warning_signs_may_take_four_segments_not_five(copy):
+    sms = copy / "templates/hip_and_back/en/diagnosis.sms.txt"
+    assert errors(copy) == []  # 3 to 4 segments with the warning signs: allowed
+    sms.write_text(
+        sms.read_text().replace("{% if text_only %}", "{% if text_only %}" + "Long. " * 20, 1)
+    )
+    assert any(
+        "step diagnosis sms (text only) en" in e and "5 segments" in e and "at most 4" in e
+        for e in errors(copy)
+    )
+
+
+def test_the_first_text_must_say_what_texts_cost(copy):
+    edit(copy / "templates/_layout/es/sms.txt", " Pueden aplicarse tarifas de msj y datos.", "")
+    found = errors(copy)
+    assert any("step welcome sms es" in e and "rates may apply" in e for e in found), found
 
 
 def test_grade_twelve_paragraph(copy):

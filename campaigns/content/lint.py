@@ -215,7 +215,9 @@ def _lint_text(renderer, campaign, step, locale, links: Links, ctx, add, text_on
         if _includes(renderer, f"{campaign.key}/{locale}/{step.template}.sms.txt", SAFETY_PARTIAL)
         else MAX_SMS_SEGMENTS
     )
-    for show, first in ((True, True), (True, False), (False, False)):
+    # Only the first step's text can open a course; it also says what texts cost.
+    firsts = ((True, True),) if step.index == 0 else ()
+    for show, first in (*firsts, (True, False), (False, False)):
         for name in SAMPLE_NAMES:
             recipient = Recipient(name, locale, text_only=text_only)
             try:
@@ -246,7 +248,7 @@ def _lint_text(renderer, campaign, step, locale, links: Links, ctx, add, text_on
                 add("error", channel, "the STOP/HELP line is missing when it is due")
             if first and "rates may apply" not in text.lower() and "tarifas" not in text.lower():
                 add("error", channel, "the first text must say message and data rates may apply")
-            if links.read_online not in text:
+            if links.read_online not in text and links.contact not in text:
                 add("warning", channel, "no link to read the full lesson online")
             for url in re.findall(r"https?://\S+", text):
                 if not _ours(url, ctx.base_url):
@@ -261,7 +263,7 @@ def _lint_text(renderer, campaign, step, locale, links: Links, ctx, add, text_on
         required=False,
     )
     recipient = Recipient(SAMPLE_NAMES[0], locale, text_only=text_only)
-    text = renderer.sms(campaign, step, recipient, links, True, first_text=True)
+    text = renderer.sms(campaign, step, recipient, links, True, first_text=step.index == 0)
     encoding, count = segments(text)
     add("info", channel, f"{count} segment(s), {encoding}, {len(text)} characters")
 

@@ -268,7 +268,7 @@ def campaign_report(
     rows: dict[tuple[str, str], StepFunnel] = {}
     if campaign is not None:
         for step in campaign.steps:
-            for channel in step.channels:
+            for channel in step.sends_on:  # the fallback too: the text-only track
                 rows[(step.key, channel)] = StepFunnel(step.key, channel, step.index + 1)
     first_seen: dict[tuple[str, str], int] = {}
     for step_key, channel, status, n, n_accepted, first_id in counts:

@@ -116,6 +116,15 @@ def diff(
                     holding(key, ahead_new),
                 )
             )
+        if o.get("fallback") != n.get("fallback"):
+            changes.append(
+                Change(
+                    "fallback",
+                    key,
+                    f"{o.get('fallback') or 'none'} -> {n.get('fallback') or 'none'}",
+                    holding(key, ahead_new),
+                )
+            )
         copy = []
         if o.get("template") != n.get("template"):
             copy.append(f"template {o.get('template')} -> {n.get('template')}")

@@ -54,6 +54,7 @@ def structure(campaign: Campaign) -> list[dict]:
             "key": s.key,
             "delay": int(s.delay.total_seconds()),
             "channels": list(s.channels),
+            "fallback": s.fallback,
             "template": s.template,
         }
         for s in campaign.steps
@@ -61,7 +62,11 @@ def structure(campaign: Campaign) -> list[dict]:
 
 
 def revision_of(shape: list[dict]) -> str:
-    core = [[s["key"], s["delay"], s["channels"]] for s in shape]
+    # A fallback joins the hash only where there is one: older shapes keep their revision.
+    core = [
+        [s["key"], s["delay"], s["channels"]] + ([s["fallback"]] if s.get("fallback") else [])
+        for s in shape
+    ]
     return hashlib.sha256(json.dumps(core).encode()).hexdigest()[:16]
 
 
