@@ -550,8 +550,11 @@ def test_inbound_help_replies_with_brand_stop_and_contact(client, factory):
     response = inbound(client, "Help")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/xml")
     assert "<Response><Message>Lunara: " in response.text
-    assert "Reply STOP to opt out" in response.text and "care@lunara.example" in response.text
+    assert "Reply STOP to opt out" in response.text and "+1 800-555-0199" in response.text
+    assert "Emergency? Call 911 now." in response.text  # the texter's phone is American
     assert count(factory, Suppression) == 0
+    # AYUDA answers in Spanish, through the same webhook.
+    assert "Equipo de atencion" in inbound(client, "AYUDA").text
 
 
 def test_inbound_start_resubscribes(client, send_ctx, factory, clock, registry, policy):
