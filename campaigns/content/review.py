@@ -15,6 +15,7 @@ review, which counts as unreviewed.
     fingerprint(campaign, step, templates_dir)           -> "sha256:<16 hex>"
     review_state(campaign, step, templates_dir, today)   -> ReviewState
     review_rows(campaign, templates_dir, today)          -> one StepReview per step
+    campaign_reviews(registry, key, today)               -> the same for a loaded campaign
     record_reviews(path, templates_dir, keys, by, on, today) -> what was signed
                                                             (rewrites the file in place)
 
@@ -49,6 +50,7 @@ from campaigns.sequences.campaign import (
     parse_campaign,
     template_files,
 )
+from campaigns.sequences.registry import Registry
 from campaigns.text import UncleanText, clean_text
 
 REVIEW_VALID_DAYS = 365
@@ -154,7 +156,7 @@ def review_state(campaign: Campaign, step: Step, templates_dir: Path, today: dat
     cannot be read (a missing or broken template)."""
     review = step.review
     if review is None:
-        return ReviewState(NEVER, None, None, "never clinically reviewed")
+        return ReviewState(NEVER, None, None, "never reviewed")
     by, on = review.by, review.on
     if on > today + FUTURE_SLACK:
         return ReviewState(
@@ -189,6 +191,16 @@ def review_rows(campaign: Campaign, templates_dir: Path, today: date) -> list[St
             continue
         rows.append(StepReview(step.index + 1, step.key, state))
     return rows
+
+
+def campaign_reviews(registry: Registry, key: str, today: date) -> list[StepReview]:
+    """The rows for a campaign of the registry; none for one it does not hold (a
+    campaign known only from its history, or whose file is broken)."""
+    try:
+        campaign = registry.get(key)
+    except DefinitionError:
+        return []
+    return review_rows(campaign, registry.templates_dir, today)
 
 
 # --- recording a review in the campaign file -------------------------------------------
