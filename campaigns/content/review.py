@@ -54,7 +54,7 @@ from campaigns.sequences.registry import Registry
 from campaigns.text import UncleanText, clean_text
 
 REVIEW_VALID_DAYS = 365
-LAYOUTS = "_layout/"
+LAYOUT_TEMPLATES = "_layout/"
 # A review dated a little ahead is a reviewer in a time zone east of the checking
 # machine; further ahead it is a mistake, and is not counted.
 FUTURE_SLACK = timedelta(days=1)
@@ -106,7 +106,7 @@ def copy_templates(campaign: Campaign, step: Step, templates_dir: Path) -> list[
     found: set[str] = set()
     while pending:
         name = pending.pop()
-        if name in found or name.startswith(LAYOUTS):
+        if name in found or name.startswith(LAYOUT_TEMPLATES):
             continue
         found.add(name)
         source = _read(templates_dir, name).decode("utf-8")
@@ -216,7 +216,7 @@ class Signed:
 
 
 def check_reviewer(by: str) -> str:
-    """ "Name, credential", both parts given, on one line."""
+    """The reviewer as "Name, credential": both parts given, on one line."""
     try:
         by = clean_text(by or "", "--by", max_len=200).strip()
     except UncleanText as exc:
@@ -282,17 +282,31 @@ def record_reviews(
     return signed
 
 
-def _round_tripper() -> YAML:
-    rt = YAML()  # round trip: keeps comments, key order, quoting and flow style
-    rt.preserve_quotes = True
-    rt.width = 4096  # never re-wrap a long line
-    rt.indent(mapping=2, sequence=4, offset=2)  # the campaign files' layout
-    rt.representer.ignore_aliases = lambda data: True  # one date on many steps: no &id001
-    return rt
+# Indentation (mapping, sequence, dash offset) ruamel must be told; the campaign files'
+# own first, then other common ones. The first that re-writes the file unchanged is it.
+LAYOUTS_TRIED = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 2), (4, 4, 0))
+
+
+def _round_tripper(text: str) -> YAML:
+    for mapping, sequence, offset in LAYOUTS_TRIED:
+        rt = YAML()  # round trip: keeps comments, key order, quoting and flow style
+        rt.preserve_quotes = True
+        rt.width = 4096  # never re-wrap a long line
+        rt.indent(mapping=mapping, sequence=sequence, offset=offset)
+        rt.representer.ignore_aliases = lambda data: True  # one date, many steps: no &id001
+        if _dump(rt, rt.load(text)) == text:
+            break
+    return rt  # the last one tried if none fits: the check after the edit refuses it
+
+
+def _dump(rt: YAML, data) -> str:
+    out = StringIO()
+    rt.dump(data, out)
+    return out.getvalue()
 
 
 def _with_reviews(text: str, reviews: dict[str, tuple[str, date, str]]) -> str:
-    rt = _round_tripper()
+    rt = _round_tripper(text)
     data = rt.load(text)
     for step in data["steps"]:
         if step["key"] not in reviews:
@@ -310,9 +324,7 @@ def _with_reviews(text: str, reviews: dict[str, tuple[str, date, str]]) -> str:
         step["review"] = review
         if tail is not None:
             step.ca.items["review"] = [None, None, tail, None]
-    out = StringIO()
-    rt.dump(data, out)
-    return out.getvalue()
+    return _dump(rt, data)
 
 
 def _detach_trailing_comment(node):
