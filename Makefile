@@ -21,11 +21,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-# The design's lines held by tools: lint rules, formatting, import boundaries.
+# The design's lines held by tools: lint rules, formatting, import boundaries, and the
+# campaigns' copy (strict: every step clinically reviewed as it stands).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/drip campaigns lint --strict --quiet
 
 clean:
 	rm -rf var/demo preview .pytest_cache

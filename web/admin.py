@@ -1,7 +1,8 @@
 """Marketer and ops pages under /admin: funnels, the contact queue, the outbox, channels.
 
     GET  /admin                          campaigns with their enrollment funnels, status
-    GET  /admin/campaigns/{key}          per-step funnel (?since=YYYY-MM-DD&until=YYYY-MM-DD)
+    GET  /admin/campaigns/{key}          per-step funnel (?since=YYYY-MM-DD&until=YYYY-MM-DD),
+                                         each step's clinical review
     GET  /admin/contact-requests         the care team's queue (real phone and email)
     POST /admin/contact-requests/{id}    status=contacted|closed, note
     GET  /admin/outbox                   messages by status (?status=unconfirmed)
@@ -39,6 +40,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse
 
 from campaigns.care import contact_queue
+from campaigns.content import review
 from campaigns.db import transaction
 from campaigns.delivery import pauses
 from campaigns.delivery.unconfirmed import OpsError, settle
@@ -235,6 +237,7 @@ def campaign_page(
         title=report.name,
         user=user,
         report=report,
+        reviews=review.campaign_reviews(state.registry, key, state.clock.now().date()),
         since=since or "",
         until=until or "",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 from jinja2 import meta
@@ -18,6 +19,7 @@ from campaigns.audience.emergency import emergency_number
 from campaigns.content.preview import sms_variants
 from campaigns.content.readability import reading_level
 from campaigns.content.rendering import Recipient, Renderer, RenderError, Sender
+from campaigns.content.review import ReviewError, review_state
 from campaigns.content.sms_text import non_gsm_characters, segments
 from campaigns.links import Links, Signer, links_for, new_public_token
 from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
@@ -110,6 +112,8 @@ class LintContext:
     base_url: str
     brand: str
     postal_address: str
+    today: date | None = None  # for the clinical review check; without it, not checked
+    strict: bool = False  # a step not clinically reviewed is an error, not a warning
 
 
 def lint_folder(definitions_dir: Path, ctx: LintContext) -> list[Finding]:
@@ -142,6 +146,35 @@ def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
                 _lint_email(renderer, campaign, step, locale, links, ctx, add)
             if Channel.SMS in step.sends_on:
                 _lint_sms(renderer, campaign, step, locale, links, ctx, add)
+    out += _lint_reviews(campaign, ctx, file)
+    return out
+
+
+def _lint_reviews(campaign: Campaign, ctx: LintContext, file: str) -> list[Finding]:
+    """Each step's clinical review (campaigns/content/review.py): info when it holds, a
+    warning (an error with `strict`) when the step was never reviewed, its copy changed
+    since, or the review is over a year old. Needs `ctx.today`."""
+    out: list[Finding] = []
+    if ctx.today is None:
+        return out
+
+    def add(severity: str, step: str, message: str) -> None:
+        out.append(Finding(severity, file, step, "", "", f"clinical review: {message}"))
+
+    reviewed = 0
+    for step in campaign.steps:
+        try:
+            state = review_state(campaign, step, ctx.templates_dir, ctx.today)
+        except ReviewError as exc:
+            add("error", step.key, str(exc))
+            continue
+        if state.ok:
+            reviewed += 1
+            add("info", step.key, state.sentence)
+        else:
+            sign = f"drip campaigns review {campaign.key} {step.key} --by 'Name, credential'"
+            add("error" if ctx.strict else "warning", step.key, f"{state.sentence}; sign: {sign}")
+    add("info", "", f"{reviewed} of {len(campaign.steps)} steps reviewed and unchanged")
     return out
 
 

@@ -17,6 +17,11 @@ A file under `campaigns/definitions/` describes one campaign:
         template: welcome        # templates/<campaign>/<locale>/welcome.{html,txt,sms.txt}
         subject: {en: "...", es: "..."}
         preheader: {en: "...", es: "..."}
+        review: {by: "Ana Ruiz, PT", date: 2026-11-28, copy: "sha256:1a2b3c4d5e6f7a8b"}
+
+`review` records who clinically reviewed the step's copy, when, and a fingerprint of
+that copy (campaigns/content/review.py computes it; `drip campaigns review` writes it).
+Its date is `date:`, not `on:`: YAML reads a bare `on` as true.
 
 `parse_campaign` reports every problem with the file, the step and the field, so
 `drip campaigns validate` can print them all at once. The loaded set of campaigns is
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -100,6 +105,28 @@ class SendWindowSpec(BaseModel):
 
 
 Localized = str | dict[str, str]
+FINGERPRINT = r"^sha256:[0-9a-f]{16}$"
+
+
+class ReviewSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    by: str = Field(min_length=1)
+    on: date = Field(alias="date")
+    fingerprint: str = Field(alias="copy", pattern=FINGERPRINT)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_yaml_booleans(cls, value):
+        if isinstance(value, dict) and True in value:
+            raise ValueError("write the review's date as `date:` (YAML reads a bare `on` as true)")
+        return value
+
+    @field_validator("by")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name the reviewer")
+        return value.strip()
 
 
 class StepSpec(BaseModel):
@@ -112,6 +139,7 @@ class StepSpec(BaseModel):
     subject: Localized | None = None
     preheader: Localized | None = None
     topic: str | None = None  # for marketers' eyes only; never sent
+    review: ReviewSpec | None = None
 
     @field_validator("delay")
     @classmethod
@@ -161,6 +189,15 @@ class CampaignSpec(BaseModel):
 
 
 @dataclass(frozen=True)
+class Review:
+    """Who clinically reviewed a step's copy, on what day, and the copy's fingerprint then."""
+
+    by: str
+    on: date
+    copy: str
+
+
+@dataclass(frozen=True)
 class Step:
     key: str
     index: int
@@ -171,6 +208,7 @@ class Step:
     preheader: dict[str, str]
     topic: str | None
     fallback: str | None = None
+    review: Review | None = None
 
     @property
     def sends_on(self) -> tuple[str, ...]:
@@ -261,6 +299,8 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise DefinitionError([f"{path.name}: not valid YAML: {exc}"]) from None
+    except ValueError as exc:  # a date that does not exist, such as 2026-13-02
+        raise DefinitionError([f"{path.name}: not a valid date: {exc}"]) from None
     except OSError as exc:
         raise DefinitionError([f"{path}: cannot read: {exc.strerror}"]) from None
     if not isinstance(data, dict):
@@ -305,6 +345,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                 preheader=_localized(s.preheader, spec.locales),
                 topic=s.topic,
                 fallback=s.fallback.value if s.fallback else None,
+                review=Review(s.review.by, s.review.on, s.review.fingerprint) if s.review else None,
             )
         )
     if problems:

@@ -1,18 +1,21 @@
 """`drip campaigns ...`: the marketer's tools for sequence files (validate, lint, preview,
-diff, test-send). Only `diff` and `test-send` need the database."""
+diff, test-send) and the clinician's sign-off (review). Only `diff` and `test-send` need
+the database."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
 
 from campaigns.audience.subscribers import InvalidSubscriber, check_timezone
+from campaigns.clock import clock_from_settings
 from campaigns.content.lint import LintContext, lint_folder
 from campaigns.content.preview import write_preview
 from campaigns.content.rendering import RenderError
+from campaigns.content.review import ReviewError, record_reviews
 from campaigns.delivery.testsend import SendTestRequest, send_test
 from campaigns.sequences.campaign import DefinitionError, parse_campaign
 from campaigns.sequences.diffing import diff, people
@@ -25,7 +28,7 @@ FOLDER_HELP = "Folder of campaign YAML files (default: DEFINITIONS_DIR)."
 
 @click.group("campaigns")
 def campaigns_group() -> None:
-    """Sequence files: validate, lint, preview, test-send, diff."""
+    """Sequence files: validate, lint, preview, test-send, diff, review."""
 
 
 @campaigns_group.command("validate")
@@ -60,16 +63,24 @@ def campaigns_validate(ctx: click.Context, drip: Drip, folder) -> None:
     help="Templates folder (default: TEMPLATES_DIR).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A step not clinically reviewed (never, changed since, over a year ago) is an error.",
+)
 @pass_drip
 @click.pass_context
-def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet) -> None:
-    """Render every step, channel and locale and check it; exit 1 on any error."""
+def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet, strict) -> None:
+    """Render every step, channel and locale and check it, and each step's clinical
+    review; exit 1 on any error."""
     s = drip.settings
     lint = LintContext(
         Path(templates) if templates else s.templates_dir,
         s.public_base_url,
         s.brand_name,
         s.postal_address,
+        today=_today(s),
+        strict=strict,
     )
     findings = lint_folder(Path(folder) if folder else s.definitions_dir, lint)
     for f in findings:
@@ -79,6 +90,66 @@ def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet) -> 
     warnings = sum(f.severity == "warning" for f in findings)
     click.echo(f"{errors} error(s), {warnings} warning(s)")
     ctx.exit(1 if errors else 0)
+
+
+def _today(settings) -> date:
+    """Today where the command runs (the reviewer's own calendar day)."""
+    return clock_from_settings(settings).now().astimezone().date()
+
+
+@campaigns_group.command("review")
+@click.argument("campaign")
+@click.argument("steps", nargs=-1)
+@click.option(
+    "--by", required=True, help='The clinician who reviewed the copy: "Name, credential".'
+)
+@click.option(
+    "--on", "on", default=None, help="The day of the review, YYYY-MM-DD (default: today)."
+)
+@click.option(
+    "--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None, help=FOLDER_HELP
+)
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Templates folder (default: TEMPLATES_DIR).",
+)
+@pass_drip
+def campaigns_review(drip: Drip, campaign, steps, by, on, folder, templates) -> None:
+    """Record that STEPS (default: every step) of CAMPAIGN had their copy clinically
+    reviewed: writes each step's `review` (by, date, fingerprint of its copy now) into the
+    campaign file, keeping the rest of the file as it is."""
+    s = drip.settings
+    folder = Path(folder) if folder else s.definitions_dir
+    path = next(
+        (p for p in (folder / f"{campaign}.yaml", folder / f"{campaign}.yml") if p.is_file()), None
+    )
+    if path is None:
+        raise click.ClickException(f"no campaign {campaign!r} in {folder}")
+    try:
+        day = date.fromisoformat(on) if on else _today(s)
+    except ValueError:
+        raise click.BadParameter(
+            f"{on!r} is not a date like 2026-11-28", param_hint="--on"
+        ) from None
+    try:
+        signed = record_reviews(
+            path,
+            Path(templates) if templates else s.templates_dir,
+            list(dict.fromkeys(steps)),
+            by,
+            day,
+            _today(s),
+        )
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    for r in signed:
+        click.echo(
+            f"signed {campaign} {r.step_key}: reviewed by {r.by} on {r.on}, copy {r.copy}"
+            + (f" ({r.previous})" if r.previous else "")
+        )
+    click.echo(f"{len(signed)} step(s) signed in {path}")
 
 
 @campaigns_group.command("preview")
