@@ -205,6 +205,7 @@ def test_the_review_in_the_file_is_checked_like_every_other_field(course):
 def test_signing_keeps_every_comment_field_and_blank_line(tmp_path):
     shutil.copytree(ROOT / "campaigns" / "definitions", tmp_path / "definitions")
     path = tmp_path / "definitions" / "hip_and_back.yaml"
+    unsign(path)
     before = path.read_text()
     assert "# Hip and back pain" in before and "\n\n  - key: hip_pain" in before
     templates = ROOT / "templates"
@@ -307,10 +308,29 @@ def test_signing_refuses_and_writes_nothing(course, args, message):
 
 @pytest.fixture
 def shipped(tmp_path):
-    """A private copy of the shipped course (it lints clean), and the env to run drip on it."""
+    """A private copy of the shipped course with its reviews taken out (it lints clean
+    but for them), and the env to run drip on it."""
     shutil.copytree(ROOT / "campaigns" / "definitions", tmp_path / "definitions")
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    unsign(tmp_path / "definitions" / "hip_and_back.yaml")
     return tmp_path
+
+
+def unsign(path: Path) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.lstrip().startswith("review:")]
+    assert len(lines) - len(kept) == 11, "the shipped course should carry 11 reviews"
+    path.write_text("".join(kept))
+
+
+def test_the_shipped_course_passes_strict_as_it_is(tmp_path):
+    shutil.copytree(ROOT / "campaigns" / "definitions", tmp_path / "definitions")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    strict = drip(tmp_path, "campaigns", "lint", "--strict")
+    assert strict.exit_code == 0, strict.output
+    assert "clinical review: 11 of 11 steps reviewed and unchanged" in strict.stdout
+    # The record says what kind of check it was, for whoever signs it off clinically.
+    assert "non-clinical source check" in strict.stdout
 
 
 def drip(folder: Path, *args):

@@ -26,6 +26,23 @@ from workers.cli.context import Drip, pass_drip
 FOLDER_HELP = "Folder of campaign YAML files (default: DEFINITIONS_DIR)."
 
 
+def folder_options(command):
+    """--dir and --templates: where the campaign files and their templates are."""
+    command = click.option(
+        "--templates",
+        type=click.Path(exists=True, file_okay=False),
+        default=None,
+        help="Templates folder (default: TEMPLATES_DIR).",
+    )(command)
+    return click.option(
+        "--dir",
+        "folder",
+        type=click.Path(exists=True, file_okay=False),
+        default=None,
+        help=FOLDER_HELP,
+    )(command)
+
+
 @click.group("campaigns")
 def campaigns_group() -> None:
     """Sequence files: validate, lint, preview, test-send, diff, review."""
@@ -53,15 +70,7 @@ def campaigns_validate(ctx: click.Context, drip: Drip, folder) -> None:
 
 
 @campaigns_group.command("lint")
-@click.option(
-    "--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None, help=FOLDER_HELP
-)
-@click.option(
-    "--templates",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Templates folder (default: TEMPLATES_DIR).",
-)
+@folder_options
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @click.option(
     "--strict",
@@ -106,15 +115,7 @@ def _today(settings) -> date:
 @click.option(
     "--on", "on", default=None, help="The day of the review, YYYY-MM-DD (default: today)."
 )
-@click.option(
-    "--dir", "folder", type=click.Path(exists=True, file_okay=False), default=None, help=FOLDER_HELP
-)
-@click.option(
-    "--templates",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Templates folder (default: TEMPLATES_DIR).",
-)
+@folder_options
 @pass_drip
 def campaigns_review(drip: Drip, campaign, steps, by, on, folder, templates) -> None:
     """Record that STEPS (default: every step) of CAMPAIGN had their copy clinically
