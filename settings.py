@@ -17,6 +17,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from babel.core import get_global
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,7 +37,7 @@ EXAMPLE_POSTAL_ADDRESS = "Lunara Care, 100 Main Street, Suite 200, Springfield, 
 EXAMPLE_CARE_PHONE = "+18005550199"
 _DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
 CARE_HOURS = re.compile(
-    rf"^\s*{_DAY}(?:\s*-\s*{_DAY})?\s+\d{{1,2}}:\d{{2}}\s*-\s*\d{{1,2}}:\d{{2}}\s*$"
+    rf"^\s*{_DAY}(?:\s*-\s*{_DAY})?\s+(\d{{1,2}}):(\d{{2}})\s*-\s*(\d{{1,2}}):(\d{{2}})\s*$"
 )
 # Domains reserved for documentation (RFC 2606): nobody receives or replies there.
 EXAMPLE_DOMAINS = ("example", "example.com", "example.org", "example.net", "invalid", "test")
@@ -70,8 +71,8 @@ class Settings(BaseSettings):
     default_timezone: str = "America/New_York"
     default_locale: str = "en"
     # Whose emergency number a person is told when neither their phone nor their time zone
-    # says where they are (ISO country code).
-    default_country: str = "US"
+    # says where they are (ISO country code); unset: DEFAULT_TIMEZONE's country.
+    default_country: str = ""
 
     # How patients reach the care team: shown in the last lesson, on the call-request page
     # and in HELP replies. Hours are local to CARE_TEAM_TIMEZONE.
@@ -177,9 +178,18 @@ class Settings(BaseSettings):
     @classmethod
     def _country(cls, value: str) -> str:
         value = value.strip().upper()
-        if value not in phonenumbers.SUPPORTED_REGIONS:
+        if value and value not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not an ISO country code like US or ES")
         return value
+
+    @model_validator(mode="after")
+    def _country_of_default_zone(self) -> Settings:
+        if not self.default_country:
+            # CLDR's zone-to-country table, so DEFAULT_TIMEZONE=Europe/Madrid means 112.
+            zone = get_global("zone_aliases").get(self.default_timezone, self.default_timezone)
+            country = get_global("zone_territories").get(zone, "")
+            self.default_country = country if country in phonenumbers.SUPPORTED_REGIONS else "US"
+        return self
 
     @field_validator("care_team_phone")
     @classmethod
@@ -196,8 +206,15 @@ class Settings(BaseSettings):
     @classmethod
     def _care_hours(cls, value: str) -> str:
         value = value.strip().lower()
-        if not value or not all(CARE_HOURS.match(part) for part in value.split(";")):
-            raise ValueError(f"{value!r} is not like 'mon-fri 08:00-18:00; sat 09:00-12:00'")
+        for part in value.split(";"):
+            match = CARE_HOURS.match(part)
+            if not match:
+                raise ValueError(f"{value!r} is not like 'mon-fri 08:00-18:00; sat 09:00-12:00'")
+            h1, m1, h2, m2 = (int(g) for g in match.groups())
+            if max(h1, h2) > 23 or max(m1, m2) > 59:
+                raise ValueError(f"{part.strip()!r}: times run from 00:00 to 23:59")
+            if (h2, m2) <= (h1, m1):
+                raise ValueError(f"{part.strip()!r}: closing time must be after opening time")
         return value
 
     @field_validator("default_timezone", "care_team_timezone")

@@ -22,6 +22,7 @@ class Reason(StrEnum):
     ENROLLMENT_EXITED = "enrollment_exited"
     OUTSIDE_TEXT_HOURS = "outside_text_hours"
     TEMPLATE_ERROR = "template_error"
+    FALLBACK = "fallback"
     # A provider's answer (campaigns.delivery.outcomes)
     ACCEPTED = "accepted"
     TEMPORARY_ERROR = "temporary_error"
@@ -81,6 +82,7 @@ TEXTS: dict[Reason, str] = {
     Reason.ADDRESS_SUPPRESSED: "address suppressed: {cause}",
     Reason.ENROLLMENT_EXITED: "enrollment exited: {cause}",
     Reason.OUTSIDE_TEXT_HOURS: "outside text hours in the subscriber's time zone",
+    Reason.FALLBACK: "sent by text instead: the email could not go ({why})",
     Reason.TEMPLATE_ERROR: "template error",
     Reason.ACCEPTED: "accepted by provider",
     Reason.TEMPORARY_ERROR: "temporary provider error",

@@ -281,9 +281,9 @@ def text(body, phone="+34611223344", sid="SM1"):
 @pytest.mark.parametrize(
     ("body", "phone", "language_word", "number"),
     [
-        ("HELP", "+12025550146", "Care team", "911"),
-        ("AYUDA", "+34611223344", "Equipo de atencion", "112"),
-        ("help", "+61491570006", "Care team", "000"),
+        ("HELP", "+12025550146", "To talk to our care team", "911"),
+        ("AYUDA", "+34611223344", "Para hablar con nuestro equipo", "112"),
+        ("help", "+61491570006", "To talk to our care team", "000"),
     ],
 )
 def test_help_reply_gives_phone_hours_promise_and_the_local_emergency_number(
@@ -293,6 +293,9 @@ def test_help_reply_gives_phone_hours_promise_and_the_local_emergency_number(
     with transaction(factory) as s:
         reply = handle_inbound_sms(s, clock, text(body, phone), help_desk=desk)
     assert language_word in reply
+    # The emergency line comes first, before anything else the reply says.
+    assert reply.index(number) < reply.index("+1 800-555-0199")
+    assert "call back" not in reply and "llamamos" not in reply  # no call was asked for
     assert "+1 800-555-0199" in reply and number in reply and "STOP" in reply
     assert ("8:00 AM" in reply) or ("8:00 a.m." in reply)
     assert is_gsm7(reply) and segments(reply)[1] <= 2
@@ -318,3 +321,99 @@ def test_the_last_lesson_names_the_care_team_phone_hours_and_promise():
         for part in (email.html, email.text):
             assert care["phone"] in part and care["reply_within"] in part
         assert care["hours"] in email.text
+
+
+def test_an_email_stopped_after_its_claim_still_reaches_the_person_by_text(
+    factory, clock, shipped, policy, course_ctx
+):
+    sid, _ = add_and_enroll(
+        factory,
+        clock,
+        shipped,
+        policy,
+        COURSE,
+        email="noor@example.com",
+        phone="+12025550147",
+        first_name="Noor",
+    )
+    # The welcome goes by email and text; then lesson 1 (email only) is claimed...
+    with transaction(factory) as s:
+        work = claim_due(s, clock, shipped, policy)
+    send_batch(course_ctx, "email", work.email)
+    send_batch(course_ctx, "sms", work.sms)
+    with factory() as s:
+        clock.current = s.scalar(
+            select(Enrollment.next_due_at).where(Enrollment.subscriber_id == sid)
+        )
+    with transaction(factory) as s:
+        work = claim_due(s, clock, shipped, policy)
+        # ...and before it goes, the person unsubscribes from email (not from texts).
+        unsubscribe(
+            s, clock, s.get(Subscriber, sid), channels=(Channel.EMAIL,), source="test", evidence={}
+        )
+    assert send_batch(course_ctx, "email", work.email).suppressed == 1
+    with transaction(factory) as s:
+        released = release_waiting(s, clock)
+    assert len(released.sms) == 1
+    with factory() as s:
+        reason = s.scalar(select(Message.reason).where(Message.id == released.sms[0]))
+    assert reason.startswith("sent by text instead: the email could not go")
+    assert send_batch(course_ctx, "sms", released.sms).sent == 1
+    ((step_key, mid),) = [t for t in sent(factory, sid, "sms") if t[0] == "hip_pain"]
+    assert text_body(course_ctx, mid).startswith("Lunara: Lesson 1 of 9:")
+
+
+def test_old_time_zone_names_browsers_send_still_find_the_country():
+    assert country_of_zone("Asia/Calcutta") == "IN"
+    assert country_of_zone("Australia/NSW") == "AU"
+    assert country_of_zone("Europe/Kiev") == "UA"
+    assert country_of_zone("UTC") is None
+
+
+def test_every_zone_with_a_country_is_known():
+    import zoneinfo
+
+    unknown = [
+        z
+        for z in zoneinfo.available_timezones()
+        if country_of_zone(z) is None
+        and not z.startswith(("Etc/", "GMT", "UTC", "UCT", "Universal", "Zulu", "Greenwich"))
+        and z not in ("Factory", "localtime", "CST6CDT", "EST5EDT", "MST7MDT", "PST8PDT")
+        and z != "Antarctica/Troll"
+    ]
+    assert unknown == []
+
+
+def test_somebody_in_a_zone_without_a_country_is_told_112_not_the_default():
+    from campaigns.audience.emergency import country_of
+
+    person = Subscriber(email="x@example.com", timezone="UTC")
+    assert emergency_number(country_of(person), "US") == "112"
+    assert emergency_number(country_of(Subscriber(email="y@example.com")), "US") == "911"
+
+
+def test_test_send_mirrors_what_a_patient_with_those_addresses_gets(factory, course_ctx):
+    from campaigns.delivery.testsend import SendTestRequest, send_test
+
+    def run(**addresses):
+        with transaction(factory) as s:
+            return send_test(
+                s,
+                course_ctx.registry,
+                course_ctx.renderer,
+                course_ctx.signer,
+                course_ctx.base_url,
+                course_ctx.email_provider,
+                course_ctx.sms_provider,
+                SendTestRequest(COURSE, ["hip_pain"], "en", first_name="Sam", **addresses),
+            )
+
+    adhoc = course_ctx.sms_provider.folder / "adhoc"
+    # Email and phone: lesson 1 is email only, so no text (no patient gets a companion).
+    assert len(run(email="me@example.com", phone="+12025550111")) == 1
+    assert not list(adhoc.glob("sms-*"))
+    # Phone only: the text-only lesson.
+    assert len(run(phone="+34611223344")) == 1
+    (text,) = adhoc.glob("sms-*")
+    body = text.read_text()
+    assert "Lesson 1 of 9" in body and "911" not in body

@@ -114,6 +114,9 @@ def test_webhook_key_must_be_a_p256_key(monkeypatch):
     [
         ("CARE_TEAM_HOURS", "weekdays 9 to 5", "is not like 'mon-fri 08:00-18:00"),
         ("CARE_TEAM_HOURS", "mon-fri 08:00-18:00; sunday", "is not like"),
+        ("CARE_TEAM_HOURS", "mon-fri 08:00-24:00", "times run from 00:00 to 23:59"),
+        ("CARE_TEAM_HOURS", "mon 8:75-9:00", "times run from 00:00 to 23:59"),
+        ("CARE_TEAM_HOURS", "sat 18:00-08:00", "closing time must be after opening time"),
         ("CARE_TEAM_PHONE", "call us", "is not a phone number"),
         ("CARE_TEAM_TIMEZONE", "Mars/Olympus", "unknown IANA time zone"),
         ("DEFAULT_COUNTRY", "XX", "is not an ISO country code"),
@@ -136,3 +139,11 @@ def test_care_team_settings_are_normalised(monkeypatch):
         "mon-fri 08:00-18:00; sat 09:00-12:00",
         "ES",
     )
+
+
+def test_default_country_follows_the_default_time_zone_unless_set(monkeypatch):
+    assert load_settings().default_country == "US"
+    monkeypatch.setenv("DEFAULT_TIMEZONE", "Europe/Madrid")
+    assert load_settings().default_country == "ES"
+    monkeypatch.setenv("DEFAULT_COUNTRY", "GB")
+    assert load_settings().default_country == "GB"

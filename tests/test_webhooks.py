@@ -554,7 +554,7 @@ def test_inbound_help_replies_with_brand_stop_and_contact(client, factory):
     assert "Emergency? Call 911 now." in response.text  # the texter's phone is American
     assert count(factory, Suppression) == 0
     # AYUDA answers in Spanish, through the same webhook.
-    assert "Equipo de atencion" in inbound(client, "AYUDA").text
+    assert "Para hablar con nuestro equipo" in inbound(client, "AYUDA").text
 
 
 def test_inbound_start_resubscribes(client, send_ctx, factory, clock, registry, policy):

@@ -31,9 +31,11 @@ TEXT = {
         "contact_hours": "We answer {hours}.",
         "contact_promise": "We call you back within {reply} of your request.",
         "contact_emergency": (
-            "This form is not for emergencies. Call {number} now if you have sudden, severe "
-            "pain, new weakness or numbness in a leg, numbness between the legs, or trouble "
-            "peeing or controlling your bowels."
+            "This form is not for emergencies. Call {number} now if your pain comes with "
+            "numbness or tingling in the groin, buttocks or inner thighs; new trouble peeing or "
+            "controlling your bladder or bowels; new or worse weakness or numbness in a leg; "
+            "a fever or feeling very unwell; or, after a fall, severe pain or not being able "
+            "to stand."
         ),
         "footer": "{brand} · General education, not medical advice.",
         # Sign-up and confirmation pages (web/signup.py)
@@ -115,9 +117,11 @@ TEXT = {
         "contact_hours": "Horario: {hours}.",
         "contact_promise": "Te llamamos en menos de {reply} desde que nos escribes.",
         "contact_emergency": (
-            "Este formulario no es para emergencias. Llama al {number} ahora si tienes dolor "
-            "fuerte y repentino, debilidad o adormecimiento nuevo en una pierna, adormecimiento "
-            "entre las piernas, o problemas para orinar o controlar el intestino."
+            "Este formulario no es para emergencias. Llama al {number} ahora si el dolor viene "
+            "con hormigueo o adormecimiento en la ingle, las nalgas o la parte de adentro de "
+            "los muslos; problemas nuevos para orinar o para controlar la orina o las heces; "
+            "debilidad o adormecimiento nuevo o peor en una pierna; fiebre o sentirte muy mal; "
+            "o, después de una caída, dolor muy fuerte o no poder ponerte de pie."
         ),
         "footer": "{brand} · Información educativa, no consejo médico.",
         # Sign-up and confirmation pages (web/signup.py)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from campaigns.audience.emergency import country_of
 from campaigns.care import contact_queue
 from campaigns.care.help_path import help_path
 from campaigns.content.rendering import RenderError
@@ -177,7 +178,9 @@ async def contact_form(request: Request, token: str) -> HTMLResponse:
         error=None,
         has_email=bool(visit.subscriber.email),
         has_phone=bool(visit.subscriber.phone),
-        help=help_path(_deps(request).renderer.sender, visit.subscriber, _lang(visit.subscriber)),
+        help=help_path(
+            _deps(request).renderer.sender, country_of(visit.subscriber), _lang(visit.subscriber)
+        ),
     )
 
 
@@ -198,17 +201,16 @@ async def contact_request(request: Request, token: str) -> HTMLResponse:
                 preferred_time=form.get("preferred_time"),
                 note=form.get("note"),
             )
-            locale = visit.subscriber.locale
-            return locale, help_path(
-                state.renderer.sender, visit.subscriber, _lang(visit.subscriber)
-            )
+            return visit.subscriber.locale, country_of(visit.subscriber)
 
     try:
-        locale, help = await run_in_threadpool(act)
+        locale, country = await run_in_threadpool(act)
     except portal.NotFound:
         return _invalid(request)
     except ValueError as exc:
         return _page(request, "notice.html", None, "contact_title", status=400, message=str(exc))
     t = words(locale, state.settings.brand_name)
+    # Worded after the request is committed: nothing here can undo it.
+    help = help_path(state.renderer.sender, country, t["lang"])
     done = t["contact_done"].format(reply=help.reply_within, number=help.emergency_number)
     return _page(request, "notice.html", locale, "contact_title", message=done)

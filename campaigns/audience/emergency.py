@@ -3,7 +3,9 @@
 Every lesson tells the reader what to dial in an emergency, and a person in Madrid,
 Kolkata or Sydney who reads "call 911" is told the wrong thing. Their country comes from
 the best evidence we hold, in order: the phone number's region (where the SIM is), the
-time zone they chose, and last the service's default country. The number comes from
+time zone they chose (old names too: browsers still report "Asia/Calcutta"), and last the
+service's default country. A time zone that names no country ("UTC") says the person is
+somewhere we do not know: they get 112, not the default country's number. The number comes from
 `emergency_numbers.csv`, kept beside this module and checked row by row against
 libphonenumber's short-number data in the tests.
 """
@@ -15,7 +17,7 @@ import functools
 from pathlib import Path
 
 import phonenumbers
-import pytz
+from babel.core import get_global
 
 from campaigns.models import Subscriber
 
@@ -23,6 +25,7 @@ TABLE = Path(__file__).with_name("emergency_numbers.csv")
 # 3GPP TS 22.101 makes every mobile phone with a SIM treat 112 as an emergency call in any
 # country, so it is the safe answer for a country the table does not list.
 ANYWHERE = "112"
+UNKNOWN = "ZZ"  # somewhere, not known where (CLDR's code for an unknown region)
 
 
 @functools.cache
@@ -33,9 +36,9 @@ def numbers() -> dict[str, str]:
 
 
 @functools.cache
-def _zone_countries() -> dict[str, str]:
-    # zone.tab, as pytz ships it, names one country per zone.
-    return {zone: cc for cc, zones in pytz.country_timezones.items() for zone in zones}
+def _zones() -> tuple[dict[str, str], dict[str, str]]:
+    # CLDR (through Babel): old zone names to current ones, and each zone's country.
+    return dict(get_global("zone_aliases")), dict(get_global("zone_territories"))
 
 
 def country_of_phone(phone: str | None) -> str | None:
@@ -50,12 +53,18 @@ def country_of_phone(phone: str | None) -> str | None:
 
 
 def country_of_zone(zone: str | None) -> str | None:
-    return _zone_countries().get(zone or "")
+    aliases, territories = _zones()
+    country = territories.get(aliases.get(zone or "", zone or ""))
+    return country if country and country not in ("ZZ", "001") else None
 
 
 def country_of(subscriber: Subscriber) -> str | None:
-    """The person's country, or None when nothing we hold says."""
-    return country_of_phone(subscriber.phone) or country_of_zone(subscriber.timezone)
+    """The person's country; `UNKNOWN` when their time zone names none; None when we hold
+    nothing about where they are (then the service's default country applies)."""
+    country = country_of_phone(subscriber.phone) or country_of_zone(subscriber.timezone)
+    if country is None and subscriber.timezone:
+        return UNKNOWN
+    return country
 
 
 def emergency_number(country: str | None, default_country: str) -> str:

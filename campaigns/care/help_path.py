@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from campaigns.audience.emergency import country_of, emergency_number
+from campaigns.audience.emergency import emergency_number
 from campaigns.content.rendering import Sender
-from campaigns.models import Subscriber
 
 
 @dataclass(frozen=True)
@@ -19,9 +18,9 @@ class HelpPath:
     emergency_number: str
 
 
-def help_path(sender: Sender, subscriber: Subscriber | None, locale: str) -> HelpPath:
+def help_path(sender: Sender, country: str | None, locale: str) -> HelpPath:
+    """`country`: campaigns.audience.emergency.country_of(the person), or None."""
     care = sender.care.for_locale(locale)
-    country = country_of(subscriber) if subscriber is not None else None
     return HelpPath(
         phone=care["phone"],
         phone_uri=care["phone_uri"],

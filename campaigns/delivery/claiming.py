@@ -200,6 +200,32 @@ def _advance(enrollment, campaign, step, subscriber, received, facts: Facts, pol
     )
 
 
+def queue_fallback(session: Session, email: Message, channel: str, now, reason: dict) -> None:
+    """A step's fallback row beside its stopped email row (campaigns.delivery.sending):
+    `deferred` and due now, so the next tick's `release_waiting` puts it on its queue."""
+    row = {
+        "enrollment_id": email.enrollment_id,
+        "subscriber_id": email.subscriber_id,
+        "campaign_key": email.campaign_key,
+        "campaign_version": email.campaign_version,
+        "step_key": email.step_key,
+        "channel": channel,
+        "public_token": new_public_token(),
+        "status": MessageStatus.DEFERRED,
+        **reason,
+        "attempts": 0,
+        "due_at": email.due_at,
+        "enqueued_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = _insert_messages(session, [row])
+    if inserted:
+        session.execute(
+            update(Message).where(Message.id == inserted[0][0]).values(next_attempt_at=now)
+        )
+
+
 def release_waiting(session: Session, clock: Clock, limit: int = 1000) -> Work:
     """Retries and deferred texts whose time has come go back on the send queues."""
     now = clock.now()

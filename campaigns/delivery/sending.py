@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns.audience.eligibility import recheck
+from campaigns.audience.eligibility import recheck, stop_for
 from campaigns.clock import Clock
 from campaigns.content.rendering import Renderer, RenderError
 from campaigns.db import id_in, transaction
+from campaigns.delivery.claiming import queue_fallback
 from campaigns.delivery.composing import Composer
 from campaigns.delivery.outcomes import BatchReport, Retries, record_results
 from campaigns.delivery.pauses import paused
@@ -50,7 +51,7 @@ from campaigns.sequences.campaign import DefinitionError
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy, step_window
 from campaigns.sequences.windows import Window, is_allowed, next_allowed
-from campaigns.states import HANDED_OVER, Channel, MessageStatus
+from campaigns.states import HANDED_OVER, IN_FLIGHT, Channel, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ def _prepare(
         if stop is not None:
             _set(msg, now, **stop.values(), last_error=None)
             report.count(stop.status)
+            if channel == Channel.EMAIL and stop.reason in EMAIL_ONLY_STOPS:
+                _fall_back(session, ctx, composer, msg, checked, stop, now)
             continue
         try:
             candidate = _compose(
@@ -318,15 +321,36 @@ def _compose(
 ) -> Candidate:
     if channel == Channel.EMAIL:
         return Candidate(composer.email(msg, subscriber))
-    campaign, _ = composer.step_of(msg)
+    campaign, step = composer.step_of(msg)
     # The campaign's window within the text hours.
     window = step_window(campaign, [Channel.SMS], ctx.policy)
     count = texts_before.get(subscriber.id, 0)
+    # What texts cost is said in the course's first text (the sign-up and JOIN confirmations
+    # say it too); the lint keeps that text within its segments with the line.
     item = composer.sms(
-        msg, subscriber, count % ctx.stop_help_every == 0, text_only, first_text=count == 0
+        msg, subscriber, count % ctx.stop_help_every == 0, text_only, first_text=step.index == 0
     )
     texts_before[subscriber.id] = count + 1  # two texts in one batch: only one says STOP
     return Candidate(item, ctx.policy.zone(subscriber), window)
+
+
+# Stops that close the mailbox but not the phone: a step with a text fallback still goes.
+EMAIL_ONLY_STOPS = (Reason.ADDRESS_SUPPRESSED, Reason.NO_CONSENT, Reason.NO_ADDRESS)
+
+
+def _fall_back(session, ctx, composer, msg: Message, checked, stop, now) -> None:
+    """The email of a step with a fallback was stopped after it was claimed (a bounce or
+    an unsubscribe from mail in between): the step goes by text instead, as it would have
+    at the claim. The text row waits as `deferred` due now, so the next tick releases it
+    onto the text queue, after this transaction commits."""
+    try:
+        _, step = composer.step_of(msg)
+    except (DefinitionError, LookupError):
+        return
+    subscriber = checked.subscribers[msg.subscriber_id]
+    if not step.fallback or stop_for(subscriber, step.fallback, checked.facts) is not None:
+        return
+    queue_fallback(session, msg, step.fallback, now, Reason.FALLBACK.values(why=stop.text))
 
 
 def _mailed_steps(session: Session, texts: list[Message]) -> set[tuple[int, str]]:
@@ -339,7 +363,8 @@ def _mailed_steps(session: Session, texts: list[Message]) -> set[tuple[int, str]
         select(Message.enrollment_id, Message.step_key).where(
             id_in(session, Message.enrollment_id, enrollments),
             Message.channel == Channel.EMAIL,
-            Message.status.not_in((MessageStatus.SKIPPED, MessageStatus.SUPPRESSED)),
+            # Going, or gone out: a failed, bounced or stopped email does not count.
+            Message.status.in_((*IN_FLIGHT, *HANDED_OVER, MessageStatus.DELIVERED)),
         )
     )
     return {(eid, key) for eid, key in rows}

@@ -58,23 +58,24 @@ def send_test(
         raise InvalidSubscriber(f"step: {', '.join(unknown)} not in {campaign.key}")
     recipient = Recipient(request.first_name, request.locale, country_of_phone(phone))
     results: list[SendResult] = []
+    given = [c for c, address in ((Channel.EMAIL, email), (Channel.SMS, phone)) if address]
     for step in steps:
         links = links_for(base_url, signer, "test-" + secrets.token_urlsafe(8))
         ref = "test-" + secrets.token_urlsafe(12)
-        if email and Channel.EMAIL in step.channels:
+        # As a patient with these addresses would get it: the step's own channels they
+        # have, else its fallback; a text is the whole lesson when no email goes with it.
+        chosen = step.channels_for(given)
+        if email and Channel.EMAIL in chosen:
             content = renderer.email(campaign, step, recipient, links)
             content = replace(content, subject=f"[TEST] {content.subject}")
             results += email_provider.send_emails(
                 [OutgoingEmail(0, email, content, links.unsubscribe, ref, adhoc=True)]
             )
-        if phone and Channel.SMS in step.sends_on:
-            # As a patient would get it: the companion text beside the email, or the whole
-            # lesson by text when this test has no mailbox to go with it.
-            text_only = not (email and Channel.EMAIL in step.channels)
+        if phone and Channel.SMS in chosen:
             body = renderer.sms(
                 campaign,
                 step,
-                replace(recipient, text_only=text_only),
+                replace(recipient, text_only=Channel.EMAIL not in chosen),
                 links,
                 show_stop_help=step.index == 0,
                 first_text=step.index == 0,

@@ -134,7 +134,9 @@ class StepSpec(BaseModel):
     key: str = Field(pattern=_KEY)
     delay: str | int
     channels: list[Channel] = Field(min_length=1)
-    fallback: Channel | None = None
+    # Only texts: a fallback email would need its own subject and footer checks, and
+    # nobody without a phone but with a mailbox is short of a step that only texts.
+    fallback: Literal[Channel.SMS] | None = None
     template: str = Field(pattern=r"^[a-z0-9_][a-z0-9_\-]*$")
     subject: Localized | None = None
     preheader: Localized | None = None

@@ -77,22 +77,22 @@ class InboundText:
 
 HELP_WORDS = {
     "en": (
-        "{brand}: educational messages. Care team: {phone}, {hours}. We call back within "
-        "{reply}. Emergency? Call {emergency} now. Reply STOP to opt out. "
+        "{brand}: Emergency? Call {emergency} now. These are educational messages. To talk "
+        "to our care team, call {phone}, {hours}. Reply STOP to opt out. "
         "Msg&data rates may apply."
     ),
     "es": (
-        "{brand}: mensajes educativos. Equipo de atencion: {phone}, {hours}. Te llamamos en "
-        "menos de {reply}. ¿Emergencia? Llama al {emergency} ahora. Responde STOP para salir. "
+        "{brand}: ¿Emergencia? Llama al {emergency} ahora. Estos son mensajes educativos. Para "
+        "hablar con nuestro equipo, llama al {phone}, {hours}. Responde STOP para salir. "
         "Pueden aplicarse tarifas de mensajes y datos."
     ),
 }
 
 
 def help_text(brand: str, care: CareTeam, locale: str, emergency: str) -> str:
-    """The reply to HELP or AYUDA: who we are, how to reach a person, what to do in an
-    emergency, how to stop. GSM-7 only and nothing about health (invariant 8): anyone
-    holding the phone reads it."""
+    """The reply to HELP or AYUDA: what to do in an emergency first, then who we are, how
+    to reach a person (a text asks for no call, so it promises none), how to stop. GSM-7
+    only and nothing about health (invariant 8): anyone holding the phone reads it."""
     lang = "es" if locale.startswith("es") else "en"
     words = care.for_locale(lang)
     return to_gsm7(
@@ -100,7 +100,6 @@ def help_text(brand: str, care: CareTeam, locale: str, emergency: str) -> str:
             brand=brand,
             phone=words["phone"],
             hours=words["hours"],
-            reply=words["reply_within"],
             emergency=emergency,
         )
     )

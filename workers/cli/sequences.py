@@ -22,6 +22,7 @@ from campaigns.sequences.diffing import diff, people
 from campaigns.sequences.registry import load_all
 from campaigns.sequences.revisions import latest_revision, structure
 from workers.cli.context import Drip, pass_drip
+from workers.runtime import sender_from
 
 FOLDER_HELP = "Folder of campaign YAML files (default: DEFINITIONS_DIR)."
 
@@ -90,6 +91,7 @@ def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet, str
         s.postal_address,
         today=_today(s),
         strict=strict,
+        sender=sender_from(s),
     )
     findings = lint_folder(Path(folder) if folder else s.definitions_dir, lint)
     for f in findings:
