@@ -89,14 +89,20 @@ class Settings(BaseSettings):
 
     # Scheduler and workers
     tick_seconds: float = Field(5.0, gt=0)
-    reap_seconds: float = Field(30.0, gt=0)
+    # The reaper's pass: lost tasks requeued, expired leases, provider look-ups.
+    reap_seconds: float = Field(10.0, gt=0)
     claim_batch_size: int = Field(500, ge=1, le=10_000)
     email_batch_size: int = Field(100, ge=1, le=1000)
     sms_batch_size: int = Field(20, ge=1, le=500)
     # A send's lease must outlast the slowest provider call of a whole batch.
     lease_seconds: int = Field(300, ge=1)
-    # A queued message whose task has not started by then is enqueued again.
-    requeue_after_seconds: int = Field(600, ge=1)
+    # A queued message held by a task a worker took, untouched this long, is enqueued
+    # again (its worker died); one no task holds is enqueued again at the next pass.
+    requeue_after_seconds: int = Field(60, ge=1)
+    # Unconfirmed messages: first asked of the provider this long after, and shown to ops
+    # (flagged needs_ops, with their age) when still undecided after this long.
+    unconfirmed_lookup_seconds: float = Field(30.0, ge=0)
+    unconfirmed_alert_seconds: int = Field(900, ge=1)
     max_attempts: int = Field(6, ge=1, le=50)
     retry_base_seconds: float = Field(30.0, gt=0)
     retry_cap_seconds: float = Field(3600.0, gt=0)
@@ -141,6 +147,10 @@ class Settings(BaseSettings):
     email_rate_burst: int = Field(50, ge=1)
     sms_rate_per_second: float = Field(1.0, gt=0)
     sms_rate_burst: int = Field(1, ge=1)
+    # While Redis is away each sending process limits itself to rate / this (or / the
+    # processes it last saw sharing the bucket, if more), so together they stay within
+    # the rate: set it to the most worker processes that send at once.
+    rate_limit_processes: int = Field(8, ge=1)
 
     # Webhook requests signed longer ago than this are refused as replays.
     webhook_max_age_seconds: int = Field(600, ge=10)

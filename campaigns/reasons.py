@@ -37,6 +37,7 @@ class Reason(StrEnum):
     SETTLED_SENT = "settled_sent"
     SETTLED_FAILED = "settled_failed"
     SETTLED_RESEND = "settled_resend"
+    NEEDS_OPS = "needs_ops"
     # What a provider webhook said (campaigns.tracking.events)
     WEBHOOK = "webhook"
 
@@ -96,5 +97,6 @@ TEXTS: dict[Reason, str] = {
     Reason.SETTLED_SENT: "settled by ops: provider has it",
     Reason.SETTLED_FAILED: "settled by ops: provider never sent it; not resending",
     Reason.SETTLED_RESEND: "settled by ops: resending",
+    Reason.NEEDS_OPS: "no answer from the provider after {minutes} min; for ops to settle",
     Reason.WEBHOOK: "{provider} webhook: {event}{detail}",
 }

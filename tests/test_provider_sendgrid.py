@@ -204,13 +204,15 @@ def test_429_is_transient_with_retry_after_from_the_reset_header(fake):
 @pytest.mark.parametrize(
     "status,outcome",
     [
-        (500, Outcome.UNKNOWN),
+        # SendGrid documents 500 and 503 as not processed: a retry (sendgrid.py docstring).
+        (500, Outcome.TRANSIENT),
+        (503, Outcome.TRANSIENT),
+        # Not SendGrid's own answers: a gateway may have forwarded the request.
         (502, Outcome.UNKNOWN),
         (504, Outcome.UNKNOWN),
-        (503, Outcome.TRANSIENT),
     ],
 )
-def test_server_errors_that_may_have_sent_are_unknown(fake, status, outcome):
+def test_server_errors_as_sendgrid_documents_them(fake, status, outcome):
     fake.enqueue(sendgrid_error(status, "server error"))
     (result,) = provider(fake).send_emails([email(1)])
     assert (result.outcome, result.retry_after) == (outcome, None)

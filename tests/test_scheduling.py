@@ -236,15 +236,20 @@ def test_one_inbox_is_one_subscriber_whatever_the_case(factory, clock, registry,
     assert first == second
 
 
-def test_reaper_leaves_paused_and_busy_channels_alone(factory, clock, registry, policy):
+def test_reaper_leaves_paused_channels_and_queued_tasks_alone(factory, clock, registry, policy):
     from campaigns.delivery.pauses import pause
+    from campaigns.delivery.reaper import Held
 
     add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
     with transaction(factory) as s:
         claim_due(s, clock, registry, policy)
         pause(s, clock, "email", "key rotation", by="ops")
     clock.advance(minutes=11)
+    with factory() as s:
+        sms_id = s.scalar(select(Message.id).where(Message.channel == "sms"))
+    with transaction(factory) as s:  # its task waits on the queue: a backlog, not lost
+        assert len(reap(s, clock, policy, Held(waiting=frozenset({sms_id}))).requeued) == 0
+    with transaction(factory) as s:  # the broker cannot be read: nothing is judged lost
+        assert len(reap(s, clock, policy, None).requeued) == 0
     with transaction(factory) as s:
-        assert len(reap(s, clock, policy, busy=frozenset({"sms"})).requeued) == 0
-    with transaction(factory) as s:
-        assert len(reap(s, clock, policy).requeued.sms) == 1  # sms no longer busy
+        assert reap(s, clock, policy, Held()).requeued.sms == [sms_id]  # no task holds it

@@ -79,6 +79,8 @@ def make_app(settings=None) -> Celery:
             },
         },
         beat_max_loop_interval=min(5.0, settings.tick_seconds),
+        # Says a broker outage once, not a traceback per task it could not publish.
+        beat_scheduler="workers.beat:QuietScheduler",
         worker_hijack_root_logger=False,
         timezone="UTC",
     )

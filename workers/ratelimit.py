@@ -14,7 +14,11 @@ taken in burst-sized pieces, so one big batch cannot reserve far ahead of the re
   the time they were counted) is one Redis hash, and one Lua script refills, takes and
   writes it atomically using the Redis server's TIME, so worker clocks do not matter.
   If Redis cannot be reached the bucket falls back to a per-process one for a while and
-  says so, rather than leave leased messages waiting on a dead store.
+  says so once, rather than leave leased messages waiting on a dead store. That fallback
+  is a conservative share of the global rate, so the processes together stay within it:
+  rate / max(RATE_LIMIT_PROCESSES, the processes this one last saw taking tokens from the
+  same bucket). Each call registers its process in a sorted set beside the bucket, so
+  every process knows how many shared it in the last minute before Redis went away.
 - `LocalBucket`: in process, thread-safe. The embedded default (no REDIS_URL) runs
   several worker processes, each with its own bucket, so there the limit holds per
   process: N processes may together send N times the configured rate.
@@ -26,6 +30,8 @@ and throttling files on disk would only slow demos and tests.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 
@@ -34,10 +40,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from campaigns.delivery.providers import NoLimit, RateLimiter
+from workers.outages import Outage
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] bucket hash; ARGV rate (tokens/s), burst, n. Returns microseconds to wait.
+# KEYS[1] bucket hash, KEYS[2] the processes using it (sorted by last use); ARGV rate
+# (tokens/s), burst, n, this process's name. Returns {microseconds to wait, processes
+# seen in the last PEER_WINDOW seconds}.
 _RESERVE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -60,14 +69,19 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
            'ts', string.format('%.6f', ts))
 -- Once full again the bucket is the same as no bucket: let the key go.
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+redis.call('ZADD', KEYS[2], now, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[5]))
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) * 2000)
+local peers = redis.call('ZCARD', KEYS[2])
 if tokens >= 0 then
-  return 0
+  return {0, peers}
 end
-return math.ceil(-tokens / rate * 1000000)
+return {math.ceil(-tokens / rate * 1000000), peers}
 """
 
 
 FALLBACK_SECONDS = 30.0
+PEER_WINDOW = 60  # seconds: a process that took tokens this recently counts as a sender
 
 
 def _pieces(n: int, burst: int):
@@ -105,35 +119,58 @@ class LocalBucket:
 class RedisBucket:
     """A token bucket shared through Redis by every process that names the same key."""
 
-    def __init__(self, client: redis.Redis, key: str, rate: float, burst: int):
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+    def __init__(self, client: redis.Redis, key: str, rate: float, burst: int, processes: int = 1):
+        if rate <= 0 or burst < 1 or processes < 1:
+            raise ValueError("rate must be > 0, burst >= 1 and processes >= 1")
         self.client, self.key = client, key
         self.rate, self.burst = float(rate), int(burst)
+        self.processes = processes  # the configured floor for the fallback's share
+        self.peers = 0  # processes seen sharing the bucket, at the last call that worked
         self._script = client.register_script(_RESERVE)
-        self._fallback = LocalBucket(rate, burst)
+        self._name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._fallback: LocalBucket | None = None
         self._down_until = 0.0
+        self._outage = Outage(f"rate limit store ({key})", log)
+
+    @property
+    def share(self) -> int:
+        """How many processes the rate is divided among while Redis is away."""
+        return max(self.processes, self.peers)
+
+    def _local(self) -> LocalBucket:
+        if self._fallback is None:
+            share = self.share
+            self._fallback = LocalBucket(self.rate / share, max(1, self.burst // share))
+            log.warning(
+                "%s: limiting this process to %.3g/s (1/%d of %.3g/s) while Redis is away",
+                self.key,
+                self.rate / share,
+                share,
+                self.rate,
+            )
+        return self._fallback
 
     def acquire(self, n: int = 1) -> None:
         for piece in _pieces(n, self.burst):
             if time.monotonic() < self._down_until:
-                self._fallback.acquire(piece)
+                self._local().acquire(piece)
                 continue
             try:
-                wait = int(self._script(keys=[self.key], args=[self.rate, self.burst, piece])) / 1e6
+                wait_us, peers = self._script(
+                    keys=[self.key, self.key + ":senders"],
+                    args=[self.rate, self.burst, piece, self._name, PEER_WINDOW],
+                )
             except redis.RedisError as exc:
                 # Don't pay the connect timeout on every piece while Redis is away.
                 self._down_until = time.monotonic() + FALLBACK_SECONDS
-                log.error(
-                    "rate limit store unreachable (%s); limiting %s per process for %ss",
-                    exc,
-                    self.key,
-                    FALLBACK_SECONDS,
-                )
-                self._fallback.acquire(piece)
+                self._outage.failed("taking send tokens", exc)
+                self._local().acquire(piece)
                 continue
-            if wait > 0:
-                time.sleep(wait)
+            self._outage.ok()
+            self._fallback = None  # the next outage divides by the count seen by then
+            self.peers = int(peers)
+            if int(wait_us) > 0:
+                time.sleep(int(wait_us) / 1e6)
 
 
 def _sender(settings, channel: str) -> str:
@@ -168,7 +205,9 @@ def build_limiters(settings) -> dict[str, RateLimiter]:
             limiters[channel] = NoLimit()
         elif client is not None:
             key = f"{settings.redis_key_prefix}ratelimit:{provider}:{_sender(settings, channel)}"
-            limiters[channel] = RedisBucket(client, key, rate, burst)
+            limiters[channel] = RedisBucket(
+                client, key, rate, burst, processes=settings.rate_limit_processes
+            )
         else:
             limiters[channel] = LocalBucket(rate, burst)
     return limiters

@@ -1,12 +1,17 @@
 """Thin tasks: take ids, call plain functions in `campaigns`, enqueue follow-up work.
 
-A database hiccup retries the task a few times within seconds; every other rule
-(backoff after provider errors, deferrals, re-sends) lives in the database.
+Database outages: a send task retries on its own for longer than a minute (equal jitter,
+so the waits cannot all come out short), then gives up and leaves its rows `queued`,
+where the reaper hands them out again as soon as it sees no live task holds them. The
+periodic tasks (tick, reap, notify) do not retry at all: beat sends the next one in
+seconds. Either way an outage is logged once when it starts and once when it ends
+(workers.outages), not as a traceback per task.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 
 from sqlalchemy.exc import OperationalError
@@ -15,24 +20,27 @@ from campaigns.care.notifications import announce_contact_requests
 from campaigns.db import transaction
 from campaigns.delivery import scheduler
 from campaigns.delivery.sending import send_batch
+from campaigns.delivery.unconfirmed import SettlePolicy
 from campaigns.delivery.work import Work
 from campaigns.intake.confirmations import send_confirmations, send_text_confirmations
 from campaigns.intake.retention import remove_unconfirmed
-from campaigns.states import CHANNELS
 from settings import Settings
 from workers.app import app
-from workers.queues import queue_depths
+from workers.outages import database
+from workers.queues import held_ids
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
-_DB_RETRY = {
-    "autoretry_for": (OperationalError,),
-    "retry_backoff": 1,
-    "retry_backoff_max": 30,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
+# Send tasks: waits of at least 0.5, 1, 2, 4, 8, then 10 s each (the upper half of
+# min(20, 2**n) s): at least 65 s in all before the task gives up.
+DB_RETRIES = 10
+DB_RETRY_CAP = 20.0
+
+
+def db_retry_delay(retries: int, rng=random.random) -> float:
+    ceiling = min(DB_RETRY_CAP, 2.0**retries)
+    return ceiling / 2 + rng() * ceiling / 2
 
 
 def dispatch(work: Work, settings: Settings | None = None) -> None:
@@ -47,70 +55,137 @@ def dispatch(work: Work, settings: Settings | None = None) -> None:
             task.delay(ids[start : start + size])
 
 
-@app.task(name="drip.tick", **_DB_RETRY)
-def tick() -> dict:
+@app.task(name="drip.tick")
+def tick() -> dict | None:
     rt = runtime()
-    work = scheduler.tick(rt.factory, rt.clock, rt.registry, rt.policy, dispatch)
-    return {"claimed": work.claimed, "email": len(work.email), "sms": len(work.sms)}
+    with database.watch("tick"):
+        work = scheduler.tick(rt.factory, rt.clock, rt.registry, rt.policy, dispatch)
+        return {"claimed": work.claimed, "email": len(work.email), "sms": len(work.sms)}
 
 
-@app.task(name="drip.reap", **_DB_RETRY)
-def reap() -> dict:
+def settle_policy(settings: Settings) -> SettlePolicy:
+    return SettlePolicy(
+        lookup_after=timedelta(seconds=settings.unconfirmed_lookup_seconds),
+        alert_after=timedelta(seconds=settings.unconfirmed_alert_seconds),
+        lease=timedelta(seconds=settings.lease_seconds),
+    )
+
+
+@app.task(name="drip.reap")
+def reap() -> dict | None:
     rt = runtime()
     providers = {"email": rt.email_provider, "sms": rt.sms_provider}
-    # A channel whose queue still holds tasks has a backlog, not lost work.
-    depths = queue_depths(rt.settings)
-    busy = frozenset(c for c in CHANNELS if isinstance(depths.get(c), int) and depths[c] > 0)
-    result = scheduler.reap_pass(rt.factory, rt.clock, rt.policy, providers, dispatch, busy)
-    if any(result.values()):
-        log.warning("reaper: %s", result)
-    return result
+    held = held_ids(rt.settings)
+    with database.watch("reap"):
+        result = scheduler.reap_pass(
+            rt.factory, rt.clock, rt.policy, providers, dispatch, held, settle_policy(rt.settings)
+        )
+        log_reaped(result)
+        return result
 
 
-@app.task(name="drip.notify", **_DB_RETRY)
-def notify() -> dict:
+def log_reaped(r: dict) -> None:
+    """One line per pass that changed something, nothing for a quiet pass; a WARNING
+    only for what is news to ops (lost work found, sends cut short, messages that now
+    wait for a person), never again for the same messages."""
+    if not any(r.get(k) for k in ("requeued", "lease_expired", "confirmed", "resent", "needs_ops")):
+        if r.get("undecided"):
+            log.debug("reaper: %d unconfirmed message(s) still undecided", r["undecided"])
+        return
+    level = (
+        logging.WARNING
+        if r.get("requeued") or r.get("lease_expired") or r.get("needs_ops")
+        else logging.INFO
+    )
+    log.log(
+        level,
+        "reaper: requeued %d lost message(s) (%d from dead workers); %d lease(s) expired "
+        "mid-call, now unconfirmed; provider look-ups: %d found sent, %d never received and "
+        "resent, %d undecided; %d now wait for ops",
+        r.get("requeued", 0),
+        r.get("from_dead_workers", 0),
+        r.get("lease_expired", 0),
+        r.get("confirmed", 0),
+        r.get("resent", 0),
+        r.get("undecided", 0),
+        r.get("needs_ops", 0),
+    )
+
+
+@app.task(name="drip.notify")
+def notify() -> dict | None:
     """Emails that wait in the database until sent: call-request notices for the care team
     and double opt-in confirmations (the confirm-link mails, the "reply YES" texts); and
     sign-ups never confirmed, removed when too old."""
     rt = runtime()
     s = rt.settings
-    announced = announce_contact_requests(
-        rt.factory, rt.clock, rt.email_provider, s.care_team_email, s.public_base_url, s.brand_name
-    )
-    confirmations = send_confirmations(
-        rt.factory,
-        rt.clock,
-        rt.email_provider,
-        rt.signer,
-        templates_dir=s.templates_dir,
-        brand=s.brand_name,
-        postal_address=s.postal_address,
-        base_url=s.public_base_url,
-        resend_after=timedelta(seconds=s.confirmation_resend_seconds),
-    )
-    texts = send_text_confirmations(
-        rt.factory,
-        rt.clock,
-        rt.sms_provider,
-        rt.policy,
-        brand=s.brand_name,
-        resend_after=timedelta(hours=s.text_confirmation_resend_hours),
-    )
-    with transaction(rt.factory) as session:
-        removed = remove_unconfirmed(session, rt.clock, timedelta(days=s.pending_retention_days))
-    return {
-        "contact_requests": announced,
-        "confirmations": confirmations,
-        "text_confirmations": texts,
-        "removed": removed,
-    }
+    with database.watch("notify"):
+        announced = announce_contact_requests(
+            rt.factory,
+            rt.clock,
+            rt.email_provider,
+            s.care_team_email,
+            s.public_base_url,
+            s.brand_name,
+        )
+        confirmations = send_confirmations(
+            rt.factory,
+            rt.clock,
+            rt.email_provider,
+            rt.signer,
+            templates_dir=s.templates_dir,
+            brand=s.brand_name,
+            postal_address=s.postal_address,
+            base_url=s.public_base_url,
+            resend_after=timedelta(seconds=s.confirmation_resend_seconds),
+        )
+        texts = send_text_confirmations(
+            rt.factory,
+            rt.clock,
+            rt.sms_provider,
+            rt.policy,
+            brand=s.brand_name,
+            resend_after=timedelta(hours=s.text_confirmation_resend_hours),
+        )
+        with transaction(rt.factory) as session:
+            removed = remove_unconfirmed(
+                session, rt.clock, timedelta(days=s.pending_retention_days)
+            )
+        return {
+            "contact_requests": announced,
+            "confirmations": confirmations,
+            "text_confirmations": texts,
+            "removed": removed,
+        }
 
 
-@app.task(name="drip.send_email", **_DB_RETRY)
-def send_email(message_ids: list[int]) -> dict:
-    return vars(send_batch(runtime().send, "email", message_ids))
+def _send(task, channel: str, message_ids: list[int]) -> dict | None:
+    try:
+        report = vars(send_batch(runtime().send, channel, message_ids))
+    except OperationalError as exc:
+        if task.request.retries >= DB_RETRIES:
+            database.failed(f"send_{channel}", exc)
+            log.warning(
+                "%s: gave up on %d message(s) after %d database retries; they stay queued "
+                "for the reaper",
+                channel,
+                len(message_ids),
+                DB_RETRIES,
+            )
+            return None
+        database.failed(f"send_{channel}", exc)
+        raise task.retry(
+            countdown=db_retry_delay(task.request.retries), max_retries=DB_RETRIES
+        ) from None
+    database.ok()
+    return report
 
 
-@app.task(name="drip.send_sms", **_DB_RETRY)
-def send_sms(message_ids: list[int]) -> dict:
-    return vars(send_batch(runtime().send, "sms", message_ids))
+@app.task(name="drip.send_email", bind=True)
+def send_email(self, message_ids: list[int]) -> dict | None:
+    return _send(self, "email", message_ids)
+
+
+@app.task(name="drip.send_sms", bind=True)
+def send_sms(self, message_ids: list[int]) -> dict | None:
+    return _send(self, "sms", message_ids)

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due, release_waiting
-from campaigns.delivery.reaper import reap
-from campaigns.delivery.unconfirmed import settle_unconfirmed
+from campaigns.delivery.reaper import Held, reap
+from campaigns.delivery.unconfirmed import SettlePolicy, flag_undecided, settle_unconfirmed
 from campaigns.delivery.work import Work
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import reconcile
@@ -57,12 +57,23 @@ def reap_pass(
     policy: Policy,
     providers: dict[str, object],
     dispatch: Dispatch,
-    busy: frozenset[str] = frozenset(),
+    held: Held | None,
+    settling: SettlePolicy | None = None,
 ) -> dict[str, int]:
+    """One reaper pass; the counts, each under its own name, for one log line."""
+    settling = settling or SettlePolicy()
     with transaction(factory) as session:
-        reaped = reap(session, clock, policy, busy)
+        reaped = reap(session, clock, policy, held)
     dispatch(reaped.requeued)
     with transaction(factory) as session:
-        work, settled = settle_unconfirmed(session, clock, providers)
+        work, settled = settle_unconfirmed(session, clock, providers, settling)
     dispatch(work)
-    return {"requeued": len(reaped.requeued), "unconfirmed": len(reaped.unconfirmed), **settled}
+    with transaction(factory) as session:
+        flagged = flag_undecided(session, clock, settling)
+    return {
+        "requeued": len(reaped.requeued),
+        "from_dead_workers": reaped.from_dead_workers,
+        "lease_expired": len(reaped.unconfirmed),
+        **settled,
+        "needs_ops": flagged,
+    }

@@ -21,9 +21,14 @@ What can go wrong, and what it means (classified here, at the edge, in `classify
      │    │   NotFoundError (404) ............... CONFIG: key, scope or host is wrong for
      │    │                                       every message; the channel is paused
      │    ├── TooManyRequestsError (429) ........ TRANSIENT, retry after X-RateLimit-Reset
-     │    ├── 500, 502, 504 ..................... UNKNOWN: the request reached SendGrid and
-     │    │                                       may have been acted on before it failed
-     │    ├── other 5xx (503, ...) .............. TRANSIENT
+     │    ├── 500, 503 .......................... TRANSIENT: SendGrid documents these as
+     │    │                                       not accepted (see below)
+     │    ├── 502, 504 .......................... UNKNOWN: not SendGrid's documented
+     │    │                                       answers; a gateway in front of it may have
+     │    │                                       forwarded the request before failing, so
+     │    │                                       the event webhook settles it (a
+     │    │                                       `processed` event with our drip_ref)
+     │    ├── other 5xx ......................... TRANSIENT
      │    └── any other 4xx ..................... PERMANENT
      ├── urllib.error.URLError ................... TRANSIENT: urllib raises it while
      │                                             connecting or sending, so SendGrid never
@@ -33,6 +38,20 @@ What can go wrong, and what it means (classified here, at the edge, in `classify
      │                                             answer, after the request went out;
      │                                             never resent blindly (invariant 2)
      └── anything else ........................... UNKNOWN, for the same reason
+
+What SendGrid's answers mean, from its documentation:
+- v3 Mail Send: only "202 ACCEPTED: Your message is both valid, and queued to be
+  delivered"; "5xx responses indicate an error made by SendGrid: The request you made was
+  valid, but an error occurred when SendGrid attempted to process it. 500 SERVER ERROR: An
+  error occurred on a SendGrid server. 503 SERVICE NOT AVAILABLE: The SendGrid v3 Web API
+  is not available." (https://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html,
+  the v3 API overview's response codes)
+- v3 API errors: the API "returns an error when your request is malformed or the server
+  fails to process it"; 500 "Internal server error"
+  (https://www.twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/errors)
+So a 500 or 503 is a mail SendGrid did not queue: sending it again later is a retry, not
+a second copy. Whatever is accepted shows up on the Event Webhook as `processed` with our
+`drip_ref` custom arg, which settles a message left unconfirmed by any other answer.
 """
 
 from __future__ import annotations
@@ -53,8 +72,9 @@ from workers.providers.sendgrid_webhook import PROVIDER, REF_ARG
 
 log = logging.getLogger(__name__)
 
-# Answers after which the request may have been carried out: never resent blindly.
-MAYBE_DONE = {500, 502, 504}
+# Answers after which the request may have been carried out: never resent blindly. Not
+# 500 or 503: SendGrid documents those as the request not processed (module docstring).
+MAYBE_DONE = {502, 504}
 
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per mail/send request
 # Rounds of "drop the personalizations SendGrid named, send the rest again" per request;

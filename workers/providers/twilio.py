@@ -10,8 +10,13 @@ What can go wrong, and what it means (classified here, at the edge, in `classify
      ├── TwilioRestException / TwilioServiceException    Twilio answered (.status, .code)
      │    ├── 20429, HTTP 429 ......................... TRANSIENT, retry after Retry-After
      │    ├── HTTP 500, 502, 504 ...................... UNKNOWN: Twilio may have created
-     │    │                                             the message before failing
-     │    ├── other HTTP 5xx (503) .................... TRANSIENT
+     │    │                                             the message before failing; the
+     │    │                                             reaper asks Twilio (`look_up`)
+     │    ├── other HTTP 5xx (503) .................... TRANSIENT: Twilio's API docs
+     │    │                                             ("503 Service Unavailable: We are
+     │    │                                             temporarily unable to service the
+     │    │                                             request. Please wait for a bit and
+     │    │                                             try again.")
      │    ├── 21610 ................................... PERMANENT + suppress: the person
      │    │                                             texted STOP to the carrier
      │    ├── 21211 ................................... PERMANENT + suppress: invalid number
@@ -34,6 +39,18 @@ What can go wrong, and what it means (classified here, at the edge, in `classify
 
 The SDK's async client (aiohttp) is used: on one event loop per process, the texts of a
 chunk go out concurrently at about a third of the CPU that `requests` costs per call.
+
+Unconfirmed texts (`look_up`, called by the reaper through
+campaigns.delivery.unconfirmed): Twilio keeps every Message it created, listed by the
+Message resource's Read operation filtered by `To` and `DateSent`
+(https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources,
+https://www.twilio.com/docs/messaging/tutorials/how-to-retrieve-and-modify-message-history).
+Ours is the one whose body carries the message's public token (in every link we put in a
+text). Found: sent, with its SID. Nothing of ours to that number in the window the call
+could have happened in: never received, so it is queued again. Anything else (a text in
+the window without our links, an API error, a page too full to see back that far):
+undecided, asked again later. A text Twilio still holds in its own queue has no
+`date_sent` yet, so a miss under the DateSent filter is checked again without it.
 """
 
 from __future__ import annotations
@@ -46,6 +63,7 @@ import threading
 import urllib.request
 import weakref
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import quote
 
 import aiohttp
@@ -56,6 +74,7 @@ from twilio.rest import Client
 
 from campaigns.audience.suppression import Cause
 from campaigns.delivery.providers import Outcome, OutgoingSms, SendResult
+from campaigns.delivery.unconfirmed import LookupAnswer, LookupRequest
 from campaigns.redact import mask
 from workers.providers import scrub
 from workers.providers.twilio_webhook import OPTED_OUT_ERRORS, PROVIDER
@@ -71,6 +90,9 @@ SUPPRESS = {
     21635: "not a reachable mobile (21635)",
 }
 CONFIG_CODES = {20003, 21606, 21608}
+# Clocks differ (ours, Twilio's date_created); widen the call's window by this much.
+LOOKUP_SLACK = timedelta(minutes=1)
+LOOKUP_PAGE = 50
 
 
 @dataclass
@@ -295,6 +317,68 @@ class TwilioSms:
                 suppress_reason=verdict.suppress_reason,
             )
         return SendResult(item.message_id, Outcome.ACCEPTED, message.sid)
+
+    def look_up(self, requests: list[LookupRequest]) -> dict[int, LookupAnswer]:
+        """Whether Twilio holds each unconfirmed text (see the module docstring)."""
+        client = self._client()
+        return self._loop.run(self._look_up_all(client, requests))
+
+    async def _look_up_all(self, client: Client, requests: list[LookupRequest]):
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(req: LookupRequest) -> tuple[int, LookupAnswer]:
+            async with gate:
+                return req.message_id, await self._look_up(client, req)
+
+        return dict(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def _look_up(self, client: Client, req: LookupRequest) -> LookupAnswer:
+        if not req.to or not req.mark:
+            return LookupAnswer(None)
+        try:
+            listed = await client.messages.list_async(
+                to=req.to,
+                date_sent_after=req.since - LOOKUP_SLACK,
+                limit=LOOKUP_PAGE,
+                page_size=LOOKUP_PAGE,
+            )
+            answer = self._match(req, listed)
+            if answer.found is False:
+                # Still queued at Twilio: no date_sent, so not under the filter above.
+                listed = await client.messages.list_async(
+                    to=req.to, limit=LOOKUP_PAGE, page_size=LOOKUP_PAGE
+                )
+                answer = self._match(req, listed)
+        except Exception as exc:  # any failure to ask is "can't tell": asked again later
+            log.warning(
+                "twilio: look-up of text #%s failed: %s", req.message_id, type(exc).__name__
+            )
+            return LookupAnswer(None)
+        log.info(
+            "twilio: look-up of unconfirmed text #%s to %s: %s",
+            req.message_id,
+            mask(req.to),
+            {True: "found", False: "never received", None: "undecided"}[answer.found],
+        )
+        return answer
+
+    def _match(self, req: LookupRequest, listed) -> LookupAnswer:
+        earliest, latest = req.since - LOOKUP_SLACK, req.until + LOOKUP_SLACK
+        in_window = []
+        for m in listed:
+            created = m.date_created
+            if str(m.direction or "").startswith("outbound") and created is not None:
+                if earliest <= created <= latest:
+                    in_window.append(m)
+        for m in in_window:
+            if req.mark in (m.body or ""):
+                return LookupAnswer(True, m.sid)
+        if any(self.status_base_url not in (m.body or "") for m in in_window):
+            return LookupAnswer(None)  # a text without our links: it could be this one
+        oldest = min((m.date_created for m in listed if m.date_created), default=None)
+        if len(listed) >= LOOKUP_PAGE and oldest is not None and oldest > earliest:
+            return LookupAnswer(None)  # the page does not reach back to the window
+        return LookupAnswer(False)
 
 
 def _close(loop: _Loop, clients: dict[int, Client]) -> None:
