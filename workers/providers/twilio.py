@@ -364,12 +364,13 @@ class TwilioSms:
 
     def _match(self, req: LookupRequest, listed) -> LookupAnswer:
         earliest, latest = req.since - LOOKUP_SLACK, req.until + LOOKUP_SLACK
-        in_window = []
-        for m in listed:
-            created = m.date_created
-            if str(m.direction or "").startswith("outbound") and created is not None:
-                if earliest <= created <= latest:
-                    in_window.append(m)
+        in_window = [
+            m
+            for m in listed
+            if str(m.direction or "").startswith("outbound")
+            and m.date_created is not None
+            and earliest <= m.date_created <= latest
+        ]
         for m in in_window:
             if req.mark in (m.body or ""):
                 return LookupAnswer(True, m.sid)
