@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(300, ge=1)
     # A queued message held by a task a worker took, untouched this long, is enqueued
     # again (its worker died); one no task holds is enqueued again at the next pass.
-    requeue_after_seconds: int = Field(60, ge=1)
+    requeue_after_seconds: int = Field(30, ge=1)
     # Unconfirmed messages: first asked of the provider this long after, and shown to ops
     # (flagged needs_ops, with their age) when still undecided after this long.
     unconfirmed_lookup_seconds: float = Field(30.0, ge=0)

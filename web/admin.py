@@ -7,6 +7,9 @@
     POST /admin/contact-requests/{id}    status=contacted|closed, note
     GET  /admin/outbox                   messages by status (?status=unconfirmed)
     POST /admin/outbox/{id}/settle       outcome=sent|failed|resend (unconfirmed only)
+    POST /admin/outbox/settle-all        outcome, channel, older_than (minutes): shows how
+                                         many and asks; with confirm=yes and the as_of it
+                                         showed, settles exactly those (unconfirmed only)
     GET  /admin/channels                 paused channels, provider health (?minutes=60)
     POST /admin/channels/{channel}/pause   reason
     POST /admin/channels/{channel}/resume
@@ -24,7 +27,7 @@ used at PUBLIC_BASE_URL's origin (not through another host name or a port-forwar
 
 Actions that put messages back on the send queues (resend, resume) commit first, then
 call `app.state.dispatch(work)` when the app has one; without it the messages stay
-queued and the reaper enqueues them after REQUEUE_AFTER_SECONDS, and the page says so.
+queued and the reaper enqueues them at its next pass (REAP_SECONDS), and the page says so.
 """
 
 from __future__ import annotations
@@ -43,7 +46,14 @@ from campaigns.care import contact_queue
 from campaigns.content import review
 from campaigns.db import transaction
 from campaigns.delivery import pauses
-from campaigns.delivery.unconfirmed import OpsError, settle
+from campaigns.delivery.unconfirmed import (
+    OPS_OUTCOMES,
+    OpsError,
+    Selection,
+    preview_many,
+    settle,
+    settle_many,
+)
 from campaigns.delivery.work import Work
 from campaigns.models import ROW_ID_MAX
 from campaigns.reporting import funnels
@@ -169,7 +179,7 @@ def _dispatch(request: Request, work: Work) -> str | None:
         return None
     state = request.app.state
     dispatch = getattr(state, "dispatch", None)
-    later = f"the reaper enqueues them within {state.settings.requeue_after_seconds} s"
+    later = f"the reaper enqueues them within {state.settings.reap_seconds:g} s"
     if dispatch is None:
         return (
             f"{len(work)} message(s) left queued: this web process has no dispatcher, so {later}."
@@ -327,7 +337,10 @@ def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTML
         limit=OUTBOX_LIMIT,
         unconfirmed=MessageStatus.UNCONFIRMED,
         has_dispatch=getattr(state, "dispatch", None) is not None,
-        requeue_after=state.settings.requeue_after_seconds,
+        requeue_after=state.settings.reap_seconds,
+        now=state.clock.now(),
+        outcomes=tuple(OPS_OUTCOMES),
+        channels=CHANNELS,
     )
 
 
@@ -349,6 +362,77 @@ def settle_message(
         back=back,
         detail=_dispatch(request, work),
     )
+
+
+MAX_OLDER_THAN_MINUTES = 10 * 365 * 24 * 60
+
+
+@router.post("/outbox/settle-all", response_class=HTMLResponse, dependencies=[SameOrigin])
+def settle_all(
+    request: Request,
+    user: AdminUser,
+    outcome: Annotated[str, Form()] = "",
+    channel: Annotated[str, Form()] = "",
+    older_than: Annotated[str, Form()] = "0",
+    as_of: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Bulk settle in two steps: the first post shows how many messages it would take and
+    asks; the confirming post carries the moment of that count (as_of), so a message that
+    became unconfirmed in between is left out."""
+    state = _state(request)
+    back = "/admin/outbox?status=unconfirmed"
+    try:
+        selection, minutes = _selection(outcome, channel, older_than, as_of, state.clock.now())
+    except ValueError as exc:
+        return _notice("Not settled", str(exc), back=back, status=400)
+    if confirm != "yes":
+        with state.factory() as session:
+            count, oldest = preview_many(session, state.clock, selection)
+        return _render(
+            "admin_settle_all.html",
+            title="Settle unconfirmed messages",
+            user=user,
+            count=count,
+            oldest=oldest,
+            outcome=outcome,
+            channel=channel,
+            older_than=minutes,
+            as_of=selection.as_of.isoformat(),
+            back=back,
+        )
+    with transaction(state.factory) as session:
+        settled, work = settle_many(session, state.clock, selection, outcome)
+    log.info("%d unconfirmed message(s) settled as %s by admin:%s", settled, outcome, user)
+    return _notice(
+        "Messages settled",
+        f"{settled} unconfirmed message(s) settled: {outcome}.",
+        back=back,
+        detail=_dispatch(request, work),
+    )
+
+
+def _selection(
+    outcome: str, channel: str, older_than: str, as_of: str, now: datetime
+) -> tuple[Selection, int]:
+    if outcome not in OPS_OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OPS_OUTCOMES)}")
+    if channel and channel not in KNOWN_CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(KNOWN_CHANNELS)}, or empty")
+    text = (older_than or "0").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise ValueError("older than must be a whole number of minutes")
+    minutes = min(int(text), MAX_OLDER_THAN_MINUTES)
+    moment = now
+    if as_of:
+        try:
+            moment = datetime.fromisoformat(as_of[:40])
+        except ValueError:
+            raise ValueError("as_of is not a time this page wrote") from None
+        if moment.tzinfo is None:
+            raise ValueError("as_of is not a time this page wrote")
+    selection = Selection(channel or None, timedelta(minutes=minutes), as_of=min(moment, now))
+    return selection, minutes
 
 
 @router.get("/channels", response_class=HTMLResponse)

@@ -23,7 +23,7 @@ class Policy:
     default_timezone: str = "America/New_York"
     sms_window: Window = TEXT_HOURS
     claim_batch_size: int = 500
-    requeue_after: timedelta = timedelta(seconds=60)
+    requeue_after: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_settings(cls, s) -> Policy:

@@ -22,10 +22,19 @@ without ``From`` -> status "accepted" and ``from: null`` (as Twilio does).
 Missing To/From/Body and non-E.164 ``To`` get Twilio's 400 errors
 (21604/21603/21602/21211). If the fake is built with ``auth_token``, a wrong
 token gets 401/20003; otherwise any Basic credentials are accepted.
+
+Listing (``GET .../Messages.json``, ``client.messages.list``): filtered by ``To`` and
+``DateSent>`` (a message Twilio still queues has no date_sent, so that filter leaves it
+out, as Twilio's does), newest first, one page of ``PageSize``.
+
+Flaky answers (``fail_creates(share, created_share)``): that share of create requests
+is answered 500, and of those, ``created_share`` were created before the 500 (Twilio
+holds them: a look-up finds them); the rest never were.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import uuid
@@ -71,13 +80,29 @@ def num_segments(body: str) -> int:
 
 
 class FakeTwilio(FakeServer):
-    def __init__(self, account_sid: str | None = None, auth_token: str | None = None) -> None:
+    def __init__(
+        self, account_sid: str | None = None, auth_token: str | None = None, clock=None
+    ) -> None:
         super().__init__()
+        # What "now" is for date_created and the DateSent filter: the tests' virtual clock,
+        # so a look-up's window (computed on that clock) lines up as it does in production.
+        self.now = clock or (lambda: datetime.now(UTC))
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._lock = threading.Lock()
         self._messages: dict[str, dict[str, Any]] = {}  # sid -> resource
         self._forms: list[dict[str, Any]] = []
+        self._created_at: dict[str, datetime] = {}
+        self._flaky: tuple[float, float] | None = None
+        self._rng = random.Random(7)
+        self.failed_creates: list[tuple[dict[str, Any], bool]] = []  # (form, created)
+
+    def fail_creates(self, share: float, created_share: float = 0.5, seed: int = 7) -> None:
+        """Answer `share` of create requests with a 500; `created_share` of those create
+        the message first (see the module docstring)."""
+        with self._lock:
+            self._flaky = (share, created_share)
+            self._rng = random.Random(seed)
 
     def client(
         self,
@@ -115,6 +140,9 @@ class FakeTwilio(FakeServer):
         with self._lock:
             self._messages.clear()
             self._forms.clear()
+            self._created_at.clear()
+            self.failed_creates.clear()
+            self._flaky = None
 
     # API -------------------------------------------------------------------
     def route(self, req: Recorded) -> Response:
@@ -133,6 +161,8 @@ class FakeTwilio(FakeServer):
             )
         if req.method == "POST" and (m := _MESSAGES.match(req.path)):
             return self._create(m["account"], req.form or {})
+        if req.method == "GET" and (m := _MESSAGES.match(req.path)):
+            return self._list(m["account"], req)
         if req.method == "GET" and (m := _MESSAGE.match(req.path)):
             with self._lock:
                 found = self._messages.get(m["sid"])
@@ -140,7 +170,51 @@ class FakeTwilio(FakeServer):
                 return Response(200, dict(found))
         return twilio_error(404, 20404, f"The requested resource {req.path} was not found")
 
+    def _list(self, account: str, req: Recorded) -> Response:
+        to = req.query.get("To")
+        after = req.query.get("DateSent>")
+        size = int(req.query.get("PageSize") or 50)
+        since = datetime.fromisoformat(after.replace("Z", "+00:00")) if after else None
+        with self._lock:
+            found = [
+                dict(r)
+                for sid, r in sorted(
+                    self._messages.items(), key=lambda kv: self._created_at[kv[0]], reverse=True
+                )
+                if r["account_sid"] == account
+                and (to is None or r["to"] == to)
+                and (since is None or (r["date_sent"] and self._created_at[sid] >= since))
+            ]
+        uri = f"/2010-04-01/Accounts/{account}/Messages.json"
+        return Response(
+            200,
+            {
+                "messages": found[:size],
+                "end": min(size, len(found)) - 1,
+                "first_page_uri": f"{uri}?PageSize={size}&Page=0",
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": f"{uri}?PageSize={size}&Page=0",
+            },
+        )
+
     def _create(self, account: str, form: dict[str, Any]) -> Response:
+        with self._lock:
+            flaky = self._flaky
+            roll, kept = self._rng.random(), self._rng.random()
+        if flaky is not None and roll < flaky[0]:
+            created = kept < flaky[1]
+            if created:
+                self._create_ok(account, form)
+            with self._lock:
+                self.failed_creates.append((dict(form), created))
+            return twilio_error(500, 20500, "Internal Server Error")
+        return self._create_ok(account, form)
+
+    def _create_ok(self, account: str, form: dict[str, Any]) -> Response:
         to, from_, service = form.get("To"), form.get("From"), form.get("MessagingServiceSid")
         body = form.get("Body", "")
         if not to:
@@ -152,7 +226,8 @@ class FakeTwilio(FakeServer):
         if not _E164.match(to):
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         sid = "SM" + uuid.uuid4().hex
-        now = format_datetime(datetime.now(UTC))
+        created_at = self.now()
+        now = format_datetime(created_at)
         uri = f"/2010-04-01/Accounts/{account}/Messages/{sid}.json"
         media = form.get("MediaUrl") or []
         resource = {
@@ -179,5 +254,6 @@ class FakeTwilio(FakeServer):
         }
         with self._lock:
             self._messages[sid] = resource
+            self._created_at[sid] = created_at
             self._forms.append(dict(form))
         return Response(201, dict(resource))

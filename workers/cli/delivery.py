@@ -1,9 +1,11 @@
 """Commands that act on who gets what: `drip enroll`, `drip status`, `drip channels ...`
-(pause and resume a whole channel) and `drip outbox ...` (list and settle messages)."""
+(pause and resume a whole channel) and `drip outbox ...` (list and settle messages, one
+or in bulk)."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import click
 
@@ -11,7 +13,15 @@ from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
 from campaigns.db import transaction
 from campaigns.delivery.enrollment import enroll as enroll_subscriber
 from campaigns.delivery.pauses import all_paused, pause, resume
-from campaigns.delivery.unconfirmed import OPS_OUTCOMES, OpsError, settle
+from campaigns.delivery.unconfirmed import (
+    OPS_OUTCOMES,
+    OpsError,
+    Selection,
+    preview_many,
+    settle,
+    settle_many,
+    undecided,
+)
 from campaigns.reporting.outbox import messages_in
 from campaigns.reporting.overview import read_status
 from campaigns.sequences.campaign import DefinitionError
@@ -72,6 +82,7 @@ def status(drip: Drip, as_json) -> None:
     rt = drip.runtime()
     with rt.factory() as session:
         st = read_status(session, rt.clock)
+        for_ops, oldest_for_ops = undecided(session, rt.clock)
     depths = queue_depths(rt.settings)
     if as_json:
         click.echo(
@@ -82,6 +93,8 @@ def status(drip: Drip, as_json) -> None:
                     "enrollments": st.enrollments,
                     "messages": st.messages,
                     "inbox_waiting": st.inbox.count,
+                    "unconfirmed_for_ops": for_ops,
+                    "oldest_unconfirmed_for_ops_seconds": oldest_for_ops,
                     "queues": depths,
                 }
             )
@@ -97,6 +110,11 @@ def status(drip: Drip, as_json) -> None:
         "messages:    " + (", ".join(f"{k} {v}" for k, v in sorted(st.messages.items())) or "none")
     )
     click.echo("queues:      " + ", ".join(f"{k} {v}" for k, v in depths.items()))
+    if for_ops:
+        click.echo(
+            f"unconfirmed: {for_ops} wait for ops (no provider answer), oldest "
+            f"{_age(oldest_for_ops)}: drip outbox list; drip outbox settle-all --as ..."
+        )
     if st.inbox.count:
         waited = (rt.clock.now() - st.inbox.oldest).total_seconds()
         click.echo(f"inbox:       {st.inbox.count} text(s) wait for a person, oldest {waited:.0f}s")
@@ -152,16 +170,32 @@ def outbox_group() -> None:
     """Inspect and settle outbox messages."""
 
 
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 @outbox_group.command("list")
 @click.option("--status", "status_", default="unconfirmed", show_default=True)
 @click.option("--limit", default=50, show_default=True)
 @pass_drip
 def outbox_list(drip: Drip, status_, limit) -> None:
-    with drip.runtime().factory() as session:
+    rt = drip.runtime()
+    now = rt.clock.now()
+    with rt.factory() as session:
         for m in messages_in(session, status_, limit):
+            # For an unconfirmed message, updated_at is when it became unconfirmed.
+            age = _age((now - m.updated_at).total_seconds())
             click.echo(
-                f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} attempts={m.attempts} "
-                f"provider_id={m.provider_message_id or '-'} reason={m.reason}"
+                f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} age={age} "
+                f"attempts={m.attempts} provider_id={m.provider_message_id or '-'} "
+                f"reason={m.reason}"
             )
 
 
@@ -179,3 +213,38 @@ def outbox_settle(drip: Drip, message_id, outcome) -> None:
         raise click.ClickException(str(exc)) from None
     _dispatch(drip, work)
     click.echo(f"message {message_id}: {outcome}")
+
+
+@outbox_group.command("settle-all")
+@click.option("--as", "outcome", type=click.Choice(list(OPS_OUTCOMES)), required=True)
+@click.option("--channel", type=click.Choice([c.value for c in CHANNELS]))
+@click.option(
+    "--older-than",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Only messages unconfirmed for at least this many seconds.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_drip
+def outbox_settle_all(drip: Drip, outcome, channel, older_than, yes) -> None:
+    """Settle every unconfirmed message (on CHANNEL, older than N s) at once, after
+    checking the provider's console; shows how many and asks before it acts."""
+    rt = drip.runtime()
+    # Only those listed now: one that turns unconfirmed while you read is left out.
+    selection = Selection(channel, timedelta(seconds=older_than), as_of=rt.clock.now())
+    with rt.factory() as session:
+        count, oldest = preview_many(session, rt.clock, selection)
+    if not count:
+        click.echo("no unconfirmed messages match")
+        return
+    where = f" on {channel}" if channel else ""
+    click.echo(
+        f"{count} unconfirmed message(s){where}, oldest {_age(oldest)}, to be settled as {outcome}"
+    )
+    if not yes:
+        click.confirm("Settle them?", abort=True)
+    with transaction(rt.factory) as session:
+        settled, work = settle_many(session, rt.clock, selection, outcome)
+    _dispatch(drip, work)
+    click.echo(f"{settled} message(s) settled: {outcome}")
