@@ -249,7 +249,7 @@ def test_outbox_lists_by_status_and_settles_unconfirmed(client, app, history, fa
     assert page.status_code == 200
     for message_id in (sent_id, failed_id, resend_id, later_id, history.msg[("ben", "one", "sms")]):
         assert f'action="/admin/outbox/{message_id}/settle"' in page.text
-    assert "the reaper enqueues it within 600 s" in page.text
+    assert "the reaper enqueues it within 10 s" in page.text
     everything = client.get("/admin/outbox", headers=AUTH).text
     assert "550 no such user" in everything and "rejected by provider" in everything
     assert client.get("/admin/outbox?status=lost", headers=AUTH).status_code == 400
