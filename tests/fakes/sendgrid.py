@@ -20,10 +20,14 @@ Auth: with ``api_key`` given the Bearer token must match exactly, otherwise any
 token starting with "SG." passes (so a missing key, sent as "Bearer None",
 fails like it does for real). Accepted sends answer 202, empty body and a
 unique ``X-Message-Id`` header.
+
+Flaky answers (``fail_sends(share)``): that share of sends is answered 500 and not
+accepted, as SendGrid documents its 5xx answers.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -65,6 +69,14 @@ class FakeSendGrid(FakeServer):
         self.api_key = api_key
         self._lock = threading.Lock()
         self._mails: list[dict[str, Any]] = []
+        self._fail_share = 0.0
+        self._rng = random.Random(11)
+        self.failed_sends = 0
+
+    def fail_sends(self, share: float, seed: int = 11) -> None:
+        """Answer `share` of the sends with a 500, accepting nothing of them."""
+        with self._lock:
+            self._fail_share, self._rng = share, random.Random(seed)
 
     def client(self, api_key: str | None = None, timeout: float | None = None):
         """A real ``sendgrid.SendGridAPIClient`` wired to this fake."""
@@ -87,6 +99,7 @@ class FakeSendGrid(FakeServer):
     def _reset_state(self) -> None:
         with self._lock:
             self._mails.clear()
+            self._fail_share, self.failed_sends = 0.0, 0
 
     # API -------------------------------------------------------------------
     def route(self, req: Recorded) -> Response:
@@ -106,6 +119,9 @@ class FakeSendGrid(FakeServer):
         if problem:
             return sendgrid_error(400, problem[1], field=problem[0], help=_HELP)
         with self._lock:
+            if self._fail_share and self._rng.random() < self._fail_share:
+                self.failed_sends += 1
+                return sendgrid_error(500, "Internal server error")
             self._mails.append(mail)
         return Response(202, None, headers={"X-Message-Id": uuid.uuid4().hex[:22]})
 
