@@ -5,7 +5,8 @@ a 429 with Retry-After and changes nothing.
 Built on the `limits` library's moving-window limiter: with REDIS_URL the counts are
 shared by every web process on every machine (keys under REDIS_KEY_PREFIX); on the
 embedded default they are per process. If Redis cannot be reached the request is let
-through and the failure logged: a sign-up must not fail because a counter is down.
+through and the failure logged once per outage (and its end once): a sign-up must not
+fail because a counter is down.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from workers.outages import Outage
+
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +29,7 @@ class RequestLimits:
         # rules: a name ("signup_client") and its limits, e.g. "5/minute;20/hour"
         self.rules: dict[str, list[RateLimitItem]] = {k: parse_many(v) for k, v in rules.items()}
         self.limiter = MovingWindowRateLimiter(storage or MemoryStorage())
+        self.outage = Outage("request limit store", log)
 
     def hit(self, rule: str, key: str) -> float | None:
         """Count one request; None when allowed, else the seconds until it would be."""
@@ -37,7 +41,9 @@ class RequestLimits:
                     reset = self.limiter.get_window_stats(item, rule, ident).reset_time
                     return max(1.0, reset - time.time())
         except Exception as exc:  # a down counter must not take the sign-up down with it
-            log.warning("request limit %s not checked (%s); letting the request through", rule, exc)
+            self.outage.failed(f"checking {rule} (requests let through)", exc)
+            return None
+        self.outage.ok()
         return None
 
 
