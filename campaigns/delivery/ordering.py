@@ -13,7 +13,8 @@ This is judged at claim time, on the rows the claim reads anyway (one query per 
 
 - a cursor with a message still in flight is not claimed; its `next_due_at` moves to the
   earliest moment worth looking again (`read_again_at`), so a blocked person is read a
-  handful of times while they wait, not on every tick;
+  handful of times while they wait (at most once a minute once the wait is long), not
+  on every tick;
 - a cursor whose previous step went out later than the cursor assumed (it was claimed at
   one time and sent at another) gets its due time recomputed from the real send time,
   through the step's window, and waits for it if that is still ahead.
@@ -47,6 +48,7 @@ class History:
     received: set[str] = field(default_factory=set)  # steps it has a row for
     in_flight: bool = False  # some message has not reached a final state
     settles_after: datetime | None = None  # the latest next_attempt_at of those waiting
+    waiting_since: datetime | None = None  # when the oldest of them was claimed
     last_sent: datetime | None = None  # when the latest message went out
 
 
@@ -62,13 +64,15 @@ def histories(session: Session, enrollment_ids) -> dict[int, History]:
             Message.status,
             Message.next_attempt_at,
             Message.sent_at,
+            Message.created_at,
         ).where(id_in(session, Message.enrollment_id, out))
     )
-    for eid, key, status, next_attempt_at, sent_at in rows:
+    for eid, key, status, next_attempt_at, sent_at, created_at in rows:
         h = out[eid]
         h.received.add(key)
         if status in IN_FLIGHT:
             h.in_flight = True
+            h.waiting_since = _earlier(h.waiting_since, created_at)
             if status in _WAITING_UNTIL and next_attempt_at is not None:
                 h.settles_after = _later(h.settles_after, next_attempt_at)
         if sent_at is not None:
@@ -77,11 +81,15 @@ def histories(session: Session, enrollment_ids) -> dict[int, History]:
 
 
 def read_again_at(history: History, now: datetime, policy: Policy) -> datetime:
-    """When to look at a blocked cursor again: a minute (policy.order_recheck) after the
-    last of its waiting messages may move, which is now for a queued, sending or
-    unconfirmed one. By then the blocker has usually gone, and the next read sets the
-    exact due time; if not, this repeats, once a minute at most."""
-    return _later(now, history.settles_after) + policy.order_recheck
+    """When to look at a blocked cursor again: a pause after the last of its waiting
+    messages may move (at its next_attempt_at for a retry or a deferred text; now for a
+    queued, sending or unconfirmed one). A message claimed moments ago usually goes
+    within seconds, so the pause starts at one tick (policy.order_slack) and grows with
+    how long the message has been waiting, up to policy.order_recheck (a minute): a
+    person held for an hour is read about 65 times, not 720."""
+    waited = now - (history.waiting_since or now)
+    pause = min(policy.order_recheck, max(policy.order_slack, waited))
+    return _later(now, history.settles_after) + pause
 
 
 def went_out_late(enrollment: Enrollment, history: History, policy: Policy) -> datetime | None:
@@ -96,3 +104,7 @@ def went_out_late(enrollment: Enrollment, history: History, policy: Policy) -> d
 
 def _later(a: datetime | None, b: datetime | None) -> datetime:
     return b if a is None or (b is not None and b > a) else a
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime:
+    return b if a is None or (b is not None and b < a) else a
