@@ -207,7 +207,8 @@ def _at_the_call(
                 )
                 report.deferred += held
                 report.not_ours += 1 - held
-        chunk = [item for item in chunk if item not in closed]
+        gone = {item.message_id for item in closed}
+        chunk = [item for item in chunk if item.message_id not in gone]
         if not chunk:
             return [], judge.at
 
