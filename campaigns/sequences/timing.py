@@ -25,7 +25,7 @@ class Policy:
     claim_batch_size: int = 500
     requeue_after: timedelta = timedelta(minutes=10)
     # Order per person (campaigns.delivery.ordering): a cursor whose previous step is still
-    # on its way is read again this long after the earliest moment that step can settle.
+    # on its way is read again at most this long after the moment that step can move.
     order_recheck: timedelta = timedelta(minutes=1)
     # The scheduler's resolution (one tick): a step whose exact due time, counted from when
     # the previous step went out, is no further ahead than this is claimed now rather
