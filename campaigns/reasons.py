@@ -21,6 +21,7 @@ class Reason(StrEnum):
     ADDRESS_SUPPRESSED = "address_suppressed"
     ENROLLMENT_EXITED = "enrollment_exited"
     OUTSIDE_TEXT_HOURS = "outside_text_hours"
+    OUTSIDE_SEND_WINDOW = "outside_send_window"
     TEMPLATE_ERROR = "template_error"
     FALLBACK = "fallback"
     # A provider's answer (campaigns.delivery.outcomes)
@@ -83,6 +84,7 @@ TEXTS: dict[Reason, str] = {
     Reason.ADDRESS_SUPPRESSED: "address suppressed: {cause}",
     Reason.ENROLLMENT_EXITED: "enrollment exited: {cause}",
     Reason.OUTSIDE_TEXT_HOURS: "outside text hours in the subscriber's time zone",
+    Reason.OUTSIDE_SEND_WINDOW: "outside the course's send window in the subscriber's time zone",
     Reason.FALLBACK: "sent by text instead: the email could not go ({why})",
     Reason.TEMPLATE_ERROR: "template error",
     Reason.ACCEPTED: "accepted by provider",

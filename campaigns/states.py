@@ -14,7 +14,7 @@ The message lifecycle:
       │  │                      queued (provider says it never got it), or ops decides
       │  ├──► suppressed (unsubscribed, STOP, bounce, complaint: checked at send time)
       │  ├──► skipped (no address or consent for the channel, enrollment stopped)
-      │  └──► deferred (outside the text hours at send time) ──► queued when allowed
+      │  └──► deferred (outside the text hours or send window at send time) ──► queued when allowed
       └── the reaper, for a queued message whose task was lost before it started
 
 Terminal states carry a reason (campaigns.reasons). "sent" is terminal for the engine;

@@ -46,10 +46,25 @@ def rewrite(defs, change):
     os.utime(path, ns=(later, later))
 
 
-def tick(factory, clock, reg, policy):
+def tick(factory, clock, reg, policy, ctx=None):
+    """A scheduler tick; with a send context, its send tasks too (a step is claimed only
+    once the previous one has gone: invariant 10)."""
     sent = []
     scheduler.tick(factory, clock, reg, policy, lambda work: sent.append(work))
+    if ctx is not None:
+        for work in sent:
+            send_batch(ctx, "email", work.email)
+            send_batch(ctx, "sms", work.sms)
     return sent
+
+
+@pytest.fixture
+def ctx(send_ctx, reg, templates):
+    from campaigns.content.rendering import Renderer, Sender
+
+    send_ctx.registry = reg
+    send_ctx.renderer = Renderer(templates, Sender("Lunara", "x"))
+    return send_ctx
 
 
 def enrollment(factory, eid):
@@ -67,16 +82,18 @@ def steps_of(factory, eid):
     ]
 
 
-def test_edited_delay_reschedules_people_waiting_on_that_step(factory, clock, reg, policy, defs):
+def test_edited_delay_reschedules_people_waiting_on_that_step(
+    factory, clock, reg, policy, defs, ctx
+):
     _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
-    tick(factory, clock, reg, policy)  # 'hello' goes out at T0; 'second' due a day later
+    tick(factory, clock, reg, policy, ctx)  # 'hello' goes out at T0; 'second' due a day later
     assert enrollment(factory, eid).next_due_at == T0 + timedelta(days=1)
     rewrite(defs, lambda d: d["steps"][1].update(delay="3h"))
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     assert enrollment(factory, eid).next_due_at == T0 + timedelta(hours=3)
     clock.advance(hours=2)
     rewrite(defs, lambda d: d["steps"][1].update(delay="1h"))  # less than already waited
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     assert "second" in steps_of(factory, eid)  # due at once, and claimed by the same tick
 
 
@@ -96,12 +113,12 @@ def test_rewritten_copy_reaches_queued_and_future_messages(
     assert enrollment(factory, eid).next_step_key == "second"  # content edits move nobody
 
 
-def test_inserted_step_reaches_only_people_before_its_place(factory, clock, reg, policy, defs):
+def test_inserted_step_reaches_only_people_before_its_place(factory, clock, reg, policy, defs, ctx):
     _, early = add_and_enroll(factory, clock, reg, policy, email="early@example.com")
-    tick(factory, clock, reg, policy)  # early: had 'hello', waits on 'second'
+    tick(factory, clock, reg, policy, ctx)  # early: had 'hello', waits on 'second'
     clock.advance(days=1)
     _, new = add_and_enroll(factory, clock, reg, policy, email="new@example.com")
-    tick(factory, clock, reg, policy)  # early had 'second' too; new had 'hello'
+    tick(factory, clock, reg, policy, ctx)  # early had 'second' too; new had 'hello'
     assert enrollment(factory, early).next_step_key == "third"
     extra = {
         "key": "extra",
@@ -111,13 +128,13 @@ def test_inserted_step_reaches_only_people_before_its_place(factory, clock, reg,
         "subject": "Extra",
     }
     rewrite(defs, lambda d: d["steps"].insert(1, extra))  # after 'hello'
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     assert enrollment(factory, new).next_step_key == "extra"
     assert enrollment(factory, new).next_due_at == T0 + timedelta(days=1, hours=2)
     assert enrollment(factory, early).next_step_key == "third"  # already past that place
     for _ in range(8):
         clock.advance(days=1)
-        tick(factory, clock, reg, policy)
+        tick(factory, clock, reg, policy, ctx)
     assert steps_of(factory, new) == ["hello", "extra", "second", "third"]
     assert steps_of(factory, early) == ["hello", "second", "third"]
 
@@ -134,17 +151,17 @@ def test_removed_step_moves_waiting_people_on(factory, clock, reg, policy, defs)
     assert e.next_due_at == T0 + timedelta(days=2)  # third's own delay, from when hello went out
 
 
-def test_reordered_steps_keep_place_and_never_resend(factory, clock, reg, policy, defs):
+def test_reordered_steps_keep_place_and_never_resend(factory, clock, reg, policy, defs, ctx):
     _, eid = add_and_enroll(
         factory, clock, reg, policy, email="a@example.com", phone="+12025550143"
     )
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     clock.advance(days=1)
-    tick(factory, clock, reg, policy)  # had hello and second; waits on third
+    tick(factory, clock, reg, policy, ctx)  # had hello and second; waits on third
     rewrite(defs, lambda d: d["steps"].insert(0, d["steps"].pop(2)))  # third, hello, second
     for _ in range(5):
         clock.advance(days=1)
-        tick(factory, clock, reg, policy)
+        tick(factory, clock, reg, policy, ctx)
     with factory() as s:
         keys = s.execute(
             select(Message.step_key, Message.channel).where(Message.enrollment_id == eid)
@@ -164,12 +181,12 @@ def test_reorder_ahead_of_someone_sends_in_the_new_order(factory, clock, reg, po
     assert enrollment(factory, eid).next_step_key == "third"
 
 
-def test_version_bump_alone_moves_nobody(factory, clock, reg, policy, defs):
+def test_version_bump_alone_moves_nobody(factory, clock, reg, policy, defs, ctx):
     _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     before = enrollment(factory, eid)
     rewrite(defs, lambda d: d.update(version=2))
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     after = enrollment(factory, eid)
     assert (after.next_step_key, after.next_due_at, after.campaign_revision) == (
         before.next_step_key,
@@ -177,14 +194,16 @@ def test_version_bump_alone_moves_nobody(factory, clock, reg, policy, defs):
         before.campaign_revision,
     )
     clock.advance(days=1)
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     assert {m.campaign_version for m in messages(factory) if m.step_key == "second"} == {2}
 
 
-def test_completed_people_stay_completed_when_steps_are_appended(factory, clock, reg, policy, defs):
+def test_completed_people_stay_completed_when_steps_are_appended(
+    factory, clock, reg, policy, defs, ctx
+):
     _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
     for _ in range(4):
-        tick(factory, clock, reg, policy)
+        tick(factory, clock, reg, policy, ctx)
         clock.advance(days=2)
     assert enrollment(factory, eid).status == "completed"
     extra = {
@@ -196,7 +215,7 @@ def test_completed_people_stay_completed_when_steps_are_appended(factory, clock,
     }
     rewrite(defs, lambda d: d["steps"].append(extra))
     clock.advance(days=2)
-    tick(factory, clock, reg, policy)
+    tick(factory, clock, reg, policy, ctx)
     assert enrollment(factory, eid).status == "completed"
     assert "bonus" not in steps_of(factory, eid)
 

@@ -171,24 +171,24 @@ def test_21610_suppresses_the_number_and_the_next_text_never_reaches_twilio(
 ):
     add_and_enroll(factory, clock, registry, policy, campaign="quick", phone="+12025550143")
     first = _claim(factory, clock, registry, policy).sms  # step one
-    _claim(factory, clock, registry, policy)  # step two: e-mail only, skipped (no address)
-    third = _claim(factory, clock, registry, policy).sms  # step three, already queued
-    assert len(first) == len(third) == 1
+    assert len(first) == 1
     send_ctx.sms_provider = provider(fake.url)
     fake.enqueue(twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"))
 
     assert send_batch(send_ctx, "sms", first).failed == 1
     with factory() as s:
         assert s.scalars(select(Suppression.address)).all() == ["+12025550143"]
-    report = send_batch(send_ctx, "sms", third)
-    assert report.suppressed == 1 and report.sent == 0
-    assert len(fake.requests) == 1  # checked at send time, without calling Twilio
-    rows = {m.id: m for m in messages(factory)}
-    assert (rows[first[0]].status, rows[first[0]].reason) == (
+    # Step two is claimed once step one has failed (invariant 10): e-mail only, skipped (no
+    # address); step three's text is stopped by the suppression at its claim.
+    _claim(factory, clock, registry, policy)
+    assert _claim(factory, clock, registry, policy).sms == []
+    assert len(fake.requests) == 1
+    rows = {(m.step_key, m.channel): m for m in messages(factory)}
+    assert (rows["one", "sms"].status, rows["one", "sms"].reason) == (
         MessageStatus.FAILED,
         "unsubscribed at carrier (21610)",
     )
-    assert rows[third[0]].status == MessageStatus.SUPPRESSED
+    assert rows["three", "sms"].status == MessageStatus.SUPPRESSED
 
 
 def test_send_batch_401_pauses_the_sms_channel(send_ctx, factory, clock, registry, policy, fake):

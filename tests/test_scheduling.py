@@ -11,6 +11,7 @@ from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.enrollment import enroll
 from campaigns.delivery.reaper import reap
+from campaigns.delivery.sending import send_batch
 from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.sequences.campaign import DefinitionError
 from campaigns.sequences.registry import Registry
@@ -44,22 +45,28 @@ def test_claim_writes_one_row_per_channel_and_advances(factory, clock, registry,
     ]
 
 
+def claim_and_send(send_ctx, factory, clock, registry, policy):
+    """A tick and its send tasks: the next step is claimed only once the last one went."""
+    with transaction(factory) as s:
+        work = claim_due(s, clock, registry, policy)
+    send_batch(send_ctx, "email", work.email)
+    send_batch(send_ctx, "sms", work.sms)
+    return work
+
+
 def test_channel_without_address_gets_a_row_only_when_nothing_reaches_the_person(
-    factory, clock, registry, policy
+    send_ctx, factory, clock, registry, policy
 ):
     add_and_enroll(factory, clock, registry, policy, email="a@example.com")  # email only
-    with transaction(factory) as s:
-        claim_due(s, clock, registry, policy)  # hello: email + sms
+    claim_and_send(send_ctx, factory, clock, registry, policy)  # hello: email + sms
     clock.advance(days=1)
-    with transaction(factory) as s:
-        claim_due(s, clock, registry, policy)  # second: email
+    claim_and_send(send_ctx, factory, clock, registry, policy)  # second: email
     clock.advance(days=2)
-    with transaction(factory) as s:
-        claim_due(s, clock, registry, policy)  # third: sms only
+    claim_and_send(send_ctx, factory, clock, registry, policy)  # third: sms only
     rows = [(m.step_key, m.channel, m.status, m.reason_code, m.reason) for m in messages(factory)]
     assert rows == [
-        ("hello", "email", "queued", None, None),
-        ("second", "email", "queued", None, None),
+        ("hello", "email", "sent", "accepted", "accepted by provider"),
+        ("second", "email", "sent", "accepted", "accepted by provider"),
         ("third", "sms", "skipped", "no_address", "no phone number"),
     ]
 
@@ -78,11 +85,10 @@ def test_a_channel_without_consent_still_gets_its_row(factory, clock, registry, 
     }
 
 
-def test_whole_sequence_ends_every_step_in_a_state(factory, clock, registry, policy):
+def test_whole_sequence_ends_every_step_in_a_state(send_ctx, factory, clock, registry, policy):
     add_and_enroll(factory, clock, registry, policy, email="a@example.com", phone="+12025550143")
     for _ in range(10):
-        with transaction(factory) as s:
-            claim_due(s, clock, registry, policy)
+        claim_and_send(send_ctx, factory, clock, registry, policy)
         clock.advance(hours=12)
     rows = [(m.step_key, m.channel) for m in messages(factory)]
     assert rows == [("hello", "email"), ("hello", "sms"), ("second", "email"), ("third", "sms")]

@@ -199,7 +199,8 @@ def called(factory, fake) -> set[int]:
 def test_worker_killed_mid_twilio_batch_never_texts_anyone_twice(stack, env):
     """Only the chunk in flight can be undecided, the rest are handed back and sent once;
     the chunk's texts are looked up at Twilio after their lease: those that reached it are
-    sent (with their SID), those that did not are sent again, once."""
+    sent (with their SID), those that did not are sent again, once. A person whose first
+    text is unconfirmed waits for it to be settled before their second (invariant 10)."""
     from tests.fakes import FakeTwilio
     from tests.fakes.server import Response
 

@@ -6,6 +6,14 @@ SQLite), writes one outbox row per (enrollment, step, channel) with INSERT .. ON
 DO NOTHING, and advances the cursor in the same transaction. The caller enqueues the
 returned message ids only after that transaction commits; anything lost between the
 commit and the broker is found again by the reaper (campaigns.delivery.reaper).
+
+Order per person (invariant 10, campaigns.delivery.ordering) is kept here, on the rows
+the claim reads anyway: a due cursor whose previous step still has a message in flight
+(queued, retry, deferred, sending, unconfirmed) is not claimed but moved to when it is
+worth reading again; once that step has gone, the next one is due its full delay after
+the moment it actually went out. A step held back by time (text hours, retries, rate
+limits, an outage) is therefore sent late but in order, and everything after it shifts
+with it; an `unconfirmed` message holds its person until it is settled.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from campaigns.audience.eligibility import Facts, Stop, stop_for
 from campaigns.audience.subscribers import address_for
 from campaigns.clock import Clock
 from campaigns.db import id_in, unnest
+from campaigns.delivery.ordering import histories, read_again_at, went_out_late
 from campaigns.delivery.work import Work
 from campaigns.links import new_public_token
 from campaigns.models import Enrollment, Message, Subscriber
@@ -55,6 +64,21 @@ def claim_due(
     work = Work(claimed=len(enrollments))
     if not enrollments:
         return work
+    history = histories(session, [e.id for e in enrollments])
+    ready = []
+    for enrollment in enrollments:
+        h = history[enrollment.id]
+        if h.in_flight:
+            # Its previous step is still on its way: not now, and not on every tick.
+            enrollment.next_due_at = read_again_at(h, now, policy)
+            enrollment.updated_at = now
+            work.held += 1
+        else:
+            ready.append(enrollment)
+    enrollments = ready
+    if not enrollments:
+        session.flush()
+        return work
     subscribers = {
         s.id: s
         for s in session.scalars(
@@ -64,13 +88,6 @@ def claim_due(
         )
     }
     facts = Facts(session, list(subscribers.values()))
-    received: dict[int, set[str]] = {e.id: set() for e in enrollments}
-    for eid, key in session.execute(
-        select(Message.enrollment_id, Message.step_key).where(
-            id_in(session, Message.enrollment_id, received)
-        )
-    ):
-        received[eid].add(key)
     rows, advancing = [], []
     for enrollment in enrollments:
         campaign = campaigns.get(enrollment.campaign_key)
@@ -86,6 +103,16 @@ def claim_due(
             enrollment.updated_at = now
             continue
         subscriber = subscribers[enrollment.subscriber_id]
+        late = went_out_late(enrollment, history[enrollment.id], policy)
+        if late is not None:
+            # The previous step went out after the cursor was set: the delay counts from then.
+            enrollment.cursor_base_at = late
+            due = due_time(late, campaign, step, subscriber, facts.reachable(subscriber), policy)
+            if due > now + policy.order_slack:
+                enrollment.next_due_at = due
+                enrollment.updated_at = now
+                work.held += 1
+                continue
         outcomes = _outcomes(step, subscriber, facts)
         for channel, stop in outcomes:
             state = (
@@ -110,14 +137,21 @@ def claim_due(
                     "updated_at": now,
                 }
             )
-        received[enrollment.id].add(step.key)
+        history[enrollment.id].received.add(step.key)
         advancing.append((enrollment, campaign, step, subscriber))
     for message_id, channel, status in _insert_messages(session, rows):
         if status == MessageStatus.QUEUED:
             work.add(channel, message_id)
     for enrollment, campaign, step, subscriber in advancing:
         _advance(
-            enrollment, campaign, step, subscriber, received[enrollment.id], facts, policy, now
+            enrollment,
+            campaign,
+            step,
+            subscriber,
+            history[enrollment.id].received,
+            facts,
+            policy,
+            now,
         )
     session.flush()
     work.email.sort()

@@ -209,8 +209,10 @@ def record_results(
     token: str,
     provider: str,
     report: BatchReport,
+    called_at: datetime | None = None,
 ) -> None:
-    """Record a provider's answers where our lease still holds.
+    """Record a provider's answers where our lease still holds. `sent_at` is `called_at`,
+    the moment of the provider call the send windows were judged at, when given.
 
     Each write is a compare-and-set (WHERE lease_token = ours and the row is still sending,
     or was marked unconfirmed by the reaper while the call ran long: a late definite answer
@@ -232,6 +234,10 @@ def record_results(
         for r in results
         if r.message_id in rows
     }
+    if called_at is not None:
+        for d in decisions.values():
+            if d.values["sent_at"] is not None:
+                d.values["sent_at"] = called_at
     applied = _write_decisions(session, decisions, token) if decisions else set()
     lost = set(ids) - applied  # settled first by a webhook or the reaper: theirs stands
     report.not_ours += len(lost)

@@ -46,6 +46,7 @@ def tick(
         dispatch(work)
         total.extend(work)
         total.claimed += work.claimed
+        total.held += work.held
         if work.claimed < policy.claim_batch_size:
             break
     return total

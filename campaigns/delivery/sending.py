@@ -3,11 +3,18 @@
     send_batch(channel, ids)
       1. prepare (one transaction): re-read the messages; re-check course, suppression
          and consent (invariant 4, campaigns.audience.eligibility.recheck) and the text
-         hours (invariant 5); compose every sendable message, rendering each step once.
+         hours and send window (invariant 5); compose every sendable message, rendering
+         each step once.
       2. then chunk by chunk: wait for rate-limit tokens; lease the chunk (the same
          re-check again, then a conditional UPDATE .. WHERE status='queued', so a
-         duplicate task or a second worker gets nothing); call the provider; record the
-         answers where our lease still holds (campaigns.delivery.outcomes).
+         duplicate task or a second worker gets nothing); judge each message's window once
+         more at the moment of the provider call; call the provider; record the answers
+         where our lease still holds (campaigns.delivery.outcomes).
+
+Windows are [start, end) and judged by the clock read right before the provider call,
+per chunk: leasing takes a transaction (seconds, when the database is slow), so a message
+inside its window at the lease may be outside it at the call; it goes back to `deferred`
+until the window's next opening, never out. `sent_at` records that same instant.
 
 Rows are leased only just before their own provider call, so if the worker dies, or
 anything fails, between chunks, the rows not yet handed over are still `queued` (the
@@ -84,8 +91,38 @@ class SendContext:
 @dataclass
 class Candidate:
     item: OutgoingEmail | OutgoingSms
-    zone: ZoneInfo | None = None  # texts: the subscriber's zone and the step's window,
-    window: Window | None = None  # checked again right before the call (invariant 5)
+    zone: ZoneInfo | None = None  # the subscriber's zone and the window the message may
+    window: Window | None = None  # go in (None: any time), checked again at the call
+
+
+class _Judge:
+    """Whether candidates' windows are open at one instant, worked out once per window
+    and zone (a batch shares a few of each), and where a closed one waits until."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+        self._open: dict[tuple[Window, ZoneInfo | None], bool] = {}
+
+    def closed(self, c: Candidate) -> bool:
+        if c.window is None:
+            return False
+        key = (c.window, c.zone)
+        if key not in self._open:
+            self._open[key] = is_allowed(self.at, c.window, c.zone)
+        return not self._open[key]
+
+    def deferral(self, c: Candidate) -> dict:
+        """Held, not dropped: due again at the window's next opening."""
+        reason = (
+            Reason.OUTSIDE_TEXT_HOURS
+            if isinstance(c.item, OutgoingSms)
+            else Reason.OUTSIDE_SEND_WINDOW
+        )
+        return {
+            "status": MessageStatus.DEFERRED,
+            **reason.values(),
+            "next_attempt_at": next_allowed(self.at, c.window, c.zone),
+        }
 
 
 def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchReport:
@@ -106,6 +143,7 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
         if channel == Channel.EMAIL
         else max(1, int(getattr(limiter, "burst", len(candidates))))
     )
+    by_id = {c.item.message_id: c for c in candidates}
     for start in range(0, len(candidates), size):
         with transaction(ctx.factory) as session:
             # Still ours to send? (A duplicate task may have taken some.) The rest of the
@@ -118,6 +156,7 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
         limiter.acquire(len(pending))
         with transaction(ctx.factory) as session:
             chunk = _lease(session, ctx, channel, pending, token, report)
+        chunk, called_at = _at_the_call(ctx, chunk, by_id, token, report)
         if not chunk:
             continue
         try:
@@ -133,8 +172,66 @@ def send_batch(ctx: SendContext, channel: str, message_ids: list[int]) -> BatchR
             error = f"provider raised {type(exc).__name__}"  # the text may hold an address
             results = [SendResult(o.message_id, Outcome.UNKNOWN, error=error) for o in chunk]
         with transaction(ctx.factory) as session:
-            record_results(session, ctx.clock, ctx.retries, results, token, provider.name, report)
+            record_results(
+                session,
+                ctx.clock,
+                ctx.retries,
+                results,
+                token,
+                provider.name,
+                report,
+                called_at=called_at,
+            )
     return report
+
+
+def _at_the_call(
+    ctx: SendContext, chunk: list, by_id: dict[int, Candidate], token: str, report: BatchReport
+) -> tuple[list, datetime]:
+    """The leased chunk whose windows are open now, and now: the last clock read before
+    the provider call. What closed while the chunk was leased goes back to `deferred`;
+    that takes a transaction, so the rest is judged again after it."""
+    while True:
+        judge = _Judge(ctx.clock.now())
+        closed = [item for item in chunk if judge.closed(by_id[item.message_id])]
+        if not closed:
+            return chunk, judge.at
+        with transaction(ctx.factory) as session:
+            for item in closed:
+                held = _unlease(
+                    session,
+                    item.message_id,
+                    token,
+                    judge.at,
+                    **judge.deferral(by_id[item.message_id]),
+                )
+                report.deferred += held
+                report.not_ours += 1 - held
+        gone = {item.message_id for item in closed}
+        chunk = [item for item in chunk if item.message_id not in gone]
+        if not chunk:
+            return [], judge.at
+
+
+def _unlease(session: Session, message_id: int, token: str, now: datetime, **values) -> int:
+    """Give back a leased message whose provider call was not made: the attempt it was
+    charged with did not happen. 1 if our lease still held, 0 if the reaper took it."""
+    return session.execute(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.status == MessageStatus.SENDING,
+            Message.lease_token == token,
+        )
+        .values(
+            **values,
+            lease_token=None,
+            lease_until=None,
+            attempts=Message.attempts - 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def _prepare(
@@ -159,6 +256,7 @@ def _prepare(
     texts_before = _texts_sent(session, checked.subscribers) if channel == Channel.SMS else {}
     mailed = _mailed_steps(session, queued) if channel == Channel.SMS else set()
     composer = Composer(ctx.renderer, ctx.registry, ctx.base_url, ctx.signer)
+    judge = _Judge(now)
     candidates: list[Candidate] = []
     for msg in queued:
         stop = checked.stops.get(msg.id)
@@ -196,15 +294,8 @@ def _prepare(
             )
             report.failed += 1
             continue
-        if candidate.window is not None and not is_allowed(now, candidate.window, candidate.zone):
-            # Held, not dropped: due again at the next allowed minute.
-            _set(
-                msg,
-                now,
-                status=MessageStatus.DEFERRED,
-                **Reason.OUTSIDE_TEXT_HOURS.values(),
-                next_attempt_at=next_allowed(now, candidate.window, candidate.zone),
-            )
+        if judge.closed(candidate):
+            _set(msg, now, **judge.deferral(candidate))
             report.deferred += 1
             continue
         candidates.append(candidate)
@@ -255,6 +346,7 @@ def _lease(
         select(Message).where(id_in(session, Message.id, [c.item.message_id for c in chunk]))
     )
     checked = recheck(session, list(rows), channel)
+    judge = _Judge(now)
     sendable = []
     for c in chunk:
         stop = checked.stops.get(c.item.message_id)
@@ -262,15 +354,8 @@ def _lease(
             report.count(
                 stop.status, _update_if_queued(session, c.item.message_id, now, **stop.values())
             )
-        elif c.window is not None and not is_allowed(now, c.window, c.zone):
-            held = _update_if_queued(
-                session,
-                c.item.message_id,
-                now,
-                status=MessageStatus.DEFERRED,
-                next_attempt_at=next_allowed(now, c.window, c.zone),
-                **Reason.OUTSIDE_TEXT_HOURS.values(),
-            )
+        elif judge.closed(c):
+            held = _update_if_queued(session, c.item.message_id, now, **judge.deferral(c))
             report.deferred += held
             report.not_ours += 1 - held
         else:
@@ -319,9 +404,12 @@ def _compose(
     texts_before: dict[int, int],
     text_only: bool = False,
 ) -> Candidate:
-    if channel == Channel.EMAIL:
-        return Candidate(composer.email(msg, subscriber))
     campaign, step = composer.step_of(msg)
+    if channel == Channel.EMAIL:
+        window = step_window(campaign, [Channel.EMAIL], ctx.policy)  # the course's own
+        if window.always_open:
+            return Candidate(composer.email(msg, subscriber))
+        return Candidate(composer.email(msg, subscriber), ctx.policy.zone(subscriber), window)
     # The campaign's window within the text hours.
     window = step_window(campaign, [Channel.SMS], ctx.policy)
     count = texts_before.get(subscriber.id, 0)

@@ -24,6 +24,13 @@ class Policy:
     sms_window: Window = TEXT_HOURS
     claim_batch_size: int = 500
     requeue_after: timedelta = timedelta(seconds=30)
+    # Order per person (campaigns.delivery.ordering): a cursor whose previous step is still
+    # on its way is read again at most this long after the moment that step can move.
+    order_recheck: timedelta = timedelta(minutes=1)
+    # The scheduler's resolution (one tick): a step whose exact due time, counted from when
+    # the previous step went out, is no further ahead than this is claimed now rather
+    # than read a second time.
+    order_slack: timedelta = timedelta(seconds=5)
 
     @classmethod
     def from_settings(cls, s) -> Policy:
@@ -32,6 +39,7 @@ class Policy:
             sms_window=Window.every_day(s.sms_earliest_hour, s.sms_latest_hour),
             claim_batch_size=s.claim_batch_size,
             requeue_after=timedelta(seconds=s.requeue_after_seconds),
+            order_slack=timedelta(seconds=s.tick_seconds),
         )
 
     def zone(self, subscriber: Subscriber) -> ZoneInfo:

@@ -1,6 +1,8 @@
 """Send windows in the subscriber's local time.
 
-A window is a set of weekdays and a [start, end) range of local wall-clock time. Texts
+A window is a set of weekdays and a [start, end) range of local wall-clock time, closed at
+its start and open at its end to the microsecond: with text hours 08:00-21:00, 08:00:00
+and 20:59:59.999999 are inside, 21:00:00 is not. Texts
 are further held to the legal quiet hours (08:00-21:00 local by default); a campaign
 window narrows that, never widens it. `next_allowed` answers "the earliest moment at or
 after t that falls inside every window", which is how a held message is deferred to the
@@ -38,6 +40,11 @@ class Window:
             return None
         end_time = time(0, 0) if end == 24 * 60 else time(end // 60, end % 60)
         return Window(frozenset(days), start, end_time)
+
+    @property
+    def always_open(self) -> bool:
+        """Every day, all day: nothing to check."""
+        return len(self.days) == 7 and self.start == time(0, 0) and self.end == time(0, 0)
 
     def describe(self) -> str:
         days = ",".join(DAYS[d] for d in sorted(self.days))
