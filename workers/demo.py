@@ -157,7 +157,11 @@ def run_demo(
     try:
         worker = _start_worker(folder, env)
         web = _start_web(folder, env, port)
-        _wait_ready(folder, worker, web, port)
+        try:
+            _wait_ready(folder, worker, web, port)
+        except RuntimeError as exc:
+            say(str(exc))
+            return 1
         clock.jump_to(start)
         _enroll(demo, course)
         demo.visitor = Visitor(
@@ -182,7 +186,8 @@ def run_demo(
     elapsed = time.monotonic() - started
     _summary(demo, elapsed)
     if not done:
-        say(f"Not everything finished in time; see {folder / 'worker.log'}.")
+        say(f"Not everything finished; the end of {folder / 'worker.log'}:")
+        say(_tail(folder / "worker.log"))
         return 1
     if demo.visitor.failures:
         say(f"Requests that failed: {'; '.join(demo.visitor.failures)}")
@@ -257,10 +262,10 @@ def _wait_ready(folder: Path, worker, web, port: int, limit: float = 60) -> None
     deadline = time.monotonic() + limit
     worker_ready = web_ready = False
     while time.monotonic() < deadline and not (worker_ready and web_ready):
-        for name, proc in (("worker", worker), ("web app", web)):
+        for name, proc, log in (("worker", worker, "worker.log"), ("web app", web, "web.log")):
             if proc.poll() is not None:
                 raise RuntimeError(
-                    f"the demo's {name} exited with code {proc.returncode}; see {folder}"
+                    f"the demo's {name} exited with code {proc.returncode}:\n" + _tail(folder / log)
                 )
         worker_ready = worker_ready or b" ready." in (folder / "worker.log").read_bytes()
         if not web_ready:
@@ -271,7 +276,16 @@ def _wait_ready(folder: Path, worker, web, port: int, limit: float = 60) -> None
                 pass
         time.sleep(0.1)
     if not (worker_ready and web_ready):
-        raise RuntimeError(f"the demo's worker or web app did not start; see {folder}")
+        raise RuntimeError(
+            f"the demo's worker or web app did not start in {limit:.0f} s:\n"
+            + _tail(folder / "worker.log")
+            + _tail(folder / "web.log")
+        )
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return "".join(f"  {line}\n" for line in text.splitlines()[-lines:])
 
 
 def _stop(proc) -> None:
@@ -381,7 +395,12 @@ def _drive(demo: Demo, worker, web, deadline: float) -> bool:
                 continue
         upcoming = [t for t in (agenda.next_at, diary.next_at()) if t is not None]
         if not upcoming:
-            return True
+            if not agenda.settled:
+                say(
+                    f"  {agenda.due_now} due and {agenda.unknown} waiting stayed so, with "
+                    "nothing due later to move the clock to: stopping here."
+                )
+            return agenda.settled
         clock.jump_to(min(upcoming))
         demo.jumps += 1
         quiet_since = None

@@ -82,8 +82,8 @@ def read_agenda(session: Session, now: datetime) -> Agenda:
     upcoming = [t for t in (next_enrollment, next_message) if t is not None]
     fingerprint = (
         tuple(sorted(by_status.items())),
-        session.execute(select(func.count(), func.max(Message.updated_at))).one()._tuple(),
-        session.execute(select(func.count(), func.max(Enrollment.updated_at))).one()._tuple(),
+        tuple(session.execute(select(func.count(), func.max(Message.updated_at))).one()),
+        tuple(session.execute(select(func.count(), func.max(Enrollment.updated_at))).one()),
         session.scalar(select(func.count()).select_from(Event)),
     )
     return Agenda(
