@@ -215,7 +215,9 @@ class StepCount:
     channel: str
     messages: int = 0
     sent: int = 0
-    held: int = 0  # went out later than due because its channel's window was closed
+    # Due while its own channel's window was closed (a text due outside the text hours,
+    # on a step whose email could go): held to the window's next opening.
+    held: int = 0
     not_sent: dict[str, int] = field(default_factory=dict)  # "status: reason" -> count
     largest_late: timedelta = timedelta(0)
 
@@ -240,7 +242,7 @@ def step_counts(timelines: list[Timeline]) -> list[StepCount]:
 
 
 def step_count_lines(counts: list[StepCount]) -> list[str]:
-    rows = [["#", "step", "channel", "messages", "sent", "held for window", "largest late"]]
+    rows = [["#", "step", "channel", "messages", "sent", "held to its window", "largest late"]]
     for c in counts:
         rows.append(
             [
