@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from campaigns.clock import FileClock
 from campaigns.db import make_engine, make_session_factory
 from campaigns.models import ConsentRecord, ContactRequest, Event, Suppression
 from campaigns.reporting.funnels import campaign_report
@@ -192,3 +194,32 @@ def test_the_printed_web_command_opens_the_links_in_the_demo_s_emails(demo):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=15)
+
+
+def test_the_file_clock_is_shared_and_only_moves_forward(tmp_path):
+    a, b = FileClock(tmp_path / "clock"), FileClock(tmp_path / "clock")
+    start = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+    a.set(start)
+    assert abs(b.now() - start) < timedelta(seconds=5)  # runs at real speed from there
+    later = start + timedelta(days=3)
+    assert abs(b.jump_to(later) - later) < timedelta(seconds=1)
+    assert abs(a.now() - later) < timedelta(seconds=5)  # every reader sees the jump
+    a.jump_to(start)  # never back
+    assert b.now() >= later
+
+
+def test_the_demo_s_broker_writes_each_message_whole_and_kombu_reads_it(tmp_path):
+    from kombu import Connection
+
+    from workers.filesystem_broker import register
+
+    folders = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    with Connection(register(), transport_options=folders) as ours:
+        ours.SimpleQueue("sms").put({"ids": [1, 2, 3]})
+    names = [p.name for p in tmp_path.iterdir()]
+    assert len(names) == 1 and names[0].endswith(".sms.msg")  # nothing left aside
+    with Connection("filesystem://", transport_options=folders) as kombus:
+        queue = kombus.SimpleQueue("sms")
+        message = queue.get(timeout=5)
+        assert message.payload == {"ids": [1, 2, 3]}
+        message.ack()

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from campaigns.clock import FileClock
 from campaigns.content.rendering import Renderer, Sender
 from campaigns.links import Signer
 from campaigns.reporting.simulation import generated_cohort, simulate
@@ -220,15 +219,3 @@ def test_a_text_number_the_deployment_may_not_text_is_refused(tmp_path):
     path.write_text("phone,timezone\n+34911234567,Europe/Madrid\n")  # a Spanish landline
     result = run(["tiny", "--cohort", str(path)])
     assert result.exit_code == 1 and "line 2" in result.output, result.output
-
-
-def test_the_file_clock_is_shared_and_only_moves_forward(tmp_path):
-    a, b = FileClock(tmp_path / "clock"), FileClock(tmp_path / "clock")
-    start = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
-    a.set(start)
-    assert abs(b.now() - start) < timedelta(seconds=5)  # runs at real speed from there
-    later = start + timedelta(days=3)
-    assert abs(b.jump_to(later) - later) < timedelta(seconds=1)
-    assert abs(a.now() - later) < timedelta(seconds=5)  # every reader sees the jump
-    a.jump_to(start)  # never back
-    assert b.now() >= later
