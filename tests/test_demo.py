@@ -213,10 +213,16 @@ def test_the_demo_s_broker_writes_each_message_whole_and_kombu_reads_it(tmp_path
 
     from workers.filesystem_broker import register
 
-    folders = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    folders = {
+        "data_folder_in": str(queue),
+        "data_folder_out": str(queue),
+        "control_folder": str(tmp_path / "control"),
+    }
     with Connection(register(), transport_options=folders) as ours:
         ours.SimpleQueue("sms").put({"ids": [1, 2, 3]})
-    names = [p.name for p in tmp_path.iterdir()]
+    names = [p.name for p in queue.iterdir()]
     assert len(names) == 1 and names[0].endswith(".sms.msg")  # nothing left aside
     with Connection("filesystem://", transport_options=folders) as kombus:
         queue = kombus.SimpleQueue("sms")
