@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     time_scale: float = Field(1.0, gt=0)
     clock_real_epoch: float | None = None
     clock_virtual_epoch: float | None = None
+    # The demo's shared virtual clock (campaigns.clock.FileClock): a file every process
+    # reads "now" from, moved forward by `drip demo` whenever nothing is due.
+    clock_file: Path | None = None
 
     # Providers
     email_provider: Literal["outbox", "sendgrid"] = "outbox"

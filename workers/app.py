@@ -17,6 +17,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from settings import get_settings
+from workers.filesystem_broker import register
 
 QUEUES = ("schedule", "email", "sms", "events")
 
@@ -30,7 +31,9 @@ def _broker(settings) -> tuple[str, dict]:
     folder = settings.broker_dir
     for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    return "filesystem://", {
+    # Each message written whole before it appears (workers/filesystem_broker.py): kombu's
+    # own transport can hand a consumer an empty file, and the worker then stops.
+    return register(), {
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),

@@ -4,6 +4,7 @@
     sequences.py  campaigns validate | lint | preview | diff | test-send
     delivery.py   enroll, status, channels list | pause | resume, outbox list | settle
     reports.py    report, contacts
+    simulate.py   simulate (a course's timing for a cohort, nothing sent)
     inbox.py      inbox (texts waiting for a person)
     imports.py    import
     processes.py  worker, beat, web, demo
@@ -24,6 +25,7 @@ from workers.cli.inbox import inbox_command
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import contacts_command, report_command
 from workers.cli.sequences import campaigns_group
+from workers.cli.simulate import simulate_command
 
 
 @click.group()
@@ -43,6 +45,7 @@ for command in (
     outbox_group,
     report_command,
     contacts_command,
+    simulate_command,
     inbox_command,
     import_command,
     worker,

@@ -10,7 +10,7 @@ import sys
 import click
 
 from workers.cli.context import Drip, pass_drip
-from workers.demo import run_demo
+from workers.demo import CAMPAIGN, run_demo
 
 
 @click.command(
@@ -99,11 +99,39 @@ def web(drip: Drip, host, port, processes) -> None:
 
 
 @click.command("demo")
-@click.option("--seconds", default=60, show_default=True, help="Real seconds the four weeks take.")
 @click.option("--workdir", default="var/demo", show_default=True)
+@click.option("--campaign", default=CAMPAIGN, show_default=True, help="The course to run.")
+@click.option(
+    "--definitions",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of campaign files (default: DEFINITIONS_DIR).",
+)
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Templates folder (default: TEMPLATES_DIR).",
+)
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Afterwards, keep the web app up on the demo's data at PUBLIC_BASE_URL "
+    "(default http://localhost:8000) so the links in its emails open; Ctrl-C stops it.",
+)
+@click.option("--timeout", default=300.0, show_default=True, help="Give up after these seconds.")
 @click.pass_context
-def demo(ctx: click.Context, seconds, workdir) -> None:
-    """Run the whole hip-and-back sequence for sample subscribers, time compressed."""
+def demo(ctx: click.Context, workdir, campaign, definitions, templates, serve, timeout) -> None:
+    """Run a whole course for seven sample people at its exact times, in about a minute."""
     # Not this invocation's settings: the demo sets its own environment (a scratch
-    # database, a scaled clock) and builds its runtime from that.
-    ctx.exit(run_demo(seconds=seconds, workdir=workdir))
+    # database, the shared virtual clock) and builds its runtime from that.
+    ctx.exit(
+        run_demo(
+            workdir,
+            campaign=campaign,
+            definitions=definitions,
+            templates=templates,
+            serve=serve,
+            timeout=timeout,
+        )
+    )

@@ -67,21 +67,28 @@ def report_command(drip: Drip, campaign, since, until, as_json) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
+    for line in report_lines(report, since, until):
+        click.echo(line)
+
+
+def report_lines(report, since=None, until=None) -> list[str]:
+    """`drip report` as lines of text (the demo's and `drip simulate`'s summaries too)."""
+    out = []
     e = report.enrollments
     version = f" v{report.version}" if report.version else " (not deployed)"
-    click.echo(f"{report.name} ({report.campaign_key}{version})")
+    out.append(f"{report.name} ({report.campaign_key}{version})")
     if report.warning:
-        click.echo(f"warning: {report.warning}")
+        out.append(f"warning: {report.warning}")
     if since or until:
         first = f"{since:%Y-%m-%d}" if since else "the start"
         last = f"{until:%Y-%m-%d}" if until else "now"
-        click.echo(f"messages created from {first} to {last} (UTC, inclusive)")
-    click.echo(
+        out.append(f"messages created from {first} to {last} (UTC, inclusive)")
+    out.append(
         f"enrollments: {e.enrolled} enrolled, {e.active} active, {e.paused} paused, "
         f"{e.completed} completed, {e.exited} exited"
     )
     for reason, n in e.exit_reasons:
-        click.echo(f"  exited: {reason}: {n}")
+        out.append(f"  exited: {reason}: {n}")
     headers = [
         "#",
         "step",
@@ -125,9 +132,8 @@ def report_command(drip: Drip, campaign, since, until, as_json) -> None:
         ]
         for s in report.steps
     ]
-    click.echo("")
-    for line in _table(headers, rows, right_from=3):
-        click.echo(line)
+    out.append("")
+    out.extend(_table(headers, rows, right_from=3))
     notes = [
         (s, label, reasons)
         for s in report.steps
@@ -135,10 +141,11 @@ def report_command(drip: Drip, campaign, since, until, as_json) -> None:
         if reasons
     ]
     if notes:
-        click.echo("")
+        out.append("")
     for s, label, reasons in notes:
         text = "; ".join(f"{r} ({n})" for r, n in reasons)
-        click.echo(f"{s.step_key}/{s.channel} {label}: {text}")
+        out.append(f"{s.step_key}/{s.channel} {label}: {text}")
+    return out
 
 
 @click.command("contacts")
@@ -166,10 +173,14 @@ def contacts_command(drip: Drip, mark_id, status, note, by, reveal) -> None:
         return
     with rt.factory() as session:
         items = contact_queue.queue(session)
+    for line in contact_lines(items, rt.clock.now(), reveal):
+        click.echo(line)
+
+
+def contact_lines(items, now, reveal: bool = False) -> list[str]:
+    """`drip contacts` as lines of text (the demo's summary too)."""
     if not items:
-        click.echo("nobody is waiting")
-        return
-    now = rt.clock.now()
+        return ["nobody is waiting"]
     show = (lambda v: v or "-") if reveal else mask
     rows = []
     for r in items:
@@ -201,7 +212,7 @@ def contacts_command(drip: Drip, mark_id, status, note, by, reveal) -> None:
         "when",
         "from",
     ]
-    for line in _table(headers, rows, right_from=len(headers)):
-        click.echo(line)
+    out = _table(headers, rows, right_from=len(headers))
     if not reveal:
-        click.echo("(contact details masked; --reveal to show them)")
+        out.append("(contact details masked; --reveal to show them)")
+    return out

@@ -1,0 +1,231 @@
+"""`drip demo` end to end, as a newcomer runs it: a real worker with its scheduler and the
+real web app as subprocesses, on the shipped templates with the course's first four
+lessons a day apart (tests/fixtures/demo_course). Then, from its own database: no
+message later than its window explains, every person's lessons in order, and the
+people's doings (opens, clicks, a call request, a STOP, an unsubscribe) recorded; and
+every command its summary prints works as printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from campaigns.clock import FileClock
+from campaigns.db import make_engine, make_session_factory
+from campaigns.models import ConsentRecord, ContactRequest, Event, Suppression
+from campaigns.reporting.funnels import campaign_report
+from campaigns.reporting.timelines import course_timelines, lateness
+from campaigns.sequences.registry import Registry
+from campaigns.sequences.timing import Policy
+from settings import ROOT
+from tests.conftest import FIXTURES
+
+COURSE = FIXTURES / "demo_course"
+DRIP = Path(sys.executable).parent / "drip"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    where = tmp_path_factory.mktemp("demo-run")
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "CLOCK_"))
+    }
+    env["PUBLIC_BASE_URL"] = f"http://localhost:{port}"
+    run = subprocess.run(
+        [str(DRIP), "demo", "--workdir", "demo", "--definitions", str(COURSE)],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    folder = where / "demo"
+    engine = make_engine(f"sqlite:///{folder / 'drip.sqlite3'}")
+    yield {
+        "out": run.stdout,
+        "where": where,
+        "folder": folder,
+        "env": env,
+        "port": port,
+        "factory": make_session_factory(engine),
+        "registry": Registry(COURSE, ROOT / "templates"),
+    }
+    engine.dispose()
+
+
+def test_every_message_went_at_its_moment_and_every_lesson_in_order(demo):
+    out = demo["out"]
+    assert "0 later than that; 0 outside their window; 0 lessons out of order." in out
+    with demo["factory"]() as session:
+        timelines = course_timelines(
+            session, demo["registry"], Policy(), "hip_and_back", default_country="US"
+        )
+    assert len(timelines) == 7
+    figures = lateness(timelines)
+    assert figures.clean and figures.sent >= 25, figures
+    for t in timelines:
+        assert t.sent, t.first_name
+        for channel in {e.channel for e in t.sent}:
+            went = sorted((e for e in t.sent if e.channel == channel), key=lambda e: e.sent_at)
+            positions = [e.position for e in went]
+            assert positions == sorted(positions), (t.first_name, channel, positions)
+        # Each lesson the person got came in step order, with none skipped on the way.
+        lessons = sorted({e.position for e in t.sent})
+        assert lessons == list(range(1, len(lessons) + 1)), (t.first_name, lessons)
+    # Times are each person's own: the summary shows Kolkata, Sydney and Madrid clocks.
+    for zone in (" IST ", " AEDT ", " CET"):
+        assert zone in out
+
+
+def test_the_people_did_what_people_do_through_the_web_app(demo):
+    with demo["factory"]() as session:
+        kinds = dict(
+            session.execute(
+                select(Event.type, func.count())
+                .where(Event.automated.is_(False))
+                .group_by(Event.type)
+            ).all()
+        )
+        asks = session.scalars(select(ContactRequest)).all()
+        revoked = dict(
+            session.execute(
+                select(ConsentRecord.source, ConsentRecord.channel).where(
+                    ConsentRecord.action == "revoked"
+                )
+            ).all()
+        )
+        suppressed = set(session.execute(select(Suppression.channel, Suppression.address)).all())
+        report = campaign_report(session, demo["registry"], "hip_and_back")
+    assert kinds["opened"] >= 10 and kinds["clicked"] >= 3
+    assert kinds["inbound"] == 1 and kinds["unsubscribed"] == 1  # STOP; the one-click POST
+    assert kinds["delivered"] >= 25  # the providers' signed receipts
+    assert len(asks) == 1 and asks[0].preferred_channel == "phone"
+    assert revoked == {"sms_keyword": "sms", "link": "email"}
+    assert {("sms", "+919876543210"), ("email", "lucia@example.com")} <= suppressed
+    steps = report.steps
+    assert sum(s.opens for s in steps) >= 10 and sum(s.clicks for s in steps) >= 3
+    assert sum(s.contact_requests for s in steps) == 1 and sum(s.unsubscribes for s in steps) == 1
+    assert all(s.delivered == s.sent for s in steps)
+    # And the summary says so.
+    out = demo["out"]
+    assert "asked for a call from" in out and "stopped texts: texted STOP" in out
+    assert "stopped email: unsubscribed with the link" in out
+    assert re.search(r"exited: unsubscribed: \d", out) or "unsubs" in out
+    assert "Call requests waiting for the care team" in out and "Maria" in out
+
+
+def printed_commands(out: str) -> list[str]:
+    block = out.split("On the demo's data (these work as printed, from here):", 1)[1]
+    return [
+        line.strip()
+        for line in block.splitlines()
+        if line.startswith("  ") and not line.startswith("      ") and "DATABASE_URL=" in line
+    ]
+
+
+def test_every_printed_command_works_as_printed(demo):
+    commands = printed_commands(demo["out"])
+    assert all(c.startswith("DATABASE_URL=sqlite:///demo/drip.sqlite3 ") for c in commands)
+    names = [c.split(f"{DRIP} ", 1)[1].split()[0] for c in commands]
+    assert names == ["report", "contacts", "status", "web", "simulate"]
+    for command in commands:
+        if " web " in command:
+            continue
+        run = subprocess.run(
+            command,
+            shell=True,
+            cwd=demo["where"],
+            env=demo["env"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, (command, run.stdout[-2000:], run.stderr[-2000:])
+        assert run.stdout.strip(), command
+    report = subprocess.run(
+        commands[0], shell=True, cwd=demo["where"], env=demo["env"], capture_output=True, text=True
+    ).stdout
+    assert "hip_and_back v1" in report and "100.0%" in report
+
+
+def test_the_printed_web_command_opens_the_links_in_the_demo_s_emails(demo):
+    command = next(c for c in printed_commands(demo["out"]) if " web " in c)
+    first = sorted((demo["folder"] / "outbox" / "email").glob("*.eml"))[0]
+    with open(first, "rb") as f:
+        html = BytesParser(policy=policy.default).parse(f).get_body(("html",)).get_content()
+    link = re.search(rf"http://localhost:{demo['port']}/m/[A-Za-z0-9_.-]+", html).group()
+    server = subprocess.Popen(
+        command, shell=True, cwd=demo["where"], env=demo["env"], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(link, timeout=5) as page:
+                    assert page.status == 200 and b"<html" in page.read().lower()
+                break
+            except urllib.error.HTTPError:
+                raise
+            except OSError:  # not listening yet
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=15)
+
+
+def test_the_file_clock_is_shared_and_only_moves_forward(tmp_path):
+    a, b = FileClock(tmp_path / "clock"), FileClock(tmp_path / "clock")
+    start = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+    a.set(start)
+    assert abs(b.now() - start) < timedelta(seconds=5)  # runs at real speed from there
+    later = start + timedelta(days=3)
+    assert abs(b.jump_to(later) - later) < timedelta(seconds=1)
+    assert abs(a.now() - later) < timedelta(seconds=5)  # every reader sees the jump
+    a.jump_to(start)  # never back
+    assert b.now() >= later
+
+
+def test_the_demo_s_broker_writes_each_message_whole_and_kombu_reads_it(tmp_path):
+    from kombu import Connection
+
+    from workers.filesystem_broker import register
+
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    folders = {
+        "data_folder_in": str(queue),
+        "data_folder_out": str(queue),
+        "control_folder": str(tmp_path / "control"),
+    }
+    with Connection(register(), transport_options=folders) as ours:
+        ours.SimpleQueue("sms").put({"ids": [1, 2, 3]})
+    names = [p.name for p in queue.iterdir()]
+    assert len(names) == 1 and names[0].endswith(".sms.msg")  # nothing left aside
+    with Connection("filesystem://", transport_options=folders) as kombus:
+        queue = kombus.SimpleQueue("sms")
+        message = queue.get(timeout=5)
+        assert message.payload == {"ids": [1, 2, 3]}
+        message.ack()
