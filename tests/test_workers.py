@@ -150,6 +150,9 @@ def test_worker_killed_mid_batch_every_step_ends_once(stack, env):
         "SMS_RATE_PER_SECOND": 1000,
         "LEASE_SECONDS": 4,
         "REQUEUE_AFTER_SECONDS": 4,
+        # The killed chunk is looked up at the outbox right after its lease; its people
+        # wait for that before their next step (invariant 10).
+        "UNCONFIRMED_LOOKUP_SECONDS": 1,
     }
     first = stack.start_worker("doomed", concurrency=1, **slow)
     wait_for(
