@@ -133,6 +133,7 @@ class RedisServer:
         args += ["no", "--daemonize", "no", "--logfile", str(self.folder / "redis.log")]
         self.proc = subprocess.Popen(
             ["redis-server", *args],
+            cwd=self.folder,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -1,6 +1,6 @@
 """Fault run: what the engine does to people when its parts fail, on the real stack.
 
-    .venv/bin/python bench/faults.py            # every scenario, shipped timing (~1 h)
+    .venv/bin/python bench/faults.py            # every scenario, shipped timing (~45 min)
     .venv/bin/python bench/faults.py --short    # small and fast (~3 min), for CI
     .venv/bin/python bench/faults.py --only kill,redis --people 3000
 
@@ -50,7 +50,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -437,7 +437,7 @@ def main() -> int:
     a = parser.parse_args()
     mode = SHORT if a.short else FULL
     if a.people:
-        mode = Mode(**{**mode.__dict__, "people": a.people})
+        mode = replace(mode, people=a.people)
     names = a.only.split(",") if a.only else [s for s in SCENARIOS if s not in mode.skip]
     unknown = set(names) - set(SCENARIOS)
     if unknown:
