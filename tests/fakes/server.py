@@ -12,11 +12,14 @@ Usage::
         fake.enqueue(Response(delay=2.0))             # default answer, but slow
         fake.enqueue(Response(drop_connection=True))  # close socket, no answer
         fake.always(Response(503))                    # every answer until reset()
+        fake.sometimes(0.2, Response(500), Response(delay=12))  # a fifth, at random
         ...  # point an SDK at fake.url
         fake.wait_for(1)                              # -> list[Recorded]
 
 Scripted responses take precedence over the subclass's ``route()`` (so they
-also bypass auth checks); ``Response(status=None)`` means "whatever
+also bypass auth checks); the queue comes first, then ``always``, then
+``sometimes`` (a fraction of requests, drawn at random, answered by the given
+responses in turn: a flaky provider, for fault runs); ``Response(status=None)`` means "whatever
 ``route()`` would answer", which lets you delay or drop a realistic answer.
 Each connection is served on its own thread, so a delayed answer never
 blocks other requests; ``stop()`` wakes sleeping handlers at once.
@@ -30,13 +33,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
+import random
 import socket
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -161,6 +166,7 @@ class FakeServer:
         self._requests: list[Recorded] = []
         self._queue: deque[Response] = deque()
         self._always: Response | None = None
+        self._sometimes: tuple[float, random.Random, Iterator] | None = None
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -215,11 +221,28 @@ class FakeServer:
         with self._cond:
             self._always = response
 
+    def sometimes(
+        self,
+        fraction: float,
+        *responses: Response | Callable[[], Response],
+        seed: int | None = None,
+    ) -> None:
+        """Answer about `fraction` of the requests (each drawn at random; reproducible
+        with `seed`) with these responses in turn, the others normally, until
+        ``sometimes(0)`` or ``reset()``. A callable is called per answer, for headers
+        that depend on the time (a rate limit's reset)."""
+        with self._cond:
+            if fraction <= 0 or not responses:
+                self._sometimes = None
+            else:
+                self._sometimes = (fraction, random.Random(seed), itertools.cycle(responses))
+
     def reset(self) -> None:
         """Forget scripts, recorded requests and any provider-side state."""
         with self._cond:
             self._queue.clear()
             self._always = None
+            self._sometimes = None
             self._requests.clear()
             self.errors.clear()
             self._reset_state()
@@ -252,7 +275,13 @@ class FakeServer:
         req = self._record(h)
         with self._cond:
             scripted = self._queue.popleft() if self._queue else self._always
+            if scripted is None and self._sometimes is not None:
+                fraction, draw, answers = self._sometimes
+                if draw.random() < fraction:
+                    scripted = next(answers)
         try:
+            if callable(scripted):
+                scripted = scripted()
             if scripted is None:
                 resp = self.route(req)
             elif scripted.status is None:
