@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # Texts only between these local hours (TCPA); campaign windows may narrow, never widen.
     sms_earliest_hour: int = Field(8, ge=0, le=23)
     sms_latest_hour: int = Field(21, ge=1, le=24)
+    # No provider call starts this close to a window's end, so a chunk's calls all land
+    # inside it (the window is judged again right before each chunk's call).
+    send_window_margin_seconds: float = Field(5.0, ge=0, le=300)
 
     # Compressed time for demos: virtual = epoch + (real - real_epoch) * time_scale.
     time_scale: float = Field(1.0, gt=0)

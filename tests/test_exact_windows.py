@@ -16,11 +16,12 @@ from sqlalchemy import event, select
 
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
-from campaigns.delivery.providers import Outcome, SendResult
-from campaigns.delivery.sending import send_batch
+from campaigns.delivery.providers import Outcome, OutgoingSms, SendResult
+from campaigns.delivery.sending import Candidate, _Judge, send_batch
 from campaigns.models import Message
 from campaigns.reasons import Reason
 from campaigns.sequences.registry import Registry
+from campaigns.sequences.timing import Policy
 from campaigns.sequences.windows import Window, is_allowed, next_allowed
 from campaigns.states import MessageStatus
 from tests.conftest import FIXTURES
@@ -253,3 +254,19 @@ def test_each_chunk_is_judged_at_its_own_call(send_ctx, factory, clock, registry
     rows = [message(factory, mid) for mid in ids]
     assert [r.status for r in rows] == ["sent"] * report.sent + ["deferred"] * report.deferred
     assert all(r.sent_at < nine_pm for r in rows if r.status == "sent")
+
+
+def test_with_the_shipped_margin_no_chunk_starts_in_a_windows_last_seconds():
+    """SEND_WINDOW_MARGIN_SECONDS (5 by default): a chunk judged 3 s before 21:00 waits for
+    the morning, so none of its calls can land after nine; 6 s before, it goes."""
+    from settings import load_settings
+
+    margin = Policy.from_settings(load_settings()).call_margin
+    assert margin == timedelta(seconds=5)
+    late = _Judge(local(NY, 2026, 3, 2, 21, 0) - timedelta(seconds=3), margin)
+    early = _Judge(local(NY, 2026, 3, 2, 21, 0) - timedelta(seconds=6), margin)
+    window = Policy().sms_window
+    text = Candidate(OutgoingSms(1, "+12025550100", "x", "ref"), NY, window)
+    assert late.closed(text) and not early.closed(text)
+    # The opening is not moved: at 08:00:00 a chunk goes.
+    assert not _Judge(local(NY, 2026, 3, 3, 8, 0), margin).closed(text)

@@ -99,8 +99,11 @@ class _Judge:
     """Whether candidates' windows are open at one instant, worked out once per window
     and zone (a batch shares a few of each), and where a closed one waits until."""
 
-    def __init__(self, at: datetime):
+    def __init__(self, at: datetime, margin: timedelta = timedelta(0)):
         self.at = at
+        # A chunk's calls take time (several texts, a slow provider): a window must still
+        # be open `margin` after the check, so no call lands after it closes.
+        self.margin = margin
         self._open: dict[tuple[Window, ZoneInfo | None], bool] = {}
 
     def closed(self, c: Candidate) -> bool:
@@ -108,7 +111,9 @@ class _Judge:
             return False
         key = (c.window, c.zone)
         if key not in self._open:
-            self._open[key] = is_allowed(self.at, c.window, c.zone)
+            self._open[key] = is_allowed(self.at, c.window, c.zone) and is_allowed(
+                self.at + self.margin, c.window, c.zone
+            )
         return not self._open[key]
 
     def deferral(self, c: Candidate) -> dict:
@@ -192,7 +197,7 @@ def _at_the_call(
     the provider call. What closed while the chunk was leased goes back to `deferred`;
     that takes a transaction, so the rest is judged again after it."""
     while True:
-        judge = _Judge(ctx.clock.now())
+        judge = _Judge(ctx.clock.now(), ctx.policy.call_margin)
         closed = [item for item in chunk if judge.closed(by_id[item.message_id])]
         if not closed:
             return chunk, judge.at

@@ -31,6 +31,9 @@ class Policy:
     # the previous step went out, is no further ahead than this is claimed now rather
     # than read a second time.
     order_slack: timedelta = timedelta(seconds=5)
+    # No provider call starts in the last seconds of a window: the chunk's calls must land
+    # before it closes (21:00:00 sharp for texts), not milliseconds after.
+    call_margin: timedelta = timedelta(0)  # settings: SEND_WINDOW_MARGIN_SECONDS (5)
 
     @classmethod
     def from_settings(cls, s) -> Policy:
@@ -40,6 +43,7 @@ class Policy:
             claim_batch_size=s.claim_batch_size,
             requeue_after=timedelta(seconds=s.requeue_after_seconds),
             order_slack=timedelta(seconds=s.tick_seconds),
+            call_margin=timedelta(seconds=s.send_window_margin_seconds),
         )
 
     def zone(self, subscriber: Subscriber) -> ZoneInfo:
