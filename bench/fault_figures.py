@@ -6,6 +6,7 @@
     lost              due steps neither terminal nor unconfirmed when the run ended:
                       messages queued, sending, retrying or deferred past their time,
                       and enrollments whose next step is due but was never claimed
+                      (except people held behind an unconfirmed message: invariant 10)
     to opted out      calls accepted for an address more than half a second after its
                       STOP or unsubscribe had been answered by the web app (a call leased
                       before the opt-out committed may still be on its way: counted apart)
@@ -203,8 +204,12 @@ def _from_outbox(stack: Stack, figures: Figures, reached: set) -> None:
             " and (status <> 'deferred' or next_attempt_at <= %(now)s)",
             {"s": list(PENDING_STATUSES), "now": now},
         ).fetchone()[0]
+        # A person held behind an unconfirmed message waits for it (invariant 10): that
+        # message is counted as unconfirmed, their next step is not lost.
         unclaimed = conn.execute(
-            "select count(*) from enrollments where status = 'active' and next_due_at <= %(now)s",
+            "select count(*) from enrollments e where e.status = 'active'"
+            " and e.next_due_at <= %(now)s and not exists (select 1 from messages m"
+            " where m.enrollment_id = e.id and m.status = 'unconfirmed')",
             {"now": now},
         ).fetchone()[0]
         figures.lost = waiting + unclaimed
