@@ -10,7 +10,7 @@ commit and the broker is found again by the reaper (campaigns.delivery.reaper).
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -29,17 +29,7 @@ from campaigns.states import EnrollmentStatus, MessageStatus
 
 # What a claim reads of each cursor and each person: only what it decides with (each
 # timestamp read costs a conversion in Python, a thousand rows a tick).
-_CLAIMED = (
-    "id",
-    "subscriber_id",
-    "campaign_key",
-    "next_step_key",
-    "next_due_at",
-    "steps_done",
-    "cursor_base_at",
-    "status",
-    "exit_reason",
-)
+_CLAIMED = ("id", "subscriber_id", "campaign_key", "next_step_key", "next_due_at")
 _PERSON = ("id", "email", "phone", "status", "timezone")
 
 
@@ -97,17 +87,13 @@ def claim_due(
         step = campaign.step(enrollment.next_step_key) if campaign else None
         if campaign is None or step is None:
             # Never silently drop: park it where ops can see why.
-            moves.append(
-                _cursor(
-                    enrollment,
-                    now,
-                    status=EnrollmentStatus.PAUSED,
-                    exit_reason=(
-                        missing_campaign(enrollment.campaign_key)
-                        if campaign is None
-                        else missing_step(enrollment.next_step_key)
-                    ),
-                )
+            _park(
+                session,
+                enrollment.id,
+                now,
+                missing_campaign(enrollment.campaign_key)
+                if campaign is None
+                else missing_step(enrollment.next_step_key),
             )
             continue
         subscriber = subscribers[enrollment.subscriber_id]
@@ -140,13 +126,14 @@ def claim_due(
     for message_id, channel, status in _insert_messages(session, rows):
         if status == MessageStatus.QUEUED:
             work.add(channel, message_id)
+    due_times = _DueTimes(now, policy)
     for enrollment, campaign, step, subscriber in advancing:
         moves.append(
             _advance(
-                enrollment, campaign, step, subscriber, received[enrollment.id], facts, policy, now
+                enrollment, campaign, step, subscriber, received[enrollment.id], facts, due_times
             )
         )
-    _move_cursors(session, moves)
+    _move_cursors(session, moves, now)
     work.email.sort()
     work.sms.sort()
     return work
@@ -216,61 +203,94 @@ def _insert_messages(session: Session, rows: list[dict]) -> list[tuple[int, str,
     return list(session.connection().execute(stmt, rows))
 
 
-def _advance(enrollment, campaign, step, subscriber, received, facts: Facts, policy, now) -> dict:
-    """The cursor past `step`: its next step and due time, or completed."""
+class _DueTimes:
+    """`due_time` for one claim. Everyone in it went out `now`, so the people of one time
+    zone waiting on one step over the same channels share a due time: worked out once."""
+
+    def __init__(self, now, policy: Policy):
+        self.now, self.policy = now, policy
+        self._known: dict[tuple, object] = {}
+
+    def __call__(self, campaign, step, subscriber, channels: list[str]):
+        key = (campaign.key, step.key, tuple(channels), subscriber.timezone)
+        due = self._known.get(key)
+        if due is None:
+            due = self._known[key] = due_time(
+                self.now, campaign, step, subscriber, channels, self.policy
+            )
+        return due
+
+
+def _advance(enrollment, campaign, step, subscriber, received, facts: Facts, due_times) -> dict:
+    """The cursor past `step`: its next step and due time, or completed. Delays count
+    from when the previous step went out (now), as subscribers experience them."""
     following = next_after(campaign, step, received)
-    # Delays count from when the previous step went out, as subscribers experience them.
-    moved = {"steps_done": enrollment.steps_done + 1, "cursor_base_at": now}
     if following is None:
-        return _cursor(
-            enrollment,
-            now,
-            status=EnrollmentStatus.COMPLETED,
-            next_step_key=None,
-            next_due_at=None,
-            **moved,
-        )
-    due = due_time(now, campaign, following, subscriber, facts.reachable(subscriber), policy)
-    return _cursor(enrollment, now, next_step_key=following.key, next_due_at=due, **moved)
+        return {
+            "id": enrollment.id,
+            "status": EnrollmentStatus.COMPLETED,
+            "next_step_key": None,
+            "next_due_at": None,
+        }
+    return {
+        "id": enrollment.id,
+        "status": EnrollmentStatus.ACTIVE,
+        "next_step_key": following.key,
+        "next_due_at": due_times(campaign, following, subscriber, facts.reachable(subscriber)),
+    }
 
 
 _CURSOR_COLUMNS = {
     "id": "int",
     "status": "text",
-    "exit_reason": "text",
     "next_step_key": "text",
     "next_due_at": "timestamptz",
-    "cursor_base_at": "timestamptz",
-    "steps_done": "int",
-    "updated_at": "timestamptz",
 }
 
 
-def _cursor(enrollment, now, **changes) -> dict:
-    """A cursor row for `_move_cursors`: the claimed row's values with `changes`."""
-    row = {name: getattr(enrollment, name) for name in _CURSOR_COLUMNS if name != "updated_at"}
-    row.update(changes, updated_at=now)
-    return row
-
-
-def _move_cursors(session: Session, moves: list[dict]) -> None:
-    """Write the claimed cursors back: one UPDATE over arrays on PostgreSQL (the rows are
-    locked FOR UPDATE by the claim), an executemany by primary key elsewhere."""
+def _move_cursors(session: Session, moves: list[dict], now) -> None:
+    """Write the claimed cursors back in one statement: each one step further, based now.
+    One UPDATE over arrays on PostgreSQL (the rows are locked FOR UPDATE by the claim),
+    an executemany elsewhere."""
     if not moves:
         return
     if session.get_bind().dialect.name == "postgresql":
         source, params = _binary_unnest(_CURSOR_COLUMNS, moves)
-        names = list(_CURSOR_COLUMNS)
-        assign = ", ".join(f"{name} = v.{name}" for name in names[1:])
         # `id = ANY` beside the join: without it a small table is read whole (the planner
         # cannot see how few rows the arrays hold), with it the primary key finds them.
         session.connection().exec_driver_sql(
-            f"UPDATE enrollments SET {assign} FROM {source} AS v({', '.join(names)}) "
+            "UPDATE enrollments SET status = v.status, next_step_key = v.next_step_key, "
+            "next_due_at = v.next_due_at, steps_done = enrollments.steps_done + 1, "
+            "cursor_base_at = %(now)s, updated_at = %(now)s "
+            f"FROM {source} AS v({', '.join(_CURSOR_COLUMNS)}) "
             "WHERE enrollments.id = v.id AND enrollments.id = ANY(%(id)b::int[])",
-            params,
+            {**params, "now": now},
         )
         return
-    session.execute(update(Enrollment), moves)
+    table = Enrollment.__table__
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("m_id"))
+        .values(
+            status=bindparam("m_status"),
+            next_step_key=bindparam("m_next_step_key"),
+            next_due_at=bindparam("m_next_due_at"),
+            steps_done=table.c.steps_done + 1,
+            cursor_base_at=now,
+            updated_at=now,
+        ),
+        [{f"m_{name}": value for name, value in move.items()} for move in moves],
+    )
+
+
+def _park(session: Session, enrollment_id: int, now, reason: str) -> None:
+    """Pause a cursor whose campaign or step is gone, with the reason for ops."""
+    session.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment_id)
+        .values(status=EnrollmentStatus.PAUSED, exit_reason=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def queue_fallback(session: Session, email: Message, channel: str, now, reason: dict) -> None:
