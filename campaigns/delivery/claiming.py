@@ -19,7 +19,7 @@ from campaigns.audience.subscribers import address_for
 from campaigns.clock import Clock
 from campaigns.db import id_in
 from campaigns.delivery.work import Work
-from campaigns.links import new_public_token
+from campaigns.links import new_public_token, new_public_tokens
 from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.reasons import missing_campaign, missing_step
 from campaigns.sequences.registry import Registry
@@ -82,6 +82,7 @@ def claim_due(
     ):
         received[eid].add(key)
     rows, advancing, moves = [], [], []
+    tokens = iter(new_public_tokens(2 * len(enrollments)))
     for enrollment in enrollments:
         campaign = campaigns.get(enrollment.campaign_key)
         step = campaign.step(enrollment.next_step_key) if campaign else None
@@ -112,7 +113,7 @@ def claim_due(
                     "campaign_version": campaign.version,
                     "step_key": step.key,
                     "channel": channel,
-                    "public_token": new_public_token(),
+                    "public_token": next(tokens, None) or new_public_token(),
                     **state,
                     "attempts": 0,
                     "due_at": enrollment.next_due_at,

@@ -79,6 +79,11 @@ def revision_of(shape: list[dict]) -> str:
 def ensure_revision(session: Session, clock: Clock, campaign: Campaign) -> str:
     shape = structure(campaign)
     rev = revision_of(shape)
+    known = select(CampaignRevision.id).where(
+        CampaignRevision.campaign_key == campaign.key, CampaignRevision.revision == rev
+    )
+    if session.scalar(known) is not None:
+        return rev  # every tick asks: a look-up by the unique key, no insert to attempt
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(CampaignRevision)
