@@ -194,10 +194,10 @@ class Bench:
         raise SystemExit(f"worker {node} did not start; see {self.tmp}")
 
     # phases --------------------------------------------------------------------------
-    def noop_rate(self, n: int) -> dict:
-        env = self.env("noop", self.database("noop"))
-        node = self.start_worker("noop", "bench.noop_app", "schedule", env, beat=False)
-        app = self.control_app("noop")
+    def noop_rate(self, n: int, phase: str = "noop") -> dict:
+        env = self.env(phase, self.database(phase))
+        node = self.start_worker(phase, "bench.noop_app", "schedule", env, beat=False)
+        app = self.control_app(phase)
         self.wait_ready(app, node)
         inspect = app.control.inspect(destination=[node], timeout=0.5, limit=1)
         t0 = time.perf_counter()

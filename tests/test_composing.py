@@ -48,33 +48,35 @@ NAMES = ["Ana", "Jean-Luc", "Lucía", "Ana María", None, "O'Brien", "<b>Bo</b>"
 
 
 @pytest.mark.parametrize("locale", ["en", "es"])
-def test_filled_copies_equal_full_renders(shipped, locale):
+@pytest.mark.parametrize("key", ["back_pain", "welcome"])  # welcome includes a partial
+def test_filled_copies_equal_full_renders(shipped, locale, key):
     registry, renderer = shipped
     composer = Composer(renderer, registry, BASE, SIGNER)
     campaign = registry.get("hip_and_back")
-    step = campaign.step("back_pain")
+    step = campaign.step(key)
     for i, name in enumerate(NAMES, start=1):
-        item = composer.email(message(i), person(i, name, locale))
+        item = composer.email(message(i, key), person(i, name, locale))
         links = links_for(BASE, SIGNER, f"token{i:011d}")
         full = Renderer(ROOT / "templates", Sender("Lunara", "1 Main St")).email(
             campaign, step, Recipient(name, locale), links
         )
         assert item.content == full, name
-        sms = composer.sms(message(i), person(i, name, locale), show_stop_help=i % 2 == 0)
+        sms = composer.sms(message(i, key), person(i, name, locale), show_stop_help=i % 2 == 0)
         assert sms.body == Renderer(ROOT / "templates", Sender("Lunara", "1 Main St")).sms(
             campaign, step, Recipient(name, locale), links, i % 2 == 0
         )
     assert (
         "&lt;b&gt;Bo&lt;/b&gt;"
-        in composer.email(message(99), person(99, "<b>Bo</b>", locale)).content.html
+        in composer.email(message(99, key), person(99, "<b>Bo</b>", locale)).content.html
     )
 
 
-def test_plain_templates_render_once_per_group(shipped):
+@pytest.mark.parametrize("key", ["back_pain", "welcome"])  # welcome includes a partial
+def test_plain_templates_render_once_per_group(shipped, key):
     registry, renderer = shipped
     composer = Composer(renderer, registry, BASE, SIGNER)
     for i in range(1, 51):
-        composer.email(message(i), person(i, f"Name{i}"))
+        composer.email(message(i, key), person(i, f"Name{i}"))
     # one shared render, one full render of the first recipient to verify it
     assert CountingRenderer.calls == 2
 

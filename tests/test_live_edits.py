@@ -273,3 +273,48 @@ def test_diff_counts_whom_each_change_affects(factory, clock, reg, policy, defs)
         ("copy", "second"): 4,
         ("version", None): 0,
     }
+
+
+def test_people_paused_by_ops_stay_put_and_hold_nobody_back(factory, clock, reg, policy, defs):
+    from campaigns.db import transaction
+    from campaigns.sequences.revisions import reconcile
+
+    ids = [
+        add_and_enroll(factory, clock, reg, policy, email=f"p{i}@example.com")[1] for i in range(4)
+    ]
+    tick(factory, clock, reg, policy)  # all four had hello and wait on second
+    with transaction(factory) as s:
+        for eid in ids[:3]:  # the first three by id: paused by ops
+            e = s.get(Enrollment, eid)
+            e.status, e.exit_reason = "paused", "paused by ops"
+    before = enrollment(factory, ids[0])
+    rewrite(defs, lambda d: d["steps"][1].update(delay="3h"))
+    with transaction(factory) as s:  # a batch of one: the paused must not fill it
+        report = reconcile(s, clock, reg, policy, limit=1)
+    assert report.moved == 1
+    moved = enrollment(factory, ids[3])
+    assert moved.next_due_at == T0 + timedelta(hours=3)
+    assert moved.campaign_revision != before.campaign_revision
+    kept = enrollment(factory, ids[0])
+    assert (kept.status, kept.campaign_revision, kept.next_due_at) == (
+        "paused",
+        before.campaign_revision,
+        before.next_due_at,
+    )
+
+
+def test_people_paused_for_a_removed_step_resume_on_the_next_deploy(
+    factory, clock, reg, policy, defs
+):
+    from campaigns.db import transaction
+    from campaigns.reasons import missing_step
+
+    _, eid = add_and_enroll(factory, clock, reg, policy, email="a@example.com")
+    tick(factory, clock, reg, policy)  # had hello; waits on second
+    with transaction(factory) as s:  # as the claim leaves someone whose step was gone
+        e = s.get(Enrollment, eid)
+        e.status, e.exit_reason, e.campaign_revision = "paused", missing_step("second"), "0" * 16
+    tick(factory, clock, reg, policy)
+    e = enrollment(factory, eid)
+    assert (e.status, e.exit_reason, e.next_step_key) == ("active", None, "second")
+    assert e.next_due_at == T0 + timedelta(days=1)

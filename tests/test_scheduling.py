@@ -259,3 +259,24 @@ def test_reaper_leaves_paused_channels_and_queued_tasks_alone(factory, clock, re
         assert len(reap(s, clock, policy, None).requeued) == 0
     with transaction(factory) as s:
         assert reap(s, clock, policy, Held()).requeued.sms == [sms_id]  # no task holds it
+
+
+def test_a_cursor_whose_campaign_or_step_is_gone_is_parked_with_its_reason(
+    factory, clock, registry, policy
+):
+    _, gone = add_and_enroll(factory, clock, registry, policy, email="a@example.com")
+    _, moved = add_and_enroll(factory, clock, registry, policy, email="b@example.com")
+    _, fine = add_and_enroll(factory, clock, registry, policy, email="c@example.com")
+    with transaction(factory) as s:
+        s.get(Enrollment, gone).campaign_key = "retired"
+        s.get(Enrollment, moved).next_step_key = "nope"
+    with transaction(factory) as s:
+        work = claim_due(s, clock, registry, policy)
+    assert work.claimed == 3 and len(work.email) == 1
+    with factory() as s:
+        rows = {
+            e.id: (e.status, e.exit_reason, e.steps_done) for e in s.scalars(select(Enrollment))
+        }
+    assert rows[gone] == ("paused", "campaign 'retired' is not deployed", 0)
+    assert rows[moved] == ("paused", "step 'nope' no longer exists", 0)
+    assert rows[fine][0] == "active" and rows[fine][2] == 1

@@ -33,15 +33,21 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from campaigns.audience.eligibility import reachable_channels
+from campaigns.audience.eligibility import Facts
 from campaigns.clock import Clock
-from campaigns.models import CampaignRevision, Enrollment, Message, Subscriber
-from campaigns.reasons import is_missing_step
+from campaigns.db import id_in
+from campaigns.models import (
+    RECONCILABLE,
+    CampaignRevision,
+    Enrollment,
+    Message,
+    Subscriber,
+)
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy, due_time
@@ -73,6 +79,11 @@ def revision_of(shape: list[dict]) -> str:
 def ensure_revision(session: Session, clock: Clock, campaign: Campaign) -> str:
     shape = structure(campaign)
     rev = revision_of(shape)
+    known = select(CampaignRevision.id).where(
+        CampaignRevision.campaign_key == campaign.key, CampaignRevision.revision == rev
+    )
+    if session.scalar(known) is not None:
+        return rev  # every tick asks: a look-up by the unique key, no insert to attempt
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(CampaignRevision)
@@ -129,65 +140,100 @@ class ReconcileReport:
     by_campaign: dict[str, int] = field(default_factory=dict)
 
 
+def _off_revision(rev: str):
+    """`campaign_revision` is not `rev`, as index ranges: `<>` cannot use a btree, and each
+    range is read from the index in order, so a LIMIT stops it early."""
+    column = Enrollment.campaign_revision
+    return (column < rev, column > rev, column.is_(None))
+
+
 def reconcile(
     session: Session, clock: Clock, registry: Registry, policy: Policy, limit: int = 500
 ) -> ReconcileReport:
-    """Move enrolled people onto the deployed shape of each campaign."""
+    """Move enrolled people onto the deployed shape of each campaign.
+
+    Who moves: active people, and people the engine paused for a step an edit removed
+    (`RECONCILABLE`); people paused by ops or for a call request stay as they are, and
+    are not read (before, they were read and skipped, and 500 of them on an old revision
+    kept everyone after them from moving). Every tick runs this: when nobody is on another
+    revision it costs one probe of an index per campaign (ix_enrollments_reconcile), however
+    many are enrolled. A batch to move is read in a few queries, not a few per person.
+    """
     report = ReconcileReport()
     now = clock.now()
+    postgres = session.get_bind().dialect.name == "postgresql"
     for campaign in registry.campaigns().values():
         rev = ensure_revision(session, clock, campaign)
-        query = (
-            select(Enrollment)
-            .where(
-                Enrollment.campaign_key == campaign.key,
-                Enrollment.status.in_((EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)),
-                (Enrollment.campaign_revision != rev) | Enrollment.campaign_revision.is_(None),
-            )
-            .order_by(Enrollment.id)
-            .limit(limit)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        old_shapes: dict[str | None, list[str]] = {}
-        for e in session.scalars(query).all():
-            if e.status == EnrollmentStatus.PAUSED and not is_missing_step(e.exit_reason):
-                continue  # paused by ops or a contact request: not ours to resume
-            if e.campaign_revision not in old_shapes:
-                row = session.scalar(
-                    select(CampaignRevision).where(
-                        CampaignRevision.campaign_key == campaign.key,
-                        CampaignRevision.revision == e.campaign_revision,
-                    )
-                )
-                old_shapes[e.campaign_revision] = (
-                    [s["key"] for s in row.structure] if row else [s.key for s in campaign.steps]
-                )
-            old_order = old_shapes[e.campaign_revision]
-            received = received_steps(session, e.id)
-            ahead = remaining([s.key for s in campaign.steps], received, e.next_step_key, old_order)
-            e.campaign_revision = rev
-            e.campaign_version = campaign.version
-            e.updated_at = now
-            if e.status == EnrollmentStatus.PAUSED:
-                e.status, e.exit_reason = EnrollmentStatus.ACTIVE, None
-            report.moved += 1
-            report.by_campaign[campaign.key] = report.by_campaign.get(campaign.key, 0) + 1
-            if not ahead:
-                e.status, e.next_step_key, e.next_due_at = EnrollmentStatus.COMPLETED, None, None
-                report.completed += 1
-                continue
-            step = campaign.step(ahead[0])
-            subscriber = session.get(Subscriber, e.subscriber_id)
-            base = e.cursor_base_at or e.created_at
-            due = due_time(
-                base, campaign, step, subscriber, reachable_channels(session, subscriber), policy
-            )
-            if (step.key, due) != (e.next_step_key, e.next_due_at):
-                report.rescheduled += 1
-            e.next_step_key, e.next_due_at = step.key, due
+        movable = (Enrollment.campaign_key == campaign.key, text(f"({RECONCILABLE})"))
+        anyone = select(Enrollment.id).where(*movable, or_(*_off_revision(rev))).limit(1)
+        if session.scalar(anyone) is None:
+            continue  # the usual tick: one probe of the index, nothing to move
+        batch: list[Enrollment] = []
+        for off in _off_revision(rev):
+            if len(batch) >= limit:
+                break
+            query = select(Enrollment).where(*movable, off).limit(limit - len(batch))
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            batch.extend(session.scalars(query).all())
+        if batch:
+            _move(session, campaign, rev, batch, policy, now, report)
     session.flush()
     return report
+
+
+def _move(session, campaign, rev, batch, policy, now, report: ReconcileReport) -> None:
+    ids = [e.id for e in batch]
+    received: dict[int, set[str]] = {eid: set() for eid in ids}
+    for eid, key in session.execute(
+        select(Message.enrollment_id, Message.step_key).where(
+            id_in(session, Message.enrollment_id, ids)
+        )
+    ):
+        received[eid].add(key)
+    subscribers = {
+        s.id: s
+        for s in session.scalars(
+            select(Subscriber).where(
+                id_in(session, Subscriber.id, {e.subscriber_id for e in batch})
+            )
+        )
+    }
+    facts = Facts(session, list(subscribers.values()))
+    old_shapes: dict[str | None, list[str]] = {}
+    new_order = [s.key for s in campaign.steps]
+    for e in batch:
+        if e.campaign_revision not in old_shapes:
+            row = session.scalar(
+                select(CampaignRevision).where(
+                    CampaignRevision.campaign_key == campaign.key,
+                    CampaignRevision.revision == e.campaign_revision,
+                )
+            )
+            old_shapes[e.campaign_revision] = (
+                [s["key"] for s in row.structure] if row else new_order
+            )
+        ahead = remaining(
+            new_order, received[e.id], e.next_step_key, old_shapes[e.campaign_revision]
+        )
+        e.campaign_revision = rev
+        e.campaign_version = campaign.version
+        e.updated_at = now
+        if e.status == EnrollmentStatus.PAUSED:
+            e.status, e.exit_reason = EnrollmentStatus.ACTIVE, None
+        report.moved += 1
+        report.by_campaign[campaign.key] = report.by_campaign.get(campaign.key, 0) + 1
+        if not ahead:
+            e.status, e.next_step_key, e.next_due_at = EnrollmentStatus.COMPLETED, None, None
+            report.completed += 1
+            continue
+        step = campaign.step(ahead[0])
+        subscriber = subscribers[e.subscriber_id]
+        base = e.cursor_base_at or e.created_at
+        due = due_time(base, campaign, step, subscriber, facts.reachable(subscriber), policy)
+        if (step.key, due) != (e.next_step_key, e.next_due_at):
+            report.rescheduled += 1
+        e.next_step_key, e.next_due_at = step.key, due
 
 
 def latest_revision(session: Session, campaign_key: str) -> CampaignRevision | None:
