@@ -39,6 +39,9 @@ def _broker(settings) -> tuple[str, dict]:
         "processed_folder": str(folder / "processed"),
         "control_folder": str(folder / "control"),
         "store_processed": False,
+        # kombu's default one-second poll takes about one message a second per free slot:
+        # ticks, reaps and sends queue up behind each other until ticks expire unread.
+        "polling_interval": 0.1,
     }
 
 
