@@ -198,7 +198,7 @@ class Composer:
         first_text: bool = False,
     ) -> OutgoingSms:
         """`text_only`: the person gets no email of this step, so the text is the lesson.
-        `first_text`: the first the person gets from us, which says what texts cost."""
+        `first_text`: the course's first step, whose text says what texts cost."""
         campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
         links = links_for(self.base_url, self.signer, msg.public_token)
