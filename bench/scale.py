@@ -63,6 +63,7 @@ from campaigns.migrate import upgrade
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import ensure_revision
 from campaigns.sequences.timing import Policy
+from settings import load_settings
 
 CAMPAIGN = "hip_and_back"
 # A Tuesday, 14:00 UTC: inside the course's window in the Americas and Europe.
@@ -284,7 +285,22 @@ def run_tick(size: Size, registry: Registry, policy: Policy) -> tuple:
     size.io.append(
         tuple(after - before for before, after in zip(io, size.server_io(), strict=True))
     )
+    deliver(size, work)
     return seconds, work
+
+
+def deliver(size: Size, work) -> None:
+    """What the send workers would do with the tick's work, untimed: record it sent. Left
+    queued, a person made due again in a later round would be held by the order check
+    (their previous step still in flight), and that round would time holds, not claims."""
+    ids = list(work.email) + list(work.sms)
+    if not ids:
+        return
+    with psycopg.connect(size.url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE messages SET status = 'sent', sent_at = %s, attempts = 1 WHERE id = ANY(%s)",
+            (size.clock.now(), ids),
+        )
 
 
 def capture(size: Size, registry, policy) -> list[tuple[str, object]]:
@@ -375,7 +391,8 @@ def main() -> int:
     )
     sizes = [int(s) for s in a.sizes.split(",")]
     registry = Registry(ROOT / "campaigns" / "definitions", ROOT / "templates")
-    policy = Policy()
+    # The shipped scheduling settings (CLAIM_BATCH_SIZE and the rest may be set as usual).
+    policy = Policy.from_settings(load_settings())
     rounds = 1 + a.ticks + (2 if a.profile else 0) + 1  # warm-up, timed, profiles, plans
     run = f"drip_scale_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
@@ -401,8 +418,10 @@ def main() -> int:
             for size in loaded:
                 make_due(size, a.due)
                 seconds, work = run_tick(size, registry, policy)
-                if work.claimed != a.due:
-                    raise SystemExit(f"tick claimed {work.claimed}, not {a.due}")
+                if work.claimed != a.due or work.held:
+                    raise SystemExit(
+                        f"tick read {work.claimed} due and held {work.held}, not {a.due} and 0"
+                    )
                 size.ticks.append(seconds)
         for size in loaded:
             size.cpu, size.server, size.io = (
