@@ -227,10 +227,14 @@ select status, count(*) filter (where status <> 'deferred' or next_attempt_at <=
        count(*)
 from messages group by status
 """
+# A person held behind an unconfirmed message (invariant 10) waits for ops or the
+# provider, not for the engine: their cursor is re-read every minute, so it would always
+# look "coming", and a run that left a message unconfirmed would wait out its deadline.
 ENROLLMENTS_SQL = """
 select count(*) filter (where next_due_at <= %(now)s),
        count(*) filter (where next_due_at > %(now)s and next_due_at <= %(horizon)s)
-from enrollments where status = 'active'
+from enrollments e where status = 'active' and not exists (
+    select 1 from messages m where m.enrollment_id = e.id and m.status = 'unconfirmed')
 """
 PENDING_STATUSES = ("queued", "sending", "retry", "deferred")
 
