@@ -107,8 +107,10 @@ async def follow_link(request: Request, token: str, link_id: str) -> Response:
     return RedirectResponse(url, status_code=302, headers=NO_STORE)
 
 
+@router.api_route("/l", methods=["GET", "HEAD"], response_class=HTMLResponse)
 @router.api_route("/l/{rest:path}", methods=["GET", "HEAD"], response_class=HTMLResponse)
-async def not_a_link(request: Request, rest: str) -> HTMLResponse:
+async def not_a_link(request: Request, rest: str = "") -> HTMLResponse:
+    """Anything else under /l/ is no link of ours: the invalid-link page, never a redirect."""
     return _invalid(request)
 
 
