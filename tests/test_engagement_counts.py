@@ -38,7 +38,8 @@ from campaigns.reporting.funnels import campaign_report
 from campaigns.sequences.registry import Registry
 from campaigns.states import EventType
 from campaigns.tracking.events import NormalizedEvent, record_event
-from settings import load_settings
+from campaigns.tracking.machine import AddressRanges
+from settings import SettingsError, load_settings
 from tests.conftest import FIXTURES, T0
 from tests.helpers import add_and_enroll
 from web.app import create_app
@@ -563,3 +564,17 @@ def test_test_sends_preview_and_lint_carry_the_redirect(world, course, tmp_path)
     findings = lint_campaign(world.registry.get("resources"), ctx)
     about_links = [f.message for f in findings if f.message.startswith("link ")]
     assert about_links == [f"link {PLAIN_PAGE} is not https: browsers warn readers"]
+
+
+def test_apple_s_range_file_is_read_whatever_its_lines_hold(tmp_path):
+    listed = tmp_path / "ranges.csv"
+    listed.write_text(
+        "# a comment\nprefix,country\n10.0.0.0/8,US\n10.1.0.0/16,US\nnot a range,XX\n"
+        "11.0.0.0/24\n2001:db8::/32,US,US-CA,,\n\n"
+    )
+    ranges = AddressRanges.from_file(listed)
+    inside = ("10.2.0.1", "10.1.3.4", "11.0.0.255", "2001:db8::5")
+    outside = ("11.0.1.0", "9.255.255.255", "2001:db9::", "nonsense", "", None)
+    assert all(a in ranges for a in inside) and not any(a in ranges for a in outside)
+    with pytest.raises(SettingsError, match="APPLE_PROXY_RANGES_FILE"):
+        load_settings(environment="test", apple_proxy_ranges_file=tmp_path / "missing.csv")

@@ -157,8 +157,8 @@ def report_lines(report, since=None, until=None) -> list[str]:
 def engagement_lines(report) -> list[str]:
     """What the opens, clicks and rates count, what they leave out, and clicks per link."""
     out = [
-        "opens and clicks u/t: unique (people) / total (every open or click), "
-        "machines left out (campaigns.tracking.machine)"
+        "opens and clicks u/t: unique (people) / total (every open or click); "
+        "what a machine did is left out, and counted here"
     ]
     why = "; ".join(f"{r} {n}" for r, n in report.left_out)
     out.append(
