@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     # the rate: set it to the most worker processes that send at once.
     rate_limit_processes: int = Field(8, ge=1)
 
+    # Engagement a machine made is kept but not counted (campaigns.tracking.machine): an
+    # open or click this soon after the message went out (or was reported delivered), a
+    # click on another link of a message this soon after one, and, when given, opens from
+    # Apple's published Private Relay egress ranges (the CSV Apple publishes).
+    machine_seconds_after_send: float = Field(10.0, ge=0, le=3600)
+    machine_burst_seconds: float = Field(2.0, ge=0, le=60)
+    apple_proxy_ranges_file: Path | None = None
+
     # Webhook requests signed longer ago than this are refused as replays.
     webhook_max_age_seconds: int = Field(600, ge=10)
 
@@ -189,6 +197,13 @@ class Settings(BaseSettings):
     # for texts; a number elsewhere, or not a mobile, is refused (SMS pumping, TCPA).
     sms_allowed_countries: str = "US,CA"
     signup_campaign: str = "hip_and_back"
+
+    @field_validator("apple_proxy_ranges_file")
+    @classmethod
+    def _ranges_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file (Apple's egress-ip-ranges.csv, downloaded)")
+        return value
 
     @field_validator("default_country")
     @classmethod

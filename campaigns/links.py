@@ -16,7 +16,14 @@ from dataclasses import dataclass
 SIG_LEN = 12
 # Our tokens are under 60 characters; a longer one is not ours and is not worth hashing.
 MAX_SIGNED_LEN = 200
-PURPOSES = {"m": "read_online", "c": "contact", "p": "preferences", "u": "unsubscribe", "o": "open"}
+PURPOSES = {
+    "m": "read_online",
+    "c": "contact",
+    "p": "preferences",
+    "u": "unsubscribe",
+    "o": "open",
+    "l": "link",  # our redirect to a page a lesson links to (campaigns.content.tracked_links)
+}
 
 
 class BadToken(ValueError):
@@ -64,6 +71,13 @@ class Links:
     preferences: str
     unsubscribe: str
     open: str  # the 1x1 image that records an open
+    # Not a link itself: every other page a lesson links to becomes `{redirect}/{link id}`
+    # (campaigns.content.tracked_links), so clicks are counted per link.
+    redirect: str = ""
+
+    def own(self) -> tuple[str, ...]:
+        """The message's own links: already ours, never sent through the redirect."""
+        return (self.read_online, self.contact, self.preferences, self.unsubscribe, self.open)
 
 
 def links_for(base_url: str, signer: Signer, message_token: str) -> Links:
@@ -76,4 +90,5 @@ def links_for(base_url: str, signer: Signer, message_token: str) -> Links:
         preferences=url("p"),
         unsubscribe=url("u"),
         open=url("o"),
+        redirect=url("l"),
     )

@@ -251,6 +251,8 @@ class Event(Base):
     # Possibly a machine's (a mail scanner fetching every link, a provider's machine-open
     # flag): reports leave these out of opens and clicks.
     automated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Why (campaigns.tracking.machine.Why); NULL on events flagged before reasons were kept.
+    automated_reason: Mapped[str | None] = mapped_column(String(40))
 
 
 class ContactRequest(Base):

@@ -158,8 +158,8 @@ def test_campaign_page_shows_the_per_step_funnel(client, history):
     assert text.index("<td>one</td>") < text.index("<td>two</td>") < text.index("<td>three</td>")
     first_row = text.split("<td>one</td>")[1].split("</tr>")[0]
     numbers = [c.split("<")[0] for c in first_row.split('<td class="n">')[1:]]
-    # created sent delivered failed bounced suppressed skipped in-flight opens clicks asks
-    # unsubs rates
+    # created sent delivered failed bounced suppressed skipped in-flight, opens (people,
+    # all), clicks (people, all), left out (machines' opens and clicks), asks, unsubs, rates
     assert numbers == [
         "4",
         "2",
@@ -170,13 +170,19 @@ def test_campaign_page_shows_the_per_step_funnel(client, history):
         "0",
         "0",
         "1",
+        "2",
         "1",
+        "1",
+        "3",
         "1",
         "1",
         "50.0%",
         "100.0%",
         "100.0%",
     ]
+    assert "<td>delivered</td>" in first_row  # the provider reports deliveries
+    assert "3 open(s)" not in text and "2 open(s) and 1 click(s) in this report" in text
+    assert "<td>read online</td>" in text.split('id="links"')[1]
     assert "Suppressed: address suppressed: bounce (1)" in text
     assert "Skipped: no phone number (1)" in text
 

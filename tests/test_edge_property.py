@@ -1,7 +1,7 @@
 """Property: no request to a public route gets a 5xx (issue 8, item 5; invariant 12).
 
 Hypothesis generates requests to every route a stranger can reach (sign-up GET/POST,
-confirm, the link pages GET/POST, the open pixel, the three webhooks signed and
+confirm, the link pages GET/POST, the open pixel, our redirect, the three webhooks signed and
 unsigned, /healthz, /metrics, admin with and without credentials): path tokens (valid,
 mutated, arbitrary Unicode), query strings, headers and bodies (form fields with NUL and
 control characters, arbitrary bytes, JSON of any shape, deep nesting). Signed webhook
@@ -184,6 +184,7 @@ extra_headers = st.dictionaries(
     st.sampled_from(
         [
             "User-Agent",
+            "Sec-Purpose",
             "Accept-Language",
             "Origin",
             "Referer",
@@ -229,6 +230,7 @@ def requests(draw, tokens: dict[str, str]) -> Req:
                 "page_get",
                 "page_post",
                 "pixel",
+                "link",
                 "sendgrid",
                 "twilio",
                 "healthz",
@@ -272,6 +274,11 @@ def requests(draw, tokens: dict[str, str]) -> Req:
         return Req("GET", f"/{short}/" + draw(path_token(tokens[short])) + suffix, headers)
     if route == "pixel":
         return Req("GET", "/o/" + draw(path_token(tokens["o"])) + suffix, headers)
+    if route == "link":  # our redirect: a token, then a link id (none of this lesson's)
+        link = draw(st.one_of(st.just("AAAAAAAAAA"), any_text))
+        path = "/l/" + draw(path_token(tokens["l"])) + "/"
+        path += quote(link.encode("utf-8", "surrogatepass"), safe="")
+        return Req("GET", path + suffix, headers)
     if route == "sendgrid":
         signed = draw(st.booleans())
         return Req(
@@ -344,6 +351,7 @@ def tokens(factory, clock, registry, policy):
         "p": "preferences",
         "u": "unsubscribe",
         "o": "open",
+        "l": "redirect",
     }
     return {short: sent.path(name).rsplit("/", 1)[1] for short, name in names.items()} | {
         "confirm": confirm

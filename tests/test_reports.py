@@ -236,6 +236,11 @@ def test_per_step_funnel_counts_the_scripted_history(history, factory, registry)
     assert one.suppress_reasons == [("address suppressed: bounce", 1)]
     # ana's two opens count once; ben's flagged opens and click (ours and SendGrid's) not at all
     assert (one.opens, one.clicks, one.contact_requests, one.unsubscribes) == (1, 1, 1, 1)
+    totals = (one.opens_total, one.clicks_total, one.machine_opens, one.machine_clicks)
+    assert totals == (2, 1, 2, 1)
+    assert one.left_out == [("flagged (no reason kept)", 3)]  # stored before reasons were
+    assert [(li.label, li.unique, li.total) for li in one.links] == [("read online", 1, 1)]
+    assert one.rate_base == "delivered"
     assert (one.delivery_rate, one.open_rate, one.click_rate) == (0.5, 1.0, 1.0)
     assert one.in_flight == {}
 
@@ -443,12 +448,18 @@ def test_report_command_prints_the_funnel_table_and_json(history, factory, clock
     assert lines[0] == "Quick test course (quick v1)"
     header = next(i for i, line in enumerate(lines) if line.startswith("#"))
     first = lines[header + 2].split()
-    assert first[:6] == ["1", "one", "email", "4", "2", "1"] and first[-3:] == [
+    assert first[:6] == ["1", "one", "email", "4", "2", "1"] and first[-4:] == [
         "50.0%",
         "100.0%",
         "100.0%",
+        "delivered",
     ]
+    # opens and clicks as unique/total, then the machines' events left out
+    assert first[11:14] == ["1/2", "1/1", "3"]
     assert "three/sms skipped: no phone number (1)" in out.output
+    assert "left out as a machine's: 2 open(s), 1 click(s)" in out.output
+    assert "email rates divide by delivered (the provider reports deliveries)" in out.output
+    assert "one/email clicks per link u/t: read online 1/1" in out.output
 
     as_json = CliRunner().invoke(
         main,

@@ -49,6 +49,7 @@ def create_app(
     app.state.renderer = rt.renderer
     app.state.signer = rt.signer
     app.state.policy = rt.policy
+    app.state.engagement = rt.engagement
     if dispatch is None and built_here:
         # Production: ops actions (resend, resume) hand work straight to the workers. Apps
         # built around a test's own database stay broker-free; the reaper picks work up.

@@ -5,9 +5,12 @@ signed token, call campaigns.tracking.portal, and render a small page in the sub
     GET  /c/{token}   request-a-call form     POST /c/{token}   record the request
     GET  /p/{token}   preferences             POST /p/{token}   save them
     GET  /u/{token}   confirm unsubscribing   POST /u/{token}   unsubscribe (RFC 8058 one-click)
+    GET  /l/{token}/{link id}   a page the lesson links to (records a click, redirects)
 
 GETs never change a subscriber's state (mail scanners open every link); a bad or forged
-token gets a 404 page that says so and changes nothing.
+token gets a 404 page that says so and changes nothing. The pages that record an open or
+a click answer HEAD too, and record it as a machine's (campaigns.tracking.machine judges
+every one; a machine's is kept, not counted).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import base64
 import contextlib
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.audience.emergency import country_of
@@ -26,7 +29,7 @@ from campaigns.content.rendering import RenderError
 from campaigns.db import transaction
 from campaigns.links import links_for
 from campaigns.states import CHANNELS, EventType
-from campaigns.tracking import portal
+from campaigns.tracking import machine, portal, redirects
 from web.i18n import words
 from web.render import NO_STORE, page
 
@@ -55,25 +58,63 @@ def _evidence(request: Request) -> dict:
     return {"user_agent": (request.headers.get("user-agent") or "")[:200], "via": "link"}
 
 
+def _hit(request: Request, kind: str, link: str) -> machine.Hit:
+    client = request.client.host if request.client else None
+    return machine.Hit.from_request(kind, link, request.method, request.headers, client)
+
+
 def _engage(request: Request, purpose: str, token: str, kind: str):
     state = _deps(request)
-    automated = "bot" in (request.headers.get("user-agent") or "").lower()
     with transaction(state.factory) as session:
         visit = portal.resolve(session, state.signer, purpose, token)
-        portal.record_engagement(
-            session, state.clock, visit, kind, {"route": purpose}, automated=automated
-        )
+        hit = _hit(request, kind, purpose)
+        portal.engage(session, state.clock, visit, hit, state.engagement, {"route": purpose})
         return visit
 
 
-@router.get("/o/{token}")
+@router.api_route("/o/{token}", methods=["GET", "HEAD"])
 async def open_pixel(request: Request, token: str) -> Response:
     with contextlib.suppress(portal.NotFound):  # a pixel never shows an error page
         await run_in_threadpool(_engage, request, "o", token, EventType.OPENED)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
-@router.get("/m/{token}", response_class=HTMLResponse)
+def _follow(request: Request, token: str, link_id: str) -> str:
+    state = _deps(request)
+    with transaction(state.factory) as session:
+        visit = portal.resolve(session, state.signer, "l", token)
+        url = redirects.destination(
+            state.registry,
+            state.renderer,
+            state.signer,
+            state.settings.public_base_url,
+            visit,
+            link_id,
+        )
+        hit = _hit(request, EventType.CLICKED, f"l:{link_id}")
+        detail = {"route": "l", "link": link_id, "url": url[:500]}
+        portal.engage(session, state.clock, visit, hit, state.engagement, detail)
+        return url
+
+
+@router.api_route("/l/{token}/{link_id}", methods=["GET", "HEAD"])
+async def follow_link(request: Request, token: str, link_id: str) -> Response:
+    """Only ever to a URL the message was rendered with (campaigns.tracking.redirects)."""
+    try:
+        url = await run_in_threadpool(_follow, request, token, link_id)
+    except portal.NotFound:
+        return _invalid(request)
+    return RedirectResponse(url, status_code=302, headers=NO_STORE)
+
+
+@router.api_route("/l", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.api_route("/l/{rest:path}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+async def not_a_link(request: Request, rest: str = "") -> HTMLResponse:
+    """Anything else under /l/ is no link of ours: the invalid-link page, never a redirect."""
+    return _invalid(request)
+
+
+@router.api_route("/m/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def read_online(request: Request, token: str) -> HTMLResponse:
     state = _deps(request)
     try:
@@ -164,7 +205,7 @@ def _preferences(request: Request, token: str, wanted: dict | None) -> HTMLRespo
     )
 
 
-@router.get("/c/{token}", response_class=HTMLResponse)
+@router.api_route("/c/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def contact_form(request: Request, token: str) -> HTMLResponse:
     try:
         visit = await run_in_threadpool(_engage, request, "c", token, EventType.CLICKED)

@@ -35,6 +35,7 @@ from campaigns.links import Signer
 from campaigns.migrate import check_current
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
+from campaigns.tracking.machine import Rules
 from settings import Settings, get_settings
 
 
@@ -50,7 +51,9 @@ class Runtime:
     signer: Signer
     policy: Policy
     base_url: str
-    engine: Engine | None = None  # None when the caller brought its own session factory
+    engine: Engine | None = None
+    # How opens and clicks a machine made are told apart (campaigns.tracking.machine).
+    engagement: Rules = Rules()  # None when the caller brought its own session factory
 
     @cached_property
     def providers(self) -> tuple:
@@ -132,6 +135,15 @@ def build_runtime(
         policy=Policy.from_settings(settings),
         base_url=settings.public_base_url,
         engine=engine,
+        engagement=engagement_rules(settings),
+    )
+
+
+def engagement_rules(settings: Settings) -> Rules:
+    return Rules(
+        seconds_after_send=settings.machine_seconds_after_send,
+        burst_seconds=settings.machine_burst_seconds,
+        apple_ranges_file=settings.apple_proxy_ranges_file,
     )
 
 

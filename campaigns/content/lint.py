@@ -32,7 +32,8 @@ MAX_SAFETY_SMS_SEGMENTS = 4
 SAFETY_PARTIAL = "help_now.sms.txt"
 # Readers in these countries must each see their own number (911, 112, 000).
 EMERGENCY_SAMPLES = ("US", "ES", "AU")
-OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/")
+# /l/ is our redirect to every other page a lesson links to (tracked_links).
+OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/", "/l/")
 
 # Naming a condition where others can read it (a lock screen, a shared inbox, a
 # provider's logs) discloses health information; so does telling the reader they have it.
@@ -222,6 +223,10 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
     for url in re.findall(r'href="([^"]+)"', email.html) + re.findall(r"https?://\S+", email.text):
         if not _ours(url, ctx.base_url):
             add("error", Channel.EMAIL, f"link {url} does not lead to one of our routes")
+    # Pages the lesson links to reach the reader through our redirect (tracked_links).
+    for _, url in email.links:
+        if not url.lower().startswith("https://"):
+            add("warning", Channel.EMAIL, f"link {url} is not https: browsers warn readers")
     _lint_emergency_number(
         lambda r: _email_parts(renderer.email(campaign, step, r, links)),
         locale,

@@ -81,8 +81,11 @@ def write_preview(
         if Channel.EMAIL in step.channels:
             email = renderer.email(campaign, step, recipient, links)
             (folder / f"{stem}.html").write_text(email.html, encoding="utf-8")
+            # The pages it links to, which the message shows as our redirect's links.
+            pages = "".join(f"\n  {lid}: {url}" for lid, url in email.links)
             (folder / f"{stem}.txt").write_text(
-                f"Subject: {email.subject}\nPreheader: {email.preheader}\n\n{email.text}",
+                f"Subject: {email.subject}\nPreheader: {email.preheader}\n\n{email.text}"
+                + (f"\nLinks (through our redirect, /l/.../<id>):{pages}\n" if pages else ""),
                 encoding="utf-8",
             )
             written += [folder / f"{stem}.html", folder / f"{stem}.txt"]

@@ -4,7 +4,8 @@ Marketers edit templates, so they run in jinja2's SandboxedEnvironment (no reach
 `__class__` or Python internals) with StrictUndefined (a missing field is an error,
 never a blank in a patient's inbox). A step template is a body fragment; the shared
 per-locale layout in `templates/_layout/<locale>/` wraps it with the footer every
-message must carry, so a marketer cannot forget the unsubscribe link.
+message must carry, so a marketer cannot forget the unsubscribe link. Every link to
+another page goes through our signed redirect (campaigns.content.tracked_links).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from markupsafe import Markup
 from campaigns.audience.emergency import emergency_number
 from campaigns.content.care_team import EXAMPLE, CareTeam
 from campaigns.content.sms_text import to_gsm7
+from campaigns.content.tracked_links import rewrite_html, rewrite_text
 from campaigns.links import Links
 from campaigns.sequences.campaign import Campaign, Step
 
@@ -35,6 +37,9 @@ class RenderedEmail:
     preheader: str
     html: str
     text: str
+    # (link id, URL) of every link sent through our redirect; not part of the message's
+    # content, so two renderings that read the same compare equal whatever it holds.
+    links: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,8 @@ class Renderer:
             "first_name": recipient.first_name,
             "brand": self.sender.brand,
             "postal_address": self.sender.postal_address,
-            "links": asdict(links),
+            # The redirect is not a link of its own: templates write the page's URL.
+            "links": {k: v for k, v in asdict(links).items() if k != "redirect"},
             "step": {"number": step.index + 1, "total": len(campaign.steps), "key": step.key},
             "campaign_name": campaign.name_for(locale),
             "locale": locale,
@@ -130,7 +136,15 @@ class Renderer:
             html = css_inline.inline(html)
         except ValueError as exc:
             raise RenderError(f"{base}.html: CSS could not be inlined: {exc}") from None
-        return RenderedEmail(subject=subject, preheader=preheader, html=html, text=_tidy_text(text))
+        html, in_html = rewrite_html(html, links)
+        text, in_text = rewrite_text(_tidy_text(text), links)
+        return RenderedEmail(
+            subject=subject,
+            preheader=preheader,
+            html=html,
+            text=text,
+            links=tuple({**in_html, **in_text}.items()),
+        )
 
     def sms(
         self,
@@ -141,6 +155,18 @@ class Renderer:
         show_stop_help: bool,
         first_text: bool = False,
     ) -> str:
+        return self.sms_with_links(campaign, step, recipient, links, show_stop_help, first_text)[0]
+
+    def sms_with_links(
+        self,
+        campaign: Campaign,
+        step: Step,
+        recipient: Recipient,
+        links: Links,
+        show_stop_help: bool,
+        first_text: bool = False,
+    ) -> tuple[str, dict[str, str]]:
+        """The text, and {link id: URL} of the links it sends through our redirect."""
         ctx = self.context(campaign, step, recipient, links)
         ctx["care"] = {k: to_gsm7(v) for k, v in ctx["care"].items()}
         base = f"{campaign.key}/{ctx['locale']}/{step.template}.sms.txt"
@@ -155,7 +181,7 @@ class Renderer:
                 "first_text": first_text,
             },
         )
-        return _one_line(wrapped)
+        return rewrite_text(_one_line(wrapped), links)
 
     def _render_string(self, source: str, ctx: dict, name: str) -> str:
         try:

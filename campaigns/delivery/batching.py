@@ -22,6 +22,7 @@ PLACEHOLDER_LINKS = Links(
     preferences="-drip_preferences-",
     unsubscribe="-drip_unsubscribe-",
     open="-drip_open-",
+    redirect="-drip_redirect-",
 )
 
 

@@ -16,13 +16,23 @@ How a message is counted (campaigns.states holds the lifecycle):
   failed / bounced / suppressed / skipped   their terminal status; reasons kept for the
              last two (top reasons first)
   in flight  queued, sending, retry, deferred, unconfirmed
-  opens / clicks   distinct messages with an opened / clicked event, leaving out events
-             marked automated (events.automated: set by the link pages for a scanner's
-             user agent, by a provider's webhook module for its machine-open flag): mail
-             scanners open everything
+  opens / clicks   unique: distinct messages (so people) with an opened / clicked event;
+             total: every such event (a person opening twice counts twice). Both leave
+             out events a machine made (events.automated, with the reason in
+             events.automated_reason: campaigns.tracking.machine judges the link pages'
+             requests, a provider's webhook module passes on its own machine flag); those
+             are counted apart, per reason, as left out
+  links      clicks per link of the step: read online, request a call, and every other
+             page the lesson links to (through our redirect, campaigns.tracking.redirects),
+             unique and total, machines left out
   contact requests / unsubscribes   rows naming the step's message (contact_requests,
              events of type unsubscribed); an unsubscribe that names no message (a
              consent record only) cannot be attributed to a step and is not counted
+
+Rates divide by delivered where the channel has a delivery signal in the report (any of
+its messages delivered or bounced: the provider reports deliveries), else by sent (the
+local outbox, the demo without receipts, a SendGrid account without the Event Webhook),
+and say which (StepFunnel.rate_base): without receipts, "delivered" is always zero.
 
 The date range filters on the message's created_at (the enrollment funnel on the
 enrollment's created_at); `until` is exclusive.
@@ -48,9 +58,23 @@ from campaigns.states import (
     EventType,
     MessageStatus,
 )
+from campaigns.tracking.machine import LABELS as MACHINE_LABELS
+from campaigns.tracking.machine import UNKNOWN_LABEL
 
 E = EventType
 TOP_REASONS = 3
+BY_DELIVERED, BY_SENT = "delivered", "sent"
+OUR_LINKS = {"m": "read online", "c": "request a call"}
+
+
+@dataclass
+class LinkClicks:
+    """Clicks on one link of a step (machines left out)."""
+
+    link: str  # "m", "c", or the link id of a page the lesson links to
+    label: str  # "read online", "request a call", or the page's URL
+    unique: int = 0
+    total: int = 0
 
 
 @dataclass
@@ -68,28 +92,41 @@ class StepFunnel:
     in_flight: dict[str, int] = field(default_factory=dict)
     skip_reasons: list[tuple[str, int]] = field(default_factory=list)
     suppress_reasons: list[tuple[str, int]] = field(default_factory=list)
-    opens: int = 0
-    clicks: int = 0
+    opens: int = 0  # unique: messages opened by a person
+    opens_total: int = 0
+    clicks: int = 0  # unique: messages a person clicked a link of
+    clicks_total: int = 0
+    machine_opens: int = 0  # left out: events a machine made
+    machine_clicks: int = 0
+    left_out: list[tuple[str, int]] = field(default_factory=list)  # (why, events), most first
+    links: list[LinkClicks] = field(default_factory=list)
     contact_requests: int = 0
     unsubscribes: int = 0
+    rate_base: str = BY_DELIVERED  # what open and click rates divide by: delivered or sent
 
     @property
     def in_flight_total(self) -> int:
         return sum(self.in_flight.values())
 
     @property
+    def base(self) -> int:
+        return self.delivered if self.rate_base == BY_DELIVERED else self.sent
+
+    @property
     def delivery_rate(self) -> float | None:
+        if self.rate_base == BY_SENT:
+            return None  # no delivery signal: "0% delivered" would be false
         return rate(self.delivered, self.sent)
 
     @property
     def open_rate(self) -> float | None:
         if self.channel == Channel.SMS:
             return None  # carriers report delivery, never reads: no SMS open rate exists
-        return rate(self.opens, self.delivered)
+        return rate(self.opens, self.base)
 
     @property
     def click_rate(self) -> float | None:
-        return rate(self.clicks, self.delivered)
+        return rate(self.clicks, self.base)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -129,6 +166,28 @@ class CampaignReport:
     until: datetime | None = None
     warning: str | None = None  # e.g. the campaign files do not load right now
 
+    @property
+    def machine_opens(self) -> int:
+        return sum(s.machine_opens for s in self.steps)
+
+    @property
+    def machine_clicks(self) -> int:
+        return sum(s.machine_clicks for s in self.steps)
+
+    @property
+    def left_out(self) -> list[tuple[str, int]]:
+        """(why, events) over every step, most first."""
+        total: dict[str, int] = {}
+        for step in self.steps:
+            for why, n in step.left_out:
+                total[why] = total.get(why, 0) + n
+        return _ranked(total.items())
+
+    @property
+    def rate_bases(self) -> dict[str, str]:
+        """Channel -> what its rates divide by."""
+        return {s.channel: s.rate_base for s in self.steps}
+
     def to_dict(self) -> dict:
         return {
             "campaign": self.campaign_key,
@@ -138,6 +197,12 @@ class CampaignReport:
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
             "warning": self.warning,
+            "rate_bases": self.rate_bases,
+            "left_out": {
+                "opens": self.machine_opens,
+                "clicks": self.machine_clicks,
+                "why": dict(self.left_out),
+            },
             "enrollments": self.enrollments.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
         }
@@ -308,25 +373,7 @@ def campaign_report(
         else:
             rows[(step_key, channel)].suppress_reasons = top
 
-    engagement = session.execute(
-        select(
-            Message.step_key, Message.channel, Event.type, func.count(distinct(Event.message_id))
-        )
-        .join(Message, Event.message_id == Message.id)
-        .where(
-            *msg_where,
-            or_(
-                and_(Event.type.in_((E.OPENED, E.CLICKED)), Event.automated.is_(False)),
-                Event.type == E.UNSUBSCRIBED,
-            ),
-        )
-        .group_by(Message.step_key, Message.channel, Event.type)
-    ).all()
-    attr = {E.OPENED: "opens", E.CLICKED: "clicks", E.UNSUBSCRIBED: "unsubscribes"}
-    for step_key, channel, kind, n in engagement:
-        row = rows.get((step_key, channel))
-        if row is not None:
-            setattr(row, attr[kind], n)
+    _engagement(session, msg_where, rows)
 
     asks = session.execute(
         select(Message.step_key, Message.channel, func.count(ContactRequest.id))
@@ -347,6 +394,9 @@ def campaign_report(
         return (1, first_seen.get((step_key, channel), 0), channel_rank)
 
     steps = [row for _, row in sorted(rows.items(), key=order)]
+    signalled = {r.channel for r in steps if r.delivered or r.bounced}
+    for row in steps:
+        row.rate_base = BY_DELIVERED if row.channel in signalled else BY_SENT
     return CampaignReport(
         campaign_key=campaign_key,
         name=campaign.name if campaign else campaign_key,
@@ -358,3 +408,73 @@ def campaign_report(
         until=until,
         warning=warning,
     )
+
+
+def _engagement(session: Session, msg_where: list, rows: dict) -> None:
+    """Opens and clicks (unique and total, machines apart, per reason and per link) and
+    unsubscribes, onto the step rows."""
+    on = Event.message_id == Message.id
+    step = (Message.step_key, Message.channel)
+
+    unsubs = session.execute(
+        select(*step, func.count(distinct(Event.message_id)))
+        .join(Message, on)
+        .where(*msg_where, Event.type == E.UNSUBSCRIBED)
+        .group_by(*step)
+    ).all()
+    for step_key, channel, n in unsubs:
+        if (row := rows.get((step_key, channel))) is not None:
+            row.unsubscribes = n
+
+    people = session.execute(
+        select(
+            *step,
+            Event.type,
+            Event.automated,
+            Event.automated_reason,
+            func.count(Event.id),
+            func.count(distinct(Event.message_id)),
+        )
+        .join(Message, on)
+        .where(*msg_where, Event.type.in_((E.OPENED, E.CLICKED)))
+        .group_by(*step, Event.type, Event.automated, Event.automated_reason)
+    ).all()
+    noun = {E.OPENED: "opens", E.CLICKED: "clicks"}
+    why_counts: dict[tuple[str, str], dict[str, int]] = {}
+    for step_key, channel, kind, automated, why, events, messages in people:
+        row = rows.get((step_key, channel))
+        if row is None:
+            continue
+        if automated:
+            name = f"machine_{noun[kind]}"
+            setattr(row, name, getattr(row, name) + events)
+            label = MACHINE_LABELS.get(why, UNKNOWN_LABEL)
+            counts = why_counts.setdefault((step_key, channel), {})
+            counts[label] = counts.get(label, 0) + events
+        else:
+            # One (automated, reason) group holds every person's events of a kind.
+            setattr(row, noun[kind], messages)
+            setattr(row, f"{noun[kind]}_total", events)
+    for key, counts in why_counts.items():
+        rows[key].left_out = _ranked(counts.items())
+
+    route = Event.payload["route"].as_string()
+    link = Event.payload["link"].as_string()
+    url = Event.payload["url"].as_string()
+    per_link = session.execute(
+        select(
+            *step, route, link, url, func.count(Event.id), func.count(distinct(Event.message_id))
+        )
+        .join(Message, on)
+        .where(*msg_where, Event.type == E.CLICKED, Event.automated.is_(False))
+        .group_by(*step, route, link, url)
+    ).all()
+    for step_key, channel, via, link_id, target, events, messages in per_link:
+        row = rows.get((step_key, channel))
+        if row is None:
+            continue
+        # Our redirect's clicks, and a provider's click tracking, name the page.
+        label = OUR_LINKS.get(via, target or via or "(a link)")
+        row.links.append(LinkClicks(link_id or via or "", label, messages, events))
+    for row in rows.values():
+        row.links.sort(key=lambda li: (-li.total, li.label))

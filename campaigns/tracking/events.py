@@ -37,6 +37,7 @@ from campaigns.reasons import Reason
 from campaigns.redact import mask
 from campaigns.states import EventType, MessageStatus, may_advance
 from campaigns.text import clean_text, plain_id
+from campaigns.tracking.machine import Why
 
 log = logging.getLogger(__name__)
 E = EventType
@@ -63,6 +64,8 @@ MESSAGE_STATUS = {
 SUPPRESS_REASON = {E.BOUNCED: Cause.BOUNCE, E.DROPPED: Cause.DROPPED, E.COMPLAINED: Cause.COMPLAINT}
 # The recipient opted out at the provider or carrier: the same as a STOP texted to us.
 OPTED_OUT_REASON = Cause.STOP
+# Why an event the provider flagged as a machine's is left out (machine.Why.PROVIDER).
+PROVIDER_FLAG = Why.PROVIDER
 
 
 @dataclass
@@ -122,6 +125,7 @@ def record_event(session: Session, clock: Clock, ev: NormalizedEvent) -> Recorde
         received_at=now,
         payload=ev.raw,
         automated=ev.automated,
+        automated_reason=PROVIDER_FLAG if ev.automated else None,
     )
     # Insert first, act after: the unique (provider, provider_event_id) key makes a
     # redelivered or concurrently delivered event lose here, before it changes anything.

@@ -3,8 +3,9 @@ preferences, unsubscribe (asking the care team to call is campaigns.care.contact
 
 Links name a message by its signed opaque token (campaigns.links), never by id or address.
 Looking at a page (GET) never changes a subscriber's state, because mail scanners fetch
-every link in a message; it only records an engagement event, marked as possibly
-automated. Every change is a POST (RFC 8058 one-click unsubscribe included).
+every link in a message; it only records an engagement event, judged a person's or a
+machine's by campaigns.tracking.machine. Every change is a POST (RFC 8058 one-click
+unsubscribe included).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from campaigns.clock import Clock
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.links import BadToken, Signer, links_for
 from campaigns.models import ConsentRecord, Event, Message, Subscriber
+from campaigns.sequences.campaign import DefinitionError
 from campaigns.sequences.registry import Registry
 from campaigns.states import Channel, ConsentAction, EventType
+from campaigns.tracking import machine
 
 
 class NotFound(LookupError):
@@ -54,9 +57,9 @@ def record_engagement(
     kind: str,
     detail: dict,
     *,
-    automated: bool = False,
+    why: str | None = None,
 ) -> None:
-    """An open or click from a link page; `automated` when it looks like a mail scanner's."""
+    """An event from a link page; `why` it was judged a machine's (machine.Why), if it was."""
     now = clock.now()
     session.add(
         Event(
@@ -67,16 +70,39 @@ def record_engagement(
             occurred_at=now,
             received_at=now,
             payload=detail,
-            automated=automated,
+            automated=why is not None,
+            automated_reason=why,
         )
     )
+
+
+def engage(
+    session: Session,
+    clock: Clock,
+    visit: Visit,
+    hit: machine.Hit,
+    rules: machine.Rules,
+    detail: dict,
+) -> str | None:
+    """Record an open or click, judged a person's or a machine's; the reason, if a machine's."""
+    machine.lock(session, visit.message)
+    why = machine.judge(session, visit.message, hit, clock.now(), rules)
+    if why is not None:
+        # What the judgement saw, kept beside it (never the client's address).
+        detail = {**detail, "agent": hit.user_agent[:200], "method": hit.method}
+    record_engagement(session, clock, visit, hit.kind, detail, why=why)
+    session.flush()
+    return why
 
 
 def lesson(
     registry: Registry, renderer: Renderer, signer: Signer, base_url: str, visit: Visit
 ) -> RenderedEmail:
     """The step's email as the subscriber would have received it (the 'read online' page)."""
-    campaign = registry.get(visit.message.campaign_key)
+    try:
+        campaign = registry.get(visit.message.campaign_key)
+    except DefinitionError:  # the campaign's file is gone or broken: not a server error
+        raise NotFound("this lesson is no longer available") from None
     step = campaign.step(visit.message.step_key)
     if step is None:
         raise NotFound("this lesson is no longer available")

@@ -101,13 +101,15 @@ def report_lines(report, since=None, until=None) -> list[str]:
         "suppr",
         "skipped",
         "flight",
-        "opens",
-        "clicks",
+        "opens u/t",
+        "clicks u/t",
+        "left out",
         "asks",
         "unsubs",
         "deliv%",
         "open%",
         "click%",
+        "rates per",
     ]
     rows = [
         [
@@ -122,13 +124,15 @@ def report_lines(report, since=None, until=None) -> list[str]:
             s.suppressed,
             s.skipped,
             s.in_flight_total,
-            s.opens,
-            s.clicks,
+            f"{s.opens}/{s.opens_total}",
+            f"{s.clicks}/{s.clicks_total}",
+            s.machine_opens + s.machine_clicks,
             s.contact_requests,
             s.unsubscribes,
             _pct(s.delivery_rate),
             _pct(s.open_rate),
             _pct(s.click_rate),
+            s.rate_base,
         ]
         for s in report.steps
     ]
@@ -145,6 +149,33 @@ def report_lines(report, since=None, until=None) -> list[str]:
     for s, label, reasons in notes:
         text = "; ".join(f"{r} ({n})" for r, n in reasons)
         out.append(f"{s.step_key}/{s.channel} {label}: {text}")
+    out.append("")
+    out.extend(engagement_lines(report))
+    return out
+
+
+def engagement_lines(report) -> list[str]:
+    """What the opens, clicks and rates count, what they leave out, and clicks per link."""
+    out = [
+        "opens and clicks u/t: unique (people) / total (every open or click); "
+        "what a machine did is left out, and counted here"
+    ]
+    why = "; ".join(f"{r} {n}" for r, n in report.left_out)
+    out.append(
+        f"left out as a machine's: {report.machine_opens} open(s), "
+        f"{report.machine_clicks} click(s)" + (f" ({why})" if why else "")
+    )
+    for channel, base in report.rate_bases.items():
+        said = (
+            "delivered (the provider reports deliveries)"
+            if base == "delivered"
+            else "sent (no delivery reports on this channel)"
+        )
+        out.append(f"{channel} rates divide by {said}")
+    for s in report.steps:
+        if s.links:
+            shown = "; ".join(f"{li.label} {li.unique}/{li.total}" for li in s.links)
+            out.append(f"{s.step_key}/{s.channel} clicks per link u/t: {shown}")
     return out
 
 

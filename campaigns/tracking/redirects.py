@@ -1,0 +1,75 @@
+"""Where a link of a lesson leads: `/l/<signed message token>/<link id>`.
+
+The token names the message (signed, campaigns.links); the link id names one of the
+links the message was rendered with (campaigns.content.tracked_links). The message is
+rendered again, as the subscriber got it (the email, and the text in both its forms when
+the step texts), and the redirect goes only to the URL whose id it finds there. So it
+never leads anywhere a request names: a forged token, an id the message does not hold
+(tampered, or a link a later edit of the lesson removed) or a lesson no longer deployed
+is NotFound, the invalid-link page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from campaigns.audience.emergency import country_of
+from campaigns.content.rendering import Recipient, Renderer, RenderError
+from campaigns.content.tracked_links import LINK_ID
+from campaigns.links import Signer, links_for
+from campaigns.sequences.campaign import DefinitionError
+from campaigns.sequences.registry import Registry
+from campaigns.states import Channel
+from campaigns.tracking.portal import NotFound, Visit
+
+
+def link_targets(
+    registry: Registry, renderer: Renderer, signer: Signer, base_url: str, visit: Visit
+) -> dict[str, str]:
+    """{link id: URL} of every link the message sends through our redirect."""
+    try:
+        campaign = registry.get(visit.message.campaign_key)
+    except (LookupError, DefinitionError):
+        raise NotFound("this lesson is no longer available") from None
+    step = campaign.step(visit.message.step_key)
+    if step is None:
+        raise NotFound("this lesson is no longer available")
+    links = links_for(base_url, signer, visit.message.public_token)
+    sub = visit.subscriber
+    recipient = Recipient(sub.first_name, sub.locale, country_of(sub))
+    targets: dict[str, str] = {}
+    # The email is what "read online" shows whatever the channel, so its links are the
+    # message's too; a step with no email templates simply has none.
+    with contextlib.suppress(RenderError):
+        targets.update(renderer.email(campaign, step, recipient, links).links)
+    if Channel.SMS in step.sends_on:
+        for text_only in (False, True):
+            try:
+                _, found = renderer.sms_with_links(
+                    campaign,
+                    step,
+                    Recipient(sub.first_name, sub.locale, recipient.country, text_only),
+                    links,
+                    show_stop_help=True,
+                    first_text=step.index == 0,
+                )
+            except RenderError:
+                continue
+            targets.update(found)
+    return targets
+
+
+def destination(
+    registry: Registry,
+    renderer: Renderer,
+    signer: Signer,
+    base_url: str,
+    visit: Visit,
+    link_id: str,
+) -> str:
+    if not LINK_ID.match(link_id):
+        raise NotFound("this link is not valid")
+    url = link_targets(registry, renderer, signer, base_url, visit).get(link_id)
+    if url is None:
+        raise NotFound("this link is not valid")
+    return url
