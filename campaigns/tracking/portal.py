@@ -23,6 +23,7 @@ from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.links import BadToken, Signer, links_for
 from campaigns.models import ConsentRecord, Event, Message, Subscriber
 from campaigns.sequences.registry import Registry
+from campaigns.sequences.waits import wake
 from campaigns.states import Channel, ConsentAction, EventType
 
 
@@ -69,6 +70,10 @@ def record_engagement(
             payload=detail,
             automated=automated,
         )
+    )
+    # A cursor waiting for this open or click (`wait_for`) is due now.
+    wake(
+        session, now, visit.message.enrollment_id, visit.message.step_key, kind, automated=automated
     )
 
 
