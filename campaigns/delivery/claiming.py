@@ -203,7 +203,11 @@ def claim_due(
                 situations.get(enrollment.id),
             )
         )
-    waits = any(campaign.waits for _, campaign, _, _ in advancing)
+    # Only a cursor moving onto or off a waiting step has a `waiting_for` to write.
+    waits = any(
+        step.wait_for is not None or move["waiting_for"] is not None
+        for (_, _, step, _), move in zip(advancing, moves, strict=True)
+    )
     _move_cursors(session, moves, now, waits)
     _hold(session, holds, now)
     work.email.sort()
@@ -219,14 +223,8 @@ def _situations(session, campaigns, enrollments, subscribers, received, facts) -
         campaign = campaigns.get(e.campaign_key)
         if campaign is None or not campaign.branches:
             continue
-        step = campaign.step(e.next_step_key)
-        if step is None:
-            continue
-        wanted = step.branch.needs()
-        following = next_after(campaign, step, received[e.id] | {step.key})
-        if following is not None and following.wait_for is not None:
-            wanted |= following.branch.needs()  # is its wait over already?
-        if wanted or step.branch.conditional:
+        wanted = campaign.branch_needs.get(e.next_step_key)
+        if wanted is not None:
             people.append((e.id, subscribers[e.subscriber_id], campaign))
             needs |= wanted
     return read_situations(session, people, facts, needs)
@@ -364,8 +362,9 @@ _CURSOR_COLUMNS = {
 def _move_cursors(session: Session, moves: list[dict], now, waits: bool = False) -> None:
     """Write the claimed cursors back in one statement: each one step further, based now.
     One UPDATE over arrays on PostgreSQL (the rows are locked FOR UPDATE by the claim),
-    an executemany elsewhere. `waiting_for` is written only when a course of the batch
-    has waits (only those cursors can hold one: a live edit's reconcile clears the rest)."""
+    an executemany elsewhere. `waiting_for` is written only when some cursor of the batch
+    moves onto or off a step that waits (no other cursor holds one: the reconcile after a
+    live edit writes it for everyone it moves)."""
     if not moves:
         return
     columns = {**_CURSOR_COLUMNS, "waiting_for": "text"} if waits else _CURSOR_COLUMNS

@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -268,14 +269,29 @@ class Campaign:
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)
 
-    @property
+    # Worked out once per loaded file (a claim asks for every due person).
+    @cached_property
     def branches(self) -> bool:
         """Some step has a condition or a wait: claims read what they need to judge them."""
         return any(s.branch.conditional or s.wait_for for s in self.steps)
 
-    @property
+    @cached_property
     def waits(self) -> bool:
         return any(s.wait_for for s in self.steps)
+
+    @cached_property
+    def branch_needs(self) -> dict[str, frozenset[str]]:
+        """For a cursor waiting on each step (by key), what must be read to claim it:
+        what the step's conditions test, and, when the next step waits for an event,
+        what tells whether that wait is over already. Steps that need nothing are absent."""
+        out = {}
+        for step, after in zip(self.steps, (*self.steps[1:], None), strict=True):
+            needs = set(step.branch.needs())
+            if after is not None and after.wait_for is not None:
+                needs |= after.branch.needs()
+            if needs or step.branch.conditional:
+                out[step.key] = frozenset(needs)
+        return out
 
     def locale_for(self, wanted: str | None) -> str:
         if wanted:
