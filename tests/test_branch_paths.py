@@ -345,3 +345,34 @@ def test_people_who_ask_need_a_way_to_ask(tmp_path):
             base_url="https://care.example",
             default_country="US",
         )
+
+
+def test_drip_campaigns_diff_names_changed_conditions_and_waits(tmp_path):
+    from campaigns.migrate import upgrade
+
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    course(tmp_path, LESSON + BY_TEXT + FOLLOW + CALL_PUSH, "old")
+    course(tmp_path, LESSON + BY_TEXT + FOLLOW + CALL_PUSH, "new")
+
+    def edit(data):
+        data["steps"][1]["wait_for"]["at_most"] = "1d"
+        data["steps"][3]["unless"] = {"any": [{"asked_for_call": True}, {"clicked": "lesson"}]}
+
+    rewrite(new_dir, edit)
+    url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
+    upgrade(url)
+    result = CliRunner().invoke(
+        main,
+        ["campaigns", "diff", str(new_dir / "branchy.yaml"), "--against",
+         str(old_dir / "branchy.yaml")],
+        env={"DATABASE_URL": url, "TEMPLATES_DIR": str(FIXTURES / "templates")},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "wait       step lesson_by_text: wait up to 2d for an open of lesson -> wait up to 1d "
+        "for an open of lesson -> 0 enrolled people affected"
+    ) in result.output
+    assert (
+        "condition  step call_push: unless asked for a call -> unless (asked for a call or "
+        "clicked lesson) (judged when the step falls due) -> 0 enrolled people affected"
+    ) in result.output
