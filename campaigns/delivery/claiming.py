@@ -118,7 +118,7 @@ def claim_due(
     }
     facts = Facts(session, list(subscribers.values()))
     received = {e.id: history[e.id].received for e in enrollments}
-    situations = _situations(session, campaigns, enrollments, subscribers, received, facts)
+    situations = _situations(session, campaigns, enrollments, subscribers, facts)
     rows, advancing, moves = [], [], []
     tokens = iter(new_public_tokens(2 * len(enrollments)))
     for enrollment in enrollments:
@@ -215,7 +215,7 @@ def claim_due(
     return work
 
 
-def _situations(session, campaigns, enrollments, subscribers, received, facts) -> dict:
+def _situations(session, campaigns, enrollments, subscribers, facts) -> dict:
     """What the conditions of this batch are judged on, for the people whose step (or the
     step after it, for a wait that may already be over) branches; nothing for the rest."""
     people, needs = [], set()
