@@ -87,6 +87,9 @@ class Subscriber(Base):
     sms_confirmation_sent_at: Mapped[datetime | None]
     # Random, unguessable; links carry tokens signed over it, never the id or address.
     public_token: Mapped[str] = mapped_column(String(43), unique=True)
+    # What sequence conditions can test (`attribute: {plan: medicare}`): names to text
+    # values, from an import's attr_<name> columns (campaigns.sequences.conditions).
+    attributes: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -174,6 +177,9 @@ class Enrollment(Base):
     next_step_key: Mapped[str | None] = mapped_column(String(63))
     next_due_at: Mapped[datetime | None]
     steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    # While the next step waits for an event (`wait_for`): "<event>:<awaited step>><next
+    # step>", so an open or a click wakes it in one UPDATE (campaigns.sequences.waits).
+    waiting_for: Mapped[str | None] = mapped_column(String(140))
     # campaigns.states.EnrollmentStatus
     status: Mapped[str] = mapped_column(String(20), default=EnrollmentStatus.ACTIVE)
     exit_reason: Mapped[str | None] = mapped_column(String(80))

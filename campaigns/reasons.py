@@ -24,6 +24,7 @@ class Reason(StrEnum):
     OUTSIDE_SEND_WINDOW = "outside_send_window"
     TEMPLATE_ERROR = "template_error"
     FALLBACK = "fallback"
+    CONDITION = "condition"  # the step's `if` / `unless` did not hold for this person
     # A provider's answer (campaigns.delivery.outcomes)
     ACCEPTED = "accepted"
     TEMPORARY_ERROR = "temporary_error"
@@ -86,6 +87,7 @@ TEXTS: dict[Reason, str] = {
     Reason.OUTSIDE_TEXT_HOURS: "outside text hours in the subscriber's time zone",
     Reason.OUTSIDE_SEND_WINDOW: "outside the course's send window in the subscriber's time zone",
     Reason.FALLBACK: "sent by text instead: the email could not go ({why})",
+    Reason.CONDITION: "condition: {condition}",
     Reason.TEMPLATE_ERROR: "template error",
     Reason.ACCEPTED: "accepted by provider",
     Reason.TEMPORARY_ERROR: "temporary provider error",

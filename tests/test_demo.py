@@ -1,9 +1,11 @@
 """`drip demo` end to end, as a newcomer runs it: a real worker with its scheduler and the
 real web app as subprocesses, on the shipped templates with the course's first four
-lessons a day apart (tests/fixtures/demo_course). Then, from its own database: no
-message later than its window explains, every person's lessons in order, and the
-people's doings (opens, clicks, a call request, a STOP, an unsubscribe) recorded; and
-every command its summary prints works as printed."""
+lessons a day apart and the shipped course's two branches (tests/fixtures/demo_course).
+Then, from its own database: no message later than its window explains, every person's
+lessons in order, the people's doings (opens, clicks, a call request, a STOP, an
+unsubscribe) recorded, the branches taken (the email reader who did not open a lesson
+got its text version; the one who asked for a call skipped the closing "ask us to call
+you" lesson); and every command its summary prints works as printed."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from sqlalchemy import func, select
 
 from campaigns.clock import FileClock
 from campaigns.db import make_engine, make_session_factory
-from campaigns.models import ConsentRecord, ContactRequest, Event, Suppression
+from campaigns.models import ConsentRecord, ContactRequest, Event, Message, Subscriber, Suppression
 from campaigns.reporting.funnels import campaign_report
 from campaigns.reporting.timelines import course_timelines, lateness
 from campaigns.sequences.registry import Registry
@@ -91,9 +93,12 @@ def test_every_message_went_at_its_moment_and_every_lesson_in_order(demo):
             went = sorted((e for e in t.sent if e.channel == channel), key=lambda e: e.sent_at)
             positions = [e.position for e in went]
             assert positions == sorted(positions), (t.first_name, channel, positions)
-        # Each lesson the person got came in step order, with none skipped on the way.
+        # Each lesson the person got came in step order, with none skipped on the way
+        # but the steps whose condition did not hold for them (each with its reason).
         lessons = sorted({e.position for e in t.sent})
-        assert lessons == list(range(1, len(lessons) + 1)), (t.first_name, lessons)
+        passed = {e.position for e in t.entries if (e.reason or "").startswith("condition: ")}
+        done = sorted(set(lessons) | {p for p in passed if p < max(lessons)})
+        assert done == list(range(1, len(done) + 1)), (t.first_name, lessons, passed)
     # Times are each person's own: the summary shows Kolkata, Sydney and Madrid clocks.
     for zone in (" IST ", " AEDT ", " CET"):
         assert zone in out
@@ -229,3 +234,50 @@ def test_the_demo_s_broker_writes_each_message_whole_and_kombu_reads_it(tmp_path
         message = queue.get(timeout=5)
         assert message.payload == {"ids": [1, 2, 3]}
         message.ack()
+
+
+def test_the_branches_took_each_person_their_own_way(demo):
+    """Sam opens only his first and third emails: the hip lesson's text version reached
+    him a day after its email. Maria and Lee opened that email within hours, so the step
+    ended at once for them, skipped by its condition; James has no phone and Priya and
+    Rosa no email, so it never applied to them (nor made them wait). Maria asked for a
+    call, so she skipped the closing "ask us to call you" lesson; everyone else still in
+    the course got it."""
+    with demo["factory"]() as session:
+        rows = session.execute(
+            select(Subscriber.first_name, Message.step_key, Message.channel, Message.status,
+                   Message.reason_code, Message.reason, Message.sent_at, Message.due_at)
+            .join(Subscriber, Subscriber.id == Message.subscriber_id)
+        ).all()  # fmt: skip
+    by = {}
+    for name, step, channel, status, code, reason, sent_at, due_at in rows:
+        by.setdefault((name, step), []).append((channel, status, code, reason, sent_at, due_at))
+    (sam_text,) = by[(None, "hip_pain_by_text")]  # Sam has no first name
+    assert sam_text[0] == "sms" and sam_text[1] in ("sent", "delivered")
+    (sam_email,) = by[(None, "hip_pain")]
+    assert sam_text[4] - sam_email[4] >= timedelta(days=1)  # he was waited for, a whole day
+    for name in ("Maria", "Lee"):
+        (row,) = by[(name, "hip_pain_by_text")]
+        assert row[1:4] == (
+            "skipped",
+            "condition",
+            "condition: unless opened hip_pain, which holds",
+        ), name
+        (email,) = by[(name, "hip_pain")]
+        assert row[5] - email[4] < timedelta(hours=10), name  # woken by the open, not a day
+    for name in ("James", "Priya", "Rosa"):
+        (row,) = by[(name, "hip_pain_by_text")]
+        assert row[1:4] == (
+            "skipped",
+            "condition",
+            "condition: if has email and text, which does not hold",
+        ), name
+    maria = by[("Maria", "next_step")]
+    assert {r[0] for r in maria} == {"email", "sms"}
+    assert all(r[1:4] == ("skipped", "condition", "condition: unless asked for a call, which holds")
+               for r in maria)  # fmt: skip
+    for name in ("James", "Lee", None):
+        assert any(r[1] in ("sent", "delivered") for r in by[(name, "next_step")]), name
+    out = demo["out"]
+    assert "Branches (steps with a condition" in out
+    assert "skipped for Maria: condition: unless asked for a call, which holds" in out

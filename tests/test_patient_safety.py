@@ -100,6 +100,16 @@ def sent(factory, subscriber_id, channel):
         return [(m.step_key, m.id) for m in rows]
 
 
+def skipped_by_condition(factory, subscriber_id):
+    """The steps that did not go to this person because their condition did not hold."""
+    with factory() as s:
+        return s.scalars(
+            select(Message.step_key)
+            .where(Message.subscriber_id == subscriber_id, Message.reason_code == "condition")
+            .order_by(Message.id)
+        ).all()
+
+
 def text_body(ctx, message_id):
     path = ctx.sms_provider.folder / "sms" / f"{message_id:08d}.txt"
     return path.read_text().split("\n\n", 1)[1].strip()
@@ -193,14 +203,18 @@ def test_a_text_only_person_gets_all_eleven_lessons_in_order_with_the_warning_si
     )
     run_course(course_ctx)
     texts = sent(factory, sid, "sms")
-    assert [key for key, _ in texts] == [s.key for s in course.steps]
+    # Every lesson; not the diagnosis lesson's text version for an email reader who did
+    # not open it (it is for people with email and text: hers came by text already).
+    lessons = [s.key for s in course.steps if s.key != "diagnosis_by_text"]
+    assert [key for key, _ in texts] == lessons and len(lessons) == 11
+    assert skipped_by_condition(factory, sid) == ["diagnosis_by_text"]
     bodies = [text_body(course_ctx, mid) for _, mid in texts]
     # Numbered on this channel as this person gets them: Lesson 1 of 9 ... 9 of 9.
     numbers_seen = [int(m[1]) for b in bodies if (m := re.search(r"Lesson (\d+) of 9", b))]
     assert numbers_seen == list(range(1, 10))
     signs = help_now_text("en", "911")
     for key in ("welcome", "diagnosis", "next_step"):
-        body = bodies[[s.key for s in course.steps].index(key)]
+        body = bodies[lessons.index(key)]
         assert signs in body, f"{key} lacks the warning signs"
     assert "rates may apply" in bodies[0].lower()
     for body in bodies:
@@ -229,16 +243,22 @@ def test_texts_beside_emails_stay_companions_and_emails_number_the_lessons(
     )
     run_course(course_ctx)
     emails = sent(factory, sid, "email")
-    assert [k for k, _ in emails] == [s.key for s in course.steps]
+    assert [k for k, _ in emails] == [s.key for s in course.steps if Channel.EMAIL in s.channels]
     subjects = [email_text(course_ctx, mid)[0] for _, mid in emails]
     assert [int(m[1]) for s in subjects if (m := re.match(r"Lesson (\d+):", s))] == list(
         range(1, 10)
     )
     texts = sent(factory, sid, "sms")
     # Only the steps that text alongside the email; no fallback texts for someone with mail.
+    # Sam opens nothing, so the diagnosis lesson also reaches him as its text version,
+    # which is the whole lesson and says so.
     assert [k for k, _ in texts] == [s.key for s in course.steps if Channel.SMS in s.channels]
-    for _, mid in texts:
-        assert not re.search(r"Lesson \d+ of", text_body(course_ctx, mid))
+    for key, mid in texts:
+        numbered = re.search(r"Lesson (\d+) of 9", text_body(course_ctx, mid))
+        if key == "diagnosis_by_text":
+            assert numbered and numbered[1] == "7"
+        else:
+            assert not numbered, key
 
 
 def test_someone_unsubscribed_from_email_gets_the_lesson_by_text_instead(
@@ -259,7 +279,9 @@ def test_someone_unsubscribed_from_email_gets_the_lesson_by_text_instead(
         unsubscribe(s, clock, person, channels=(Channel.EMAIL,), source="test", evidence={})
     run_course(course_ctx)
     course = shipped.get(COURSE)
-    assert [k for k, _ in sent(factory, sid, "sms")] == [s.key for s in course.steps]
+    lessons = [s.key for s in course.steps if s.key != "diagnosis_by_text"]
+    assert [k for k, _ in sent(factory, sid, "sms")] == lessons  # every lesson, once
+    assert skipped_by_condition(factory, sid) == ["diagnosis_by_text"]
     assert sent(factory, sid, "email") == []
     with factory() as s:
         stopped = s.scalars(

@@ -345,8 +345,12 @@ def _enroll(demo: Demo, course) -> None:
             demo.names[sub.id] = person.get("first_name") or "(no name)"
             demo.phones[sub.id] = person.get("phone")
             for channel in ("email", "sms"):
+                # The messages they will surely get: a step with a condition may not come
+                # (a habit "on the last one" acts on the last of these).
                 expected[(sub.id, channel)] = sum(
-                    channel in step.channels_for(reach) for step in course.steps
+                    channel in step.channels_for(reach)
+                    for step in course.steps
+                    if not step.branch.conditional
                 )
     demo.diary = Diary(people, expected)
 
@@ -495,6 +499,11 @@ def _summary(demo: Demo, elapsed: float) -> None:
     say("\nTiming:")
     for line in lateness_lines(lateness(timelines)):
         say(f"  {line}")
+    branch_lines = _branches(demo, timelines)
+    if branch_lines:
+        say("\nBranches (steps with a condition: who got them, who skipped them and why):")
+        for line in branch_lines:
+            say(f"  {line}")
     say(f"\nPer step and channel (`drip report {demo.campaign}`):")
     for line in report_lines(report):
         say(f"  {line}")
@@ -510,6 +519,31 @@ def _summary(demo: Demo, elapsed: float) -> None:
     for command, what in demo_commands(demo):
         say(f"  {command}\n      {what}")
     say("(`drip demo --serve` runs the demo, then keeps its web app up until Ctrl-C.)")
+
+
+def _branches(demo: Demo, timelines) -> list[str]:
+    course = demo.rt.registry.get(demo.campaign)
+    lines = []
+    for step in course.steps:
+        if not (step.branch.conditional or step.wait_for):
+            continue
+        got, skipped = [], {}
+        for t in timelines:
+            entries = [e for e in t.entries if e.step_key == step.key]
+            name = demo.names.get(t.subscriber_id, "?")
+            if any(e.sent_at for e in entries):
+                got.append(name)
+            elif entries and entries[0].reason:
+                skipped.setdefault(entries[0].reason, []).append(name)
+        rule = "; ".join(
+            p
+            for p in (step.wait_for and f"waits {step.wait_for.describe()}", step.branch.describe())
+            if p
+        )
+        lines.append(f"{step.key} ({rule}): went to {', '.join(got) or 'nobody'}")
+        for reason, names in skipped.items():
+            lines.append(f"    skipped for {', '.join(names)}: {reason}")
+    return lines
 
 
 def say(text: str) -> None:

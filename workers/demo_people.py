@@ -101,6 +101,34 @@ HABITS = (
     Habit("lee@example.com", "read", "email", 11, _h(9.1)),
 )
 
+
+def sample_doings(course) -> dict[str, dict]:
+    """HABITS as `drip simulate` takes them (campaigns.reporting.simulation): per person
+    (email or phone), `opens` (True, or the steps whose emails they open) and
+    `asks_for_call` (the step after which they ask), the nth message counted along the
+    course's steps as the person can receive them."""
+    out: dict[str, dict] = {}
+    for person in SAMPLE_PEOPLE:
+        who = person.get("email") or person.get("phone")
+        reach = [c for c, k in (("email", "email"), ("sms", "phone")) if person.get(k)]
+        doings: dict = {}
+        for habit in HABITS:
+            if habit.who != who or habit.does not in ("open", "call"):
+                continue
+            steps = [s.key for s in course.steps if habit.channel in s.channels_for(reach)]
+            if not steps:
+                continue
+            step = None if habit.nth is None else steps[min(habit.nth, len(steps)) - 1]
+            if habit.does == "call":
+                doings["asks_for_call"] = step or steps[0]
+            elif step is None:
+                doings["opens"] = True
+            elif doings.get("opens") is not True:
+                doings["opens"] = {*doings.get("opens", ()), step}
+        out[who] = doings
+    return out
+
+
 VERBS = {
     "open": "opens",
     "read": "reads online",

@@ -4,13 +4,15 @@ Files are written per locale: NN_step.html (the email as a browser shows it), NN
 (the plain-text part, with subject and preheader on top), NN_step.sms.txt (the text,
 with its encoding and segment count), and timeline.txt: the local date and time each step
 would reach someone who joins at a given moment in a given time zone, computed by the
-same scheduling rules the workers use.
+same scheduling rules the workers use; on a course with branches, once per path through
+it (opens every email, opens none, asked for a call, text only...), with the steps each
+path skips and why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,6 +20,7 @@ from campaigns.content.rendering import Recipient, Renderer
 from campaigns.content.sms_text import segments
 from campaigns.links import Signer, links_for
 from campaigns.sequences.campaign import Campaign
+from campaigns.sequences.conditions import Situation
 from campaigns.sequences.timing import Policy, step_window
 from campaigns.sequences.windows import next_allowed
 from campaigns.states import CHANNELS, Channel
@@ -29,20 +32,128 @@ class TimelineRow:
     key: str
     channels: tuple[str, ...]
     at: datetime  # local time in the chosen zone
+    skipped: str | None = None  # why the step does not go to this person (its condition)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way through a course with branches: who the person is and what they do."""
+
+    title: str
+    channels: tuple[str, ...]
+    opens: bool = True  # opens (and clicks in) every email as it arrives
+    asked_for_call: bool = False  # asked for a call before the course began
+
+
+def routes(campaign: Campaign) -> list[Route]:
+    """The people a timeline shows. A straight course: someone with email and text, and
+    someone with text only. A course with branches adds the paths its conditions tell
+    apart: an email reader who never opens, someone who asked for a call, someone with
+    email only."""
+    both, text = tuple(CHANNELS), (Channel.SMS,)
+    if not campaign.branches:
+        return [Route("email and text", both), Route("text only", text)]
+    needs, tests = set(), set()
+    for step in campaign.steps:
+        needs |= step.branch.needs()
+        for condition in step.branch.conditions():
+            tests |= {name for name, _ in _flat(condition)}
+    out = [Route("email and text, opens every email", both)]
+    if "engagement" in needs:
+        out.append(Route("email and text, opens no email", both, opens=False))
+    if "calls" in needs:
+        out.append(Route("email and text, opens every email, asked for a call", both, True, True))
+    if tests & {"has_channel", "lacks_channel"}:
+        out.append(Route("email only, opens every email", (Channel.EMAIL,)))
+    out.append(Route("text only", text))
+    return out
+
+
+def _flat(condition):
+    for name, value in condition.tests:
+        yield name, value
+        if name in ("any", "all"):
+            for inner in value:
+                yield from _flat(inner)
 
 
 def timeline(
-    campaign: Campaign, joined: datetime, zone: str, channels: tuple[str, ...], policy: Policy
+    campaign: Campaign,
+    joined: datetime,
+    zone: str,
+    channels: tuple[str, ...],
+    policy: Policy,
+    route: Route | None = None,
+    locale: str | None = None,
 ) -> list[TimelineRow]:
-    """When each step reaches someone who joins at `joined` and can receive `channels`."""
+    """When each step reaches someone who joins at `joined` and can receive `channels`,
+    by the scheduler's rules; on a course with branches, for someone who behaves as
+    `route` says (opens as each email arrives, so a wait for an open ends at once), in
+    `locale`, with no attributes. A skipped step counts as having happened when it was
+    due: the next step's delay counts from then, as in the engine."""
     tz = ZoneInfo(zone)
+    route = route or Route("", channels)
+    opened: set[str] = set()
     rows, base = [], joined
     for step in campaign.steps:
         wanted = step.channels_for(channels)
-        due = next_allowed(base + step.delay, step_window(campaign, wanted, policy), tz)
-        rows.append(TimelineRow(step.index + 1, step.key, tuple(wanted), due.astimezone(tz)))
+        window = step_window(campaign, wanted, policy)
+        situation = Situation(
+            opened=frozenset(opened),
+            clicked=frozenset(opened),
+            asked_for_call=route.asked_for_call,
+            channels=frozenset(channels),
+            locale=campaign.locale_for(locale),
+        )
+        delay = timedelta(0) if step.branch.wait_is_over(situation) else step.delay
+        due = next_allowed(base + delay, window, tz)
+        why_not = step.branch.why_not(situation)
+        rows.append(
+            TimelineRow(step.index + 1, step.key, tuple(wanted), due.astimezone(tz), why_not)
+        )
+        if why_not is None and route.opens and Channel.EMAIL in wanted:
+            opened.add(step.key)
         base = due
     return rows
+
+
+def timeline_lines(rows: list[TimelineRow]) -> list[str]:
+    width = max([16, *(len(r.key) for r in rows)])
+    return [
+        f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<{width}} "
+        + (f"skipped ({r.skipped})" if r.skipped else "+".join(r.channels))
+        for r in rows
+    ]
+
+
+def timeline_text(
+    campaign: Campaign, locale: str, zone: str, joined: datetime, policy: Policy
+) -> str:
+    """timeline.txt: each route through the course, one after another."""
+    lines = [
+        (
+            f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
+            f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}"
+        ),
+        (
+            f"send window: {campaign.window.describe()}; texts only "
+            f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local"
+        ),
+    ]
+    branching = [s for s in campaign.steps if s.branch.conditional or s.wait_for]
+    if branching:
+        lines += ["", "branches:"]
+        for step in branching:
+            parts = [p for p in (step.branch.describe(),) if p]
+            if step.wait_for:
+                parts.insert(0, f"waits {step.wait_for.describe()}")
+            lines.append(f"{step.index + 1:>2}. {step.key}: {'; '.join(parts)}")
+    for route in routes(campaign):
+        lines += ["", f"{route.title}:"]
+        lines += timeline_lines(
+            timeline(campaign, joined, zone, route.channels, policy, route, locale)
+        )
+    return "\n".join(lines) + "\n"
 
 
 def sms_variants(step) -> list[bool]:
@@ -105,22 +216,8 @@ def write_preview(
                 encoding="utf-8",
             )
             written.append(folder / name)
-    lines = [
-        (
-            f"{campaign.name_for(locale)} (v{campaign.version}): someone joining "
-            f"{joined.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M} in {zone}"
-        ),
-        (
-            f"send window: {campaign.window.describe()}; texts only "
-            f"{policy.sms_window.start:%H:%M}-{policy.sms_window.end:%H:%M} local"
-        ),
-    ]
-    for title, channels in (("email and text", CHANNELS), ("text only", (Channel.SMS,))):
-        lines += ["", f"{title}:"]
-        lines += [
-            f"{r.number:>2}. {r.at:%a %d %b %H:%M %Z}  {r.key:<16} {'+'.join(r.channels)}"
-            for r in timeline(campaign, joined, zone, channels, policy)
-        ]
-    (folder / "timeline.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "timeline.txt").write_text(
+        timeline_text(campaign, locale, zone, joined, policy), encoding="utf-8"
+    )
     written.append(folder / "timeline.txt")
     return written

@@ -14,6 +14,15 @@ worth reading again; once that step has gone, the next one is due its full delay
 the moment it actually went out. A step held back by time (text hours, retries, rate
 limits, an outage) is therefore sent late but in order, and everything after it shifts
 with it; an `unconfirmed` message holds its person until it is settled.
+
+Branches (campaigns.sequences.conditions) are judged here too, when a step falls due: a
+step whose `if` / `unless` does not hold writes one outbox row per channel, `skipped`
+with the reason `condition`, and the cursor moves on as after any step (the next delay
+counts from that moment). The facts conditions need are read for the whole batch, one
+query per kind (campaigns.sequences.situations), and only for people whose step, or the
+step after it, has a condition or a wait: a course without branches costs nothing more.
+A step that waits for an event (`wait_for`) is due at its `at_most`, or at once when the
+event has already come; its cursor carries `waiting_for` so the event can wake it.
 """
 
 from __future__ import annotations
@@ -30,10 +39,12 @@ from campaigns.delivery.ordering import histories, read_again_at, went_out_late
 from campaigns.delivery.work import Work
 from campaigns.links import new_public_token, new_public_tokens
 from campaigns.models import Enrollment, Message, Subscriber
-from campaigns.reasons import missing_campaign, missing_step
+from campaigns.reasons import Reason, missing_campaign, missing_step
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import next_after
-from campaigns.sequences.timing import Policy, due_time
+from campaigns.sequences.situations import read_situations
+from campaigns.sequences.timing import Policy, due_at_once, due_time
+from campaigns.sequences.waits import waiting_for
 from campaigns.states import EnrollmentStatus, MessageStatus
 
 # What a claim reads of each cursor and each person: only what it decides with (each
@@ -107,6 +118,7 @@ def claim_due(
     }
     facts = Facts(session, list(subscribers.values()))
     received = {e.id: history[e.id].received for e in enrollments}
+    situations = _situations(session, campaigns, enrollments, subscribers, facts)
     rows, advancing, moves = [], [], []
     tokens = iter(new_public_tokens(2 * len(enrollments)))
     for enrollment in enrollments:
@@ -124,15 +136,31 @@ def claim_due(
             )
             continue
         subscriber = subscribers[enrollment.subscriber_id]
+        situation = situations.get(enrollment.id)
+        woken = situation is not None and step.branch.wait_is_over(situation)
         late = went_out_late(enrollment, history[enrollment.id], policy)
-        if late is not None:
+        if late is not None and not woken:
             # The previous step went out after the cursor was set: the delay counts from then.
             due = due_time(late, campaign, step, subscriber, facts.reachable(subscriber), policy)
             if due > now + policy.order_slack:
                 holds.append({"id": enrollment.id, "next_due_at": due, "cursor_base_at": late})
                 work.held += 1
                 continue
-        outcomes = _outcomes(step, subscriber, facts)
+        why_not = step.branch.why_not(situation) if situation is not None else None
+        skip = None
+        if why_not is not None:
+            skip = Stop.of(MessageStatus.SKIPPED, Reason.CONDITION, condition=why_not)
+        elif woken:
+            # The event ended the wait, perhaps at night: a step that sends waits for its
+            # window (a skipped one needs none).
+            due = due_at_once(now, campaign, step, subscriber, facts.reachable(subscriber), policy)
+            if due > now + policy.order_slack:
+                holds.append({"id": enrollment.id, "next_due_at": due})
+                work.held += 1
+                continue
+        outcomes = (
+            _outcomes(step, subscriber, facts) if skip is None else _skipped(step, subscriber, skip)
+        )
         for channel, stop in outcomes:
             state = (
                 stop.values()
@@ -165,14 +193,48 @@ def claim_due(
     for enrollment, campaign, step, subscriber in advancing:
         moves.append(
             _advance(
-                enrollment, campaign, step, subscriber, received[enrollment.id], facts, due_times
+                enrollment,
+                campaign,
+                step,
+                subscriber,
+                received[enrollment.id],
+                facts,
+                due_times,
+                situations.get(enrollment.id),
             )
         )
-    _move_cursors(session, moves, now)
+    # Only a cursor moving onto or off a waiting step has a `waiting_for` to write.
+    waits = any(
+        step.wait_for is not None or move["waiting_for"] is not None
+        for (_, _, step, _), move in zip(advancing, moves, strict=True)
+    )
+    _move_cursors(session, moves, now, waits)
     _hold(session, holds, now)
     work.email.sort()
     work.sms.sort()
     return work
+
+
+def _situations(session, campaigns, enrollments, subscribers, facts) -> dict:
+    """What the conditions of this batch are judged on, for the people whose step (or the
+    step after it, for a wait that may already be over) branches; nothing for the rest."""
+    people, needs = [], set()
+    for e in enrollments:
+        campaign = campaigns.get(e.campaign_key)
+        if campaign is None or not campaign.branches:
+            continue
+        wanted = campaign.branch_needs.get(e.next_step_key)
+        if wanted is not None:
+            people.append((e.id, subscribers[e.subscriber_id], campaign))
+            needs |= wanted
+    return read_situations(session, people, facts, needs)
+
+
+def _skipped(step, subscriber: Subscriber, stop: Stop) -> list[tuple[str, Stop | None]]:
+    """A step whose condition does not hold ends on each of its channels the person has
+    an address for (on all of them when they have none), skipped with the reason."""
+    channels = [c for c in step.channels if address_for(subscriber, c)] or list(step.channels)
+    return [(channel, stop) for channel in channels]
 
 
 def _outcomes(step, subscriber: Subscriber, facts: Facts) -> list[tuple[str, Stop | None]]:
@@ -257,9 +319,13 @@ class _DueTimes:
         return due
 
 
-def _advance(enrollment, campaign, step, subscriber, received, facts: Facts, due_times) -> dict:
+def _advance(
+    enrollment, campaign, step, subscriber, received, facts: Facts, due_times, situation=None
+) -> dict:
     """The cursor past `step`: its next step and due time, or completed. Delays count
-    from when the previous step went out (now), as subscribers experience them."""
+    from when the previous step went out (now), as subscribers experience them. A next
+    step whose wait is already over (its event has come, or the step will not go to this
+    person either way) is due at once, in its window."""
     following = next_after(campaign, step, received)
     if following is None:
         return {
@@ -267,12 +333,21 @@ def _advance(enrollment, campaign, step, subscriber, received, facts: Facts, due
             "status": EnrollmentStatus.COMPLETED,
             "next_step_key": None,
             "next_due_at": None,
+            "waiting_for": None,
         }
+    reachable = facts.reachable(subscriber)
+    if situation is not None and following.branch.wait_is_over(situation):
+        due = due_at_once(
+            due_times.now, campaign, following, subscriber, reachable, due_times.policy
+        )
+    else:
+        due = due_times(campaign, following, subscriber, reachable)
     return {
         "id": enrollment.id,
         "status": EnrollmentStatus.ACTIVE,
         "next_step_key": following.key,
-        "next_due_at": due_times(campaign, following, subscriber, facts.reachable(subscriber)),
+        "next_due_at": due,
+        "waiting_for": waiting_for(following),
     }
 
 
@@ -284,21 +359,25 @@ _CURSOR_COLUMNS = {
 }
 
 
-def _move_cursors(session: Session, moves: list[dict], now) -> None:
+def _move_cursors(session: Session, moves: list[dict], now, waits: bool = False) -> None:
     """Write the claimed cursors back in one statement: each one step further, based now.
     One UPDATE over arrays on PostgreSQL (the rows are locked FOR UPDATE by the claim),
-    an executemany elsewhere."""
+    an executemany elsewhere. `waiting_for` is written only when some cursor of the batch
+    moves onto or off a step that waits (no other cursor holds one: the reconcile after a
+    live edit writes it for everyone it moves)."""
     if not moves:
         return
+    columns = {**_CURSOR_COLUMNS, "waiting_for": "text"} if waits else _CURSOR_COLUMNS
     if session.get_bind().dialect.name == "postgresql":
-        source, params = _binary_unnest(_CURSOR_COLUMNS, moves)
+        source, params = _binary_unnest(columns, moves)
+        waiting = "waiting_for = v.waiting_for, " if waits else ""
         # `id = ANY` beside the join: without it a small table is read whole (the planner
         # cannot see how few rows the arrays hold), with it the primary key finds them.
         session.connection().exec_driver_sql(
             "UPDATE enrollments SET status = v.status, next_step_key = v.next_step_key, "
-            "next_due_at = v.next_due_at, steps_done = enrollments.steps_done + 1, "
+            f"next_due_at = v.next_due_at, {waiting}steps_done = enrollments.steps_done + 1, "
             "cursor_base_at = %(now)s, updated_at = %(now)s "
-            f"FROM {source} AS v({', '.join(_CURSOR_COLUMNS)}) "
+            f"FROM {source} AS v({', '.join(columns)}) "
             "WHERE enrollments.id = v.id AND enrollments.id = ANY(%(id)b::int[])",
             {**params, "now": now},
         )
@@ -311,11 +390,12 @@ def _move_cursors(session: Session, moves: list[dict], now) -> None:
             status=bindparam("m_status"),
             next_step_key=bindparam("m_next_step_key"),
             next_due_at=bindparam("m_next_due_at"),
+            **({"waiting_for": bindparam("m_waiting_for")} if waits else {}),
             steps_done=table.c.steps_done + 1,
             cursor_base_at=now,
             updated_at=now,
         ),
-        [{f"m_{name}": value for name, value in move.items()} for move in moves],
+        [{f"m_{name}": move[name] for name in columns} for move in moves],
     )
 
 

@@ -13,6 +13,7 @@ rejected. Both keep the same rules, record by record:
   two people, or that would replace an address on file, is rejected (addresses are
   never replaced by an import: a changed one needs a person to look);
 - a blank address, first name, language or time zone is filled from the record;
+- attributes (attr_<name> columns) are set from the record where it gives a value;
 - consent is granted for a channel the record consents to only when that channel has no
   history at all for the person and its address is not suppressed, so an old list never
   undoes an unsubscribe or STOP;
@@ -68,6 +69,9 @@ class Row:
     consent: tuple[str, ...]
     consent_source: str | None
     consent_date: str | None
+    # (name, value) of the file's attr_<name> columns with a value: sequence conditions
+    # test them; the file's value replaces the person's, a blank cell leaves it.
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -149,6 +153,7 @@ def write_row(
         timezone=row.timezone,
         source="import",
     )
+    _set_attributes(sub, row)
     evidence = _evidence(row, source, file_name)
     for channel in row.consent:
         history = session.scalar(
@@ -184,6 +189,12 @@ def write_row(
     enroll(session, clock, registry, sub, campaign_key, policy, source="import")
     outcome.enrolled, outcome.already_enrolled = existing is None, existing is not None
     return outcome
+
+
+def _set_attributes(sub: Subscriber, row: Row) -> None:
+    if row.attributes:
+        # A new dict: the JSON column is not tracked for changes made in place.
+        sub.attributes = {**(sub.attributes or {}), **dict(row.attributes)}
 
 
 def _why_not(channels: tuple[str, ...], causes: list[str | None]) -> str:
@@ -321,6 +332,7 @@ def write_batch(
             sub.locale = row.locale
         if row.timezone:
             sub.timezone = row.timezone
+        _set_attributes(sub, row)
         evidence = _evidence(row, source, file_name)
         for channel in row.consent:
             address = row.email if channel == Channel.EMAIL else row.phone

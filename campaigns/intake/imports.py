@@ -83,6 +83,11 @@ ALIASES = {
     "time_zone": "timezone",
     "tz": "timezone",
 }
+# Subscriber attributes, for sequence conditions (`attribute: {plan: medicare}`):
+# a column `attr_plan` sets the attribute `plan`; a blank cell leaves it as it is.
+ATTRIBUTE_PREFIX = "attr_"
+_ATTRIBUTE = re.compile(r"^attr_[a-z][a-z0-9_]{0,39}$")
+MAX_ATTRIBUTE = 200  # characters of a value
 YES = {"yes", "y", "true", "1"}
 NO = {"no", "n", "false", "0", ""}
 _LOCALE = re.compile(r"^[a-z]{2}([-_][a-z]{2})?$")
@@ -200,7 +205,7 @@ def map_header(header: list[str]) -> tuple[dict[str, int], list[str]]:
     for i, name in enumerate(header):
         key = re.sub(r"[\s\-]+", "_", name.strip().lower())
         key = ALIASES.get(key, key)
-        if key not in COLUMNS:
+        if key not in COLUMNS and not _ATTRIBUTE.match(key):
             ignored.append(name.strip())
             continue
         if key in index:
@@ -270,6 +275,13 @@ def parse_row(
     locale = get("locale")
     if locale and not _LOCALE.match(locale.lower()):
         raise RowError(f"locale: {locale!r} is not a language code like en or es")
+    attributes = []
+    for key in index:
+        if key.startswith(ATTRIBUTE_PREFIX) and get(key):
+            value = get(key)
+            if len(value) > MAX_ATTRIBUTE:
+                raise RowError(f"{key}: longer than {MAX_ATTRIBUTE} characters")
+            attributes.append((key.removeprefix(ATTRIBUTE_PREFIX), value))
     consent = []
     for channel, address, what in (
         (Channel.EMAIL, email, "email address"),
@@ -302,6 +314,7 @@ def parse_row(
         tuple(consent),
         get("consent_source"),
         date,
+        tuple(sorted(attributes)),
     )
 
 

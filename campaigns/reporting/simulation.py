@@ -16,20 +16,32 @@ simulated (at SMS_RATE_PER_SECOND=1, 1,000 texts due in one minute take 17 minut
         a timeline per person (campaigns.reporting.timelines) and the per-step report
         (campaigns.reporting.funnels)
     generated_cohort(n, zones) ─► n people across zones, channels and languages
+
+What people do, for a course with branches: a person may carry `opens` (True: every
+email; a set of step keys: those steps' emails; False, the default: none) and
+`asks_for_call` (a step key: they ask once that step has reached them). They do it an
+hour after the message arrives, through the engine's own functions: an open is recorded
+as the open pixel records it (campaigns.tracking.portal.record_engagement, which also
+ends a wait for it), a call request by the `call_request` function the caller hands in
+(the care team's queue, campaigns.care.contact_queue, sits beside this module, not
+under it). So each person's timeline shows the path their doings take: the text version
+a non-opener gets, the push someone who asked for a call skips.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import cycle
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
-from campaigns.clock import FixedClock
+from campaigns.clock import Clock, FixedClock
 from campaigns.content.rendering import Renderer
 from campaigns.db import make_engine, make_session_factory, transaction
 from campaigns.delivery import scheduler
@@ -40,11 +52,14 @@ from campaigns.delivery.sending import SendContext, send_batch
 from campaigns.delivery.work import Work
 from campaigns.links import Signer
 from campaigns.migrate import upgrade
+from campaigns.models import Message, Subscriber
 from campaigns.reporting.funnels import CampaignReport, campaign_report
 from campaigns.reporting.timelines import Timeline, course_timelines
 from campaigns.sequences.campaign import Campaign
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
+from campaigns.states import Channel, EventType
+from campaigns.tracking.portal import Visit, record_engagement
 
 # Spread across offsets, daylight-saving rules (none, northern, southern) and a
 # half-hour zone, so one run shows how the windows land around the world.
@@ -62,6 +77,10 @@ DEFAULT_ZONES = (
 _AREA_CODES = (202, 213, 212, 305, 312, 415, 617, 702, 206, 303, 404, 503, 512, 602, 615, 713)
 MAX_GENERATED = 100 * len(_AREA_CODES)
 MAX_MOMENTS = 200_000  # a course that never settles is a bug, not a long run
+# How long after a message arrives a simulated person opens it or asks for a call.
+ACTS_AFTER = timedelta(hours=1)
+
+CallRequest = Callable[[Session, Clock, Visit], object]
 
 
 class RecordingProvider:
@@ -98,12 +117,14 @@ class Simulation:
 
 def generated_cohort(n: int, zones: tuple[str, ...] = DEFAULT_ZONES) -> list[dict]:
     """`n` people: by turns email only, texts only, both; in `zones` by turns; English and
-    Spanish by turns."""
+    Spanish by turns; by turns opening every email and none (so a course with branches
+    shows both paths)."""
     if not 1 <= n <= MAX_GENERATED:
         raise ValueError(f"a generated cohort has 1 to {MAX_GENERATED} people, not {n}")
     reach = cycle(("email", "sms", "both"))
     zone = cycle(zones or DEFAULT_ZONES)
     locale = cycle(("en", "es", "en"))
+    opens = cycle((True, False))
     people = []
     for i in range(n):
         how = next(reach)
@@ -115,9 +136,67 @@ def generated_cohort(n: int, zones: tuple[str, ...] = DEFAULT_ZONES) -> list[dic
                 "phone": f"+1{area}555{line:04d}" if how != "email" else None,
                 "timezone": next(zone),
                 "locale": next(locale),
+                "opens": next(opens),
             }
         )
     return people
+
+
+class _Doings:
+    """What the cohort does with what reaches it, planned as messages go out and done at
+    their moment (the loop's clock stops there as it stops at anything due)."""
+
+    def __init__(self, doings: dict[int, dict], call_request: CallRequest | None):
+        self.doings = doings  # subscriber id -> {"opens": ..., "asks_for_call": ...}
+        self.call_request = call_request
+        self.seen: set[int] = set()
+        self.asked: set[int] = set()
+        self.since: datetime | None = None
+        self.planned: list[tuple[datetime, str, int]] = []  # (when, open | call, message id)
+        self.anyone = any(d.get("opens") or d.get("asks_for_call") for d in doings.values())
+
+    def __bool__(self) -> bool:
+        return self.anyone
+
+    def notice(self, session: Session, now: datetime) -> None:
+        """Plan what people do with the messages that went out since the last look (the
+        clock only moves forward, so those went out at or after that look)."""
+        query = select(
+            Message.id, Message.subscriber_id, Message.step_key, Message.channel, Message.sent_at
+        ).where(Message.sent_at.is_not(None))
+        if self.since is not None:
+            query = query.where(Message.sent_at >= self.since)
+        for mid, sid, step_key, channel, sent_at in session.execute(query):
+            if mid in self.seen:
+                continue
+            self.seen.add(mid)
+            doings = self.doings.get(sid) or {}
+            opens = doings.get("opens")
+            if channel == Channel.EMAIL and (
+                opens is True or (isinstance(opens, (set, frozenset)) and step_key in opens)
+            ):
+                self.planned.append((sent_at + ACTS_AFTER, "open", mid))
+            if doings.get("asks_for_call") == step_key and sid not in self.asked:
+                self.asked.add(sid)
+                self.planned.append((sent_at + ACTS_AFTER, "call", mid))
+        self.since = now
+
+    def next_at(self) -> datetime | None:
+        return min((at for at, _, _ in self.planned), default=None)
+
+    def act(self, factory, clock: Clock) -> bool:
+        now = clock.now()
+        due = sorted(p for p in self.planned if p[0] <= now)
+        self.planned = [p for p in self.planned if p[0] > now]
+        for _, what, mid in due:
+            with transaction(factory) as session:
+                msg = session.get(Message, mid)
+                visit = Visit(msg, session.get(Subscriber, msg.subscriber_id))
+                if what == "open":
+                    record_engagement(session, clock, visit, EventType.OPENED, {"route": "o"})
+                else:
+                    self.call_request(session, clock, visit)
+        return bool(due)
 
 
 def simulate(
@@ -132,10 +211,14 @@ def simulate(
     signer: Signer,
     base_url: str,
     default_country: str,
+    call_request: CallRequest | None = None,
 ) -> Simulation:
     """Run `campaign_key` for `people` from `start` for `days`; DefinitionError for a
-    broken campaign, before anything runs."""
+    broken campaign, before anything runs. `call_request(session, clock, visit)` records
+    a person's call request (needed when someone in `people` asks for one)."""
     campaign = registry.get(campaign_key)
+    if call_request is None and any(p.get("asks_for_call") for p in people):
+        raise ValueError("people who ask for a call need a call_request function")
     end = start + timedelta(days=days)
     with tempfile.TemporaryDirectory(prefix="drip-simulate-") as scratch:
         url = f"sqlite:///{Path(scratch) / 'simulation.sqlite3'}"
@@ -146,7 +229,7 @@ def simulate(
         try:
             factory = make_session_factory(engine)
             clock = FixedClock(start)
-            rejected = _enroll(factory, clock, registry, policy, campaign_key, people)
+            rejected, doings = _enroll(factory, clock, registry, policy, campaign_key, people)
             provider = RecordingProvider()
             ctx = SendContext(
                 factory=factory,
@@ -159,7 +242,7 @@ def simulate(
                 email_provider=provider,
                 sms_provider=provider,
             )
-            moments = _run(ctx, end)
+            moments = _run(ctx, end, _Doings(doings, call_request))
             with factory() as session:
                 timelines = course_timelines(
                     session, registry, policy, campaign_key, default_country
@@ -183,8 +266,9 @@ def _no_sync(dbapi_conn, _record) -> None:
     dbapi_conn.execute("PRAGMA synchronous=OFF")
 
 
-def _enroll(factory, clock, registry, policy, campaign_key, people) -> list[tuple[dict, str]]:
-    rejected = []
+def _enroll(factory, clock, registry, policy, campaign_key, people):
+    """Enroll everyone; (the people left out and why, each subscriber's doings)."""
+    rejected, doings = [], {}
     for person in people:
         details = {k: person.get(k) for k in ("first_name", "email", "phone", "timezone", "locale")}
         # Consent to every channel they gave an address for, unless the cohort says.
@@ -196,21 +280,33 @@ def _enroll(factory, clock, registry, policy, campaign_key, people) -> list[tupl
                 sub = upsert_subscriber(
                     session, clock, consent=consent, source="simulation", **details
                 )
+                if person.get("attributes"):
+                    sub.attributes = {**(sub.attributes or {}), **person["attributes"]}
                 enroll(session, clock, registry, sub, campaign_key, policy, source="simulation")
+                doings[sub.id] = {
+                    "opens": person.get("opens"),
+                    "asks_for_call": person.get("asks_for_call"),
+                }
         except InvalidSubscriber as exc:
             rejected.append((person, str(exc)))
-    return rejected
+    return rejected, doings
 
 
-def _run(ctx: SendContext, end: datetime) -> int:
-    """Do everything due at each moment, then jump to the next; the number of moments."""
+def _run(ctx: SendContext, end: datetime, doings: _Doings) -> int:
+    """Do everything due at each moment (people's doings first, then the engine), then
+    jump to the next; the number of moments."""
     clock = ctx.clock
     moments = 0
     for _ in range(MAX_MOMENTS):
-        if _work_now(ctx):
+        acted = doings.act(ctx.factory, clock) if doings else False
+        if _work_now(ctx) or acted:
             moments += 1
         with ctx.factory() as session:
+            if doings:
+                doings.notice(session, clock.now())
             upcoming = read_agenda(session, clock.now()).next_at
+        planned = doings.next_at() if doings else None
+        upcoming = min((t for t in (upcoming, planned) if t is not None), default=None)
         if upcoming is None or upcoming > end:
             return moments
         clock.current = upcoming

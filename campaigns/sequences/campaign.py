@@ -18,6 +18,14 @@ A file under `campaigns/definitions/` describes one campaign:
         subject: {en: "...", es: "..."}
         preheader: {en: "...", es: "..."}
         review: {by: "Ana Ruiz, PT", date: 2026-11-28, copy: "sha256:1a2b3c4d5e6f7a8b"}
+      - key: welcome_by_text
+        wait_for: {event: opened, step: welcome, at_most: 2d}   # instead of a delay
+        if: {has_channel: [email, sms]}      # optional: when the step applies
+        unless: {opened: welcome}            # optional: when it does not
+        channels: [sms]
+        template: welcome
+
+`if`, `unless` and `wait_for` are the branching vocabulary (campaigns/sequences/conditions.py).
 
 `review` records who clinically reviewed the step's copy, when, and a fingerprint of
 that copy (campaigns/content/review.py computes it; `drip campaigns review` writes it).
@@ -33,16 +41,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from campaigns.sequences.conditions import (
+    Branch,
+    Condition,
+    ConditionSpec,
+    WaitFor,
+    WaitForSpec,
+)
+from campaigns.sequences.delays import parse_delay
 from campaigns.sequences.windows import DAYS, Window
 from campaigns.states import Channel
 
-_DELAY = re.compile(r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
 _KEY = r"^[a-z][a-z0-9_]{0,62}$"
 
 
@@ -52,24 +68,6 @@ class DefinitionError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-def parse_delay(value: str | int) -> timedelta:
-    """'3d', '1w 2d', '12h', '30m', '0m' (or a whole number of minutes)."""
-    if isinstance(value, bool):
-        raise ValueError("delay must be like '3d', '12h' or '30m'")  # pydantic reports ValueErrors
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("delay must not be negative")
-        return timedelta(minutes=value)
-    text = str(value).strip().lower()
-    if text.startswith("-"):
-        raise ValueError("delay must not be negative")
-    match = _DELAY.match(text)
-    if not text or not match or not any(match.groups()):
-        raise ValueError(f"delay {value!r} is not like '3d', '1w 2d', '12h' or '30m'")
-    weeks, days, hours, minutes = (int(g or 0) for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
 
 
 def _parse_hhmm(value: str) -> time:
@@ -132,7 +130,7 @@ class ReviewSpec(BaseModel):
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(pattern=_KEY)
-    delay: str | int
+    delay: str | int | None = None  # required unless the step has `wait_for`
     channels: list[Channel] = Field(min_length=1)
     # Only texts: a fallback email would need its own subject and footer checks, and
     # nobody without a phone but with a mailbox is short of a step that only texts.
@@ -142,11 +140,16 @@ class StepSpec(BaseModel):
     preheader: Localized | None = None
     topic: str | None = None  # for marketers' eyes only; never sent
     review: ReviewSpec | None = None
+    # Branching (campaigns/sequences/conditions.py). `if` is a Python keyword: an alias.
+    when: ConditionSpec | None = Field(None, alias="if")
+    unless: ConditionSpec | None = None
+    wait_for: WaitForSpec | None = None
 
     @field_validator("delay")
     @classmethod
     def _delay(cls, value):
-        parse_delay(value)
+        if value is not None:
+            parse_delay(value)
         return value
 
     @field_validator("channels")
@@ -211,6 +214,11 @@ class Step:
     topic: str | None
     fallback: str | None = None
     review: Review | None = None
+    branch: Branch = Branch()  # if / unless / wait_for; empty for a plain step
+
+    @property
+    def wait_for(self) -> WaitFor | None:
+        return self.branch.wait_for
 
     @property
     def sends_on(self) -> tuple[str, ...]:
@@ -260,6 +268,30 @@ class Campaign:
 
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)
+
+    # Worked out once per loaded file (a claim asks for every due person).
+    @cached_property
+    def branches(self) -> bool:
+        """Some step has a condition or a wait: claims read what they need to judge them."""
+        return any(s.branch.conditional or s.wait_for for s in self.steps)
+
+    @cached_property
+    def waits(self) -> bool:
+        return any(s.wait_for for s in self.steps)
+
+    @cached_property
+    def branch_needs(self) -> dict[str, frozenset[str]]:
+        """For a cursor waiting on each step (by key), what must be read to claim it:
+        what the step's conditions test, and, when the next step waits for an event,
+        what tells whether that wait is over already. Steps that need nothing are absent."""
+        out = {}
+        for step, after in zip(self.steps, (*self.steps[1:], None), strict=True):
+            needs = set(step.branch.needs())
+            if after is not None and after.wait_for is not None:
+                needs |= after.branch.needs()
+            if needs or step.branch.conditional:
+                out[step.key] = frozenset(needs)
+        return out
 
     def locale_for(self, wanted: str | None) -> str:
         if wanted:
@@ -336,11 +368,19 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                         problems.append(
                             f"{where} field template: unknown template, {rel} does not exist"
                         )
+        if s.wait_for is not None and s.delay is not None:
+            problems.append(
+                f"{where} field delay: give `delay` or `wait_for`, not both (a wait's "
+                "`at_most` is the step's delay)"
+            )
+        elif s.wait_for is None and s.delay is None:
+            problems.append(f"{where} field delay: Field required (or `wait_for`)")
+        branch = _branch(s, spec, i, where, problems)
         steps.append(
             Step(
                 key=s.key,
                 index=i,
-                delay=parse_delay(s.delay),
+                delay=branch.wait_for.at_most if branch.wait_for else parse_delay(s.delay or 0),
                 channels=tuple(s.channels),
                 template=s.template,
                 subject=subject,
@@ -348,6 +388,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                 topic=s.topic,
                 fallback=s.fallback.value if s.fallback else None,
                 review=Review(s.review.by, s.review.on, s.review.fingerprint) if s.review else None,
+                branch=branch,
             )
         )
     if problems:
@@ -363,6 +404,63 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         steps=tuple(steps),
         source=path,
     )
+
+
+def _branch(s: StepSpec, spec: CampaignSpec, i: int, where: str, problems: list[str]) -> Branch:
+    """The step's `if`, `unless` and `wait_for`, checked against the rest of the file: the
+    steps they name come earlier (a condition is judged when its step falls due), an open
+    is only known for a step that emails, a locale is one the course has."""
+    earlier = {step.key: step for step in spec.steps[:i]}
+
+    def emails(key: str) -> bool:
+        step = earlier[key]
+        return Channel.EMAIL in step.channels or step.fallback == Channel.EMAIL
+
+    conditions = {}
+    for name, written in (("if", s.when), ("unless", s.unless)):
+        if written is None:
+            continue
+        condition = conditions[name] = Condition.from_spec(written)
+        for test, key in condition.named_steps():
+            if key not in earlier:
+                later = any(step.key == key for step in spec.steps[i:])
+                problems.append(
+                    f"{where} field {name}.{test}: {key!r} is "
+                    + (
+                        "not an earlier step: a condition can only look back"
+                        if later
+                        else "not a step of this course"
+                    )
+                )
+            elif test == "opened" and not emails(key):
+                problems.append(
+                    f"{where} field {name}.opened: step {key!r} sends no email, and only "
+                    "emails tell us they were opened (use clicked)"
+                )
+        for locale in sorted(condition.locales() - set(spec.locales)):
+            problems.append(
+                f"{where} field {name}.locale: {locale!r} is not one of the course's "
+                f"locales ({', '.join(spec.locales)})"
+            )
+    wait = None
+    if s.wait_for is not None:
+        w = s.wait_for
+        wait = WaitFor(w.event, w.step, parse_delay(w.at_most))
+        if i == 0:
+            problems.append(
+                f"{where} field wait_for: the first step has no step before it to wait "
+                "after; give it a delay"
+            )
+        elif w.step not in earlier:
+            problems.append(
+                f"{where} field wait_for.step: {w.step!r} is not an earlier step of this course"
+            )
+        elif w.event == "opened" and not emails(w.step):
+            problems.append(
+                f"{where} field wait_for.step: step {w.step!r} sends no email, and only "
+                "emails tell us they were opened (wait for clicked)"
+            )
+    return Branch(conditions.get("if"), conditions.get("unless"), wait)
 
 
 def template_files(template: str, channel: str) -> tuple[str, ...]:

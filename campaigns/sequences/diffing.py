@@ -1,19 +1,25 @@
 """`drip campaigns diff`: what an edit changes, and for how many people already enrolled.
 
 Counts come from the same rules `reconcile` applies (campaigns/revisions.py), run over
-the active enrollments in the database, so the preview and the deploy agree.
+the active enrollments in the database, so the preview and the deploy agree. A changed
+condition (`if`, `unless`) counts the people who have not reached its step yet (it is
+judged when the step falls due); a changed wait (`wait_for`) counts those still to wait
+on it, like a delay.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.models import Enrollment, Message
 from campaigns.sequences.campaign import Campaign
+from campaigns.sequences.conditions import Condition, ConditionSpec, WaitFor
+from campaigns.sequences.delays import format_delay
 from campaigns.sequences.revisions import remaining, structure
 from campaigns.states import EnrollmentStatus
 
@@ -54,11 +60,21 @@ def people(session: Session, campaign_key: str) -> list[Person]:
 
 
 def _fmt_delay(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    return (
-        " ".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (rest // 60, "m")) if n) or "0m"
-    )
+    return format_delay(timedelta(seconds=seconds))
+
+
+def _condition(part: str, data: dict | None) -> str:
+    if not data:
+        return f"no {part}"
+    return f"{part} {Condition.from_spec(ConditionSpec.model_validate(data)).describe()}"
+
+
+def _wait(step: dict) -> str:
+    data = step.get("wait_for")
+    if not data:
+        return f"delay {_fmt_delay(step['delay'])}"
+    wait = WaitFor(data["event"], data["step"], timedelta(seconds=data["at_most"]))
+    return f"wait {wait.describe()}"
 
 
 def diff(
@@ -98,7 +114,11 @@ def diff(
         if key not in old_by:
             continue
         o, n = old_by[key], new_by[key]
-        if o["delay"] != n["delay"]:
+        if o.get("wait_for") != n.get("wait_for"):
+            changes.append(
+                Change("wait", key, f"{_wait(o)} -> {_wait(n)}", holding(key, ahead_new))
+            )
+        elif o["delay"] != n["delay"]:
             changes.append(
                 Change(
                     "delay",
@@ -125,6 +145,17 @@ def diff(
                     holding(key, ahead_new),
                 )
             )
+        for part in ("if", "unless"):
+            if o.get(part) != n.get(part):
+                changes.append(
+                    Change(
+                        "condition",
+                        key,
+                        f"{_condition(part, o.get(part))} -> {_condition(part, n.get(part))}"
+                        " (judged when the step falls due)",
+                        holding(key, ahead_new),
+                    )
+                )
         copy = []
         if o.get("template") != n.get("template"):
             copy.append(f"template {o.get('template')} -> {n.get('template')}")

@@ -23,6 +23,14 @@ scheduler's tick moves people onto it (`reconcile`), by these rules:
 7. Bumping `version` without changing the shape changes nothing for enrolled people; the
    new version is recorded on the messages sent from then on.
 8. People who completed the sequence stay completed: steps appended later do not reopen it.
+9. Conditions (`if`, `unless`) are judged when a step falls due, so an added, changed or
+   removed condition applies to everyone who has not reached that step yet; a step
+   already sent or skipped by its condition stays as it went (rule 1).
+10. A wait (`wait_for`) is timed like a delay (rule 3, with `at_most` as the delay): people
+   waiting on the step are rescheduled from when their previous step went out, and if
+   the event they now wait for has already come (or the step will not go to them either
+   way), the step is due at once. Removing a wait
+   gives the step its `delay` again; the cursor stops waiting for the event.
 
 `drip campaigns diff` applies the same rules to count whom each change affects.
 """
@@ -50,30 +58,48 @@ from campaigns.models import (
 )
 from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
-from campaigns.sequences.timing import Policy, due_time
+from campaigns.sequences.situations import read_situations
+from campaigns.sequences.timing import Policy, due_at_once, due_time
+from campaigns.sequences.waits import waiting_for
 from campaigns.states import EnrollmentStatus
+
+# The branching parts of a step's shape (campaigns.sequences.conditions), as plain data.
+BRANCH_FIELDS = ("if", "unless", "wait_for")
 
 
 def structure(campaign: Campaign) -> list[dict]:
-    return [
-        {
+    shape = []
+    for s in campaign.steps:
+        step = {
             "key": s.key,
             "delay": int(s.delay.total_seconds()),
             "channels": list(s.channels),
             "fallback": s.fallback,
             "template": s.template,
         }
-        for s in campaign.steps
-    ]
+        branch = s.branch
+        for name, part in (
+            ("if", branch.when),
+            ("unless", branch.unless),
+            ("wait_for", branch.wait_for),
+        ):
+            if part is not None:
+                step[name] = part.as_data()
+        shape.append(step)
+    return shape
 
 
 def revision_of(shape: list[dict]) -> str:
-    # A fallback joins the hash only where there is one: older shapes keep their revision.
+    # A fallback or a branch joins the hash only where there is one: older shapes keep
+    # their revision. Conditions are in it although they move nobody: a new revision is
+    # what records the deployed shape `drip campaigns diff` compares with.
     core = [
-        [s["key"], s["delay"], s["channels"]] + ([s["fallback"]] if s.get("fallback") else [])
+        [s["key"], s["delay"], s["channels"]]
+        + ([s["fallback"]] if s.get("fallback") else [])
+        + [{name: s[name]} for name in BRANCH_FIELDS if s.get(name) is not None]
         for s in shape
     ]
-    return hashlib.sha256(json.dumps(core).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def ensure_revision(session: Session, clock: Clock, campaign: Campaign) -> str:
@@ -200,6 +226,15 @@ def _move(session, campaign, rev, batch, policy, now, report: ReconcileReport) -
         )
     }
     facts = Facts(session, list(subscribers.values()))
+    # A wait whose event has already come is over (rule 10): read once for the batch.
+    needs = set().union(*(s.branch.needs() for s in campaign.steps if s.wait_for))
+    situations = (
+        read_situations(
+            session, [(e.id, subscribers[e.subscriber_id], campaign) for e in batch], facts, needs
+        )
+        if campaign.waits
+        else {}
+    )
     old_shapes: dict[str | None, list[str]] = {}
     new_order = [s.key for s in campaign.steps]
     for e in batch:
@@ -225,15 +260,22 @@ def _move(session, campaign, rev, batch, policy, now, report: ReconcileReport) -
         report.by_campaign[campaign.key] = report.by_campaign.get(campaign.key, 0) + 1
         if not ahead:
             e.status, e.next_step_key, e.next_due_at = EnrollmentStatus.COMPLETED, None, None
+            e.waiting_for = None
             report.completed += 1
             continue
         step = campaign.step(ahead[0])
         subscriber = subscribers[e.subscriber_id]
         base = e.cursor_base_at or e.created_at
-        due = due_time(base, campaign, step, subscriber, facts.reachable(subscriber), policy)
+        reachable = facts.reachable(subscriber)
+        situation = situations.get(e.id)
+        if situation is not None and step.branch.wait_is_over(situation):
+            due = max(due_at_once(base, campaign, step, subscriber, reachable, policy), base)
+        else:
+            due = due_time(base, campaign, step, subscriber, reachable, policy)
         if (step.key, due) != (e.next_step_key, e.next_due_at):
             report.rescheduled += 1
         e.next_step_key, e.next_due_at = step.key, due
+        e.waiting_for = waiting_for(step)
 
 
 def latest_revision(session: Session, campaign_key: str) -> CampaignRevision | None:

@@ -82,3 +82,17 @@ def due_time(
     return next_allowed(
         base + step.delay, step_window(campaign, wanted, policy), policy.zone(subscriber)
     )
+
+
+def due_at_once(
+    base: datetime,
+    campaign: Campaign,
+    step: Step,
+    subscriber: Subscriber,
+    channels: list[str],
+    policy: Policy,
+) -> datetime:
+    """When `step` may go for someone if it goes without its delay: a wait whose event
+    has come (`wait_for`) is over, the step goes at `base` or its window's next opening."""
+    wanted = step.channels_for(channels)
+    return next_allowed(base, step_window(campaign, wanted, policy), policy.zone(subscriber))

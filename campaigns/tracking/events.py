@@ -35,6 +35,7 @@ from campaigns.clock import Clock
 from campaigns.models import Event, Message, Subscriber
 from campaigns.reasons import Reason
 from campaigns.redact import mask
+from campaigns.sequences.waits import wake
 from campaigns.states import EventType, MessageStatus, may_advance
 from campaigns.text import clean_text, plain_id
 from campaigns.tracking.machine import Why
@@ -144,6 +145,8 @@ def record_event(session: Session, clock: Clock, ev: NormalizedEvent) -> Recorde
         return Recorded.UNKNOWN_MESSAGE
     _advance(msg, ev, now)
     _protect_address(session, clock, msg, ev)
+    # A cursor waiting for this open or click (`wait_for`) is due now.
+    wake(session, now, msg.enrollment_id, msg.step_key, ev.type, automated=ev.automated)
     session.flush()
     return Recorded.APPLIED
 

@@ -25,6 +25,7 @@ from campaigns.links import BadToken, Signer, links_for
 from campaigns.models import ConsentRecord, Event, Message, Subscriber
 from campaigns.sequences.campaign import DefinitionError
 from campaigns.sequences.registry import Registry
+from campaigns.sequences.waits import wake
 from campaigns.states import Channel, ConsentAction, EventType
 from campaigns.tracking import machine
 
@@ -73,6 +74,10 @@ def record_engagement(
             automated=why is not None,
             automated_reason=why,
         )
+    )
+    # A cursor waiting for this open or click (`wait_for`) is due now.
+    wake(
+        session, now, visit.message.enrollment_id, visit.message.step_key, kind, automated=automated
     )
 
 

@@ -13,7 +13,7 @@ import click
 from campaigns.audience.subscribers import InvalidSubscriber, check_timezone
 from campaigns.clock import clock_from_settings
 from campaigns.content.lint import LintContext, lint_folder
-from campaigns.content.preview import write_preview
+from campaigns.content.preview import timeline_text, write_preview
 from campaigns.content.rendering import RenderError
 from campaigns.content.review import ReviewError, record_reviews
 from campaigns.delivery.testsend import SendTestRequest, send_test
@@ -169,8 +169,17 @@ def campaigns_review(drip: Drip, campaign, steps, by, on, folder, templates) -> 
     "--joined", default=None, help="When the sample person joins, ISO 8601 (default: now)."
 )
 @click.option("--out", default="preview", show_default=True)
+@click.option(
+    "--timeline",
+    "timeline_only",
+    is_flag=True,
+    help="Only print when each step would arrive, for each route through the course "
+    "(opens every email, opens none, asked for a call, text only...); write no files.",
+)
 @pass_drip
-def campaigns_preview(drip: Drip, campaign, locale, first_name, zone, joined, out) -> None:
+def campaigns_preview(
+    drip: Drip, campaign, locale, first_name, zone, joined, out, timeline_only
+) -> None:
     """Write every step as the subscriber will see it, and when each would arrive."""
     rt = drip.runtime(needs_database=False)
     try:
@@ -184,6 +193,10 @@ def campaigns_preview(drip: Drip, campaign, locale, first_name, zone, joined, ou
                 raise click.ClickException(
                     f"{campaign} has no locale {loc!r} (it has {', '.join(c.locales)})"
                 )
+            if timeline_only:
+                click.echo(f"{loc}:")
+                click.echo(timeline_text(c, loc, zone, when, rt.policy))
+                continue
             files = write_preview(
                 c,
                 rt.renderer,

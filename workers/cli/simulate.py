@@ -10,6 +10,7 @@ the deployment's database, queues and providers are never touched.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from pathlib import Path
 import click
 
 from campaigns.audience.subscribers import InvalidSubscriber, check_textable, check_timezone
+from campaigns.care.contact_queue import request_contact
 from campaigns.content.rendering import Renderer
 from campaigns.intake.imports import (
     ImportFileError,
@@ -46,9 +48,11 @@ from workers.runtime import sender_from
     "--cohort",
     default="sample",
     show_default=True,
-    help="'sample' (the demo's people), a CSV file (email, phone, first_name, timezone, "
-    "locale; consent columns honoured when present), or a number of people to generate "
-    "across zones, channels and languages.",
+    help="'sample' (the demo's people, doing what they do in the demo), a CSV file (email, "
+    "phone, first_name, timezone, locale; consent columns honoured when present; opens: "
+    "yes, no or step keys; asks_for_call: a step key; attr_<name>: attributes), or a "
+    "number of people to generate across zones, channels and languages (by turns "
+    "opening every email and none).",
 )
 @click.option("--days", default=45.0, show_default=True, help="How long to run the course.")
 @click.option(
@@ -94,6 +98,8 @@ def simulate_command(drip: Drip, campaign_or_file, cohort, days, zones, joined, 
         registry, key, source = _registry(
             campaign_or_file, s.definitions_dir, templates_dir, scratch
         )
+        if cohort == "sample":
+            _sample_doings(people, registry.get(key))
         renderer = Renderer(templates_dir, sender_from(s)) if templates else rt.renderer
         try:
             sim = simulate(
@@ -107,6 +113,7 @@ def simulate_command(drip: Drip, campaign_or_file, cohort, days, zones, joined, 
                 signer=rt.signer,
                 base_url=s.public_base_url,
                 default_country=s.default_country,
+                call_request=_call_request(registry),
             )
         except DefinitionError as exc:
             raise click.ClickException(str(exc)) from None
@@ -140,6 +147,32 @@ def simulate_command(drip: Drip, campaign_or_file, cohort, days, zones, joined, 
         "Providers are assumed to answer at once and never fail: rate limits, provider "
         "latency and outages are not simulated."
     )
+
+
+def _call_request(registry: Registry):
+    """How a simulated person asks for a call: the care team's own queue (which also
+    pauses or ends the course as the campaign says)."""
+
+    def ask(session, clock, visit):
+        return request_contact(
+            session,
+            clock,
+            registry,
+            visit,
+            preferred_channel="phone",
+            preferred_time=None,
+            note=None,
+        )
+
+    return ask
+
+
+def _sample_doings(people: list[dict], course) -> None:
+    from workers.demo_people import sample_doings
+
+    doings = sample_doings(course)
+    for person in people:
+        person.update(doings.get(person.get("email") or person.get("phone"), {}))
 
 
 def _registry(
@@ -211,11 +244,13 @@ def _read_csv(path: Path, now: datetime, sms_countries: tuple[str, ...]) -> list
             header, records = read_records(stream)
             index, _ = map_header(header)
             consent_given = "consent_email" in index or "consent_sms" in index
+            extra = _doing_columns(header)
             for line, fields, unreadable in records:
                 try:
                     if unreadable:
                         raise RowError(unreadable)
                     row = parse_row(line, fields, index, header, now, sms_countries)
+                    doings = _doings(fields, extra)
                     if row.phone and not consent_given:
                         # Texts assumed wanted: the number must be one we may text.
                         try:
@@ -234,6 +269,9 @@ def _read_csv(path: Path, now: datetime, sms_countries: tuple[str, ...]) -> list
                 }
                 if consent_given:
                     person["consent"] = tuple(row.consent)
+                person.update(doings)
+                if row.attributes:
+                    person["attributes"] = dict(row.attributes)
                 people.append(person)
     except ImportFileError as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--cohort") from None
@@ -244,3 +282,32 @@ def _read_csv(path: Path, now: datetime, sms_countries: tuple[str, ...]) -> list
     if not people:
         raise click.BadParameter(f"{path} lists nobody", param_hint="--cohort")
     return people
+
+
+def _doing_columns(header: list[str]) -> dict[str, int]:
+    """Where the CSV says what people do: `opens` and `asks_for_call` (`drip import`
+    ignores both)."""
+    names = [h.strip().lower() for h in header]
+    return {name: names.index(name) for name in ("opens", "asks_for_call") if name in names}
+
+
+def _doings(fields: list[str], columns: dict[str, int]) -> dict:
+    out: dict = {}
+    if "opens" in columns:
+        value = fields[columns["opens"]].strip()
+        word = value.lower()
+        if word in ("yes", "y", "true", "1", "all"):
+            out["opens"] = True
+        elif word in ("", "no", "n", "false", "0", "none"):
+            out["opens"] = False
+        else:
+            keys = set(value.replace(",", " ").split())
+            if not all(re.fullmatch(r"[a-z][a-z0-9_]{0,62}", k) for k in keys):
+                raise RowError(f"opens: {value!r} is not yes, no or step keys")
+            out["opens"] = keys
+    if "asks_for_call" in columns:
+        value = fields[columns["asks_for_call"]].strip()
+        if value and not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", value):
+            raise RowError(f"asks_for_call: {value!r} is not a step key")
+        out["asks_for_call"] = value or None
+    return out
