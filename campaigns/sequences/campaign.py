@@ -8,6 +8,7 @@ A file under `campaigns/definitions/` describes one campaign:
     locales: [en, es]            # the first is the fallback
     send_window: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "19:00"}
     on_contact_request: continue # continue | pause | exit
+    goal: {event: visit_booked, then: exit}  # optional; campaigns/sequences/journey.py
     steps:
       - key: welcome             # stable; enrolled subscribers follow steps by key
         delay: 0m                # after the previous step (after joining, for the first)
@@ -39,6 +40,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from campaigns.sequences.journey import Goal, GoalSpec, goal_of, goal_problems
 from campaigns.sequences.windows import DAYS, Window
 from campaigns.states import Channel
 
@@ -178,6 +180,7 @@ class CampaignSpec(BaseModel):
     locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     send_window: SendWindowSpec = SendWindowSpec()
     on_contact_request: Literal["continue", "pause", "exit"] = "continue"
+    goal: GoalSpec | None = None
     steps: list[StepSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -246,6 +249,7 @@ class Campaign:
     on_contact_request: str
     steps: tuple[Step, ...]
     source: Path | None = None
+    goal: Goal | None = None
 
     @property
     def fallback_locale(self) -> str:
@@ -312,7 +316,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
     except ValidationError as exc:
         raise DefinitionError([_format_error(path, data, e) for e in exc.errors()]) from None
 
-    problems: list[str] = []
+    problems: list[str] = goal_problems(path, spec.goal, [s.key for s in spec.steps])
     if path.stem != spec.key:
         problems.append(
             f"{path.name}: field key: {spec.key!r} must match the file name {path.stem!r}"
@@ -362,6 +366,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         on_contact_request=spec.on_contact_request,
         steps=tuple(steps),
         source=path,
+        goal=goal_of(spec.goal),
     )
 
 
