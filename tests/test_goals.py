@@ -445,3 +445,104 @@ def _redis() -> str:
     from tests.conftest import REDIS_URL
 
     return REDIS_URL
+
+
+def test_the_admin_campaign_page_shows_the_goal(factory, clock, exits, policy, send_ctx):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from settings import load_settings
+    from web.app import create_app
+
+    add_and_enroll(factory, clock, exits, policy, email="ana@example.com")
+    add_and_enroll(factory, clock, exits, policy, email="ben@example.com")
+    work = claim(factory, clock, exits, policy)
+    send_batch(dataclasses.replace(send_ctx, registry=exits), "email", work.email)
+    clock.advance(hours=30)
+    event(factory, clock, exits, policy)
+    settings = load_settings(
+        environment="test",
+        secret_key="s" * 40,
+        definitions_dir=exits.definitions_dir,
+        templates_dir=FIXTURES / "templates",
+        admin_password="goal-page-password",
+    )
+    client = TestClient(create_app(settings, factory=factory, clock=clock))
+    token = base64.b64encode(b"admin:goal-page-password").decode()
+    page = client.get("/admin/campaigns/tiny", headers={"Authorization": f"Basic {token}"})
+    assert page.status_code == 200
+    html = " ".join(page.text.split())
+    assert (
+        "<strong>visit_booked</strong> (then exit): <strong>1</strong> of 2 enrolled reached it "
+        "(50.0%); 0 before any step reached them." in html
+    )
+    assert "Time to goal: median 1d 6h (1 people)." in html
+    assert "1 to 3 days: 1" in html
+    assert (
+        '<td>1</td><td>hello</td><td>email</td> <td class="n">2</td><td class="n">1</td>'
+        '<td class="n">50.0%</td>' in html
+    )
+
+
+# ---------------------------------------------------------------- the migration
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db(request, tmp_path):
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_ADMIN, _sa_url
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        return
+    name = f"drip_goals_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _sa_url(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}")
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_0012_migrates_a_database_that_holds_courses_and_back(empty_db, clock, policy, registry):
+    """Enrollments with messages pointing at them: the goal columns are added in place
+    (SQLite would refuse to copy the table), and taken away again."""
+    from alembic import command
+
+    from campaigns.db import make_engine, make_session_factory
+    from campaigns.migrate import alembic_config, upgrade
+
+    upgrade(empty_db, "0010")
+    engine = make_engine(empty_db)
+    factory = make_session_factory(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO subscribers (id, email, status, public_token, created_at, updated_at) "
+            "VALUES (1, 'ana@example.com', 'active', 'tok', '2026-03-01', '2026-03-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO enrollments (id, subscriber_id, campaign_key, campaign_version, "
+            "next_step_key, next_due_at, steps_done, status, source, created_at, updated_at) "
+            "VALUES (1, 1, 'tiny', 1, 'second', '2026-03-03', 1, 'active', 'api', "
+            "'2026-03-01', '2026-03-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO messages (id, enrollment_id, subscriber_id, campaign_key, "
+            "campaign_version, step_key, channel, public_token, status, attempts, due_at, "
+            "created_at, updated_at) VALUES (1, 1, 1, 'tiny', 1, 'hello', 'email', 'm1', "
+            "'sent', 1, '2026-03-01', '2026-03-01', '2026-03-01')"
+        )
+    upgrade(empty_db)
+    with factory() as s:
+        e = s.get(Enrollment, 1)
+        assert (e.next_step_key, e.goal_event_id, e.goal_reached_at) == ("second", None, None)
+    command.downgrade(alembic_config(empty_db), "0010")
+    upgrade(empty_db)
+    with factory() as s:
+        assert s.get(Enrollment, 1).status == "active"
+    engine.dispose()

@@ -193,6 +193,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             message = "the event must be a JSON object of fields"
         elif err["type"] == "missing":
             message = "required"
+        elif err["type"] == "dict_type":
+            message = 'must be a JSON object like {"clinic": "north"}'
         elif err["type"] == "timezone_aware":
             message = "needs a time zone, like 2026-11-20T14:30:00Z or +01:00 at the end"
         out.append((_field(loc), message))

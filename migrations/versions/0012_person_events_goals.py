@@ -49,20 +49,32 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('key_hash'),
     )
-    with op.batch_alter_table('enrollments', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('goal_event_id', sa.Integer(), nullable=True))
-        batch_op.add_column(
-            sa.Column('goal_reached_at', sa.DateTime(timezone=True), nullable=True)
+    if op.get_bind().dialect.name == 'sqlite':
+        # Added in place: a batch copy of enrollments would have to drop the old table,
+        # which SQLite refuses while messages point at its rows.
+        op.execute(
+            'ALTER TABLE enrollments ADD COLUMN goal_event_id INTEGER '
+            'REFERENCES person_events (id)'
         )
-        batch_op.create_foreign_key(
-            'fk_enrollments_goal_event_id', 'person_events', ['goal_event_id'], ['id']
+        op.execute('ALTER TABLE enrollments ADD COLUMN goal_reached_at DATETIME')
+    else:
+        op.add_column('enrollments', sa.Column('goal_event_id', sa.Integer(), nullable=True))
+        op.add_column(
+            'enrollments', sa.Column('goal_reached_at', sa.DateTime(timezone=True), nullable=True)
+        )
+        op.create_foreign_key(
+            'fk_enrollments_goal_event_id', 'enrollments', 'person_events',
+            ['goal_event_id'], ['id'],
         )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('enrollments', schema=None) as batch_op:
-        batch_op.drop_constraint('fk_enrollments_goal_event_id', type_='foreignkey')
-        batch_op.drop_column('goal_reached_at')
-        batch_op.drop_column('goal_event_id')
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute('ALTER TABLE enrollments DROP COLUMN goal_reached_at')
+        op.execute('ALTER TABLE enrollments DROP COLUMN goal_event_id')
+    else:
+        op.drop_constraint('fk_enrollments_goal_event_id', 'enrollments', type_='foreignkey')
+        op.drop_column('enrollments', 'goal_reached_at')
+        op.drop_column('enrollments', 'goal_event_id')
     op.drop_table('api_keys')
     op.drop_table('person_events')
