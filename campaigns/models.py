@@ -149,7 +149,13 @@ RECONCILABLE = (
 class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
-        UniqueConstraint("subscriber_id", "campaign_key", name="uq_enrollment_subscriber_campaign"),
+        # One enrollment per person and campaign, or one per entry where the campaign lets
+        # people join again (`reentry: true`, campaigns.journeys.triggers).
+        UniqueConstraint(
+            "subscriber_id", "campaign_key", "entry", name="uq_enrollment_subscriber_campaign"
+        ),
+        # A trigger (a course completed, a call asked for...) enrolls at most once.
+        UniqueConstraint("campaign_key", "trigger_ref", name="uq_enrollment_trigger"),
         Index("ix_enrollments_due", "status", "next_due_at"),
         # Every tick asks "anyone here not on the deployed revision?"; answered from this
         # index in a few probes, however many are enrolled (migration 0010).
@@ -180,6 +186,10 @@ class Enrollment(Base):
     status: Mapped[str] = mapped_column(String(20), default=EnrollmentStatus.ACTIVE)
     exit_reason: Mapped[str | None] = mapped_column(String(80))
     source: Mapped[str] = mapped_column(String(40), default="api")
+    # 1, or the how-many-th time this person joined a campaign that allows joining again.
+    entry: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # What enrolled them, when a trigger did ("completed:12", "event:40"...): one each.
+    trigger_ref: Mapped[str | None] = mapped_column(String(40))
     # The campaign's goal (campaigns.journeys.goals): the person event that reached it and
     # when the person did it; set once, whatever the goal then did to the cursor.
     goal_event_id: Mapped[int | None] = mapped_column(ForeignKey("person_events.id"))

@@ -22,7 +22,8 @@ it) and then:
     completed                     ─► the goal is recorded (for the report), nothing moves
     exited                        ─► nothing: the person had left the course
 
-An event that happened before the person joined the campaign is not its goal (they had
+Where a campaign lets people join again, only their latest entry counts. An event that
+happened before the person joined the campaign is not its goal (they had
 booked before the course could have had anything to do with it). The enrollment's row is
 locked while it changes (FOR UPDATE on PostgreSQL; SQLite serialises writers), so a claim
 running at the same moment either finishes first or skips the person for a tick.
@@ -77,12 +78,16 @@ def reach_goals(
             Enrollment.status.in_((*MOVABLE, _S.COMPLETED)),
             Enrollment.created_at <= event.occurred_at,
         )
-        .order_by(Enrollment.id)
+        .order_by(Enrollment.entry.desc(), Enrollment.id)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     outcomes = []
+    seen: set[str] = set()
     for enrollment in session.scalars(query).all():
+        if enrollment.campaign_key in seen:
+            continue  # an earlier entry of a campaign joined again: the latest one counts
+        seen.add(enrollment.campaign_key)
         campaign = campaigns[enrollment.campaign_key]
         enrollment.goal_event_id = event.id
         enrollment.goal_reached_at = event.occurred_at

@@ -9,6 +9,7 @@ A file under `campaigns/definitions/` describes one campaign:
     send_window: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "19:00"}
     on_contact_request: continue # continue | pause | exit
     goal: {event: visit_booked, then: exit}  # optional; campaigns/sequences/journey.py
+    enroll_on: [{completed: other_course, after: 14d}]  # optional triggers; journey.py too
     steps:
       - key: welcome             # stable; enrolled subscribers follow steps by key
         delay: 0m                # after the previous step (after joining, for the first)
@@ -40,7 +41,16 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from campaigns.sequences.journey import Goal, GoalSpec, goal_of, goal_problems
+from campaigns.sequences.journey import (
+    Goal,
+    GoalSpec,
+    Trigger,
+    TriggerSpec,
+    goal_of,
+    goal_problems,
+    trigger_problems,
+    triggers_of,
+)
 from campaigns.sequences.windows import DAYS, Window
 from campaigns.states import Channel
 
@@ -181,6 +191,8 @@ class CampaignSpec(BaseModel):
     send_window: SendWindowSpec = SendWindowSpec()
     on_contact_request: Literal["continue", "pause", "exit"] = "continue"
     goal: GoalSpec | None = None
+    enroll_on: list[TriggerSpec] = Field(default_factory=list)
+    reentry: bool = False
     steps: list[StepSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -250,6 +262,8 @@ class Campaign:
     steps: tuple[Step, ...]
     source: Path | None = None
     goal: Goal | None = None
+    enroll_on: tuple[Trigger, ...] = ()
+    reentry: bool = False  # a trigger may enroll someone whose enrollment here has ended
 
     @property
     def fallback_locale(self) -> str:
@@ -317,6 +331,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         raise DefinitionError([_format_error(path, data, e) for e in exc.errors()]) from None
 
     problems: list[str] = goal_problems(path, spec.goal, [s.key for s in spec.steps])
+    problems += trigger_problems(path, spec.enroll_on, parse_delay)
     if path.stem != spec.key:
         problems.append(
             f"{path.name}: field key: {spec.key!r} must match the file name {path.stem!r}"
@@ -367,6 +382,8 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         steps=tuple(steps),
         source=path,
         goal=goal_of(spec.goal),
+        enroll_on=triggers_of(spec.enroll_on, parse_delay),
+        reentry=spec.reentry,
     )
 
 

@@ -1,4 +1,5 @@
-"""person events, API keys, and the goal an enrollment reached
+"""person events, API keys, the goal an enrollment reached, and enrollments made by a
+trigger (entry number, trigger reference; one enrollment per person, campaign and entry)
 
 Revision ID: 0012
 Revises: 0011
@@ -49,32 +50,41 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('key_hash'),
     )
-    if op.get_bind().dialect.name == 'sqlite':
-        # Added in place: a batch copy of enrollments would have to drop the old table,
-        # which SQLite refuses while messages point at its rows.
-        op.execute(
-            'ALTER TABLE enrollments ADD COLUMN goal_event_id INTEGER '
-            'REFERENCES person_events (id)'
+    # On SQLite this copies the table (a unique constraint cannot be altered in place);
+    # migrations/env.py turns foreign keys off around it, as SQLite's own recipe says.
+    with op.batch_alter_table('enrollments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('goal_event_id', sa.Integer(), nullable=True))
+        batch_op.add_column(
+            sa.Column('goal_reached_at', sa.DateTime(timezone=True), nullable=True)
         )
-        op.execute('ALTER TABLE enrollments ADD COLUMN goal_reached_at DATETIME')
-    else:
-        op.add_column('enrollments', sa.Column('goal_event_id', sa.Integer(), nullable=True))
-        op.add_column(
-            'enrollments', sa.Column('goal_reached_at', sa.DateTime(timezone=True), nullable=True)
+        batch_op.add_column(
+            sa.Column('entry', sa.Integer(), server_default=sa.text('1'), nullable=False)
         )
-        op.create_foreign_key(
-            'fk_enrollments_goal_event_id', 'enrollments', 'person_events',
-            ['goal_event_id'], ['id'],
+        batch_op.add_column(sa.Column('trigger_ref', sa.String(length=40), nullable=True))
+        batch_op.create_foreign_key(
+            'fk_enrollments_goal_event_id', 'person_events', ['goal_event_id'], ['id']
+        )
+        batch_op.drop_constraint('uq_enrollment_subscriber_campaign', type_='unique')
+        batch_op.create_unique_constraint(
+            'uq_enrollment_subscriber_campaign', ['subscriber_id', 'campaign_key', 'entry']
+        )
+        batch_op.create_unique_constraint(
+            'uq_enrollment_trigger', ['campaign_key', 'trigger_ref']
         )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'sqlite':
-        op.execute('ALTER TABLE enrollments DROP COLUMN goal_reached_at')
-        op.execute('ALTER TABLE enrollments DROP COLUMN goal_event_id')
-    else:
-        op.drop_constraint('fk_enrollments_goal_event_id', 'enrollments', type_='foreignkey')
-        op.drop_column('enrollments', 'goal_reached_at')
-        op.drop_column('enrollments', 'goal_event_id')
+    # Refused (a unique violation) while anyone has joined a campaign a second time.
+    with op.batch_alter_table('enrollments', schema=None) as batch_op:
+        batch_op.drop_constraint('uq_enrollment_trigger', type_='unique')
+        batch_op.drop_constraint('uq_enrollment_subscriber_campaign', type_='unique')
+        batch_op.create_unique_constraint(
+            'uq_enrollment_subscriber_campaign', ['subscriber_id', 'campaign_key']
+        )
+        batch_op.drop_constraint('fk_enrollments_goal_event_id', type_='foreignkey')
+        batch_op.drop_column('trigger_ref')
+        batch_op.drop_column('entry')
+        batch_op.drop_column('goal_reached_at')
+        batch_op.drop_column('goal_event_id')
     op.drop_table('api_keys')
     op.drop_table('person_events')
