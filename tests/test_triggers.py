@@ -125,7 +125,7 @@ def test_the_enroll_on_block_is_read(tmp_path):
     assert [t.describe() for t in c.enroll_on] == [
         "completed tiny, 14d later",
         "reached the goal of tiny",
-        "asked for a call, 120m later",
+        "asked for a call, 2h later",
         "did class_attended, 9d later",
     ]
     plain = parse_campaign(FIXTURES / "definitions" / "quick.yaml", FIXTURES / "templates")

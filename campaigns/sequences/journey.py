@@ -113,9 +113,9 @@ class Trigger:
         }[self.kind]
         if not self.after:
             return what
-        days, seconds = self.after.days, self.after.seconds
-        span = f"{days}d" if days and not seconds else f"{int(self.after.total_seconds()) // 60}m"
-        return f"{what}, {span} later"
+        hours, minutes = divmod(self.after.seconds // 60, 60)
+        parts = [(self.after.days, "d"), (hours, "h"), (minutes, "m")]
+        return f"{what}, {' '.join(f'{n}{unit}' for n, unit in parts if n)} later"
 
 
 Delay = Callable[[str | int], timedelta]
