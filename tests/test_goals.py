@@ -546,3 +546,22 @@ def test_0012_migrates_a_database_that_holds_courses_and_back(empty_db, clock, p
     with factory() as s:
         assert s.get(Enrollment, 1).status == "active"
     engine.dispose()
+
+
+def test_a_jump_made_while_a_lesson_waits_goes_right_after_it_not_a_delay_later(
+    factory, clock, jumps, policy, send_ctx
+):
+    """The lesson on its way goes first (order); the jumped-to step then goes at once,
+    however long that lesson waited (here an hour), not its own delay after it."""
+    ctx = dataclasses.replace(send_ctx, registry=jumps)
+    _, eid = add_and_enroll(factory, clock, jumps, policy, email="ana@example.com")
+    first = claim(factory, clock, jumps, policy)
+    event(factory, clock, jumps, policy)
+    clock.advance(hours=1)
+    send_batch(ctx, "email", first.email)  # an hour late (a queue, an outage)
+    clock.advance(seconds=30)
+    claim(factory, clock, jumps, policy)
+    with factory() as s:
+        third = s.scalar(select(Message).where(Message.step_key == "third"))
+    assert third is not None and third.created_at == clock.now()
+    assert enrollment(factory, eid).status == "completed"

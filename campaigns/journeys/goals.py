@@ -17,7 +17,9 @@ it) and then:
                                      paused and goes there when it resumes. The claim's
                                      order rules still hold (campaigns.delivery.ordering):
                                      a message of the previous step still on its way goes
-                                     first, then the jumped-to step. A step the person
+                                     first, then the jumped-to step at once (not its own
+                                     delay after it: claiming.py asks
+                                     campaigns.sequences.journey.jumped_to). A step the person
                                      already had is never sent again: the cursor stays.
     completed                     ─► the goal is recorded (for the report), nothing moves
     exited                        ─► nothing: the person had left the course

@@ -60,6 +60,15 @@ def goal_of(spec: GoalSpec | None) -> Goal | None:
     return Goal(spec.event, jump)
 
 
+def jumped_to(campaign, step, goal_event_id: int | None) -> bool:
+    """Whether a cursor waiting on `step` was put there by the campaign's goal: it reached
+    the goal, and the goal jumps to this step (a step it already had is never jumped to,
+    so the cursor stands here only once). Such a step is due as soon as the lesson before
+    it has gone (campaigns.delivery.claiming), not its own delay after that lesson."""
+    goal = campaign.goal
+    return goal_event_id is not None and goal is not None and goal.jump == step.key
+
+
 def goal_problems(path: Path, spec: GoalSpec | None, step_keys: list[str]) -> list[str]:
     """What the schema cannot see: a jump must name one of the campaign's steps."""
     if spec is None or not isinstance(spec.then, JumpSpec) or spec.then.jump in step_keys:
