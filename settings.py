@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     signup_limit_per_client: str = "5/minute;30/hour"
     signup_limit_per_address: str = "3/hour;10/day"
     join_limit_per_number: str = "3/hour;10/day"
+    # The events API (POST /api/v1/events): calls per key, and failed logins (a missing,
+    # wrong or revoked key) per client address before it is refused without a look-up.
+    api_limit_per_key: str = "1200/minute"
+    api_auth_failures_per_client: str = "20/minute;200/hour"
     pending_retention_days: int = Field(30, ge=1)
     # A confirmation link works for this many days after the sign-up that asked for it.
     confirmation_link_days: int = Field(7, ge=1)
@@ -289,7 +293,13 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 
-    @field_validator("signup_limit_per_client", "signup_limit_per_address", "join_limit_per_number")
+    @field_validator(
+        "signup_limit_per_client",
+        "signup_limit_per_address",
+        "join_limit_per_number",
+        "api_limit_per_key",
+        "api_auth_failures_per_client",
+    )
     @classmethod
     def _limit(cls, value: str) -> str:
         from limits import parse_many

@@ -4,8 +4,10 @@ subscribers ─┬─ consent_records   (append-only history of grants and revoc
              ├─ enrollments       (a cursor per campaign: next step, next due time)
              │     └─ messages    (the outbox: one row per enrollment, step and channel)
              ├─ events            (provider and tracking events, raw payload kept)
+             ├─ person_events     (what the person did elsewhere: a visit booked; goals)
              └─ contact_requests  (asks to be contacted by the care team)
 suppressions                      (addresses that must not be sent to, any campaign)
+api_keys                          (who may post person events; only a hash of each key)
 """
 
 from __future__ import annotations
@@ -150,7 +152,13 @@ RECONCILABLE = (
 class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
-        UniqueConstraint("subscriber_id", "campaign_key", name="uq_enrollment_subscriber_campaign"),
+        # One enrollment per person and campaign, or one per entry where the campaign lets
+        # people join again (`reentry: true`, campaigns.journeys.triggers).
+        UniqueConstraint(
+            "subscriber_id", "campaign_key", "entry", name="uq_enrollment_subscriber_campaign"
+        ),
+        # A trigger (a course completed, a call asked for...) enrolls at most once.
+        UniqueConstraint("campaign_key", "trigger_ref", name="uq_enrollment_trigger"),
         Index("ix_enrollments_due", "status", "next_due_at"),
         # Every tick asks "anyone here not on the deployed revision?"; answered from this
         # index in a few probes, however many are enrolled (migration 0010).
@@ -184,6 +192,14 @@ class Enrollment(Base):
     status: Mapped[str] = mapped_column(String(20), default=EnrollmentStatus.ACTIVE)
     exit_reason: Mapped[str | None] = mapped_column(String(80))
     source: Mapped[str] = mapped_column(String(40), default="api")
+    # 1, or the how-many-th time this person joined a campaign that allows joining again.
+    entry: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # What enrolled them, when a trigger did ("completed:12", "event:40"...): one each.
+    trigger_ref: Mapped[str | None] = mapped_column(String(40))
+    # The campaign's goal (campaigns.journeys.goals): the person event that reached it and
+    # when the person did it; set once, whatever the goal then did to the cursor.
+    goal_event_id: Mapped[int | None] = mapped_column(ForeignKey("person_events.id"))
+    goal_reached_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -323,3 +339,38 @@ class CampaignRevision(Base):
     version: Mapped[int] = mapped_column(Integer)
     structure: Mapped[list] = mapped_column(JSON)
     created_at: Mapped[datetime]
+
+
+class PersonEvent(Base):
+    """Something a person did outside the messages (a visit booked), posted to the events
+    API or imported from a CSV (campaigns.tracking.person_events). `event_id` is the
+    sender's own id for it: the same id twice is one event."""
+
+    __tablename__ = "person_events"
+    __table_args__ = (Index("ix_person_events_name_created", "name", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    occurred_at: Mapped[datetime]
+    properties: Mapped[dict | None] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(10))  # api | csv
+    # Which key posted it (its display prefix), or which file and line held it.
+    source_ref: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """A key for the events API. Only a SHA-256 of the key is kept (campaigns.api_keys):
+    the key itself is shown once, when it is made."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(16))  # for display: which key this is
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

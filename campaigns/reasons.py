@@ -69,6 +69,11 @@ def missing_step(step_key: str | None) -> str:
     return f"step {step_key!r} no longer exists"
 
 
+def goal_reached(event_name: str) -> str:
+    """Why an enrollment left its course on reaching the campaign's goal (exit_reason)."""
+    return f"reached the goal {event_name}"[:80]
+
+
 def is_missing_step(exit_reason: str | None) -> bool:
     """Paused by the engine for a step an edit removed: the next deploy may resume it."""
     return (

@@ -31,11 +31,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLES = (
+    "api_keys",
     "inbox_items",
     "contact_requests",
     "events",
     "messages",
     "enrollments",
+    "person_events",
     "consent_records",
     "suppressions",
     "subscribers",

@@ -2,7 +2,8 @@
 
     GET  /admin                          campaigns with their enrollment funnels, status
     GET  /admin/campaigns/{key}          per-step funnel (?since=YYYY-MM-DD&until=YYYY-MM-DD),
-                                         each step's clinical review
+                                         the goal (reached, per step, time to goal), each
+                                         step's clinical review
     GET  /admin/contact-requests         the care team's queue (real phone and email)
     POST /admin/contact-requests/{id}    status=contacted|closed, note
     GET  /admin/outbox                   messages by status (?status=unconfirmed)

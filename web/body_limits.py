@@ -4,7 +4,9 @@ Content-Length claims (a chunked body has none). Routes then read bodies as usua
 
     /webhooks/sendgrid/...   2 MiB    SendGrid posts a batch every 30 s or at 768 KB
     /webhooks/twilio/...     64 KiB   Twilio's forms are a few hundred bytes
-    everything else          16 KiB   sign-up, link pages and admin forms: a few fields
+    everything else          16 KiB   sign-up, link pages and admin forms: a few fields;
+                                      the events API (/api/v1/events): one event of at most
+                                      2 KiB of properties
 
 A declared Content-Length over the limit is refused before a byte is read; otherwise
 the over-limit chunk raises a 413 HTTPException out of `receive`, which the app's own

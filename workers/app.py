@@ -66,6 +66,7 @@ def make_app(settings=None) -> Celery:
             "drip.send_email": {"queue": "email"},
             "drip.send_sms": {"queue": "sms"},
             "drip.notify": {"queue": "events"},
+            "drip.triggers": {"queue": "schedule"},
         },
         beat_schedule={
             "tick": {
@@ -80,6 +81,12 @@ def make_app(settings=None) -> Celery:
             },
             "notify": {
                 "task": "drip.notify",
+                "schedule": settings.reap_seconds,
+                "options": {"expires": max(settings.reap_seconds * 3, 10)},
+            },
+            # Campaigns that enroll people by themselves (campaigns.journeys.triggers).
+            "triggers": {
+                "task": "drip.triggers",
                 "schedule": settings.reap_seconds,
                 "options": {"expires": max(settings.reap_seconds * 3, 10)},
             },

@@ -1,6 +1,7 @@
 """How often one client, address or phone may ask for something from the public edge:
-sign-ups per client and per address, JOIN texts per number. Beyond it the request gets
-a 429 with Retry-After and changes nothing.
+sign-ups per client and per address, JOIN texts per number, events API calls per key and
+failed API logins per client. Beyond it the request gets a 429 with Retry-After and
+changes nothing.
 
 Built on the `limits` library's moving-window limiter: with REDIS_URL the counts are
 shared by every web process on every machine (keys under REDIS_KEY_PREFIX); on the
@@ -33,11 +34,19 @@ class RequestLimits:
 
     def hit(self, rule: str, key: str) -> float | None:
         """Count one request; None when allowed, else the seconds until it would be."""
+        return self._ask(rule, key, self.limiter.hit)
+
+    def blocked(self, rule: str, key: str) -> float | None:
+        """Like `hit`, without counting: would one more be refused? (Failed API logins
+        are counted only when they fail, but a client over the limit is refused first.)"""
+        return self._ask(rule, key, self.limiter.test)
+
+    def _ask(self, rule: str, key: str, ask) -> float | None:
         # Keys are hashed: an address or a phone number never sits in Redis in clear.
         ident = hashlib.sha256(key.strip().lower().encode()).hexdigest()[:32]
         try:
             for item in self.rules[rule]:
-                if not self.limiter.hit(item, rule, ident):
+                if not ask(item, rule, ident):
                     reset = self.limiter.get_window_stats(item, rule, ident).reset_time
                     return max(1.0, reset - time.time())
         except Exception as exc:  # a down counter must not take the sign-up down with it
@@ -52,6 +61,8 @@ def build_request_limits(settings) -> RequestLimits:
         "signup_client": settings.signup_limit_per_client,
         "signup_address": settings.signup_limit_per_address,
         "join_number": settings.join_limit_per_number,
+        "api_key": settings.api_limit_per_key,
+        "api_auth_client": settings.api_auth_failures_per_client,
     }
     storage = None
     if settings.redis_url:

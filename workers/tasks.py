@@ -24,6 +24,7 @@ from campaigns.delivery.unconfirmed import SettlePolicy
 from campaigns.delivery.work import Work
 from campaigns.intake.confirmations import send_confirmations, send_text_confirmations
 from campaigns.intake.retention import remove_unconfirmed
+from campaigns.journeys.triggers import enroll_triggered
 from settings import Settings
 from workers.app import app
 from workers.outages import database
@@ -157,6 +158,22 @@ def notify() -> dict | None:
             "text_confirmations": texts,
             "removed": removed,
         }
+
+
+@app.task(name="drip.triggers")
+def triggers() -> dict | None:
+    """Campaigns that enroll people by themselves: a course completed, a goal reached, a
+    call asked for, a person event (campaigns.journeys.triggers). The next tick claims
+    their first steps."""
+    rt = runtime()
+    report = None
+    with database.watch("triggers"), transaction(rt.factory) as session:
+        report = enroll_triggered(session, rt.clock, rt.registry, rt.policy)
+    if report is None:  # the database was away: the next beat runs it again
+        return None
+    if report.total:
+        log.info("triggers enrolled %s", report.enrolled)
+    return report.enrolled
 
 
 def _send(task, channel: str, message_ids: list[int]) -> dict | None:

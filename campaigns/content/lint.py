@@ -125,6 +125,7 @@ def lint_folder(definitions_dir: Path, ctx: LintContext) -> list[Finding]:
     files = sorted(definitions_dir.glob("*.yaml")) + sorted(definitions_dir.glob("*.yml"))
     if not files:
         return [Finding("error", str(definitions_dir), "", "", "", "no campaign files found")]
+    parsed: list[Campaign] = []
     for path in files:
         try:
             campaign = parse_campaign(path, ctx.templates_dir)
@@ -133,8 +134,29 @@ def lint_folder(definitions_dir: Path, ctx: LintContext) -> list[Finding]:
                 Finding("error", path.name, "", "", "", p.split(": ", 1)[-1]) for p in exc.problems
             ]
             continue
+        parsed.append(campaign)
         findings += lint_campaign(campaign, ctx)
-    return findings
+    return findings + _lint_triggers(parsed)
+
+
+def _lint_triggers(campaigns: list[Campaign]) -> list[Finding]:
+    """A trigger (`enroll_on`) naming a campaign that is not in the folder never fires."""
+    keys = {c.key for c in campaigns}
+    return [
+        Finding(
+            "error",
+            c.source.name if c.source else c.key,
+            "",
+            "",
+            "",
+            f"enroll_on: {t.kind}: no campaign {t.source!r} in this folder",
+        )
+        for c in campaigns
+        for t in c.enroll_on
+        if t.kind != "event"
+        and t.source not in keys
+        and (t.kind, t.source) != ("call_requested", "any")
+    ]
 
 
 def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:

@@ -40,6 +40,7 @@ from campaigns.delivery.work import Work
 from campaigns.links import new_public_token, new_public_tokens
 from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.reasons import Reason, missing_campaign, missing_step
+from campaigns.sequences.journey import jumped_to
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import next_after
 from campaigns.sequences.situations import read_situations
@@ -57,6 +58,7 @@ _CLAIMED = (
     "next_due_at",
     "cursor_base_at",  # what the order check (campaigns.delivery.ordering) counts from
     "created_at",
+    "goal_event_id",  # a goal's jump (campaigns.journeys.goals) is due once order allows
 )
 _PERSON = ("id", "email", "phone", "status", "timezone")
 
@@ -139,6 +141,8 @@ def claim_due(
         situation = situations.get(enrollment.id)
         woken = situation is not None and step.branch.wait_is_over(situation)
         late = went_out_late(enrollment, history[enrollment.id], policy)
+        if late is not None and jumped_to(campaign, step, enrollment.goal_event_id):
+            late = None  # jumped here by a goal: due now, not its delay after the last step
         if late is not None and not woken:
             # The previous step went out after the cursor was set: the delay counts from then.
             due = due_time(late, campaign, step, subscriber, facts.reachable(subscriber), policy)

@@ -14,6 +14,8 @@ from campaigns.sequences.revisions import ensure_revision
 from campaigns.sequences.timing import Policy, due_time
 from campaigns.states import EnrollmentStatus
 
+ENDED = (EnrollmentStatus.COMPLETED, EnrollmentStatus.EXITED)
+
 
 def enroll(
     session: Session,
@@ -23,15 +25,23 @@ def enroll(
     campaign_key: str,
     policy: Policy,
     source: str = "api",
+    *,
+    trigger_ref: str | None = None,
+    again: bool = False,
 ) -> Enrollment:
     """Idempotent: enrolling someone already enrolled returns the existing cursor.
+
+    With `again` (a trigger, for a campaign that allows re-entry:
+    campaigns.journeys.triggers), someone whose latest enrollment here has ended
+    (completed or exited) joins once more, as the next `entry`. `trigger_ref` records
+    what enrolled them, so the same trigger never enrolls twice.
 
     The campaign files are validated first; a broken file raises DefinitionError and
     nothing is written.
     """
     campaign = registry.get(campaign_key)
     existing = _find_enrollment(session, subscriber.id, campaign_key)
-    if existing is not None:
+    if existing is not None and not (again and existing.status in ENDED):
         return existing
     now = clock.now()
     first = campaign.steps[0]
@@ -49,6 +59,8 @@ def enroll(
         steps_done=0,
         status=EnrollmentStatus.ACTIVE,
         source=source,
+        entry=existing.entry + 1 if existing is not None else 1,
+        trigger_ref=trigger_ref,
         created_at=now,
         updated_at=now,
     )
@@ -64,8 +76,11 @@ def enroll(
 
 
 def _find_enrollment(session: Session, subscriber_id: int, campaign_key: str) -> Enrollment | None:
+    """The person's latest enrollment in the campaign (there are several only where the
+    campaign allows re-entry)."""
     return session.scalar(
-        select(Enrollment).where(
-            Enrollment.subscriber_id == subscriber_id, Enrollment.campaign_key == campaign_key
-        )
+        select(Enrollment)
+        .where(Enrollment.subscriber_id == subscriber_id, Enrollment.campaign_key == campaign_key)
+        .order_by(Enrollment.entry.desc())
+        .limit(1)
     )

@@ -1,1 +1,1 @@
-"""Reporting: per-step funnels, provider health and the ops overview."""
+"""Reporting: per-step funnels and goals, provider health and the ops overview."""

@@ -47,6 +47,7 @@ from sqlalchemy import and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
+from campaigns.reporting.goals import GoalReport, goal_report
 from campaigns.reporting.rates import rate
 from campaigns.sequences.campaign import Campaign, DefinitionError
 from campaigns.sequences.registry import Registry
@@ -165,6 +166,7 @@ class CampaignReport:
     since: datetime | None = None
     until: datetime | None = None
     warning: str | None = None  # e.g. the campaign files do not load right now
+    goals: GoalReport | None = None  # the campaign's goal (campaigns.reporting.goals)
 
     @property
     def machine_opens(self) -> int:
@@ -205,6 +207,7 @@ class CampaignReport:
             },
             "enrollments": self.enrollments.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
+            "goal": self.goals.to_dict() if self.goals else None,
         }
 
 
@@ -407,6 +410,7 @@ def campaign_report(
         since=since,
         until=until,
         warning=warning,
+        goals=goal_report(session, campaign, campaign_key, since, until),
     )
 
 

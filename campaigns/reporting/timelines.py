@@ -28,7 +28,15 @@ from sqlalchemy.orm import Session
 from campaigns.audience.emergency import country_of, emergency_number
 from campaigns.audience.subscribers import address_for
 from campaigns.db import id_in
-from campaigns.models import ConsentRecord, ContactRequest, Enrollment, Event, Message, Subscriber
+from campaigns.models import (
+    ConsentRecord,
+    ContactRequest,
+    Enrollment,
+    Event,
+    Message,
+    PersonEvent,
+    Subscriber,
+)
 from campaigns.sequences.campaign import Campaign, DefinitionError
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy, step_window
@@ -83,6 +91,7 @@ class Timeline:
     exit_reason: str | None
     entries: list[Entry] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    goal_event_id: int | None = None  # the person event that reached the campaign's goal
 
     def local(self, when: datetime) -> datetime:
         return when.astimezone(ZoneInfo(self.zone))
@@ -163,6 +172,7 @@ def course_timelines(
             emergency_number=emergency_number(country, default_country),
             status=str(enrollment.status),
             exit_reason=enrollment.exit_reason,
+            goal_event_id=enrollment.goal_event_id,
         )
     for msg in session.scalars(
         select(Message)
@@ -327,6 +337,12 @@ def _add_actions(session: Session, timelines: dict[int, Timeline]) -> None:
         people[rec.subscriber_id].actions.append(
             Action(rec.created_at, f"stopped {channel}: {how}")
         )
+    for ev in session.scalars(
+        select(PersonEvent).where(id_in(session, PersonEvent.subscriber_id, people))
+    ):
+        t = people[ev.subscriber_id]
+        goal = " (the course's goal)" if ev.id == t.goal_event_id else ""
+        t.actions.append(Action(ev.occurred_at, f"did {ev.name}{goal}"))
     for t in people.values():
         t.actions.sort(key=lambda a: a.at)
 

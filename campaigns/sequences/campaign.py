@@ -8,6 +8,8 @@ A file under `campaigns/definitions/` describes one campaign:
     locales: [en, es]            # the first is the fallback
     send_window: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "19:00"}
     on_contact_request: continue # continue | pause | exit
+    goal: {event: visit_booked, then: exit}  # optional; campaigns/sequences/journey.py
+    enroll_on: [{completed: other_course, after: 14d}]  # optional triggers; journey.py too
     steps:
       - key: welcome             # stable; enrolled subscribers follow steps by key
         delay: 0m                # after the previous step (after joining, for the first)
@@ -56,6 +58,16 @@ from campaigns.sequences.conditions import (
     WaitForSpec,
 )
 from campaigns.sequences.delays import parse_delay
+from campaigns.sequences.journey import (
+    Goal,
+    GoalSpec,
+    Trigger,
+    TriggerSpec,
+    goal_of,
+    goal_problems,
+    trigger_problems,
+    triggers_of,
+)
 from campaigns.sequences.windows import DAYS, Window
 from campaigns.states import Channel
 
@@ -181,6 +193,9 @@ class CampaignSpec(BaseModel):
     locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     send_window: SendWindowSpec = SendWindowSpec()
     on_contact_request: Literal["continue", "pause", "exit"] = "continue"
+    goal: GoalSpec | None = None
+    enroll_on: list[TriggerSpec] = Field(default_factory=list)
+    reentry: bool = False
     steps: list[StepSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -254,6 +269,9 @@ class Campaign:
     on_contact_request: str
     steps: tuple[Step, ...]
     source: Path | None = None
+    goal: Goal | None = None
+    enroll_on: tuple[Trigger, ...] = ()
+    reentry: bool = False  # a trigger may enroll someone whose enrollment here has ended
 
     @property
     def fallback_locale(self) -> str:
@@ -344,7 +362,8 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
     except ValidationError as exc:
         raise DefinitionError([_format_error(path, data, e) for e in exc.errors()]) from None
 
-    problems: list[str] = []
+    problems: list[str] = goal_problems(path, spec.goal, [s.key for s in spec.steps])
+    problems += trigger_problems(path, spec.enroll_on, parse_delay)
     if path.stem != spec.key:
         problems.append(
             f"{path.name}: field key: {spec.key!r} must match the file name {path.stem!r}"
@@ -403,6 +422,9 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         on_contact_request=spec.on_contact_request,
         steps=tuple(steps),
         source=path,
+        goal=goal_of(spec.goal),
+        enroll_on=triggers_of(spec.enroll_on, parse_delay),
+        reentry=spec.reentry,
     )
 
 

@@ -77,7 +77,12 @@ def record_engagement(
     )
     # A cursor waiting for this open or click (`wait_for`) is due now.
     wake(
-        session, now, visit.message.enrollment_id, visit.message.step_key, kind, automated=automated
+        session,
+        now,
+        visit.message.enrollment_id,
+        visit.message.step_key,
+        kind,
+        automated=why is not None,
     )
 
 

@@ -6,7 +6,8 @@
     reports.py    report, contacts
     simulate.py   simulate (a course's timing for a cohort, nothing sent)
     inbox.py      inbox (texts waiting for a person)
-    imports.py    import
+    imports.py    import, import-events
+    api_keys.py   api-keys create | list | revoke
     processes.py  worker, beat, web, demo
 
 Every command takes the shared `Drip` context (context.py): settings read once, and the
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import click
 
+from workers.cli.api_keys import api_keys_group
 from workers.cli.context import Drip
 from workers.cli.database import db_group
 from workers.cli.delivery import channels_group, enroll, outbox_group, status
-from workers.cli.imports import import_command
+from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import contacts_command, report_command
@@ -48,6 +50,8 @@ for command in (
     simulate_command,
     inbox_command,
     import_command,
+    import_events_command,
+    api_keys_group,
     worker,
     beat,
     web,

@@ -151,6 +151,7 @@ def report_lines(report, since=None, until=None) -> list[str]:
         out.append(f"{s.step_key}/{s.channel} {label}: {text}")
     out.append("")
     out.extend(engagement_lines(report))
+    out.extend(goal_lines(report.goals))
     return out
 
 
@@ -176,6 +177,48 @@ def engagement_lines(report) -> list[str]:
         if s.links:
             shown = "; ".join(f"{li.label} {li.unique}/{li.total}" for li in s.links)
             out.append(f"{s.step_key}/{s.channel} clicks per link u/t: {shown}")
+    return out
+
+
+def _span(value) -> str:
+    if value is None:
+        return "-"
+    minutes = int(value.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    return f"{days}d {rest // 60}h" if days else f"{rest // 60}h {rest % 60:02d}m"
+
+
+def goal_lines(goals) -> list[str]:
+    """The goal's part of `drip report` (campaigns.reporting.goals): none without a goal."""
+    if goals is None:
+        return []
+    t = goals.time_to_goal
+    out = [
+        "",
+        f"goal: {goals.event} (then {goals.then}): {goals.reached} of {goals.enrolled} "
+        f"enrolled reached it ({_pct(goals.rate)}); {goals.before_any_step} before any step",
+    ]
+    if t.count:
+        quartiles = (
+            f", quartiles {_span(t.lower_quartile)} to {_span(t.upper_quartile)}"
+            if t.lower_quartile is not None
+            else ""
+        )
+        out.append(f"time to goal: median {_span(t.median)}{quartiles} ({t.count} people)")
+        out.append("  " + "; ".join(f"{label} {n}" for label, n in t.spans))
+    rows = [
+        [
+            s.position if s.position is not None else "-",
+            s.step_key,
+            s.channel,
+            s.received,
+            s.goals,
+            _pct(s.rate),
+        ]
+        for s in goals.steps
+    ]
+    out.append("reached the goal after this step (the last one received before it):")
+    out.extend(_table(["#", "step", "channel", "received", "goals", "goal%"], rows, right_from=3))
     return out
 
 
