@@ -28,6 +28,7 @@ from campaigns.sequences.campaign import DefinitionError, parse_campaign
 from campaigns.sequences.registry import Registry
 from campaigns.states import EventType
 from campaigns.tracking.events import NormalizedEvent, Recorded, record_event
+from campaigns.tracking.machine import Why
 from campaigns.tracking.portal import Visit, record_engagement
 from tests.conftest import FIXTURES, T0
 from tests.helpers import add_and_enroll, messages
@@ -104,7 +105,8 @@ def engage(ctx, eid, step, kind="opened", automated=False, channel="email") -> N
         )
         visit = Visit(msg, s.get(Subscriber, msg.subscriber_id))
         route = {"opened": "o", "clicked": "m"}[kind]
-        record_engagement(s, ctx.clock, visit, kind, {"route": route}, automated=automated)
+        why = Why.SCANNER if automated else None  # a machine's, as the link pages judge it
+        record_engagement(s, ctx.clock, visit, kind, {"route": route}, why=why)
 
 
 def ask_for_call(ctx, reg, eid, step) -> None:

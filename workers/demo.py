@@ -171,6 +171,7 @@ def run_demo(
             rt.signer,
             TWILIO_TOKEN,
             key,
+            _booking_key(demo),
         )
         say(
             f"Enrolled {len(SAMPLE_PEOPLE)} sample people in {campaign!r} on "
@@ -421,6 +422,15 @@ def _say_sent(demo: Demo, now: datetime, new) -> None:
 
 def _kind(entry) -> str:
     return "text" if entry.channel == "sms" else entry.channel
+
+
+def _booking_key(demo: Demo) -> str:
+    """An API key for the sample clinic's booking system (`drip api-keys create`)."""
+    from campaigns.api_keys import create_key
+    from campaigns.db import transaction
+
+    with transaction(demo.rt.factory) as session:
+        return create_key(session, demo.rt.clock, "demo booking system").key
 
 
 def _act(demo: Demo, planned) -> None:

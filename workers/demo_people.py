@@ -75,7 +75,7 @@ SAMPLE_PEOPLE = [
 @dataclass(frozen=True)
 class Habit:
     who: str  # the person's email address or phone number
-    does: str  # open | read | call | stop | unsubscribe
+    does: str  # open | read | call | stop | unsubscribe | book
     channel: str  # on which of their messages
     nth: int | None  # the nth they get on that channel (the last, if fewer); None: each
     after: timedelta  # how long after it arrives
@@ -88,6 +88,8 @@ def _h(hours: float) -> timedelta:
 HABITS = (
     Habit("james@example.com", "open", "email", None, _h(0.6)),
     Habit("james@example.com", "read", "email", 2, _h(0.8)),
+    # The course's goal: the booking system posts `visit_booked` through the events API.
+    Habit("james@example.com", "book", "email", 3, _h(6)),
     Habit("maria@example.com", "open", "email", None, _h(2)),
     Habit("maria@example.com", "call", "email", 8, _h(2.2)),
     Habit("+919876543210", "read", "sms", 1, _h(0.25)),
@@ -135,6 +137,7 @@ VERBS = {
     "call": "asks for a call from",
     "stop": "texts STOP after",
     "unsubscribe": "unsubscribes (one click) from",
+    "book": "books a visit (the booking system posts visit_booked), a while after",
 }
 
 
@@ -202,7 +205,9 @@ class Visitor:
         signer: Signer,
         twilio_token: str,
         sendgrid_key: ec.EllipticCurvePrivateKey,
+        api_key: str | None = None,
     ):
+        self.api_key = api_key  # the booking system's key to POST /api/v1/events
         self.server = server.rstrip("/")
         self.public = public_base_url.rstrip("/")
         self.outbox = outbox
@@ -230,7 +235,7 @@ class Visitor:
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code
-        if status != 200:
+        if status not in (200, 201):
             self.failures.append(f"{method} {path.split('?')[0][:40]}...: {status}")
         return status
 
@@ -281,11 +286,29 @@ class Visitor:
             origin = {"Origin": self.public}
             done = self._form(links["c"], {"preferred_channel": "phone"}, origin)
             return f"GET /c/ {page}, POST /c/ {done}"
+        if does == "book":
+            return self.book(planned)
         if does == "unsubscribe":
             # What a mail client sends for List-Unsubscribe-Post (RFC 8058).
             status = self._form(links["unsubscribe"], {"List-Unsubscribe": "One-Click"})
             return f"POST /u/ {status}"
         raise ValueError(does)
+
+    def book(self, planned: Planned) -> str:
+        """What the clinic's booking system sends when the person books a visit."""
+        body = {
+            "event_id": f"demo-visit-{planned.timeline.subscriber_id}",
+            "name": "visit_booked",
+            "email": planned.habit.who,
+            "occurred_at": planned.at.isoformat(),
+        }
+        status = self._call(
+            "POST",
+            f"{self.public}/api/v1/events",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"},
+        )
+        return f"POST /api/v1/events {status}"
 
     def text_us(self, phone: str | None, body: str) -> str:
         url = f"{self.public}/webhooks/twilio/inbound"
