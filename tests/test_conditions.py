@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.care.contact_queue import request_contact
@@ -21,7 +21,7 @@ from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.providers import Outcome
 from campaigns.delivery.sending import send_batch
 from campaigns.intake.imports import import_file
-from campaigns.models import Enrollment, Message, Subscriber
+from campaigns.models import Enrollment, Event, Message, Subscriber
 from campaigns.reporting.funnels import campaign_report
 from campaigns.reporting.timelines import course_timelines
 from campaigns.sequences.campaign import DefinitionError, parse_campaign
@@ -206,6 +206,27 @@ def test_a_click_ends_a_wait_for_an_open_and_a_machine_s_open_ends_nothing(ctx, 
     ctx.clock.current = T0 + timedelta(days=2)
     tick(ctx, reg)
     assert went(ctx.factory, scanned, "lesson_by_text")  # a machine's open is no open
+
+
+def test_a_wake_whose_click_is_judged_a_machine_s_afterwards_waits_to_its_old_end(ctx, tmp_path):
+    """A burst of clicks is judged a machine's only when its second click comes: by then
+    the first has woken the cursor. The claim finds the wait not over and puts the cursor
+    back to the end it always had, so a later real open still counts."""
+    reg = course(tmp_path, LESSON + BY_TEXT + FOLLOW)
+    eid = enroll(ctx, reg, **BOTH)
+    tick(ctx, reg)
+    ctx.clock.advance(minutes=30)
+    engage(ctx, eid, "lesson", "clicked")  # judged a person's when it came: wakes the cursor
+    assert cursor(ctx.factory, eid).next_due_at == ctx.clock.now()
+    with transaction(ctx.factory) as s:  # the burst's second click re-judges the first
+        s.execute(update(Event).values(automated=True, automated_reason="many_links_at_once"))
+    total = tick(ctx, reg)
+    assert total.held == 1 and rows(ctx.factory, eid, "lesson_by_text") == []
+    assert cursor(ctx.factory, eid).next_due_at == T0 + timedelta(days=2)
+    ctx.clock.advance(hours=5)
+    engage(ctx, eid, "lesson", "opened")  # the person opens it, later
+    tick(ctx, reg)
+    skipped_by_condition(ctx.factory, eid, "lesson_by_text")  # unless opened: it holds
 
 
 def test_a_provider_s_open_webhook_ends_the_wait_once(ctx, tmp_path):

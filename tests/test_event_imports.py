@@ -196,3 +196,21 @@ def test_the_command_prints_the_summary(factory, clock, policy, tmp_path):
     ]
     assert "  line 3: skipped: email: 'x' is not a valid email address" in result.output
     assert f"rejects written to {path}.rejects.csv" in result.output
+
+
+def test_a_row_whose_time_cannot_be_stored_is_rejected_and_the_rest_imported(
+    factory, clock, exits, policy, people, tmp_path
+):
+    """Year 1 east of UTC overflows the conversion to UTC: a rejected row, not an import
+    that stops with a traceback and records nothing."""
+    path = tmp_path / "events.csv"
+    path.write_text(
+        HEADER
+        + "old-1,visit_booked,ana@example.com,,,0001-01-01T00:00:00+14:00,\n"
+        + "ok-2,visit_booked,ana@example.com,,,,\n"
+    )
+    report = run(factory, clock, exits, policy, path)
+    assert report.recorded == 1
+    assert [r.line for r in report.rejects] == [2]
+    assert "occurred_at" in report.rejects[0].reason
+    assert [e[0] for e in events(factory)] == ["ok-2"]

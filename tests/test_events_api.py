@@ -151,11 +151,36 @@ def test_the_person_is_found_by_their_subscriber_token(client, key, ana, factory
 def test_the_same_event_id_again_answers_200_with_the_original(client, key, ana, factory, clock):
     first = client.post(URL, json=booked(properties={"clinic": "north"}), headers=auth(key))
     clock.advance(minutes=3)
-    again = client.post(URL, json=booked(properties={"clinic": "south"}), headers=auth(key))
+    again = client.post(URL, json=booked(properties={"clinic": "north"}), headers=auth(key))
     assert (first.status_code, again.status_code) == (201, 200)
-    assert again.json()["event"] == first.json()["event"]  # the original, north
+    assert again.json()["event"] == first.json()["event"]
     assert again.json()["duplicate"] is True and again.json()["goal_reached_in"] == ["tiny"]
     assert count_events(factory) == 1
+
+
+def test_an_event_id_again_with_other_properties_or_time_is_a_409(client, key, ana, factory):
+    when = "2026-03-01T10:00:00+00:00"
+    assert client.post(URL, json=booked(occurred_at=when), headers=auth(key)).status_code == 201
+    other = [
+        booked(occurred_at=when, properties={"clinic": "south"}),
+        booked(occurred_at="2026-03-01T11:00:00+00:00"),
+    ]
+    for body in other:
+        r = client.post(URL, json=body, headers=auth(key))
+        assert r.status_code == 409 and "another time or other properties" in errors(r)["event_id"]
+    # The time given the same way again, in another zone, is the same instant: a retry.
+    same = booked(occurred_at="2026-03-01T05:00:00-05:00")
+    assert client.post(URL, json=same, headers=auth(key)).status_code == 200
+    assert count_events(factory) == 1
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+00:00", "1999-12-31T23:59:59Z"]
+)
+def test_a_time_before_2000_or_beyond_utc_is_a_422_not_a_500(client, key, ana, factory, when):
+    r = client.post(URL, json=booked(occurred_at=when), headers=auth(key))
+    assert r.status_code == 422 and "occurred_at" in errors(r)
+    assert count_events(factory) == 0
 
 
 def test_an_event_id_used_for_another_event_is_a_409(client, key, ana, factory, clock, policy):
@@ -238,13 +263,18 @@ def test_keys_are_kept_as_hashes_and_managed_by_the_cli(factory, clock):
         assert result.exit_code == 1 and said in result.output, result.output
 
 
-def test_a_client_that_keeps_failing_is_refused_before_any_look_up(factory, clock, goal_defs, key):
+def test_a_client_that_keeps_failing_is_refused_but_a_valid_key_from_it_still_works(
+    factory, clock, goal_defs, key, ana
+):
+    """Behind a proxy every caller may share one address: junk keys from it must not lock
+    the booking system out."""
     client = make_client(factory, clock, goal_defs, api_auth_failures_per_client="3/minute")
     bad = {"Authorization": "Bearer drip_" + "B" * 43}
     codes = [client.post(URL, json=booked(), headers=bad).status_code for _ in range(5)]
     assert codes == [401, 401, 401, 429, 429]
-    r = client.post(URL, json=booked(), headers=auth(key))  # even a good key, from there
+    r = client.post(URL, json=booked(), headers=bad)
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert client.post(URL, json=booked(), headers=auth(key)).status_code == 201
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(factory, clock, goal_defs, key, ana):

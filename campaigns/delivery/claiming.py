@@ -150,6 +150,16 @@ def claim_due(
                 holds.append({"id": enrollment.id, "next_due_at": due, "cursor_base_at": late})
                 work.held += 1
                 continue
+        if step.branch.wait_for is not None and situation is not None and not woken:
+            # Due before its wait is over, yet nothing ended the wait: the open or click
+            # that woke it was judged a machine's afterwards (the first of a burst of
+            # clicks). It waits on, to the end it always had.
+            base = late or enrollment.cursor_base_at or enrollment.created_at
+            due = due_time(base, campaign, step, subscriber, facts.reachable(subscriber), policy)
+            if due > now + policy.order_slack:
+                holds.append({"id": enrollment.id, "next_due_at": due})
+                work.held += 1
+                continue
         why_not = step.branch.why_not(situation) if situation is not None else None
         skip = None
         if why_not is not None:

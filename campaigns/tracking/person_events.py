@@ -28,7 +28,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
@@ -49,6 +49,9 @@ MAX_PROPERTY_TEXT = 500
 MAX_PROPERTIES_BYTES = 2048
 # A sender's clock may run a little ahead of ours; more than this is a mistake.
 FUTURE_SLACK = timedelta(minutes=5)
+# Nothing this service tracks happened before it could exist; far-off years also overflow
+# the conversion to UTC (year 1 in a zone east of UTC).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 FIELDS = ("event_id", "name", "email", "phone", "subscriber_token", "occurred_at", "properties")
 PERSON_FIELDS = ("email", "phone", "subscriber_token")
 
@@ -148,8 +151,17 @@ class PersonEventIn(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _when(cls, value: datetime | None, info) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            # 0001-01-01T00:00+14:00 parses, but is before the first instant UTC can hold.
+            value = value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValueError("is not a time this service can store") from None
+        if value < EARLIEST:
+            raise ValueError(f"is before {EARLIEST:%Y-%m-%d}: not an event of this course")
         now = (info.context or {}).get("now")
-        if value is not None and now is not None and value > now + FUTURE_SLACK:
+        if now is not None and value > now + FUTURE_SLACK:
             raise ValueError("is in the future")
         return value
 
@@ -273,6 +285,15 @@ def _existing(session: Session, event: PersonEventIn) -> PersonEvent | None:
         raise EventConflict(
             f"event_id: {event.event_id!r} was already used for another event "
             "(a different name or person); use a new id"
+        )
+    # A retry repeats the event as it was; the same id with another time or other
+    # properties is a different event, and taking it as a duplicate would lose it.
+    if (event.occurred_at is not None and event.occurred_at != row.occurred_at) or (
+        event.properties or None
+    ) != (row.properties or None):
+        raise EventConflict(
+            f"event_id: {event.event_id!r} was already used with another time or other "
+            "properties; use a new id"
         )
     return row
 
