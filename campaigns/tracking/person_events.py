@@ -286,11 +286,12 @@ def _existing(session: Session, event: PersonEventIn) -> PersonEvent | None:
             f"event_id: {event.event_id!r} was already used for another event "
             "(a different name or person); use a new id"
         )
-    # A retry repeats the event as it was; the same id with another time or other
-    # properties is a different event, and taking it as a duplicate would lose it.
+    # A retry repeats the event as it was (or leaves out what it gave before); the same id
+    # with another time or other properties is a different event, and taking it as a
+    # duplicate would lose it.
     if (event.occurred_at is not None and event.occurred_at != row.occurred_at) or (
-        event.properties or None
-    ) != (row.properties or None):
+        event.properties is not None and event.properties != (row.properties or None)
+    ):
         raise EventConflict(
             f"event_id: {event.event_id!r} was already used with another time or other "
             "properties; use a new id"
