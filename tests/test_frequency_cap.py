@@ -449,3 +449,26 @@ def test_a_file_s_override_keeps_the_setting_it_does_not_name(tmp_path):
     path.write_text(TINY.replace("@CAP@", "frequency_cap: {per_week: 9}\n"))
     campaign = parse_campaign(path, FIXTURES / "templates")
     assert Policy(frequency_cap=Cap(2, 5)).cap_for(campaign) == Cap(2, 9)
+
+
+def test_the_admin_campaign_page_shows_the_hold(ctx, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tests.test_admin import AUTH, make_app
+
+    reg = courses(tmp_path)
+    capped(ctx, per_day=1)
+    enroll(ctx, reg, "tiny", **PERSON)
+    enroll(ctx, reg, "branchy", **PERSON)
+    tick(ctx, reg)
+    client = TestClient(
+        make_app(ctx.factory, ctx.clock, tmp_path, definitions_dir=tmp_path / "defs")
+    )
+    page = client.get("/admin/campaigns/branchy", headers=AUTH)
+    assert page.status_code == 200
+    held = page.text.split('<h2 id="held">Held by the frequency cap</h2>')[1].split("<h2")[0]
+    assert "<strong>1</strong> hold(s) of 1 person(s); 1 by the day cap;" in held
+    assert "<strong>1</strong> still held" in held
+    assert '<td>b1</td>\n      <td class="n">1</td><td class="n">1</td><td class="n">1</td>' in held
+    other = client.get("/admin/campaigns/tiny", headers=AUTH).text
+    assert "Nothing held." in other
