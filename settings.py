@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     # No provider call starts this close to a window's end, so a chunk's calls all land
     # inside it (the window is judged again right before each chunk's call).
     send_window_margin_seconds: float = Field(5.0, ge=0, le=300)
+    # Messages one person gets across every campaign (campaigns.delivery.frequency_cap): at
+    # most this many on one day of their own, and over seven (today and the six before).
+    # A message over it is held to the next day it fits, never dropped. The shipped course
+    # sends at most one lesson a day and three a week, so it is never held by itself; two
+    # a day leaves room for a check-in or a follow-up beside a lesson. 0 or empty: no cap.
+    frequency_cap_per_day: int = Field(2, ge=0, le=100)
+    frequency_cap_per_week: int = Field(5, ge=0, le=700)
 
     # Compressed time for demos: virtual = epoch + (real - real_epoch) * time_scale.
     time_scale: float = Field(1.0, gt=0)
@@ -201,6 +208,11 @@ class Settings(BaseSettings):
     # for texts; a number elsewhere, or not a mobile, is refused (SMS pumping, TCPA).
     sms_allowed_countries: str = "US,CA"
     signup_campaign: str = "hip_and_back"
+
+    @field_validator("frequency_cap_per_day", "frequency_cap_per_week", mode="before")
+    @classmethod
+    def _empty_is_no_cap(cls, value):
+        return 0 if isinstance(value, str) and not value.strip() else value
 
     @field_validator("apple_proxy_ranges_file")
     @classmethod
@@ -341,6 +353,14 @@ class Settings(BaseSettings):
                 )
         if self.sms_latest_hour <= self.sms_earliest_hour:
             raise ValueError("SMS_LATEST_HOUR must be later than SMS_EARLIEST_HOUR")
+        if (
+            self.frequency_cap_per_day
+            and self.frequency_cap_per_week
+            and self.frequency_cap_per_week < self.frequency_cap_per_day
+        ):
+            raise ValueError(
+                "FREQUENCY_CAP_PER_WEEK must be 0 (no cap) or at least FREQUENCY_CAP_PER_DAY"
+            )
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ValueError("LEASE_SECONDS must stay below BROKER_VISIBILITY_TIMEOUT")
         missing = []

@@ -5,6 +5,7 @@ subscribers ─┬─ consent_records   (append-only history of grants and revoc
              │     └─ messages    (the outbox: one row per enrollment, step and channel)
              ├─ events            (provider and tracking events, raw payload kept)
              ├─ person_events     (what the person did elsewhere: a visit booked; goals)
+             ├─ cap_holds         (a step held back by the frequency cap, and until when)
              └─ contact_requests  (asks to be contacted by the care team)
 suppressions                      (addresses that must not be sent to, any campaign)
 api_keys                          (who may post person events; only a hash of each key)
@@ -374,3 +375,24 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class CapHold(Base):
+    """A due step the frequency cap held back (campaigns.delivery.frequency_cap): one row
+    each time, so the person's timeline and the report show it after the step has gone.
+    The cursor itself only carries the new due time."""
+
+    __tablename__ = "cap_holds"
+    __table_args__ = (Index("ix_cap_holds_campaign_step", "campaign_key", "step_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id"))
+    campaign_key: Mapped[str] = mapped_column(String(63))
+    step_key: Mapped[str] = mapped_column(String(63))
+    cap: Mapped[str] = mapped_column(String(10))  # day | week: the one that was full
+    # What the cap allowed and how many the person had had when the step fell due.
+    allowed: Mapped[int] = mapped_column(Integer)
+    counted: Mapped[int] = mapped_column(Integer)
+    held_at: Mapped[datetime]
+    held_until: Mapped[datetime]  # the step's new due time

@@ -32,6 +32,7 @@ PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLES = (
     "api_keys",
+    "cap_holds",
     "inbox_items",
     "contact_requests",
     "events",

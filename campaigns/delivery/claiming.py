@@ -23,6 +23,9 @@ query per kind (campaigns.sequences.situations), and only for people whose step,
 step after it, has a condition or a wait: a course without branches costs nothing more.
 A step that waits for an event (`wait_for`) is due at its `at_most`, or at once when the
 event has already come; its cursor carries `waiting_for` so the event can wake it.
+
+A step that would send is checked against the person's frequency cap across campaigns
+(campaigns.delivery.frequency_cap): over it, the cursor is held to the next day with room.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from campaigns.audience.eligibility import Facts, Stop, stop_for
 from campaigns.audience.subscribers import address_for
 from campaigns.clock import Clock
 from campaigns.db import id_in
+from campaigns.delivery.frequency_cap import CapCheck
 from campaigns.delivery.ordering import histories, read_again_at, went_out_late
 from campaigns.delivery.work import Work
 from campaigns.links import new_public_token, new_public_tokens
@@ -121,6 +125,7 @@ def claim_due(
     facts = Facts(session, list(subscribers.values()))
     received = {e.id: history[e.id].received for e in enrollments}
     situations = _situations(session, campaigns, enrollments, subscribers, facts)
+    caps = CapCheck.for_batch(session, now, policy, campaigns, enrollments, subscribers)
     rows, advancing, moves = [], [], []
     tokens = iter(new_public_tokens(2 * len(enrollments)))
     for enrollment in enrollments:
@@ -175,6 +180,13 @@ def claim_due(
         outcomes = (
             _outcomes(step, subscriber, facts) if skip is None else _skipped(step, subscriber, skip)
         )
+        if caps is not None and skip is None and any(stop is None for _, stop in outcomes):
+            # Over the person's frequency cap: held to the next day with room, never dropped.
+            held = caps.hold(enrollment, campaign, step, subscriber, facts.reachable(subscriber))
+            if held is not None:
+                holds.append({"id": enrollment.id, "next_due_at": held.until})
+                work.held += 1
+                continue
         for channel, stop in outcomes:
             state = (
                 stop.values()
@@ -224,6 +236,8 @@ def claim_due(
     )
     _move_cursors(session, moves, now, waits)
     _hold(session, holds, now)
+    if caps is not None:
+        caps.write(session)
     work.email.sort()
     work.sms.sort()
     return work

@@ -13,7 +13,8 @@ class Work:
     email: list[int] = field(default_factory=list)
     sms: list[int] = field(default_factory=list)
     claimed: int = 0  # enrollments read, so the tick knows whether to claim again
-    held: int = 0  # of those, how many waited for their previous step (invariant 10)
+    held: int = 0  # of those, how many waited: for their previous step (invariant 10), a
+    # window a woken step needs, or the frequency cap (campaigns.delivery.frequency_cap)
 
     def add(self, channel: str, message_id: int) -> None:
         getattr(self, channel).append(message_id)

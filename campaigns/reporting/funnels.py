@@ -28,6 +28,9 @@ How a message is counted (campaigns.states holds the lifecycle):
   contact requests / unsubscribes   rows naming the step's message (contact_requests,
              events of type unsubscribed); an unsubscribe that names no message (a
              consent record only) cannot be attributed to a step and is not counted
+  held by the frequency cap   steps held back to a later day because the person had had
+             their share of messages across campaigns (campaigns.reporting.holds): holds,
+             people, and those still waiting; a held step is sent later, never dropped
 
 Rates divide by delivered where the channel has a delivery signal in the report (any of
 its messages delivered or bounced: the provider reports deliveries), else by sent (the
@@ -48,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
 from campaigns.reporting.goals import GoalReport, goal_report
+from campaigns.reporting.holds import CapHoldReport, cap_hold_report
 from campaigns.reporting.rates import rate
 from campaigns.sequences.campaign import Campaign, DefinitionError
 from campaigns.sequences.registry import Registry
@@ -167,6 +171,8 @@ class CampaignReport:
     until: datetime | None = None
     warning: str | None = None  # e.g. the campaign files do not load right now
     goals: GoalReport | None = None  # the campaign's goal (campaigns.reporting.goals)
+    # Steps the frequency cap held back (campaigns.reporting.holds)
+    held: CapHoldReport = field(default_factory=CapHoldReport)
 
     @property
     def machine_opens(self) -> int:
@@ -208,6 +214,7 @@ class CampaignReport:
             "enrollments": self.enrollments.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
             "goal": self.goals.to_dict() if self.goals else None,
+            "held_by_frequency_cap": self.held.to_dict(),
         }
 
 
@@ -411,6 +418,7 @@ def campaign_report(
         until=until,
         warning=warning,
         goals=goal_report(session, campaign, campaign_key, since, until),
+        held=cap_hold_report(session, campaign, campaign_key, since, until),
     )
 
 

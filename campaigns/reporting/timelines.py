@@ -14,6 +14,10 @@ between that and the provider taking it (`sent_at`) is lateness the window does 
 explain: a queue, a retry, a rate limit, a slow tick, or a step held behind another.
 
 Order (invariant 10): on each channel, the steps that went out went out in step order.
+
+Holds: a step the frequency cap held back (campaigns.delivery.frequency_cap) is listed
+with when it was held, which cap was full and until when; its message's `due_at` is the
+moment it was held to, so a held step is not counted late.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from campaigns.audience.emergency import country_of, emergency_number
 from campaigns.audience.subscribers import address_for
 from campaigns.db import id_in
 from campaigns.models import (
+    CapHold,
     ConsentRecord,
     ContactRequest,
     Enrollment,
@@ -79,6 +84,19 @@ class Action:
 
 
 @dataclass
+class Hold:
+    """A step the frequency cap held back (campaigns.delivery.frequency_cap)."""
+
+    at: datetime  # when it fell due and was held
+    until: datetime  # its new due time
+    position: int | None
+    step_key: str
+    cap: str  # day | week
+    allowed: int
+    counted: int
+
+
+@dataclass
 class Timeline:
     subscriber_id: int
     first_name: str | None
@@ -92,6 +110,7 @@ class Timeline:
     entries: list[Entry] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     goal_event_id: int | None = None  # the person event that reached the campaign's goal
+    holds: list[Hold] = field(default_factory=list)  # by the frequency cap, in time order
 
     def local(self, when: datetime) -> datetime:
         return when.astimezone(ZoneInfo(self.zone))
@@ -206,6 +225,23 @@ def course_timelines(
             )
         )
     _add_actions(session, timelines)
+    for hold in session.scalars(
+        select(CapHold).where(CapHold.campaign_key == campaign_key).order_by(CapHold.id)
+    ):
+        timeline = timelines.get(hold.enrollment_id)
+        if timeline is not None:
+            step = campaign.step(hold.step_key) if campaign else None
+            timeline.holds.append(
+                Hold(
+                    hold.held_at,
+                    hold.held_until,
+                    step.index + 1 if step else None,
+                    hold.step_key,
+                    hold.cap,
+                    hold.allowed,
+                    hold.counted,
+                )
+            )
     for timeline in timelines.values():
         # Step order; a step no longer in the file keeps its place in time.
         timeline.entries.sort(
@@ -416,6 +452,12 @@ def timeline_lines(timeline: Timeline) -> list[str]:
     for row in rows:
         cells = [c.rjust(widths[0]) if i == 0 else c.ljust(widths[i]) for i, c in enumerate(row)]
         lines.append(("  " + "  ".join(cells)).rstrip())
+    for hold in timeline.holds:
+        lines.append(
+            f"  {_when(timeline.local(hold.at))}  step {hold.position or '-'} ({hold.step_key}) "
+            f"HELD by the frequency cap ({hold.counted} of {hold.allowed} this {hold.cap}) "
+            f"until {_when(timeline.local(hold.until))}"
+        )
     for action in timeline.actions:
         lines.append(
             f"  {_when(timeline.local(action.at))}  {timeline.first_name or 'they'} {action.what}"

@@ -10,6 +10,7 @@ A file under `campaigns/definitions/` describes one campaign:
     on_contact_request: continue # continue | pause | exit
     goal: {event: visit_booked, then: exit}  # optional; campaigns/sequences/journey.py
     enroll_on: [{completed: other_course, after: 14d}]  # optional triggers; journey.py too
+    frequency_cap: {per_day: 1, per_week: 3}  # optional; overrides the settings (caps.py)
     steps:
       - key: welcome             # stable; enrolled subscribers follow steps by key
         delay: 0m                # after the previous step (after joining, for the first)
@@ -50,6 +51,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from campaigns.sequences.caps import CapOverride, FrequencyCapSpec
 from campaigns.sequences.conditions import (
     Branch,
     Condition,
@@ -196,6 +198,7 @@ class CampaignSpec(BaseModel):
     goal: GoalSpec | None = None
     enroll_on: list[TriggerSpec] = Field(default_factory=list)
     reentry: bool = False
+    frequency_cap: FrequencyCapSpec | None = None
     steps: list[StepSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -272,6 +275,7 @@ class Campaign:
     goal: Goal | None = None
     enroll_on: tuple[Trigger, ...] = ()
     reentry: bool = False  # a trigger may enroll someone whose enrollment here has ended
+    frequency_cap: CapOverride | None = None  # None: the settings' (campaigns/sequences/caps.py)
 
     @property
     def fallback_locale(self) -> str:
@@ -425,6 +429,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         goal=goal_of(spec.goal),
         enroll_on=triggers_of(spec.enroll_on, parse_delay),
         reentry=spec.reentry,
+        frequency_cap=spec.frequency_cap.override() if spec.frequency_cap else None,
     )
 
 

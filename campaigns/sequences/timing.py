@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from campaigns.models import Subscriber
 from campaigns.sequences.campaign import Campaign, DefinitionError, Step
+from campaigns.sequences.caps import Cap
 from campaigns.sequences.windows import Window, next_allowed
 from campaigns.states import Channel
 
@@ -34,6 +35,9 @@ class Policy:
     # No provider call starts in the last seconds of a window: the chunk's calls must land
     # before it closes (21:00:00 sharp for texts), not milliseconds after.
     call_margin: timedelta = timedelta(0)  # settings: SEND_WINDOW_MARGIN_SECONDS (5)
+    # Messages per person across campaigns (campaigns.delivery.frequency_cap); none unless
+    # set: settings give FREQUENCY_CAP_PER_DAY / _PER_WEEK, a campaign file may override.
+    frequency_cap: Cap = Cap()
 
     @classmethod
     def from_settings(cls, s) -> Policy:
@@ -44,7 +48,13 @@ class Policy:
             requeue_after=timedelta(seconds=s.requeue_after_seconds),
             order_slack=timedelta(seconds=s.tick_seconds),
             call_margin=timedelta(seconds=s.send_window_margin_seconds),
+            frequency_cap=Cap(s.frequency_cap_per_day or 0, s.frequency_cap_per_week or 0),
         )
+
+    def cap_for(self, campaign: Campaign) -> Cap:
+        """The frequency cap `campaign`'s steps are judged by: the settings', overridden
+        by the campaign file's `frequency_cap`."""
+        return self.frequency_cap.over(campaign.frequency_cap)
 
     def zone(self, subscriber: Subscriber) -> ZoneInfo:
         return ZoneInfo(subscriber.timezone or self.default_timezone)

@@ -152,6 +152,7 @@ def report_lines(report, since=None, until=None) -> list[str]:
     out.append("")
     out.extend(engagement_lines(report))
     out.extend(goal_lines(report.goals))
+    out.extend(hold_lines(report.held))
     return out
 
 
@@ -219,6 +220,24 @@ def goal_lines(goals) -> list[str]:
     ]
     out.append("reached the goal after this step (the last one received before it):")
     out.extend(_table(["#", "step", "channel", "received", "goals", "goal%"], rows, right_from=3))
+    return out
+
+
+def hold_lines(held) -> list[str]:
+    """What the frequency cap held back (campaigns.reporting.holds), always said."""
+    if not held.holds:
+        return ["", "held by the frequency cap: none"]
+    caps = "; ".join(f"{n} by the {cap} cap" for cap, n in sorted(held.by_cap.items()))
+    out = [
+        "",
+        f"held by the frequency cap: {held.holds} hold(s) of {held.people} person(s) "
+        f"({caps}); {held.still_held} still held, to be sent later (never dropped)",
+    ]
+    rows = [
+        [s.position if s.position is not None else "-", s.step_key, s.holds, s.people, s.still_held]
+        for s in held.steps
+    ]
+    out.extend(_table(["#", "step", "holds", "people", "still held"], rows, right_from=2))
     return out
 
 
