@@ -545,7 +545,7 @@ def _variant_problems(v, s, campaign_key, locales, where, templates_dir: Path) -
     subject = _localized(v.subject, locales) if v.subject is not None else {}
     own = _localized(s.subject, locales)
     for loc in locales:
-        if Channel.EMAIL in s.channels and not (subject.get(loc) or own.get(loc)):
+        if Channel.EMAIL in s.channels and not (subject.get(loc, own.get(loc)) or "").strip():
             problems.append(f"{here}.subject: no subject for locale {loc!r}")
         if v.template is None:
             continue
