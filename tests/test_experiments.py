@@ -36,6 +36,7 @@ from campaigns.tracking.portal import NotFound, Visit, lesson, record_engagement
 from campaigns.tracking.redirects import destination
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll, messages
+from workers.cli.experiments import experiment_lines
 
 TEMPLATES = FIXTURES / "templates"
 EXAMPLE = FIXTURES / "experiments" / "trial.yaml"
@@ -358,6 +359,10 @@ def test_report_per_variant_with_intervals_and_verdicts(send_ctx, tmp_path):
     assert p < 0.05 and step.verdicts["opens"].significant
     assert step.verdicts["clicks"].sentence == "too few to tell"  # 3 clicks in all
     assert not step.verdicts["call_requests"].significant
+    lines = experiment_lines(report.experiments)
+    print("\n".join(lines))
+    assert any(line.startswith("  difference: opens significant (p = ") for line in lines)
+    assert f"  story (weight 1): sent {n['story']}; opens 16 " in "\n".join(lines)
     # And through the JSON the CLI prints.
     data = report.to_dict()["experiments"]
     assert data["steps"][0]["differences"]["opens"]["significant"] is True

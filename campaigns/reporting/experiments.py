@@ -292,9 +292,7 @@ def _holdout(session, campaign, campaign_key, since, until) -> Holdout | None:
     reached = Enrollment.goal_reached_at.is_not(None)
 
     def count(*where) -> tuple[int, int]:
-        people = select(distinct(Message.enrollment_id)).where(
-            Message.campaign_key == campaign_key, *where
-        )
+        people = select(Message.enrollment_id).where(Message.campaign_key == campaign_key, *where)
         query = select(Enrollment.id).where(*in_range, Enrollment.id.in_(people))
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         goals = session.scalar(select(func.count()).select_from(query.where(reached).subquery()))

@@ -10,7 +10,7 @@ from campaigns.clock import clock_from_settings
 from campaigns.content.promote import PromoteError, promote
 from workers.cli.context import Drip, pass_drip
 
-LABELS = {"opens": "open", "clicks": "click", "call_requests": "ask", "goals": "goal"}
+LABELS = {"opens": "opens", "clicks": "clicks", "call_requests": "call requests", "goals": "goals"}
 
 
 def _pct(value: float | None) -> str:
@@ -23,6 +23,10 @@ def _rate(r) -> str:
     return f"{r.count} {_pct(r.rate)} [{_pct(r.low)}-{_pct(r.high)}]"
 
 
+def _share(r) -> str:
+    return "(-)" if r.base == 0 else f"({_pct(r.rate)} [{_pct(r.low)}-{_pct(r.high)}])"
+
+
 def experiment_lines(experiments) -> list[str]:
     """Per step with variants: each arm's counts and rates with their 95% intervals, and
     whether the arms differ; then the holdout against the messaged. None without any."""
@@ -33,17 +37,18 @@ def experiment_lines(experiments) -> list[str]:
         out.append(f"{s.step_key}/{s.channel}:")
         for a in s.arms:
             weight = "" if a.weight is None else f" (weight {a.weight:g})"
-            parts = "; ".join(f"{LABELS[m]}s {_rate(getattr(a, m))}" for m in LABELS)
+            parts = "; ".join(f"{LABELS[m]} {_rate(getattr(a, m))}" for m in LABELS)
             out.append(f"  {a.name}{weight}: sent {a.sent}; {parts}")
-        verdicts = "; ".join(f"{LABELS[m]}s {v.sentence}" for m, v in s.verdicts.items())
+        verdicts = "; ".join(f"{LABELS[m]} {v.sentence}" for m, v in s.verdicts.items())
         out.append(f"  difference: {verdicts}")
     h = experiments.holdout
     if h is not None:
         goal = experiments.goal_event or "the goal"
         out.append(
             f"holdout ({h.share * 100:g}% of the people, never messaged): {goal} reached by "
-            f"held out {_rate(h.held_out)} of {h.held_out.base}, messaged "
-            f"{_rate(h.messaged)} of {h.messaged.base}; {h.verdict.sentence}"
+            f"{h.held_out.count} of {h.held_out.base} held out {_share(h.held_out)}, "
+            f"{h.messaged.count} of {h.messaged.base} messaged {_share(h.messaged)}; "
+            f"{h.verdict.sentence}"
         )
     return out
 
