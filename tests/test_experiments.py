@@ -449,3 +449,25 @@ def test_admin_page_and_promote_button(factory, clock, tmp_path):
     ok = client.post(url, data={"step": "lesson", "variant": "story"}, headers=POST)
     assert ok.status_code == 200 and "promoted" in ok.text
     assert "variants" not in (folder / "trial.yaml").read_text()
+
+
+def test_drip_campaigns_promote(tmp_path):
+    from tests.test_cli import drip
+
+    defs = tmp_path / "definitions"
+    defs.mkdir()
+    shutil.copy(EXAMPLE, defs / "trial.yaml")
+    settings = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        "DEFINITIONS_DIR": str(defs),
+        "TEMPLATES_DIR": str(TEMPLATES),
+        "BROKER_DIR": str(tmp_path / "broker"),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
+    assert bad.exit_code == 1 and "no variant 'gold'" in bad.output
+    assert drip(settings, "campaigns", "promote", "nope", "a", "b").exit_code == 1
+    ok = drip(settings, "campaigns", "promote", "trial", "lesson", "story")
+    assert ok.exit_code == 0, ok.output
+    assert "variant story promoted" in ok.output
+    assert parse_campaign(defs / "trial.yaml", TEMPLATES).step("lesson").template == "lesson_story"
