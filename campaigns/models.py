@@ -254,6 +254,9 @@ class Message(Base):
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The step's experiment arm this person got (campaigns.sequences.experiments); None
+    # for a step without variants. Re-renders and reports read it here.
+    variant: Mapped[str | None] = mapped_column(String(20))
 
 
 class Event(Base):

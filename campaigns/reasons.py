@@ -25,6 +25,7 @@ class Reason(StrEnum):
     TEMPLATE_ERROR = "template_error"
     FALLBACK = "fallback"
     CONDITION = "condition"  # the step's `if` / `unless` did not hold for this person
+    HOLDOUT = "holdout"  # the person is in the campaign's holdout: enrolled, never messaged
     # A provider's answer (campaigns.delivery.outcomes)
     ACCEPTED = "accepted"
     TEMPORARY_ERROR = "temporary_error"
@@ -93,6 +94,7 @@ TEXTS: dict[Reason, str] = {
     Reason.OUTSIDE_SEND_WINDOW: "outside the course's send window in the subscriber's time zone",
     Reason.FALLBACK: "sent by text instead: the email could not go ({why})",
     Reason.CONDITION: "condition: {condition}",
+    Reason.HOLDOUT: "holdout: kept from messages to compare with",
     Reason.TEMPLATE_ERROR: "template error",
     Reason.ACCEPTED: "accepted by provider",
     Reason.TEMPORARY_ERROR: "temporary provider error",

@@ -3,7 +3,10 @@
     GET  /admin                          campaigns with their enrollment funnels, status
     GET  /admin/campaigns/{key}          per-step funnel (?since=YYYY-MM-DD&until=YYYY-MM-DD),
                                          the goal (reached, per step, time to goal), each
-                                         step's clinical review
+                                         step's clinical review, experiments (variants
+                                         with intervals and verdicts, the holdout)
+    POST /admin/campaigns/{key}/promote  step, variant: the step keeps that variant's copy
+                                         and no variants (a live edit of the campaign file)
     GET  /admin/contact-requests         the care team's queue (real phone and email)
     POST /admin/contact-requests/{id}    status=contacted|closed, note
     GET  /admin/outbox                   messages by status (?status=unconfirmed)
@@ -45,6 +48,7 @@ from fastapi.responses import HTMLResponse
 
 from campaigns.care import contact_queue
 from campaigns.content import review
+from campaigns.content.promote import PromoteError, promote
 from campaigns.db import transaction
 from campaigns.delivery import pauses
 from campaigns.delivery.unconfirmed import (
@@ -251,7 +255,38 @@ def campaign_page(
         reviews=review.campaign_reviews(state.registry, key, state.clock.now().date()),
         since=since or "",
         until=until or "",
+        # One promote button per arm: on the step's first channel's table.
+        x_channels={
+            s.step_key: s.channel
+            for s in reversed(report.experiments.steps if report.experiments else [])
+        },
     )
+
+
+@router.post("/campaigns/{key}/promote", response_class=HTMLResponse, dependencies=[SameOrigin])
+def promote_variant(
+    request: Request,
+    key: str,
+    user: AdminUser,
+    step: Annotated[str, Form(max_length=63)] = "",
+    variant: Annotated[str, Form(max_length=20)] = "",
+) -> HTMLResponse:
+    state = _state(request)
+    back = f"/admin/campaigns/{key}"
+    try:
+        campaign = state.registry.get(key)
+    except (LookupError, ValueError):  # not deployed, or its file does not load
+        return _notice("No such campaign", f"{key!r} is not deployed", back="/admin", status=404)
+    if campaign.source is None:
+        return _notice("Not promoted", "this campaign has no file to edit", back=back, status=400)
+    try:
+        done = promote(
+            campaign.source, state.registry.templates_dir, step, variant, state.clock.now().date()
+        )
+    except PromoteError as exc:
+        return _notice("Not promoted", str(exc), back=back, status=400)
+    log.info("%s %s: variant %s promoted by admin:%s", key, step, variant, user)
+    return _notice("Variant promoted", done.sentence, back=back)
 
 
 @router.get("/contact-requests", response_class=HTMLResponse)

@@ -164,9 +164,11 @@ def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
     signer = Signer(b"lint")
     out: list[Finding] = []
     file = campaign.source.name if campaign.source else campaign.key
-    for step in campaign.steps:
+    # Every copy a step can send: each arm of an experiment is rendered and checked.
+    for step in (version for s in campaign.steps for version in s.versions):
         for locale in campaign.locales:
-            add = _collector(out, file, step.key, locale)
+            label = f"{step.key} variant {step.variant}" if step.variant else step.key
+            add = _collector(out, file, label, locale)
             links = links_for(ctx.base_url, signer, new_public_token())
             if Channel.EMAIL in step.channels:
                 _lint_email(renderer, campaign, step, locale, links, ctx, add)

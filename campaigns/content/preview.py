@@ -186,8 +186,9 @@ def write_preview(
     recipient = Recipient(first_name, locale)
     written = []
     texts_so_far = 0
-    for step in campaign.steps:
-        stem = f"{step.index + 1:02d}_{step.key}"
+    # Each arm of an experiment is previewed: 03_welcome.b.html beside 03_welcome.a.html.
+    for step in (version for s in campaign.steps for version in s.versions):
+        stem = f"{step.index + 1:02d}_{step.key}" + (f".{step.variant}" if step.variant else "")
         links = links_for(base_url, signer, f"preview-{step.key}")
         if Channel.EMAIL in step.channels:
             email = renderer.email(campaign, step, recipient, links)

@@ -9,6 +9,9 @@ preheader in every locale, and the source of every template file it sends in eve
 locale and channel, with the templates those include (shared partials in
 `templates/_partials/<locale>/`), followed recursively. Layouts (`templates/_layout/`)
 are not part of a step's copy: they carry the footer, which lint checks on its own.
+A step with an experiment's `variants` has every arm's copy in its fingerprint too (each
+arm's subject, preheader and templates): an arm goes to patients like any copy, so one
+review signs them all. A step without variants has the fingerprint it always had.
 Any edit of that copy changes the fingerprint, so the step reads as changed since its
 review, which counts as unreviewed.
 
@@ -100,9 +103,10 @@ def copy_templates(campaign: Campaign, step: Step, templates_dir: Path) -> list[
     env = jinja2.Environment()  # only parses: nothing is rendered here
     pending = [
         f"{campaign.key}/{locale}/{name}"
+        for template in dict.fromkeys(v.template for v in (step, *step.versions))
         for locale in campaign.locales
         for channel in review_channels(step)
-        for name in template_files(step.template, channel)
+        for name in template_files(template, channel)
     ]
     found: set[str] = set()
     while pending:
@@ -135,6 +139,12 @@ def fingerprint(campaign: Campaign, step: Step, templates_dir: Path) -> str:
     for locale in campaign.locales:
         part(f"subject/{locale}", step.subject_for(locale, campaign.fallback_locale).encode())
         part(f"preheader/{locale}", step.preheader_for(locale, campaign.fallback_locale).encode())
+    for arm in step.versions if step.variants else ():
+        for locale in campaign.locales:
+            for kind in ("subject", "preheader"):
+                text = getattr(arm, f"{kind}_for")(locale, campaign.fallback_locale)
+                part(f"variant/{arm.variant}/{kind}/{locale}", text.encode())
+            part(f"variant/{arm.variant}/template/{locale}", arm.template.encode())
     for name in copy_templates(campaign, step, templates_dir):
         part(f"template/{name}", _read(templates_dir, name))
     return "sha256:" + digest.hexdigest()[:16]

@@ -44,6 +44,7 @@ from campaigns.delivery.work import Work
 from campaigns.links import new_public_token, new_public_tokens
 from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.reasons import Reason, missing_campaign, missing_step
+from campaigns.sequences.experiments import held_out, variant_for
 from campaigns.sequences.journey import jumped_to
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import next_after
@@ -167,7 +168,9 @@ def claim_due(
                 continue
         why_not = step.branch.why_not(situation) if situation is not None else None
         skip = None
-        if why_not is not None:
+        if held_out(campaign, enrollment.id):  # experiments: enrolled, never messaged
+            skip = Stop.of(MessageStatus.SKIPPED, Reason.HOLDOUT)
+        elif why_not is not None:
             skip = Stop.of(MessageStatus.SKIPPED, Reason.CONDITION, condition=why_not)
         elif woken:
             # The event ended the wait, perhaps at night: a step that sends waits for its
@@ -202,6 +205,7 @@ def claim_due(
                     "step_key": step.key,
                     "channel": channel,
                     "public_token": next(tokens, None) or new_public_token(),
+                    "variant": variant_for(campaign, step, enrollment.id),
                     **state,
                     "attempts": 0,
                     "due_at": enrollment.next_due_at,
@@ -286,6 +290,7 @@ _MESSAGE_COLUMNS = {
     "step_key": "text",
     "channel": "text",
     "public_token": "text",
+    "variant": "text",
     "status": "text",
     "reason_code": "text",
     "reason": "text",
@@ -466,6 +471,7 @@ def queue_fallback(session: Session, email: Message, channel: str, now, reason: 
         "step_key": email.step_key,
         "channel": channel,
         "public_token": new_public_token(),
+        "variant": email.variant,
         "status": MessageStatus.DEFERRED,
         **reason,
         "attempts": 0,

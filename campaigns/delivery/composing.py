@@ -2,9 +2,9 @@
 
 Rendering a lesson (sandboxed Jinja, layout, CSS inlining) costs more than everything else
 a send does, and every recipient of a step gets the same words but for their name and
-their links. So a step is rendered once per group (campaign, version, step, locale, and
-whether there is a first name: templates may branch on that) with placeholders, and each
-recipient's copy is the shared one with their values filled in.
+their links. So a step is rendered once per group (campaign, version, step, experiment
+arm, locale, and whether there is a first name: templates may branch on that) with
+placeholders, and each recipient's copy is the shared one with their values filled in.
 
 That is exact only when the templates use the name and links plainly, so three guards
 decide, and anything that fails them is rendered in full for that recipient:
@@ -94,7 +94,8 @@ class Composer:
         step = campaign.step(msg.step_key)
         if step is None:
             raise LookupError(f"step {msg.step_key!r} is no longer in campaign {campaign.key!r}")
-        return campaign, step
+        # The arm recorded at the claim (campaigns.sequences.experiments), if the step has it.
+        return campaign, step.with_variant(msg.variant)
 
     def _plain(self, names: list[str], strings: list[str]) -> bool:
         env = self.renderer.text_env
@@ -127,6 +128,7 @@ class Composer:
             campaign.key,
             campaign.version,
             step.key,
+            step.variant,
             locale,
             bool(subscriber.first_name),
             Channel.EMAIL,
@@ -207,6 +209,7 @@ class Composer:
             campaign.key,
             campaign.version,
             step.key,
+            step.variant,
             locale,
             bool(subscriber.first_name),
             Channel.SMS,

@@ -28,6 +28,7 @@ class SendTestRequest:
     email: str | None = None
     phone: str | None = None
     first_name: str | None = None
+    variant: str | None = None  # an experiment's arm; None: each step's own copy
 
 
 def send_test(
@@ -56,6 +57,13 @@ def send_test(
     unknown = [k for k, s in zip(request.steps, steps, strict=False) if s is None]
     if unknown:
         raise InvalidSubscriber(f"step: {', '.join(unknown)} not in {campaign.key}")
+    if request.variant is not None:
+        lacking = [s.key for s in steps if request.variant not in {v.name for v in s.variants}]
+        if lacking:
+            raise InvalidSubscriber(
+                f"variant: {request.variant!r} is not a variant of {', '.join(lacking)}"
+            )
+        steps = [s.with_variant(request.variant) for s in steps]
     recipient = Recipient(request.first_name, request.locale, country_of_phone(phone))
     results: list[SendResult] = []
     given = [c for c, address in ((Channel.EMAIL, email), (Channel.SMS, phone)) if address]

@@ -50,6 +50,7 @@ from sqlalchemy import and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
+from campaigns.reporting.experiments import ExperimentReport, experiment_report
 from campaigns.reporting.goals import GoalReport, goal_report
 from campaigns.reporting.holds import CapHoldReport, cap_hold_report
 from campaigns.reporting.rates import rate
@@ -173,6 +174,7 @@ class CampaignReport:
     goals: GoalReport | None = None  # the campaign's goal (campaigns.reporting.goals)
     # Steps the frequency cap held back (campaigns.reporting.holds)
     held: CapHoldReport = field(default_factory=CapHoldReport)
+    experiments: ExperimentReport | None = None  # variants, holdout (reporting.experiments)
 
     @property
     def machine_opens(self) -> int:
@@ -215,6 +217,7 @@ class CampaignReport:
             "steps": [s.to_dict() for s in self.steps],
             "goal": self.goals.to_dict() if self.goals else None,
             "held_by_frequency_cap": self.held.to_dict(),
+            "experiments": self.experiments.to_dict() if self.experiments else None,
         }
 
 
@@ -419,6 +422,7 @@ def campaign_report(
         warning=warning,
         goals=goal_report(session, campaign, campaign_key, since, until),
         held=cap_hold_report(session, campaign, campaign_key, since, until),
+        experiments=experiment_report(session, campaign, campaign_key, since, until),
     )
 
 

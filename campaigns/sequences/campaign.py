@@ -30,6 +30,19 @@ A file under `campaigns/definitions/` describes one campaign:
 
 `if`, `unless` and `wait_for` are the branching vocabulary (campaigns/sequences/conditions.py).
 
+Experiments (campaigns/sequences/experiments.py): a step may list `variants`, each a
+name, a weight and what it changes (`template`, `subject`, `preheader`; the rest is the
+step's own), and a campaign may keep a `holdout` share that is enrolled but not messaged:
+
+    holdout: 10%
+    steps:
+      - key: welcome
+        ...
+        experiment: welcome_subject_1   # optional: the assignment's salt (default: the step key)
+        variants:
+          - {name: a, weight: 1}
+          - {name: b, weight: 1, subject: {en: "...", es: "..."}, template: welcome_b}
+
 `review` records who clinically reviewed the step's copy, when, and a fingerprint of
 that copy (campaigns/content/review.py computes it; `drip campaigns review` writes it).
 Its date is `date:`, not `on:`: YAML reads a bare `on` as true.
@@ -42,7 +55,7 @@ campaigns.sequences.registry.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -141,6 +154,32 @@ class ReviewSpec(BaseModel):
         return value.strip()
 
 
+VARIANT_NAME = r"^[a-z][a-z0-9_]{0,19}$"
+
+
+class VariantSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=VARIANT_NAME)
+    weight: float = Field(gt=0, le=1000)
+    template: str | None = Field(None, pattern=r"^[a-z0-9_][a-z0-9_\-]*$")
+    subject: Localized | None = None
+    preheader: Localized | None = None
+
+
+def _holdout_share(value) -> float:
+    """`holdout: 10%` (or 0.1) as a share of 1; at most half of the people."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+        if not match:
+            raise ValueError(f"{value!r} is not a share like '10%'")
+        value = float(match[1]) / 100
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("give the share as a percentage, like '10%'")
+    if not 0 <= value <= 0.5:
+        raise ValueError("a holdout is between 0% and 50% of the people")
+    return float(value)
+
+
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(pattern=_KEY)
@@ -158,6 +197,21 @@ class StepSpec(BaseModel):
     when: ConditionSpec | None = Field(None, alias="if")
     unless: ConditionSpec | None = None
     wait_for: WaitForSpec | None = None
+    # Experiments (campaigns/sequences/experiments.py)
+    variants: list[VariantSpec] | None = None
+    experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,63}$")
+
+    @field_validator("variants")
+    @classmethod
+    def _two_named_variants(cls, value):
+        if value is None:
+            return value
+        if len(value) < 2:
+            raise ValueError("an experiment needs at least two variants")
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("a variant name is used twice")
+        return value
 
     @field_validator("delay")
     @classmethod
@@ -199,7 +253,13 @@ class CampaignSpec(BaseModel):
     enroll_on: list[TriggerSpec] = Field(default_factory=list)
     reentry: bool = False
     frequency_cap: FrequencyCapSpec | None = None
+    holdout: str | float = 0.0  # '10%': enrolled but never messaged, to compare with
     steps: list[StepSpec] = Field(min_length=1)
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout(cls, value):
+        return _holdout_share(value)
 
     @model_validator(mode="after")
     def _unique_steps(self) -> CampaignSpec:
@@ -221,6 +281,17 @@ class Review:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One arm of a step's experiment: what it changes of the step's copy."""
+
+    name: str
+    weight: float
+    template: str | None = None
+    subject: dict[str, str] | None = None
+    preheader: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     key: str
     index: int
@@ -233,6 +304,29 @@ class Step:
     fallback: str | None = None
     review: Review | None = None
     branch: Branch = Branch()  # if / unless / wait_for; empty for a plain step
+    variants: tuple[Variant, ...] = ()  # an experiment's arms; empty for a plain step
+    experiment: str | None = None  # the assignment's salt; None: the step key
+    variant: str | None = None  # set on the copy `with_variant` returns
+
+    def with_variant(self, name: str | None) -> Step:
+        """The step as the arm `name` sends it: its template, subject and preheader over
+        the step's own. The step itself for None or a name it no longer has (a promoted
+        winner, a removed arm: the step's copy is then what goes, as after any edit)."""
+        arm = next((v for v in self.variants if v.name == name), None)
+        if arm is None:
+            return self
+        return replace(
+            self,
+            template=arm.template or self.template,
+            subject={**self.subject, **(arm.subject or {})},
+            preheader={**self.preheader, **(arm.preheader or {})},
+            variant=arm.name,
+        )
+
+    @property
+    def versions(self) -> tuple[Step, ...]:
+        """Every copy the step can send: each arm's, or the step's own when it has none."""
+        return tuple(self.with_variant(v.name) for v in self.variants) or (self,)
 
     @property
     def wait_for(self) -> WaitFor | None:
@@ -276,6 +370,7 @@ class Campaign:
     enroll_on: tuple[Trigger, ...] = ()
     reentry: bool = False  # a trigger may enroll someone whose enrollment here has ended
     frequency_cap: CapOverride | None = None  # None: the settings' (campaigns/sequences/caps.py)
+    holdout: float = 0.0  # share of enrollments kept from every message (experiments.py)
 
     @property
     def fallback_locale(self) -> str:
@@ -391,6 +486,8 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                         problems.append(
                             f"{where} field template: unknown template, {rel} does not exist"
                         )
+        for v in s.variants or ():
+            problems += _variant_problems(v, s, spec.key, spec.locales, where, templates_dir)
         if s.wait_for is not None and s.delay is not None:
             problems.append(
                 f"{where} field delay: give `delay` or `wait_for`, not both (a wait's "
@@ -412,6 +509,17 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                 fallback=s.fallback.value if s.fallback else None,
                 review=Review(s.review.by, s.review.on, s.review.fingerprint) if s.review else None,
                 branch=branch,
+                variants=tuple(
+                    Variant(
+                        v.name,
+                        v.weight,
+                        v.template,
+                        _localized(v.subject, spec.locales) if v.subject is not None else None,
+                        _localized(v.preheader, spec.locales) if v.preheader is not None else None,
+                    )
+                    for v in s.variants or ()
+                ),
+                experiment=s.experiment,
             )
         )
     if problems:
@@ -430,7 +538,30 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
         enroll_on=triggers_of(spec.enroll_on, parse_delay),
         reentry=spec.reentry,
         frequency_cap=spec.frequency_cap.override() if spec.frequency_cap else None,
+        holdout=float(spec.holdout),
     )
+
+
+def _variant_problems(v, s, campaign_key, locales, where, templates_dir: Path) -> list[str]:
+    """An arm's template exists in every locale and channel, and its subject (its own or
+    the step's) covers every locale."""
+    problems = []
+    here = f"{where} field variants.{v.name}"
+    subject = _localized(v.subject, locales) if v.subject is not None else {}
+    own = _localized(s.subject, locales)
+    for loc in locales:
+        if Channel.EMAIL in s.channels and not (subject.get(loc, own.get(loc)) or "").strip():
+            problems.append(f"{here}.subject: no subject for locale {loc!r}")
+        if v.template is None:
+            continue
+        for channel in s.channels + ([s.fallback] if s.fallback else []):
+            for name in template_files(v.template, channel):
+                if not (templates_dir / campaign_key / loc / name).is_file():
+                    problems.append(
+                        f"{here}.template: unknown template, "
+                        f"{campaign_key}/{loc}/{name} does not exist"
+                    )
+    return problems
 
 
 def _branch(s: StepSpec, spec: CampaignSpec, i: int, where: str, problems: list[str]) -> Branch:

@@ -116,6 +116,7 @@ def lesson(
     step = campaign.step(visit.message.step_key)
     if step is None:
         raise NotFound("this lesson is no longer available")
+    step = step.with_variant(visit.message.variant)  # the arm the person got
     links = links_for(base_url, signer, visit.message.public_token)
     recipient = Recipient(
         visit.subscriber.first_name, visit.subscriber.locale, country_of(visit.subscriber)

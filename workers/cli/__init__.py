@@ -2,6 +2,7 @@
 
     database.py   db upgrade
     sequences.py  campaigns validate | lint | preview | diff | test-send
+    experiments.py  campaigns promote; the experiments part of `drip report`
     delivery.py   enroll, status, channels list | pause | resume, outbox list | settle
     reports.py    report, contacts
     simulate.py   simulate (a course's timing for a cohort, nothing sent)
@@ -22,6 +23,7 @@ from workers.cli.api_keys import api_keys_group
 from workers.cli.context import Drip
 from workers.cli.database import db_group
 from workers.cli.delivery import channels_group, enroll, outbox_group, status
+from workers.cli.experiments import campaigns_promote
 from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
 from workers.cli.processes import beat, demo, web, worker
@@ -58,3 +60,4 @@ for command in (
     demo,
 ):
     main.add_command(command)
+campaigns_group.add_command(campaigns_promote)

@@ -18,6 +18,7 @@ from campaigns.db import transaction
 from campaigns.redact import mask
 from campaigns.reporting.funnels import campaign_report
 from workers.cli.context import Drip, pass_drip
+from workers.cli.experiments import experiment_lines
 
 
 def _pct(value: float | None) -> str:
@@ -153,6 +154,7 @@ def report_lines(report, since=None, until=None) -> list[str]:
     out.extend(engagement_lines(report))
     out.extend(goal_lines(report.goals))
     out.extend(hold_lines(report.held))
+    out.extend(experiment_lines(report.experiments))
     return out
 
 

@@ -267,10 +267,20 @@ def campaigns_diff(drip: Drip, new_file, old_file) -> None:
 @click.option("--locale", default="en", show_default=True)
 @click.option("--first-name", default="Maria", show_default=True)
 @click.option("--force", is_flag=True, help="Send even to a suppressed address.")
+@click.option("--variant", default=None, help="An experiment's arm (default: the step's copy).")
 @pass_drip
 @click.pass_context
 def campaigns_test_send(
-    ctx: click.Context, drip: Drip, campaign, steps, email, phone, locale, first_name, force
+    ctx: click.Context,
+    drip: Drip,
+    campaign,
+    steps,
+    email,
+    phone,
+    locale,
+    first_name,
+    force,
+    variant,
 ) -> None:
     """Send STEPS (default: every step) of CAMPAIGN to your own address, marked [TEST]."""
     rt = drip.runtime()
@@ -284,7 +294,9 @@ def campaigns_test_send(
                 rt.base_url,
                 rt.email_provider,
                 rt.sms_provider,
-                SendTestRequest(campaign, list(steps), locale, email, phone, first_name or None),
+                SendTestRequest(
+                    campaign, list(steps), locale, email, phone, first_name or None, variant
+                ),
                 force,
             )
     except (DefinitionError, InvalidSubscriber, RenderError) as exc:
