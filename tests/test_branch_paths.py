@@ -376,3 +376,30 @@ def test_drip_campaigns_diff_names_changed_conditions_and_waits(tmp_path):
         "condition  step call_push: unless asked for a call -> unless (asked for a call or "
         "clicked lesson) (judged when the step falls due) -> 0 enrolled people affected"
     ) in result.output
+
+
+def test_diff_names_a_changed_goal_cap_holdout_and_arms(tmp_path):
+    """The campaign-wide settings and a step's experiment, against the file before."""
+    templates = FIXTURES / "templates"
+    before = tmp_path / "trial.yaml"
+    text = (FIXTURES / "experiments" / "trial.yaml").read_text()
+    before.write_text(text)
+    data = yaml.safe_load(text)
+    data["holdout"] = "20%"
+    data["goal"] = {"event": "visit_booked", "then": "exit"}
+    data["frequency_cap"] = {"per_day": 1}
+    data["steps"][1]["variants"][0]["weight"] = 1  # plain 3:1 -> 1:1
+    after = tmp_path / "edited" / "trial.yaml"
+    after.parent.mkdir()
+    after.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    old, new = parse_campaign(before, templates), parse_campaign(after, templates)
+    changes = {(c.kind, c.step): c.detail for c in diff(structure(old), new, [], old, 1)}
+    assert changes == {
+        ("goal", None): "none -> visit_booked, then exit",
+        ("frequency cap", None): "the settings' -> 1 a day (from the next tick)",
+        ("holdout", None): "10% -> 20% (judged at each step: people already in move in or "
+        "out from their next)",
+        ("variants", "lesson"): "plain 75%, story 25% -> plain 50%, story 50% (who had the "
+        "step keeps their arm; the rest split anew)",
+    }
+    assert diff(structure(old), old, [], old, 1) == []  # the same file: nothing

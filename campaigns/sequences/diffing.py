@@ -181,6 +181,71 @@ def diff(
                 ),
             )
         )
+    if old_campaign is not None:
+        changes.extend(_campaign_changes(old_campaign, new, len(everyone)))
+        for key in new_order:
+            os_, ns_ = old_campaign.step(key), new.step(key)
+            if os_ is not None and ns_ is not None and _arms(os_) != _arms(ns_):
+                changes.append(
+                    Change(
+                        "variants",
+                        key,
+                        f"{_arms(os_) or 'one copy'} -> {_arms(ns_) or 'one copy'}"
+                        " (who had the step keeps their arm; the rest split anew)",
+                        holding(key, ahead_new),
+                    )
+                )
     if old_version is not None and old_version != new.version:
         changes.append(Change("version", None, f"{old_version} -> {new.version}", 0))
     return changes
+
+
+def _arms(step) -> str:
+    """A step's experiment as a marketer reads it: "plain 50%, story 50%" ("" for none)."""
+    variants = getattr(step, "variants", None) or ()
+    total = sum(v.weight for v in variants) or 1
+    return ", ".join(f"{v.name} {v.weight / total:.0%}" for v in variants)
+
+
+def _campaign_changes(old: Campaign, new: Campaign, enrolled: int) -> list[Change]:
+    """What a file changes for the whole campaign: its goal, its triggers, re-entry, its
+    frequency cap and its holdout. They apply to everyone still in the course."""
+
+    def goal(c: Campaign) -> str:
+        g = getattr(c, "goal", None)
+        return f"{g.event}, then {g.then}" if g else "none"
+
+    def triggers(c: Campaign) -> str:
+        found = getattr(c, "enroll_on", None) or ()
+        return "; ".join(t.describe() for t in found) or "none"
+
+    def cap(c: Campaign) -> str:
+        override = getattr(c, "frequency_cap", None)
+        if override is None:
+            return "the settings'"
+        parts = [
+            f"{n} a {unit}"
+            for n, unit in ((override.per_day, "day"), (override.per_week, "week"))
+            if n is not None
+        ]
+        return ", ".join(parts) or "the settings'"
+
+    def holdout(c: Campaign) -> str:
+        return f"{getattr(c, 'holdout', 0.0):.0%}"
+
+    out = []
+    for kind, read, note in (
+        ("goal", goal, ""),
+        ("triggers", triggers, " (moments from now on)"),
+        ("reentry", lambda c: "allowed" if getattr(c, "reentry", False) else "not allowed", ""),
+        ("frequency cap", cap, " (from the next tick)"),
+        (
+            "holdout",
+            holdout,
+            " (judged at each step: people already in move in or out from their next)",
+        ),
+    ):
+        before, after = read(old), read(new)
+        if before != after:
+            out.append(Change(kind, None, f"{before} -> {after}{note}", enrolled))
+    return out
