@@ -188,7 +188,7 @@ def write_preview(
     texts_so_far = 0
     for step in campaign.steps:
         stem = f"{step.index + 1:02d}_{step.key}"
-        links = links_for(base_url, signer, f"preview-{step.key}")
+        links = links_for(base_url, signer, f"preview-{step.key}", step.answer_values)
         if Channel.EMAIL in step.channels:
             email = renderer.email(campaign, step, recipient, links)
             (folder / f"{stem}.html").write_text(email.html, encoding="utf-8")

@@ -47,6 +47,7 @@ from sqlalchemy import and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
+from campaigns.reporting.answers import AnswerReport, answer_report
 from campaigns.reporting.goals import GoalReport, goal_report
 from campaigns.reporting.rates import rate
 from campaigns.sequences.campaign import Campaign, DefinitionError
@@ -167,6 +168,7 @@ class CampaignReport:
     until: datetime | None = None
     warning: str | None = None  # e.g. the campaign files do not load right now
     goals: GoalReport | None = None  # the campaign's goal (campaigns.reporting.goals)
+    answers: AnswerReport | None = None  # check-in questions (campaigns.reporting.answers)
 
     @property
     def machine_opens(self) -> int:
@@ -208,6 +210,7 @@ class CampaignReport:
             "enrollments": self.enrollments.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
             "goal": self.goals.to_dict() if self.goals else None,
+            "answers": self.answers.to_dict() if self.answers else None,
         }
 
 
@@ -411,6 +414,7 @@ def campaign_report(
         until=until,
         warning=warning,
         goals=goal_report(session, campaign, campaign_key, since, until),
+        answers=answer_report(session, campaign, campaign_key, since, until),
     )
 
 

@@ -23,6 +23,7 @@ A file under `campaigns/definitions/` describes one campaign:
       - key: welcome_by_text
         wait_for: {event: opened, step: welcome, at_most: 2d}   # instead of a delay
         if: {has_channel: [email, sms]}      # optional: when the step applies
+        # asks: pain_score                   # optional: a check-in question (questions.py)
         unless: {opened: welcome}            # optional: when it does not
         channels: [sms]
         template: welcome
@@ -68,6 +69,7 @@ from campaigns.sequences.journey import (
     trigger_problems,
     triggers_of,
 )
+from campaigns.sequences.questions import QUESTIONS, Question
 from campaigns.sequences.windows import DAYS, Window
 from campaigns.states import Channel
 
@@ -156,6 +158,15 @@ class StepSpec(BaseModel):
     when: ConditionSpec | None = Field(None, alias="if")
     unless: ConditionSpec | None = None
     wait_for: WaitForSpec | None = None
+    # A check-in question the step asks (campaigns/sequences/questions.py): `pain_score`.
+    asks: str | None = None
+
+    @field_validator("asks")
+    @classmethod
+    def _known_question(cls, value):
+        if value is not None and value not in QUESTIONS:
+            raise ValueError(f"unknown question {value!r} (known: {', '.join(QUESTIONS)})")
+        return value
 
     @field_validator("delay")
     @classmethod
@@ -230,6 +241,7 @@ class Step:
     fallback: str | None = None
     review: Review | None = None
     branch: Branch = Branch()  # if / unless / wait_for; empty for a plain step
+    question: Question | None = None  # `asks`: the check-in question the step asks
 
     @property
     def wait_for(self) -> WaitFor | None:
@@ -250,6 +262,11 @@ class Step:
         if self.fallback and self.fallback in reachable:
             return [self.fallback]
         return list(self.channels)
+
+    @property
+    def answer_values(self) -> range:
+        """The values its question's answer links stand for (none for a plain step)."""
+        return self.question.values if self.question else range(0)
 
     def subject_for(self, locale: str, fallback: str) -> str:
         return self.subject.get(locale) or self.subject.get(fallback, "")
@@ -408,6 +425,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                 fallback=s.fallback.value if s.fallback else None,
                 review=Review(s.review.by, s.review.on, s.review.fingerprint) if s.review else None,
                 branch=branch,
+                question=QUESTIONS[s.asks] if s.asks else None,
             )
         )
     if problems:

@@ -116,7 +116,7 @@ def lesson(
     step = campaign.step(visit.message.step_key)
     if step is None:
         raise NotFound("this lesson is no longer available")
-    links = links_for(base_url, signer, visit.message.public_token)
+    links = links_for(base_url, signer, visit.message.public_token, step.answer_values)
     recipient = Recipient(
         visit.subscriber.first_name, visit.subscriber.locale, country_of(visit.subscriber)
     )

@@ -34,7 +34,7 @@ def link_targets(
     step = campaign.step(visit.message.step_key)
     if step is None:
         raise NotFound("this lesson is no longer available")
-    links = links_for(base_url, signer, visit.message.public_token)
+    links = links_for(base_url, signer, visit.message.public_token, step.answer_values)
     sub = visit.subscriber
     recipient = Recipient(sub.first_name, sub.locale, country_of(sub))
     targets: dict[str, str] = {}
