@@ -115,7 +115,7 @@ class Renderer:
         ctx = self.context(campaign, step, recipient, links)
         locale = ctx["locale"]
         base = f"{campaign.key}/{locale}/{step.template}"
-        if step.question is not None and len(links.answers) != len(step.answer_values):
+        if step.question is not None and not links.answers:
             # Never an email that asks without the links to answer it.
             raise RenderError(f"{base}: the question's answer links were not made")
         subject = _one_line(
