@@ -222,6 +222,18 @@ def inbound(client, body, sender=PHONE, sid=None):
     return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
 
+def drip(factory, clock, course) -> Drip:
+    """The `drip` command's context on this test's database, clock and course."""
+    definitions, templates = course
+    settings = load_settings(
+        environment="test",
+        secret_key="k" * 40,
+        definitions_dir=definitions,
+        templates_dir=templates,
+    )
+    return Drip.around(build_runtime(settings, factory=factory, clock=clock))
+
+
 # ---------------------------------------------------------------- the email's links
 
 
@@ -245,8 +257,9 @@ def test_the_email_carries_eleven_opaque_links_and_nothing_health_related_in_met
 
 
 def test_get_shows_the_value_and_records_nothing_post_records_and_replaces(
-    factory, clock, reg, policy, ctx, sendgrid, client
+    factory, clock, reg, policy, ctx, sendgrid, client, caplog
 ):
+    caplog.set_level(logging.DEBUG)
     add_and_enroll(factory, clock, reg, policy, campaign="asking", email="ana@example.com")
     send_due(ctx)
     links = answer_links(sendgrid)
@@ -271,6 +284,9 @@ def test_get_shows_the_value_and_records_nothing_post_records_and_replaces(
     client.post(seven, data={"value": "5"})  # changed on the page before saving
     (row,) = answer_rows(factory)
     assert (row.value, row.answered_at) == (5, clock.now())
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/a/" in logged  # the requests were logged, by their opaque path only
+    assert "value=" not in logged and "value 5" not in logged
 
 
 @pytest.mark.parametrize("value", ["11", "-1", "abc", "", "7.5", "٧", "1" * 50])
@@ -407,7 +423,7 @@ def test_stop_still_wins_and_help_still_answers(factory, clock, reg, policy, ctx
 
 
 def test_words_go_to_the_inbox_with_the_question_beside_them(
-    factory, clock, reg, policy, ctx, client
+    factory, clock, reg, policy, ctx, client, course
 ):
     add_and_enroll(factory, clock, reg, policy, campaign="asking", phone=PHONE, first_name="Ana")
     send_due(ctx)
@@ -420,6 +436,11 @@ def test_words_go_to_the_inbox_with_the_question_beside_them(
     assert "about 8, worse at night" in page.text
     assert "May answer the check-in question asking/start_q" in page.text
     assert answer_rows(factory) == []
+    listed = CliRunner().invoke(main, ["inbox"], obj=drip(factory, clock, course))
+    assert "about 8, worse at night" in listed.output
+    assert "(may answer the check-in question asking/start_q, sent 2026-03-02 15:00 UTC)" in (
+        listed.output
+    )
 
 
 def test_a_number_long_after_the_question_is_for_a_person(factory, clock, reg, policy, ctx, client):
@@ -468,14 +489,7 @@ def test_the_report_shows_the_start_and_the_end_and_the_change(
                 if value is not None:
                     asked = answers.Asked(msg, reg.get("asking").step(step))
                     answers.record(s, clock, asked, value, answers.VIA_LINK)
-    definitions, templates = course
-    settings = load_settings(
-        environment="test",
-        secret_key="k" * 40,
-        definitions_dir=definitions,
-        templates_dir=templates,
-    )
-    obj = Drip.around(build_runtime(settings, factory=factory, clock=clock))
+    obj = drip(factory, clock, course)
     as_json = CliRunner().invoke(main, ["report", "asking", "--json"], obj=obj)
     assert as_json.exit_code == 0, as_json.output
     got = json.loads(as_json.output)["answers"]
@@ -588,3 +602,15 @@ def test_the_sms_reply_window_is_a_setting():
     assert load_settings(environment="test", secret_key="k" * 40).question_reply_days == 3
     with pytest.raises(SettingsError, match="QUESTION_REPLY_DAYS"):
         load_settings(environment="test", secret_key="k" * 40, question_reply_days=0)
+
+
+def test_simulate_sends_a_question_right_after_a_skipped_lesson_on_time():
+    """In the shipped course the end question follows the last lesson with no delay; for
+    someone who asked for a call that lesson is skipped, and the question still goes at
+    once (a tick that only skipped used to end the moment)."""
+    result = CliRunner().invoke(main, ["simulate", "hip_and_back", "--joined", "2026-03-02 15:00"])
+    assert result.exit_code == 0, result.output
+    maria = result.output.split("\nMaria:")[1].split("\n\n")[0]
+    assert "next_step          email    Mon 30 Mar 11:00 PDT  -" in maria
+    assert re.search(r"pain_check_end +email +Mon 30 Mar 11:00 PDT +Mon 30 Mar 11:00:00", maria)
+    assert "LATE" not in result.output
