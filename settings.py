@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     care_team_timezone: str = "America/New_York"
     # How many business days a call request waits at most (the promise patients read).
     care_team_reply_days: int = Field(1, ge=1, le=10)
+    # How long after a check-in question a text that is a bare number still answers it.
+    question_reply_days: int = Field(3, ge=1, le=30)
 
     # Where things live
     definitions_dir: Path = ROOT / "campaigns" / "definitions"

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 SIG_LEN = 12
@@ -23,6 +24,10 @@ PURPOSES = {
     "u": "unsubscribe",
     "o": "open",
     "l": "link",  # our redirect to a page a lesson links to (campaigns.content.tracked_links)
+    # A check-in question's answer: one link per value, each signed for its value
+    # ("a0".."a10"), so the URL names the message and the value only to us: nobody who
+    # reads the address (a proxy's log, a browser's history) can tell which answer it is.
+    "a": "answer",
 }
 
 
@@ -63,6 +68,21 @@ class Signer:
             raise BadToken("link signature does not match")
         return token
 
+    def sign_answer(self, token: str, value: int) -> str:
+        return self.sign(f"a{value}", token)
+
+    def unsign_answer(self, signed: str, values: Iterable[int]) -> tuple[str, int]:
+        """The message token and the value an answer link stands for: each value's link
+        carries its own signature, so the value is found by trying the scale's few."""
+        if not signed.isascii() or len(signed) > MAX_SIGNED_LEN:
+            raise BadToken("link is not one of ours")
+        token, _, sig = signed.rpartition(".")
+        if token:
+            for value in values:
+                if hmac.compare_digest(sig, self._sig(f"a{value}", token)):
+                    return token, value
+        raise BadToken("link signature does not match")
+
 
 @dataclass(frozen=True)
 class Links:
@@ -74,13 +94,27 @@ class Links:
     # Not a link itself: every other page a lesson links to becomes `{redirect}/{link id}`
     # (campaigns.content.tracked_links), so clicks are counted per link.
     redirect: str = ""
+    # A check-in question's answer links, one per value of its scale (empty for a step
+    # that asks nothing): made only when asked for, as most messages ask nothing.
+    answers: tuple[str, ...] = ()
 
     def own(self) -> tuple[str, ...]:
         """The message's own links: already ours, never sent through the redirect."""
-        return (self.read_online, self.contact, self.preferences, self.unsubscribe, self.open)
+        return (
+            self.read_online,
+            self.contact,
+            self.preferences,
+            self.unsubscribe,
+            self.open,
+            *self.answers,
+        )
 
 
-def links_for(base_url: str, signer: Signer, message_token: str) -> Links:
+def links_for(
+    base_url: str, signer: Signer, message_token: str, answers: Iterable[int] = ()
+) -> Links:
+    """The message's links; `answers`: the values of the question its step asks, if any."""
+
     def url(short: str) -> str:
         return f"{base_url}/{short}/{signer.sign(short, message_token)}"
 
@@ -91,4 +125,5 @@ def links_for(base_url: str, signer: Signer, message_token: str) -> Links:
         unsubscribe=url("u"),
         open=url("o"),
         redirect=url("l"),
+        answers=tuple(f"{base_url}/a/{signer.sign_answer(message_token, v)}" for v in answers),
     )

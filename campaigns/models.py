@@ -6,6 +6,7 @@ subscribers ─┬─ consent_records   (append-only history of grants and revoc
              ├─ events            (provider and tracking events, raw payload kept)
              ├─ person_events     (what the person did elsewhere: a visit booked; goals)
              ├─ cap_holds         (a step held back by the frequency cap, and until when)
+             ├─ answers           (their answers to a check-in question: pain 0 to 10)
              └─ contact_requests  (asks to be contacted by the care team)
 suppressions                      (addresses that must not be sent to, any campaign)
 api_keys                          (who may post person events; only a hash of each key)
@@ -316,6 +317,37 @@ class InboxItem(Base):
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
     handled_by: Mapped[str | None] = mapped_column(String(80))
+    # The check-in question this text may be a reply to (the last one we sent the person,
+    # within the reply window): shown beside it, so a person reads it in context.
+    question_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+
+
+class Answer(Base):
+    """A person's answer to a check-in question (a step with `asks`), one per enrollment
+    and step: answering again (another value, or by text after the email) replaces it.
+    Health data: never logged, never in a URL, a subject or provider metadata."""
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_key", name="uq_answer_enrollment_step"),
+        Index("ix_answers_campaign_step", "campaign_key", "step_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id"))
+    campaign_key: Mapped[str] = mapped_column(String(63))
+    step_key: Mapped[str] = mapped_column(String(63))
+    question: Mapped[str] = mapped_column(String(40))  # campaigns.sequences.questions
+    value: Mapped[int] = mapped_column(Integer)
+    # The message whose question was answered, and how: `link` (the answer page of an
+    # email's or a read-online page's link) or `text` (a reply to a text).
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    via: Mapped[str] = mapped_column(String(10))
+    # The inbound text's event, for a reply by text (its body holds the value too).
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    answered_at: Mapped[datetime]
+    created_at: Mapped[datetime]
 
 
 class ChannelPause(Base):

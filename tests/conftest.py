@@ -31,6 +31,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLES = (
+    "answers",
     "api_keys",
     "cap_holds",
     "inbox_items",

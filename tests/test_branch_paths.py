@@ -207,8 +207,8 @@ def test_preview_timeline_of_the_shipped_course_shows_the_opener_and_the_non_ope
     non_opener = out.split("email and text, opens no email:")[1].split("\n\n")[0]
     caller = out.split("asked for a call:")[1].split("\n\n")[0]
     assert "diagnosis_by_text skipped (unless opened diagnosis, which holds)" in opener
-    assert " 9. Mon 23 Mar 09:00 CDT  diagnosis_by_text sms" in non_opener  # Fri + 2d, Sun off
-    assert re.search(r"12\. Mon 30 Mar 11:00 CDT  next_step +email\+sms", opener)
+    assert "10. Mon 23 Mar 09:00 CDT  diagnosis_by_text sms" in non_opener  # Fri + 2d, Sun off
+    assert re.search(r"13\. Mon 30 Mar 11:00 CDT  next_step +email\+sms", opener)
     assert re.search(r"next_step +skipped \(unless asked for a call, which holds\)", caller)
     assert list(tmp_path.iterdir()) == []  # --timeline writes no files
 
@@ -275,7 +275,7 @@ def test_simulate_on_the_shipped_course_with_the_sample_people_shows_both_branch
     sam = people_["(no name)"]
     assert "diagnosis_by_text  sms" in sam and "sent" in sam.split("diagnosis_by_text")[1][:120]
     maria = people_["Maria"]
-    assert "asked for a call from step 8 (diagnosis, email)" in maria
+    assert "asked for a call from step 9 (diagnosis, email)" in maria
     assert "skipped: condition: unless asked for a call, which holds" in maria
     assert "skipped: condition: unless opened diagnosis, which holds" in maria
     assert "diagnosis_by_text/sms not sent: skipped: condition:" in out

@@ -65,7 +65,9 @@ def test_unknown_locale_falls_back_to_english(campaign, renderer):
 
 def test_sequence_covers_the_curriculum_over_about_four_weeks(campaign):
     keys = [s.key for s in campaign.steps]
-    assert keys[0] == "welcome" and keys[-1] == "next_step" and len(keys) >= 10
+    # The check-in question right after the welcome and right after the last lesson.
+    assert keys[:2] == ["welcome", "pain_check_start"]
+    assert keys[-2:] == ["next_step", "pain_check_end"] and len(keys) >= 10
     days = sum(s.delay.total_seconds() for s in campaign.steps) / 86400
     assert 24 <= days <= 32
 
@@ -75,7 +77,8 @@ def test_timeline_respects_windows_and_dst(campaign):
     rows = timeline(campaign, joined, "America/New_York", ("email", "sms"), Policy())
     assert rows[0].at == datetime(2026, 3, 6, 9, 0, tzinfo=ZoneInfo("America/New_York"))
     assert all(9 <= r.at.hour < 19 and r.at.weekday() != 6 for r in rows)
-    assert rows[1].at.tzname() == "EDT"  # after the change on 8 March, still 09:00 local
+    assert rows[1].at == rows[0].at  # the check-in question, right after the welcome
+    assert rows[2].at.tzname() == "EDT"  # after the change on 8 March, still 09:00 local
 
 
 def test_preview_writes_every_step(campaign, renderer, tmp_path):
@@ -110,5 +113,6 @@ def test_preview_writes_every_step(campaign, renderer, tmp_path):
     # and text (the diagnosis lesson's text version for a non-opener) is not theirs.
     text_only = timeline.split("text only:")[1].strip().splitlines()
     assert len(text_only) == len(campaign.steps)
-    assert [line.split()[-1] for line in text_only if "skipped" not in line] == ["sms"] * 11
+    # Eleven lessons and the two check-in questions.
+    assert [line.split()[-1] for line in text_only if "skipped" not in line] == ["sms"] * 13
     assert [line.split()[6] for line in text_only if "skipped" in line] == ["diagnosis_by_text"]

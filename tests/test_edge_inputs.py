@@ -330,6 +330,7 @@ FORM_ROUTES = [
     "/c/abc.def",
     "/p/abc.def",
     "/u/abc.def",
+    "/a/abc.def",
     "/admin/channels/sms/pause",
     "/admin/contact-requests/1",
     "/admin/outbox/1/settle",

@@ -253,7 +253,7 @@ def requests(draw, tokens: dict[str, str]) -> Req:
         elif route == "confirm":
             path = "/confirm/" + draw(path_token(tokens["confirm"]))
         elif route == "page_post":
-            short = draw(st.sampled_from(["c", "p", "u"]))
+            short = draw(st.sampled_from(["c", "p", "u", "a"]))
             path = f"/{short}/" + draw(path_token(tokens[short]))
         else:
             path = draw(
@@ -270,7 +270,7 @@ def requests(draw, tokens: dict[str, str]) -> Req:
             return Req("POST", path + suffix, headers, content=body)
         return Req("POST", path + suffix, headers, data=body)
     if route == "page_get":
-        short = draw(st.sampled_from(["m", "c", "p", "u"]))
+        short = draw(st.sampled_from(["m", "c", "p", "u", "a"]))
         return Req("GET", f"/{short}/" + draw(path_token(tokens[short])) + suffix, headers)
     if route == "pixel":
         return Req("GET", "/o/" + draw(path_token(tokens["o"])) + suffix, headers)
@@ -353,9 +353,11 @@ def tokens(factory, clock, registry, policy):
         "o": "open",
         "l": "redirect",
     }
-    return {short: sent.path(name).rsplit("/", 1)[1] for short, name in names.items()} | {
-        "confirm": confirm
-    }
+    found = {short: sent.path(name).rsplit("/", 1)[1] for short, name in names.items()}
+    # A check-in answer link (/a/): signed for a value, on this message's token.
+    message_token = found["m"].rsplit(".", 1)[0]
+    answer = Signer(SECRET.encode()).sign_answer(message_token, 5)
+    return found | {"confirm": confirm, "a": answer}
 
 
 def test_no_generated_request_gets_a_5xx(client, tokens):

@@ -212,7 +212,7 @@ def test_signing_keeps_every_comment_field_and_blank_line(tmp_path):
     signed = record_reviews(path, templates, [], BY, DAY, DAY)
     after = path.read_text()
     added = [line for line in after.splitlines() if line not in before.splitlines()]
-    assert len(signed) == 12 and len(added) == 12
+    assert len(signed) == 14 and len(added) == 14
     assert all(
         line.startswith('    review: {by: "Ana Ruiz, PT", date: 2026-03-02, copy: ')
         for line in added
@@ -329,7 +329,7 @@ def test_the_shipped_course_passes_strict_as_it_is(tmp_path):
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     strict = drip(tmp_path, "campaigns", "lint", "--strict")
     assert strict.exit_code == 0, strict.output
-    assert "clinical review: 12 of 12 steps reviewed and unchanged" in strict.stdout
+    assert "clinical review: 14 of 14 steps reviewed and unchanged" in strict.stdout
     # The record says what kind of check it was, for whoever signs it off clinically.
     assert "non-clinical source check" in strict.stdout
 
@@ -350,15 +350,15 @@ def test_lint_warns_strict_fails_until_the_course_is_signed(shipped):
         "warning: hip_and_back.yaml: step welcome: clinical review: never reviewed; "
         "sign: drip campaigns review hip_and_back welcome --by 'Name, credential'"
     ) in result.stdout
-    assert "info: hip_and_back.yaml: clinical review: 0 of 12 steps reviewed" in result.stdout
-    assert "0 error(s), 12 warning(s)" in result.stdout
+    assert "info: hip_and_back.yaml: clinical review: 0 of 14 steps reviewed" in result.stdout
+    assert "0 error(s), 14 warning(s)" in result.stdout
 
     strict = drip(shipped, "campaigns", "lint", "--strict", "--quiet")
     assert strict.exit_code == 1
     assert (
         "error: hip_and_back.yaml: step next_step: clinical review: never reviewed" in strict.stderr
     )
-    assert "12 error(s), 0 warning(s)" in strict.stdout
+    assert "14 error(s), 0 warning(s)" in strict.stdout
 
     signed = drip(shipped, "campaigns", "review", "hip_and_back", "--by", BY, "--on", "2026-03-01")
     assert signed.exit_code == 0, signed.output
@@ -366,7 +366,7 @@ def test_lint_warns_strict_fails_until_the_course_is_signed(shipped):
         "signed hip_and_back welcome: reviewed by Ana Ruiz, PT on 2026-03-01, copy sha256:"
         in signed.stdout
     )
-    assert "12 step(s) signed in" in signed.stdout
+    assert "14 step(s) signed in" in signed.stdout
 
     strict = drip(shipped, "campaigns", "lint", "--strict", "--quiet")
     assert strict.exit_code == 0, strict.output

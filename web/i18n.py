@@ -38,6 +38,17 @@ TEXT = {
             "to stand."
         ),
         "footer": "{brand} · General education, not medical advice.",
+        # The check-in question's answer page (/a/)
+        "answer_title": "How is your pain today?",
+        "answer_legend": "Your pain today, from 0 (no pain) to 10 (the worst pain you can imagine)",
+        "answer_intro": "Check the number below, then press Save. You can change it first.",
+        "answer_save": "Save my answer",
+        "answer_done": "Thank you. Your answer is saved. You can come back to this link to change it.",
+        "answer_bad": "Choose a number from 0 to 10.",
+        "answer_not_watched": (
+            "No one reads these answers for emergencies. If your pain is severe or you notice "
+            "a warning sign, call {number} now."
+        ),
         # Sign-up and confirmation pages (web/signup.py)
         "signup_title": "Sign up for lessons from {brand}",
         "signup_intro": "Short lessons by email or text, a few times a week. Free, and you can stop at any time.",
@@ -124,6 +135,16 @@ TEXT = {
             "o, después de una caída, dolor muy fuerte o no poder ponerte de pie."
         ),
         "footer": "{brand} · Información educativa, no consejo médico.",
+        "answer_title": "¿Cómo está tu dolor hoy?",
+        "answer_legend": "Tu dolor hoy, de 0 (nada de dolor) a 10 (el peor dolor que puedas imaginar)",
+        "answer_intro": "Revisa el número de abajo y presiona Guardar. Puedes cambiarlo antes.",
+        "answer_save": "Guardar mi respuesta",
+        "answer_done": "Gracias. Guardamos tu respuesta. Puedes volver a este enlace para cambiarla.",
+        "answer_bad": "Elige un número del 0 al 10.",
+        "answer_not_watched": (
+            "Nadie lee estas respuestas para emergencias. Si tu dolor es fuerte o notas una "
+            "señal de alarma, llama al {number} ahora."
+        ),
         # Sign-up and confirmation pages (web/signup.py)
         "signup_title": "Inscríbete para recibir clases de {brand}",
         "signup_intro": "Clases breves por correo o mensaje de texto, algunas veces por semana. Gratis, y puedes dejarlas cuando quieras.",

@@ -6,6 +6,7 @@ signed token, call campaigns.tracking.portal, and render a small page in the sub
     GET  /p/{token}   preferences             POST /p/{token}   save them
     GET  /u/{token}   confirm unsubscribing   POST /u/{token}   unsubscribe (RFC 8058 one-click)
     GET  /l/{token}/{link id}   a page the lesson links to (records a click, redirects)
+    GET  /a/{token}   a check-in answer: the value, to confirm   POST /a/{token}  record it
 
 GETs never change a subscriber's state (mail scanners open every link); a bad or forged
 token gets a 404 page that says so and changes nothing. The pages that record an open or
@@ -29,7 +30,7 @@ from campaigns.content.rendering import RenderError
 from campaigns.db import transaction
 from campaigns.links import links_for
 from campaigns.states import CHANNELS, EventType
-from campaigns.tracking import machine, portal, redirects
+from campaigns.tracking import answers, machine, portal, redirects
 from web.i18n import words
 from web.render import NO_STORE, page
 
@@ -255,3 +256,82 @@ async def contact_request(request: Request, token: str) -> HTMLResponse:
     help = help_path(state.renderer.sender, country, t["lang"])
     done = t["contact_done"].format(reply=help.reply_within, number=help.emergency_number)
     return _page(request, "notice.html", locale, "contact_title", message=done)
+
+
+# ---------------------------------------------------------------- check-in answers
+# The value is health data: it is in no URL (each value's link is signed for it), and
+# nothing here logs it.
+
+
+def _answer_view(request: Request, token: str, act=None):
+    """(locale, country, the scale, the value the link stands for); with `act`, calls it
+    with the session and the question first, in one transaction."""
+    state = _deps(request)
+    with transaction(state.factory) as session:
+        asked, value = answers.open_link(session, state.registry, state.signer, token)
+        if act is not None:
+            act(session, asked)
+        person = asked.subscriber
+        return person.locale, country_of(person), list(asked.question.values), value
+
+
+def _answer_page(request: Request, view, chosen, error=None, status=200) -> HTMLResponse:
+    locale, country, values, _ = view
+    state = _deps(request)
+    help = help_path(state.renderer.sender, country, words(locale, "")["lang"])
+    return _page(
+        request,
+        "answer.html",
+        locale,
+        "answer_title",
+        status=status,
+        error=error,
+        chosen=chosen,
+        values=values,
+        emergency_number=help.emergency_number,
+    )
+
+
+@router.get("/a/{token}", response_class=HTMLResponse)
+async def answer_form(request: Request, token: str) -> HTMLResponse:
+    """Shows the value the link stands for, ready to confirm: records nothing."""
+    try:
+        view = await run_in_threadpool(_answer_view, request, token)
+    except answers.NotAnswerable:
+        return _invalid(request)
+    return _answer_page(request, view, chosen=view[3])
+
+
+@router.post("/a/{token}", response_class=HTMLResponse)
+async def answer_save(request: Request, token: str) -> HTMLResponse:
+    form = await request.form()
+    state = _deps(request)
+    raw = str(form.get("value") or "").strip()
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 2 else None
+
+    def act(session, asked):
+        if value is None or value not in asked.question.values:
+            raise ValueError("not on the scale")
+        answers.record(session, state.clock, asked, value, answers.VIA_LINK)
+
+    try:
+        view = await run_in_threadpool(_answer_view, request, token, act)
+    except answers.NotAnswerable:
+        return _invalid(request)
+    except ValueError:
+        view = await run_in_threadpool(_answer_view, request, token)
+        t = words(view[0], state.settings.brand_name)
+        return _answer_page(request, view, chosen=None, error=t["answer_bad"], status=400)
+    t = words(view[0], state.settings.brand_name)
+    help = help_path(state.renderer.sender, view[1], t["lang"])
+    done = (
+        t["answer_done"] + " " + t["answer_not_watched"].replace("{number}", help.emergency_number)
+    )
+    return _page(request, "notice.html", view[0], "answer_title", message=done)
+
+
+@router.api_route("/a", methods=["GET", "POST"], response_class=HTMLResponse)
+@router.api_route("/a/{rest:path}", methods=["GET", "POST"], response_class=HTMLResponse)
+async def not_an_answer(request: Request, rest: str = "") -> HTMLResponse:
+    """Anything else under /a/ is no answer link of ours: the invalid-link page."""
+    return _invalid(request)

@@ -23,6 +23,7 @@ per kind of refusal (workers/providers/webhook_base.py):
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +34,7 @@ from campaigns.delivery.composing import STATUS_REF_PURPOSE
 from campaigns.intake import signup
 from campaigns.links import BadToken
 from campaigns.redact import mask
+from campaigns.tracking.answers import QuestionDesk
 from campaigns.tracking.events import NormalizedEvent, record_event
 from campaigns.tracking.inbound import HelpDesk, InboundText, handle_inbound_sms
 from campaigns.tracking.keywords import keyword
@@ -171,6 +173,9 @@ def _inbound(state, text: InboundText) -> str | None:
             confirm=confirm,
             brand=settings.brand_name,
             confirm_opt_outs=settings.sms_opt_out_replies == "ours",
+            questions=QuestionDesk(
+                registry, timedelta(days=settings.question_reply_days), settings.brand_name
+            ),
         )
 
 

@@ -338,6 +338,7 @@ def _enroll(demo: Demo, course) -> None:
     rt = demo.rt
     people: dict[int, str] = {}
     expected: dict[tuple[int, str], int] = {}
+    asked: dict[tuple[int, str], int] = {}
     with transaction(rt.factory) as session:
         for person in SAMPLE_PEOPLE:
             reach = [c for c, k in (("email", "email"), ("sms", "phone")) if person.get(k)]
@@ -354,9 +355,15 @@ def _enroll(demo: Demo, course) -> None:
                 expected[(sub.id, channel)] = sum(
                     channel in step.channels_for(reach)
                     for step in course.steps
-                    if not step.branch.conditional
+                    if not step.branch.conditional and step.question is None
                 )
-    demo.diary = Diary(people, expected)
+                asked[(sub.id, channel)] = sum(
+                    channel in step.channels_for(reach)
+                    for step in course.steps
+                    if not step.branch.conditional and step.question is not None
+                )
+    questions = frozenset(s.key for s in course.steps if s.question is not None)
+    demo.diary = Diary(people, expected, questions, asked)
 
 
 def _drive(demo: Demo, worker, web, deadline: float) -> bool:

@@ -75,10 +75,13 @@ SAMPLE_PEOPLE = [
 @dataclass(frozen=True)
 class Habit:
     who: str  # the person's email address or phone number
-    does: str  # open | read | call | stop | unsubscribe | book
+    does: str  # open | read | call | stop | unsubscribe | book | answer
     channel: str  # on which of their messages
-    nth: int | None  # the nth they get on that channel (the last, if fewer); None: each
+    # The nth lesson they get on that channel (the last, if fewer); None: each. For
+    # `answer`, the nth check-in question instead: questions are not counted as lessons.
+    nth: int | None
     after: timedelta  # how long after it arrives
+    reply: str = ""  # `answer`: the value they choose, or what they text back
 
 
 def _h(hours: float) -> timedelta:
@@ -101,6 +104,12 @@ HABITS = (
     Habit("lucia@example.com", "unsubscribe", "email", 4, _h(1.5)),
     Habit("lee@example.com", "open", "email", None, _h(9)),
     Habit("lee@example.com", "read", "email", 11, _h(9.1)),
+    # The check-in question (`asks: pain_score`) at the start and the end: Lee answers on
+    # the email's answer page (GET, then the POST that records), Rosa by text.
+    Habit("lee@example.com", "answer", "email", 1, _h(9.2), "6"),
+    Habit("lee@example.com", "answer", "email", 2, _h(9.2), "3"),
+    Habit("+13055550147", "answer", "sms", 1, _h(3.5), "siete"),
+    Habit("+13055550147", "answer", "sms", 2, _h(3.5), "4/10"),
 )
 
 
@@ -117,7 +126,11 @@ def sample_doings(course) -> dict[str, dict]:
         for habit in HABITS:
             if habit.who != who or habit.does not in ("open", "call"):
                 continue
-            steps = [s.key for s in course.steps if habit.channel in s.channels_for(reach)]
+            steps = [
+                s.key
+                for s in course.steps
+                if habit.channel in s.channels_for(reach) and s.question is None
+            ]
             if not steps:
                 continue
             step = None if habit.nth is None else steps[min(habit.nth, len(steps)) - 1]
@@ -138,6 +151,7 @@ VERBS = {
     "stop": "texts STOP after",
     "unsubscribe": "unsubscribes (one click) from",
     "book": "books a visit (the booking system posts visit_booked), a while after",
+    "answer": "answers the check-in question of",
 }
 
 
@@ -154,9 +168,18 @@ class Diary:
     engine is idle: each message that went out since is counted (the nth on its channel
     for that person) and the habits it triggers are planned."""
 
-    def __init__(self, people: dict[int, str], expected: dict[tuple[int, str], int]):
+    def __init__(
+        self,
+        people: dict[int, str],
+        expected: dict[tuple[int, str], int],
+        questions: frozenset[str] = frozenset(),
+        expected_questions: dict[tuple[int, str], int] | None = None,
+    ):
         self.people = people  # subscriber id -> email or phone (the habits' `who`)
-        self.expected = expected  # (subscriber id, channel) -> messages they will get
+        self.expected = expected  # (subscriber id, channel) -> lessons they will get
+        # Steps that ask a check-in question: counted apart, for the `answer` habits.
+        self.questions = questions
+        self.expected_questions = expected_questions or {}
         self.seen: set[int] = set()
         self.planned: list[Planned] = []
 
@@ -167,21 +190,33 @@ class Diary:
             who = self.people.get(t.subscriber_id)
             for channel in {e.channel for e in t.entries}:
                 went = sorted((e for e in t.sent if e.channel == channel), key=lambda e: e.sent_at)
-                for nth, entry in enumerate(went, start=1):
-                    if entry.message_id in self.seen:
-                        continue
-                    self.seen.add(entry.message_id)
-                    new.append((t, entry))
-                    last = self.expected.get((t.subscriber_id, channel), 0)
-                    for habit in HABITS:
-                        if habit.who != who or habit.channel != channel:
-                            continue
-                        wanted = habit.nth if habit.nth is None else min(habit.nth, last)
-                        if wanted is None or wanted == nth:
-                            self.planned.append(
-                                Planned(entry.sent_at + habit.after, habit, t, entry)
-                            )
+                lessons = [e for e in went if e.step_key not in self.questions]
+                asked = [e for e in went if e.step_key in self.questions]
+                for answering, counted, expected in (
+                    (False, lessons, self.expected),
+                    (True, asked, self.expected_questions),
+                ):
+                    new += self._plan(t, who, channel, answering, counted, expected)
         new.sort(key=lambda pair: pair[1].sent_at)
+        return new
+
+    def _plan(self, t, who, channel, answering, counted, expected) -> list:
+        """The habits the messages `counted` (lessons, or questions) trigger."""
+        new = []
+        for nth, entry in enumerate(counted, start=1):
+            if entry.message_id in self.seen:
+                continue
+            self.seen.add(entry.message_id)
+            new.append((t, entry))
+            last = expected.get((t.subscriber_id, channel), 0)
+            for habit in HABITS:
+                if habit.who != who or habit.channel != channel:
+                    continue
+                if (habit.does == "answer") != answering:
+                    continue
+                wanted = habit.nth if habit.nth is None else min(habit.nth, last)
+                if wanted is None or wanted == nth:
+                    self.planned.append(Planned(entry.sent_at + habit.after, habit, t, entry))
         return new
 
     def due(self, now: datetime) -> list[Planned]:
@@ -288,11 +323,27 @@ class Visitor:
             return f"GET /c/ {page}, POST /c/ {done}"
         if does == "book":
             return self.book(planned)
+        if does == "answer":
+            return self.answer(planned, phone)
         if does == "unsubscribe":
             # What a mail client sends for List-Unsubscribe-Post (RFC 8058).
             status = self._form(links["unsubscribe"], {"List-Unsubscribe": "One-Click"})
             return f"POST /u/ {status}"
         raise ValueError(does)
+
+    def answer(self, planned: Planned, phone: str | None) -> str:
+        """The check-in question: by text, a reply; by email, the answer link for the
+        value (the page shows it), then the POST that records it."""
+        if planned.entry.channel == "sms":
+            return self.text_us(phone, planned.habit.reply)
+        html = self._email(planned.entry).get_body(("html",)).get_content()
+        links = re.findall(rf'href="({re.escape(self.public)}/a/[A-Za-z0-9_.-]+)"', html)
+        value = int(planned.habit.reply)
+        if len(links) <= value:
+            return "nothing to do: the message has no answer links"
+        page = self._call("GET", links[value])
+        done = self._form(links[value], {"value": str(value)}, {"Origin": self.public})
+        return f"GET /a/ {page}, POST /a/ {done}"
 
     def book(self, planned: Planned) -> str:
         """What the clinic's booking system sends when the person books a visit."""

@@ -33,7 +33,7 @@ SAFETY_PARTIAL = "help_now.sms.txt"
 # Readers in these countries must each see their own number (911, 112, 000).
 EMERGENCY_SAMPLES = ("US", "ES", "AU")
 # /l/ is our redirect to every other page a lesson links to (tracked_links).
-OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/", "/l/")
+OUR_ROUTES = ("/m/", "/c/", "/p/", "/u/", "/o/", "/l/", "/a/")
 
 # Naming a condition where others can read it (a lock screen, a shared inbox, a
 # provider's logs) discloses health information; so does telling the reader they have it.
@@ -169,7 +169,7 @@ def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
         for locale in campaign.locales:
             label = f"{step.key} variant {step.variant}" if step.variant else step.key
             add = _collector(out, file, label, locale)
-            links = links_for(ctx.base_url, signer, new_public_token())
+            links = links_for(ctx.base_url, signer, new_public_token(), step.answer_values)
             if Channel.EMAIL in step.channels:
                 _lint_email(renderer, campaign, step, locale, links, ctx, add)
             if Channel.SMS in step.sends_on:
@@ -244,6 +244,19 @@ def _lint_email(renderer, campaign, step, locale, links: Links, ctx, add) -> Non
         for kind, body in (("HTML", email.html), ("text", email.text)):
             if needle not in body:
                 add("error", Channel.EMAIL, f"{kind} part is missing the {part}")
+    # A check-in question (`asks`) is answered by its links: every value, in both parts.
+    for kind, body in (("HTML", email.html), ("text", email.text)):
+        missing = [
+            str(v)
+            for v, url in zip(step.answer_values, links.answers, strict=True)
+            if url not in body
+        ]
+        if missing:
+            add(
+                "error",
+                Channel.EMAIL,
+                f"{kind} part is missing the answer links for {', '.join(missing)}",
+            )
     for url in re.findall(r'href="([^"]+)"', email.html) + re.findall(r"https?://\S+", email.text):
         if not _ours(url, ctx.base_url):
             add("error", Channel.EMAIL, f"link {url} does not lead to one of our routes")
@@ -320,6 +333,11 @@ def _lint_text(renderer, campaign, step, locale, links: Links, ctx, add, text_on
                     add("error", channel, f"link {url} does not lead to one of our routes")
             for msg in _health_detail(text, locale, strict=True):
                 add("error", channel, msg)
+            q = step.question
+            if q is not None and not re.search(rf"(?<!\d){q.low}\D.*(?<!\d){q.high}(?!\d)", text):
+                add(
+                    "error", channel, f"a question's text must give its scale ({q.low} to {q.high})"
+                )
     _lint_emergency_number(
         lambda r: [renderer.sms(campaign, step, replace(r, text_only=text_only), links, True)],
         locale,

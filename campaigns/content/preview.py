@@ -189,7 +189,7 @@ def write_preview(
     # Each arm of an experiment is previewed: 03_welcome.b.html beside 03_welcome.a.html.
     for step in (version for s in campaign.steps for version in s.versions):
         stem = f"{step.index + 1:02d}_{step.key}" + (f".{step.variant}" if step.variant else "")
-        links = links_for(base_url, signer, f"preview-{step.key}")
+        links = links_for(base_url, signer, f"preview-{step.key}", step.answer_values)
         if Channel.EMAIL in step.channels:
             email = renderer.email(campaign, step, recipient, links)
             (folder / f"{stem}.html").write_text(email.html, encoding="utf-8")

@@ -98,7 +98,9 @@ class Renderer:
             "brand": self.sender.brand,
             "postal_address": self.sender.postal_address,
             # The redirect is not a link of its own: templates write the page's URL.
-            "links": {k: v for k, v in asdict(links).items() if k != "redirect"},
+            "links": {k: v for k, v in asdict(links).items() if k not in ("redirect", "answers")},
+            # A check-in question (`asks`): its scale, and in an email one link per value.
+            "question": _question(step, links),
             "step": {"number": step.index + 1, "total": len(campaign.steps), "key": step.key},
             "campaign_name": campaign.name_for(locale),
             "locale": locale,
@@ -113,6 +115,9 @@ class Renderer:
         ctx = self.context(campaign, step, recipient, links)
         locale = ctx["locale"]
         base = f"{campaign.key}/{locale}/{step.template}"
+        if step.question is not None and not links.answers:
+            # Never an email that asks without the links to answer it.
+            raise RenderError(f"{base}: the question's answer links were not made")
         subject = _one_line(
             self._render_string(
                 step.subject_for(locale, campaign.fallback_locale), ctx, base + " subject"
@@ -190,6 +195,17 @@ class Renderer:
             raise RenderError(f"{name}: undefined variable: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise RenderError(f"{name}: {exc}") from None
+
+
+def _question(step: Step, links: Links) -> dict | None:
+    q = step.question
+    if q is None:
+        return None
+    return {
+        "low": q.low,
+        "high": q.high,
+        "answers": [{"value": v, "url": u} for v, u in zip(q.values, links.answers, strict=False)],
+    }
 
 
 def _one_line(text: str) -> str:

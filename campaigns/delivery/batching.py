@@ -23,6 +23,9 @@ PLACEHOLDER_LINKS = Links(
     unsubscribe="-drip_unsubscribe-",
     open="-drip_open-",
     redirect="-drip_redirect-",
+    # Enough for any scale: a question's links are never filled in (each is signed for
+    # its value), so a step that asks is rendered in full for every recipient.
+    answers=tuple(f"-drip_answer_{v}-" for v in range(11)),
 )
 
 
@@ -33,7 +36,11 @@ class SharedEmail:
 
 
 def substitutions(first_name: str | None, links: Links) -> dict[str, str]:
-    subs = {getattr(PLACEHOLDER_LINKS, f): getattr(links, f) for f in Links.__dataclass_fields__}
+    subs = {
+        getattr(PLACEHOLDER_LINKS, f): getattr(links, f)
+        for f in Links.__dataclass_fields__
+        if f != "answers"
+    }
     if first_name:
         subs[PLACEHOLDER_NAME] = first_name
     return subs

@@ -122,7 +122,7 @@ class Composer:
     def email(self, msg: Message, subscriber: Subscriber) -> OutgoingEmail:
         campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
-        links = links_for(self.base_url, self.signer, msg.public_token)
+        links = links_for(self.base_url, self.signer, msg.public_token, step.answer_values)
         country = country_of(subscriber)
         key = (
             campaign.key,
@@ -140,7 +140,8 @@ class Composer:
                 PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale, country
             )
             base = f"{campaign.key}/{locale}/{step.template}"
-            plain = self._plain(
+            # A step that asks a question is rendered in full: each answer link is signed.
+            plain = step.question is None and self._plain(
                 [
                     f"{base}.html",
                     f"{base}.txt",
@@ -203,7 +204,7 @@ class Composer:
         `first_text`: the course's first step, whose text says what texts cost."""
         campaign, step = self.step_of(msg)
         locale = campaign.locale_for(subscriber.locale)
-        links = links_for(self.base_url, self.signer, msg.public_token)
+        links = links_for(self.base_url, self.signer, msg.public_token, step.answer_values)
         country = country_of(subscriber)
         key = (
             campaign.key,

@@ -68,7 +68,7 @@ def send_test(
     results: list[SendResult] = []
     given = [c for c, address in ((Channel.EMAIL, email), (Channel.SMS, phone)) if address]
     for step in steps:
-        links = links_for(base_url, signer, "test-" + secrets.token_urlsafe(8))
+        links = links_for(base_url, signer, "test-" + secrets.token_urlsafe(8), step.answer_values)
         ref = "test-" + secrets.token_urlsafe(12)
         # As a patient with these addresses would get it: the step's own channels they
         # have, else its fallback; a text is the whole lesson when no email goes with it.

@@ -1,1 +1,2 @@
-"""Reporting: per-step funnels and goals, provider health and the ops overview."""
+"""Reporting: per-step funnels, goals and check-in answers, provider health and the ops
+overview."""

@@ -50,6 +50,7 @@ from sqlalchemy import and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
+from campaigns.reporting.answers import AnswerReport, answer_report
 from campaigns.reporting.experiments import ExperimentReport, experiment_report
 from campaigns.reporting.goals import GoalReport, goal_report
 from campaigns.reporting.holds import CapHoldReport, cap_hold_report
@@ -175,6 +176,7 @@ class CampaignReport:
     # Steps the frequency cap held back (campaigns.reporting.holds)
     held: CapHoldReport = field(default_factory=CapHoldReport)
     experiments: ExperimentReport | None = None  # variants, holdout (reporting.experiments)
+    answers: AnswerReport | None = None  # check-in questions (campaigns.reporting.answers)
 
     @property
     def machine_opens(self) -> int:
@@ -218,6 +220,7 @@ class CampaignReport:
             "goal": self.goals.to_dict() if self.goals else None,
             "held_by_frequency_cap": self.held.to_dict(),
             "experiments": self.experiments.to_dict() if self.experiments else None,
+            "answers": self.answers.to_dict() if self.answers else None,
         }
 
 
@@ -423,6 +426,7 @@ def campaign_report(
         goals=goal_report(session, campaign, campaign_key, since, until),
         held=cap_hold_report(session, campaign, campaign_key, since, until),
         experiments=experiment_report(session, campaign, campaign_key, since, until),
+        answers=answer_report(session, campaign, campaign_key, since, until),
     )
 
 

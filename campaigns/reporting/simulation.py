@@ -317,11 +317,20 @@ def _work_now(ctx: SendContext) -> bool:
     """Tick and send until the engine has nothing more to do at this moment (a send can
     leave work due at once: a text fallback, a step released behind another)."""
     did = False
+    seen = None
     while True:
         queued = Work()
         scheduler.tick(ctx.factory, ctx.clock, ctx.registry, ctx.policy, queued.extend)
         if not len(queued):
-            return did
+            # A tick that only skipped steps sends nothing, yet may leave the next step
+            # due at once (a step with no delay after a skipped one): tick again while
+            # that changes anything.
+            with ctx.factory() as session:
+                agenda = read_agenda(session, ctx.clock.now())
+            if not agenda.due_now or agenda.fingerprint == seen:
+                return did
+            seen = agenda.fingerprint
+            continue
         did = True
         for channel, ids in (("email", queued.email), ("sms", queued.sms)):
             for start in range(0, len(ids), 500):

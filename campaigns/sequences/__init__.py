@@ -1,1 +1,2 @@
-"""Sequences: the campaign files marketers edit, their send windows and timing, and live edits."""
+"""Sequences: the campaign files marketers edit, their send windows and timing, check-in
+questions (questions.py), and live edits."""

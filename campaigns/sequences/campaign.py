@@ -24,6 +24,7 @@ A file under `campaigns/definitions/` describes one campaign:
       - key: welcome_by_text
         wait_for: {event: opened, step: welcome, at_most: 2d}   # instead of a delay
         if: {has_channel: [email, sms]}      # optional: when the step applies
+        # asks: pain_score                   # optional: a check-in question (questions.py)
         unless: {opened: welcome}            # optional: when it does not
         channels: [sms]
         template: welcome
@@ -83,6 +84,7 @@ from campaigns.sequences.journey import (
     trigger_problems,
     triggers_of,
 )
+from campaigns.sequences.questions import QUESTIONS, Question
 from campaigns.sequences.windows import DAYS, Window
 from campaigns.states import Channel
 
@@ -211,6 +213,15 @@ class StepSpec(BaseModel):
         names = [v.name for v in value]
         if len(set(names)) != len(names):
             raise ValueError("a variant name is used twice")
+
+    # A check-in question the step asks (campaigns/sequences/questions.py): `pain_score`.
+    asks: str | None = None
+
+    @field_validator("asks")
+    @classmethod
+    def _known_question(cls, value):
+        if value is not None and value not in QUESTIONS:
+            raise ValueError(f"unknown question {value!r} (known: {', '.join(QUESTIONS)})")
         return value
 
     @field_validator("delay")
@@ -307,6 +318,7 @@ class Step:
     variants: tuple[Variant, ...] = ()  # an experiment's arms; empty for a plain step
     experiment: str | None = None  # the assignment's salt; None: the step key
     variant: str | None = None  # set on the copy `with_variant` returns
+    question: Question | None = None  # `asks`: the check-in question the step asks
 
     def with_variant(self, name: str | None) -> Step:
         """The step as the arm `name` sends it: its template, subject and preheader over
@@ -347,6 +359,11 @@ class Step:
         if self.fallback and self.fallback in reachable:
             return [self.fallback]
         return list(self.channels)
+
+    @property
+    def answer_values(self) -> range:
+        """The values its question's answer links stand for (none for a plain step)."""
+        return self.question.values if self.question else range(0)
 
     def subject_for(self, locale: str, fallback: str) -> str:
         return self.subject.get(locale) or self.subject.get(fallback, "")
@@ -520,6 +537,7 @@ def parse_campaign(path: Path, templates_dir: Path) -> Campaign:
                     for v in s.variants or ()
                 ),
                 experiment=s.experiment,
+                question=QUESTIONS[s.asks] if s.asks else None,
             )
         )
     if problems:

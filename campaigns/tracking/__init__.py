@@ -1,2 +1,3 @@
 """Tracking: what comes back: provider events, inbound texts, the pages behind a
-message's links, and person events from other systems (person_events.py)."""
+message's links, person events from other systems (person_events.py), and answers to
+check-in questions (answers.py)."""

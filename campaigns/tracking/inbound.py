@@ -12,7 +12,10 @@ everything else kept for a person to read (invariant 12).
                 YES / SI to our "reply YES" text ─► SMS consent (evidence: the message
                     sid), through the `confirm` the caller passes in
                 JOIN ─► signed up, through the `join` the caller passes in
-                anything else ─► the inbox, for the care team (campaigns.tracking.inbox)
+                a number 0-10 answering the person's latest check-in question ─►
+                    recorded (campaigns.tracking.answers), thanked without repeating it
+                anything else ─► the inbox, for the care team (campaigns.tracking.inbox),
+                    with that question beside it when one went out lately
 
 No HTTP and no provider here: the provider's webhook module turns its form into an
 InboundText, and the route answers in the provider's format.
@@ -39,7 +42,7 @@ from campaigns.models import Event, Subscriber
 from campaigns.redact import mask
 from campaigns.states import Channel, EventType
 from campaigns.text import plain_id
-from campaigns.tracking import inbox
+from campaigns.tracking import answers, inbox
 from campaigns.tracking.keywords import Intent, asks_to_stop, intent, keyword
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,7 @@ def handle_inbound_sms(
     confirm: Callable[[Session, str, str, str | None], str | None] | None = None,
     brand: str = "Lunara",
     confirm_opt_outs: bool = True,
+    questions: answers.QuestionDesk | None = None,
 ) -> str | None:
     """Act on a text from a subscriber. Returns the reply to send back, or None.
 
@@ -216,9 +220,21 @@ def handle_inbound_sms(
         if reply:
             log.info("JOIN from %s", mask(phone))
             return reply
-    # Anything else a person writes waits for a person (invariant 12).
     session.flush()
-    inbox.add(session, row, phone, text.body or "")
+    asked = (
+        questions.asked(session, subscriber, now)
+        if questions is not None and subscriber is not None
+        else None
+    )
+    if asked is not None and answers.answer_by_text(session, clock, asked, text.body, row):
+        # Checked after every keyword: no number is one. The value stays out of the log.
+        log.info("check-in answer by text from %s", mask(phone))
+        country = country_of_phone(phone)
+        default = help_desk.default_country if help_desk else "US"
+        return questions.thanks(locale, emergency_number(country, default))
+    # Anything else a person writes waits for a person (invariant 12), beside the
+    # question it may answer.
+    inbox.add(session, row, phone, text.body or "", asked.message.id if asked else None)
     return None
 
 

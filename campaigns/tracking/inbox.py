@@ -18,7 +18,7 @@ from campaigns import backlog
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.suppression import Cause, suppress
 from campaigns.clock import Clock
-from campaigns.models import Event, InboxItem, Subscriber
+from campaigns.models import Event, InboxItem, Message, Subscriber
 from campaigns.states import Channel, InboxStatus
 
 # A row id larger than the INTEGER id column holds is no row: refused before a query
@@ -31,7 +31,9 @@ class InboxError(ValueError):
     """A request about the inbox that cannot be done; the message says why."""
 
 
-def add(session: Session, event: Event, phone: str, body: str) -> InboxItem:
+def add(
+    session: Session, event: Event, phone: str, body: str, question_message_id: int | None = None
+) -> InboxItem:
     item = InboxItem(
         event_id=event.id,
         subscriber_id=event.subscriber_id,
@@ -41,6 +43,7 @@ def add(session: Session, event: Event, phone: str, body: str) -> InboxItem:
         body="".join(c for c in body if c.isprintable() or c in "\n\t")[:2000],
         status=InboxStatus.OPEN,
         created_at=event.received_at,
+        question_message_id=question_message_id,
     )
     session.add(item)
     session.flush()
@@ -62,21 +65,38 @@ class Row:
     status: str
     handled_at: datetime | None
     handled_by: str | None
+    # The check-in question the text may answer: "hip_and_back/pain_check_end", and when
+    # it went out; None when no question went out lately.
+    question: str | None = None
+    question_sent_at: datetime | None = None
 
 
 def listing(session: Session, status: str | None = InboxStatus.OPEN, limit: int = 200) -> list[Row]:
     """Texts in one status (all when None), oldest first, with who wrote them."""
     query = (
-        select(InboxItem, Subscriber.first_name)
+        select(InboxItem, Subscriber.first_name, Message.campaign_key, Message.step_key)
+        .add_columns(Message.sent_at)
         .outerjoin(Subscriber, Subscriber.id == InboxItem.subscriber_id)
+        .outerjoin(Message, Message.id == InboxItem.question_message_id)
         .order_by(InboxItem.created_at, InboxItem.id)
         .limit(limit)
     )
     if status is not None:
         query = query.where(InboxItem.status == status)
     return [
-        Row(i.id, i.created_at, i.phone, name, i.body, i.status, i.handled_at, i.handled_by)
-        for i, name in session.execute(query)
+        Row(
+            i.id,
+            i.created_at,
+            i.phone,
+            name,
+            i.body,
+            i.status,
+            i.handled_at,
+            i.handled_by,
+            f"{campaign}/{step}" if campaign else None,
+            sent_at,
+        )
+        for i, name, campaign, step, sent_at in session.execute(query)
     ]
 
 

@@ -117,7 +117,7 @@ def lesson(
     if step is None:
         raise NotFound("this lesson is no longer available")
     step = step.with_variant(visit.message.variant)  # the arm the person got
-    links = links_for(base_url, signer, visit.message.public_token)
+    links = links_for(base_url, signer, visit.message.public_token, step.answer_values)
     recipient = Recipient(
         visit.subscriber.first_name, visit.subscriber.locale, country_of(visit.subscriber)
     )

@@ -35,7 +35,7 @@ def link_targets(
     if step is None:
         raise NotFound("this lesson is no longer available")
     step = step.with_variant(visit.message.variant)  # the arm the person got
-    links = links_for(base_url, signer, visit.message.public_token)
+    links = links_for(base_url, signer, visit.message.public_token, step.answer_values)
     sub = visit.subscriber
     recipient = Recipient(sub.first_name, sub.locale, country_of(sub))
     targets: dict[str, str] = {}

@@ -43,3 +43,6 @@ def inbox_command(drip: Drip, done_id, opt_out_id, by, reveal) -> None:
         phone = r.phone if reveal else mask(r.phone)
         who = f"{r.first_name} " if r.first_name else ""
         click.echo(f"#{r.id}  {waited} min ago  {who}{phone}: {r.body}")
+        if r.question:
+            asked = f"{r.question_sent_at:%Y-%m-%d %H:%M} UTC" if r.question_sent_at else "-"
+            click.echo(f"      (may answer the check-in question {r.question}, sent {asked})")

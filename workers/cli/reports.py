@@ -155,6 +155,34 @@ def report_lines(report, since=None, until=None) -> list[str]:
     out.extend(goal_lines(report.goals))
     out.extend(hold_lines(report.held))
     out.extend(experiment_lines(report.experiments))
+    out.extend(answer_lines(report.answers))
+    return out
+
+
+def answer_lines(answers) -> list[str]:
+    """The check-in questions' part of `drip report` (campaigns.reporting.answers)."""
+    if answers is None:
+        return []
+    values = answers.values
+    rows = [
+        [
+            s.position if s.position is not None else "-",
+            s.step_key,
+            s.answered,
+            *s.counts,
+            "-" if s.median is None else f"{s.median:g}",
+        ]
+        for s in answers.steps
+    ]
+    out = ["", "check-in answers (each person's latest answer per question; 0 = no pain):"]
+    out.extend(_table(["#", "step", "answered", *map(str, values), "median"], rows, right_from=2))
+    c = answers.change
+    if c is not None:
+        median = "-" if c.median is None else f"{c.median:+g}"
+        out.append(
+            f"change from {c.first_step} to {c.last_step}, {c.people} people who answered "
+            f"both: median {median}; lower {c.lower}, same {c.same}, higher {c.higher}"
+        )
     return out
 
 
