@@ -213,6 +213,7 @@ class StepSpec(BaseModel):
         names = [v.name for v in value]
         if len(set(names)) != len(names):
             raise ValueError("a variant name is used twice")
+        return value
 
     # A check-in question the step asks (campaigns/sequences/questions.py): `pain_score`.
     asks: str | None = None
