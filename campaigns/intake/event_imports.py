@@ -32,6 +32,7 @@ from campaigns.intake.imports import (
     Reject,
     check_characters,
     read_records,
+    summary_text,
     write_rejects,
 )
 from campaigns.journeys.on_event import take_event
@@ -195,19 +196,12 @@ def import_events(
 
 
 def summary(report: EventImportReport) -> str:
-    lines = [
-        f"{'dry run, nothing written: ' if report.dry_run else ''}read {report.read} rows",
-        f"recorded {report.recorded} events (already recorded: {report.already_recorded})",
-        f"goals reached {len(report.goals)}",
-        f"skipped {len(report.rejects)}",
-    ]
-    if report.ignored_columns:
-        lines.append(f"ignored columns: {', '.join(report.ignored_columns)}")
-    lines += [f"  line {line}: goal: {what}" for line, what in report.goals]
-    lines += [
-        f"  line {r.line}: skipped: {r.reason}"
-        for r in sorted(report.rejects, key=lambda r: r.line)
-    ]
-    if report.rejects_path is not None:
-        lines.append(f"rejects written to {report.rejects_path}")
-    return "\n".join(lines)
+    return summary_text(
+        report,
+        [
+            f"recorded {report.recorded} events (already recorded: {report.already_recorded})",
+            f"goals reached {len(report.goals)}",
+        ],
+        [f"goal: {what}" for _, what in report.goals],
+        [line for line, _ in report.goals],
+    )

@@ -482,16 +482,29 @@ def write_rejects(path: Path, header: list[str], rejects: list[Reject]) -> Path:
 
 
 def summary(report: ImportReport) -> str:
+    return summary_text(
+        report,
+        [
+            f"imported {report.imported} ({report.created} new subscribers)",
+            f"enrolled {report.enrolled} (already enrolled: {report.already_enrolled})",
+            f"not enrolled {len(report.not_enrolled)}",
+        ],
+        [f"not enrolled: {reason}" for _, reason in report.not_enrolled],
+        [line for line, _ in report.not_enrolled],
+    )
+
+
+def summary_text(report, counts: list[str], notes: list[str], note_lines: list[int]) -> str:
+    """What an import (of people, of events) prints: rows read, its own `counts`, what
+    was skipped, then a line per row note and per skipped row, and where the rejects went."""
     lines = [
         f"{'dry run, nothing written: ' if report.dry_run else ''}read {report.read} rows",
-        f"imported {report.imported} ({report.created} new subscribers)",
-        f"enrolled {report.enrolled} (already enrolled: {report.already_enrolled})",
-        f"not enrolled {len(report.not_enrolled)}",
+        *counts,
         f"skipped {len(report.rejects)}",
     ]
     if report.ignored_columns:
         lines.append(f"ignored columns: {', '.join(report.ignored_columns)}")
-    lines += [f"  line {line}: not enrolled: {reason}" for line, reason in report.not_enrolled]
+    lines += [f"  line {line}: {note}" for line, note in zip(note_lines, notes, strict=True)]
     lines += [
         f"  line {r.line}: skipped: {r.reason}"
         for r in sorted(report.rejects, key=lambda r: r.line)
