@@ -102,6 +102,8 @@ class Size:
         self.cpu: list[float] = []  # this process's CPU time per tick: the Python side
         self.server: list[float] = []  # the PostgreSQL backends' CPU time per tick
         self.io: list[tuple[int, int]] = []  # the backends' bytes read and written per tick
+        self.held: list[int] = []  # cursors read and held back per tick (order per person)
+        self.claimed: list[int] = []  # cursors claimed per tick (due, and due at once since)
 
     def _remember_backend(self, dbapi_conn, _record) -> None:
         with dbapi_conn.cursor() as cur:
@@ -296,10 +298,14 @@ def deliver(size: Size, work) -> None:
     ids = list(work.email) + list(work.sms)
     if not ids:
         return
+    # Recorded as sent a week ago: at 10,000 people come round again every seven rounds,
+    # all within a minute of bench time, and the shipped frequency cap (2 a day, 5 a week)
+    # would rightly hold them; the tick is to meet them as a real day would, capped by
+    # nothing. (The cap's count is still read: it is part of the tick.)
     with psycopg.connect(size.url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute(
             "UPDATE messages SET status = 'sent', sent_at = %s, attempts = 1 WHERE id = ANY(%s)",
-            (size.clock.now(), ids),
+            (size.clock.now() - timedelta(days=8), ids),
         )
 
 
@@ -418,10 +424,18 @@ def main() -> int:
             for size in loaded:
                 make_due(size, a.due)
                 seconds, work = run_tick(size, registry, policy)
-                if work.claimed != a.due or work.held:
+                # Held ones are people whose next step is due at once (a question right
+                # after the welcome, 0m): read again in the same tick, behind the message
+                # just claimed (order per person), and held; a later tick claims them
+                # beside the next round's due people (at a million the clock jumps minutes
+                # a round, so they are due by then). Both are part of a real tick.
+                if work.claimed - work.held < a.due:
                     raise SystemExit(
-                        f"tick read {work.claimed} due and held {work.held}, not {a.due} and 0"
+                        f"tick read {work.claimed} due and held {work.held}: "
+                        f"{work.claimed - work.held} claimed, fewer than {a.due}"
                     )
+                size.held.append(work.held)
+                size.claimed.append(work.claimed - work.held)
                 size.ticks.append(seconds)
         for size in loaded:
             size.cpu, size.server, size.io = (
@@ -487,7 +501,10 @@ def main() -> int:
             f"{'':>30}CPU per tick (median): Python {statistics.median(size.cpu) * 1000:.1f} ms"
             f" + PostgreSQL {statistics.median(size.server) * 1000:.1f} ms; PostgreSQL I/O per "
             f"tick (median): {statistics.median(r for r, _ in size.io) / 1e6:.1f} MB read, "
-            f"{statistics.median(w for _, w in size.io) / 1e6:.1f} MB written"
+            f"{statistics.median(w for _, w in size.io) / 1e6:.1f} MB written\n"
+            f"{'':>30}claimed per tick (median) {statistics.median(size.claimed or [0]):.0f}; "
+            f"read and held back (a step due at once behind one just claimed) "
+            f"{statistics.median(size.held or [0]):.0f}"
         )
     if len(sizes) >= 2:
         small, big = medians[min(sizes)], medians[max(sizes)]
