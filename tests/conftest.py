@@ -84,12 +84,17 @@ def db_url(request, tmp_path):
         url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
         upgrade(url)
         return url
-    url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
+    return request.getfixturevalue("clean_pg_url")
+
+
+@pytest.fixture
+def clean_pg_url(pg_url):
+    """The run's PostgreSQL database, emptied for this test (the schema stays)."""
+    engine = make_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
     engine.dispose()
-    return url
+    return pg_url
 
 
 @pytest.fixture

@@ -179,3 +179,20 @@ def wait_until_done(factory, expected_messages: int, timeout: float = 90.0) -> l
 def delivery_lines(outbox: Path) -> list[str]:
     log = outbox / "deliveries.log"
     return log.read_text().splitlines() if log.exists() else []
+
+
+def open_stack(request, tmp_path: Path) -> Stack:
+    """The stack a worker test runs on, by its fixture's param: "embedded" (a SQLite file
+    and the file-system broker) or "redis-postgres" (the run's emptied PostgreSQL database
+    and Redis). The caller stops it (`stop_all`)."""
+    if request.param == "embedded":
+        from campaigns.migrate import upgrade
+
+        url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
+        upgrade(url)
+        return Stack(tmp_path, url, None)
+    return Stack(
+        tmp_path,
+        request.getfixturevalue("clean_pg_url"),
+        request.getfixturevalue("redis_url"),
+    )

@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory, transaction
@@ -17,9 +17,9 @@ from campaigns.models import Enrollment, Message, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.tracking.portal import Visit, record_engagement
-from tests.conftest import FIXTURES, TABLES
+from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
-from tests.stack import VIRTUAL_EPOCH, Stack
+from tests.stack import VIRTUAL_EPOCH, open_stack
 from tests.test_conditions import BY_TEXT, FOLLOW, HEAD, LESSON
 
 pytestmark = pytest.mark.slow
@@ -27,19 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(params=["embedded", "redis-postgres"])
 def stack(request, tmp_path):
-    if request.param == "embedded":
-        from campaigns.migrate import upgrade
-
-        url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
-        upgrade(url)
-        st = Stack(tmp_path, url, None)
-    else:
-        url = request.getfixturevalue("pg_url")
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
-        st = Stack(tmp_path, url, request.getfixturevalue("redis_url"))
+    st = open_stack(request, tmp_path)
     yield st
     st.stop_all()
 

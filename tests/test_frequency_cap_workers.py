@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from campaigns.clock import FileClock
 from campaigns.db import make_engine, make_session_factory
@@ -17,9 +17,9 @@ from campaigns.models import CapHold, Enrollment, Message
 from campaigns.sequences.caps import Cap
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
-from tests.conftest import FIXTURES, TABLES
+from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
-from tests.stack import Stack
+from tests.stack import open_stack
 from tests.test_conditions_workers import wait_for
 from tests.test_frequency_cap import BRANCHY, PACIFIC, PERSON, TINY, _steps
 
@@ -32,19 +32,7 @@ MIDNIGHT = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # Tuesday 00:00 in Los Angele
 
 @pytest.fixture(params=["embedded", "redis-postgres"])
 def stack(request, tmp_path):
-    if request.param == "embedded":
-        from campaigns.migrate import upgrade
-
-        url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
-        upgrade(url)
-        st = Stack(tmp_path, url, None)
-    else:
-        url = request.getfixturevalue("pg_url")
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
-        st = Stack(tmp_path, url, request.getfixturevalue("redis_url"))
+    st = open_stack(request, tmp_path)
     yield st
     st.stop_all()
 

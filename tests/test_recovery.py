@@ -30,7 +30,7 @@ from urllib.parse import unquote
 
 import pytest
 import redis
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from campaigns.clock import ScaledClock
 from campaigns.db import make_engine, make_session_factory, transaction
@@ -40,7 +40,7 @@ from campaigns.models import Message
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.states import MessageStatus
-from tests.conftest import FIXTURES, TABLES
+from tests.conftest import FIXTURES
 from tests.fakes import FakeSendGrid, FakeTwilio, Response
 from tests.helpers import add_and_enroll
 from tests.stack import VIRTUAL_EPOCH, Stack, delivery_lines, wait_until_done
@@ -84,15 +84,6 @@ class PrivateRedis:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def pg(pg_url):
-    eng = make_engine(pg_url)
-    with eng.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    eng.dispose()
-    return pg_url
 
 
 @pytest.fixture
@@ -176,9 +167,9 @@ def twilio_env(fake, **extra):
 
 
 def test_redis_restart_backlog_drains_within_30s_and_nothing_twice(
-    tmp_path, pg, private_redis, stacks
+    tmp_path, clean_pg_url, private_redis, stacks
 ):
-    stack = Stack(tmp_path, pg, private_redis.url)
+    stack = Stack(tmp_path, clean_pg_url, private_redis.url)
     stacks.append(stack)
     env = env_for(stack)
     enroll(env, 120)  # 480 messages
@@ -219,8 +210,10 @@ def test_redis_restart_backlog_drains_within_30s_and_nothing_twice(
     assert requeued and sum(requeued) >= len(backlog) * 0.5, logs[-4000:]
 
 
-def test_killed_worker_work_is_sent_again_within_a_few_ticks(tmp_path, pg, redis_url, stacks):
-    stack = Stack(tmp_path, pg, redis_url)
+def test_killed_worker_work_is_sent_again_within_a_few_ticks(
+    tmp_path, clean_pg_url, redis_url, stacks
+):
+    stack = Stack(tmp_path, clean_pg_url, redis_url)
     stacks.append(stack)
     env = env_for(stack)
     enroll(env, 40, channels=("sms",))
@@ -281,9 +274,9 @@ def test_killed_worker_work_is_sent_again_within_a_few_ticks(tmp_path, pg, redis
 
 
 def test_a_fifth_of_500s_leaves_nothing_unconfirmed_the_provider_can_answer(
-    tmp_path, pg, redis_url, stacks
+    tmp_path, clean_pg_url, redis_url, stacks
 ):
-    stack = Stack(tmp_path, pg, redis_url)
+    stack = Stack(tmp_path, clean_pg_url, redis_url)
     stacks.append(stack)
     env = env_for(stack)
     enroll(env, 40)  # 160 messages: 80 emails, 80 texts
@@ -332,10 +325,10 @@ def test_a_fifth_of_500s_leaves_nothing_unconfirmed_the_provider_can_answer(
 
 
 def test_rate_stays_within_the_global_setting_while_redis_is_down(
-    tmp_path, pg, private_redis, stacks
+    tmp_path, clean_pg_url, private_redis, stacks
 ):
     rate, burst = 10, 2
-    stack = Stack(tmp_path, pg, private_redis.url)
+    stack = Stack(tmp_path, clean_pg_url, private_redis.url)
     stacks.append(stack)
     env = env_for(stack)
     enroll(env, 240, channels=("sms",))

@@ -17,38 +17,16 @@ from campaigns.sequences.timing import Policy
 from campaigns.states import WAITING, MessageStatus
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
-from tests.stack import VIRTUAL_EPOCH, Stack, delivery_lines, wait_until_done
+from tests.stack import VIRTUAL_EPOCH, delivery_lines, open_stack, wait_until_done
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(params=["embedded", "redis-postgres"])
 def stack(request, tmp_path):
-    if request.param == "embedded":
-        from campaigns.migrate import upgrade
-
-        url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
-        upgrade(url)
-        st = Stack(tmp_path, url, None)
-    else:
-        st = Stack(
-            tmp_path, request.getfixturevalue("db_url_pg"), request.getfixturevalue("redis_url")
-        )
+    st = open_stack(request, tmp_path)
     yield st
     st.stop_all()
-
-
-@pytest.fixture
-def db_url_pg(pg_url):
-    from sqlalchemy import text
-
-    from tests.conftest import TABLES
-
-    eng = make_engine(pg_url)
-    with eng.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    eng.dispose()
-    return pg_url
 
 
 @pytest.fixture
