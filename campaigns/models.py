@@ -431,3 +431,33 @@ class CapHold(Base):
     counted: Mapped[int] = mapped_column(Integer)
     held_at: Mapped[datetime]
     held_until: Mapped[datetime]  # the step's new due time
+
+
+class AuditEntry(Base):
+    """One state-changing action a staff member (or the CLI) took: who, what, on what,
+    when, and the fields it changed before and after (campaigns.staff.audit). Append-only:
+    the log is the record of who did what, so nothing here edits or removes a row."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_target", "target_type", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(80))  # a staff user name, or cli:<os user>
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(63))  # e.g. contact_request.assign
+    target_type: Mapped[str] = mapped_column(String(40))  # e.g. contact_request
+    target_id: Mapped[str | None] = mapped_column(String(80))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    # Where the request came from (the client address the app saw), or "cli".
+    origin: Mapped[str | None] = mapped_column(String(64))
+
+
+@event.listens_for(AuditEntry, "before_update")
+@event.listens_for(AuditEntry, "before_delete")
+def _audit_is_append_only(_mapper, _conn, target):
+    raise ValueError("the audit log is append-only")
