@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     care_team_timezone: str = "America/New_York"
     # How many business days a call request waits at most (the promise patients read).
     care_team_reply_days: int = Field(1, ge=1, le=10)
+    # The contact queue's own target: a request open this many hours is overdue, and is
+    # flagged "due soon" in the last quarter of it (web/contacts.py).
+    contact_response_target_hours: float = Field(24.0, gt=0, le=24 * 30)
     # How long after a check-in question a text that is a bare number still answers it.
     question_reply_days: int = Field(3, ge=1, le=30)
 

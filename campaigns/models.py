@@ -298,6 +298,24 @@ class ContactRequest(Base):
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]
     notified_at: Mapped[datetime | None]  # when the care team was told
+    # Who on the care team has it: the staff member's name as they signed in (a string,
+    # not a key, so the queue does not depend on how staff accounts are stored).
+    assigned_to: Mapped[str | None] = mapped_column(String(80))
+    assigned_at: Mapped[datetime | None]
+
+
+class ContactRequestNote(Base):
+    """A care-team note on a contact request: what was tried, what was agreed. Kept apart
+    from the subscriber's own note (ContactRequest.note), which is their words."""
+
+    __tablename__ = "contact_request_notes"
+    __table_args__ = (Index("ix_contact_request_notes_request", "request_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("contact_requests.id"))
+    author: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
 
 
 class InboxItem(Base):

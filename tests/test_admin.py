@@ -203,23 +203,24 @@ def test_contact_queue_shows_real_details_escaped_and_marks_requests(
     page = client.get("/admin/contact-requests", headers=AUTH)
     assert ANA_PHONE in page.text and ANA_EMAIL in page.text and "mornings" in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>" not in page.text
-    assert f'action="/admin/contact-requests/{history.request_id}"' in page.text
-    assert 'value="contacted"' in page.text
-
     url = f"/admin/contact-requests/{history.request_id}"
+    assert f'href="{url}"' in page.text  # the actions are on the request's own page
+    page = client.get(url, headers=AUTH)
+    assert f'action="{url}"' in page.text and 'value="contacted"' in page.text
+
     done = client.post(url, data={"status": "contacted", "note": "voicemail"}, headers=POST)
     assert done.status_code == 200 and "now contacted" in done.text
-    page = client.get("/admin/contact-requests", headers=AUTH)
+    page = client.get(url, headers=AUTH)
     assert (
         'value="contacted"' not in page.text and 'value="closed"' in page.text
-    )  # only Close is left
+    )  # only Close (and Reopen) are left
 
     assert client.post(url, data={"status": "reopened"}, headers=POST).status_code == 400
     assert (
         client.post(
             "/admin/contact-requests/99999", data={"status": "closed"}, headers=POST
         ).status_code
-        == 400
+        == 404
     )
     assert client.post(url, data={"status": "closed"}, headers=POST).status_code == 200
     with factory() as s:

@@ -7,8 +7,7 @@
                                          with intervals and verdicts, the holdout)
     POST /admin/campaigns/{key}/promote  step, variant: the step keeps that variant's copy
                                          and no variants (a live edit of the campaign file)
-    GET  /admin/contact-requests         the care team's queue (real phone and email)
-    POST /admin/contact-requests/{id}    status=contacted|closed, note
+    /admin/contact-requests              the care team's queue: web/contacts.py
     GET  /admin/outbox                   messages by status (?status=unconfirmed)
     POST /admin/outbox/{id}/settle       outcome=sent|failed|resend (unconfirmed only)
     POST /admin/outbox/settle-all        outcome, channel, older_than (minutes): shows how
@@ -287,42 +286,6 @@ def promote_variant(
         return _notice("Not promoted", str(exc), back=back, status=400)
     log.info("%s %s: variant %s promoted by admin:%s", key, step, variant, user)
     return _notice("Variant promoted", done.sentence, back=back)
-
-
-@router.get("/contact-requests", response_class=HTMLResponse)
-def contact_requests(request: Request, user: AdminUser) -> HTMLResponse:
-    state = _state(request)
-    with state.factory() as session:
-        items = contact_queue.queue(session)
-    return _render(
-        "admin_contacts.html",
-        title="Contact requests",
-        user=user,
-        items=items,
-        now=state.clock.now(),
-    )
-
-
-@router.post(
-    "/contact-requests/{request_id}", response_class=HTMLResponse, dependencies=[SameOrigin]
-)
-def mark_contact_request(
-    request: Request,
-    request_id: RowId,
-    user: AdminUser,
-    status: Annotated[str, Form()] = "",
-    note: Annotated[str, Form()] = "",
-) -> HTMLResponse:
-    state = _state(request)
-    back = "/admin/contact-requests"
-    try:
-        with transaction(state.factory) as session:
-            contact_queue.mark(
-                session, state.clock, request_id, status, by=f"admin:{user}", note=note
-            )
-    except contact_queue.QueueError as exc:
-        return _notice("Not changed", str(exc), back=back, status=400)
-    return _notice("Contact request updated", f"Request {request_id} is now {status}.", back=back)
 
 
 @router.get("/inbox", response_class=HTMLResponse)
