@@ -497,7 +497,8 @@ def _summary(demo: Demo, elapsed: float) -> None:
     from campaigns.reporting.funnels import campaign_report
     from campaigns.reporting.timelines import course_timelines, lateness, lateness_lines
     from campaigns.reporting.timelines import timeline_lines as lines_of
-    from workers.cli.reports import contact_lines, report_lines
+    from workers.cli.contacts import contact_lines
+    from workers.cli.reports import report_lines
 
     rt = demo.rt
     with rt.factory() as session:

@@ -4,7 +4,8 @@
     sequences.py  campaigns validate | lint | preview | diff | test-send
     experiments.py  campaigns promote; the experiments part of `drip report`
     delivery.py   enroll, status, channels list | pause | resume, outbox list | settle
-    reports.py    report, contacts
+    reports.py    report
+    contacts.py   contacts [list | assign | unassign | note] (the care team's queue)
     simulate.py   simulate (a course's timing for a cohort, nothing sent)
     inbox.py      inbox (texts waiting for a person)
     imports.py    import, import-events
@@ -20,6 +21,7 @@ from __future__ import annotations
 import click
 
 from workers.cli.api_keys import api_keys_group
+from workers.cli.contacts import contacts_group
 from workers.cli.context import Drip
 from workers.cli.database import db_group
 from workers.cli.delivery import channels_group, enroll, outbox_group, status
@@ -27,7 +29,7 @@ from workers.cli.experiments import campaigns_promote
 from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
 from workers.cli.processes import beat, demo, web, worker
-from workers.cli.reports import contacts_command, report_command
+from workers.cli.reports import report_command
 from workers.cli.sequences import campaigns_group
 from workers.cli.simulate import simulate_command
 
@@ -48,7 +50,7 @@ for command in (
     channels_group,
     outbox_group,
     report_command,
-    contacts_command,
+    contacts_group,
     simulate_command,
     inbox_command,
     import_command,

@@ -1,21 +1,12 @@
-"""`drip report` and `drip contacts`: the per-step funnel and the contact queue from a
-terminal.
-
-`drip contacts` masks phone numbers and addresses unless given --reveal: terminal output
-ends up in scrollback, CI logs and tickets more easily than a web page does.
-"""
+"""`drip report`: the per-step funnel from a terminal (`drip contacts` is in contacts.py)."""
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import UTC, timedelta
 
 import click
 
-from campaigns.care import contact_queue
-from campaigns.db import transaction
-from campaigns.redact import mask
 from campaigns.reporting.funnels import campaign_report
 from workers.cli.context import Drip, pass_drip
 from workers.cli.experiments import experiment_lines
@@ -25,7 +16,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
-def _table(headers: list[str], rows: list[list], right_from: int) -> list[str]:
+def table(headers: list[str], rows: list[list], right_from: int) -> list[str]:
     cells = [headers] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     out = []
@@ -138,7 +129,7 @@ def report_lines(report, since=None, until=None) -> list[str]:
         for s in report.steps
     ]
     out.append("")
-    out.extend(_table(headers, rows, right_from=3))
+    out.extend(table(headers, rows, right_from=3))
     notes = [
         (s, label, reasons)
         for s in report.steps
@@ -175,7 +166,7 @@ def answer_lines(answers) -> list[str]:
         for s in answers.steps
     ]
     out = ["", "check-in answers (each person's latest answer per question; 0 = no pain):"]
-    out.extend(_table(["#", "step", "answered", *map(str, values), "median"], rows, right_from=2))
+    out.extend(table(["#", "step", "answered", *map(str, values), "median"], rows, right_from=2))
     c = answers.change
     if c is not None:
         median = "-" if c.median is None else f"{c.median:+g}"
@@ -249,7 +240,7 @@ def goal_lines(goals) -> list[str]:
         for s in goals.steps
     ]
     out.append("reached the goal after this step (the last one received before it):")
-    out.extend(_table(["#", "step", "channel", "received", "goals", "goal%"], rows, right_from=3))
+    out.extend(table(["#", "step", "channel", "received", "goals", "goal%"], rows, right_from=3))
     return out
 
 
@@ -267,75 +258,5 @@ def hold_lines(held) -> list[str]:
         [s.position if s.position is not None else "-", s.step_key, s.holds, s.people, s.still_held]
         for s in held.steps
     ]
-    out.extend(_table(["#", "step", "holds", "people", "still held"], rows, right_from=2))
-    return out
-
-
-@click.command("contacts")
-@click.option("--mark", "mark_id", type=int, default=None, help="The id of a request to mark.")
-@click.option(
-    "--as", "status", type=click.Choice([m.value for m in contact_queue.MARKS]), default=None
-)
-@click.option("--note", default=None, help="What was done (kept in the request's history).")
-@click.option("--by", default=None, help="Who handled it (default: the login name).")
-@click.option("--reveal", is_flag=True, help="Show phone numbers and addresses in full.")
-@pass_drip
-def contacts_command(drip: Drip, mark_id, status, note, by, reveal) -> None:
-    """List contact requests not yet closed, oldest first; or mark one."""
-    if (mark_id is None) != (status is None):
-        raise click.UsageError("--mark ID and --as contacted|closed go together")
-    rt = drip.runtime()
-    if mark_id is not None:
-        who = by or getpass.getuser()
-        try:
-            with transaction(rt.factory) as session:
-                contact_queue.mark(session, rt.clock, mark_id, status, by=f"cli:{who}", note=note)
-        except contact_queue.QueueError as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(f"contact request {mark_id}: {status}")
-        return
-    with rt.factory() as session:
-        items = contact_queue.queue(session)
-    for line in contact_lines(items, rt.clock.now(), reveal):
-        click.echo(line)
-
-
-def contact_lines(items, now, reveal: bool = False) -> list[str]:
-    """`drip contacts` as lines of text (the demo's summary too)."""
-    if not items:
-        return ["nobody is waiting"]
-    show = (lambda v: v or "-") if reveal else mask
-    rows = []
-    for r in items:
-        waited = now - r.created_at
-        hours = int(waited.total_seconds() // 3600)
-        rows.append(
-            [
-                r.id,
-                r.status,
-                f"{r.created_at:%Y-%m-%d %H:%M}",
-                f"{hours // 24}d {hours % 24}h",
-                r.first_name or "-",
-                show(r.phone),
-                show(r.email),
-                r.preferred_channel or "-",
-                r.preferred_time or "-",
-                f"{r.campaign_key or '-'}/{r.step_key or '-'}",
-            ]
-        )
-    headers = [
-        "id",
-        "status",
-        "asked (UTC)",
-        "waited",
-        "name",
-        "phone",
-        "email",
-        "prefers",
-        "when",
-        "from",
-    ]
-    out = _table(headers, rows, right_from=len(headers))
-    if not reveal:
-        out.append("(contact details masked; --reveal to show them)")
+    out.extend(table(["#", "step", "holds", "people", "still held"], rows, right_from=2))
     return out
