@@ -162,6 +162,8 @@ def test_filters_by_status_channel_overdue_and_assignee(client, requests):
     assert listed(client, "?channel=phone") == [r.ana, r.dee]
     assert listed(client, "?channel=email&status=all") == [r.ben, r.ana_before]
     assert listed(client, "?overdue=1") == [r.ana]
+    assert listed(client, "?overdue=on") == [r.ana]  # a checkbox's own value
+    assert listed(client, "?overdue=0") == [r.ana, r.ben, r.cy, r.dee]
     assert listed(client, "?overdue=1&channel=email") == []
     empty = client.get(QUEUE + "?overdue=1&channel=email", headers=AUTH).text
     assert "No request matches these filters." in empty
@@ -187,6 +189,7 @@ def test_filters_by_status_channel_overdue_and_assignee(client, requests):
         ("?channel=fax", "channel must be one of"),
         ("?assignee=" + "x" * 81, "longer than 80"),
         ("?assignee=ana%00", "control character"),
+        ("?overdue=yes", "overdue must be 1"),
         ("?page=0", "page must be a number from 1"),
         ("?page=-3", "page must be a number from 1"),
         ("?page=two", "page must be a number from 1"),

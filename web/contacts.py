@@ -56,6 +56,7 @@ def checked(
 Poster = Annotated[Staff, Depends(checked)]
 Reader = Annotated[Staff, Depends(Contacts)]
 SAME_ORIGIN = [Depends(require_same_origin)]
+FLAGS = {None: False, "": False, "0": False, "1": True, "on": True}  # a checkbox's values
 
 
 def _render(name: str, staff: Staff, status_code: int = 200, **ctx) -> HTMLResponse:
@@ -101,7 +102,9 @@ def queue_page(
     except ValueError:
         number = 0  # refused below with the page's range
     try:
-        wanted = contact_queue.filters(status, _me(staff, assignee), channel, bool(overdue))
+        if overdue not in FLAGS:
+            raise contact_queue.QueueError("overdue must be 1 (overdue only) or left out")
+        wanted = contact_queue.filters(status, _me(staff, assignee), channel, FLAGS[overdue])
         with state.factory() as session:
             found = contact_queue.search(
                 session, state.clock.now(), _target(request), wanted, number
