@@ -45,6 +45,7 @@ STAFF = ("admin", "browser-test-admin-password")
 FAILING_IMPACTS = ("serious", "critical")
 # Every axe violation seen, by screenshot name, for build/screenshots/axe.txt.
 FOUND: dict[str, list[str]] = {}
+TAKEN: list[Path] = []  # this session's screenshots
 
 
 def chromium_path() -> str | None:
@@ -82,6 +83,7 @@ class Live:
     app: object
     clock: FixedClock
     db_url: str
+    kept: people.World | None = None  # the people the last test left untouched
 
 
 @pytest.fixture(scope="session")
@@ -123,11 +125,19 @@ def live(pg_url, tmp_path_factory):
 
 
 @pytest.fixture
-def world(live, clean_pg_url) -> people.World:
-    """This test's people, on the emptied database, at the fixed time."""
-    assert clean_pg_url == live.db_url
-    live.clock.current = T0
-    return people.build(live.app)
+def world(request, live) -> people.World:
+    """The people, on the emptied database, at the fixed time: made afresh for each test,
+    except that a page which only looks (a table row without `writes`) reuses the people
+    the test before it looked at, when that test wrote nothing either."""
+    case = getattr(getattr(request.node, "callspec", None), "params", {}).get("case")
+    looks = case is not None and not case.writes
+    kept = live.kept
+    if not (looks and kept is not None and people.still_there(live.app, kept)):
+        assert request.getfixturevalue("clean_pg_url") == live.db_url
+        live.clock.current = T0
+        kept = people.build(live.app)
+    live.kept = kept if looks else None
+    return kept
 
 
 def _viewport(width: int) -> dict:
@@ -187,14 +197,20 @@ def pytest_collection_modifyitems(items):
 
 def shot_path(name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    return SHOTS / f"{name}.png"
+    TAKEN.append(SHOTS / f"{name}.png")
+    return TAKEN[-1]
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not FOUND:
+    if not TAKEN:
         return
     SHOTS.mkdir(parents=True, exist_ok=True)
     report = SHOTS / "axe.txt"
-    lines = [f"{name}: {', '.join(found) or 'none'}" for name, found in sorted(FOUND.items())]
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    terminalreporter.write_line(f"browser tests: screenshots in {SHOTS}/, axe findings in {report}")
+    # Merged with the last runs' lines, so running a few pages keeps the others' findings.
+    lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
+    seen = dict(line.split(": ", 1) for line in lines if ": " in line)
+    seen.update({name: ", ".join(found) or "none" for name, found in FOUND.items()})
+    report.write_text("".join(f"{n}: {f}\n" for n, f in sorted(seen.items())), encoding="utf-8")
+    terminalreporter.write_line(
+        f"browser tests: {len(TAKEN)} screenshots in {SHOTS}/, axe findings in {report}"
+    )

@@ -2,10 +2,12 @@
 
 A row names the page, its kind (pages of one kind may share a title, pages of different
 kinds must not), who sees it, how to reach it from a fresh page (a link, or a form filled
-and sent by clicking) and the HTTP status it answers with. KNOWN lists, by page, what is
-wrong with it today: an axe rule id, or one of this suite's own checks ("lang",
-"horizontal-scroll", "title"). A known problem marks that case xfail(strict): when the
-page is fixed the case fails until its entry in KNOWN is removed.
+and sent by clicking), the HTTP status it answers with, and whether reaching it writes
+(a sign-up, a request, an unsubscribe: such a case gets people made for it alone).
+
+KNOWN lists, by page, what is wrong with it today: an axe rule id, or one of this suite's
+own checks ("lang", "horizontal-scroll", "title"). A known problem marks that case
+xfail(strict): when the page is fixed the case fails until its entry in KNOWN is removed.
 
 To add a page, add a row: e.g. for /admin/people and a person's page,
 
@@ -49,6 +51,7 @@ class Case:
     go: Go
     langs: tuple[str, ...] = BOTH
     status: int = 200
+    writes: bool = False  # changes what other pages show: gets people of its own
 
     def known_rules(self, lang: str, width: int) -> set[str]:
         known = KNOWN.get(self.name, ())
@@ -104,7 +107,9 @@ KNOWN: dict[str, tuple[Known, ...]] = {
     "unsubscribe": (FOOTER,),
     "unsubscribe-sms-only": (FOOTER,),
     "unsubscribe-done": (FOOTER,),
+    "confirm-done": (FOOTER,),
     "answer": (FOOTER,),
+    "answer-done": (FOOTER,),
     "invalid-link": (FOOTER, ENGLISH_ONLY),
     "admin": (STAFF_GREY,),
     "admin-campaign": (STAFF_GREY, TABLE_SCROLL),
@@ -119,6 +124,8 @@ KNOWN_SHARED_TITLES: dict[str, list[set[str]]] = {
 }
 
 signup = visit(lambda w, lang: f"/signup?lang={lang}")
+confirm = visit(lambda w, lang: w.confirm[lang])
+answer = visit(lambda w, lang: w.person(lang).answer_links[4])
 contact = visit(_link("contact"))
 unsubscribe = visit(_link("unsubscribe"))
 channels = visit(lambda w, lang: "/admin/channels")
@@ -134,8 +141,10 @@ PAGES: tuple[Case, ...] = (
             signup,
             {"#first_name": "Nora", "#email": "nora@example.com", "[name=channel_email]": "check"},
         ),
+        writes=True,
     ),
-    Case("confirm", "confirm", SUBSCRIBER, visit(lambda w, lang: w.confirm[lang])),
+    Case("confirm", "confirm", SUBSCRIBER, confirm),
+    Case("confirm-done", "confirm", SUBSCRIBER, then_submit(confirm), writes=True),
     Case("lesson", "lesson", SUBSCRIBER, visit(_link("read_online"))),
     Case("contact", "contact", SUBSCRIBER, contact),
     Case("contact-email-only", "contact", SUBSCRIBER, visit(_link("contact", "email"))),
@@ -148,12 +157,14 @@ PAGES: tuple[Case, ...] = (
         "contact",
         SUBSCRIBER,
         then_submit(contact, {"#when": "after 5pm", "#note": "About lesson 1"}),
+        writes=True,
     ),
     Case("preferences", "preferences", SUBSCRIBER, visit(_link("preferences"))),
     Case("unsubscribe", "unsubscribe", SUBSCRIBER, unsubscribe),
     Case("unsubscribe-sms-only", "unsubscribe", SUBSCRIBER, visit(_link("unsubscribe", "sms"))),
-    Case("unsubscribe-done", "unsubscribe", SUBSCRIBER, then_submit(unsubscribe)),
-    Case("answer", "answer", SUBSCRIBER, visit(lambda w, lang: w.person(lang).answer_links[4])),
+    Case("unsubscribe-done", "unsubscribe", SUBSCRIBER, then_submit(unsubscribe), writes=True),
+    Case("answer", "answer", SUBSCRIBER, answer),
+    Case("answer-done", "answer", SUBSCRIBER, then_submit(answer), writes=True),
     Case(
         "invalid-link", "invalid", SUBSCRIBER, visit(lambda w, lang: "/u/nosuch.link"), status=404
     ),

@@ -18,7 +18,7 @@ from campaigns.delivery.enrollment import enroll
 from campaigns.delivery.sending import send_batch
 from campaigns.intake import signup
 from campaigns.links import Links, links_for
-from campaigns.models import Message
+from campaigns.models import Message, Subscriber
 from campaigns.tracking import portal
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms
 
@@ -50,6 +50,7 @@ class World:
     people: dict[tuple[str, str], Person] = field(default_factory=dict)
     confirm: dict[str, str] = field(default_factory=dict)  # lang -> confirm URL
     campaign: str = CAMPAIGN
+    marker: str = ""  # a random token of this build's, to tell it is still in the database
 
     def person(self, lang: str, channels: str = "both") -> Person:
         return self.people[(lang, channels)]
@@ -69,6 +70,7 @@ def build(app) -> World:
             enroll(session, rt.clock, rt.registry, sub, CAMPAIGN, rt.policy)
             session.flush()
             ids[(lang, channels)] = sub.id
+            world.marker = sub.public_token
         for lang, email in PENDING.items():
             result = signup.start_signup(
                 session,
@@ -130,3 +132,10 @@ def build(app) -> World:
             InboundText("twilio", PEOPLE[("en", "both")]["phone"], "Is there a video?", "SMweb1"),
         )
     return world
+
+
+def still_there(app, world: World) -> bool:
+    """Whether the database still holds what `build` made (no other test emptied it)."""
+    with app.state.factory() as session:
+        found = session.scalar(select(Subscriber.id).where(Subscriber.public_token == world.marker))
+    return found is not None
