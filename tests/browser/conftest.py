@@ -71,12 +71,6 @@ def browser():
         chromium.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Live:
     base: str
@@ -90,7 +84,11 @@ class Live:
 def live(pg_url, tmp_path_factory):
     """The app (web.app.create_app) behind uvicorn in a thread, on the run's database, at a
     fixed time. PUBLIC_BASE_URL is the served origin, so the forms' origin checks pass."""
-    port = _free_port()
+    # Bound here and handed to uvicorn, so the port is known before the settings are made
+    # and nobody else can take it in between.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     tmp = tmp_path_factory.mktemp("live")
     settings = load_settings(
@@ -111,7 +109,9 @@ def live(pg_url, tmp_path_factory):
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
-    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
@@ -121,6 +121,7 @@ def live(pg_url, tmp_path_factory):
     yield Live(base, app, clock, pg_url)
     server.should_exit = True
     thread.join(10)
+    sock.close()
     engine.dispose()
 
 
