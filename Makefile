@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install services lint clean
+.PHONY: demo test test-browser install services lint clean
 
 $(BIN)/drip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# Only the browser tests (also part of `make test`): Chromium through every page, axe-core's
+# checks, full-page screenshots in build/screenshots/.
+test-browser: install
+	$(BIN)/python -m pytest tests/browser
+
 # The design's lines held by tools: lint rules, formatting, import boundaries, and the
 # campaigns' copy (strict: every step clinically reviewed as it stands).
 lint: install
@@ -30,4 +35,4 @@ lint: install
 	$(BIN)/drip campaigns lint --strict --quiet
 
 clean:
-	rm -rf var/demo preview .pytest_cache
+	rm -rf var/demo preview .pytest_cache build/screenshots
