@@ -7,6 +7,7 @@
     reports.py    report, contacts
     simulate.py   simulate (a course's timing for a cohort, nothing sent)
     inbox.py      inbox (texts waiting for a person)
+    people.py     people find | show | export | erase
     imports.py    import, import-events
     api_keys.py   api-keys create | list | revoke
     processes.py  worker, beat, web, demo
@@ -26,6 +27,7 @@ from workers.cli.delivery import channels_group, enroll, outbox_group, status
 from workers.cli.experiments import campaigns_promote
 from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
+from workers.cli.people import people_group
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import contacts_command, report_command
 from workers.cli.sequences import campaigns_group
@@ -51,6 +53,7 @@ for command in (
     contacts_command,
     simulate_command,
     inbox_command,
+    people_group,
     import_command,
     import_events_command,
     api_keys_group,
