@@ -1,7 +1,9 @@
 """What the care team may do to one person's courses and channels, each recorded in the
 audit log in the same transaction as the change (campaigns.staff.audit).
 
-    pause    an active course waits (the claim only takes active ones); resume undoes it
+    pause    an active course waits: the claim takes only active ones, so no further step
+             is claimed (a message already claimed, due now, still goes, as after any
+             pause); resume undoes it
     resume   a course paused by staff or by a contact request goes on from its cursor; a
              step already overdue goes at the next tick, as after any pause
     exit     an active or paused course ends; messages already queued for it are skipped
