@@ -27,14 +27,21 @@ from campaigns.staff import audit
 from campaigns.staff.audit import Actor
 
 FORMATS = ("json", "csv")
+# Columns about someone else: which staff member acted, and from which address. The
+# person learns what was done with their data and when, not who on the team did it.
+OMIT = {"audit_log": frozenset({"actor", "origin"})}
 
 
 def _value(value):
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def row_dict(row) -> dict:
-    return {a.key: _value(getattr(row, a.key)) for a in inspect(row).mapper.column_attrs}
+def row_dict(row, omit: frozenset[str] = frozenset()) -> dict:
+    return {
+        a.key: _value(getattr(row, a.key))
+        for a in inspect(row).mapper.column_attrs
+        if a.key not in omit
+    }
 
 
 def document(session: Session, subscriber_id: int, now: datetime) -> dict:
@@ -42,7 +49,10 @@ def document(session: Session, subscriber_id: int, now: datetime) -> dict:
     return {
         "person_id": subscriber_id,
         "exported_at": now.isoformat(),
-        "tables": {name: [row_dict(r) for r in rows] for name, rows in rec.tables().items()},
+        "tables": {
+            name: [row_dict(r, OMIT.get(name, frozenset())) for r in rows]
+            for name, rows in rec.tables().items()
+        },
     }
 
 
