@@ -16,10 +16,12 @@ from sqlalchemy import func, select
 
 from campaigns.audience.consent import has_consent, record_consent
 from campaigns.audience.opt_outs import unsubscribe
-from campaigns.audience.suppression import is_hashed, suppression_for
+from campaigns.audience.subscribers import InvalidSubscriber
+from campaigns.audience.suppression import is_hashed, suppress, suppression_for
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
+from campaigns.delivery.testsend import SendTestRequest, send_test
 from campaigns.intake import signup
 from campaigns.intake.imports import import_file
 from campaigns.links import Signer
@@ -276,6 +278,28 @@ def test_a_new_signup_with_the_erased_email_needs_the_double_opt_in(
                 select(func.count(ConsentRecord.id)).where(ConsentRecord.subscriber_id == new.id)
             )
             == 0
+        )
+
+
+def test_a_test_send_to_an_erased_persons_bounced_address_is_refused(
+    factory, clock, registry, policy, send_ctx
+):
+    ctx = drip_context(factory, clock)
+    sid, _ = add_and_enroll(factory, clock, registry, policy, email="hal@example.com")
+    with transaction(factory) as s:
+        suppress(s, clock, "email", "hal@example.com", "bounce", "sendgrid")
+    CliRunner().invoke(main, ["people", "erase", str(sid), "--yes"], obj=ctx)
+    request = SendTestRequest("tiny", ["hello"], "en", "HAL@example.com")
+    with pytest.raises(InvalidSubscriber, match="suppressed \\(bounce\\)"), factory() as s:
+        send_test(
+            s,
+            send_ctx.registry,
+            send_ctx.renderer,
+            send_ctx.signer,
+            send_ctx.base_url,
+            send_ctx.email_provider,
+            send_ctx.sms_provider,
+            request,
         )
 
 
