@@ -21,7 +21,7 @@ from campaigns.audience.suppression import is_hashed, suppress, suppression_for
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
-from campaigns.delivery.testsend import SendTestRequest, send_test
+from campaigns.delivery.testsend import SendTestRequest
 from campaigns.intake import signup
 from campaigns.intake.imports import import_file
 from campaigns.links import Signer
@@ -40,6 +40,7 @@ from campaigns.tracking.inbound import InboundText, handle_inbound_sms
 from tests.helpers import add_and_enroll, drip_context
 from tests.test_admin import AUTH, POST, make_app
 from tests.test_people import ANA, BEN, build_person
+from tests.test_testsend import run as run_test_send
 from workers.cli import main
 
 PHONE = "+12025550150"
@@ -290,17 +291,8 @@ def test_a_test_send_to_an_erased_persons_bounced_address_is_refused(
         suppress(s, clock, "email", "hal@example.com", "bounce", "sendgrid")
     CliRunner().invoke(main, ["people", "erase", str(sid), "--yes"], obj=ctx)
     request = SendTestRequest("tiny", ["hello"], "en", "HAL@example.com")
-    with pytest.raises(InvalidSubscriber, match="suppressed \\(bounce\\)"), factory() as s:
-        send_test(
-            s,
-            send_ctx.registry,
-            send_ctx.renderer,
-            send_ctx.signer,
-            send_ctx.base_url,
-            send_ctx.email_provider,
-            send_ctx.sms_provider,
-            request,
-        )
+    with pytest.raises(InvalidSubscriber, match="suppressed \\(bounce\\)"):
+        run_test_send(send_ctx, factory, request)
 
 
 @pytest.mark.parametrize("bulk", [True, False])
