@@ -96,6 +96,8 @@ class Subscriber(Base):
     attributes: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # When the person's data was erased (status erased; campaigns.people.erasure).
+    erased_at: Mapped[datetime | None]
 
     enrollments: Mapped[list[Enrollment]] = relationship(back_populates="subscriber")
 
@@ -136,7 +138,9 @@ class Suppression(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(10))
-    address: Mapped[str] = mapped_column(String(320))  # lower-cased email or E.164 phone
+    # Lower-cased email or E.164 phone; or, once its person was erased, a keyed hash of it
+    # ("hmac:<hex>", campaigns.audience.suppression.hashed), which every check also asks for.
+    address: Mapped[str] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(String(40))  # unsubscribed, stop, bounce, complaint, ...
     source: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime]

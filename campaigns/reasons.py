@@ -26,6 +26,7 @@ class Reason(StrEnum):
     FALLBACK = "fallback"
     CONDITION = "condition"  # the step's `if` / `unless` did not hold for this person
     HOLDOUT = "holdout"  # the person is in the campaign's holdout: enrolled, never messaged
+    ERASED = "erased"  # the person's data was erased at their request (campaigns.people)
     # A provider's answer (campaigns.delivery.outcomes)
     ACCEPTED = "accepted"
     TEMPORARY_ERROR = "temporary_error"
@@ -60,6 +61,10 @@ class ExitReason(StrEnum):
 
     UNSUBSCRIBED = "unsubscribed"
     CONTACT_REQUESTED = "asked to be contacted"
+    ERASED = "erased"  # the person's data was erased (campaigns.people.erasure)
+    # The care team, from the person page or the CLI (campaigns.people.actions).
+    PAUSED_BY_STAFF = "paused by staff"
+    EXITED_BY_STAFF = "exited by staff"
 
 
 def missing_campaign(campaign_key: str) -> str:
@@ -95,6 +100,7 @@ TEXTS: dict[Reason, str] = {
     Reason.FALLBACK: "sent by text instead: the email could not go ({why})",
     Reason.CONDITION: "condition: {condition}",
     Reason.HOLDOUT: "holdout: kept from messages to compare with",
+    Reason.ERASED: "person erased",
     Reason.TEMPLATE_ERROR: "template error",
     Reason.ACCEPTED: "accepted by provider",
     Reason.TEMPORARY_ERROR: "temporary provider error",

@@ -89,6 +89,9 @@ class SubscriberStatus(StrEnum):
     PENDING = "pending"  # signed up on the web form, not yet confirmed
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
+    # Erased at their request (campaigns.people.erasure): the row stays, without identity,
+    # so messages, events and answers keep their counts; nothing is ever sent to it.
+    ERASED = "erased"
 
 
 class ConsentAction(StrEnum):

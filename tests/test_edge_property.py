@@ -257,11 +257,22 @@ def requests(draw, tokens: dict[str, str]) -> Req:
             path = f"/{short}/" + draw(path_token(tokens[short]))
         else:
             path = draw(
-                st.sampled_from(["/admin/contact-requests/", "/admin/outbox/", "/admin/channels/"])
+                st.sampled_from(
+                    [
+                        "/admin/contact-requests/",
+                        "/admin/outbox/",
+                        "/admin/channels/",
+                        "/admin/people/",
+                    ]
+                )
             )
             tail = draw(st.one_of(st.integers(-(2**70), 2**70).map(str), any_text))
             path += quote(tail.encode("utf-8", "surrogatepass"), safe="")
-            path += draw(st.sampled_from(["", "/settle", "/pause", "/resume"]))
+            path += draw(
+                st.sampled_from(
+                    ["", "/settle", "/pause", "/resume", "/suppress", "/erase", "/courses/1/exit"]
+                )
+            )
             if draw(st.booleans()):
                 headers = {**headers, **ADMIN}
         kind, body = draw(form_body)
@@ -311,6 +322,8 @@ def requests(draw, tokens: dict[str, str]) -> Req:
                 "/admin/contact-requests",
                 "/admin/outbox",
                 "/admin/channels",
+                "/admin/people",
+                "/admin/people/",
             ]
         )
     )

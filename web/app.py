@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from settings import Settings, get_settings
-from web import admin, api, contacts, ops, pages, signup, webhooks
+from web import admin, api, contacts, ops, pages, people, signup, webhooks
 from web.body_limits import BodyLimit
 from workers.runtime import build_runtime
 
@@ -66,6 +66,7 @@ def create_app(
     app.include_router(signup.router)
     app.include_router(admin.router)
     app.include_router(contacts.router)
+    app.include_router(people.router)
     app.include_router(ops.router)
     app.include_router(api.router)
     return app

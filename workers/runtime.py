@@ -26,6 +26,7 @@ from functools import cached_property
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns.audience.suppression import KEY_INFO, address_key
 from campaigns.clock import Clock, clock_from_settings
 from campaigns.content.care_team import CareTeam
 from campaigns.content.rendering import Renderer, Sender
@@ -124,6 +125,10 @@ def build_runtime(
     if factory is None:
         engine = make_engine(settings.database_url)
         factory = make_session_factory(engine)
+    secret = settings.secret_key.get_secret_value().encode()
+    # Every session carries the key that hashes an erased person's suppressed addresses
+    # (campaigns.audience.suppression), so every check matches them, whoever built it.
+    factory.configure(info={**factory.kw.get("info", {}), KEY_INFO: address_key(secret)})
     return Runtime(
         settings=settings,
         factory=factory,
@@ -131,7 +136,7 @@ def build_runtime(
         # Built once: the registry re-reads campaign files only when they change.
         registry=Registry(settings.definitions_dir, settings.templates_dir),
         renderer=Renderer(settings.templates_dir, sender_from(settings)),
-        signer=Signer(settings.secret_key.get_secret_value().encode()),
+        signer=Signer(secret),
         policy=Policy.from_settings(settings),
         base_url=settings.public_base_url,
         engine=engine,

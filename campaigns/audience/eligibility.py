@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.consent import has_consent
 from campaigns.audience.subscribers import address_for
+from campaigns.audience.suppression import stored_form, suppressed_addresses
 from campaigns.db import id_in
-from campaigns.models import ConsentRecord, Enrollment, Message, Subscriber, Suppression
+from campaigns.models import ConsentRecord, Enrollment, Message, Subscriber
 from campaigns.reasons import Reason
 from campaigns.states import (
     CHANNELS,
@@ -42,23 +43,11 @@ class Facts:
             )
             for sid, channel, action in rows:  # ordered: the latest record wins
                 self.consent[(sid, channel)] = action == ConsentAction.GRANTED
-        emails = [s.email.lower() for s in subscribers if s.email]
-        phones = [s.phone for s in subscribers if s.phone]
-        self.suppressed: dict[tuple[str, str], str] = {}
-        if emails or phones:
-            rows = session.execute(
-                select(Suppression.channel, Suppression.address, Suppression.reason).where(
-                    (
-                        (Suppression.channel == Channel.EMAIL)
-                        & id_in(session, Suppression.address, emails)
-                    )
-                    | (
-                        (Suppression.channel == Channel.SMS)
-                        & id_in(session, Suppression.address, phones)
-                    )
-                )
-            )
-            self.suppressed = {(c, a): r for c, a, r in rows}
+        self.suppressed = suppressed_addresses(
+            session,
+            [s.email for s in subscribers if s.email],
+            [s.phone for s in subscribers if s.phone],
+        )
 
     def has_consent(self, subscriber: Subscriber, channel: str) -> bool:
         return self.consent.get((subscriber.id, channel), False)
@@ -67,9 +56,7 @@ class Facts:
         address = address_for(subscriber, channel)
         if not address:
             return None
-        return self.suppressed.get(
-            (channel, address.lower() if channel == Channel.EMAIL else address)
-        )
+        return self.suppressed.get((channel, stored_form(channel, address)))
 
     def reachable(self, subscriber: Subscriber) -> list[str]:
         return [
@@ -95,6 +82,8 @@ class Stop:
 
 def stop_for(subscriber: Subscriber, channel: str, facts: Facts) -> Stop | None:
     """None when a message on `channel` may go to `subscriber`; else why not."""
+    if subscriber.status == SubscriberStatus.ERASED:
+        return Stop.of(MessageStatus.SKIPPED, Reason.ERASED)
     if not address_for(subscriber, channel):
         what = "email address" if channel == Channel.EMAIL else "phone number"
         return Stop.of(MessageStatus.SKIPPED, Reason.NO_ADDRESS, address=what)

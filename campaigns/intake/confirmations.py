@@ -84,6 +84,8 @@ def send_confirmations(
         for sub in claimed:
             previous = sub.confirmation_sent_at
             sub.confirmation_sent_at = now
+            if suppression_for(session, Channel.EMAIL, sub.email) is not None:
+                continue  # suppressed under an erased person's hashed form (the query sees plain)
             token = confirm_token(signer, sub.public_token)
             url = confirm_url(base_url, token)
             content = confirmation_email(

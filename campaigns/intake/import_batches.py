@@ -37,11 +37,11 @@ from sqlalchemy.orm import Session
 from campaigns.audience.consent import record_consent
 from campaigns.audience.eligibility import reachable_channels
 from campaigns.audience.subscribers import address_for, upsert_subscriber
-from campaigns.audience.suppression import suppression_for
+from campaigns.audience.suppression import stored_form, suppressed_addresses, suppression_for
 from campaigns.clock import Clock
 from campaigns.db import id_in
 from campaigns.delivery.enrollment import enroll
-from campaigns.models import ConsentRecord, Enrollment, Subscriber, Suppression
+from campaigns.models import ConsentRecord, Enrollment, Subscriber
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.revisions import ensure_revision
 from campaigns.sequences.timing import Policy, due_time
@@ -246,28 +246,12 @@ class _Facts:
                     )
                 )
             }
-        self.suppressed: dict[tuple[str, str], str] = {}
-        if emails or phones:
-            found = session.execute(
-                select(Suppression.channel, Suppression.address, Suppression.reason).where(
-                    (
-                        (Suppression.channel == Channel.EMAIL)
-                        & id_in(session, Suppression.address, {e.lower() for e in emails})
-                    )
-                    | (
-                        (Suppression.channel == Channel.SMS)
-                        & id_in(session, Suppression.address, phones)
-                    )
-                )
-            )
-            self.suppressed = {(c, a): r for c, a, r in found}
+        self.suppressed = suppressed_addresses(session, emails, phones)
 
     def suppression(self, channel: str, address: str | None) -> str | None:
         if not address:
             return None
-        return self.suppressed.get(
-            (channel, address.lower() if channel == Channel.EMAIL else address)
-        )
+        return self.suppressed.get((channel, stored_form(channel, address)))
 
     def reachable(self, sub: Subscriber) -> list[str]:
         return [

@@ -1,14 +1,14 @@
 """the contact queue: staff notes on a request, and who on the care team has it
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 Create Date: 2026-11-29
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0020'
-down_revision = '0017'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 

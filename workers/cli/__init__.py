@@ -8,6 +8,7 @@
     contacts.py   contacts [list | assign | unassign | note] (the care team's queue)
     simulate.py   simulate (a course's timing for a cohort, nothing sent)
     inbox.py      inbox (texts waiting for a person)
+    people.py     people find | show | export | erase
     imports.py    import, import-events
     api_keys.py   api-keys create | list | revoke
     processes.py  worker, beat, web, demo
@@ -28,6 +29,7 @@ from workers.cli.delivery import channels_group, enroll, outbox_group, status
 from workers.cli.experiments import campaigns_promote
 from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
+from workers.cli.people import people_group
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import report_command
 from workers.cli.sequences import campaigns_group
@@ -53,6 +55,7 @@ for command in (
     contacts_group,
     simulate_command,
     inbox_command,
+    people_group,
     import_command,
     import_events_command,
     api_keys_group,
