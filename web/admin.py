@@ -145,9 +145,9 @@ def _state(request: Request):
     return request.app.state  # registry, factory, clock, dispatch: built in web/app.py
 
 
-def _render(name: str, staff: Staff, status_code: int = 200, **ctx) -> HTMLResponse:
+def _render(template: str, staff: Staff, /, status_code: int = 200, **ctx) -> HTMLResponse:
     """Every workspace page: the signed-in staff's nav, and `csrf` for its forms."""
-    return admin_page(name, staff, status_code, **ctx)
+    return admin_page(template, staff, status_code, **ctx)
 
 
 def _notice(

@@ -85,11 +85,11 @@ NAV = (
 )
 
 
-def admin_page(name: str, staff, status_code: int = 200, **ctx) -> HTMLResponse:
+def admin_page(template: str, staff, status_code: int = 200, /, **ctx) -> HTMLResponse:
     """A workspace page for `staff` (web.access.Staff, or None before sign-in): the nav
     of the areas its role opens, and `csrf`, the token every form echoes back."""
     can = frozenset(areas_for(staff.role)) if staff else frozenset()
-    html = pages.get_template(name).render(
+    html = pages.get_template(template).render(
         staff=staff,
         csrf=staff.csrf if staff else "",
         can=can,

@@ -271,15 +271,21 @@ def check(
 ) -> Who | None:
     """Who these credentials prove, or None. The bootstrap name is answered without the
     database; a hash with outdated parameters is replaced (the caller commits)."""
+    try:  # text that is not UTF-8 (a lone surrogate) proves nothing, and must not crash
+        name.encode(), password.encode()
+    except UnicodeEncodeError:
+        return None
     if bootstrap is not None and name == bootstrap.name:
         return Who(bootstrap.name, ADMIN) if bootstrap.matches(name, password) else None
-    if not name or len(password) > MAX_PASSWORD:
+    if len(password) > MAX_PASSWORD:
         return None
-    row = session.scalars(
-        select(StaffAccount).where(
-            StaffAccount.name == normal_name(name), StaffAccount.disabled_at.is_(None)
-        )
-    ).first()
+    row = None
+    if NAME.match(normal_name(name)):  # else no account has it (and NUL never reaches SQL)
+        row = session.scalars(
+            select(StaffAccount).where(
+                StaffAccount.name == normal_name(name), StaffAccount.disabled_at.is_(None)
+            )
+        ).first()
     try:
         hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):

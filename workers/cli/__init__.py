@@ -9,6 +9,7 @@
     inbox.py      inbox (texts waiting for a person)
     imports.py    import, import-events
     api_keys.py   api-keys create | list | revoke
+    users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
 
 Every command takes the shared `Drip` context (context.py): settings read once, and the
@@ -30,6 +31,7 @@ from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import contacts_command, report_command
 from workers.cli.sequences import campaigns_group
 from workers.cli.simulate import simulate_command
+from workers.cli.users import audit_command, users_group
 
 
 @click.group()
@@ -54,6 +56,8 @@ for command in (
     import_command,
     import_events_command,
     api_keys_group,
+    users_group,
+    audit_command,
     worker,
     beat,
     web,
