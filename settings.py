@@ -181,9 +181,18 @@ class Settings(BaseSettings):
     # Webhook requests signed longer ago than this are refused as replays.
     webhook_max_age_seconds: int = Field(600, ge=10)
 
-    # Marketer and ops pages (/admin): HTTP basic auth. Unset password: the pages are off.
+    # The workspace (/admin): staff accounts (`drip users add`) sign in at /admin/login.
+    # ADMIN_USER / ADMIN_PASSWORD is one more admin, the bootstrap, checked without the
+    # database; with no password and no enabled account the pages are off (503).
     admin_user: str = "admin"
     admin_password: SecretStr | None = None
+    # A staff session ends after this long unused, and this long after sign-in whatever.
+    staff_session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    staff_session_max_hours: int = Field(12, ge=1, le=24 * 30)
+    # Failed sign-ins (form or basic auth) per account name and per client address
+    # before sign-in is refused with a 429 for the rest of the window.
+    login_failures_per_name: str = "5/15minutes"
+    login_failures_per_client: str = "20/15minutes"
 
     # Where new call requests are announced (no health detail: a link to the queue).
     care_team_email: str | None = None
@@ -316,6 +325,8 @@ class Settings(BaseSettings):
         "join_limit_per_number",
         "api_limit_per_key",
         "api_auth_failures_per_client",
+        "login_failures_per_name",
+        "login_failures_per_client",
     )
     @classmethod
     def _limit(cls, value: str) -> str:

@@ -10,6 +10,8 @@ subscribers ─┬─ consent_records   (append-only history of grants and revoc
              └─ contact_requests  (asks to be contacted by the care team)
 suppressions                      (addresses that must not be sent to, any campaign)
 api_keys                          (who may post person events; only a hash of each key)
+audit_log                         (who did what in the workspace or the CLI: append-only)
+staff_accounts ── staff_sessions  (who signs in, their role; one row per signed-in browser)
 """
 
 from __future__ import annotations
@@ -483,3 +485,42 @@ class AuditEntry(Base):
 @event.listens_for(AuditEntry, "before_delete")
 def _audit_is_append_only(_mapper, _conn, target):
     raise ValueError("the audit log is append-only")
+
+
+class StaffAccount(Base):
+    """A person who signs in to the workspace (campaigns.staff.accounts): a role, and an
+    argon2 hash of the password, never the password itself."""
+
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)  # what they sign in with
+    display_name: Mapped[str | None] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]  # set: no sign-in, and its sessions are gone
+
+
+class StaffSession(Base):
+    """One signed-in browser (campaigns.staff.sessions). The cookie holds a random token;
+    only its SHA-256 is kept, so a copy of this table signs nobody in. Deleting the row
+    (sign-out, disable, a new password) ends the session at its next request."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # None: the bootstrap admin of ADMIN_USER / ADMIN_PASSWORD, who has no account row.
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(80))
+    # The bootstrap's: a keyed hash of its credentials, so changing them ends its sessions.
+    bootstrap_tag: Mapped[str | None] = mapped_column(String(64))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    origin: Mapped[str | None] = mapped_column(String(64))

@@ -45,6 +45,9 @@ TABLES = (
     "subscribers",
     "channel_pauses",
     "campaign_revisions",
+    "audit_log",
+    "staff_sessions",
+    "staff_accounts",
 )
 
 

@@ -41,6 +41,17 @@ AUTH = basic("admin", PASSWORD)
 POST = {**AUTH, "Origin": BASE}
 
 
+def browser_session(app) -> TestClient:
+    """A client signed in through the login form as the bootstrap admin: a session cookie
+    and no Authorization header, so its posts must echo the session's CSRF token."""
+    client = TestClient(app, base_url=BASE, follow_redirects=False)
+    done = client.post(
+        "/admin/login", data={"name": "admin", "password": PASSWORD}, headers={"Origin": BASE}
+    )
+    assert done.status_code == 303, done.text
+    return client
+
+
 def make_app(factory, clock, tmp_path, **overrides):
     settings = load_settings(
         **{

@@ -20,7 +20,7 @@ from campaigns.models import AuditEntry, ContactRequest, ContactRequestNote, Enr
 from campaigns.reasons import ExitReason
 from campaigns.states import EnrollmentStatus
 from tests.helpers import add_and_enroll
-from tests.test_admin import AUTH, BASE, POST, make_app
+from tests.test_admin import AUTH, BASE, POST, browser_session, make_app
 
 QUEUE = "/admin/contact-requests"
 
@@ -415,7 +415,9 @@ def test_posts_need_credentials_origin_and_the_forms_token(client, requests, fac
         url, data={"assignee": "me"}, headers={**AUTH, "Origin": "https://evil.example"}
     )
     assert refused.status_code == 403 and "PUBLIC_BASE_URL" in refused.text
-    stale = client.post(url, data={"assignee": "me", "csrf_token": "forged"}, headers=POST)
+    stale = browser_session(client.app).post(
+        url, data={"assignee": "me", "csrf_token": "forged"}, headers={"Origin": BASE}
+    )
     assert stale.status_code == 403
     with factory() as s:
         assert s.get(ContactRequest, requests.cy).assigned_to is None

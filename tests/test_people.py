@@ -35,7 +35,7 @@ from campaigns.models import (
 from campaigns.states import EnrollmentStatus, EventType
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms
 from tests.helpers import add_and_enroll, drip_context
-from tests.test_admin import AUTH, POST, make_app
+from tests.test_admin import AUTH, BASE, POST, browser_session, make_app
 from workers.cli import main
 
 ANA = {"email": "ana@example.com", "phone": "+12025550143", "first_name": "Ana"}
@@ -361,8 +361,10 @@ def test_a_post_from_another_site_or_with_a_wrong_token_changes_nothing(client, 
         data={"csrf_token": ""},
     )
     assert other_site.status_code == 403
-    wrong = client.post(
-        f"/admin/people/{ana}/courses/{eid}/pause", headers=POST, data={"csrf_token": "forged"}
+    wrong = browser_session(client.app).post(
+        f"/admin/people/{ana}/courses/{eid}/pause",
+        headers={"Origin": BASE},
+        data={"csrf_token": "forged"},
     )
     assert wrong.status_code == 403
     assert course_of(factory, ana).status == EnrollmentStatus.ACTIVE

@@ -1,4 +1,16 @@
-"""Marketer and ops pages under /admin: funnels, the contact queue, the outbox, channels.
+"""The staff workspace under /admin: funnels, the contact queue, the inbox, the outbox,
+channels. Each route names the area it belongs to (campaigns.staff.roles); a role sees
+and does only its areas' parts.
+
+    area        routes
+    dashboard   GET /admin (every role; each sees only its parts: a marketer the
+                campaigns' funnels, the care team the waiting requests and texts, ops the
+                queues, the outbox and paused channels)
+    campaigns   /admin/campaigns/...
+    contacts    /admin/contact-requests...
+    inbox       /admin/inbox...
+    outbox      /admin/outbox...
+    channels    /admin/channels...
 
     GET  /admin                          campaigns with their enrollment funnels, status
     GET  /admin/campaigns/{key}          per-step funnel (?since=YYYY-MM-DD&until=YYYY-MM-DD),
@@ -17,16 +29,25 @@
     POST /admin/channels/{channel}/pause   reason
     POST /admin/channels/{channel}/resume
 
-Access: HTTP basic auth against ADMIN_USER / ADMIN_PASSWORD, compared in constant time.
-With no ADMIN_PASSWORD every admin route answers 503, so a forgotten setting closes the
-pages rather than opening them.
+Access (web/access.py): staff accounts sign in at /admin/login (web/login.py) and get a
+server-side session; scripts may send HTTP basic credentials of an account or of the
+bootstrap admin (ADMIN_USER / ADMIN_PASSWORD). A role refused an area gets a 403 page.
+With no ADMIN_PASSWORD and no staff account every route answers 503, so a forgotten
+setting closes the pages rather than opening them.
 
-Cross-site requests: browsers send basic credentials with any request to this origin,
-so a form on another site could post here. Every POST must carry an Origin header (or,
-failing that, a Referer) whose origin is PUBLIC_BASE_URL's; anything else is refused
-with 403. The pages are served with `Referrer-Policy: same-origin`, because under
-`no-referrer` browsers send `Origin: null` with form posts. The admin must therefore be
-used at PUBLIC_BASE_URL's origin (not through another host name or a port-forward).
+Cross-site requests: every POST must carry an Origin header (or, failing that, a Referer)
+whose origin is PUBLIC_BASE_URL's, and, from a signed-in browser, the session's CSRF
+token (the hidden `csrf_token` every form carries); anything else is refused with 403.
+Basic-auth requests carry no cookie and no token; the origin rule is their guard, since
+browsers send cached basic credentials with any request. The pages are served with
+`Referrer-Policy: same-origin`, because under `no-referrer` browsers send `Origin: null`
+with form posts. The workspace must therefore be used at PUBLIC_BASE_URL's origin (not
+through another host name or a port-forward).
+
+Audit: every action here that changes state (promote, inbox, settle, settle-all, pause,
+resume) is recorded with campaigns.staff.audit.record in the same transaction as the
+change, with the fields it changed before and after; the log is at /admin/audit
+(web/audit.py).
 
 Actions that put messages back on the send queues (resend, resume) commit first, then
 call `app.state.dispatch(work)` when the app has one; without it the messages stay
@@ -35,10 +56,7 @@ queued and the reaper enqueues them at its next pass (REAP_SECONDS), and the pag
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import secrets
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
@@ -59,30 +77,22 @@ from campaigns.delivery.unconfirmed import (
     settle_many,
 )
 from campaigns.delivery.work import Work
-from campaigns.models import ROW_ID_MAX
+from campaigns.models import ROW_ID_MAX, InboxItem, Message, is_row_id
 from campaigns.reporting import funnels
 from campaigns.reporting.outbox import latest as outbox_rows
 from campaigns.reporting.overview import read_status
 from campaigns.reporting.provider_health import provider_health
+from campaigns.staff import audit
+from campaigns.staff.roles import may
 from campaigns.states import CHANNELS, MessageStatus
 from campaigns.text import UncleanText
 from campaigns.tracking import inbox
+from web.access import Staff, current_staff, need
 from web.origin import require_same_origin
-from web.render import pages
+from web.render import admin_page, pages
 
 log = logging.getLogger(__name__)
 
-REALM = 'Basic realm="drip admin", charset="UTF-8"'
-HEADERS = {
-    "Cache-Control": "no-store",  # the queue page holds phone numbers and addresses
-    "X-Robots-Tag": "noindex",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
 OUTBOX_LIMIT = 200
 KNOWN_CHANNELS = CHANNELS
 
@@ -114,41 +124,16 @@ pages.filters.update(pct=_pct, when=_when, age=_age)
 # ---------------------------------------------------------------- access
 
 
-def admin_password(settings) -> str:
-    secret = settings.admin_password
-    return secret.get_secret_value() if secret is not None else ""
-
-
-def check_basic_auth(request: Request) -> str:
-    """The user name when the request carries the admin credentials; else HTTPException
-    (503 when no password is configured, 401 asking for credentials otherwise)."""
-    settings = request.app.state.settings
-    expected = admin_password(settings)
-    if not expected:
-        raise HTTPException(503, "admin pages are off: set ADMIN_PASSWORD")
-    header = request.headers.get("authorization") or ""
-    scheme, _, encoded = header.partition(" ")
-    user = password = ""
-    if scheme.lower() == "basic" and encoded:
-        try:
-            user, _, password = (
-                base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError):
-            user = password = ""
-    # Both compared every time (& not `and`): the timing says nothing about which was wrong.
-    ok = secrets.compare_digest(
-        user.encode(), settings.admin_user.encode()
-    ) & secrets.compare_digest(password.encode(), expected.encode())
-    if not ok:
-        raise HTTPException(401, "admin credentials required", headers={"WWW-Authenticate": REALM})
-    return user
-
-
-AdminUser = Annotated[str, Depends(check_basic_auth)]
+Dashboard = Annotated[Staff, Depends(need("dashboard"))]
+Campaigns = Annotated[Staff, Depends(need("campaigns"))]
+Contacts = Annotated[Staff, Depends(need("contacts"))]
+Inbox = Annotated[Staff, Depends(need("inbox"))]
+Outbox = Annotated[Staff, Depends(need("outbox"))]
+Channels = Annotated[Staff, Depends(need("channels"))]
 # A row id in a path: a 422 outside the id column's range, before any query.
 RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
-router = APIRouter(prefix="/admin", dependencies=[Depends(check_basic_auth)])
+# Signed in before anything else (a 401 or the sign-in page comes before a 403 or 422).
+router = APIRouter(prefix="/admin", dependencies=[Depends(current_staff)])
 SameOrigin = Depends(require_same_origin)
 
 
@@ -159,22 +144,40 @@ def _state(request: Request):
     return request.app.state  # registry, factory, clock, dispatch: built in web/app.py
 
 
-def _render(name: str, status_code: int = 200, **ctx) -> HTMLResponse:
-    html = pages.get_template(name).render(**ctx)
-    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+def _render(template: str, staff: Staff, /, status_code: int = 200, **ctx) -> HTMLResponse:
+    """Every workspace page: the signed-in staff's nav, and `csrf` for its forms."""
+    return admin_page(template, staff, status_code, **ctx)
 
 
 def _notice(
-    title: str, message: str, back: str, status: int = 200, detail: str | None = None
+    staff: Staff,
+    title: str,
+    message: str,
+    back: str,
+    status: int = 200,
+    detail: str | None = None,
 ) -> HTMLResponse:
     return _render(
         "admin_notice.html",
+        staff,
         status_code=status,
         title=title,
         message=message,
         detail=detail,
         back=back,
     )
+
+
+def _fields(session, model, key, *names: str) -> dict | None:
+    """The named fields of one row as the audit log keeps them (None: no such row)."""
+    row = session.get(model, key)
+    if row is None:
+        return None
+    return {n: _plain(getattr(row, n)) for n in names}
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _dispatch(request: Request, work: Work) -> str | None:
@@ -209,18 +212,28 @@ def _parse_day(value: str | None, name: str) -> datetime | None:
 
 
 @router.get("", response_class=HTMLResponse)
-def dashboard(request: Request, user: AdminUser) -> HTMLResponse:
+def dashboard(request: Request, staff: Dashboard) -> HTMLResponse:
+    """Each role's parts only: what it may not open is neither shown nor read."""
     state = _state(request)
+    show = {area: may(staff.role, area) for area in ("campaigns", "contacts", "inbox", "outbox")}
+    show["channels"] = may(staff.role, "channels")
+    enrollment_funnels, status, open_requests, paused, warning = [], None, None, [], None
     with state.factory() as session:
-        enrollment_funnels = funnels.enrollment_funnels(session, state.registry)
-        status = read_status(session, state.clock)
-        open_requests = contact_queue.waiting(session).count
-        paused = pauses.all_paused(session)
-    _, warning = funnels.load_campaigns(state.registry)
+        if show["campaigns"]:
+            enrollment_funnels = funnels.enrollment_funnels(session, state.registry)
+        if show["outbox"] or show["inbox"]:
+            status = read_status(session, state.clock)
+        if show["contacts"]:
+            open_requests = contact_queue.waiting(session).count
+        if show["channels"]:
+            paused = pauses.all_paused(session)
+    if show["campaigns"]:
+        _, warning = funnels.load_campaigns(state.registry)
     return _render(
         "admin_dashboard.html",
-        title="Campaigns",
-        user=user,
+        staff,
+        title="Overview",
+        show=show,
         funnels=enrollment_funnels,
         status=status,
         open_requests=open_requests,
@@ -231,25 +244,29 @@ def dashboard(request: Request, user: AdminUser) -> HTMLResponse:
 
 @router.get("/campaigns/{key}", response_class=HTMLResponse)
 def campaign_page(
-    request: Request, key: str, user: AdminUser, since: str | None = None, until: str | None = None
+    request: Request,
+    key: str,
+    staff: Campaigns,
+    since: str | None = None,
+    until: str | None = None,
 ) -> HTMLResponse:
     state = _state(request)
     try:
         start = _parse_day(since, "since")
         end_day = _parse_day(until, "until")
     except ValueError as exc:
-        return _notice("Bad date", str(exc), back=f"/admin/campaigns/{key}", status=400)
+        return _notice(staff, "Bad date", str(exc), back=f"/admin/campaigns/{key}", status=400)
     # The whole `until` day; the last day a datetime can hold has no day after it.
     end = end_day + timedelta(days=1) if end_day and end_day.date() < date.max else None
     try:
         with state.factory() as session:
             report = funnels.campaign_report(session, state.registry, key, start, end)
     except LookupError as exc:
-        return _notice("No such campaign", str(exc), back="/admin", status=404)
+        return _notice(staff, "No such campaign", str(exc), back="/admin", status=404)
     return _render(
         "admin_campaign.html",
+        staff,
         title=report.name,
-        user=user,
         report=report,
         reviews=review.campaign_reviews(state.registry, key, state.clock.now().date()),
         since=since or "",
@@ -266,7 +283,7 @@ def campaign_page(
 def promote_variant(
     request: Request,
     key: str,
-    user: AdminUser,
+    staff: Campaigns,
     step: Annotated[str, Form(max_length=63)] = "",
     variant: Annotated[str, Form(max_length=20)] = "",
 ) -> HTMLResponse:
@@ -275,48 +292,81 @@ def promote_variant(
     try:
         campaign = state.registry.get(key)
     except (LookupError, ValueError):  # not deployed, or its file does not load
-        return _notice("No such campaign", f"{key!r} is not deployed", back="/admin", status=404)
+        return _notice(
+            staff, "No such campaign", f"{key!r} is not deployed", back="/admin", status=404
+        )
     if campaign.source is None:
-        return _notice("Not promoted", "this campaign has no file to edit", back=back, status=400)
+        return _notice(
+            staff, "Not promoted", "this campaign has no file to edit", back=back, status=400
+        )
+    arms = [v.name for s in campaign.steps if s.key == step for v in s.variants]
     try:
         done = promote(
             campaign.source, state.registry.templates_dir, step, variant, state.clock.now().date()
         )
     except PromoteError as exc:
-        return _notice("Not promoted", str(exc), back=back, status=400)
-    log.info("%s %s: variant %s promoted by admin:%s", key, step, variant, user)
-    return _notice("Variant promoted", done.sentence, back=back)
+        return _notice(staff, "Not promoted", str(exc), back=back, status=400)
+    # The file is the change and has no transaction; the entry follows it at once.
+    with transaction(state.factory) as session:
+        audit.record(
+            session,
+            state.clock,
+            staff.actor,
+            "campaign.promote",
+            "campaign_step",
+            f"{done.campaign}/{done.step_key}",
+            {"variants": arms},
+            {"variants": [], "promoted": done.variant, "review_kept": done.review_kept},
+        )
+    log.info("%s %s: variant %s promoted by %s", key, step, variant, staff.actor.by)
+    return _notice(staff, "Variant promoted", done.sentence, back=back)
 
 
 @router.get("/inbox", response_class=HTMLResponse)
-def inbox_page(request: Request, user: AdminUser) -> HTMLResponse:
+def inbox_page(request: Request, staff: Inbox) -> HTMLResponse:
     state = _state(request)
     with state.factory() as session:
         items = inbox.listing(session)
-    return _render("admin_inbox.html", title="Inbox", user=user, items=items, now=state.clock.now())
+    return _render("admin_inbox.html", staff, title="Inbox", items=items, now=state.clock.now())
 
 
 @router.post("/inbox/{item_id}", response_class=HTMLResponse, dependencies=[SameOrigin])
 def handle_inbox_item(
-    request: Request, item_id: str, user: AdminUser, action: Annotated[str, Form()] = ""
+    request: Request, item_id: str, staff: Inbox, action: Annotated[str, Form()] = ""
 ) -> HTMLResponse:
     state = _state(request)
     back = "/admin/inbox"
+    fields = ("status", "handled_by")
     try:
         with transaction(state.factory) as session:
-            item = inbox.handle(session, state.clock, item_id, action, by=f"admin:{user}")
+            key = int(item_id) if item_id.isascii() and item_id.isdigit() else 0
+            before = _fields(session, InboxItem, key, *fields) if is_row_id(key) else None
+            item = inbox.handle(session, state.clock, item_id, action, by=staff.actor.by)
             status = item.status
+            after = _fields(session, InboxItem, item.id, *fields)
+            if before != after:  # the same button twice changes nothing the second time
+                audit.record(
+                    session,
+                    state.clock,
+                    staff.actor,
+                    "inbox.handle",
+                    "inbox_item",
+                    item.id,
+                    before,
+                    {**after, "action": action},
+                )
     except inbox.InboxError as exc:
-        return _notice("Not changed", str(exc), back=back, status=400)
+        return _notice(staff, "Not changed", str(exc), back=back, status=400)
     said = "treated as an opt-out: no more texts" if action == "opt_out" else "marked done"
-    return _notice("Text handled", f"Text {item_id} {said}.", back=back, detail=status)
+    return _notice(staff, "Text handled", f"Text {item_id} {said}.", back=back, detail=status)
 
 
 @router.get("/outbox", response_class=HTMLResponse)
-def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTMLResponse:
+def outbox(request: Request, staff: Outbox, status: str | None = None) -> HTMLResponse:
     state = _state(request)
     if status and status not in tuple(MessageStatus):
         return _notice(
+            staff,
             "Unknown status",
             f"status must be one of {', '.join(tuple(MessageStatus))}",
             back="/admin/outbox",
@@ -327,8 +377,8 @@ def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTML
         rows = outbox_rows(session, OUTBOX_LIMIT, status)
     return _render(
         "admin_outbox.html",
+        staff,
         title="Outbox",
-        user=user,
         counts=counts,
         rows=rows,
         statuses=tuple(MessageStatus),
@@ -345,17 +395,30 @@ def outbox(request: Request, user: AdminUser, status: str | None = None) -> HTML
 
 @router.post("/outbox/{message_id}/settle", response_class=HTMLResponse, dependencies=[SameOrigin])
 def settle_message(
-    request: Request, message_id: RowId, user: AdminUser, outcome: Annotated[str, Form()] = ""
+    request: Request, message_id: RowId, staff: Outbox, outcome: Annotated[str, Form()] = ""
 ) -> HTMLResponse:
     state = _state(request)
     back = "/admin/outbox?status=unconfirmed"
+    fields = ("status", "reason_code")
     try:
         with transaction(state.factory) as session:
+            before = _fields(session, Message, message_id, *fields)
             work = settle(session, state.clock, message_id, outcome)
+            audit.record(
+                session,
+                state.clock,
+                staff.actor,
+                "message.settle",
+                "message",
+                message_id,
+                before,
+                {**_fields(session, Message, message_id, *fields), "outcome": outcome},
+            )
     except OpsError as exc:
-        return _notice("Not settled", str(exc), back=back, status=409)
-    log.info("message %s settled as %s by admin:%s", message_id, outcome, user)
+        return _notice(staff, "Not settled", str(exc), back=back, status=409)
+    log.info("message %s settled as %s by %s", message_id, outcome, staff.actor.by)
     return _notice(
+        staff,
         "Message settled",
         f"Message {message_id} settled: {outcome}.",
         back=back,
@@ -369,7 +432,7 @@ MAX_OLDER_THAN_MINUTES = 10 * 365 * 24 * 60
 @router.post("/outbox/settle-all", response_class=HTMLResponse, dependencies=[SameOrigin])
 def settle_all(
     request: Request,
-    user: AdminUser,
+    staff: Outbox,
     outcome: Annotated[str, Form()] = "",
     channel: Annotated[str, Form()] = "",
     older_than: Annotated[str, Form()] = "0",
@@ -384,14 +447,14 @@ def settle_all(
     try:
         selection, minutes = _selection(outcome, channel, older_than, as_of, state.clock.now())
     except ValueError as exc:
-        return _notice("Not settled", str(exc), back=back, status=400)
+        return _notice(staff, "Not settled", str(exc), back=back, status=400)
     if confirm != "yes":
         with state.factory() as session:
             count, oldest = preview_many(session, state.clock, selection)
         return _render(
             "admin_settle_all.html",
+            staff,
             title="Settle unconfirmed messages",
-            user=user,
             count=count,
             oldest=oldest,
             outcome=outcome,
@@ -402,8 +465,25 @@ def settle_all(
         )
     with transaction(state.factory) as session:
         settled, work = settle_many(session, state.clock, selection, outcome)
-    log.info("%d unconfirmed message(s) settled as %s by admin:%s", settled, outcome, user)
+        if settled:
+            audit.record(
+                session,
+                state.clock,
+                staff.actor,
+                "message.settle_all",
+                "outbox",
+                channel or "all",
+                {"status": MessageStatus.UNCONFIRMED.value, "count": settled},
+                {
+                    "outcome": outcome,
+                    "count": settled,
+                    "older_than_minutes": minutes,
+                    "as_of": selection.as_of.isoformat(),
+                },
+            )
+    log.info("%d unconfirmed message(s) settled as %s by %s", settled, outcome, staff.actor.by)
     return _notice(
+        staff,
         "Messages settled",
         f"{settled} unconfirmed message(s) settled: {outcome}.",
         back=back,
@@ -435,7 +515,7 @@ def _selection(
 
 
 @router.get("/channels", response_class=HTMLResponse)
-def channels_page(request: Request, user: AdminUser, minutes: int = 60) -> HTMLResponse:
+def channels_page(request: Request, staff: Channels, minutes: int = 60) -> HTMLResponse:
     state = _state(request)
     minutes = max(1, min(minutes, 7 * 24 * 60))
     with state.factory() as session:
@@ -443,8 +523,8 @@ def channels_page(request: Request, user: AdminUser, minutes: int = 60) -> HTMLR
         paused = pauses.all_paused(session)
     return _render(
         "admin_channels.html",
+        staff,
         title="Channels",
-        user=user,
         health=health,
         paused=paused,
         minutes=minutes,
@@ -457,32 +537,52 @@ def _known_channel(channel: str) -> None:
         raise HTTPException(404, f"no channel {channel!r}")
 
 
+def _pause_fields(row) -> dict:
+    if row is None:
+        return {"paused": False}
+    return {"paused": True, "reason": row.reason, "paused_by": row.paused_by}
+
+
 @router.post("/channels/{channel}/resume", response_class=HTMLResponse, dependencies=[SameOrigin])
-def resume_channel(request: Request, channel: str, user: AdminUser) -> HTMLResponse:
+def resume_channel(request: Request, channel: str, staff: Channels) -> HTMLResponse:
     _known_channel(channel)
     state = _state(request)
     with transaction(state.factory) as session:
-        was_paused = pauses.paused(session, channel) is not None
+        row = pauses.paused(session, channel)
+        was_paused = row is not None
+        before = _pause_fields(row)
         work = pauses.resume(session, state.clock, channel)
-    log.info("%s channel resumed by admin:%s (%s waiting)", channel, user, len(work))
+        if was_paused:
+            audit.record(
+                session,
+                state.clock,
+                staff.actor,
+                "channel.resume",
+                "channel",
+                channel,
+                before,
+                {"paused": False, "requeued": len(work)},
+            )
+    log.info("%s channel resumed by %s (%s waiting)", channel, staff.actor.by, len(work))
     message = (
         f"The {channel} channel is running."
         if was_paused
         else f"The {channel} channel was not paused."
     )
     return _notice(
-        "Channel resumed", message, back="/admin/channels", detail=_dispatch(request, work)
+        staff, "Channel resumed", message, back="/admin/channels", detail=_dispatch(request, work)
     )
 
 
 @router.post("/channels/{channel}/pause", response_class=HTMLResponse, dependencies=[SameOrigin])
 def pause_channel(
-    request: Request, channel: str, user: AdminUser, reason: Annotated[str, Form()] = ""
+    request: Request, channel: str, staff: Channels, reason: Annotated[str, Form()] = ""
 ) -> HTMLResponse:
     _known_channel(channel)
     reason = reason.strip()
     if not reason:
         return _notice(
+            staff,
             "Not paused",
             "Give a reason, so whoever resumes it knows why.",
             back="/admin/channels",
@@ -491,11 +591,24 @@ def pause_channel(
     state = _state(request)
     try:
         with transaction(state.factory) as session:
-            pauses.pause(session, state.clock, channel, reason, by=f"admin:{user}"[:40])
+            before = _pause_fields(pauses.paused(session, channel))
+            pauses.pause(session, state.clock, channel, reason, by=staff.actor.by)
+            if not before["paused"]:
+                audit.record(
+                    session,
+                    state.clock,
+                    staff.actor,
+                    "channel.pause",
+                    "channel",
+                    channel,
+                    before,
+                    _pause_fields(pauses.paused(session, channel)),
+                )
     except UncleanText as exc:
-        return _notice("Not paused", str(exc), back="/admin/channels", status=400)
-    log.info("%s channel paused by admin:%s", channel, user)
+        return _notice(staff, "Not paused", str(exc), back="/admin/channels", status=400)
+    log.info("%s channel paused by %s", channel, staff.actor.by)
     return _notice(
+        staff,
         "Channel paused",
         f"The {channel} channel is paused; queued messages wait.",
         back="/admin/channels",

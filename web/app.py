@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from settings import Settings, get_settings
-from web import admin, api, contacts, ops, pages, people, signup, webhooks
+from web import access, admin, api, audit, contacts, login, ops, pages, people, signup, webhooks
 from web.body_limits import BodyLimit
 from workers.runtime import build_runtime
 
@@ -64,9 +64,13 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(pages.router)
     app.include_router(signup.router)
+    # A staff page refused (the sign-in redirect, a 403 or 429 page) is a page, not JSON.
+    app.add_exception_handler(access.Refusal, access.refusal_response)
+    app.include_router(login.router)
     app.include_router(admin.router)
     app.include_router(contacts.router)
     app.include_router(people.router)
+    app.include_router(audit.router)
     app.include_router(ops.router)
     app.include_router(api.router)
     return app

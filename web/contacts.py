@@ -19,49 +19,34 @@ back. Every POST carries the form's csrf_token and comes from PUBLIC_BASE_URL's 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
 from campaigns.care import contact_notes, contact_queue
 from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.states import ContactStatus
-from web.access import CSRF_FIELD, Staff, need
-from web.admin import HEADERS
-from web.origin import require_same_origin
-from web.render import pages
+from web.access import Staff, need
+from web.render import admin_page
 
 QUEUE = "/admin/contact-requests"
 Contacts = need("contacts")  # one dependency object, so FastAPI resolves it once a request
 router = APIRouter(prefix=QUEUE, dependencies=[Depends(Contacts)])
 
 
-def checked(
-    staff: Annotated[Staff, Depends(Contacts)],
-    csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "",
-) -> Staff:
-    """The signed-in staff member, when the form echoes their CSRF token."""
-    if not secrets.compare_digest(csrf_token.encode(), staff.csrf.encode()):
-        raise HTTPException(403, "this form is stale or came from elsewhere: reload the page")
-    return staff
-
-
-# Origin first, then the token: a post from another site is refused before its form is read.
-Poster = Annotated[Staff, Depends(checked)]
+# need() checks a post's origin and, for a browser session, its CSRF token (web/access.py).
+Poster = Annotated[Staff, Depends(Contacts)]
 Reader = Annotated[Staff, Depends(Contacts)]
-SAME_ORIGIN = [Depends(require_same_origin)]
 FLAGS = {None: False, "": False, "0": False, "1": True, "on": True}  # a checkbox's values
 
 
 def _render(name: str, staff: Staff, status_code: int = 200, **ctx) -> HTMLResponse:
-    html = pages.get_template(name).render(user=staff.name, csrf=staff.csrf, **ctx)
-    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+    return admin_page(name, staff, status_code, **ctx)
 
 
 def _notice(staff: Staff, title: str, message: str, back: str, status: int = 200):
@@ -186,7 +171,7 @@ def _act(
     return _notice(staff, title, said, f"{QUEUE}/{request_id}")
 
 
-@router.post("/{request_id}", response_class=HTMLResponse, dependencies=SAME_ORIGIN)
+@router.post("/{request_id}", response_class=HTMLResponse)
 def set_status(
     request: Request,
     request_id: str,
@@ -204,7 +189,7 @@ def set_status(
     return _act(request, staff, request_id, "Contact request updated", change)
 
 
-@router.post("/{request_id}/assign", response_class=HTMLResponse, dependencies=SAME_ORIGIN)
+@router.post("/{request_id}/assign", response_class=HTMLResponse)
 def assign(
     request: Request, request_id: str, staff: Poster, assignee: Annotated[str, Form()] = ""
 ) -> HTMLResponse:
@@ -216,7 +201,7 @@ def assign(
     return _act(request, staff, request_id, "Assigned", change)
 
 
-@router.post("/{request_id}/unassign", response_class=HTMLResponse, dependencies=SAME_ORIGIN)
+@router.post("/{request_id}/unassign", response_class=HTMLResponse)
 def unassign(request: Request, request_id: str, staff: Poster) -> HTMLResponse:
     def change(session, clock: Clock) -> str:
         done = contact_notes.assign(session, clock, staff.actor, request_id, None)
@@ -225,7 +210,7 @@ def unassign(request: Request, request_id: str, staff: Poster) -> HTMLResponse:
     return _act(request, staff, request_id, "Unassigned", change)
 
 
-@router.post("/{request_id}/notes", response_class=HTMLResponse, dependencies=SAME_ORIGIN)
+@router.post("/{request_id}/notes", response_class=HTMLResponse)
 def add_note(
     request: Request, request_id: str, staff: Poster, body: Annotated[str, Form()] = ""
 ) -> HTMLResponse:

@@ -9,10 +9,12 @@ GET /healthz   200 {"status": "ok", ...} when the database answers SELECT 1 and 
 
 GET /metrics   Prometheus text exposition format 0.0.4, written by hand. Every value is
                read from the database (and the broker) at scrape time, so all are gauges.
-               Access: HTTP basic auth (ADMIN_USER / ADMIN_PASSWORD) when ADMIN_PASSWORD
-               is set; without it, only from loopback and only when no proxy header
-               (Forwarded, X-Forwarded-For, X-Real-IP) says the request came from further
-               away, since a reverse proxy on the same machine also connects from loopback.
+               Access: HTTP basic auth of an admin or ops staff account, or of the
+               bootstrap admin (ADMIN_USER / ADMIN_PASSWORD); required whenever
+               ADMIN_PASSWORD is set or credentials are sent. Otherwise only from
+               loopback and only when no proxy header (Forwarded, X-Forwarded-For,
+               X-Real-IP) says the request came from further away, since a reverse proxy
+               on the same machine also connects from loopback.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from campaigns.delivery.pauses import all_paused
 from campaigns.migrate import SchemaError, check_current
 from campaigns.reporting.overview import read_status
 from campaigns.reporting.provider_health import ChannelHealth, channel_health
+from campaigns.staff.roles import ADMIN, OPS
 from campaigns.states import CHANNELS, EnrollmentStatus, MessageStatus
-from web.admin import admin_password, check_basic_auth
+from web.access import basic_staff, bootstrap_of
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -248,8 +251,10 @@ def _render_metrics(request: Request) -> str:
 
 
 def _allow_metrics(request: Request) -> None:
-    if admin_password(request.app.state.settings):
-        check_basic_auth(request)
+    if bootstrap_of(request.app.state.settings) or request.headers.get("authorization"):
+        staff = basic_staff(request)
+        if staff.role not in (ADMIN, OPS):
+            raise HTTPException(403, f"metrics are for admin and ops; {staff.name} is {staff.role}")
         return
     host = request.client.host if request.client else None
     proxied = any(request.headers.get(h) for h in PROXY_HEADERS)

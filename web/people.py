@@ -19,7 +19,6 @@ nobody (or is no id at all) answers the 404 page, never an error.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -31,21 +30,16 @@ from campaigns.people import actions, erasure, export, profile, search
 from campaigns.redact import mask
 from campaigns.staff.roles import may
 from campaigns.states import CHANNELS
-from web.access import CSRF_FIELD, Staff, need
-from web.admin import HEADERS
-from web.origin import require_same_origin
-from web.render import pages
+from web.access import Staff, need
+from web.render import ADMIN_HEADERS, admin_page, pages
 
 router = APIRouter(prefix="/admin/people")
 Care = Annotated[Staff, Depends(need("people"))]
-SameOrigin = Depends(require_same_origin)
-Token = Annotated[str, Form(alias=CSRF_FIELD, max_length=200)]
 pages.filters["mask"] = mask
 
 
 def _render(name: str, staff: Staff, status_code: int = 200, **ctx) -> HTMLResponse:
-    html = pages.get_template(name).render(user=staff.name, csrf=staff.csrf, **ctx)
-    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+    return admin_page(name, staff, status_code, **ctx)
 
 
 def _notice(staff: Staff, title: str, message: str, back: str, status: int = 200) -> HTMLResponse:
@@ -62,10 +56,6 @@ def _missing(staff: Staff, raw: str) -> HTMLResponse:
 
 def _row_id(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and is_row_id(int(raw)) else None
-
-
-def _csrf_ok(staff: Staff, token: str) -> bool:
-    return secrets.compare_digest(token.encode(), staff.csrf.encode())
 
 
 def _state(request: Request):
@@ -104,13 +94,11 @@ def person_page(request: Request, person_id: str, staff: Care) -> HTMLResponse:
         return _missing(staff, person_id)
 
 
-def _act(request: Request, staff: Staff, person_id: str, token: str, do) -> HTMLResponse:
+def _act(request: Request, staff: Staff, person_id: str, do) -> HTMLResponse:
     sid = _row_id(person_id)
     if sid is None:
         return _missing(staff, person_id)
     back = f"/admin/people/{sid}"
-    if not _csrf_ok(staff, token):
-        return _notice(staff, "Not changed", "The form is out of date: reload the page.", back, 403)
     state = _state(request)
     try:
         with transaction(state.factory) as session:
@@ -129,18 +117,13 @@ COURSE_ACTIONS = {
 }
 
 
-@router.post(
-    "/{person_id}/courses/{course_id}/{action}",
-    response_class=HTMLResponse,
-    dependencies=[SameOrigin],
-)
+@router.post("/{person_id}/courses/{course_id}/{action}", response_class=HTMLResponse)
 def course_action(
     request: Request,
     person_id: str,
     course_id: str,
     action: str,
     staff: Care,
-    csrf_token: Token = "",
 ) -> HTMLResponse:
     eid = _row_id(course_id)
     if action not in COURSE_ACTIONS or eid is None:
@@ -151,15 +134,14 @@ def course_action(
         enrollment = fn(session, clock, staff.actor, sid, eid)
         return f"Course {eid} ({enrollment.campaign_key}) {word}."
 
-    return _act(request, staff, person_id, csrf_token, do)
+    return _act(request, staff, person_id, do)
 
 
-@router.post("/{person_id}/suppress", response_class=HTMLResponse, dependencies=[SameOrigin])
+@router.post("/{person_id}/suppress", response_class=HTMLResponse)
 def suppress_channel(
     request: Request,
     person_id: str,
     staff: Care,
-    csrf_token: Token = "",
     channel: Annotated[str, Form(max_length=10)] = "",
     reason: Annotated[str, Form(max_length=actions.MAX_REASON)] = "",
 ) -> HTMLResponse:
@@ -167,7 +149,7 @@ def suppress_channel(
         actions.suppress_channel(session, clock, staff.actor, sid, channel, reason)
         return f"{channel} stopped for person {sid}: consent withdrawn, address suppressed."
 
-    return _act(request, staff, person_id, csrf_token, do)
+    return _act(request, staff, person_id, do)
 
 
 @router.get("/{person_id}/export.{fmt}")
@@ -186,7 +168,7 @@ def export_person(request: Request, person_id: str, fmt: str, staff: Care) -> Re
     return Response(
         body,
         media_type=media,
-        headers={**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
+        headers={**ADMIN_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -203,12 +185,11 @@ def erase_page(request: Request, person_id: str, staff: Care) -> HTMLResponse:
         return _render("admin_erase.html", staff, title=f"Erase person {sid}", sub=sub)
 
 
-@router.post("/{person_id}/erase", response_class=HTMLResponse, dependencies=[SameOrigin])
+@router.post("/{person_id}/erase", response_class=HTMLResponse)
 def erase_person(
     request: Request,
     person_id: str,
     staff: Care,
-    csrf_token: Token = "",
     confirm: Annotated[str, Form(max_length=40)] = "",
 ) -> HTMLResponse:
     sid = _row_id(person_id)
@@ -231,4 +212,4 @@ def erase_person(
             f"without identity; {done.counts['suppressions_hashed']} suppression(s) kept hashed."
         )
 
-    return _act(request, staff, person_id, csrf_token, do)
+    return _act(request, staff, person_id, do)

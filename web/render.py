@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 import jinja2
+from fastapi.responses import HTMLResponse
+
+from campaigns.staff.roles import areas_for
 
 TEMPLATES = Path(__file__).parent / "templates"
 pages = jinja2.Environment(
@@ -51,11 +54,46 @@ NO_STORE = {
 
 def page(request, name: str, locale: str | None, title_key: str, status: int = 200, **ctx):
     """A subscriber page in the person's language (web/i18n.py), never cached."""
-    from fastapi.responses import HTMLResponse
-
     from web.i18n import words
 
     brand = request.app.state.settings.brand_name
     t = words(locale, brand)
     html = pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
     return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+
+# Workspace pages hold names and phone numbers: never cached, indexed, framed or referred.
+ADMIN_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+# The workspace's pages by area (campaigns.staff.roles): a role is shown the ones it opens.
+NAV = (
+    ("dashboard", "/admin", "Overview"),
+    ("people", "/admin/people", "People"),
+    ("contacts", "/admin/contact-requests", "Contact requests"),
+    ("inbox", "/admin/inbox", "Inbox"),
+    ("outbox", "/admin/outbox", "Outbox"),
+    ("channels", "/admin/channels", "Channels"),
+    ("audit", "/admin/audit", "Audit log"),
+)
+
+
+def admin_page(template: str, staff, status_code: int = 200, /, **ctx) -> HTMLResponse:
+    """A workspace page for `staff` (web.access.Staff, or None before sign-in): the nav
+    of the areas its role opens, and `csrf`, the token every form echoes back."""
+    can = frozenset(areas_for(staff.role)) if staff else frozenset()
+    html = pages.get_template(template).render(
+        staff=staff,
+        csrf=staff.csrf if staff else "",
+        can=can,
+        nav=[(href, label) for area, href, label in NAV if area in can],
+        **ctx,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=ADMIN_HEADERS)

@@ -68,8 +68,11 @@ def entries(
     target_type: str | None = None,
     target_id: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    offset: int = 0,
 ) -> list[AuditEntry]:
-    """Newest first, filtered by whichever of the arguments are given."""
+    """Newest first, filtered by whichever of the arguments are given (`until` excluded);
+    `offset` skips that many, for paging."""
     query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     if actor:
         query = query.where(AuditEntry.actor == actor)
@@ -81,4 +84,6 @@ def entries(
         query = query.where(AuditEntry.target_id == target_id)
     if since:
         query = query.where(AuditEntry.at >= since)
-    return list(session.scalars(query.limit(limit)))
+    if until:
+        query = query.where(AuditEntry.at < until)
+    return list(session.scalars(query.offset(max(0, offset)).limit(limit)))

@@ -5,14 +5,14 @@ changes to a keyed hash ("hmac:<hex>", still under uq_suppression_address), so n
 column is needed there.
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-11-29
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0019'
-down_revision = '0017'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 

@@ -11,6 +11,7 @@
     people.py     people find | show | export | erase
     imports.py    import, import-events
     api_keys.py   api-keys create | list | revoke
+    users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
 
 Every command takes the shared `Drip` context (context.py): settings read once, and the
@@ -34,6 +35,7 @@ from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import report_command
 from workers.cli.sequences import campaigns_group
 from workers.cli.simulate import simulate_command
+from workers.cli.users import audit_command, users_group
 
 
 @click.group()
@@ -59,6 +61,8 @@ for command in (
     import_command,
     import_events_command,
     api_keys_group,
+    users_group,
+    audit_command,
     worker,
     beat,
     web,

@@ -10,9 +10,12 @@ Tests hand in a runtime of their own: `CliRunner().invoke(main, args, obj=Drip.a
 
 from __future__ import annotations
 
+import getpass
+
 import click
 
 from campaigns.migrate import SchemaError
+from campaigns.staff.audit import Actor
 from settings import Settings, SettingsError, load_settings
 from workers.runtime import Runtime, build_runtime
 
@@ -60,3 +63,13 @@ class Drip:
 
 # `@pass_drip` hands a command the shared Drip, creating it if the command runs alone.
 pass_drip = click.make_pass_decorator(Drip, ensure=True)
+
+
+def cli_actor() -> Actor:
+    """Who acts from the command line, for the audit log: `cli:<os user>`. Whoever can run
+    `drip` against the database can do anything, so the role is admin."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's bare user)
+        user = "unknown"
+    return Actor(f"cli:{user}", "admin", "cli")
