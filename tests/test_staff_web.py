@@ -402,8 +402,23 @@ PAGES = {
     "/admin/outbox": "outbox",
     "/admin/channels": "channels",
     "/admin/audit": "audit",
+    "/admin/people?q=ana": "people",
+}
+# Pages about a row that does not exist: a role allowed in gets the 404 page, not a 403.
+ROW_PAGES = {
+    "/admin/people/999": "people",
+    "/admin/people/999/export.json": "people",
+    "/admin/people/999/export.zip": "people",
+    "/admin/people/999/erase": "people",
+    "/admin/contact-requests/999": "contacts",
 }
 POSTS = {
+    "/admin/people/999/suppress": ("people", {"channel": "email", "reason": "matrix"}),
+    "/admin/people/999/courses/1/pause": ("people", {}),
+    "/admin/people/999/erase": ("people", {"confirm": "999"}),
+    "/admin/contact-requests/999/assign": ("contacts", {"assignee": "me"}),
+    "/admin/contact-requests/999/unassign": ("contacts", {}),
+    "/admin/contact-requests/999/notes": ("contacts", {"body": "matrix"}),
     "/admin/campaigns/quick/promote": ("campaigns", {"step": "one", "variant": "x"}),
     "/admin/contact-requests/999": ("contacts", {"status": "closed"}),
     "/admin/inbox/999": ("inbox", {"action": "done"}),
@@ -432,6 +447,9 @@ def test_every_role_opens_its_areas_and_no_other(app, staff, factory):
             assert got.status_code == expected, (role, page)
             if expected == 403:
                 assert "does not open" in got.text and "<html" in got.text
+        for page, area in ROW_PAGES.items():
+            got = client.get(page)
+            assert got.status_code == (404 if may(role, area) else 403), (role, page)
         for url, (area, data) in POSTS.items():
             got = client.post(url, data={**data, "csrf_token": token}, headers=ORIGIN)
             assert (got.status_code == 403) == (not may(role, area)), (role, url, got.text)
