@@ -18,7 +18,7 @@ AREAS: dict[str, frozenset[str]] = {
     "campaigns": frozenset({MARKETER}),  # funnels, reviews, experiments, promote
     "people": frozenset({CARE}),  # search, person page, export, erase, person actions
     "contacts": frozenset({CARE}),  # the contact queue (names and numbers)
-    "inbox": frozenset({CARE, OPS}),  # inbound texts a keyword did not settle
+    "inbox": frozenset({CARE}),  # inbound texts a keyword did not settle: patients' words
     "outbox": frozenset({OPS}),  # message queue, settle unconfirmed
     "channels": frozenset({OPS}),  # pause, resume, provider health
     "staff": frozenset(),  # accounts and roles
