@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from settings import Settings, get_settings
-from web import admin, api, ops, pages, signup, webhooks
+from web import admin, api, ops, pages, previews, signup, webhooks
 from web.body_limits import BodyLimit
 from workers.runtime import build_runtime
 
@@ -63,6 +63,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.include_router(webhooks.router)
     app.include_router(pages.router)
+    app.include_router(previews.router)
     app.include_router(signup.router)
     app.include_router(admin.router)
     app.include_router(ops.router)

@@ -373,7 +373,7 @@ def _answer_view(request: Request, token: str, act=None):
         return person.locale, country_of(person), list(asked.question.values), value
 
 
-def _answer_page(request: Request, view, chosen, error=None, status=200) -> HTMLResponse:
+def answer_page(request: Request, view, chosen, error=None, status=200, **ctx) -> HTMLResponse:
     locale, country, values, _ = view
     state = _deps(request)
     help = help_path(state.renderer.sender, country, words(locale, "")["lang"])
@@ -387,6 +387,7 @@ def _answer_page(request: Request, view, chosen, error=None, status=200) -> HTML
         chosen=chosen,
         values=values,
         emergency_number=help.emergency_number,
+        **ctx,
     )
 
 
@@ -397,7 +398,7 @@ async def answer_form(request: Request, token: str) -> HTMLResponse:
         view = await run_in_threadpool(_answer_view, request, token)
     except answers.NotAnswerable:
         return invalid(request, "a")
-    return _answer_page(request, view, chosen=view[3])
+    return answer_page(request, view, chosen=view[3])
 
 
 @router.post("/a/{token}", response_class=HTMLResponse)
@@ -419,7 +420,7 @@ async def answer_save(request: Request, token: str) -> HTMLResponse:
     except ValueError:
         view = await run_in_threadpool(_answer_view, request, token)
         t = words(view[0], state.settings.brand_name)
-        return _answer_page(request, view, chosen=None, error=t["answer_bad"], status=400)
+        return answer_page(request, view, chosen=None, error=t["answer_bad"], status=400)
     t = words(view[0], state.settings.brand_name)
     help = help_path(state.renderer.sender, view[1], t["lang"])
     done = (

@@ -148,10 +148,14 @@ def channels_to_stop(visit: Visit, scope: str | None) -> tuple[str, ...]:
     None, the channel the link came in (RFC 8058's one-click POST from an email stops
     email; a text's link stops texts). Only channels the person has; one they lack (a
     tampered form) stops what they do have, never nothing."""
-    has = reachable(visit.subscriber)
+    return stopped_by(reachable(visit.subscriber), visit.message.channel, scope)
+
+
+def stopped_by(has: tuple[str, ...], via: str, scope: str | None) -> tuple[str, ...]:
+    """channels_to_stop, for a person with channels `has` and a link that came by `via`."""
     if scope == "all":
         return has
-    wanted = tuple(c for c in has if c == (scope or visit.message.channel))
+    wanted = tuple(c for c in has if c == (scope or via))
     return wanted or has
 
 
