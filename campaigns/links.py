@@ -112,12 +112,18 @@ class Links:
 
 
 def links_for(
-    base_url: str, signer: Signer, message_token: str, answers: Iterable[int] = ()
+    base_url: str,
+    signer: Signer,
+    message_token: str,
+    answers: Iterable[int] = (),
+    kind: str = "",
 ) -> Links:
-    """The message's links; `answers`: the values of the question its step asks, if any."""
+    """The message's links; `answers`: the values of the question its step asks, if any;
+    `kind`: TEST for a test message's (sample_links_for)."""
+    root = f"{base_url}/{kind}" if kind else base_url
 
     def url(short: str) -> str:
-        return f"{base_url}/{short}/{signer.sign(short, message_token)}"
+        return f"{root}/{short}/{signer.sign(kind + short, message_token)}"
 
     return Links(
         read_online=url("m"),
@@ -126,7 +132,7 @@ def links_for(
         unsubscribe=url("u"),
         open=url("o"),
         redirect=url("l"),
-        answers=tuple(f"{base_url}/a/{signer.sign_answer(message_token, v)}" for v in answers),
+        answers=tuple(f"{root}/a/{signer.sign_answer(message_token, v, kind)}" for v in answers),
     )
 
 
@@ -176,17 +182,4 @@ def sample_links_for(
     base_url: str, signer: Signer, sample: Sample, answers: Iterable[int] = ()
 ) -> Links:
     """A test message's links: the same pages as a real message's, as previews."""
-    token = sample.token()
-
-    def url(short: str) -> str:
-        return f"{base_url}/{TEST}/{short}/{signer.sign(TEST + short, token)}"
-
-    return Links(
-        read_online=url("m"),
-        contact=url("c"),
-        preferences=url("p"),
-        unsubscribe=url("u"),
-        open=url("o"),
-        redirect=url("l"),
-        answers=tuple(f"{base_url}/{TEST}/a/{signer.sign_answer(token, v, TEST)}" for v in answers),
-    )
+    return links_for(base_url, signer, sample.token(), answers, TEST)

@@ -215,7 +215,7 @@ TEXT = {
         "tz_alaska": "Alaska (Anchorage)",
         "tz_hawaii": "Hawái (Honolulu)",
         "tz_puerto_rico": "Puerto Rico (San Juan)",
-        "tz_utc": "Coordinated Universal Time (UTC)",
+        "tz_utc": "Tiempo universal coordinado (UTC)",
         "lang_en": "Inglés",
         "lang_es": "Español",
         "confirm_title": "Confirma tu correo",

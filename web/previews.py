@@ -26,14 +26,13 @@ from campaigns.care.help_path import help_path
 from campaigns.links import TEST, sample_links_for
 from campaigns.tracking import previews
 from campaigns.tracking.portal import NotFound
-from web.i18n import words
+from web.i18n import channel_words, words
 from web.pages import (
     PIXEL,
     answer_page,
     contact_page,
     invalid,
     preferences_page,
-    unsubscribe_done,
     unsubscribe_page,
     unsubscribe_scope,
 )
@@ -124,8 +123,11 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
         return invalid(request, "u")
     stopped = preview.stops(scope)
     still = tuple(c for c in preview.has if c not in stopped)
-    prefs = _links(request, preview).preferences
-    return unsubscribe_done(request, preview.locale, stopped, still, prefs, preview=True)
+    t = words(preview.locale, request.app.state.settings.brand_name)
+    said = [t["unsub_done"].replace("{what}", channel_words(t, stopped))]
+    if still:
+        said.append(t["unsub_still"].replace("{what}", channel_words(t, still)).rstrip(":") + ".")
+    return _done(request, preview, "unsub_title", *said)
 
 
 @router.get("/p/{token}", response_class=HTMLResponse)
