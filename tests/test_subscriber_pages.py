@@ -149,6 +149,22 @@ def test_a_scope_the_person_has_no_address_for_stops_what_they_have(
         assert not has_consent(s, sid, "email")
 
 
+def test_a_person_with_no_address_left_is_told_so_never_a_5xx(
+    client, factory, clock, registry, policy
+):
+    sid, links = person(factory, clock, registry, policy, email="bo@example.com", locale="es")
+    with transaction(factory) as s:
+        s.get(Subscriber, sid).email = None  # as an erasure leaves the record
+    for answer in (
+        client.get(path(links.unsubscribe)),
+        client.post(path(links.unsubscribe), data={"scope": "all"}),
+        client.post(path(links.unsubscribe), data={"List-Unsubscribe": "One-Click"}),
+    ):
+        assert answer.status_code == 200 and "No tenemos ningún correo" in answer.text
+    for url in (links.preferences, links.contact):
+        assert client.get(path(url)).status_code == 200
+
+
 def test_preferences_name_only_the_person_s_channels(client, factory, clock, registry, policy):
     _, links = person(factory, clock, registry, policy, phone="+12025550143")
     page = client.get(path(links.preferences)).text

@@ -7,9 +7,14 @@ signed token, call campaigns.tracking.portal, and render a small page in the sub
     GET  /u/{token}   confirm unsubscribing   POST /u/{token}   unsubscribe (RFC 8058 one-click)
     GET  /l/{token}/{link id}   a page the lesson links to (records a click, redirects)
     GET  /a/{token}   a check-in answer: the value, to confirm   POST /a/{token}  record it
+    GET  /privacy, /terms   the texts in LEGAL_DIR (unless PRIVACY_URL, TERMS_URL say elsewhere)
+
+A test message's links open the same pages as previews, under /t/ (web/previews.py).
+Every page names only the channels the person has (campaigns.tracking.portal.reachable).
 
 GETs never change a subscriber's state (mail scanners open every link); a bad or forged
-token gets a 404 page that says so and changes nothing. The pages that record an open or
+token gets a 404 page that says so, titled for the page it meant to open, and changes
+nothing. The pages that record an open or
 a click answer HEAD too, and record it as a machine's (campaigns.tracking.machine judges
 every one; a machine's is kept, not counted).
 """
@@ -165,6 +170,8 @@ def unsubscribe_page(request: Request, locale: str | None, first, has, **ctx) ->
     """Names what each button stops: the channel the link came in, and, when the person
     has more than one, all of them."""
     t = words(locale, request.app.state.settings.brand_name)
+    if not has:  # no address left on the record (erased): nothing to offer or to stop
+        return _page(request, "notice.html", locale, "unsub_title", message=t["unsub_nothing"])
     first_scope = "all" if set(first) == set(has) and len(has) > 1 else first[0]
     return _page(
         request,
@@ -185,6 +192,8 @@ def unsubscribe_page(request: Request, locale: str | None, first, has, **ctx) ->
 
 def unsubscribe_done(request: Request, locale: str | None, stopped, still, prefs_url, **ctx):
     t = words(locale, request.app.state.settings.brand_name)
+    if not stopped:
+        return _page(request, "notice.html", locale, "unsub_title", message=t["unsub_nothing"])
     follow = None
     if still:
         text = t["unsub_still"].replace("{what}", channel_words(t, still))
@@ -276,7 +285,7 @@ def preferences_page(request: Request, locale, prefs, has, unsubscribe_url, **ct
         "prefs_title",
         prefs=prefs,
         unsubscribe_url=unsubscribe_url,
-        stop_all=t["unsub_all"].replace("{what}", channel_words(t, has)),
+        stop_all=t["unsub_all"].replace("{what}", channel_words(t, has)) if has else None,
         channel_names={c: t[f"ch_{c}"] for c in CHANNELS},
         **ctx,
     )
