@@ -39,6 +39,7 @@ _DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
 CARE_HOURS = re.compile(
     rf"^\s*{_DAY}(?:\s*-\s*{_DAY})?\s+(\d{{1,2}}):(\d{{2}})\s*-\s*(\d{{1,2}}):(\d{{2}})\s*$"
 )
+EXAMPLE_LEGAL_DIR = ROOT / "web" / "legal"
 # Domains reserved for documentation (RFC 2606): nobody receives or replies there.
 EXAMPLE_DOMAINS = ("example", "example.com", "example.org", "example.net", "invalid", "test")
 
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     postal_address: str = EXAMPLE_POSTAL_ADDRESS
     email_from: str = "care@lunara.example"
     default_timezone: str = "America/New_York"
+    # Linked from the footer of every subscriber page. Unset: our own /privacy and /terms
+    # pages, which show the texts in LEGAL_DIR (privacy.<lang>.txt, terms.<lang>.txt). The
+    # shipped texts are examples: production needs the URLs or a folder of your own texts.
+    privacy_url: str = ""
+    terms_url: str = ""
+    legal_dir: Path = EXAMPLE_LEGAL_DIR
     default_locale: str = "en"
     # Whose emergency number a person is told when neither their phone nor their time zone
     # says where they are (ISO country code); unset: DEFAULT_TIMEZONE's country.
@@ -309,6 +316,29 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("privacy_url", "terms_url")
+    @classmethod
+    def _page_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty (our own page) or start with http:// or https://")
+        return value
+
+    @field_validator("legal_dir")
+    @classmethod
+    def _legal_dir(cls, value: Path) -> Path:
+        if not (value / "privacy.en.txt").is_file() or not (value / "terms.en.txt").is_file():
+            raise ValueError(f"{value} must hold privacy.en.txt and terms.en.txt")
+        return value
+
+    @property
+    def privacy_link(self) -> str:
+        return self.privacy_url or f"{self.public_base_url}/privacy"
+
+    @property
+    def terms_link(self) -> str:
+        return self.terms_url or f"{self.public_base_url}/terms"
+
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, value: str) -> str:
@@ -362,6 +392,13 @@ class Settings(BaseSettings):
                     "CARE_TEAM_PHONE is the example number; lessons, the call-request page "
                     "and HELP replies must give patients the care team's real one"
                 )
+            for name, url in (("PRIVACY_URL", self.privacy_url), ("TERMS_URL", self.terms_url)):
+                if not url and self.legal_dir.resolve() == EXAMPLE_LEGAL_DIR:
+                    raise ValueError(
+                        f"{name} is unset and LEGAL_DIR holds the shipped example texts; set "
+                        f"{name} to your own page, or LEGAL_DIR to a folder of your own "
+                        "privacy.en.txt and terms.en.txt (and .es.txt)"
+                    )
             domain = self.email_from.rpartition("@")[2].lower().rstrip(".")
             if any(domain == d or domain.endswith("." + d) for d in EXAMPLE_DOMAINS):
                 raise ValueError(

@@ -10,7 +10,7 @@ run by `make lint` and tests/test_boundaries.py).
                 mails, CSV imports (imports reads and checks, import_batches writes)
       ----
     tracking/   what comes back: provider events (events), inbound texts (inbound), and
-                the pages behind a message's links (portal)
+                the pages behind a message's links (portal; a test message's: previews)
     delivery/   the engine: enrollment, claiming due steps, composing and sending them,
                 outcomes of provider calls, the reaper, unconfirmed messages, channel
                 pauses, the scheduler's tick, test sends, and the provider interface

@@ -68,18 +68,19 @@ class Signer:
             raise BadToken("link signature does not match")
         return token
 
-    def sign_answer(self, token: str, value: int) -> str:
-        return self.sign(f"a{value}", token)
+    def sign_answer(self, token: str, value: int, kind: str = "") -> str:
+        return self.sign(f"{kind}a{value}", token)
 
-    def unsign_answer(self, signed: str, values: Iterable[int]) -> tuple[str, int]:
+    def unsign_answer(self, signed: str, values: Iterable[int], kind: str = "") -> tuple[str, int]:
         """The message token and the value an answer link stands for: each value's link
-        carries its own signature, so the value is found by trying the scale's few."""
+        carries its own signature, so the value is found by trying the scale's few.
+        `kind`: TEST for a test message's answer links."""
         if not signed.isascii() or len(signed) > MAX_SIGNED_LEN:
             raise BadToken("link is not one of ours")
         token, _, sig = signed.rpartition(".")
         if token:
             for value in values:
-                if hmac.compare_digest(sig, self._sig(f"a{value}", token)):
+                if hmac.compare_digest(sig, self._sig(f"{kind}a{value}", token)):
                     return token, value
         raise BadToken("link signature does not match")
 
@@ -111,12 +112,18 @@ class Links:
 
 
 def links_for(
-    base_url: str, signer: Signer, message_token: str, answers: Iterable[int] = ()
+    base_url: str,
+    signer: Signer,
+    message_token: str,
+    answers: Iterable[int] = (),
+    kind: str = "",
 ) -> Links:
-    """The message's links; `answers`: the values of the question its step asks, if any."""
+    """The message's links; `answers`: the values of the question its step asks, if any;
+    `kind`: TEST for a test message's (sample_links_for)."""
+    root = f"{base_url}/{kind}" if kind else base_url
 
     def url(short: str) -> str:
-        return f"{base_url}/{short}/{signer.sign(short, message_token)}"
+        return f"{root}/{short}/{signer.sign(kind + short, message_token)}"
 
     return Links(
         read_online=url("m"),
@@ -125,5 +132,54 @@ def links_for(
         unsubscribe=url("u"),
         open=url("o"),
         redirect=url("l"),
-        answers=tuple(f"{base_url}/a/{signer.sign_answer(message_token, v)}" for v in answers),
+        answers=tuple(f"{root}/a/{signer.sign_answer(message_token, v, kind)}" for v in answers),
     )
+
+
+# ---------------------------------------------------------------- test messages
+# A test message (campaigns.delivery.testsend) belongs to no subscriber and is stored
+# nowhere, so its links name what to show instead: a Sample. They are signed for purposes
+# of their own, TEST and the page's letter ("tm", "tu", "ta3"...), and served under /t/:
+# a test link never opens a real message's page, and a real link never opens a preview.
+TEST = "t"
+_SAMPLE_FIELDS = 6
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What a test message's link stands for: a step's copy, never a person. `channels`:
+    those the test went to (the pages offer them); `via`: the channel of the message the
+    link is in (what a one-click unsubscribe would stop)."""
+
+    campaign: str
+    step: str
+    locale: str
+    channels: tuple[str, ...]
+    variant: str | None = None
+    via: str = "email"
+
+    def token(self) -> str:
+        raw = "|".join(
+            (self.campaign, self.step, self.locale, ",".join(self.channels), self.variant or "")
+            + (self.via,)
+        )
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, token: str) -> Sample:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise BadToken("not a test link") from None
+        parts = raw.split("|")
+        if len(parts) != _SAMPLE_FIELDS or not all(parts[:4]):
+            raise BadToken("not a test link")
+        campaign, step, locale, channels, variant, via = parts
+        return cls(campaign, step, locale, tuple(channels.split(",")), variant or None, via)
+
+
+def sample_links_for(
+    base_url: str, signer: Signer, sample: Sample, answers: Iterable[int] = ()
+) -> Links:
+    """A test message's links: the same pages as a real message's, as previews."""
+    return links_for(base_url, signer, sample.token(), answers, TEST)

@@ -279,12 +279,12 @@ def test_a_nul_byte_in_a_signup_field_is_a_400_naming_the_field(client, factory,
 def test_a_control_character_in_a_call_request_note_is_a_400(client, factory, sent):
     for note in ("call me\x00", "call\x1bme"):
         response = client.post(
-            sent.path("contact"), data={"preferred_channel": "phone", "note": note}
+            sent.path("contact"), data={"preferred_channel": "email", "note": note}
         )
         assert response.status_code == 400
     assert count(factory, ContactRequest.id) == 0
     ok = client.post(
-        sent.path("contact"), data={"preferred_channel": "phone", "note": "Tuesday\r\nafter 5"}
+        sent.path("contact"), data={"preferred_channel": "email", "note": "Tuesday\r\nafter 5"}
     )
     assert ok.status_code == 200  # line breaks are text, not control characters
 
@@ -376,5 +376,5 @@ def test_an_unsigned_huge_sendgrid_body_is_413_without_being_read(client, declar
 
 def test_a_form_within_the_cap_is_read(client, sent):
     note = "x" * 1500
-    response = client.post(sent.path("contact"), data={"preferred_channel": "phone", "note": note})
+    response = client.post(sent.path("contact"), data={"preferred_channel": "email", "note": note})
     assert response.status_code == 200

@@ -20,6 +20,9 @@ def clean_env(monkeypatch):
         "REDIS_URL",
         "POSTAL_ADDRESS",
         "EMAIL_FROM",
+        "PRIVACY_URL",
+        "TERMS_URL",
+        "LEGAL_DIR",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir("/")  # no .env file from the working tree
@@ -61,6 +64,8 @@ def production(monkeypatch):
     monkeypatch.setenv("POSTAL_ADDRESS", "Lunara Health, 12 Harbor Road, Portland, ME 04101, USA")
     monkeypatch.setenv("EMAIL_FROM", "care@lunara-health.com")
     monkeypatch.setenv("CARE_TEAM_PHONE", "+1 207 555 2368")
+    monkeypatch.setenv("PRIVACY_URL", "https://lunara-health.com/privacy")
+    monkeypatch.setenv("TERMS_URL", "https://lunara-health.com/terms")
 
 
 @pytest.mark.parametrize(

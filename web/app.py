@@ -16,7 +16,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from settings import Settings, get_settings
-from web import access, admin, api, audit, contacts, login, ops, pages, people, signup, webhooks
+from web import (
+    access,
+    admin,
+    api,
+    audit,
+    contacts,
+    login,
+    ops,
+    pages,
+    people,
+    previews,
+    signup,
+    webhooks,
+)
 from web.body_limits import BodyLimit
 from workers.runtime import build_runtime
 
@@ -63,6 +76,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.include_router(webhooks.router)
     app.include_router(pages.router)
+    app.include_router(previews.router)
     app.include_router(signup.router)
     # A staff page refused (the sign-in redirect, a 403 or 429 page) is a page, not JSON.
     app.add_exception_handler(access.Refusal, access.refusal_response)

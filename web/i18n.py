@@ -3,17 +3,25 @@
 TEXT = {
     "en": {
         "invalid": "This link is not valid. It may be incomplete, or it may have expired.",
+        "lesson_title": "Your lesson",
+        "link_title": "A link from your lesson",
         "unsub_title": "Unsubscribe",
-        "unsub_ask": "Stop receiving emails about this course from {brand}?",
-        "unsub_email": "Unsubscribe from emails",
-        "unsub_all": "Stop all emails and texts",
-        "unsub_done": "You are unsubscribed. You will not get more of these messages.",
+        # {what}: the channels named by ch_email, ch_sms or ch_all
+        "ch_email": "emails",
+        "ch_sms": "text messages",
+        "ch_all": "emails and text messages",
+        "unsub_ask": "Stop receiving {what} about this course from {brand}?",
+        "unsub_stop": "Stop {what}",
+        "unsub_all": "Stop all {what}",
+        "unsub_done": "Done. You will get no more {what} from {brand} about this course.",
+        "unsub_still": "You still get {what}. You can change that on your preferences page:",
+        "unsub_nothing": "We hold no email address or phone number for you, so we send you nothing.",
         "prefs_title": "Your preferences",
         "prefs_email": "Send me lessons by email",
         "prefs_sms": "Send me lessons by text message",
         "prefs_save": "Save",
         "prefs_saved": "Your preferences are saved.",
-        "prefs_blocked": "We cannot send to {channel} again because messages to it could not be delivered.",
+        "prefs_blocked": "We cannot send {channel} again because messages to you could not be delivered.",
         "contact_title": "Request a call from our care team",
         "contact_intro": "Tell us how to reach you. A member of the {brand} care team will contact you.",
         "contact_how": "How should we contact you?",
@@ -23,6 +31,11 @@ TEXT = {
         "contact_when": "Best time to reach you (optional)",
         "contact_note": "Anything you want us to know (optional; please do not include private medical details)",
         "contact_send": "Send request",
+        "contact_phone_number": "Your phone number (needed for a call)",
+        "contact_err_channel": "Choose how we should contact you.",
+        "contact_err_phone_missing": "Enter the phone number we should use.",
+        "contact_err_phone": "Enter a phone number with its area code, like 202-555-0143.",
+        "contact_err_text": "Remove the special characters from your answers and try again.",
         "contact_done": (
             "Thank you. Our care team will contact you within {reply}. If your pain gets much "
             "worse or you notice a warning sign, call {number} now. Do not wait for our call."
@@ -38,6 +51,12 @@ TEXT = {
             "to stand."
         ),
         "footer": "{brand} · General education, not medical advice.",
+        "privacy": "Privacy",
+        "terms": "Terms of use",
+        "privacy_title": "Privacy policy",
+        "terms_title": "Terms of use",
+        "preview_banner": "Test preview — nothing is recorded.",
+        "preview_done": "Test preview: nothing was changed. A subscriber would now read:",
         # The check-in question's answer page (/a/)
         "answer_title": "How is your pain today?",
         "answer_legend": "Your pain today, from 0 (no pain) to 10 (the worst pain you can imagine)",
@@ -83,6 +102,7 @@ TEXT = {
         "tz_alaska": "Alaska (Anchorage)",
         "tz_hawaii": "Hawaii (Honolulu)",
         "tz_puerto_rico": "Puerto Rico (San Juan)",
+        "tz_utc": "Coordinated Universal Time (UTC)",
         "lang_en": "English",
         "lang_es": "Spanish",
         "confirm_title": "Confirm your email",
@@ -99,17 +119,24 @@ TEXT = {
     },
     "es": {
         "invalid": "Este enlace no es válido. Puede estar incompleto o haber vencido.",
+        "lesson_title": "Tu clase",
+        "link_title": "Un enlace de tu clase",
         "unsub_title": "Cancelar suscripción",
-        "unsub_ask": "¿Dejar de recibir correos de este curso de {brand}?",
-        "unsub_email": "Cancelar los correos",
-        "unsub_all": "Cancelar correos y mensajes de texto",
-        "unsub_done": "Tu suscripción está cancelada. No recibirás más de estos mensajes.",
+        "ch_email": "correos",
+        "ch_sms": "mensajes de texto",
+        "ch_all": "correos y mensajes de texto",
+        "unsub_ask": "¿Dejar de recibir {what} de este curso de {brand}?",
+        "unsub_stop": "No recibir más {what}",
+        "unsub_all": "Dejar de recibir todos los {what}",
+        "unsub_done": "Listo. No recibirás más {what} de {brand} sobre este curso.",
+        "unsub_still": "Sigues recibiendo {what}. Puedes cambiarlo en tus preferencias:",
+        "unsub_nothing": "No tenemos ningún correo ni número de teléfono tuyo, así que no te enviamos nada.",
         "prefs_title": "Tus preferencias",
         "prefs_email": "Enviarme las clases por correo",
         "prefs_sms": "Enviarme las clases por mensaje de texto",
         "prefs_save": "Guardar",
         "prefs_saved": "Guardamos tus preferencias.",
-        "prefs_blocked": "No podemos volver a enviar a {channel} porque los mensajes no se pudieron entregar.",
+        "prefs_blocked": "No podemos volver a enviarte {channel} porque los mensajes no se pudieron entregar.",
         "contact_title": "Pide una llamada de nuestro equipo de atención",
         "contact_intro": "Dinos cómo contactarte. Una persona del equipo de {brand} se comunicará contigo.",
         "contact_how": "¿Cómo prefieres que te contactemos?",
@@ -119,6 +146,11 @@ TEXT = {
         "contact_when": "Mejor horario para contactarte (opcional)",
         "contact_note": "Algo que quieras contarnos (opcional; no incluyas datos médicos privados)",
         "contact_send": "Enviar",
+        "contact_phone_number": "Tu número de teléfono (necesario para llamarte)",
+        "contact_err_channel": "Elige cómo quieres que te contactemos.",
+        "contact_err_phone_missing": "Escribe el número de teléfono que debemos usar.",
+        "contact_err_phone": "Escribe un número de teléfono con su código de área, como 202-555-0143.",
+        "contact_err_text": "Quita los caracteres especiales de tus respuestas e inténtalo de nuevo.",
         "contact_done": (
             "Gracias. Nuestro equipo se comunicará contigo en menos de {reply}. Si el dolor "
             "empeora mucho o notas una señal de alarma, llama al {number} ahora. No esperes "
@@ -135,6 +167,12 @@ TEXT = {
             "o, después de una caída, dolor muy fuerte o no poder ponerte de pie."
         ),
         "footer": "{brand} · Información educativa, no consejo médico.",
+        "privacy": "Privacidad",
+        "terms": "Términos de uso",
+        "privacy_title": "Política de privacidad",
+        "terms_title": "Términos de uso",
+        "preview_banner": "Vista de prueba: no se guarda nada.",
+        "preview_done": "Vista de prueba: no se cambió nada. Una persona suscrita leería:",
         "answer_title": "¿Cómo está tu dolor hoy?",
         "answer_legend": "Tu dolor hoy, de 0 (nada de dolor) a 10 (el peor dolor que puedas imaginar)",
         "answer_intro": "Revisa el número de abajo y presiona Guardar. Puedes cambiarlo antes.",
@@ -179,6 +217,7 @@ TEXT = {
         "tz_alaska": "Alaska (Anchorage)",
         "tz_hawaii": "Hawái (Honolulu)",
         "tz_puerto_rico": "Puerto Rico (San Juan)",
+        "tz_utc": "Tiempo universal coordinado (UTC)",
         "lang_en": "Inglés",
         "lang_es": "Español",
         "confirm_title": "Confirma tu correo",
@@ -202,3 +241,31 @@ def words(locale: str | None, brand: str) -> dict[str, str]:
     return {k: v.replace("{brand}", brand) for k, v in table.items()} | {
         "lang": lang if lang in TEXT else "en"
     }
+
+
+def accepted_lang(header: str | None) -> str:
+    """The page language a browser's Accept-Language asks for (en or es), for a page
+    nobody's record can tell: the highest-weighted of our languages, English by default."""
+    best, best_q = "en", 0.0
+    for part in (header or "")[:500].split(","):
+        tag, _, params = part.strip().partition(";")
+        lang = tag.strip().split("-")[0].lower()
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if lang in TEXT and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def channel_words(t: dict[str, str], channels) -> str:
+    """The channels a page stops or keeps, as the person reads them ("text messages")."""
+    chosen = set(channels)
+    if chosen >= {"email", "sms"}:
+        return t["ch_all"]
+    return t["ch_sms"] if "sms" in chosen else t["ch_email"]

@@ -7,9 +7,14 @@ signed token, call campaigns.tracking.portal, and render a small page in the sub
     GET  /u/{token}   confirm unsubscribing   POST /u/{token}   unsubscribe (RFC 8058 one-click)
     GET  /l/{token}/{link id}   a page the lesson links to (records a click, redirects)
     GET  /a/{token}   a check-in answer: the value, to confirm   POST /a/{token}  record it
+    GET  /privacy, /terms   the texts in LEGAL_DIR (unless PRIVACY_URL, TERMS_URL say elsewhere)
+
+A test message's links open the same pages as previews, under /t/ (web/previews.py).
+Every page names only the channels the person has (campaigns.tracking.portal.reachable).
 
 GETs never change a subscriber's state (mail scanners open every link); a bad or forged
-token gets a 404 page that says so and changes nothing. The pages that record an open or
+token gets a 404 page that says so, titled for the page it meant to open, and changes
+nothing. The pages that record an open or
 a click answer HEAD too, and record it as a machine's (campaigns.tracking.machine judges
 every one; a machine's is kept, not counted).
 """
@@ -18,20 +23,21 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from types import SimpleNamespace
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.audience.emergency import country_of
-from campaigns.care import contact_queue
+from campaigns.care import contact_choices, contact_queue
 from campaigns.care.help_path import help_path
 from campaigns.content.rendering import RenderError
 from campaigns.db import transaction
 from campaigns.links import links_for
 from campaigns.states import CHANNELS, EventType
 from campaigns.tracking import answers, machine, portal, redirects
-from web.i18n import words
+from web.i18n import accepted_lang, channel_words, words
 from web.render import NO_STORE, page
 
 router = APIRouter()
@@ -45,13 +51,24 @@ def _deps(request: Request):
 _page = page
 
 
-def _lang(subscriber) -> str:
-    return words(subscriber.locale, "")["lang"]
+# Each kind of link's page title, on its invalid-link page too.
+TITLES = {
+    "m": "lesson_title",
+    "l": "link_title",
+    "u": "unsub_title",
+    "p": "prefs_title",
+    "c": "contact_title",
+    "a": "answer_title",
+    "o": "lesson_title",
+}
 
 
-def _invalid(request: Request) -> HTMLResponse:
-    t = words(None, request.app.state.settings.brand_name)
-    return _page(request, "notice.html", None, "unsub_title", status=404, message=t["invalid"])
+def invalid(request: Request, kind: str, locale: str | None = None) -> HTMLResponse:
+    """The 404 page of a link that is no link of ours, titled for the page it meant to
+    open, in the person's language when the token tells whose it is, else the browser's."""
+    lang = locale or accepted_lang(request.headers.get("accept-language"))
+    t = words(lang, request.app.state.settings.brand_name)
+    return _page(request, "notice.html", lang, TITLES[kind], status=404, message=t["invalid"])
 
 
 def _evidence(request: Request) -> dict:
@@ -104,7 +121,7 @@ async def follow_link(request: Request, token: str, link_id: str) -> Response:
     try:
         url = await run_in_threadpool(_follow, request, token, link_id)
     except portal.NotFound:
-        return _invalid(request)
+        return invalid(request, "l")
     return RedirectResponse(url, status_code=302, headers=NO_STORE)
 
 
@@ -112,7 +129,7 @@ async def follow_link(request: Request, token: str, link_id: str) -> Response:
 @router.api_route("/l/{rest:path}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def not_a_link(request: Request, rest: str = "") -> HTMLResponse:
     """Anything else under /l/ is no link of ours: the invalid-link page, never a redirect."""
-    return _invalid(request)
+    return invalid(request, "l")
 
 
 @router.api_route("/m/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -120,11 +137,19 @@ async def read_online(request: Request, token: str) -> HTMLResponse:
     state = _deps(request)
     try:
         visit = await run_in_threadpool(_engage, request, "m", token, EventType.CLICKED)
+    except portal.NotFound:
+        return invalid(request, "m")
+    try:
         email = portal.lesson(
-            state.registry, state.renderer, state.signer, state.settings.public_base_url, visit
+            state.registry,
+            state.renderer,
+            state.signer,
+            state.settings.public_base_url,
+            visit,
+            online=True,
         )
     except (portal.NotFound, RenderError, LookupError):
-        return _invalid(request)
+        return invalid(request, "m", visit.subscriber.locale)
     return HTMLResponse(email.html, headers=NO_STORE)
 
 
@@ -134,30 +159,79 @@ async def unsubscribe_form(request: Request, token: str) -> HTMLResponse:
     try:
         with state.factory() as session:
             visit = portal.resolve(session, state.signer, "u", token)
+            first = portal.channels_to_stop(visit, None)
+            has = portal.reachable(visit.subscriber)
     except portal.NotFound:
-        return _invalid(request)
-    return _page(request, "unsubscribe.html", visit.subscriber.locale, "unsub_title")
+        return invalid(request, "u")
+    return unsubscribe_page(request, visit.subscriber.locale, first, has)
+
+
+def unsubscribe_page(request: Request, locale: str | None, first, has, **ctx) -> HTMLResponse:
+    """Names what each button stops: the channel the link came in, and, when the person
+    has more than one, all of them."""
+    t = words(locale, request.app.state.settings.brand_name)
+    if not has:  # no address left on the record (erased): nothing to offer or to stop
+        return _page(request, "notice.html", locale, "unsub_title", message=t["unsub_nothing"])
+    first_scope = "all" if set(first) == set(has) and len(has) > 1 else first[0]
+    return _page(
+        request,
+        "unsubscribe.html",
+        locale,
+        "unsub_title",
+        ask=t["unsub_ask"].replace("{what}", channel_words(t, first)),
+        first_scope=first_scope,
+        first_button=t["unsub_stop"].replace("{what}", channel_words(t, first)),
+        all_button=(
+            t["unsub_all"].replace("{what}", channel_words(t, has))
+            if len(has) > len(first)
+            else None
+        ),
+        **ctx,
+    )
+
+
+def unsubscribe_done(request: Request, locale: str | None, stopped, still, prefs_url, **ctx):
+    t = words(locale, request.app.state.settings.brand_name)
+    if not stopped:
+        return _page(request, "notice.html", locale, "unsub_title", message=t["unsub_nothing"])
+    follow = None
+    if still:
+        text = t["unsub_still"].replace("{what}", channel_words(t, still))
+        follow = {"text": text, "url": prefs_url, "label": t["prefs_title"]}
+    done = t["unsub_done"].replace("{what}", channel_words(t, stopped))
+    return _page(request, "notice.html", locale, "unsub_title", message=done, follow=follow, **ctx)
+
+
+def unsubscribe_scope(form) -> str | None:
+    """The button pressed; None for RFC 8058's one-click POST (List-Unsubscribe=One-Click),
+    which means the channel the link came in."""
+    scope = form.get("scope")
+    return scope if scope in ("email", "sms", "all") else None
 
 
 @router.post("/u/{token}", response_class=HTMLResponse)
 async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     form = await request.form()
-    # RFC 8058: mail clients POST "List-Unsubscribe=One-Click"; that means this channel.
-    scope = "all" if form.get("scope") == "all" else "email"
+    scope = unsubscribe_scope(form)
     state = _deps(request)
 
     def act():
         with transaction(state.factory) as session:
             visit = portal.resolve(session, state.signer, "u", token)
-            portal.unsubscribe_from_link(session, state.clock, visit, scope, _evidence(request))
-            return visit.subscriber.locale
+            evidence = _evidence(request)
+            stopped, still = portal.unsubscribe_from_link(
+                session, state.clock, visit, scope, evidence
+            )
+            links = links_for(
+                state.settings.public_base_url, state.signer, visit.message.public_token
+            )
+            return visit.subscriber.locale, stopped, still, links.preferences
 
     try:
-        locale = await run_in_threadpool(act)
+        locale, stopped, still, prefs_url = await run_in_threadpool(act)
     except portal.NotFound:
-        return _invalid(request)
-    t = words(locale, state.settings.brand_name)
-    return _page(request, "notice.html", locale, "unsub_title", message=t["unsub_done"])
+        return invalid(request, "u")
+    return unsubscribe_done(request, locale, stopped, still, prefs_url)
 
 
 @router.get("/p/{token}", response_class=HTMLResponse)
@@ -192,17 +266,28 @@ def _preferences(request: Request, token: str, wanted: dict | None) -> HTMLRespo
                 state.settings.public_base_url, state.signer, visit.message.public_token
             )
             locale = visit.subscriber.locale
+            has = portal.reachable(visit.subscriber)
     except portal.NotFound:
-        return _invalid(request)
+        return invalid(request, "p")
+    return preferences_page(
+        request, locale, prefs, has, links.unsubscribe, saved=wanted is not None, blocked=blocked
+    )
+
+
+def preferences_page(request: Request, locale, prefs, has, unsubscribe_url, **ctx):
+    t = words(locale, request.app.state.settings.brand_name)
+    ctx.setdefault("saved", False)
+    ctx.setdefault("blocked", [])
     return _page(
         request,
         "preferences.html",
         locale,
         "prefs_title",
         prefs=prefs,
-        saved=wanted is not None,
-        blocked=blocked,
-        unsubscribe_url=links.unsubscribe,
+        unsubscribe_url=unsubscribe_url,
+        stop_all=t["unsub_all"].replace("{what}", channel_words(t, has)) if has else None,
+        channel_names={c: t[f"ch_{c}"] for c in CHANNELS},
+        **ctx,
     )
 
 
@@ -211,51 +296,73 @@ async def contact_form(request: Request, token: str) -> HTMLResponse:
     try:
         visit = await run_in_threadpool(_engage, request, "c", token, EventType.CLICKED)
     except portal.NotFound:
-        return _invalid(request)
+        return invalid(request, "c")
+    return contact_page(request, contact_choices.Caller.of(visit.subscriber))
+
+
+def contact_page(
+    request: Request, caller, values: dict | None = None, error=None, status=200, **ctx
+) -> HTMLResponse:
+    """The call-request form, offering only the ways the person can be reached, and a
+    phone field when we have no number for them."""
+    state = _deps(request)
+    t = words(caller.locale, state.settings.brand_name)
+    values = values or {}
     return _page(
         request,
         "contact.html",
-        visit.subscriber.locale,
+        caller.locale,
         "contact_title",
-        error=None,
-        has_email=bool(visit.subscriber.email),
-        has_phone=bool(visit.subscriber.phone),
-        help=help_path(
-            _deps(request).renderer.sender, country_of(visit.subscriber), _lang(visit.subscriber)
+        status=status,
+        error=t[error[1]] if error else None,
+        error_field=error[0] if error else None,
+        offered=caller.offered,
+        chosen=values.get("preferred_channel") or caller.offered[0],
+        ask_phone=not caller.has_phone,
+        v=SimpleNamespace(
+            phone=values.get("phone", ""),
+            preferred_time=values.get("preferred_time", ""),
+            note=values.get("note", ""),
         ),
+        help=help_path(state.renderer.sender, caller.country, t["lang"]),
+        **ctx,
     )
 
 
 @router.post("/c/{token}", response_class=HTMLResponse)
 async def contact_request(request: Request, token: str) -> HTMLResponse:
     form = await request.form()
+    values = contact_choices.form_values(form)
     state = _deps(request)
 
     def act():
         with transaction(state.factory) as session:
             visit = portal.resolve(session, state.signer, "c", token)
+            caller = contact_choices.Caller.of(visit.subscriber)
+            # Refused (contact_choices.Refused) before anything is written: nothing to undo.
+            channel, note = caller.choice(values, state.settings.default_country)
             contact_queue.request_contact(
                 session,
                 state.clock,
                 state.registry,
                 visit,
-                preferred_channel=str(form.get("preferred_channel") or "phone"),
-                preferred_time=form.get("preferred_time"),
-                note=form.get("note"),
+                preferred_channel=channel,
+                preferred_time=values["preferred_time"],
+                note=note,
             )
-            return visit.subscriber.locale, country_of(visit.subscriber)
+            return caller
 
     try:
-        locale, country = await run_in_threadpool(act)
+        caller = await run_in_threadpool(act)
     except portal.NotFound:
-        return _invalid(request)
-    except ValueError as exc:
-        return _page(request, "notice.html", None, "contact_title", status=400, message=str(exc))
-    t = words(locale, state.settings.brand_name)
+        return invalid(request, "c")
+    except contact_choices.Refused as refused:
+        return contact_page(request, refused.caller, values, refused.error, status=400)
+    t = words(caller.locale, state.settings.brand_name)
     # Worded after the request is committed: nothing here can undo it.
-    help = help_path(state.renderer.sender, country, t["lang"])
+    help = help_path(state.renderer.sender, caller.country, t["lang"])
     done = t["contact_done"].format(reply=help.reply_within, number=help.emergency_number)
-    return _page(request, "notice.html", locale, "contact_title", message=done)
+    return _page(request, "notice.html", caller.locale, "contact_title", message=done)
 
 
 # ---------------------------------------------------------------- check-in answers
@@ -275,7 +382,7 @@ def _answer_view(request: Request, token: str, act=None):
         return person.locale, country_of(person), list(asked.question.values), value
 
 
-def _answer_page(request: Request, view, chosen, error=None, status=200) -> HTMLResponse:
+def answer_page(request: Request, view, chosen, error=None, status=200, **ctx) -> HTMLResponse:
     locale, country, values, _ = view
     state = _deps(request)
     help = help_path(state.renderer.sender, country, words(locale, "")["lang"])
@@ -289,6 +396,7 @@ def _answer_page(request: Request, view, chosen, error=None, status=200) -> HTML
         chosen=chosen,
         values=values,
         emergency_number=help.emergency_number,
+        **ctx,
     )
 
 
@@ -298,8 +406,8 @@ async def answer_form(request: Request, token: str) -> HTMLResponse:
     try:
         view = await run_in_threadpool(_answer_view, request, token)
     except answers.NotAnswerable:
-        return _invalid(request)
-    return _answer_page(request, view, chosen=view[3])
+        return invalid(request, "a")
+    return answer_page(request, view, chosen=view[3])
 
 
 @router.post("/a/{token}", response_class=HTMLResponse)
@@ -317,11 +425,11 @@ async def answer_save(request: Request, token: str) -> HTMLResponse:
     try:
         view = await run_in_threadpool(_answer_view, request, token, act)
     except answers.NotAnswerable:
-        return _invalid(request)
+        return invalid(request, "a")
     except ValueError:
         view = await run_in_threadpool(_answer_view, request, token)
         t = words(view[0], state.settings.brand_name)
-        return _answer_page(request, view, chosen=None, error=t["answer_bad"], status=400)
+        return answer_page(request, view, chosen=None, error=t["answer_bad"], status=400)
     t = words(view[0], state.settings.brand_name)
     help = help_path(state.renderer.sender, view[1], t["lang"])
     done = (
@@ -334,4 +442,40 @@ async def answer_save(request: Request, token: str) -> HTMLResponse:
 @router.api_route("/a/{rest:path}", methods=["GET", "POST"], response_class=HTMLResponse)
 async def not_an_answer(request: Request, rest: str = "") -> HTMLResponse:
     """Anything else under /a/ is no answer link of ours: the invalid-link page."""
-    return _invalid(request)
+    return invalid(request, "a")
+
+
+# ---------------------------------------------------------------- privacy and terms
+# Our own pages, linked from every subscriber page's footer unless PRIVACY_URL or
+# TERMS_URL names another; their text is the operator's, from LEGAL_DIR.
+
+
+def _legal(request: Request, kind: str, lang: str | None) -> HTMLResponse:
+    settings = request.app.state.settings
+    asked = request.headers.get("accept-language")
+    lang = words(lang, "")["lang"] if lang else accepted_lang(asked)
+    folder = settings.legal_dir
+    path = folder / f"{kind}.{lang}.txt"
+    text = (path if path.is_file() else folder / f"{kind}.en.txt").read_text(encoding="utf-8")
+    text = text.replace("{brand}", settings.brand_name).replace(
+        "{postal_address}", settings.postal_address
+    )
+    paragraphs = [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+    return _page(
+        request,
+        "notice.html",
+        lang,
+        f"{kind}_title",
+        message=paragraphs[0] if paragraphs else "",
+        paragraphs=paragraphs[1:],
+    )
+
+
+@router.get("/privacy", response_class=HTMLResponse)
+async def privacy(request: Request, lang: str | None = None) -> HTMLResponse:
+    return _legal(request, "privacy", lang)
+
+
+@router.get("/terms", response_class=HTMLResponse)
+async def terms(request: Request, lang: str | None = None) -> HTMLResponse:
+    return _legal(request, "terms", lang)

@@ -56,9 +56,19 @@ def page(request, name: str, locale: str | None, title_key: str, status: int = 2
     """A subscriber page in the person's language (web/i18n.py), never cached."""
     from web.i18n import words
 
-    brand = request.app.state.settings.brand_name
+    settings = request.app.state.settings
+    brand = settings.brand_name
     t = words(locale, brand)
-    html = pages.get_template(name).render(t=t, brand=brand, title=t[title_key], **ctx)
+    ctx.setdefault("preview", False)  # a test message's page (web/previews.py): a banner
+    html = pages.get_template(name).render(
+        t=t,
+        brand=brand,
+        title=t[title_key],
+        # Our own pages (web/pages.py) in this page's language; another site's as given.
+        privacy_url=settings.privacy_url or f"{settings.privacy_link}?lang={t['lang']}",
+        terms_url=settings.terms_url or f"{settings.terms_link}?lang={t['lang']}",
+        **ctx,
+    )
     return HTMLResponse(html, status_code=status, headers=NO_STORE)
 
 

@@ -22,6 +22,7 @@ import math
 from datetime import timedelta
 from types import SimpleNamespace
 
+from babel.dates import get_timezone_location
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +32,7 @@ from campaigns.db import transaction
 from campaigns.intake import signup
 from campaigns.states import CHANNELS
 from campaigns.text import UncleanText
-from web.i18n import words
+from web.i18n import accepted_lang, words
 from web.origin import require_same_origin
 from web.render import page
 
@@ -90,16 +91,27 @@ def _deps(request: Request):
 _page = page
 
 
-def _invalid(request: Request) -> HTMLResponse:
-    t = words(None, request.app.state.settings.brand_name)
-    return _page(request, "notice.html", None, "confirm_title", status=404, message=t["invalid"])
+def _invalid(request: Request, title_key: str = "confirm_title") -> HTMLResponse:
+    lang = accepted_lang(request.headers.get("accept-language"))
+    t = words(lang, request.app.state.settings.brand_name)
+    return _page(request, "notice.html", lang, title_key, status=404, message=t["invalid"])
 
 
 def _visitor_lang(request: Request, asked: str | None) -> str:
     if asked:
         return signup.lang(asked)
-    accept = (request.headers.get("accept-language") or "").strip().lower()
-    return "es" if accept.startswith("es") else "en"
+    return accepted_lang(request.headers.get("accept-language"))
+
+
+def zone_name(zone: str, lang: str, t: dict[str, str]) -> str:
+    """A time zone as a person reads it in their language ("hora de Canadá (Toronto)"),
+    from CLDR through Babel; the raw name only for a zone CLDR does not know."""
+    if zone == "UTC":
+        return t["tz_utc"]
+    try:
+        return get_timezone_location(zone, locale=lang)
+    except (LookupError, ValueError):
+        return zone.replace("_", " ")
 
 
 def _form(
@@ -110,6 +122,7 @@ def _form(
     # A zone the browser offered and the visitor kept, shown again rather than lost.
     others = OTHER_ZONES + ((chosen,) if chosen and chosen not in known else ())
     brand = request.app.state.settings.brand_name
+    t = words(lang, brand)
     return _page(
         request,
         "signup.html",
@@ -119,7 +132,7 @@ def _form(
         v=SimpleNamespace(**values),
         errors=errors,
         us_zones=US_ZONES,
-        other_zones=others,
+        other_zones=[(zone, zone_name(zone, lang, t)) for zone in others],
         other_lang="en" if lang == "es" else "es",
         sms_consent=signup.sms_consent_text(lang, brand),
     )
@@ -277,7 +290,7 @@ async def _ask(request: Request, token: str, template: str, title_key: str) -> H
     try:
         locale = await run_in_threadpool(look)
     except signup.SignupNotFound:
-        return _invalid(request)
+        return _invalid(request, title_key)
     return _page(request, template, locale, title_key)
 
 
@@ -306,7 +319,7 @@ async def stop_submit(request: Request, token: str) -> HTMLResponse:
     try:
         locale = await run_in_threadpool(act)
     except signup.SignupNotFound:
-        return _invalid(request)
+        return _invalid(request, "confirm_stop_title")
     t = words(locale, state.settings.brand_name)
     return _page(
         request, "notice.html", locale, "confirm_stop_title", message=t["confirm_stop_done"]

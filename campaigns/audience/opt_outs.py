@@ -12,7 +12,13 @@ from campaigns.audience.suppression import Cause, lift_unsubscribe, suppress
 from campaigns.clock import Clock
 from campaigns.models import Enrollment, Subscriber
 from campaigns.reasons import ExitReason
-from campaigns.states import CHANNELS, ConsentAction, EnrollmentStatus, SubscriberStatus
+from campaigns.states import (
+    CHANNELS,
+    Channel,
+    ConsentAction,
+    EnrollmentStatus,
+    SubscriberStatus,
+)
 
 
 def unsubscribe(
@@ -24,7 +30,10 @@ def unsubscribe(
     evidence: dict | None = None,
 ) -> None:
     """Stop the named channels now: consent revoked, address suppressed. Stopping every
-    channel the subscriber has also ends their enrollments."""
+    channel the subscriber has also ends their enrollments. Stopping texts also cancels a
+    pending "reply YES" request, so a later yes cannot lift the stop."""
+    if Channel.SMS in channels:
+        subscriber.sms_confirmation_requested_at = None
     for channel in channels:
         address = address_for(subscriber, channel)
         if not address:

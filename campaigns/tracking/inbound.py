@@ -185,8 +185,7 @@ def handle_inbound_sms(
         # itself stays in its inbound event, not in the consent record.
         source = "sms_keyword" if word is Intent.STOP else "sms_reply"
         if subscriber is not None:
-            # A pending "reply YES" is cancelled too: a later yes must not lift this STOP.
-            subscriber.sms_confirmation_requested_at = None
+            # Also cancels a pending "reply YES": a later yes must not lift this STOP.
             unsubscribe(
                 session,
                 clock,

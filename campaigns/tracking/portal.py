@@ -10,7 +10,7 @@ unsubscribe included).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,15 +18,16 @@ from sqlalchemy.orm import Session
 from campaigns.audience.consent import has_consent
 from campaigns.audience.emergency import country_of
 from campaigns.audience.opt_outs import resubscribe, unsubscribe
+from campaigns.audience.subscribers import address_for
 from campaigns.audience.suppression import suppression_for
 from campaigns.clock import Clock
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
-from campaigns.links import BadToken, Signer, links_for
+from campaigns.links import BadToken, Links, Signer, links_for
 from campaigns.models import ConsentRecord, Event, Message, Subscriber
 from campaigns.sequences.campaign import DefinitionError
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.waits import wake
-from campaigns.states import Channel, ConsentAction, EventType
+from campaigns.states import CHANNELS, Channel, ConsentAction, EventType
 from campaigns.tracking import machine
 
 
@@ -106,9 +107,16 @@ def engage(
 
 
 def lesson(
-    registry: Registry, renderer: Renderer, signer: Signer, base_url: str, visit: Visit
+    registry: Registry,
+    renderer: Renderer,
+    signer: Signer,
+    base_url: str,
+    visit: Visit,
+    *,
+    online: bool = False,
 ) -> RenderedEmail:
-    """The step's email as the subscriber would have received it (the 'read online' page)."""
+    """The step's email as the subscriber would have received it; `online`: as the 'read
+    online' page shows it (online_links)."""
     try:
         campaign = registry.get(visit.message.campaign_key)
     except DefinitionError:  # the campaign's file is gone or broken: not a server error
@@ -121,21 +129,59 @@ def lesson(
     recipient = Recipient(
         visit.subscriber.first_name, visit.subscriber.locale, country_of(visit.subscriber)
     )
-    return renderer.email(campaign, step, recipient, links)
+    return renderer.email(campaign, step, recipient, online_links(links) if online else links)
+
+
+def online_links(links: Links) -> Links:
+    """A lesson read online links to itself nowhere and loads no open pixel (it is being
+    read, not opened in a mailbox): the layouts leave out a link that is empty."""
+    return replace(links, read_online="", open="")
+
+
+def reachable(subscriber: Subscriber) -> tuple[str, ...]:
+    """The channels the person has an address for: all a page may offer to stop."""
+    return tuple(c for c in CHANNELS if address_for(subscriber, c))
+
+
+def channels_to_stop(visit: Visit, scope: str | None) -> tuple[str, ...]:
+    """What an unsubscribe stops: `scope` 'email', 'sms' or 'all' (the page's buttons), or
+    None, the channel the link came in (RFC 8058's one-click POST from an email stops
+    email; a text's link stops texts). Only channels the person has; one they lack (a
+    tampered form) stops what they do have, never nothing."""
+    return stopped_by(reachable(visit.subscriber), visit.message.channel, scope)
+
+
+def stopped_by(has: tuple[str, ...], via: str, scope: str | None) -> tuple[str, ...]:
+    """channels_to_stop, for a person with channels `has` and a link that came by `via`."""
+    if scope == "all":
+        return has
+    wanted = tuple(c for c in has if c == (scope or via))
+    return wanted or has
 
 
 def unsubscribe_from_link(
-    session: Session, clock: Clock, visit: Visit, scope: str, evidence: dict
-) -> None:
-    """scope 'email' (the one-click default for an email link) or 'all'."""
-    channels = (Channel.EMAIL, Channel.SMS) if scope == "all" else (Channel.EMAIL,)
+    session: Session, clock: Clock, visit: Visit, scope: str | None, evidence: dict
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Stop what `scope` names (channels_to_stop), as STOP or a preference change does
+    (campaigns.audience.opt_outs). Returns (the channels stopped, those still on)."""
+    channels = channels_to_stop(visit, scope)
     unsubscribe(
         session, clock, visit.subscriber, channels=channels, source="link", evidence=evidence
     )
     # Attributed to the message the link came in, so the step's funnel counts it.
     record_engagement(
-        session, clock, visit, EventType.UNSUBSCRIBED, {"scope": scope, "via": "link"}
+        session,
+        clock,
+        visit,
+        EventType.UNSUBSCRIBED,
+        {"scope": scope or "one-click", "channels": list(channels), "via": "link"},
     )
+    still = tuple(
+        c
+        for c in reachable(visit.subscriber)
+        if c not in channels and has_consent(session, visit.subscriber.id, c)
+    )
+    return channels, still
 
 
 @dataclass

@@ -12,12 +12,13 @@ is NotFound, the invalid-link page.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 from campaigns.audience.emergency import country_of
 from campaigns.content.rendering import Recipient, Renderer, RenderError
 from campaigns.content.tracked_links import LINK_ID
-from campaigns.links import Signer, links_for
-from campaigns.sequences.campaign import DefinitionError
+from campaigns.links import Links, Signer, links_for
+from campaigns.sequences.campaign import Campaign, DefinitionError, Step
 from campaigns.sequences.registry import Registry
 from campaigns.states import Channel
 from campaigns.tracking.portal import NotFound, Visit
@@ -38,6 +39,13 @@ def link_targets(
     links = links_for(base_url, signer, visit.message.public_token, step.answer_values)
     sub = visit.subscriber
     recipient = Recipient(sub.first_name, sub.locale, country_of(sub))
+    return targets_in(renderer, campaign, step, recipient, links)
+
+
+def targets_in(
+    renderer: Renderer, campaign: Campaign, step: Step, recipient: Recipient, links: Links
+) -> dict[str, str]:
+    """{link id: URL} of the step's email and texts, rendered for `recipient` with `links`."""
     targets: dict[str, str] = {}
     # The email is what "read online" shows whatever the channel, so its links are the
     # message's too; a step with no email templates simply has none.
@@ -49,7 +57,7 @@ def link_targets(
                 _, found = renderer.sms_with_links(
                     campaign,
                     step,
-                    Recipient(sub.first_name, sub.locale, recipient.country, text_only),
+                    replace(recipient, text_only=text_only),
                     links,
                     show_stop_help=True,
                     first_text=step.index == 0,

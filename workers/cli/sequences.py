@@ -301,7 +301,7 @@ def campaigns_test_send(
             )
     except (DefinitionError, InvalidSubscriber, RenderError) as exc:
         raise click.ClickException(str(exc)) from None
-    for r in results:
-        click.echo(f"{r.outcome.value}: {r.provider_message_id or ''} {r.error or ''}".rstrip())
+    for delivery in results:
+        click.echo(delivery.line())
     if any(r.outcome.value != "accepted" for r in results):
         ctx.exit(1)
