@@ -298,6 +298,9 @@ class ContactRequest(Base):
     step_key: Mapped[str | None] = mapped_column(String(63))
     preferred_channel: Mapped[str | None] = mapped_column(String(10))  # phone, email, sms
     preferred_time: Mapped[str | None] = mapped_column(String(100))
+    # A number the person typed on the call-request form when we held no phone for them
+    # (E.164): for the care team to call, never texted and never the person's own phone.
+    callback_phone: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(Text)
     # campaigns.states.ContactStatus
     status: Mapped[str] = mapped_column(String(20), default=ContactStatus.OPEN)

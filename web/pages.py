@@ -340,7 +340,7 @@ async def contact_request(request: Request, token: str) -> HTMLResponse:
             visit = portal.resolve(session, state.signer, "c", token)
             caller = contact_choices.Caller.of(visit.subscriber)
             # Refused (contact_choices.Refused) before anything is written: nothing to undo.
-            channel, note = caller.choice(values, state.settings.default_country)
+            channel, note, number = caller.choice(values, state.settings.default_country)
             contact_queue.request_contact(
                 session,
                 state.clock,
@@ -349,6 +349,7 @@ async def contact_request(request: Request, token: str) -> HTMLResponse:
                 preferred_channel=channel,
                 preferred_time=values["preferred_time"],
                 note=note,
+                callback_phone=number,
             )
             return caller
 

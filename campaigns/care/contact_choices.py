@@ -2,9 +2,9 @@
 
 Only ways we can reach them are offered: a call or a text to the phone we hold, an email
 to the address we hold. Someone we hold no phone for may still ask for a call by typing
-a number; it is read as the sign-up reads one (E.164), and kept in the request's note for
-the care team only: a number typed into a form never becomes the person's phone, nor is
-it texted (invariant 11). Every refusal names the field and the words that explain it
+a number; it is read as the sign-up reads one (E.164), and kept on the request as the
+number to call back, for the care team only: a number typed into a form never becomes the
+person's phone, nor is it texted (invariant 11). Every refusal names the field and the words that explain it
 (web/i18n.py), so the page can say it in the person's language.
 """
 
@@ -57,8 +57,10 @@ class Caller:
             return ("phone", "sms", "email") if self.has_email else ("phone", "sms")
         return ("email", "phone")
 
-    def choice(self, values: dict[str, str], default_country: str) -> tuple[str, str | None]:
-        """(the channel, the note to keep), or Refused."""
+    def choice(
+        self, values: dict[str, str], default_country: str
+    ) -> tuple[str, str | None, str | None]:
+        """(the channel, the note to keep, a number given to call back), or Refused."""
         channel = values.get("preferred_channel") or self.offered[0]
         if channel not in self.offered:
             raise Refused(self, "preferred_channel", "contact_err_channel")
@@ -70,7 +72,7 @@ class Caller:
         note = values.get("note", "").strip() or None
         raw = values.get("phone", "").strip()
         if self.has_phone or (channel == "email" and not raw):
-            return channel, note
+            return channel, note, None
         if not raw:
             raise Refused(self, "phone", "contact_err_phone_missing")
         region = self.country if self.country and len(self.country) == 2 else default_country
@@ -78,5 +80,4 @@ class Caller:
             number = normalize_phone(raw, region)
         except InvalidSubscriber:
             raise Refused(self, "phone", "contact_err_phone") from None
-        given = f"Number given on the call-request form: {number}"
-        return channel, f"{given}\n{note}" if note else given
+        return channel, note, number

@@ -78,6 +78,7 @@ class QueueItem:
     email: str | None = field(repr=False)
     phone: str | None = field(repr=False)
     note: str | None = field(repr=False)
+    callback_phone: str | None = field(default=None, repr=False)  # typed on the form
     subscriber_id: int | None = None
     assigned_to: str | None = None
     assigned_at: datetime | None = None
@@ -100,6 +101,7 @@ def _item(req: ContactRequest, sub: Subscriber) -> QueueItem:
         email=sub.email,
         phone=sub.phone,
         note=req.note,
+        callback_phone=req.callback_phone,
         subscriber_id=sub.id,
         assigned_to=req.assigned_to,
         assigned_at=req.assigned_at,
@@ -231,6 +233,7 @@ def request_contact(
     preferred_channel: str,
     preferred_time: str | None,
     note: str | None,
+    callback_phone: str | None = None,
 ) -> ContactRequest:
     """Record an ask to be contacted. One open request per person, so the team calls
     once; asking again adds to it and loses nothing: the newest preferences are the
@@ -260,6 +263,8 @@ def request_contact(
     request.campaign_key, request.step_key = msg.campaign_key, msg.step_key
     request.preferred_channel = preferred_channel
     request.preferred_time = new_time or request.preferred_time
+    # A number typed on the form (E.164, contact_choices): only the care team calls it.
+    request.callback_phone = callback_phone or request.callback_phone
     session.add(
         Event(
             message_id=msg.id,

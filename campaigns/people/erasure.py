@@ -167,7 +167,7 @@ def erase(session: Session, clock: Clock, actor: Actor, subscriber_id: int) -> E
     for ev in rec.events:
         ev.payload = scrub.payload(ev.payload) if ev.payload else ev.payload
     for c in rec.contact_requests:
-        c.note = c.preferred_time = None
+        c.note = c.preferred_time = c.callback_phone = None
         if c.status == ContactStatus.OPEN:
             c.status, c.handled_at = ContactStatus.CLOSED, now
     for item in rec.inbox_items:
