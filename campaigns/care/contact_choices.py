@@ -4,8 +4,8 @@ Only ways we can reach them are offered: a call or a text to the phone we hold, 
 to the address we hold. Someone we hold no phone for may still ask for a call by typing
 a number; it is read as the sign-up reads one (E.164), and kept on the request as the
 number to call back, for the care team only: a number typed into a form never becomes the
-person's phone, nor is it texted (invariant 11). Every refusal names the field and the words that explain it
-(web/i18n.py), so the page can say it in the person's language.
+person's phone, nor is it texted (invariant 11). Every refusal names the field and the
+words that explain it (web/i18n.py), so the page can say it in the person's language.
 """
 
 from __future__ import annotations
