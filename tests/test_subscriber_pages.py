@@ -261,10 +261,12 @@ def test_an_invalid_link_is_titled_for_its_page_in_the_browser_s_language(
 ):
     english = client.get(url)
     assert english.status_code == 404 and '<html lang="en">' in english.text
-    assert f"<h1>{title_en}</h1>" in english.text and "This link is not valid" in english.text
+    heading = f"<h1>Link not valid: {title_en}</h1>"
+    assert heading in english.text and "This link is not valid" in english.text
     spanish = client.get(url, headers=ES)
     assert spanish.status_code == 404 and '<html lang="es">' in spanish.text
-    assert f"<h1>{title_es}" in spanish.text and "Este enlace no es válido" in spanish.text
+    heading = f"<h1>Enlace no válido: {title_es}"
+    assert heading in spanish.text and "Este enlace no es válido" in spanish.text
 
 
 @pytest.mark.parametrize("token", ["", "x" * 5000, "é.ü", "%00", "a.b.c", "..", "abc." + "=" * 300])

@@ -3,6 +3,7 @@
 TEXT = {
     "en": {
         "invalid": "This link is not valid. It may be incomplete, or it may have expired.",
+        "invalid_title": "Link not valid: {page}",
         "lesson_title": "Your lesson",
         "link_title": "A link from your lesson",
         "unsub_title": "Unsubscribe",
@@ -119,6 +120,7 @@ TEXT = {
     },
     "es": {
         "invalid": "Este enlace no es válido. Puede estar incompleto o haber vencido.",
+        "invalid_title": "Enlace no válido: {page}",
         "lesson_title": "Tu clase",
         "link_title": "Un enlace de tu clase",
         "unsub_title": "Cancelar suscripción",

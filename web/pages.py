@@ -38,7 +38,7 @@ from campaigns.links import links_for
 from campaigns.states import CHANNELS, EventType
 from campaigns.tracking import answers, machine, portal, redirects
 from web.i18n import accepted_lang, channel_words, words
-from web.render import NO_STORE, page
+from web.render import NO_STORE, invalid_link, page
 
 router = APIRouter()
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -64,11 +64,7 @@ TITLES = {
 
 
 def invalid(request: Request, kind: str, locale: str | None = None) -> HTMLResponse:
-    """The 404 page of a link that is no link of ours, titled for the page it meant to
-    open, in the person's language when the token tells whose it is, else the browser's."""
-    lang = locale or accepted_lang(request.headers.get("accept-language"))
-    t = words(lang, request.app.state.settings.brand_name)
-    return _page(request, "notice.html", lang, TITLES[kind], status=404, message=t["invalid"])
+    return invalid_link(request, TITLES[kind], locale)
 
 
 def _evidence(request: Request) -> dict:

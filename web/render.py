@@ -63,13 +63,27 @@ def page(request, name: str, locale: str | None, title_key: str, status: int = 2
     html = pages.get_template(name).render(
         t=t,
         brand=brand,
-        title=t[title_key],
+        # A page may word its own title (the invalid-link page names the link it was).
+        title=ctx.pop("title", None) or t[title_key],
         # Our own pages (web/pages.py) in this page's language; another site's as given.
         privacy_url=settings.privacy_url or f"{settings.privacy_link}?lang={t['lang']}",
         terms_url=settings.terms_url or f"{settings.terms_link}?lang={t['lang']}",
         **ctx,
     )
     return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+
+def invalid_link(request, title_key: str, locale: str | None = None):
+    """The 404 page of a link that is no link of ours, titled for the page it meant to
+    open, in the person's language when the token tells whose it is, else the browser's.
+    Titled as a broken link first: a page titled "Unsubscribe" that unsubscribes nobody
+    misleads whoever reads the title alone (a tab, a screen reader)."""
+    from web.i18n import accepted_lang, words
+
+    lang = locale or accepted_lang(request.headers.get("accept-language"))
+    t = words(lang, request.app.state.settings.brand_name)
+    title = t["invalid_title"].format(page=t[title_key])
+    return page(request, "notice.html", lang, title_key, 404, message=t["invalid"], title=title)
 
 
 # Workspace pages hold names and phone numbers: never cached, indexed, framed or referred.

@@ -34,7 +34,7 @@ from campaigns.states import CHANNELS
 from campaigns.text import UncleanText
 from web.i18n import accepted_lang, words
 from web.origin import require_same_origin
-from web.render import page
+from web.render import invalid_link, page
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -92,9 +92,7 @@ _page = page
 
 
 def _invalid(request: Request, title_key: str = "confirm_title") -> HTMLResponse:
-    lang = accepted_lang(request.headers.get("accept-language"))
-    t = words(lang, request.app.state.settings.brand_name)
-    return _page(request, "notice.html", lang, title_key, status=404, message=t["invalid"])
+    return invalid_link(request, title_key)
 
 
 def _visitor_lang(request: Request, asked: str | None) -> str:

@@ -168,20 +168,27 @@ def subscriber_context(browser):
 
 @pytest.fixture(scope="session")
 def staff_context(browser, live):
-    """(width) -> a staff member's browser context at that width, signed in.
-
-    The one place that knows how staff sign in: today HTTP basic auth with ADMIN_USER /
-    ADMIN_PASSWORD. With staff accounts, make the context plainly and fill /admin/login
-    here (the session cookie then stays in the context)."""
+    """(width) -> a staff member's browser context at that width, signed in through the
+    /admin/login form as the bootstrap admin. The database is emptied between tests (and
+    with it the session rows), so each call signs in again when the session is gone."""
     made = {}
 
     def context(width: int):
         if width not in made:
-            made[width] = browser.new_context(
-                **_viewport(width),
-                http_credentials={"username": STAFF[0], "password": STAFF[1]},
-            )
-        return made[width]
+            made[width] = browser.new_context(**_viewport(width))
+        ctx = made[width]
+        page = ctx.new_page()
+        try:
+            page.goto(live.base + "/admin")
+            if "/admin/login" in page.url:  # sent to sign in: no live session
+                page.fill("#name", STAFF[0])
+                page.fill("#password", STAFF[1])
+                with page.expect_navigation():
+                    page.click("form.login [type=submit]")
+                assert "/admin/login" not in page.url, "the staff sign-in failed"
+        finally:
+            page.close()
+        return ctx
 
     yield context
     for ctx in made.values():

@@ -17,7 +17,7 @@ from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.enrollment import enroll
 from campaigns.delivery.sending import send_batch
 from campaigns.intake import signup
-from campaigns.links import Links, links_for
+from campaigns.links import Links, Sample, links_for, sample_links_for
 from campaigns.models import Message, Subscriber
 from campaigns.tracking import portal
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms
@@ -51,6 +51,8 @@ class World:
     confirm: dict[str, str] = field(default_factory=dict)  # lang -> confirm URL
     campaign: str = CAMPAIGN
     marker: str = ""  # a random token of this build's, to tell it is still in the database
+    request_id: int = 0  # Ana's call request
+    previews: dict[str, Links] = field(default_factory=dict)  # lang -> a test message's links
 
     def person(self, lang: str, channels: str = "both") -> Person:
         return self.people[(lang, channels)]
@@ -117,7 +119,7 @@ def build(app) -> World:
     ana = world.person("en")
     with transaction(rt.factory) as session:
         visit = portal.resolve(session, rt.signer, "c", ana.links.contact.rsplit("/", 1)[1])
-        contact_queue.request_contact(
+        world.request_id = contact_queue.request_contact(
             session,
             rt.clock,
             rt.registry,
@@ -125,12 +127,15 @@ def build(app) -> World:
             preferred_channel="phone",
             preferred_time="mornings",
             note="About the stretches in lesson 1",
-        )
+        ).id
         handle_inbound_sms(
             session,
             rt.clock,
             InboundText("twilio", PEOPLE[("en", "both")]["phone"], "Is there a video?", "SMweb1"),
         )
+    for lang in ("en", "es"):
+        sample = Sample(CAMPAIGN, QUESTION_STEP, lang, ("email", "sms"))
+        world.previews[lang] = sample_links_for(s.public_base_url, rt.signer, sample, range(11))
     return world
 
 

@@ -26,8 +26,10 @@ def test_a_call_request_sent_from_the_form_is_on_the_staff_queue(
     assert "12025550144" in "".join(ch for ch in row.inner_text() if ch.isdigit())
     assert "por la tarde" in row.inner_text()
     staff.screenshot(path=shot_path("flow-contact-queue"), full_page=True)
+    with staff.expect_navigation():
+        row.locator("a[href^='/admin/contact-requests/']").first.click()
     with staff.expect_navigation() as marked:
-        row.locator("button[value=contacted]").click()
+        staff.locator("button[value=contacted]").click()
     assert marked.value.status == 200
     staff.goto(live.base + "/admin/contact-requests")
     assert "contacted" in staff.locator("tr", has_text="Sofía").inner_text().lower()
