@@ -88,7 +88,8 @@ def person_page(request: Request, person_id: str, staff: Care) -> HTMLResponse:
     try:
         with _state(request).factory() as session:
             view = profile.profile(session, sid)
-            title = f"Person {sid}"
+            name = view.subscriber.first_name
+            title = f"{name} (person {sid})" if name else f"Person {sid}"
             return _render("admin_person.html", staff, title=title, view=view, channels=CHANNELS)
     except profile.NotFound:
         return _missing(staff, person_id)
