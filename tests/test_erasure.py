@@ -18,6 +18,7 @@ from campaigns.audience.consent import has_consent, record_consent
 from campaigns.audience.opt_outs import unsubscribe
 from campaigns.audience.subscribers import InvalidSubscriber
 from campaigns.audience.suppression import is_hashed, suppress, suppression_for
+from campaigns.care.contact_notes import add_note
 from campaigns.db import transaction
 from campaigns.delivery.claiming import claim_due
 from campaigns.delivery.sending import send_batch
@@ -29,12 +30,14 @@ from campaigns.models import (
     Answer,
     AuditEntry,
     ConsentRecord,
+    ContactRequest,
     Enrollment,
     Event,
     Message,
     Subscriber,
     Suppression,
 )
+from campaigns.staff.audit import Actor
 from campaigns.states import EnrollmentStatus, MessageStatus, SubscriberStatus
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms
 from tests.helpers import add_and_enroll, drip_context
@@ -85,6 +88,7 @@ PERSONAL = (
     "clinic of Ana",
     "mornings",
     "UA-of-the-patient",  # a browser's user agent in consent evidence
+    "rang Ana's mobile",  # a care-team note on her call request
 )
 
 
@@ -95,6 +99,8 @@ def test_export_then_erase_round_trip(client, factory, clock, registry, policy, 
     with transaction(factory) as s:
         evidence = {"via": "signup_form", "user_agent": "UA-of-the-patient"}
         record_consent(s, clock, s.get(Subscriber, ana), "email", "granted", "form", evidence)
+        asked = s.scalars(select(ContactRequest).where(ContactRequest.subscriber_id == ana)).one()
+        add_note(s, clock, Actor("nina", "care"), asked.id, "rang Ana's mobile, no answer")
     before = client.get(f"/admin/people/{ana}/export.json", headers=AUTH).text
     for value in PERSONAL:
         assert value in before, value

@@ -14,7 +14,8 @@
     messages          kept for the counts; waiting ones skipped; address or name in an
                       error or reason text replaced
     events            kept; their payload's addresses, bodies, IPs and user agents removed
-    contact_requests  kept; note and preferred time wiped, open ones closed
+    contact_requests  kept; note, preferred time and call-back number wiped, open ones
+                      closed; the care team's notes on them kept (who, when), text wiped
     inbox_items       kept; the phone and what they wrote wiped
     answers           kept as values (the person they belong to no longer has an identity)
     person_events     kept; properties wiped
@@ -170,6 +171,8 @@ def erase(session: Session, clock: Clock, actor: Actor, subscriber_id: int) -> E
         c.note = c.preferred_time = c.callback_phone = None
         if c.status == ContactStatus.OPEN:
             c.status, c.handled_at = ContactStatus.CLOSED, now
+    for n in rec.contact_request_notes:
+        n.body = ""
     for item in rec.inbox_items:
         item.phone, item.body = "", ""
         if item.status == InboxStatus.OPEN:
@@ -181,6 +184,7 @@ def erase(session: Session, clock: Clock, actor: Actor, subscriber_id: int) -> E
             "messages": len(rec.messages),
             "events": len(rec.events),
             "contact_requests": len(rec.contact_requests),
+            "contact_request_notes": len(rec.contact_request_notes),
             "inbox_items": len(rec.inbox_items),
             "person_events": len(rec.person_events),
             "answers": len(rec.answers),

@@ -24,6 +24,7 @@ from campaigns.models import (
     CapHold,
     ConsentRecord,
     ContactRequest,
+    ContactRequestNote,
     Enrollment,
     Event,
     InboxItem,
@@ -46,6 +47,8 @@ class Records:
     messages: list[Message] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     contact_requests: list[ContactRequest] = field(default_factory=list)
+    # The care team's notes on their requests: about them, so theirs to read and to erase.
+    contact_request_notes: list[ContactRequestNote] = field(default_factory=list)
     inbox_items: list[InboxItem] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     person_events: list[PersonEvent] = field(default_factory=list)
@@ -62,6 +65,7 @@ class Records:
             "messages": self.messages,
             "events": self.events,
             "contact_requests": self.contact_requests,
+            "contact_request_notes": self.contact_request_notes,
             "inbox_items": self.inbox_items,
             "answers": self.answers,
             "person_events": self.person_events,
@@ -84,6 +88,18 @@ def records_for(session: Session, subscriber: Subscriber) -> Records:
     rec.enrollments = _own(session, Enrollment, sid, (Enrollment.created_at, Enrollment.id))
     rec.messages = _own(session, Message, sid, (Message.due_at, Message.id))
     rec.contact_requests = _own(session, ContactRequest, sid, (ContactRequest.created_at,))
+    if rec.contact_requests:
+        rec.contact_request_notes = list(
+            session.scalars(
+                select(ContactRequestNote)
+                .where(
+                    id_in(
+                        session, ContactRequestNote.request_id, [c.id for c in rec.contact_requests]
+                    )
+                )
+                .order_by(ContactRequestNote.created_at, ContactRequestNote.id)
+            )
+        )
     rec.answers = _own(session, Answer, sid, (Answer.answered_at, Answer.id))
     rec.person_events = _own(session, PersonEvent, sid, (PersonEvent.occurred_at,))
     rec.cap_holds = _own(session, CapHold, sid, (CapHold.held_at, CapHold.id))
