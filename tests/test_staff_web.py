@@ -611,3 +611,16 @@ def test_the_audit_page_filters_and_pages_newest_first(app, staff, factory, cloc
     for bad in ("day=yesterday", "page=0", "page=abc", "page=99999999999", "actor=" + "x" * 200):
         answer = client.get(f"/admin/audit?{bad}")
         assert answer.status_code == 400 and "<html" in answer.text, bad
+
+
+def test_the_outbox_links_a_message_to_its_person_only_for_roles_that_open_people(
+    app, staff, factory, clock, registry, policy
+):
+    script_history(factory, clock, registry, policy)
+    with factory() as s:
+        someone = s.scalars(select(Message.subscriber_id)).first()
+    link = f'href="/admin/people/{someone}"'
+    ops, _ = signed_in(app, "ops1")
+    assert link not in ops.get("/admin/outbox").text
+    admin, _ = signed_in(app, "admin1")
+    assert link in admin.get("/admin/outbox").text
