@@ -16,7 +16,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from settings import Settings, get_settings
-from web import access, admin, api, audit, contacts, login, ops, pages, people, signup, webhooks
+from web import (
+    access,
+    admin,
+    api,
+    audit,
+    contacts,
+    login,
+    ops,
+    pages,
+    people,
+    signup,
+    staff,
+    webhooks,
+)
 from web.body_limits import BodyLimit
 from workers.runtime import build_runtime
 
@@ -70,6 +83,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(contacts.router)
     app.include_router(people.router)
+    app.include_router(staff.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
     app.include_router(api.router)
