@@ -58,7 +58,7 @@ _LABELS = {area: label for area, _href, label in NAV}
 def _roles() -> list[tuple[str, str]]:
     """Each role with the pages it opens, in the words of the navigation."""
     return [
-        (role, ", ".join(_LABELS[a] for a in areas_for(role) if a in _LABELS)) for role in ROLES
+        (role, ", ".join(_LABELS.get(a, a.capitalize()) for a in areas_for(role))) for role in ROLES
     ]
 
 
