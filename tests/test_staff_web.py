@@ -403,6 +403,7 @@ PAGES = {
     "/admin/channels": "channels",
     "/admin/audit": "audit",
     "/admin/people?q=ana": "people",
+    "/admin/staff": "staff",
 }
 # Pages about a row that does not exist: a role allowed in gets the 404 page, not a 403.
 ROW_PAGES = {
@@ -411,6 +412,7 @@ ROW_PAGES = {
     "/admin/people/999/export.zip": "people",
     "/admin/people/999/erase": "people",
     "/admin/contact-requests/999": "contacts",
+    "/admin/staff/nobody": "staff",
 }
 POSTS = {
     "/admin/people/999/suppress": ("people", {"channel": "email", "reason": "matrix"}),
@@ -426,6 +428,12 @@ POSTS = {
     "/admin/outbox/settle-all": ("outbox", {"outcome": "sent"}),
     "/admin/channels/email/pause": ("channels", {"reason": "matrix"}),
     "/admin/channels/email/resume": ("channels", {}),
+    # Passwords that differ, and a name no account has: refused (400, 404), not done.
+    "/admin/staff": ("staff", {"name": "matrix", "role": "care", "password": "x" * 12}),
+    "/admin/staff/nobody/role": ("staff", {"role": "care"}),
+    "/admin/staff/nobody/disable": ("staff", {}),
+    "/admin/staff/nobody/enable": ("staff", {}),
+    "/admin/staff/nobody/password": ("staff", {"password": "x" * 12, "password_again": "x" * 12}),
 }
 NAV = {
     "dashboard": 'href="/admin">Overview',
@@ -434,6 +442,7 @@ NAV = {
     "inbox": 'href="/admin/inbox"',
     "outbox": 'href="/admin/outbox"',
     "channels": 'href="/admin/channels"',
+    "staff": 'href="/admin/staff">Staff',
     "audit": 'href="/admin/audit"',
 }
 

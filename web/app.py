@@ -28,6 +28,7 @@ from web import (
     people,
     previews,
     signup,
+    staff,
     webhooks,
 )
 from web.body_limits import BodyLimit
@@ -84,6 +85,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(contacts.router)
     app.include_router(people.router)
+    app.include_router(staff.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
     app.include_router(api.router)

@@ -105,6 +105,7 @@ NAV = (
     ("inbox", "/admin/inbox", "Inbox"),
     ("outbox", "/admin/outbox", "Outbox"),
     ("channels", "/admin/channels", "Channels"),
+    ("staff", "/admin/staff", "Staff"),
     ("audit", "/admin/audit", "Audit log"),
 )
 

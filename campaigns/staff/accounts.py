@@ -11,8 +11,10 @@ Besides the accounts, one bootstrap admin may come from the environment (ADMIN_U
 ADMIN_PASSWORD, like Grafana's): it keeps existing deployments signing in and is checked
 without the database. Its name cannot also be an account's.
 
-Every change is recorded in the audit log (campaigns.staff.audit) in its own transaction;
-no password or hash is ever written there.
+Every change is recorded in the audit log (campaigns.staff.audit) here, in the caller's
+transaction (the CLI's and the staff page's alike); no password or hash is ever written
+there. Nobody may disable their own account or change its role, so the admin acting always
+remains an admin who can sign in.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
 class AccountError(ValueError):
     """A user command that cannot be done; the message says why."""
+
+
+class NoAccount(AccountError):
+    """The name is no staff account's."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,10 @@ def check_password_rules(password: str) -> None:
         raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise AccountError(f"a password has at most {MAX_PASSWORD} characters")
+    try:  # a lone surrogate cannot be hashed
+        password.encode()
+    except UnicodeEncodeError:
+        raise AccountError("a password must be plain text") from None
     if password != password.strip():
         raise AccountError("a password must not start or end with a space (a paste slip?)")
 
@@ -110,11 +120,22 @@ def _check_role(role: str) -> str:
 
 
 def _get(session: Session, name: str, *, lock: bool = False) -> StaffAccount:
-    query = select(StaffAccount).where(StaffAccount.name == normal_name(name))
-    row = session.scalars(query.with_for_update() if lock else query).first()
+    wanted = normal_name(name)
+    query = select(StaffAccount).where(StaffAccount.name == wanted)
+    # A name no account could have (a NUL, a slash) is not sent to the database at all.
+    row = None
+    if NAME.match(wanted):
+        row = session.scalars(query.with_for_update() if lock else query).first()
     if row is None:
-        raise AccountError(f"no staff account {normal_name(name)!r} (drip users list)")
+        raise NoAccount(f"no staff account {wanted!r} (drip users list)")
     return row
+
+
+def _not_self(actor: Actor, row: StaffAccount, what: str) -> None:
+    # So an admin always leaves at least one admin who can sign in: themself. The CLI's
+    # actor (cli:<os user>) is never an account's name, and the CLI is the way back in.
+    if actor.name == row.name:
+        raise AccountError(f"you cannot {what} your own account; another admin can")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -178,12 +199,16 @@ def add(
     return row
 
 
+def _info(r: StaffAccount) -> AccountInfo:
+    return AccountInfo(r.name, r.display_name, r.role, r.created_at, r.last_login_at, r.disabled_at)
+
+
 def listing(session: Session) -> list[AccountInfo]:
-    rows = session.scalars(select(StaffAccount).order_by(StaffAccount.name))
-    return [
-        AccountInfo(r.name, r.display_name, r.role, r.created_at, r.last_login_at, r.disabled_at)
-        for r in rows
-    ]
+    return [_info(r) for r in session.scalars(select(StaffAccount).order_by(StaffAccount.name))]
+
+
+def info(session: Session, name: str) -> AccountInfo:
+    return _info(_get(session, name))
 
 
 def any_enabled(session: Session) -> bool:
@@ -198,6 +223,7 @@ def set_role(session: Session, clock: Clock, actor: Actor, name: str, role: str)
     row = _get(session, name, lock=True)
     if row.role == role:
         return False
+    _not_self(actor, row, "change the role of")
     before = row.role
     row.role = role
     audit.record(
@@ -211,6 +237,7 @@ def disable(session: Session, clock: Clock, actor: Actor, name: str) -> bool:
     row = _get(session, name, lock=True)
     if row.disabled_at is not None:
         return False
+    _not_self(actor, row, "disable")
     row.disabled_at = clock.now()
     ended = end_sessions(session, row.id)
     audit.record(

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
@@ -204,6 +204,34 @@ def sign_out(
     session.delete(row)
     session.flush()
     return signed.who
+
+
+def live_counts(
+    session: Session, clock: Clock, lifetimes: Lifetimes, bootstrap: Bootstrap | None
+) -> dict[str, int]:
+    """Sessions that would still sign someone in, by name. The bootstrap admin's count only
+    under its present credentials (older ones ended when ADMIN_PASSWORD changed)."""
+    now = clock.now()
+    alive = (
+        StaffSession.seen_at > now - lifetimes.idle,
+        StaffSession.created_at > now - lifetimes.absolute,
+    )
+    rows = session.execute(
+        select(StaffAccount.name, func.count(StaffSession.id))
+        .join(StaffSession, StaffSession.account_id == StaffAccount.id)
+        .where(StaffAccount.disabled_at.is_(None), *alive)
+        .group_by(StaffAccount.name)
+    ).all()
+    counts = {name: n for name, n in rows}
+    if bootstrap is not None:
+        counts[bootstrap.name] = session.scalar(
+            select(func.count(StaffSession.id)).where(
+                StaffSession.account_id.is_(None),
+                StaffSession.bootstrap_tag == bootstrap.tag,
+                *alive,
+            )
+        )
+    return counts
 
 
 def purge(session: Session, clock: Clock, lifetimes: Lifetimes) -> int:
