@@ -532,7 +532,7 @@ def test_the_report_shows_the_start_and_the_end_and_the_change(
     page = TestClient(app).get("/admin/campaigns/asking", auth=AUTH)
     assert page.status_code == 200
     part = page.text.split('<h2 id="answers">', 1)[1]
-    assert part.lstrip().startswith('Check-in answers</h2>\n<div class="wide">')
+    assert part.lstrip().startswith('Check-in answers</h2>\n<div class="wide"')
     assert "4 people answered both: median change -1" in part
 
 

@@ -434,7 +434,7 @@ def test_admin_page_and_promote_button(factory, clock, tmp_path):
     page = client.get("/admin/campaigns/trial", headers=AUTH)
     assert page.status_code == 200
     assert 'id="experiments"' in page.text and "Promote" in page.text
-    assert '<div class="wide">\n<table class="experiment">' in page.text
+    assert 'aria-label="Experiment ' in page.text and '<table class="experiment">' in page.text
     url = "/admin/campaigns/trial/promote"
     assert (
         client.post(url, data={"step": "lesson", "variant": "x"}, headers=POST).status_code == 400
