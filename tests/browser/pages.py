@@ -187,6 +187,8 @@ PAGES: tuple[Case, ...] = (
         lambda w, lang: f"/admin/contact-requests/{w.request_id}",
     ),
     _staff("admin-audit", "audit", lambda w, lang: "/admin/audit"),
+    _staff("admin-staff", "staff", lambda w, lang: "/admin/staff"),
+    _staff("admin-staff-account", "staff-account", lambda w, lang: "/admin/staff/nina"),
     # Signing in: a browser with no session (the subscribers' context has none).
     Case("admin-login", "login", SUBSCRIBER, login, langs=EN),
     Case(

@@ -19,6 +19,8 @@ from campaigns.delivery.sending import send_batch
 from campaigns.intake import signup
 from campaigns.links import Links, Sample, links_for, sample_links_for
 from campaigns.models import Message, Subscriber
+from campaigns.staff import accounts
+from campaigns.staff.audit import Actor
 from campaigns.tracking import portal
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms
 
@@ -133,6 +135,10 @@ def build(app) -> World:
             rt.clock,
             InboundText("twilio", PEOPLE[("en", "both")]["phone"], "Is there a video?", "SMweb1"),
         )
+    with transaction(rt.factory) as session:
+        # A care-team member beside the bootstrap admin, for the staff pages.
+        nurse = Actor("cli:browser-test", "admin", "cli")
+        accounts.add(session, rt.clock, nurse, "nina", "care", "nina's long password", "Nina R.")
     for lang in ("en", "es"):
         sample = Sample(CAMPAIGN, QUESTION_STEP, lang, ("email", "sms"))
         world.previews[lang] = sample_links_for(s.public_base_url, rt.signer, sample, range(11))
