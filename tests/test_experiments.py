@@ -434,7 +434,8 @@ def test_admin_page_and_promote_button(factory, clock, tmp_path):
     page = client.get("/admin/campaigns/trial", headers=AUTH)
     assert page.status_code == 200
     assert 'id="experiments"' in page.text and "Promote" in page.text
-    assert '<div class="wide">\n<table class="experiment">' in page.text
+    assert '<div class="wide" tabindex="0" role="region"' in page.text
+    assert '<table class="experiment">' in page.text
     url = "/admin/campaigns/trial/promote"
     assert (
         client.post(url, data={"step": "lesson", "variant": "x"}, headers=POST).status_code == 400
@@ -464,6 +465,7 @@ def test_drip_campaigns_promote(tmp_path):
         "BROKER_DIR": str(tmp_path / "broker"),
         "OUTBOX_DIR": str(tmp_path / "outbox"),
     }
+    assert drip(settings, "db", "upgrade").exit_code == 0  # the promotion is audited there
     bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
     assert bad.exit_code == 1 and "no variant 'gold'" in bad.output
     assert drip(settings, "campaigns", "promote", "nope", "a", "b").exit_code == 1
