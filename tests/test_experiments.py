@@ -464,6 +464,7 @@ def test_drip_campaigns_promote(tmp_path):
         "BROKER_DIR": str(tmp_path / "broker"),
         "OUTBOX_DIR": str(tmp_path / "outbox"),
     }
+    assert drip(settings, "db", "upgrade").exit_code == 0  # the promotion is audited there
     bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
     assert bad.exit_code == 1 and "no variant 'gold'" in bad.output
     assert drip(settings, "campaigns", "promote", "nope", "a", "b").exit_code == 1

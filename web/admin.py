@@ -45,9 +45,9 @@ with form posts. The workspace must therefore be used at PUBLIC_BASE_URL's origi
 through another host name or a port-forward).
 
 Audit: every action here that changes state (promote, inbox, settle, settle-all, pause,
-resume) is recorded with campaigns.staff.audit.record in the same transaction as the
-change, with the fields it changed before and after; the log is at /admin/audit
-(web/audit.py).
+resume) is a function of campaigns.staff.audited, which records it in the same
+transaction as the change, with the fields it changed before and after; the CLI calls the
+same functions, so its actions are logged alike. The log is at /admin/audit (web/audit.py).
 
 Actions that put messages back on the send queues (resend, resume) commit first, then
 call `app.state.dispatch(work)` when the app has one; without it the messages stay
@@ -65,7 +65,7 @@ from fastapi.responses import HTMLResponse
 
 from campaigns.care import contact_queue
 from campaigns.content import review
-from campaigns.content.promote import PromoteError, promote
+from campaigns.content.promote import PromoteError
 from campaigns.db import transaction
 from campaigns.delivery import pauses
 from campaigns.delivery.unconfirmed import (
@@ -73,16 +73,14 @@ from campaigns.delivery.unconfirmed import (
     OpsError,
     Selection,
     preview_many,
-    settle,
-    settle_many,
 )
 from campaigns.delivery.work import Work
-from campaigns.models import ROW_ID_MAX, InboxItem, Message, is_row_id
+from campaigns.models import ROW_ID_MAX
 from campaigns.reporting import funnels
 from campaigns.reporting.outbox import latest as outbox_rows
 from campaigns.reporting.overview import read_status
 from campaigns.reporting.provider_health import provider_health
-from campaigns.staff import audit
+from campaigns.staff import audited
 from campaigns.staff.roles import may
 from campaigns.states import CHANNELS, MessageStatus
 from campaigns.text import UncleanText
@@ -166,18 +164,6 @@ def _notice(
         detail=detail,
         back=back,
     )
-
-
-def _fields(session, model, key, *names: str) -> dict | None:
-    """The named fields of one row as the audit log keeps them (None: no such row)."""
-    row = session.get(model, key)
-    if row is None:
-        return None
-    return {n: _plain(getattr(row, n)) for n in names}
-
-
-def _plain(value):
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _dispatch(request: Request, work: Work) -> str | None:
@@ -299,25 +285,19 @@ def promote_variant(
         return _notice(
             staff, "Not promoted", "this campaign has no file to edit", back=back, status=400
         )
-    arms = [v.name for s in campaign.steps if s.key == step for v in s.variants]
     try:
-        done = promote(
-            campaign.source, state.registry.templates_dir, step, variant, state.clock.now().date()
-        )
+        with transaction(state.factory) as session:
+            done = audited.promote_variant(
+                session,
+                state.clock,
+                staff.actor,
+                campaign.source,
+                state.registry.templates_dir,
+                step,
+                variant,
+            )
     except PromoteError as exc:
         return _notice(staff, "Not promoted", str(exc), back=back, status=400)
-    # The file is the change and has no transaction; the entry follows it at once.
-    with transaction(state.factory) as session:
-        audit.record(
-            session,
-            state.clock,
-            staff.actor,
-            "campaign.promote",
-            "campaign_step",
-            f"{done.campaign}/{done.step_key}",
-            {"variants": arms},
-            {"variants": [], "promoted": done.variant, "review_kept": done.review_kept},
-        )
     log.info("%s %s: variant %s promoted by %s", key, step, variant, staff.actor.by)
     return _notice(staff, "Variant promoted", done.sentence, back=back)
 
@@ -336,25 +316,10 @@ def handle_inbox_item(
 ) -> HTMLResponse:
     state = _state(request)
     back = "/admin/inbox"
-    fields = ("status", "handled_by")
     try:
         with transaction(state.factory) as session:
-            key = int(item_id) if item_id.isascii() and item_id.isdigit() else 0
-            before = _fields(session, InboxItem, key, *fields) if is_row_id(key) else None
-            item = inbox.handle(session, state.clock, item_id, action, by=staff.actor.by)
+            item = audited.handle_inbox_item(session, state.clock, staff.actor, item_id, action)
             status = item.status
-            after = _fields(session, InboxItem, item.id, *fields)
-            if before != after:  # the same button twice changes nothing the second time
-                audit.record(
-                    session,
-                    state.clock,
-                    staff.actor,
-                    "inbox.handle",
-                    "inbox_item",
-                    item.id,
-                    before,
-                    {**after, "action": action},
-                )
     except inbox.InboxError as exc:
         return _notice(staff, "Not changed", str(exc), back=back, status=400)
     said = "treated as an opt-out: no more texts" if action == "opt_out" else "marked done"
@@ -399,21 +364,9 @@ def settle_message(
 ) -> HTMLResponse:
     state = _state(request)
     back = "/admin/outbox?status=unconfirmed"
-    fields = ("status", "reason_code")
     try:
         with transaction(state.factory) as session:
-            before = _fields(session, Message, message_id, *fields)
-            work = settle(session, state.clock, message_id, outcome)
-            audit.record(
-                session,
-                state.clock,
-                staff.actor,
-                "message.settle",
-                "message",
-                message_id,
-                before,
-                {**_fields(session, Message, message_id, *fields), "outcome": outcome},
-            )
+            work = audited.settle_message(session, state.clock, staff.actor, message_id, outcome)
     except OpsError as exc:
         return _notice(staff, "Not settled", str(exc), back=back, status=409)
     log.info("message %s settled as %s by %s", message_id, outcome, staff.actor.by)
@@ -464,23 +417,7 @@ def settle_all(
             back=back,
         )
     with transaction(state.factory) as session:
-        settled, work = settle_many(session, state.clock, selection, outcome)
-        if settled:
-            audit.record(
-                session,
-                state.clock,
-                staff.actor,
-                "message.settle_all",
-                "outbox",
-                channel or "all",
-                {"status": MessageStatus.UNCONFIRMED.value, "count": settled},
-                {
-                    "outcome": outcome,
-                    "count": settled,
-                    "older_than_minutes": minutes,
-                    "as_of": selection.as_of.isoformat(),
-                },
-            )
+        settled, work = audited.settle_all(session, state.clock, staff.actor, selection, outcome)
     log.info("%d unconfirmed message(s) settled as %s by %s", settled, outcome, staff.actor.by)
     return _notice(
         staff,
@@ -537,32 +474,12 @@ def _known_channel(channel: str) -> None:
         raise HTTPException(404, f"no channel {channel!r}")
 
 
-def _pause_fields(row) -> dict:
-    if row is None:
-        return {"paused": False}
-    return {"paused": True, "reason": row.reason, "paused_by": row.paused_by}
-
-
 @router.post("/channels/{channel}/resume", response_class=HTMLResponse, dependencies=[SameOrigin])
 def resume_channel(request: Request, channel: str, staff: Channels) -> HTMLResponse:
     _known_channel(channel)
     state = _state(request)
     with transaction(state.factory) as session:
-        row = pauses.paused(session, channel)
-        was_paused = row is not None
-        before = _pause_fields(row)
-        work = pauses.resume(session, state.clock, channel)
-        if was_paused:
-            audit.record(
-                session,
-                state.clock,
-                staff.actor,
-                "channel.resume",
-                "channel",
-                channel,
-                before,
-                {"paused": False, "requeued": len(work)},
-            )
+        was_paused, work = audited.resume_channel(session, state.clock, staff.actor, channel)
     log.info("%s channel resumed by %s (%s waiting)", channel, staff.actor.by, len(work))
     message = (
         f"The {channel} channel is running."
@@ -591,19 +508,7 @@ def pause_channel(
     state = _state(request)
     try:
         with transaction(state.factory) as session:
-            before = _pause_fields(pauses.paused(session, channel))
-            pauses.pause(session, state.clock, channel, reason, by=staff.actor.by)
-            if not before["paused"]:
-                audit.record(
-                    session,
-                    state.clock,
-                    staff.actor,
-                    "channel.pause",
-                    "channel",
-                    channel,
-                    before,
-                    _pause_fields(pauses.paused(session, channel)),
-                )
+            audited.pause_channel(session, state.clock, staff.actor, channel, reason)
     except UncleanText as exc:
         return _notice(staff, "Not paused", str(exc), back="/admin/channels", status=400)
     log.info("%s channel paused by %s", channel, staff.actor.by)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import click
 
-from campaigns.api_keys import ApiKeyError, create_key, list_keys, revoke_key
+from campaigns.api_keys import ApiKeyError, list_keys
 from campaigns.db import transaction
-from workers.cli.context import Drip, pass_drip
+from campaigns.staff import audited
+from workers.cli.context import Drip, cli_actor, pass_drip
 
 
 @click.group("api-keys")
@@ -23,7 +24,7 @@ def create(drip: Drip, name: str) -> None:
     rt = drip.runtime()
     try:
         with transaction(rt.factory) as session:
-            made = create_key(session, rt.clock, name)
+            made = audited.create_api_key(session, rt.clock, cli_actor(), name)
     except ApiKeyError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"API key {made.id} ({made.name}): {made.key}")
@@ -71,7 +72,7 @@ def revoke(drip: Drip, key_id: str) -> None:
     rt = drip.runtime()
     try:
         with transaction(rt.factory) as session:
-            key, changed = revoke_key(session, rt.clock, key_id)
+            key, changed = audited.revoke_api_key(session, rt.clock, cli_actor(), key_id)
     except ApiKeyError as exc:
         raise click.ClickException(str(exc)) from None
     state = "revoked" if changed else f"already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC"

@@ -65,11 +65,13 @@ class Drip:
 pass_drip = click.make_pass_decorator(Drip, ensure=True)
 
 
-def cli_actor() -> Actor:
-    """Who acts from the command line, for the audit log: `cli:<os user>`. Whoever can run
-    `drip` against the database can do anything, so the role is admin."""
+def cli_actor(name: str | None = None) -> Actor:
+    """Who acts from the command line, for the audit log: `cli:<os user>`, or `cli:<name>`
+    when a command's --by names someone. Whoever can run `drip` against the database can
+    do anything, so the role is admin."""
+    user = (name or "").strip()
     try:
-        user = getpass.getuser()
+        user = user or getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container's bare user)
         user = "unknown"
     return Actor(f"cli:{user}", "admin", "cli")

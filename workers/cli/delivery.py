@@ -12,21 +12,20 @@ import click
 from campaigns.audience.subscribers import InvalidSubscriber, upsert_subscriber
 from campaigns.db import transaction
 from campaigns.delivery.enrollment import enroll as enroll_subscriber
-from campaigns.delivery.pauses import all_paused, pause, resume
+from campaigns.delivery.pauses import all_paused
 from campaigns.delivery.unconfirmed import (
     OPS_OUTCOMES,
     OpsError,
     Selection,
     preview_many,
-    settle,
-    settle_many,
     undecided,
 )
 from campaigns.reporting.outbox import messages_in
 from campaigns.reporting.overview import read_status
 from campaigns.sequences.campaign import DefinitionError
+from campaigns.staff import audited
 from campaigns.states import CHANNELS
-from workers.cli.context import Drip, pass_drip
+from workers.cli.context import Drip, cli_actor, pass_drip
 from workers.queues import queue_depths
 
 
@@ -149,7 +148,7 @@ def channels_pause(drip: Drip, channel, reason) -> None:
     """Stop sending on CHANNEL; messages wait, queued, until it is resumed."""
     rt = drip.runtime()
     with transaction(rt.factory) as session:
-        pause(session, rt.clock, channel, reason, by="ops")
+        audited.pause_channel(session, rt.clock, cli_actor(), channel, reason)
     click.echo(f"{channel} paused")
 
 
@@ -160,7 +159,7 @@ def channels_resume(drip: Drip, channel) -> None:
     """Resume CHANNEL and hand its waiting messages back to the workers."""
     rt = drip.runtime()
     with transaction(rt.factory) as session:
-        work = resume(session, rt.clock, channel)
+        _, work = audited.resume_channel(session, rt.clock, cli_actor(), channel)
     _dispatch(drip, work)
     click.echo(f"{channel} resumed; {len(work)} waiting messages handed to the workers")
 
@@ -208,7 +207,7 @@ def outbox_settle(drip: Drip, message_id, outcome) -> None:
     rt = drip.runtime()
     try:
         with transaction(rt.factory) as session:
-            work = settle(session, rt.clock, message_id, outcome)
+            work = audited.settle_message(session, rt.clock, cli_actor(), message_id, outcome)
     except OpsError as exc:
         raise click.ClickException(str(exc)) from None
     _dispatch(drip, work)
@@ -245,6 +244,6 @@ def outbox_settle_all(drip: Drip, outcome, channel, older_than, yes) -> None:
     if not yes:
         click.confirm("Settle them?", abort=True)
     with transaction(rt.factory) as session:
-        settled, work = settle_many(session, rt.clock, selection, outcome)
+        settled, work = audited.settle_all(session, rt.clock, cli_actor(), selection, outcome)
     _dispatch(drip, work)
     click.echo(f"{settled} message(s) settled: {outcome}")

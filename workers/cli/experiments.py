@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from campaigns.clock import clock_from_settings
-from campaigns.content.promote import PromoteError, promote
-from workers.cli.context import Drip, pass_drip
+from campaigns.content.promote import PromoteError
+from campaigns.db import transaction
+from campaigns.staff import audited
+from workers.cli.context import Drip, cli_actor, pass_drip
 
 LABELS = {"opens": "opens", "clicks": "clicks", "call_requests": "call requests", "goals": "goals"}
 
@@ -70,11 +71,18 @@ def campaigns_promote(drip: Drip, campaign, step, variant, folder, templates) ->
     )
     if path is None:
         raise click.ClickException(f"no campaign {campaign!r} in {folder}")
-    today = clock_from_settings(s).now().astimezone().date()
+    rt = drip.runtime()
     try:
-        done = promote(
-            path, Path(templates) if templates else s.templates_dir, step, variant, today
-        )
+        with transaction(rt.factory) as session:
+            done = audited.promote_variant(
+                session,
+                rt.clock,
+                cli_actor(),
+                path,
+                Path(templates) if templates else s.templates_dir,
+                step,
+                variant,
+            )
     except PromoteError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(done.sentence)

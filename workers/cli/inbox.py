@@ -7,14 +7,15 @@ import click
 
 from campaigns.db import transaction
 from campaigns.redact import mask
+from campaigns.staff import audited
 from campaigns.tracking import inbox
-from workers.cli.context import Drip, pass_drip
+from workers.cli.context import Drip, cli_actor, pass_drip
 
 
 @click.command("inbox")
 @click.option("--done", "done_id", metavar="ID", help="Mark this text answered.")
 @click.option("--opt-out", "opt_out_id", metavar="ID", help="Treat this text as a STOP.")
-@click.option("--by", default="cli", show_default=True, help="Who handled it (kept with it).")
+@click.option("--by", default=None, help="Who handled it (default: the login name).")
 @click.option("--reveal", is_flag=True, help="Show full phone numbers (to call back).")
 @pass_drip
 def inbox_command(drip: Drip, done_id, opt_out_id, by, reveal) -> None:
@@ -26,7 +27,7 @@ def inbox_command(drip: Drip, done_id, opt_out_id, by, reveal) -> None:
         action, item_id = ("done", done_id) if done_id else ("opt_out", opt_out_id)
         try:
             with transaction(rt.factory) as session:
-                item = inbox.handle(session, rt.clock, item_id, action, by=by)
+                item = audited.handle_inbox_item(session, rt.clock, cli_actor(by), item_id, action)
                 status = item.status
         except inbox.InboxError as exc:
             raise click.ClickException(str(exc)) from None
