@@ -60,10 +60,19 @@ def _plain_uses(node, parent=None, grand=None) -> bool:
         )
         if not ok:
             return False
+    # A link is written out, or tested (the layout leaves the read-online link and the
+    # pixel out of the online view): every sent message has all its links, so a test is
+    # the same for the whole group, and the first recipient's full render checks it.
     if (
         isinstance(node, nodes.Name)
         and node.name == "links"
-        and not (isinstance(parent, nodes.Getattr) and isinstance(grand, nodes.Output))
+        and not (
+            isinstance(parent, nodes.Getattr)
+            and (
+                isinstance(grand, nodes.Output)
+                or (isinstance(grand, (nodes.If, nodes.CondExpr)) and grand.test is parent)
+            )
+        )
     ):
         return False
     return all(_plain_uses(child, node, parent) for child in node.iter_child_nodes())
