@@ -97,6 +97,7 @@ KNOWN_SHARED_TITLES: dict[str, list[set[str]]] = {}
 
 signup = visit(lambda w, lang: f"/signup?lang={lang}")
 confirm = visit(lambda w, lang: w.confirm[lang])
+confirm_stop = visit(lambda w, lang: w.confirm[lang] + "/stop")
 answer = visit(lambda w, lang: w.person(lang).answer_links[4])
 contact = visit(_link("contact"))
 unsubscribe = visit(_link("unsubscribe"))
@@ -133,6 +134,11 @@ PAGES: tuple[Case, ...] = (
     ),
     Case("confirm", "confirm", SUBSCRIBER, confirm),
     Case("confirm-done", "confirm", SUBSCRIBER, then_submit(confirm), writes=True),
+    # The confirmation email's "not me" link: stop these emails before ever confirming.
+    Case("confirm-stop", "confirm-stop", SUBSCRIBER, confirm_stop),
+    Case("confirm-stop-done", "confirm-stop", SUBSCRIBER, then_submit(confirm_stop), writes=True),
+    Case("privacy", "privacy", SUBSCRIBER, visit(lambda w, lang: f"/privacy?lang={lang}")),
+    Case("terms", "terms", SUBSCRIBER, visit(lambda w, lang: f"/terms?lang={lang}")),
     Case("lesson", "lesson", SUBSCRIBER, visit(_link("read_online"))),
     Case("contact", "contact", SUBSCRIBER, contact),
     Case("contact-email-only", "contact", SUBSCRIBER, visit(_link("contact", "email"))),
@@ -148,6 +154,13 @@ PAGES: tuple[Case, ...] = (
         writes=True,
     ),
     Case("preferences", "preferences", SUBSCRIBER, visit(_link("preferences"))),
+    Case(
+        "preferences-saved",
+        "preferences",
+        SUBSCRIBER,
+        then_submit(visit(_link("preferences"))),
+        writes=True,
+    ),
     Case("unsubscribe", "unsubscribe", SUBSCRIBER, unsubscribe),
     Case("unsubscribe-sms-only", "unsubscribe", SUBSCRIBER, visit(_link("unsubscribe", "sms"))),
     Case("unsubscribe-done", "unsubscribe", SUBSCRIBER, then_submit(unsubscribe), writes=True),

@@ -4,7 +4,6 @@ in the audit log as the operator `cli:<user>`. The work is campaigns.people."""
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 
 import click
@@ -13,17 +12,7 @@ from campaigns.db import transaction
 from campaigns.models import is_row_id
 from campaigns.people import erasure, export, profile, search
 from campaigns.redact import mask
-from campaigns.staff.audit import Actor
-from campaigns.staff.roles import ADMIN
-from workers.cli.context import Drip, pass_drip
-
-
-def cli_actor() -> Actor:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no user name for this uid (a bare container)
-        user = "unknown"
-    return Actor(f"cli:{user}", ADMIN, "cli")
+from workers.cli.context import Drip, cli_actor, pass_drip
 
 
 def _when(value) -> str:
