@@ -11,8 +11,10 @@ one package manager and one lock-free `pip install -e '.[test]'` for the whole s
 rather than npm, a package.json and a lock file for one JavaScript file. axe-core-python,
 the other PyPI copy, had one release and carries an older axe.
 
-One browser per session; one context per (viewport, audience), made once; each test
-opens a page in it. Every page leaves a full-page screenshot in build/screenshots/.
+One browser for this package (package scope, not session: Playwright's sync API runs an
+event loop in the main thread while it is open, and tests after these call asyncio.run);
+one context per (viewport, audience), made once; each test opens a page in it. Every
+page leaves a full-page screenshot in build/screenshots/.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def chromium_path() -> str | None:
     return DEBIAN_CHROMIUM if Path(DEBIAN_CHROMIUM).exists() else shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     with sync_playwright() as p:
         path = chromium_path()
@@ -80,7 +82,7 @@ class Live:
     kept: people.World | None = None  # the people the last test left untouched
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(pg_url, tmp_path_factory):
     """The app (web.app.create_app) behind uvicorn in a thread, on the run's database, at a
     fixed time. PUBLIC_BASE_URL is the served origin, so the forms' origin checks pass."""
@@ -150,7 +152,7 @@ def _viewport(width: int) -> dict:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def subscriber_context(browser):
     """(width) -> the subscribers' browser context at that width, made once."""
     made = {}
@@ -166,7 +168,7 @@ def subscriber_context(browser):
         ctx.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def staff_context(browser, live):
     """(width) -> a staff member's browser context at that width, signed in through the
     /admin/login form as the bootstrap admin. The database is emptied between tests (and
