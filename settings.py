@@ -94,7 +94,16 @@ class Settings(BaseSettings):
     # How long after a check-in question a text that is a bare number still answers it.
     question_reply_days: int = Field(3, ge=1, le=30)
 
-    # Where things live
+    # Where things live. With SEQUENCES_SOURCE=database (the default) the campaigns that run
+    # are their newest revisions in the database (campaigns.sequences.store), published
+    # from the workspace or by `drip campaigns push`; the files here seed a campaign that
+    # has no revision yet. With `files` they run straight from these folders, re-read when
+    # a file changes (development), and the workspace's editor only shows them.
+    sequences_source: Literal["database", "files"] = "database"
+    # How often each process looks for a newly published revision.
+    sequences_refresh_seconds: float = Field(2.0, gt=0, le=300)
+    # A publish is refused while a step's copy has no current clinical review.
+    publish_requires_review: bool = True
     definitions_dir: Path = ROOT / "campaigns" / "definitions"
     templates_dir: Path = ROOT / "templates"
     outbox_dir: Path = ROOT / "var" / "outbox"

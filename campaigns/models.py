@@ -12,6 +12,8 @@ suppressions                      (addresses that must not be sent to, any campa
 api_keys                          (who may post person events; only a hash of each key)
 audit_log                         (who did what in the workspace or the CLI: append-only)
 staff_accounts ── staff_sessions  (who signs in, their role; one row per signed-in browser)
+sequence_revisions                (each published version of a campaign: its file and templates)
+sequence_drafts                   (a campaign's draft being edited in the workspace, one each)
 """
 
 from __future__ import annotations
@@ -527,3 +529,48 @@ class StaffSession(Base):
     created_at: Mapped[datetime]
     seen_at: Mapped[datetime]
     origin: Mapped[str | None] = mapped_column(String(64))
+
+
+class SequenceRevision(Base):
+    """A published version of a campaign: its definition file and every template file, as
+    text (campaigns.sequences.store). The highest number per campaign is what runs; a
+    rollback publishes an older one's files again as a new number, so history only grows."""
+
+    __tablename__ = "sequence_revisions"
+    __table_args__ = (UniqueConstraint("campaign_key", "number", name="uq_sequence_revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_key: Mapped[str] = mapped_column(String(63))
+    number: Mapped[int] = mapped_column(Integer)
+    file_name: Mapped[str] = mapped_column(String(80))
+    definition: Mapped[str] = mapped_column(Text)
+    templates: Mapped[dict] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(64))
+    # seed (the shipped file, first start), push (drip campaigns push), browser (a draft
+    # published), rollback, promote (an experiment's winner kept)
+    source: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(500))
+    published_by: Mapped[str] = mapped_column(String(80))
+    published_at: Mapped[datetime]
+
+
+@event.listens_for(SequenceRevision, "before_update")
+@event.listens_for(SequenceRevision, "before_delete")
+def _revisions_are_history(mapper, connection, target):
+    raise ValueError("a published revision is history: publish a new one instead")
+
+
+class SequenceDraft(Base):
+    """The draft of a campaign being edited in the workspace: a whole copy of its files,
+    started from revision `base_number`. Publishing it makes the next revision."""
+
+    __tablename__ = "sequence_drafts"
+
+    campaign_key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    base_number: Mapped[int] = mapped_column(Integer)
+    file_name: Mapped[str] = mapped_column(String(80))
+    definition: Mapped[str] = mapped_column(Text)
+    templates: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(80))
+    updated_by: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[datetime]

@@ -28,6 +28,11 @@ from campaigns.sequences.timing import Policy
 from workers.providers.outbox import LocalOutbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The engine's tests edit campaign files and expect the next tick to run them, so by
+# default the processes tests start read sequences from files. The database source (the
+# product's default) is what tests/test_sequence_store.py, the editor's tests and the demo
+# test ask for by name.
+os.environ.setdefault("SEQUENCES_SOURCE", "files")
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLES = (
@@ -48,6 +53,8 @@ TABLES = (
     "audit_log",
     "staff_sessions",
     "staff_accounts",
+    "sequence_revisions",
+    "sequence_drafts",
 )
 
 

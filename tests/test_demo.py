@@ -54,6 +54,9 @@ def demo(tmp_path_factory):
         k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "CLOCK_"))
     }
     env["PUBLIC_BASE_URL"] = f"http://localhost:{port}"
+    # The product's default: the course runs from its revisions in the demo's database,
+    # seeded from the files on the first look.
+    env["SEQUENCES_SOURCE"] = "database"
     run = subprocess.run(
         [str(DRIP), "demo", "--workdir", "demo", "--definitions", str(COURSE)],
         cwd=where,

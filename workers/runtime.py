@@ -34,6 +34,7 @@ from campaigns.db import make_engine, make_session_factory
 from campaigns.delivery.sending import SendContext
 from campaigns.links import Signer
 from campaigns.migrate import check_current
+from campaigns.sequences.deployed import DeployedRegistry
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.tracking.machine import Rules
@@ -47,7 +48,7 @@ class Runtime:
     settings: Settings
     factory: sessionmaker[Session]
     clock: Clock
-    registry: Registry
+    registry: Registry | DeployedRegistry
     renderer: Renderer
     signer: Signer
     policy: Policy
@@ -129,18 +130,32 @@ def build_runtime(
     # Every session carries the key that hashes an erased person's suppressed addresses
     # (campaigns.audience.suppression), so every check matches them, whoever built it.
     factory.configure(info={**factory.kw.get("info", {}), KEY_INFO: address_key(secret)})
+    clock = clock or clock_from_settings(settings)
+    # Built once: it re-reads a campaign only when its file, or its revision, changes.
+    registry = registry_from(settings, factory, clock)
     return Runtime(
         settings=settings,
         factory=factory,
-        clock=clock or clock_from_settings(settings),
-        # Built once: the registry re-reads campaign files only when they change.
-        registry=Registry(settings.definitions_dir, settings.templates_dir),
-        renderer=Renderer(settings.templates_dir, sender_from(settings)),
+        clock=clock,
+        registry=registry,
+        renderer=Renderer(registry.templates_dir, sender_from(settings)),
         signer=Signer(secret),
         policy=Policy.from_settings(settings),
         base_url=settings.public_base_url,
         engine=engine,
         engagement=engagement_rules(settings),
+    )
+
+
+def registry_from(settings: Settings, factory: sessionmaker[Session], clock: Clock):
+    if settings.sequences_source == "files":
+        return Registry(settings.definitions_dir, settings.templates_dir)
+    return DeployedRegistry(
+        factory,
+        clock,
+        settings.definitions_dir,
+        settings.templates_dir,
+        refresh_seconds=settings.sequences_refresh_seconds,
     )
 
 

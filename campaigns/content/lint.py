@@ -136,12 +136,12 @@ def lint_folder(definitions_dir: Path, ctx: LintContext) -> list[Finding]:
             continue
         parsed.append(campaign)
         findings += lint_campaign(campaign, ctx)
-    return findings + _lint_triggers(parsed)
+    return findings + lint_triggers(parsed, {c.key for c in parsed})
 
 
-def _lint_triggers(campaigns: list[Campaign]) -> list[Finding]:
-    """A trigger (`enroll_on`) naming a campaign that is not in the folder never fires."""
-    keys = {c.key for c in campaigns}
+def lint_triggers(campaigns: list[Campaign], keys: set[str]) -> list[Finding]:
+    """A trigger (`enroll_on`) naming a campaign that is not among `keys` (the folder's, or
+    the deployment's) never fires."""
     return [
         Finding(
             "error",
