@@ -77,6 +77,18 @@ def _wait(step: dict) -> str:
     return f"wait {wait.describe()}"
 
 
+def holding_counts(old: list[dict], new: Campaign, everyone: list[Person]) -> dict[str, int]:
+    """For each step of `new`, how many people it is still ahead of (they get it, or its
+    new copy) once the edit lands."""
+    old_order = [s["key"] for s in old]
+    new_order = [s.key for s in new.steps]
+    counts = dict.fromkeys(new_order, 0)
+    for p in everyone:
+        for key in remaining(new_order, set(p.received), p.waiting_on, old_order):
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def diff(
     old: list[dict],
     new: Campaign,
