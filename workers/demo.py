@@ -136,20 +136,27 @@ def run_demo(
 
     from campaigns.clock import FileClock
     from campaigns.migrate import upgrade
+    from campaigns.sequences.campaign import DefinitionError
+    from campaigns.sequences.registry import load_all
     from settings import get_settings, load_settings
     from workers.runtime import build_runtime
 
     get_settings.cache_clear()  # anything in this process that reads settings sees the demo's
     upgrade(env["DATABASE_URL"])
-    rt = build_runtime(load_settings())
-    course = rt.registry.get(campaign)  # a broken sequence file stops the demo here
-    clock = rt.clock
-    assert isinstance(clock, FileClock)
+    settings = load_settings()
+    # A broken sequence file stops the demo here.
+    course = load_all(settings.definitions_dir, settings.templates_dir).get(campaign)
+    if course is None:
+        raise DefinitionError([f"no campaign {campaign!r} in {settings.definitions_dir}"])
     # Replay the course from a few weeks ago (its delays plus two weeks), so it ends
-    # before now and the database agrees with the real clock once the demo is over.
+    # before now and the database agrees with the real clock once the demo is over. The
+    # clock is set before the runtime is built: building it seeds the course's revision.
     span = sum((s.delay for s in course.steps), timedelta()) + timedelta(days=14)
     start = (datetime.now(UTC) - span).replace(minute=0, second=0, microsecond=0)
-    clock.set(start - timedelta(minutes=5))
+    FileClock(settings.clock_file).set(start - timedelta(minutes=5))
+    rt = build_runtime(settings)
+    clock = rt.clock
+    assert isinstance(clock, FileClock)
     demo = Demo(folder, campaign, env, rt)
     port = _free_port()
     started = time.monotonic()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import cached_property
 
 from sqlalchemy.engine import Engine
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.audience.suppression import KEY_INFO, address_key
 from campaigns.clock import Clock, clock_from_settings
 from campaigns.content.care_team import CareTeam
+from campaigns.content.lint import LintContext
 from campaigns.content.rendering import Renderer, Sender
 from campaigns.db import make_engine, make_session_factory
 from campaigns.delivery.sending import SendContext
@@ -182,6 +183,19 @@ def sender_from(settings: Settings) -> Sender:
         settings.postal_address,
         care=care_team_from(settings),
         default_country=settings.default_country,
+    )
+
+
+def lint_context(settings: Settings, today: date | None = None, *, strict: bool = False):
+    """The lint as this deployment renders: its base URL, brand, address and care team."""
+    return LintContext(
+        settings.templates_dir,
+        settings.public_base_url,
+        settings.brand_name,
+        settings.postal_address,
+        today=today,
+        strict=strict,
+        sender=sender_from(settings),
     )
 
 

@@ -88,9 +88,7 @@ def file_edits(old: Bundle, new: Bundle, campaign: Campaign) -> list[FileEdit]:
         before, after = old.templates.get(name), new.templates.get(name)
         if before != after:
             edit = _unified(name, before, after)
-            edits.append(
-                FileEdit(edit.name, owner.get(name), edit.lines, edit.added, edit.removed)
-            )
+            edits.append(FileEdit(edit.name, owner.get(name), edit.lines, edit.added, edit.removed))
     return edits
 
 

@@ -91,8 +91,11 @@ def _safe_name(name: str) -> bool:
     return bool(name) and all(p not in ("", ".", "..") and not p.startswith(".") for p in parts)
 
 
-def read_bundle(definitions_dir: Path, templates_dir: Path, key: str) -> Bundle:
-    path = definition_path(definitions_dir, key)
+def read_bundle(
+    definitions_dir: Path, templates_dir: Path, key: str, file: Path | None = None
+) -> Bundle:
+    """`file`: read the definition from there instead (an older copy under another name)."""
+    path = Path(file) if file else definition_path(definitions_dir, key)
     if path is None:
         raise BundleError(f"no campaign file {key}.yaml in {definitions_dir}")
     try:
@@ -110,7 +113,7 @@ def read_bundle(definitions_dir: Path, templates_dir: Path, key: str) -> Bundle:
                 templates[rel] = f.read_bytes().decode("utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise BundleError(f"{f}: cannot read as UTF-8 text: {exc}") from None
-    bundle = Bundle(key, definition, templates, path.name)
+    bundle = Bundle(key, definition, templates, f"{key}{path.suffix}" if file else path.name)
     if bundle.size > MAX_BUNDLE_BYTES:
         raise BundleError(f"{key}: {bundle.size} bytes, more than {MAX_BUNDLE_BYTES}")
     return bundle

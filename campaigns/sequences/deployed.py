@@ -12,8 +12,9 @@ replaced in one rename: a render running while a publish lands reads either the 
 or the new, never a mix. The shared folders (`_layout`, `_partials`, `_system`) link to
 the ones shipped with the code.
 
-On its first look (and whenever the shipped definitions folder changes) it seeds: a
-campaign file with no revision in the database becomes revision 1.
+When it is built (the process starts) it seeds: a campaign file with no revision in the
+database becomes revision 1. Later edits of the files run only once pushed
+(`drip campaigns push`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 import weakref
 from pathlib import Path
 
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
@@ -39,6 +41,19 @@ from campaigns.sequences.registry import Registry
 from campaigns.sequences.store import bundle_of, heads, revision, seed
 
 log = logging.getLogger(__name__)
+
+
+def _reader(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for the look at the revisions. It runs wherever a campaign is asked for,
+    often inside the caller's write transaction. On SQLite every transaction of the main
+    engine begins IMMEDIATE (campaigns.db), so a look through it would wait on the
+    caller's own lock: it reads through a second engine in autocommit, which WAL lets read
+    beside a writer."""
+    bind = factory.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        return factory
+    engine = create_engine(bind.url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 30})
+    return sessionmaker(engine)
 
 
 class DeployedRegistry:
@@ -56,6 +71,7 @@ class DeployedRegistry:
         root: Path | None = None,
     ):
         self.factory = factory
+        self._reader = _reader(factory)
         self.clock = clock
         self.shipped_definitions = Path(shipped_definitions)
         self.shipped_templates = Path(shipped_templates)
@@ -76,6 +92,28 @@ class DeployedRegistry:
         self._lock = threading.Lock()
         self._serial = itertools.count()
         self.sync_error: str | None = None
+        # Seeding writes, so it happens here, outside any caller's transaction: on SQLite
+        # a write from inside another open write transaction of this process would wait
+        # on itself.
+        self._seed()
+
+    def _seed(self) -> None:
+        try:
+            stamp = self._shipped() if self.shipped_definitions.is_dir() else ()
+            if stamp == self._shipped_stamp:
+                return
+            with transaction(self.factory) as session:
+                seed(
+                    session,
+                    self.clock,
+                    self.shipped_definitions,
+                    self.shipped_templates,
+                    self.shipped_templates,
+                )
+            self._shipped_stamp = stamp
+        except Exception as exc:  # the database is away: the next process to start seeds
+            self.sync_error = f"{type(exc).__name__}: {exc}"
+            log.warning("cannot seed the deployed sequences from the files: %s", exc)
 
     @property
     def running(self) -> dict[str, int]:
@@ -99,18 +137,7 @@ class DeployedRegistry:
             if time.monotonic() - self._checked < self.refresh_seconds:
                 return
             try:
-                stamp = self._shipped() if self.shipped_definitions.is_dir() else ()
-                if stamp != self._shipped_stamp:
-                    with transaction(self.factory) as session:
-                        seed(
-                            session,
-                            self.clock,
-                            self.shipped_definitions,
-                            self.shipped_templates,
-                            self.shipped_templates,
-                        )
-                    self._shipped_stamp = stamp
-                with self.factory() as session:
+                with self._reader() as session:
                     wanted = heads(session)
                     for key, number in sorted(wanted.items()):
                         if self._running.get(key) != number:

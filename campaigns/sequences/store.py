@@ -144,7 +144,7 @@ def publish(
         digest=bundle.digest,
         source=source,
         note=(note or None) and note[:500],
-        published_by=actor.by if actor is not SYSTEM else "system",
+        published_by=actor.name[:80],
         published_at=clock.now(),
     )
     session.add(new)

@@ -1,7 +1,8 @@
 """The `drip` command: one group, its commands in modules by what they act on.
 
     database.py   db upgrade
-    sequences.py  campaigns validate | lint | preview | diff | test-send
+    sequences.py  campaigns validate | lint | preview | diff | test-send | review
+    sequence_store.py  campaigns push | pull | history | rollback | deployed (revisions)
     experiments.py  campaigns promote; the experiments part of `drip report`
     delivery.py   enroll, status, channels list | pause | resume, outbox list | settle
     reports.py    report
@@ -33,7 +34,7 @@ from workers.cli.inbox import inbox_command
 from workers.cli.people import people_group
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import report_command
-from workers.cli.sequences import campaigns_group
+from workers.cli.sequence_store import campaigns_group
 from workers.cli.simulate import simulate_command
 from workers.cli.users import audit_command, users_group
 

@@ -17,11 +17,15 @@ from campaigns.content.preview import timeline_text, write_preview
 from campaigns.content.rendering import RenderError
 from campaigns.content.review import ReviewError, record_reviews
 from campaigns.delivery.testsend import SendTestRequest, send_test
+from campaigns.editing.impact import impact
+from campaigns.sequences.bundles import Bundle, BundleError, read_bundle
 from campaigns.sequences.campaign import DefinitionError, parse_campaign
 from campaigns.sequences.diffing import diff, people
 from campaigns.sequences.registry import load_all
-from campaigns.sequences.revisions import latest_revision, structure
+from campaigns.sequences.revisions import latest_revision
+from campaigns.sequences.store import bundle_of, head
 from workers.cli.context import Drip, pass_drip
+from workers.cli.git_files import bundle_at_revision
 from workers.runtime import sender_from
 
 FOLDER_HELP = "Folder of campaign YAML files (default: DEFINITIONS_DIR)."
@@ -89,7 +93,7 @@ def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet, str
         s.public_base_url,
         s.brand_name,
         s.postal_address,
-        today=_today(s),
+        today=local_today(s),
         strict=strict,
         sender=sender_from(s),
     )
@@ -103,7 +107,7 @@ def campaigns_lint(ctx: click.Context, drip: Drip, folder, templates, quiet, str
     ctx.exit(1 if errors else 0)
 
 
-def _today(settings) -> date:
+def local_today(settings) -> date:
     """Today where the command runs (the reviewer's own calendar day)."""
     return clock_from_settings(settings).now().astimezone().date()
 
@@ -131,7 +135,7 @@ def campaigns_review(drip: Drip, campaign, steps, by, on, folder, templates) -> 
     if path is None:
         raise click.ClickException(f"no campaign {campaign!r} in {folder}")
     try:
-        day = date.fromisoformat(on) if on else _today(s)
+        day = date.fromisoformat(on) if on else local_today(s)
     except ValueError:
         raise click.BadParameter(
             f"{on!r} is not a date like 2026-11-28", param_hint="--on"
@@ -143,7 +147,7 @@ def campaigns_review(drip: Drip, campaign, steps, by, on, folder, templates) -> 
             list(dict.fromkeys(steps)),
             by,
             day,
-            _today(s),
+            local_today(s),
         )
     except ReviewError as exc:
         raise click.ClickException(str(exc)) from None
@@ -214,49 +218,110 @@ def campaigns_preview(
         raise click.ClickException(str(exc)) from None
 
 
+def show_impact(session, old: Bundle | None, new: Bundle, shared: Path, bodies: bool) -> None:
+    if old is None:
+        click.echo("  a new campaign: nobody is enrolled yet")
+        return
+    try:
+        found = impact(session, old, new, shared)
+    except DefinitionError as exc:
+        raise click.ClickException(str(exc)) from None
+    for change in found.changes:
+        click.echo(f"  {change}")
+    if bodies:
+        for edit in found.files:
+            click.echo(f"  body {edit.name}: +{edit.added} -{edit.removed} lines")
+            for line in edit.lines:
+                click.echo(f"    {line}")
+    if found.empty:
+        click.echo("  no changes to the sequence's shape or copy")
+
+
 @campaigns_group.command("diff")
 @click.argument("new_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The new file's templates folder (default: TEMPLATES_DIR).",
+)
 @click.option(
     "--against",
     "old_file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="An older copy of the file (default: the shape deployed in the database).",
+    help="An older copy of the file (default: the revision running in the database).",
 )
+@click.option(
+    "--against-templates",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The older copy's templates folder (default: the new file's).",
+)
+@click.option(
+    "--against-rev",
+    default=None,
+    help="A git revision (HEAD~1, a tag): the file and its templates as they were there.",
+)
+@click.option("--bodies/--no-bodies", default=True, help="Show each template edit's lines.")
 @pass_drip
-def campaigns_diff(drip: Drip, new_file, old_file) -> None:
-    """Say what an edited campaign file changes and how many enrolled people each change affects."""
+def campaigns_diff(
+    drip: Drip, new_file, templates, old_file, against_templates, against_rev, bodies
+) -> None:
+    """Say what an edited campaign file changes (its shape, each subject, preheader and
+    template body) and how many enrolled people each change affects."""
     rt = drip.runtime()
+    new_templates = Path(templates) if templates else rt.settings.templates_dir
+    path = Path(new_file)
+    if old_file and against_rev:
+        raise click.UsageError("give --against or --against-rev, not both")
     try:
-        new = parse_campaign(Path(new_file), rt.settings.templates_dir)
-        old_campaign = (
-            parse_campaign(Path(old_file), rt.settings.templates_dir) if old_file else None
-        )
-    except DefinitionError as exc:
+        new = read_bundle(path.parent, new_templates, path.stem)
+        old = None
+        if old_file:
+            old_path = Path(old_file)
+            old = read_bundle(
+                old_path.parent,
+                Path(against_templates) if against_templates else new_templates,
+                path.stem,
+                file=old_path,
+            )
+        elif against_rev:
+            old = bundle_at_revision(against_rev, path, new_templates)
+    except BundleError as exc:
         raise click.ClickException(str(exc)) from None
     with rt.factory() as session:
-        if old_campaign is not None:
-            old_shape, old_version, label = structure(old_campaign), old_campaign.version, old_file
+        if old is not None:
+            label = old_file or f"{against_rev}:{path}"
         else:
-            row = latest_revision(session, new.key)
-            if row is None:
-                raise click.ClickException(
-                    f"{new.key} has not been deployed yet; nothing to compare with"
-                )
-            old_shape, old_version, label = (
-                row.structure,
-                row.version,
-                f"deployed revision {row.revision}",
+            row = head(session, new.key)
+            if row is not None:
+                old, label = bundle_of(row), f"running revision {row.number}"
+        if old is not None:
+            click.echo(
+                f"{new.key}: {label} -> {new_file}; "
+                f"{len(people(session, new.key))} people enrolled and not finished"
             )
+            show_impact(session, old, new, rt.settings.templates_dir, bodies)
+            return
+        shape = latest_revision(session, new.key)
+        if shape is None:
+            raise click.ClickException(
+                f"{new.key} has not been deployed yet; nothing to compare with"
+            )
+        # Files mode: the deployed copy is these very templates; only the shape is kept.
+        try:
+            campaign = parse_campaign(path, new_templates)
+        except DefinitionError as exc:
+            raise click.ClickException(str(exc)) from None
         everyone = people(session, new.key)
-    changes = diff(old_shape, new, everyone, old_campaign, old_version)
     click.echo(
-        f"{new.key}: {label} -> {new_file}; {len(everyone)} people enrolled and not finished"
+        f"{new.key}: deployed shape {shape.revision} -> {new_file}; {len(everyone)} people "
+        "enrolled and not finished (no revision in the database: copy edits are not "
+        "compared; use --against or --against-rev)"
     )
-    for change in changes:
+    for change in diff(shape.structure, campaign, everyone, None, shape.version):
         click.echo(f"  {change}")
-    if not changes:
-        click.echo("  no changes to the sequence's shape or copy settings")
 
 
 @campaigns_group.command("test-send")
