@@ -463,6 +463,7 @@ def test_drip_campaigns_promote(tmp_path):
         "TEMPLATES_DIR": str(TEMPLATES),
         "BROKER_DIR": str(tmp_path / "broker"),
         "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "SEQUENCES_SOURCE": "files",  # the campaign runs from its file: the file is edited
     }
     assert drip(settings, "db", "upgrade").exit_code == 0  # the promotion is audited there
     bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
@@ -472,3 +473,38 @@ def test_drip_campaigns_promote(tmp_path):
     assert ok.exit_code == 0, ok.output
     assert "variant story promoted" in ok.output
     assert parse_campaign(defs / "trial.yaml", TEMPLATES).step("lesson").template == "lesson_story"
+
+
+def test_drip_campaigns_promote_publishes_the_next_revision(tmp_path):
+    """Where the campaign runs from the database, the winner becomes its next revision;
+    the file it was seeded from is left as it was."""
+    from campaigns.db import make_engine, make_session_factory
+    from campaigns.models import AuditEntry, SequenceRevision
+    from campaigns.sequences.bundles import Bundle, parse_bundle
+    from tests.test_cli import drip
+
+    defs = tmp_path / "definitions"
+    defs.mkdir()
+    shutil.copy(EXAMPLE, defs / "trial.yaml")
+    settings = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        "DEFINITIONS_DIR": str(defs),
+        "TEMPLATES_DIR": str(TEMPLATES),
+        "BROKER_DIR": str(tmp_path / "broker"),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "SEQUENCES_SOURCE": "database",
+    }
+    assert drip(settings, "db", "upgrade").exit_code == 0
+    bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
+    assert bad.exit_code == 1 and "no variant 'gold'" in bad.output
+    ok = drip(settings, "campaigns", "promote", "trial", "lesson", "story")
+    assert ok.exit_code == 0, ok.output
+    assert "variants" in (defs / "trial.yaml").read_text()
+    factory = make_session_factory(make_engine(settings["DATABASE_URL"]))
+    with factory() as s:
+        rows = s.query(SequenceRevision).order_by(SequenceRevision.number).all()
+        assert [(r.number, r.source) for r in rows] == [(1, "seed"), (2, "promote")]
+        latest = Bundle("trial", rows[-1].definition, rows[-1].templates, rows[-1].file_name)
+        actions = [e.action for e in s.query(AuditEntry).order_by(AuditEntry.id)]
+    assert parse_bundle(latest, TEMPLATES).step("lesson").template == "lesson_story"
+    assert actions[-2:] == ["campaign.promote", "sequence.publish"]

@@ -75,6 +75,7 @@ from campaigns.delivery.unconfirmed import (
     preview_many,
 )
 from campaigns.delivery.work import Work
+from campaigns.editing import promoting
 from campaigns.models import ROW_ID_MAX
 from campaigns.reporting import funnels
 from campaigns.reporting.outbox import latest as outbox_rows
@@ -276,28 +277,27 @@ def promote_variant(
     state = _state(request)
     back = f"/admin/campaigns/{key}"
     try:
-        campaign = state.registry.get(key)
+        state.registry.get(key)
     except (LookupError, ValueError):  # not deployed, or its file does not load
         return _notice(
             staff, "No such campaign", f"{key!r} is not deployed", back="/admin", status=404
         )
-    if campaign.source is None:
-        return _notice(
-            staff, "Not promoted", "this campaign has no file to edit", back=back, status=400
-        )
     try:
         with transaction(state.factory) as session:
-            done = audited.promote_variant(
+            done = promoting.promote_step(
                 session,
                 state.clock,
                 staff.actor,
-                campaign.source,
-                state.registry.templates_dir,
+                state.registry,
+                key,
                 step,
                 variant,
+                state.settings.templates_dir,
             )
     except PromoteError as exc:
         return _notice(staff, "Not promoted", str(exc), back=back, status=400)
+    if hasattr(state.registry, "refresh"):
+        state.registry.refresh()  # this process shows the new revision at once
     log.info("%s %s: variant %s promoted by %s", key, step, variant, staff.actor.by)
     return _notice(staff, "Variant promoted", done.sentence, back=back)
 

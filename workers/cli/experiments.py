@@ -8,6 +8,7 @@ import click
 
 from campaigns.content.promote import PromoteError
 from campaigns.db import transaction
+from campaigns.editing import promoting
 from campaigns.staff import audited
 from workers.cli.context import Drip, cli_actor, pass_drip
 
@@ -62,16 +63,28 @@ def experiment_lines(experiments) -> list[str]:
 @click.option("--templates", type=click.Path(exists=True, file_okay=False), default=None)
 @pass_drip
 def campaigns_promote(drip: Drip, campaign, step, variant, folder, templates) -> None:
-    """Give STEP of CAMPAIGN the copy of its VARIANT, with no variants left: rewrites the
-    campaign file, which the workers then take as any live edit."""
+    """Give STEP of CAMPAIGN the copy of its VARIANT, with no variants left: publishes the
+    next revision (or, with SEQUENCES_SOURCE=files or --dir, rewrites the campaign file),
+    which the workers then take as any live edit."""
     s = drip.settings
+    rt = drip.runtime()
+    if s.sequences_source == "database" and not folder:
+        # The campaign runs from its revisions: the winner becomes the next revision.
+        try:
+            with transaction(rt.factory) as session:
+                done = promoting.promote_running(
+                    session, rt.clock, cli_actor(), campaign, step, variant, s.templates_dir
+                )
+        except PromoteError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(done.sentence)
+        return
     folder = Path(folder) if folder else s.definitions_dir
     path = next(
         (p for p in (folder / f"{campaign}.yaml", folder / f"{campaign}.yml") if p.is_file()), None
     )
     if path is None:
         raise click.ClickException(f"no campaign {campaign!r} in {folder}")
-    rt = drip.runtime()
     try:
         with transaction(rt.factory) as session:
             done = audited.promote_variant(
