@@ -451,6 +451,34 @@ def test_admin_page_and_promote_button(factory, clock, tmp_path):
     assert "variants" not in (folder / "trial.yaml").read_text()
 
 
+def test_promote_button_publishes_the_next_revision_where_it_runs_from_the_database(
+    factory, clock, tmp_path
+):
+    from campaigns.models import SequenceRevision
+    from tests.test_admin import AUTH, POST, make_app
+
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    shutil.copy(EXAMPLE, folder / "trial.yaml")
+    client = TestClient(
+        make_app(factory, clock, tmp_path, definitions_dir=folder, sequences_source="database")
+    )
+    url = "/admin/campaigns/trial/promote"
+    page = client.get("/admin/campaigns/trial", headers=AUTH)
+    assert '<button type="submit">Promote</button>' in page.text
+    bad = client.post(url, data={"step": "lesson", "variant": "gold"}, headers=POST)
+    assert bad.status_code == 400 and "no variant" in bad.text
+    ok = client.post(url, data={"step": "lesson", "variant": "story"}, headers=POST)
+    assert ok.status_code == 200 and "promoted" in ok.text
+    assert "variants" in (folder / "trial.yaml").read_text()  # the seed file is not edited
+    with factory() as s:
+        sources = [r.source for r in s.query(SequenceRevision).order_by(SequenceRevision.number)]
+    assert sources == ["seed", "promote"]
+    before = client.get("/admin/campaigns/trial", headers=AUTH)
+    assert before.status_code == 200  # this process runs the new revision at once: no arms
+    assert '<button type="submit">Promote</button>' not in before.text
+
+
 def test_drip_campaigns_promote(tmp_path):
     from tests.test_cli import drip
 
