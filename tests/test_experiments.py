@@ -479,20 +479,25 @@ def test_promote_button_publishes_the_next_revision_where_it_runs_from_the_datab
     assert '<button type="submit">Promote</button>' not in before.text
 
 
-def test_drip_campaigns_promote(tmp_path):
-    from tests.test_cli import drip
-
+def _trial_for_the_cli(tmp_path, source: str):
     defs = tmp_path / "definitions"
     defs.mkdir()
     shutil.copy(EXAMPLE, defs / "trial.yaml")
-    settings = {
+    return defs, {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
         "DEFINITIONS_DIR": str(defs),
         "TEMPLATES_DIR": str(TEMPLATES),
         "BROKER_DIR": str(tmp_path / "broker"),
         "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "SEQUENCES_SOURCE": "files",  # the campaign runs from its file: the file is edited
+        "SEQUENCES_SOURCE": source,
     }
+
+
+def test_drip_campaigns_promote(tmp_path):
+    from tests.test_cli import drip
+
+    # The campaign runs from its file: the file is edited.
+    defs, settings = _trial_for_the_cli(tmp_path, "files")
     assert drip(settings, "db", "upgrade").exit_code == 0  # the promotion is audited there
     bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
     assert bad.exit_code == 1 and "no variant 'gold'" in bad.output
@@ -511,17 +516,7 @@ def test_drip_campaigns_promote_publishes_the_next_revision(tmp_path):
     from campaigns.sequences.bundles import Bundle, parse_bundle
     from tests.test_cli import drip
 
-    defs = tmp_path / "definitions"
-    defs.mkdir()
-    shutil.copy(EXAMPLE, defs / "trial.yaml")
-    settings = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
-        "DEFINITIONS_DIR": str(defs),
-        "TEMPLATES_DIR": str(TEMPLATES),
-        "BROKER_DIR": str(tmp_path / "broker"),
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "SEQUENCES_SOURCE": "database",
-    }
+    defs, settings = _trial_for_the_cli(tmp_path, "database")
     assert drip(settings, "db", "upgrade").exit_code == 0
     bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
     assert bad.exit_code == 1 and "no variant 'gold'" in bad.output
