@@ -9,7 +9,8 @@ COPY workers ./workers
 COPY web ./web
 COPY templates ./templates
 COPY migrations ./migrations
-# Editable: templates and sequence files are read from /app, where marketers' edits land.
+# The campaign files seed a new database; after that, what runs is the revisions published
+# there (drip campaigns push, the workspace editor): changing a sequence needs no rebuild.
 RUN pip install --no-cache-dir -e . && useradd --create-home drip && mkdir -p /app/var && chown drip /app/var
 # No image ships copy that fails lint or that no clinician has reviewed as it stands.
 RUN drip campaigns lint --strict --quiet

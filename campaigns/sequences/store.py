@@ -229,7 +229,9 @@ def seed(
                     expect_head=None,
                 )
         except (BundleError, PublishError) as exc:
-            log.error("campaign file %s not seeded: %s", key, exc)
+            if head(session, key) is None:
+                log.error("campaign file %s not seeded: %s", key, exc)
+            # else another process starting at the same moment seeded it
             continue
         seeded.append(key)
     return seeded
