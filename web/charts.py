@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 400, 250
-FONT = 12
+WIDTH, HEIGHT = 380, 260
+FONT = 13
 INK, MUTED, GRID = "#1f2933", "#52606d", "#d9dee4"
 # Contrast on white: 5.9, 6.5, 5.3, 6.4, 7.6 (each at least 3:1 for graphics).
 COLOURS = ("#2f6f62", "#1f5fa8", "#b54708", "#6941c6", "#475467")
@@ -143,8 +143,23 @@ def _x_labels(labels: Sequence[str], xs: Sequence[float], bottom: float) -> str:
     )
 
 
+def _x_title(text: str) -> str:
+    if not text:
+        return ""
+    return (
+        f'<text x="{WIDTH / 2:.0f}" y="{HEIGHT - 4}" text-anchor="middle" fill="{MUTED}">'
+        f"{escape(text)}</text>"
+    )
+
+
 def bar_chart(
-    uid: str, title: str, desc: str, groups: Sequence[str], series: Series, number: Number
+    uid: str,
+    title: str,
+    desc: str,
+    groups: Sequence[str],
+    series: Series,
+    number: Number,
+    x_title: str = "",
 ) -> Markup:
     """Bars per group (x) and series (patterned and coloured, named in the legend)."""
 
@@ -156,7 +171,7 @@ def bar_chart(
         )
 
     legend, legend_h = _legend([name for name, _ in series], swatch)
-    plot = (40.0, legend_h + 8, WIDTH - 6.0, HEIGHT - FONT - 10.0)
+    plot = (40.0, legend_h + 8, WIDTH - 6.0, HEIGHT - 2 * FONT - 16.0)
     left, top_y, right, bottom = plot
     peak = max((v for _, values in series for v in values), default=0)
     top, step = _nice_top(peak)
@@ -180,12 +195,19 @@ def bar_chart(
         + _axes(top, step, plot, number)
         + "".join(bars)
         + _x_labels(list(groups), centres, bottom)
+        + _x_title(x_title)
     )
     return _frame(uid, title, desc, body)
 
 
 def line_chart(
-    uid: str, title: str, desc: str, x_labels: Sequence[str], series: Series, number: Number
+    uid: str,
+    title: str,
+    desc: str,
+    x_labels: Sequence[str],
+    series: Series,
+    number: Number,
+    x_title: str = "",
 ) -> Markup:
     """A line per series, each with its own dash and marker as well as its colour."""
 
@@ -200,7 +222,7 @@ def line_chart(
         )
 
     legend, legend_h = _legend([name for name, _ in series], swatch)
-    plot = (40.0, legend_h + 8, WIDTH - 10.0, HEIGHT - FONT - 10.0)
+    plot = (40.0, legend_h + 8, WIDTH - 14.0, HEIGHT - 2 * FONT - 16.0)
     left, top_y, right, bottom = plot
     peak = max((v for _, values in series for v in values), default=0)
     top, step = _nice_top(peak)
@@ -218,5 +240,5 @@ def line_chart(
         if len(pts) <= 40:  # beyond, the markers would touch: the dash tells them apart
             lines += [_marker(MARKERS[i % len(MARKERS)], x, y, colour) for x, y in pts]
     body = legend + _axes(top, step, plot, number) + "".join(lines)
-    body += _x_labels(list(x_labels), xs, bottom)
+    body += _x_labels(list(x_labels), xs, bottom) + _x_title(x_title)
     return _frame(uid, title, desc, body)

@@ -170,11 +170,12 @@ def _funnel_charts(report, t: dict, fmt: Formats) -> list[tuple[str, Markup]]:
     """A chart per channel: for each step (by number), sent, delivered (where the channel
     has delivery reports), opened (email only: texts have no opens), clicked and call
     requests, unique people as in the table."""
-    out = []
+    out, seen = [], set()
     for channel in [c for c in (*CHANNELS, *{s.channel for s in report.steps}) if c]:
         steps = [s for s in report.steps if s.channel == channel]
-        if not steps or channel in [c for c, _ in out]:
+        if not steps or channel in seen:
             continue
+        seen.add(channel)
         measures = ["sent"]
         if steps[0].rate_base == BY_DELIVERED:
             measures.append("delivered")
@@ -192,8 +193,9 @@ def _funnel_charts(report, t: dict, fmt: Formats) -> list[tuple[str, Markup]]:
             [str(s.position) if s.position is not None else "–" for s in steps],
             series,
             fmt.n,
+            t["step_n"],
         )
-        out.append((channel, chart))
+        out.append((t["funnel_chart"].format(channel=word), chart))
     return out
 
 
@@ -213,4 +215,5 @@ def _trend_chart(found: Results, t: dict, fmt: Formats) -> Markup | None:
         [fmt.short_day(p.start) for p in points],
         series,
         fmt.n,
+        t["day_col"] if grain == "day" else t["week_col"],
     )

@@ -8,11 +8,13 @@ Markup: `.format()` on them escapes what it fills in.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import date
 
+from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import format_decimal
 from markupsafe import Markup
 
 LANGS = ("en", "es")
@@ -34,7 +36,7 @@ TEXT: dict[str, dict[str, str]] = {
         "until": "To (inclusive)",
         "any": "any",
         "apply": "Show",
-        "clear": "Clear filters",
+        "clear_filters": "Clear filters",
         "date_hint": "YYYY-MM-DD",
         "filter_note": (
             "Messages count by the day they were created, people by the day they joined. "
@@ -174,7 +176,7 @@ TEXT: dict[str, dict[str, str]] = {
         "until": "Hasta (incluido)",
         "any": "cualquiera",
         "apply": "Mostrar",
-        "clear": "Quitar filtros",
+        "clear_filters": "Quitar filtros",
         "date_hint": "AAAA-MM-DD",
         "filter_note": (
             "Los mensajes cuentan por el día en que se crearon; las personas, por el día en "
@@ -324,7 +326,12 @@ class Formats:
         return "–" if value is None else format_decimal(value, locale=self.locale)
 
     def pct(self, value: float | None) -> str:
-        return "–" if value is None else format_percent(value, "#,##0.0%", locale=self.locale)
+        """One decimal, in the locale's own pattern (50.0% in English, 50,0 % in Spanish)."""
+        if value is None:
+            return "–"
+        pattern = copy.copy(Locale.parse(self.locale).percent_formats[None])
+        pattern.frac_prec = (1, 1)
+        return pattern.apply(value, self.locale)
 
     def day(self, value: date) -> str:
         return format_date(value, "medium", locale=self.locale)
