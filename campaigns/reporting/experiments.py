@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
 from campaigns.reasons import Reason
+from campaigns.reporting.filters import Filters, message_clauses, people_clauses
 from campaigns.reporting.rates import rate
 from campaigns.reporting.sent import accepted
 from campaigns.sequences.campaign import Campaign
@@ -180,6 +181,7 @@ def experiment_report(
     campaign_key: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: Filters | None = None,
 ) -> ExperimentReport | None:
     """None when the campaign has no experiment and no holdout, in its file or its rows."""
     where = [Message.campaign_key == campaign_key]
@@ -187,6 +189,7 @@ def experiment_report(
         where.append(Message.created_at >= since)
     if until is not None:
         where.append(Message.created_at < until)
+    where += message_clauses(filters, campaign_key)
     arm_rows = [*where, Message.variant.is_not(None), accepted()]
     key = (Message.step_key, Message.channel, Message.variant)
 
@@ -258,7 +261,7 @@ def experiment_report(
                 setattr(arm, measure, interval(got.get(measure, 0), arm.sent))
         row.verdicts = {m: compare([getattr(a, m) for a in row.arms]) for m in MEASURES}
 
-    holdout = _holdout(session, campaign, campaign_key, since, until)
+    holdout = _holdout(session, campaign, campaign_key, since, until, filters)
     if not steps and holdout is None:
         return None
 
@@ -273,12 +276,14 @@ def experiment_report(
     )
 
 
-def _holdout(session, campaign, campaign_key, since, until) -> Holdout | None:
+def _holdout(session, campaign, campaign_key, since, until, filters) -> Holdout | None:
     in_range = [Enrollment.campaign_key == campaign_key]
     if since is not None:
         in_range.append(Enrollment.created_at >= since)
     if until is not None:
         in_range.append(Enrollment.created_at < until)
+    if filters is not None:
+        in_range += people_clauses(filters)
     reached = Enrollment.goal_reached_at.is_not(None)
 
     def count(*where) -> tuple[int, int]:

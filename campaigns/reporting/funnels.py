@@ -320,7 +320,8 @@ def campaign_report(
     """Raise LookupError for a campaign neither deployed nor in the database.
 
     `filters` (campaigns.reporting.filters: locale, channel, source, time zone) narrow
-    the steps, links and enrollments; the range is `since` and `until`."""
+    every part: steps, links, enrollments, goal, holds, experiments, answers (holds are
+    per step, so the channel does not narrow them); the range is `since` and `until`."""
     deployed, warning = load_campaigns(registry)
     campaign = deployed.get(campaign_key)
     msg_where = [
@@ -431,10 +432,10 @@ def campaign_report(
         since=since,
         until=until,
         warning=warning,
-        goals=goal_report(session, campaign, campaign_key, since, until),
-        held=cap_hold_report(session, campaign, campaign_key, since, until),
-        experiments=experiment_report(session, campaign, campaign_key, since, until),
-        answers=answer_report(session, campaign, campaign_key, since, until),
+        goals=goal_report(session, campaign, campaign_key, since, until, filters),
+        held=cap_hold_report(session, campaign, campaign_key, since, until, filters),
+        experiments=experiment_report(session, campaign, campaign_key, since, until, filters),
+        answers=answer_report(session, campaign, campaign_key, since, until, filters),
     )
 
 
