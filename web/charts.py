@@ -1,8 +1,8 @@
 """Charts for the results page, drawn here as inline SVG: no script, no font, nothing
 fetched from another host (the workspace's CSP allows none of it).
 
-    bar_chart(uid, title, desc, groups, series, number)   grouped bars (the step funnel)
-    line_chart(uid, title, desc, x_labels, series, number) lines over time (the trend)
+    bar_chart(Chart(uid, title, desc, x_labels, series, number))   grouped bars (the funnel)
+    line_chart(Chart(...))                                          lines over time (the trend)
 
 pygal was tried first and left out: its SVG always carries an inline <script> with its
 whole configuration (refused by the workspace's CSP, and naming file:// paths), <desc>
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
@@ -99,7 +100,8 @@ def _legend(names: Sequence[str], swatch: Callable[[int, float, float], str]) ->
     return "".join(out), y + 8
 
 
-def _frame(uid: str, title: str, desc: str, body: str) -> Markup:
+def _frame(chart: Chart, body: str) -> Markup:
+    uid, title, desc = chart.uid, chart.title, chart.desc
     return Markup(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg" '
@@ -152,16 +154,20 @@ def _x_title(text: str) -> str:
     )
 
 
-def bar_chart(
-    uid: str,
-    title: str,
-    desc: str,
-    groups: Sequence[str],
-    series: Series,
-    number: Number,
-    x_title: str = "",
-) -> Markup:
+@dataclass(frozen=True)
+class Chart:
+    uid: str  # unique in the page: the ids of its title, description and patterns
+    title: str
+    desc: str  # what it shows, in words
+    x_labels: Sequence[str]  # a group of bars, or a point of each line
+    series: Series  # (name, one value per x label)
+    number: Number  # how the y axis writes a number (the page's locale)
+    x_title: str = ""
+
+
+def bar_chart(chart: Chart) -> Markup:
     """Bars per group (x) and series (patterned and coloured, named in the legend)."""
+    uid, series, groups = chart.uid, chart.series, chart.x_labels
 
     def swatch(i: int, x: float, y: float) -> str:
         colour = COLOURS[i % len(COLOURS)]
@@ -192,24 +198,17 @@ def bar_chart(
     body = (
         _patterns(uid, len(series))
         + legend
-        + _axes(top, step, plot, number)
+        + _axes(top, step, plot, chart.number)
         + "".join(bars)
         + _x_labels(list(groups), centres, bottom)
-        + _x_title(x_title)
+        + _x_title(chart.x_title)
     )
-    return _frame(uid, title, desc, body)
+    return _frame(chart, body)
 
 
-def line_chart(
-    uid: str,
-    title: str,
-    desc: str,
-    x_labels: Sequence[str],
-    series: Series,
-    number: Number,
-    x_title: str = "",
-) -> Markup:
+def line_chart(chart: Chart) -> Markup:
     """A line per series, each with its own dash and marker as well as its colour."""
+    series, x_labels = chart.series, chart.x_labels
 
     def swatch(i: int, x: float, y: float) -> str:
         colour = COLOURS[i % len(COLOURS)]
@@ -239,6 +238,6 @@ def line_chart(
         )
         if len(pts) <= 40:  # beyond, the markers would touch: the dash tells them apart
             lines += [_marker(MARKERS[i % len(MARKERS)], x, y, colour) for x, y in pts]
-    body = legend + _axes(top, step, plot, number) + "".join(lines)
-    body += _x_labels(list(x_labels), xs, bottom) + _x_title(x_title)
-    return _frame(uid, title, desc, body)
+    body = legend + _axes(top, step, plot, chart.number) + "".join(lines)
+    body += _x_labels(list(x_labels), xs, bottom) + _x_title(chart.x_title)
+    return _frame(chart, body)

@@ -38,7 +38,7 @@ from campaigns.reporting.tables import TABLES
 from campaigns.spreadsheets import csv_text
 from campaigns.states import CHANNELS, Channel
 from web.access import Staff, current_staff, need
-from web.charts import bar_chart, line_chart
+from web.charts import Chart, bar_chart, line_chart
 from web.render import ADMIN_HEADERS, admin_page
 from web.results_words import TEXT, Formats, lang_of
 
@@ -187,13 +187,15 @@ def _funnel_charts(report, t: dict, fmt: Formats) -> list[tuple[str, Markup]]:
         word = _channel_word(t, channel)
         names = ", ".join(name for name, _ in series)
         chart = bar_chart(
-            f"funnel-{SAFE_NAME.sub('_', channel)}",
-            t["funnel_chart"].format(channel=word),
-            t["funnel_desc"].format(measures=names, channel=word),
-            [str(s.position) if s.position is not None else "–" for s in steps],
-            series,
-            fmt.n,
-            t["step_n"],
+            Chart(
+                f"funnel-{SAFE_NAME.sub('_', channel)}",
+                t["funnel_chart"].format(channel=word),
+                t["funnel_desc"].format(measures=names, channel=word),
+                [str(s.position) if s.position is not None else "–" for s in steps],
+                series,
+                fmt.n,
+                t["step_n"],
+            )
         )
         out.append((t["funnel_chart"].format(channel=word), chart))
     return out
@@ -209,11 +211,13 @@ def _trend_chart(found: Results, t: dict, fmt: Formats) -> Markup | None:
         for m in ("sent", "opens", "clicks", "call_requests")
     ]
     return line_chart(
-        "trend",
-        t["trend_chart"].format(grain=t[grain]),
-        t["trend_desc"].format(first=fmt.day(points[0].start), last=fmt.day(points[-1].start)),
-        [fmt.short_day(p.start) for p in points],
-        series,
-        fmt.n,
-        t["day_col"] if grain == "day" else t["week_col"],
+        Chart(
+            "trend",
+            t["trend_chart"].format(grain=t[grain]),
+            t["trend_desc"].format(first=fmt.day(points[0].start), last=fmt.day(points[-1].start)),
+            [fmt.short_day(p.start) for p in points],
+            series,
+            fmt.n,
+            t["day_col"] if grain == "day" else t["week_col"],
+        )
     )
