@@ -13,10 +13,8 @@ and does only its areas' parts.
     channels    /admin/channels...
 
     GET  /admin                          campaigns with their enrollment funnels, status
-    GET  /admin/campaigns/{key}          per-step funnel (?since=YYYY-MM-DD&until=YYYY-MM-DD),
-                                         the goal (reached, per step, time to goal), each
-                                         step's clinical review, experiments (variants
-                                         with intervals and verdicts, the holdout)
+    /admin/campaigns/{key}               a campaign's results, charts, filters and CSV
+                                         exports: web/results.py
     POST /admin/campaigns/{key}/promote  step, variant: the step keeps that variant's copy
                                          and no variants (a live edit of the campaign file)
     /admin/contact-requests              the care team's queue: web/contacts.py
@@ -57,14 +55,13 @@ queued and the reaper enqueues them at its next pass (REAP_SECONDS), and the pag
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse
 
 from campaigns.care import contact_queue
-from campaigns.content import review
 from campaigns.content.promote import PromoteError
 from campaigns.db import transaction
 from campaigns.delivery import pauses
@@ -186,15 +183,6 @@ def _dispatch(request: Request, work: Work) -> str | None:
     return f"{len(work)} message(s) handed to the send queues."
 
 
-def _parse_day(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise ValueError(f"{name} must be a date like 2026-03-01, not {value!r}") from None
-
-
 # ---------------------------------------------------------------- pages
 
 
@@ -226,43 +214,6 @@ def dashboard(request: Request, staff: Dashboard) -> HTMLResponse:
         open_requests=open_requests,
         paused=paused,
         warning=warning,
-    )
-
-
-@router.get("/campaigns/{key}", response_class=HTMLResponse)
-def campaign_page(
-    request: Request,
-    key: str,
-    staff: Campaigns,
-    since: str | None = None,
-    until: str | None = None,
-) -> HTMLResponse:
-    state = _state(request)
-    try:
-        start = _parse_day(since, "since")
-        end_day = _parse_day(until, "until")
-    except ValueError as exc:
-        return _notice(staff, "Bad date", str(exc), back=f"/admin/campaigns/{key}", status=400)
-    # The whole `until` day; the last day a datetime can hold has no day after it.
-    end = end_day + timedelta(days=1) if end_day and end_day.date() < date.max else None
-    try:
-        with state.factory() as session:
-            report = funnels.campaign_report(session, state.registry, key, start, end)
-    except LookupError as exc:
-        return _notice(staff, "No such campaign", str(exc), back="/admin", status=404)
-    return _render(
-        "admin_campaign.html",
-        staff,
-        title=report.name,
-        report=report,
-        reviews=review.campaign_reviews(state.registry, key, state.clock.now().date()),
-        since=since or "",
-        until=until or "",
-        # One promote button per arm: on the step's first channel's table.
-        x_channels={
-            s.step_key: s.channel
-            for s in reversed(report.experiments.steps if report.experiments else [])
-        },
     )
 
 

@@ -56,6 +56,7 @@ from campaigns.clock import Clock
 from campaigns.intake.import_batches import Outcome, Row, RowError, write_batch, write_row
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
+from campaigns.spreadsheets import FORMULA_START, spreadsheet_safe
 from campaigns.states import Channel
 
 __all__ = ["ImportFileError", "ImportReport", "Reject", "Row", "RowError", "import_file"]
@@ -123,8 +124,6 @@ class ImportReport:
 
 
 MAX_LINE = 1 << 20  # bytes; a longer line is rejected, and never held whole
-# A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Control characters other than tab and line breaks: PostgreSQL refuses NUL in text, and
 # the others are damage, never part of a name or an address.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -454,16 +453,6 @@ def _refused(exc: DataError) -> str:
     # statement and parameters (addresses) are left out.
     detail = str(exc.orig).splitlines()[0] if exc.orig is not None else "refused"
     return f"the database refused a value in this row ({detail})"
-
-
-_CONTROL_OUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def spreadsheet_safe(cell: object) -> str:
-    """A cell a spreadsheet shows as text: a leading formula character gets a quote in
-    front (OWASP), and control characters are escaped like undecodable bytes."""
-    text = _CONTROL_OUT.sub(lambda m: f"\\x{ord(m.group()):02x}", str(cell))
-    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def write_rejects(path: Path, header: list[str], rejects: list[Reject]) -> Path:

@@ -18,7 +18,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.models import Answer
+from campaigns.models import Answer, Message
+from campaigns.reporting.filters import Filters, message_clauses
 from campaigns.sequences.campaign import Campaign
 from campaigns.sequences.questions import QUESTIONS
 
@@ -86,6 +87,7 @@ def answer_report(
     campaign_key: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: Filters | None = None,
 ) -> AnswerReport | None:
     """None for a course that asks nothing and holds no answers."""
     query = select(Answer.enrollment_id, Answer.step_key, Answer.question, Answer.value).where(
@@ -95,6 +97,8 @@ def answer_report(
         query = query.where(Answer.answered_at >= since)
     if until is not None:
         query = query.where(Answer.answered_at < until)
+    if narrow := message_clauses(filters, campaign_key):  # the question's message's
+        query = query.where(Answer.message_id.in_(select(Message.id).where(*narrow)))
     rows = session.execute(query).all()
     asking = [s for s in campaign.steps if s.question is not None] if campaign else []
     if not rows and not asking:

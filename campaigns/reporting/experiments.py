@@ -35,14 +35,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from scipy.stats import binomtest, chi2_contingency
-from sqlalchemy import and_, distinct, func, or_, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
 from campaigns.reasons import Reason
+from campaigns.reporting.filters import Filters, message_clauses, people_clauses
 from campaigns.reporting.rates import rate
+from campaigns.reporting.sent import accepted
 from campaigns.sequences.campaign import Campaign
-from campaigns.states import CHANNELS, EventType, MessageStatus
+from campaigns.states import CHANNELS, EventType
 
 CONFIDENCE = 0.95
 SIGNIFICANT_BELOW = 0.05
@@ -173,23 +175,13 @@ def compare(rates: list[Rate]) -> Verdict:
     return Verdict(False, p, f"not significant (p = {p:.3g})")
 
 
-def _accepted():
-    # As the funnel counts sent (campaigns.reporting.funnels): the provider took it.
-    return or_(
-        Message.status.in_((MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.BOUNCED)),
-        and_(
-            Message.status == MessageStatus.FAILED,
-            or_(Message.sent_at.is_not(None), Message.provider_message_id.is_not(None)),
-        ),
-    )
-
-
 def experiment_report(
     session: Session,
     campaign: Campaign | None,
     campaign_key: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: Filters | None = None,
 ) -> ExperimentReport | None:
     """None when the campaign has no experiment and no holdout, in its file or its rows."""
     where = [Message.campaign_key == campaign_key]
@@ -197,7 +189,8 @@ def experiment_report(
         where.append(Message.created_at >= since)
     if until is not None:
         where.append(Message.created_at < until)
-    arm_rows = [*where, Message.variant.is_not(None), _accepted()]
+    where += message_clauses(filters, campaign_key)
+    arm_rows = [*where, Message.variant.is_not(None), accepted()]
     key = (Message.step_key, Message.channel, Message.variant)
 
     counts: dict[tuple, dict[str, int]] = {}
@@ -268,7 +261,7 @@ def experiment_report(
                 setattr(arm, measure, interval(got.get(measure, 0), arm.sent))
         row.verdicts = {m: compare([getattr(a, m) for a in row.arms]) for m in MEASURES}
 
-    holdout = _holdout(session, campaign, campaign_key, since, until)
+    holdout = _holdout(session, campaign, campaign_key, since, until, filters)
     if not steps and holdout is None:
         return None
 
@@ -283,12 +276,14 @@ def experiment_report(
     )
 
 
-def _holdout(session, campaign, campaign_key, since, until) -> Holdout | None:
+def _holdout(session, campaign, campaign_key, since, until, filters) -> Holdout | None:
     in_range = [Enrollment.campaign_key == campaign_key]
     if since is not None:
         in_range.append(Enrollment.created_at >= since)
     if until is not None:
         in_range.append(Enrollment.created_at < until)
+    if filters is not None:
+        in_range += people_clauses(filters)
     reached = Enrollment.goal_reached_at.is_not(None)
 
     def count(*where) -> tuple[int, int]:
@@ -302,6 +297,6 @@ def _holdout(session, campaign, campaign_key, since, until) -> Holdout | None:
     share = campaign.holdout if campaign is not None else 0.0
     if not held and not share:
         return None
-    messaged_goals, messaged = count(_accepted())
+    messaged_goals, messaged = count(accepted())
     held_rate, messaged_rate = interval(held_goals, held), interval(messaged_goals, messaged)
     return Holdout(share, held_rate, messaged_rate, compare([held_rate, messaged_rate]))

@@ -46,15 +46,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, case, distinct, func, or_, select
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import ContactRequest, Enrollment, Event, Message
 from campaigns.reporting.answers import AnswerReport, answer_report
 from campaigns.reporting.experiments import ExperimentReport, experiment_report
+from campaigns.reporting.filters import Filters, message_clauses, people_clauses
 from campaigns.reporting.goals import GoalReport, goal_report
 from campaigns.reporting.holds import CapHoldReport, cap_hold_report
 from campaigns.reporting.rates import rate
+from campaigns.reporting.sent import accepted
 from campaigns.sequences.campaign import Campaign, DefinitionError
 from campaigns.sequences.registry import Registry
 from campaigns.states import (
@@ -269,8 +271,11 @@ def enrollment_funnel(
     campaign_key: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: Filters | None = None,
 ) -> EnrollmentFunnel:
     where = [Enrollment.campaign_key == campaign_key, *_ranges(Enrollment.created_at, since, until)]
+    if filters is not None:
+        where += people_clauses(filters)
     rows = session.execute(
         select(Enrollment.status, Enrollment.exit_reason, func.count())
         .where(*where)
@@ -310,26 +315,28 @@ def campaign_report(
     campaign_key: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: Filters | None = None,
 ) -> CampaignReport:
-    """Raise LookupError for a campaign neither deployed nor in the database."""
+    """Raise LookupError for a campaign neither deployed nor in the database.
+
+    `filters` (campaigns.reporting.filters: locale, channel, source, time zone) narrow
+    every part: steps, links, enrollments, goal, holds, experiments, answers (holds are
+    per step, so the channel does not narrow them); the range is `since` and `until`."""
     deployed, warning = load_campaigns(registry)
     campaign = deployed.get(campaign_key)
-    msg_where = [Message.campaign_key == campaign_key, *_ranges(Message.created_at, since, until)]
+    msg_where = [
+        Message.campaign_key == campaign_key,
+        *_ranges(Message.created_at, since, until),
+        *message_clauses(filters, campaign_key),
+    ]
 
-    accepted = or_(
-        Message.status.in_((MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.BOUNCED)),
-        and_(
-            Message.status == MessageStatus.FAILED,
-            or_(Message.sent_at.is_not(None), Message.provider_message_id.is_not(None)),
-        ),
-    )
     counts = session.execute(
         select(
             Message.step_key,
             Message.channel,
             Message.status,
             func.count(),
-            func.sum(case((accepted, 1), else_=0)),
+            func.sum(case((accepted(), 1), else_=0)),
             func.min(Message.id),
         )
         .where(*msg_where)
@@ -350,6 +357,8 @@ def campaign_report(
     if campaign is not None:
         for step in campaign.steps:
             for channel in step.sends_on:  # the fallback too: the text-only track
+                if filters is not None and filters.channel not in (None, channel):
+                    continue
                 rows[(step.key, channel)] = StepFunnel(step.key, channel, step.index + 1)
     first_seen: dict[tuple[str, str], int] = {}
     for step_key, channel, status, n, n_accepted, first_id in counts:
@@ -418,15 +427,15 @@ def campaign_report(
         name=campaign.name if campaign else campaign_key,
         version=campaign.version if campaign else None,
         deployed=campaign is not None,
-        enrollments=enrollment_funnel(session, campaign_key, since, until),
+        enrollments=enrollment_funnel(session, campaign_key, since, until, filters),
         steps=steps,
         since=since,
         until=until,
         warning=warning,
-        goals=goal_report(session, campaign, campaign_key, since, until),
-        held=cap_hold_report(session, campaign, campaign_key, since, until),
-        experiments=experiment_report(session, campaign, campaign_key, since, until),
-        answers=answer_report(session, campaign, campaign_key, since, until),
+        goals=goal_report(session, campaign, campaign_key, since, until, filters),
+        held=cap_hold_report(session, campaign, campaign_key, since, until, filters),
+        experiments=experiment_report(session, campaign, campaign_key, since, until, filters),
+        answers=answer_report(session, campaign, campaign_key, since, until, filters),
     )
 
 

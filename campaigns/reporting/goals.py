@@ -33,6 +33,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import Enrollment, Message, PersonEvent
+from campaigns.reporting.filters import Filters, people_clauses
 from campaigns.reporting.rates import rate
 from campaigns.sequences.campaign import Campaign
 from campaigns.states import CHANNELS, MessageStatus
@@ -113,6 +114,7 @@ def goal_report(
     campaign_key: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: Filters | None = None,
 ) -> GoalReport | None:
     """The goal's figures, or None when the campaign has no goal and nobody reached one."""
     in_range = [Enrollment.campaign_key == campaign_key]
@@ -120,6 +122,8 @@ def goal_report(
         in_range.append(Enrollment.created_at >= since)
     if until is not None:
         in_range.append(Enrollment.created_at < until)
+    if filters is not None:
+        in_range += people_clauses(filters)
     goal = campaign.goal if campaign is not None else None
     reached = session.execute(
         select(Enrollment.id, Enrollment.created_at, Enrollment.goal_reached_at, PersonEvent.name)
@@ -150,7 +154,9 @@ def goal_report(
             )
         return rows[(step_key, channel)]
 
-    went = (Message.status.in_(RECEIVED), Message.sent_at.is_not(None))
+    went = [Message.status.in_(RECEIVED), Message.sent_at.is_not(None)]
+    if filters is not None and filters.channel is not None:
+        went.append(Message.channel == filters.channel)
     for step_key, channel, n in session.execute(
         select(Message.step_key, Message.channel, func.count(distinct(Message.enrollment_id)))
         .join(Enrollment, Enrollment.id == Message.enrollment_id)

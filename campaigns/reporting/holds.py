@@ -18,6 +18,7 @@ from sqlalchemy import and_, distinct, exists, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import CapHold, Enrollment, Message
+from campaigns.reporting.filters import Filters, enrollment_ids
 from campaigns.sequences.campaign import Campaign
 from campaigns.states import EnrollmentStatus
 
@@ -49,12 +50,15 @@ def cap_hold_report(
     campaign_key: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: Filters | None = None,
 ) -> CapHoldReport:
     where = [CapHold.campaign_key == campaign_key]
     if since is not None:
         where.append(CapHold.held_at >= since)
     if until is not None:
         where.append(CapHold.held_at < until)
+    if filters is not None and filters.narrows_people:  # a hold is per step, not per channel
+        where.append(CapHold.enrollment_id.in_(enrollment_ids(filters, campaign_key)))
     report = CapHoldReport()
     rows = session.execute(
         select(

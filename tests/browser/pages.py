@@ -27,7 +27,7 @@ from tests.browser.people import World
 
 SUBSCRIBER, STAFF = "subscriber", "staff"
 BOTH = ("en", "es")
-EN = ("en",)  # the staff pages are in English only
+EN = ("en",)  # the staff pages are in English, but for the results page
 WIDTHS = (390, 1280)  # a phone (an iPhone 12 to 15's CSS width) and a desktop
 
 # (page, base URL, world, language) -> the response of the page's last navigation
@@ -170,12 +170,30 @@ PAGES: tuple[Case, ...] = (
         "invalid-link", "invalid", SUBSCRIBER, visit(lambda w, lang: "/u/nosuch.link"), status=404
     ),
     Case("admin", "dashboard", STAFF, visit(lambda w, lang: "/admin"), langs=EN),
+    # The results page is in English and Spanish (web/results_words.py).
     Case(
         "admin-campaign",
         "campaign",
         STAFF,
-        visit(lambda w, lang: f"/admin/campaigns/{w.campaign}"),
-        langs=EN,
+        visit(lambda w, lang: f"/admin/campaigns/{w.campaign}?lang={lang}"),
+    ),
+    Case(
+        "admin-campaign-filtered",
+        "campaign",
+        STAFF,
+        visit(
+            lambda w, lang: (
+                f"/admin/campaigns/{w.campaign}"
+                f"?lang={lang}&channel=email&locale={lang}&since=2020-01-01&until=2099-12-31"
+            )
+        ),
+    ),
+    Case(
+        "admin-campaign-bad-filter",
+        "campaign-bad-filter",
+        STAFF,
+        visit(lambda w, lang: f"/admin/campaigns/{w.campaign}?lang={lang}&channel=fax"),
+        status=400,
     ),
     Case(
         "admin-contact-requests",

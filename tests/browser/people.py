@@ -21,6 +21,7 @@ from campaigns.links import Links, Sample, links_for, sample_links_for
 from campaigns.models import Message, Subscriber
 from campaigns.staff import accounts
 from campaigns.staff.audit import Actor
+from campaigns.states import EventType
 from campaigns.tracking import portal
 from campaigns.tracking.inbound import InboundText, handle_inbound_sms
 
@@ -135,6 +136,18 @@ def build(app) -> World:
             rt.clock,
             InboundText("twilio", PEOPLE[("en", "both")]["phone"], "Is there a video?", "SMweb1"),
         )
+    with transaction(rt.factory) as session:
+        # Opens and clicks, so the results page's charts have more than sends to show.
+        for (lang, channels), sub_id in ids.items():
+            first = session.scalars(
+                select(Message).where(Message.subscriber_id == sub_id).order_by(Message.id)
+            ).first()
+            visit = portal.Visit(first, session.get(Subscriber, sub_id))
+            if first.channel == "email":
+                portal.record_engagement(session, rt.clock, visit, EventType.OPENED, {})
+            if lang == "es" or channels == "both":
+                detail = {"route": "m"}  # read online
+                portal.record_engagement(session, rt.clock, visit, EventType.CLICKED, detail)
     with transaction(rt.factory) as session:
         # A care-team member beside the bootstrap admin, for the staff pages.
         nurse = Actor("cli:browser-test", "admin", "cli")
