@@ -110,7 +110,7 @@ def results_page(request: Request, key: str, staff: Campaigns) -> Response:
         "admin_campaign.html",
         staff,
         200,
-        title=report.name,
+        title=_campaign_name(state.registry, key, t["lang"]) or report.name,
         lang=t["lang"],
         t=t,
         fmt=fmt,
@@ -221,3 +221,12 @@ def _trend_chart(found: Results, t: dict, fmt: Formats) -> Markup | None:
             t["day_col"] if grain == "day" else t["week_col"],
         )
     )
+
+
+def _campaign_name(registry, key: str, lang: str) -> str | None:
+    """The campaign's own name in the page's language (its file names it per locale)."""
+    try:
+        return registry.get(key).name_for(lang)
+    except (LookupError, ValueError):  # known only from its history
+        return None
+
