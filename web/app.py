@@ -27,6 +27,7 @@ from web import (
     pages,
     people,
     previews,
+    sequences,
     signup,
     staff,
     webhooks,
@@ -83,6 +84,7 @@ def create_app(
     app.add_exception_handler(access.Refusal, access.refusal_response)
     app.include_router(login.router)
     app.include_router(admin.router)
+    app.include_router(sequences.router)
     app.include_router(contacts.router)
     app.include_router(people.router)
     app.include_router(staff.router)
