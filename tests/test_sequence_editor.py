@@ -53,12 +53,15 @@ def editor_app(pg, clock, tmp_path, **overrides):
         pg,
         clock,
         tmp_path,
-        sequences_source="database",
-        definitions_dir=ROOT / "campaigns" / "definitions",
-        templates_dir=ROOT / "templates",
-        **overrides,
+        **{
+            "sequences_source": "database",
+            "definitions_dir": ROOT / "campaigns" / "definitions",
+            "templates_dir": ROOT / "templates",
+            **overrides,
+        },
     )
-    app.state.registry.refresh()  # seeds revision 1 from the shipped file
+    if overrides.get("sequences_source", "database") == "database":
+        app.state.registry.refresh()  # seeds revision 1 from the shipped file
     return app
 
 
@@ -377,14 +380,7 @@ def test_bad_input_gets_a_clear_4xx_and_keeps_what_was_typed(app, marketer, pg):
 
 
 def test_with_files_the_editor_is_read_only(pg, clock, tmp_path):
-    app = make_app(
-        pg,
-        clock,
-        tmp_path,
-        sequences_source="files",
-        definitions_dir=ROOT / "campaigns" / "definitions",
-        templates_dir=ROOT / "templates",
-    )
+    app = editor_app(pg, clock, tmp_path, sequences_source="files")
     add_staff(pg, clock, "marketer1", "marketer")
     client, token = signed_in(app, "marketer1")
     page = client.get(EDIT)
