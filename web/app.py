@@ -28,6 +28,7 @@ from web import (
     people,
     previews,
     results,
+    sequences,
     signup,
     staff,
     webhooks,
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(login.router)
     app.include_router(admin.router)
     app.include_router(results.router)
+    app.include_router(sequences.router)
     app.include_router(contacts.router)
     app.include_router(people.router)
     app.include_router(staff.router)

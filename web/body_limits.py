@@ -4,6 +4,8 @@ Content-Length claims (a chunked body has none). Routes then read bodies as usua
 
     /webhooks/sendgrid/...   2 MiB    SendGrid posts a batch every 30 s or at 768 KB
     /webhooks/twilio/...     64 KiB   Twilio's forms are a few hundred bytes
+    /admin/campaigns/...     1 MiB    the sequence editor posts a step's copy: every
+                                      template body in every locale, each at most 100 KB
     everything else          16 KiB   sign-up, link pages and admin forms: a few fields;
                                       the events API (/api/v1/events): one event of at most
                                       2 KiB of properties
@@ -23,10 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 SENDGRID_MAX_BODY = 2 * 1024 * 1024
 TWILIO_MAX_BODY = 64 * 1024
 FORM_MAX_BODY = 16 * 1024
+EDITOR_MAX_BODY = 1024 * 1024
 # Path prefix -> limit; the first match wins, FORM_MAX_BODY when none does.
 LIMITS: tuple[tuple[str, int], ...] = (
     ("/webhooks/sendgrid/", SENDGRID_MAX_BODY),
     ("/webhooks/twilio/", TWILIO_MAX_BODY),
+    ("/admin/campaigns/", EDITOR_MAX_BODY),
 )
 
 

@@ -100,6 +100,7 @@ ADMIN_HEADERS = {
 # The workspace's pages by area (campaigns.staff.roles): a role is shown the ones it opens.
 NAV = (
     ("dashboard", "/admin", "Overview"),
+    ("campaigns", "/admin/sequences", "Sequences"),
     ("people", "/admin/people", "People"),
     ("contacts", "/admin/contact-requests", "Contact requests"),
     ("inbox", "/admin/inbox", "Inbox"),

@@ -161,20 +161,42 @@ def lint_triggers(campaigns: list[Campaign], keys: set[str]) -> list[Finding]:
 
 def lint_campaign(campaign: Campaign, ctx: LintContext) -> list[Finding]:
     renderer = Renderer(ctx.templates_dir, ctx.sender or Sender(ctx.brand, ctx.postal_address))
+    out: list[Finding] = []
+    for step in campaign.steps:
+        out += _lint_copy(renderer, campaign, step, ctx)
+    out += _lint_reviews(campaign, ctx, _file_of(campaign))
+    return out
+
+
+def lint_step(campaign: Campaign, key: str, ctx: LintContext) -> list[Finding]:
+    """One step's findings, as `lint_campaign` gives them for it (its copy in every
+    channel and locale, and its clinical review): what the workspace's editor shows beside
+    a step's fields while it is typed, without rendering the whole course."""
+    step = campaign.step(key)
+    if step is None:
+        return []
+    renderer = Renderer(ctx.templates_dir, ctx.sender or Sender(ctx.brand, ctx.postal_address))
+    reviews = [f for f in _lint_reviews(campaign, ctx, _file_of(campaign)) if f.step == key]
+    return _lint_copy(renderer, campaign, step, ctx) + reviews
+
+
+def _file_of(campaign: Campaign) -> str:
+    return campaign.source.name if campaign.source else campaign.key
+
+
+def _lint_copy(renderer, campaign: Campaign, step, ctx: LintContext) -> list[Finding]:
+    """Every copy a step can send: each arm of an experiment is rendered and checked."""
     signer = Signer(b"lint")
     out: list[Finding] = []
-    file = campaign.source.name if campaign.source else campaign.key
-    # Every copy a step can send: each arm of an experiment is rendered and checked.
-    for step in (version for s in campaign.steps for version in s.versions):
+    for version in step.versions:
         for locale in campaign.locales:
-            label = f"{step.key} variant {step.variant}" if step.variant else step.key
-            add = _collector(out, file, label, locale)
-            links = links_for(ctx.base_url, signer, new_public_token(), step.answer_values)
-            if Channel.EMAIL in step.channels:
-                _lint_email(renderer, campaign, step, locale, links, ctx, add)
-            if Channel.SMS in step.sends_on:
-                _lint_sms(renderer, campaign, step, locale, links, ctx, add)
-    out += _lint_reviews(campaign, ctx, file)
+            label = f"{version.key} variant {version.variant}" if version.variant else version.key
+            add = _collector(out, _file_of(campaign), label, locale)
+            links = links_for(ctx.base_url, signer, new_public_token(), version.answer_values)
+            if Channel.EMAIL in version.channels:
+                _lint_email(renderer, campaign, version, locale, links, ctx, add)
+            if Channel.SMS in version.sends_on:
+                _lint_sms(renderer, campaign, version, locale, links, ctx, add)
     return out
 
 

@@ -104,6 +104,9 @@ def live(pg_url, tmp_path_factory):
         # Every test signs up from 127.0.0.1; the limits have their own tests.
         signup_limit_per_client="10000/minute",
         signup_limit_per_address="10000/minute",
+        # As in production: the sequences run from their revisions in the database, so the
+        # workspace's editor edits and publishes them (the seeding is in people.build).
+        sequences_source="database",
     )
     engine = make_engine(pg_url)
     clock = FixedClock(T0)

@@ -115,6 +115,21 @@ def _preview_answer(w: World, lang: str) -> str:
     return w.previews[lang].answers[7]
 
 
+def _editor(path: str) -> Go:
+    """A page of the sequence editor with a draft open: started from the editor's button
+    (a draft that is open already needs none), then `path` under the campaign."""
+
+    def go(page: Page, base: str, world: World, lang: str) -> Response | None:
+        page.goto(f"{base}/admin/campaigns/{world.campaign}/edit")
+        start = page.locator("form[action$='/edit/start'] [type=submit]")
+        if start.count():
+            with page.expect_navigation():
+                start.first.click()
+        return page.goto(f"{base}/admin/campaigns/{world.campaign}{path}")
+
+    return go
+
+
 def _staff(name: str, kind: str, path: Callable[[World, str], str], **kw) -> Case:
     return Case(name, kind, STAFF, visit(path), langs=EN, **kw)
 
@@ -218,6 +233,30 @@ PAGES: tuple[Case, ...] = (
         lambda w, lang: f"/admin/contact-requests/{w.request_id}",
     ),
     _staff("admin-audit", "audit", lambda w, lang: "/admin/audit"),
+    # The sequence editor (web/sequences.py): the list, a draft's step with its lint and
+    # preview, impact and publish, the history.
+    _staff("admin-sequences", "sequences", lambda w, lang: "/admin/sequences"),
+    Case(
+        "admin-sequence-edit",
+        "sequence-edit",
+        STAFF,
+        _editor("/edit?step=back_pain"),
+        langs=EN,
+        writes=True,
+    ),
+    Case(
+        "admin-sequence-publish",
+        "sequence-publish",
+        STAFF,
+        _editor("/edit/publish"),
+        langs=EN,
+        writes=True,
+    ),
+    _staff(
+        "admin-sequence-history",
+        "sequence-history",
+        lambda w, lang: f"/admin/campaigns/{w.campaign}/history",
+    ),
     _staff("admin-staff", "staff", lambda w, lang: "/admin/staff"),
     _staff("admin-staff-account", "staff-account", lambda w, lang: "/admin/staff/nina"),
     # Signing in: a browser with no session (the subscribers' context has none).
