@@ -304,6 +304,8 @@ def test_the_page_in_spanish(world, client):
                   "llamada por día", "Número de paso", "Enviados", "Tasa de apertura"):  # fmt: skip
         assert words in text, words
     assert "100,0\xa0%" in text  # Babel's Spanish percent
+    assert '<a href="/admin/campaigns/quick/edit">Editar esta secuencia</a>' in text
+    assert '<a href="/admin/campaigns/quick/history">Historial de sus revisiones</a>' in text
     assert "2026-W10 (desde el 2 mar 2026)" in text
     # The browser's language when the link names none
     chosen = client.get("/admin/campaigns/quick", headers={**AUTH, "Accept-Language": "es-MX"})

@@ -357,3 +357,32 @@ def test_a_running_worker_sends_a_published_edit_with_no_restart(stack, tmp_path
     time.sleep(1.5)  # longer than the worker's refresh: its next send reads revision 2
     add_and_enroll(factory, clock, registry, Policy(), campaign="live", email="b@example.com")
     assert sum("Brand new words." in e for e in emails(2)) == 1
+
+
+def test_the_impact_names_a_changed_send_window_for_everyone_enrolled(db_url, clock, tmp_path):
+    from campaigns.editing.impact import impact
+    from campaigns.editing.impact_words import sentence
+
+    factory = make_session_factory(make_engine(db_url))
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    shutil.copy(FIXTURES / "definitions" / "tiny.yaml", defs)
+    registry = DeployedRegistry(factory, clock, defs, FIXTURES / "templates")
+    for who in ("a", "b"):
+        add_and_enroll(factory, clock, registry, Policy(), email=f"{who}@example.com")
+    old = read_bundle(defs, FIXTURES / "templates", "tiny")
+    new = old.replace(
+        definition=old.definition.replace(
+            '[mon, tue, wed, thu, fri, sat, sun], start: "00:00", end: "24:00"',
+            '[mon, tue, wed, thu, fri], start: "09:00", end: "17:00"',
+        )
+    )
+    with factory() as s:
+        found = impact(s, old, new, FIXTURES / "templates")
+    (change,) = found.changes
+    assert (change.kind, change.affected) == ("window", 2)
+    assert sentence(change) == (
+        "Changes the send window (mon,tue,wed,thu,fri,sat,sun 00:00-24:00 -> "
+        "mon,tue,wed,thu,fri 09:00-17:00 (judged at each send, in each person's own time)) "
+        "for all 2 people enrolled"
+    )

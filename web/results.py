@@ -229,4 +229,3 @@ def _campaign_name(registry, key: str, lang: str) -> str | None:
         return registry.get(key).name_for(lang)
     except (LookupError, ValueError):  # known only from its history
         return None
-

@@ -19,6 +19,7 @@ SENTENCES = {
     "reordered": "reorders the steps ({detail}) for {people} with steps still ahead",
     "variants": "changes step {step}'s experiment ({detail}) for {people} it is ahead of",
     "version": "bumps the version ({detail}): nobody moves",
+    "window": "changes the send window ({detail}) for all {people} enrolled",
 }
 
 

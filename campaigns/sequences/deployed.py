@@ -87,6 +87,7 @@ class DeployedRegistry:
         link_shared(self.templates_dir, self.shipped_templates)
         self._files = Registry(self.definitions_dir, self.templates_dir)
         self._running: dict[str, int] = {}
+        self._installed: dict[str, list[Path]] = {}
         self._checked = float("-inf")
         self._shipped_stamp: tuple | None = None
         self._lock = threading.Lock()
@@ -176,14 +177,14 @@ class DeployedRegistry:
         tmp.write_bytes((defs / bundle.file_name).read_bytes())
         os.utime(tmp, ns=(stamp, stamp))
         os.replace(tmp, target)
-        previous = self._running.get(row.campaign_key)
         self._running[row.campaign_key] = row.number
-        if previous is not None:
-            # The folders of revisions before the previous one: no render can hold them.
-            for stale in self._store.glob(f"{row.campaign_key}-*"):
-                number = stale.name.removeprefix(f"{row.campaign_key}-").split("-")[0]
-                if number.isdigit() and int(number) < previous:
-                    shutil.rmtree(stale, ignore_errors=True)
+        installed = self._installed.setdefault(row.campaign_key, [])
+        installed.append(folder)
+        # Keep this folder and the one before (a render that began just before the swap
+        # may still read it); older ones no render can hold. By order of installing, not
+        # by revision number: a rollback's number is higher, a wiped database's lower.
+        while len(installed) > 2:
+            shutil.rmtree(installed.pop(0), ignore_errors=True)
         log.info("campaign %s: running revision %s", row.campaign_key, row.number)
 
     # The Registry interface.

@@ -245,8 +245,12 @@ def _campaign_changes(old: Campaign, new: Campaign, enrolled: int) -> list[Chang
     def holdout(c: Campaign) -> str:
         return f"{getattr(c, 'holdout', 0.0):.0%}"
 
+    def window(c: Campaign) -> str:
+        return c.window.describe()
+
     out = []
     for kind, read, note in (
+        ("window", window, " (judged at each send, in each person's own time)"),
         ("goal", goal, ""),
         ("triggers", triggers, " (moments from now on)"),
         ("reentry", lambda c: "allowed" if getattr(c, "reentry", False) else "not allowed", ""),
