@@ -28,6 +28,9 @@ def env(tmp_path):
         "TEMPLATES_DIR": str(FIXTURES / "templates"),
         "BROKER_DIR": str(tmp_path / "broker"),
         "OUTBOX_DIR": str(tmp_path / "outbox"),
+        # The fixture campaigns are not lint-clean, so they would not be seeded as
+        # revisions: these commands run them from the files.
+        "SEQUENCES_SOURCE": "files",
     }
 
 

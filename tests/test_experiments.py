@@ -454,12 +454,16 @@ def test_admin_page_and_promote_button(factory, clock, tmp_path):
 def test_promote_button_publishes_the_next_revision_where_it_runs_from_the_database(
     factory, clock, tmp_path
 ):
+    from campaigns.db import transaction
     from campaigns.models import SequenceRevision
+    from campaigns.sequences.store import seed
     from tests.test_admin import AUTH, POST, make_app
 
     folder = tmp_path / "defs"
     folder.mkdir()
     shutil.copy(EXAMPLE, folder / "trial.yaml")
+    with transaction(factory) as s:  # the fixture's copy is not lint-clean: seeded as is
+        seed(s, clock, folder, TEMPLATES, TEMPLATES)
     client = TestClient(
         make_app(factory, clock, tmp_path, definitions_dir=folder, sequences_source="database")
     )
@@ -511,19 +515,23 @@ def test_drip_campaigns_promote(tmp_path):
 def test_drip_campaigns_promote_publishes_the_next_revision(tmp_path):
     """Where the campaign runs from the database, the winner becomes its next revision;
     the file it was seeded from is left as it was."""
-    from campaigns.db import make_engine, make_session_factory
+    from campaigns.clock import SystemClock
+    from campaigns.db import make_engine, make_session_factory, transaction
     from campaigns.models import AuditEntry, SequenceRevision
     from campaigns.sequences.bundles import Bundle, parse_bundle
+    from campaigns.sequences.store import seed
     from tests.test_cli import drip
 
     defs, settings = _trial_for_the_cli(tmp_path, "database")
     assert drip(settings, "db", "upgrade").exit_code == 0
+    factory = make_session_factory(make_engine(settings["DATABASE_URL"]))
+    with transaction(factory) as s:  # the fixture's copy is not lint-clean: seeded as is
+        seed(s, SystemClock(), defs, TEMPLATES, TEMPLATES)
     bad = drip(settings, "campaigns", "promote", "trial", "lesson", "gold")
     assert bad.exit_code == 1 and "no variant 'gold'" in bad.output
     ok = drip(settings, "campaigns", "promote", "trial", "lesson", "story")
     assert ok.exit_code == 0, ok.output
     assert "variants" in (defs / "trial.yaml").read_text()
-    factory = make_session_factory(make_engine(settings["DATABASE_URL"]))
     with factory() as s:
         rows = s.query(SequenceRevision).order_by(SequenceRevision.number).all()
         assert [(r.number, r.source) for r in rows] == [(1, "seed"), (2, "promote")]

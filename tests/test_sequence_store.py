@@ -71,12 +71,11 @@ def test_push_then_pull_gives_back_every_file_byte_for_byte(clean_pg_url, clock,
     defs, templates = course
     # Line endings, non-ASCII text and a file no step names travel too.
     (templates / "hip_and_back" / "es" / "nota.txt").write_bytes("año\r\nseñal\r\n".encode())
-    # The first process on a new database seeds revision 1 of each campaign from its files.
     pushed = _cli(factory, clock, defs, templates, "campaigns", "push", "--no-bodies")
     assert pushed.exit_code == 0, pushed.output
-    assert pushed.output.count("unchanged: the files are revision 1") == 2
+    assert pushed.output.count("published revision 1") == 2
     history = _cli(factory, clock, defs, templates, "campaigns", "history", "hip_and_back")
-    assert "seed     system  the shipped file  (running)" in history.output
+    assert "push     cli:" in history.output and "(running)" in history.output
 
     out_defs, out_templates = tmp_path / "pulled" / "defs", tmp_path / "pulled" / "templates"
     shutil.copytree(ROOT / "templates" / "_layout", out_templates / "_layout")
@@ -107,7 +106,7 @@ def test_push_is_refused_whole_on_a_lint_error_and_on_unreviewed_copy(clean_pg_u
     welcome.write_text(welcome.read_text() + "<p>{{ first_nmae }}</p>")
     broken = _cli(factory, clock, defs, templates, "campaigns", "push", "hip_and_back")
     assert broken.exit_code == 1
-    assert "first_nmae" in broken.output and "not published" in broken.output
+    assert "first_nmae" in broken.output and "nothing published" in broken.output
 
     welcome.write_text(welcome.read_text().replace("<p>{{ first_nmae }}</p>", "<p>Hi.</p>"))
     unreviewed = _cli(factory, clock, defs, templates, "campaigns", "push", "hip_and_back")
@@ -142,6 +141,10 @@ def test_every_process_runs_the_newest_revision_without_a_restart(db_url, clock,
     defs = tmp_path / "defs"
     defs.mkdir()
     shutil.copy(FIXTURES / "definitions" / "tiny.yaml", defs)
+    with transaction(factory) as s:
+        assert store.seed(s, clock, defs, FIXTURES / "templates", FIXTURES / "templates") == [
+            "tiny"
+        ]
     registry = DeployedRegistry(factory, clock, defs, FIXTURES / "templates", refresh_seconds=60)
     assert set(registry.campaigns()) == {"tiny"} and registry.running == {"tiny": 1}
     with factory() as s:
@@ -297,12 +300,30 @@ def test_diff_shows_subject_and_body_edits_with_and_without_against(
 def test_deployed_says_which_files_differ_from_what_runs(clean_pg_url, clock, course):
     factory = make_session_factory(make_engine(clean_pg_url))
     defs, templates = course
+    first = _cli(factory, clock, defs, templates, "campaigns", "deployed")
+    assert "hip_and_back: no revision (seeded on the next start, or push it)" in first.output
+    # A command never publishes: a dry run of new files leaves the database as it was.
+    dry = _cli(factory, clock, defs, templates, "campaigns", "push", "--dry-run")
+    assert dry.exit_code == 0 and "dry run: 0 error(s); nothing published" in dry.output
+    assert _cli(factory, clock, defs, templates, "campaigns", "history", "check_in").output == (
+        "check_in: no revisions\n"
+    )
+    # The long-running processes seed as they start.
+    rt = build_runtime(
+        load_settings(
+            environment="test", secret_key="s" * 40, definitions_dir=defs,
+            templates_dir=templates, sequences_source="database",
+        ),
+        factory=factory, clock=clock,
+    )  # fmt: skip
+    assert sorted(rt.seed_sequences()) == ["check_in", "hip_and_back"]
+    assert rt.registry.running == {"check_in": 1, "hip_and_back": 1}
     other = defs.parent / "other"
     other.mkdir()
     (other / "extra.yaml").write_text((FIXTURES / "definitions" / "tiny.yaml").read_text())
-    first = _cli(factory, clock, defs, templates, "campaigns", "deployed", "--dir", str(other))
-    assert "check_in: revision 1 (seed by system); no file here" in first.output
-    assert "extra: no revision (seeded on the next start, or push it); file here" in first.output
+    listed = _cli(factory, clock, defs, templates, "campaigns", "deployed", "--dir", str(other))
+    assert "check_in: revision 1 (seed by system); no file here" in listed.output
+    assert "extra: no revision (seeded on the next start, or push it); file here" in listed.output
     out = _cli(factory, clock, defs, templates, "campaigns", "deployed").output
     assert "hip_and_back: revision 1 (seed by system); files equal it" in out
     (templates / "check_in" / "en" / "check_in.html").write_text("<p>x</p>")
@@ -333,6 +354,8 @@ def test_a_running_worker_sends_a_published_edit_with_no_restart(stack, tmp_path
     shutil.copytree(FIXTURES / "templates" / "tiny", templates / "live")
     factory = make_session_factory(make_engine(stack.database_url))
     clock = ScaledClock(stack.real_epoch, VIRTUAL_EPOCH, 1.0)
+    with transaction(factory) as s:
+        store.seed(s, clock, defs, templates, templates)
     registry = DeployedRegistry(factory, clock, defs, templates, refresh_seconds=0.2)
     stack.start_worker(
         "w1", DEFINITIONS_DIR=defs, TEMPLATES_DIR=templates, SEQUENCES_SOURCE="database",
@@ -367,6 +390,8 @@ def test_the_impact_names_a_changed_send_window_for_everyone_enrolled(db_url, cl
     defs = tmp_path / "defs"
     defs.mkdir()
     shutil.copy(FIXTURES / "definitions" / "tiny.yaml", defs)
+    with transaction(factory) as s:
+        store.seed(s, clock, defs, FIXTURES / "templates", FIXTURES / "templates")
     registry = DeployedRegistry(factory, clock, defs, FIXTURES / "templates")
     for who in ("a", "b"):
         add_and_enroll(factory, clock, registry, Policy(), email=f"{who}@example.com")
@@ -386,3 +411,139 @@ def test_the_impact_names_a_changed_send_window_for_everyone_enrolled(db_url, cl
         "mon,tue,wed,thu,fri 09:00-17:00 (judged at each send, in each person's own time)) "
         "for all 2 people enrolled"
     )
+
+
+def test_a_campaign_renders_from_the_revision_it_came_from_and_a_bad_one_stops_no_other(
+    db_url, clock, tmp_path
+):
+    """A batch holding revision 1's campaign renders revision 1's bodies even after
+    revision 2 lands in the same process; a revision that cannot be installed (a file name
+    leading out of its folder) leaves the other campaigns, and its own last good one,
+    running."""
+    factory = make_session_factory(make_engine(db_url))
+    shared = FIXTURES / "templates"
+    with transaction(factory) as s:
+        store.seed(s, clock, FIXTURES / "definitions", shared, shared)
+    registry = DeployedRegistry(factory, clock, FIXTURES / "definitions", shared)
+    renderer = Renderer(registry.templates_dir, Sender("Lunara", "1 Test Street"))
+    from campaigns.content.rendering import Recipient
+    from campaigns.links import Signer, links_for
+
+    links = links_for("https://care.example", Signer(b"k" * 32), "tok", range(0))
+    first = registry.get("tiny")
+    bundle = read_bundle(FIXTURES / "definitions", shared, "tiny")
+    words = {**bundle.templates, "en/hello.html": "<p>Revision two's words.</p>"}
+    with transaction(factory) as s:
+        store.publish(s, clock, NINA, bundle.replace(templates=words), shared, source="push")
+    registry.refresh()
+    second = registry.get("tiny")
+    old = renderer.email(first, first.step("hello"), Recipient("Ana", "en"), links).html
+    new = renderer.email(second, second.step("hello"), Recipient("Ana", "en"), links).html
+    assert "Revision two's words." in new and "Revision two's words." not in old
+
+    # A row no publish would write: its templates name a file outside the folder.
+    from campaigns.models import SequenceRevision
+
+    evil = dict(words, **{"../../escaped.txt": "x"})
+    with transaction(factory) as s:
+        s.add(
+            SequenceRevision(
+                campaign_key="tiny", number=3, file_name="tiny.yaml",
+                definition=bundle.definition, templates=evil, digest="d" * 64,
+                source="push", published_by="x", published_at=clock.now(),
+            )
+        )  # fmt: skip
+    registry.refresh()
+    assert set(registry.campaigns()) == {"tiny", "quick"}
+    assert registry.running["tiny"] == 3 and registry.get("tiny") == second
+    assert "not a plain path" in registry.errors["tiny"][0]
+    assert not (registry.root / "escaped.txt").exists()
+    assert not (registry.templates_dir / "escaped.txt").exists()
+
+
+def test_two_publishes_at_once_refuse_the_later_cleanly(clean_pg_url, clock):
+    import threading
+
+    factory = make_session_factory(make_engine(clean_pg_url))
+    shared = FIXTURES / "templates"
+    bundle = read_bundle(FIXTURES / "definitions", shared, "tiny")
+    flushed, outcome = threading.Event(), {}
+
+    def first():
+        with transaction(factory) as s:
+            store.publish(s, clock, NINA, bundle, shared, source="push")
+            flushed.set()
+            time.sleep(0.5)  # the second waits on the unique key meanwhile
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    flushed.wait(10)
+    with transaction(factory) as s:
+        try:
+            store.publish(s, clock, NINA, bundle, shared, source="push")
+        except store.PublishError as exc:
+            outcome["refused"] = exc.problems
+        # The transaction is still usable: the caller can go on and commit.
+        outcome["heads"] = store.heads(s)
+    thread.join()
+    assert "at the same moment" in outcome["refused"][0]
+    assert outcome["heads"] == {"tiny": 1}
+
+
+def test_cli_rollback_is_checked_like_any_publish(clean_pg_url, clock, course):
+    factory = make_session_factory(make_engine(clean_pg_url))
+    defs, templates = course
+    assert _cli(factory, clock, defs, templates, "campaigns", "push").exit_code == 0
+    welcome = templates / "hip_and_back" / "en" / "welcome.html"
+    original = welcome.read_text()
+    welcome.write_text(original.replace("Welcome", "Hello"))
+    unreviewed = _cli(
+        factory, clock, defs, templates, "campaigns", "push", "hip_and_back",
+        publish_requires_review=False,
+    )  # fmt: skip
+    assert "published revision 2" in unreviewed.output
+    welcome.write_text(original)
+    assert (
+        "published revision 3" in _cli(factory, clock, defs, templates, "campaigns", "push").output
+    )
+    refused = _cli(factory, clock, defs, templates, "campaigns", "rollback", "hip_and_back", "2")
+    assert refused.exit_code == 1 and "clinical review" in refused.output
+    assert "refused: nothing published" in refused.output
+    same = _cli(factory, clock, defs, templates, "campaigns", "rollback", "hip_and_back", "1")
+    assert same.exit_code == 0 and "unchanged: revision 3 already has these files" in same.output
+    with factory() as s:
+        assert store.heads(s)["hip_and_back"] == 3
+
+
+def test_pull_keeps_file_modes_and_diff_against_rev_reads_any_name(
+    clean_pg_url, clock, course, tmp_path
+):
+    factory = make_session_factory(make_engine(clean_pg_url))
+    defs, templates = course
+    _cli(factory, clock, defs, templates, "campaigns", "push")
+    out = tmp_path / "out"
+    (out / "templates").mkdir(parents=True)
+    _cli(factory, clock, out / "defs", out / "templates", "campaigns", "pull", "check_in")
+    assert (out / "defs" / "check_in.yaml").stat().st_mode & 0o777 == 0o644
+    # A git checkout whose campaign folder holds a name with accents and a file that is not
+    # UTF-8: the first is read, the second refused in one line.
+    repo = tmp_path / "repo"
+    shutil.copytree(defs, repo / "defs")
+    shutil.copytree(templates, repo / "templates")
+    (repo / "templates" / "check_in" / "es" / "café.txt").write_text("sí")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    (repo / "templates" / "check_in" / "es" / "café.txt").write_text("sí, claro")
+    args = ["campaigns", "diff", str(repo / "defs" / "check_in.yaml"), "--against-rev", "HEAD"]
+    found = _cli(factory, clock, repo / "defs", repo / "templates", *args)
+    assert found.exit_code == 0, found.output
+    assert "+sí, claro" in found.output and "-sí" in found.output
+    (repo / "templates" / "check_in" / "es" / "latin1.txt").write_bytes("añ".encode("latin-1"))
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "y"], check=True)
+    (repo / "templates" / "check_in" / "es" / "latin1.txt").unlink()  # only in git now
+    bad = _cli(factory, clock, repo / "defs", repo / "templates", *args)
+    assert bad.exit_code == 1 and "not UTF-8 text" in bad.output
+    assert "Traceback" not in bad.output

@@ -46,6 +46,7 @@ def create_app(
     settings = settings or get_settings()
     built_here = factory is None
     rt = build_runtime(settings, factory=factory, clock=clock)
+    rt.seed_sequences()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -150,11 +150,12 @@ def run_demo(
         raise DefinitionError([f"no campaign {campaign!r} in {settings.definitions_dir}"])
     # Replay the course from a few weeks ago (its delays plus two weeks), so it ends
     # before now and the database agrees with the real clock once the demo is over. The
-    # clock is set before the runtime is built: building it seeds the course's revision.
+    # clock is set before the course is seeded as its first revision.
     span = sum((s.delay for s in course.steps), timedelta()) + timedelta(days=14)
     start = (datetime.now(UTC) - span).replace(minute=0, second=0, microsecond=0)
     FileClock(settings.clock_file).set(start - timedelta(minutes=5))
     rt = build_runtime(settings)
+    rt.seed_sequences()
     clock = rt.clock
     assert isinstance(clock, FileClock)
     demo = Demo(folder, campaign, env, rt)

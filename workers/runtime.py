@@ -18,6 +18,7 @@ factory and clock) it has.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -31,8 +32,9 @@ from campaigns.clock import Clock, clock_from_settings
 from campaigns.content.care_team import CareTeam
 from campaigns.content.lint import LintContext
 from campaigns.content.rendering import Renderer, Sender
-from campaigns.db import make_engine, make_session_factory
+from campaigns.db import make_engine, make_session_factory, transaction
 from campaigns.delivery.sending import SendContext
+from campaigns.editing.seeding import seed_checked
 from campaigns.links import Signer
 from campaigns.migrate import check_current
 from campaigns.sequences.deployed import DeployedRegistry
@@ -40,6 +42,8 @@ from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
 from campaigns.tracking.machine import Rules
 from settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -112,6 +116,25 @@ class Runtime:
         database this runtime built is at the code's migration head."""
         if self.engine is not None:
             check_current(self.engine)
+
+    def seed_sequences(self) -> list[str]:
+        """Where campaigns run from the database, publish each campaign file that has no
+        revision yet (campaigns.editing.seeding). The long-running processes do it as they
+        start; a failure (the database away) is logged and the next start tries again."""
+        if self.settings.sequences_source != "database":
+            return []
+        s = self.settings
+        try:
+            with transaction(self.factory) as session:
+                seeded = seed_checked(
+                    session, self.clock, s.definitions_dir, s.templates_dir, lint_context(s)
+                )
+        except Exception as exc:
+            log.warning("cannot seed the campaigns from their files: %s", exc)
+            return []
+        if seeded and hasattr(self.registry, "refresh"):
+            self.registry.refresh()
+        return seeded
 
     def dispose(self) -> None:
         """Close the pool this runtime opened; a factory handed in belongs to the caller."""
@@ -222,5 +245,6 @@ def runtime() -> Runtime:
     if _runtime is None or _pid != os.getpid():
         rt = build_runtime(get_settings())
         rt.check_schema()
+        rt.seed_sequences()
         _runtime, _pid = rt, os.getpid()
     return _runtime

@@ -312,7 +312,9 @@ def _lint_text(renderer, campaign, step, locale, links: Links, ctx, add, text_on
     channel = Channel.SMS if not text_only else f"{Channel.SMS} (text only)"
     limit = (
         MAX_SAFETY_SMS_SEGMENTS
-        if _includes(renderer, f"{campaign.key}/{locale}/{step.template}.sms.txt", SAFETY_PARTIAL)
+        if _includes(
+            renderer, f"{campaign.templates_at}/{locale}/{step.template}.sms.txt", SAFETY_PARTIAL
+        )
         else MAX_SMS_SEGMENTS
     )
     # Only the first step's text can open a course; it also says what texts cost.

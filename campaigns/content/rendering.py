@@ -114,7 +114,7 @@ class Renderer:
     ) -> RenderedEmail:
         ctx = self.context(campaign, step, recipient, links)
         locale = ctx["locale"]
-        base = f"{campaign.key}/{locale}/{step.template}"
+        base = f"{campaign.templates_at}/{locale}/{step.template}"
         if step.question is not None and not links.answers:
             # Never an email that asks without the links to answer it.
             raise RenderError(f"{base}: the question's answer links were not made")
@@ -174,7 +174,7 @@ class Renderer:
         """The text, and {link id: URL} of the links it sends through our redirect."""
         ctx = self.context(campaign, step, recipient, links)
         ctx["care"] = {k: to_gsm7(v) for k, v in ctx["care"].items()}
-        base = f"{campaign.key}/{ctx['locale']}/{step.template}.sms.txt"
+        base = f"{campaign.templates_at}/{ctx['locale']}/{step.template}.sms.txt"
         body = _one_line(self._render(self.text_env, base, ctx))
         wrapped = self._render(
             self.text_env,

@@ -148,7 +148,7 @@ class Composer:
             placeholder = Recipient(
                 PLACEHOLDER_NAME if subscriber.first_name else None, subscriber.locale, country
             )
-            base = f"{campaign.key}/{locale}/{step.template}"
+            base = f"{campaign.templates_at}/{locale}/{step.template}"
             # A step that asks a question is rendered in full: each answer link is signed.
             plain = step.question is None and self._plain(
                 [
@@ -237,7 +237,10 @@ class Composer:
                 text_only,
             )
             plain = self._plain(
-                [f"{campaign.key}/{locale}/{step.template}.sms.txt", f"_layout/{locale}/sms.txt"],
+                [
+                    f"{campaign.templates_at}/{locale}/{step.template}.sms.txt",
+                    f"_layout/{locale}/sms.txt",
+                ],
                 [],
             )
             group = self._groups[key] = _Group(

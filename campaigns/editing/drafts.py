@@ -238,6 +238,7 @@ def rollback_checked(
     shared: Path,
     *,
     require_review: bool,
+    note: str | None = None,
 ) -> Published:
     """Run an earlier revision's files again, as the next revision, through the same
     checks as a publish. An open draft stays (it is now stale: it began before this)."""
@@ -255,7 +256,7 @@ def rollback_checked(
         ctx,
         shared,
         source="rollback",
-        note=f"rollback to revision {number}",
+        note=note or f"rollback to revision {number}",
         expect_head=head.number,
         require_review=require_review,
     )

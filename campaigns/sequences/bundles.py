@@ -86,7 +86,7 @@ def file_keys(definitions_dir: Path) -> list[str]:
     return sorted({p.stem for s in SUFFIXES for p in Path(definitions_dir).glob(f"*{s}")})
 
 
-def _safe_name(name: str) -> bool:
+def safe_name(name: str) -> bool:
     parts = name.split("/")
     return bool(name) and all(p not in ("", ".", "..") and not p.startswith(".") for p in parts)
 
@@ -107,7 +107,7 @@ def read_bundle(
     if folder.is_dir():
         for f in sorted(folder.rglob("*")):
             rel = f.relative_to(folder).as_posix()
-            if not f.is_file() or not _safe_name(rel):
+            if not f.is_file() or not safe_name(rel):
                 continue  # editor swap files, .DS_Store: not part of a campaign
             try:
                 templates[rel] = f.read_bytes().decode("utf-8")
@@ -122,10 +122,13 @@ def read_bundle(
 def _write(path: Path, text: str) -> None:
     """Aside, then renamed: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp makes the file 0600: keep the mode the file had, else the usual 0644.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(text.encode("utf-8"))
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -138,7 +141,7 @@ def write_bundle(bundle: Bundle, definitions_dir: Path, templates_dir: Path) -> 
     so the folder then equals the bundle. Returns the paths written or removed."""
     changed: list[str] = []
     for name in bundle.templates:
-        if not _safe_name(name):
+        if not safe_name(name):
             raise BundleError(f"{bundle.key}: template name {name!r} is not a plain path")
     target = Path(definitions_dir) / bundle.file_name
     for other in SUFFIXES:
@@ -158,7 +161,7 @@ def write_bundle(bundle: Bundle, definitions_dir: Path, templates_dir: Path) -> 
     if folder.is_dir():
         for f in sorted(folder.rglob("*"), reverse=True):
             rel = f.relative_to(folder).as_posix()
-            if f.is_file() and _safe_name(rel) and rel not in bundle.templates:
+            if f.is_file() and safe_name(rel) and rel not in bundle.templates:
                 f.unlink()
                 changed.append(str(f))
             elif f.is_dir() and not any(f.iterdir()):

@@ -389,6 +389,13 @@ class Campaign:
     reentry: bool = False  # a trigger may enroll someone whose enrollment here has ended
     frequency_cap: CapOverride | None = None  # None: the settings' (campaigns/sequences/caps.py)
     holdout: float = 0.0  # share of enrollments kept from every message (experiments.py)
+    # Where its templates are, under the templates folder: the key, or the folder of the
+    # very revision it was parsed from (campaigns.sequences.deployed).
+    template_root: str | None = None
+
+    @property
+    def templates_at(self) -> str:
+        return self.template_root or self.key
 
     @property
     def fallback_locale(self) -> str:

@@ -1,20 +1,26 @@
 """The campaigns that run, read from their revisions in the database.
 
 Every process (a worker, the scheduler, the web) keeps its own copy of the running
-revisions' files in a private folder laid out like the repo, and reads campaigns through
-the same file-based `Registry` and template loader as a checkout would. So a publish
+revisions' files in a private folder and parses and renders from there. So a publish
 needs no rebuild and no shared disk: each process sees the new revision within
-`refresh_seconds` (one cheap query for the newest number per campaign), writes its files,
-and from then on parses and renders from them.
+`refresh_seconds` (one cheap query for the newest revision per campaign) and writes its
+files.
 
-Within the folder, `templates/<campaign>` is a symbolic link to that revision's own folder,
-replaced in one rename: a render running while a publish lands reads either the old files
-or the new, never a mix. The shared folders (`_layout`, `_partials`, `_system`) link to
-the ones shipped with the code.
+Each revision's files go into a folder of their own that is never changed afterwards
+(`templates/@rev/<campaign>-<number>-<serial>/<campaign>/...`), and the Campaign parsed
+from it names that folder as its `template_root`. A message is rendered from the very
+revision its Campaign came from, even while a newer one lands in the same process: a
+batch that read revision 3's subject and steps gets revision 3's bodies, never a mix. A
+process keeps the last three folders of each campaign. `templates/<campaign>` (a link to
+the newest) and `definitions/` stay for the tools that read a campaign's files by name
+(the clinical review's fingerprint on the results page).
 
-When it is built (the process starts) it seeds: a campaign file with no revision in the
-database becomes revision 1. Later edits of the files run only once pushed
-(`drip campaigns push`).
+A revision that cannot be installed or parsed (a bad file name in its templates, a schema
+a newer version of the code refuses) is reported in `errors` and leaves the other
+campaigns, and that campaign's last good revision if it had one, running.
+
+Seeding (campaigns.editing.seeding) is not done here: the long-running processes do it
+once as they start (workers.runtime), not every command.
 """
 
 from __future__ import annotations
@@ -27,20 +33,22 @@ import tempfile
 import threading
 import time
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
-from campaigns.db import transaction
 from campaigns.models import SequenceRevision
-from campaigns.sequences.bundles import link_shared, write_bundle
-from campaigns.sequences.campaign import Campaign
-from campaigns.sequences.registry import Registry
-from campaigns.sequences.store import bundle_of, heads, revision, seed
+from campaigns.sequences.bundles import BundleError, link_shared, write_bundle
+from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
+from campaigns.sequences.store import bundle_of, head_digests, revision
 
 log = logging.getLogger(__name__)
+
+KEEP = 3  # revision folders a process keeps per campaign: the running one and two before
+REVISIONS = "@rev"  # under templates/: a name no campaign key can take
 
 
 def _reader(factory: sessionmaker[Session]) -> sessionmaker[Session]:
@@ -81,55 +89,28 @@ class DeployedRegistry:
             weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self.definitions_dir = self.root / "definitions"
         self.templates_dir = self.root / "templates"
-        self._store = self.root / "revisions"
-        for d in (self.definitions_dir, self.templates_dir, self._store):
+        self._revisions = self.templates_dir / REVISIONS
+        for d in (self.definitions_dir, self._revisions):
             d.mkdir(parents=True, exist_ok=True)
         link_shared(self.templates_dir, self.shipped_templates)
-        self._files = Registry(self.definitions_dir, self.templates_dir)
-        self._running: dict[str, int] = {}
+        self._campaigns: dict[str, Campaign] = {}
+        self._running: dict[str, tuple[int, str]] = {}  # key -> (number, digest)
         self._installed: dict[str, list[Path]] = {}
+        self.errors: dict[str, list[str]] = {}
         self._checked = float("-inf")
-        self._shipped_stamp: tuple | None = None
         self._lock = threading.Lock()
         self._serial = itertools.count()
         self.sync_error: str | None = None
-        # Seeding writes, so it happens here, outside any caller's transaction: on SQLite
-        # a write from inside another open write transaction of this process would wait
-        # on itself.
-        self._seed()
-
-    def _seed(self) -> None:
-        try:
-            stamp = self._shipped() if self.shipped_definitions.is_dir() else ()
-            if stamp == self._shipped_stamp:
-                return
-            with transaction(self.factory) as session:
-                seed(
-                    session,
-                    self.clock,
-                    self.shipped_definitions,
-                    self.shipped_templates,
-                    self.shipped_templates,
-                )
-            self._shipped_stamp = stamp
-        except Exception as exc:  # the database is away: the next process to start seeds
-            self.sync_error = f"{type(exc).__name__}: {exc}"
-            log.warning("cannot seed the deployed sequences from the files: %s", exc)
 
     @property
     def running(self) -> dict[str, int]:
         """{campaign: revision number} this process runs now."""
-        return dict(self._running)
+        return {key: number for key, (number, _) in self._running.items()}
 
     def refresh(self) -> None:
         """Look now, whatever the pause since the last look (after a publish here)."""
         self._checked = float("-inf")
         self._sync()
-
-    def _shipped(self) -> tuple:
-        return tuple(
-            (p.name, p.stat().st_mtime_ns) for p in sorted(self.shipped_definitions.glob("*.y*ml"))
-        )
 
     def _sync(self) -> None:
         if time.monotonic() - self._checked < self.refresh_seconds:
@@ -139,12 +120,12 @@ class DeployedRegistry:
                 return
             try:
                 with self._reader() as session:
-                    wanted = heads(session)
-                    for key, number in sorted(wanted.items()):
-                        if self._running.get(key) != number:
-                            row = revision(session, key, number)
-                            if row is not None:
-                                self._install(row)
+                    for key, (number, digest) in sorted(head_digests(session).items()):
+                        if self._running.get(key) == (number, digest):
+                            continue
+                        row = revision(session, key, number)
+                        if row is not None:
+                            self._install(row)
                 self.sync_error = None
             except Exception as exc:  # the database is away: keep running what we have
                 self.sync_error = f"{type(exc).__name__}: {exc}"
@@ -152,55 +133,68 @@ class DeployedRegistry:
             self._checked = time.monotonic()
 
     def _install(self, row: SequenceRevision) -> None:
-        bundle = bundle_of(row)
+        """Write one revision's files and parse them; on any failure that campaign keeps
+        its last good revision (if any) and the problem is in `errors`."""
+        key = row.campaign_key
         serial = next(self._serial)
-        folder = self._store / f"{row.campaign_key}-{row.number}-{serial}"
-        defs = folder / "definitions"
-        defs.mkdir(parents=True)
-        write_bundle(bundle, defs, folder / "templates")
-        (folder / "templates" / row.campaign_key).mkdir(parents=True, exist_ok=True)
-        # Jinja's loader sees a changed template by its modification time: give every file
-        # of a new revision a later one than any before, even within one clock tick.
-        stamp = time.time_ns() + serial
-        for f in (folder / "templates").rglob("*"):
-            if f.is_file():
-                os.utime(f, ns=(stamp, stamp))
-        link = self.templates_dir / row.campaign_key
-        aside = self.templates_dir / f".{row.campaign_key}.{serial}"
-        aside.symlink_to(folder / "templates" / row.campaign_key, target_is_directory=True)
-        os.replace(aside, link)
-        for old in self.definitions_dir.glob(f"{row.campaign_key}.y*ml"):
-            if old.name != bundle.file_name:
-                old.unlink()
-        target = self.definitions_dir / bundle.file_name
-        tmp = self.definitions_dir / f".{bundle.file_name}.{serial}"
-        tmp.write_bytes((defs / bundle.file_name).read_bytes())
-        os.utime(tmp, ns=(stamp, stamp))
-        os.replace(tmp, target)
-        self._running[row.campaign_key] = row.number
-        installed = self._installed.setdefault(row.campaign_key, [])
+        name = f"{key}-{row.number}-{serial}"
+        folder = self._revisions / name
+        definitions = folder / "definition"
+        try:
+            bundle = bundle_of(row)
+            write_bundle(bundle, definitions, folder)
+            (folder / key).mkdir(parents=True, exist_ok=True)
+            campaign = parse_campaign(definitions / bundle.file_name, folder)
+        except (BundleError, DefinitionError, OSError, ValueError) as exc:
+            problems = exc.problems if isinstance(exc, DefinitionError) else [str(exc)]
+            self.errors[key] = [f"revision {row.number}: {p}" for p in problems]
+            # Not tried again until a newer revision comes: remember this one as seen.
+            self._running[key] = (row.number, row.digest)
+            shutil.rmtree(folder, ignore_errors=True)
+            log.error(
+                "campaign %s revision %s cannot run%s: %s",
+                key,
+                row.number,
+                "; still running its last good revision" if key in self._campaigns else "",
+                "; ".join(problems),
+            )
+            return
+        self._campaigns[key] = replace(campaign, template_root=f"{REVISIONS}/{name}/{key}")
+        self._running[key] = (row.number, row.digest)
+        self.errors.pop(key, None)
+        self._point_at(key, folder / key, definitions / bundle.file_name, serial)
+        installed = self._installed.setdefault(key, [])
         installed.append(folder)
-        # Keep this folder and the one before (a render that began just before the swap
-        # may still read it); older ones no render can hold. By order of installing, not
-        # by revision number: a rollback's number is higher, a wiped database's lower.
-        while len(installed) > 2:
+        # By the order they were installed, not by number: a rollback's number is higher,
+        # a wiped database's lower.
+        while len(installed) > KEEP:
             shutil.rmtree(installed.pop(0), ignore_errors=True)
-        log.info("campaign %s: running revision %s", row.campaign_key, row.number)
+        log.info("campaign %s: running revision %s", key, row.number)
+
+    def _point_at(self, key: str, templates: Path, definition: Path, serial: int) -> None:
+        """`templates/<key>` and `definitions/<key>.yaml` name the newest revision's."""
+        aside = self.templates_dir / f".{key}.{serial}"
+        aside.symlink_to(templates, target_is_directory=True)
+        os.replace(aside, self.templates_dir / key)
+        for old in self.definitions_dir.glob(f"{key}.y*ml"):
+            if old.name != definition.name:
+                old.unlink()
+        tmp = self.definitions_dir / f".{definition.name}.{serial}"
+        tmp.write_bytes(definition.read_bytes())
+        os.replace(tmp, self.definitions_dir / definition.name)
 
     # The Registry interface.
-    @property
-    def errors(self) -> dict[str, list[str]]:
-        self._sync()
-        return self._files.errors
-
     def campaigns(self) -> dict[str, Campaign]:
         self._sync()
-        return self._files.campaigns()
+        return dict(self._campaigns)
 
     def unavailable(self) -> set[str]:
         self._sync()
-        return self._files.unavailable()
+        return {key for key in self.errors if key not in self._campaigns}
 
     def get(self, key: str) -> Campaign:
         self._sync()
-        return self._files.get(key)
+        campaign = self._campaigns.get(key)
+        if campaign is None:
+            raise DefinitionError(self.errors.get(key) or [f"no campaign {key!r} is published"])
+        return campaign

@@ -8,7 +8,7 @@
     publish(session, clock, actor, bundle, source=..., note=..., expect_head=...)
                                                -> Published (a new number, or unchanged)
     rollback(session, clock, actor, key, number, note)
-    seed(session, clock, definitions_dir, templates_dir, shared_templates)
+    seed(session, clock, definitions_dir, templates_dir, shared_templates, check=...)
                                                -> keys seeded from files with no revision
 
 A publish checks that the bundle parses (the schema, every template file present) and
@@ -20,12 +20,13 @@ or deleted: a rollback publishes the older files again under the next number.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from campaigns.clock import Clock
 from campaigns.models import SequenceRevision
@@ -79,14 +80,33 @@ def heads(session: Session) -> dict[str, int]:
     return {key: number for key, number in rows}
 
 
-def history(session: Session, key: str) -> list[SequenceRevision]:
-    return list(
-        session.scalars(
-            select(SequenceRevision)
-            .where(SequenceRevision.campaign_key == key)
-            .order_by(SequenceRevision.number.desc())
+def head_digests(session: Session) -> dict[str, tuple[int, str]]:
+    """{key: (number, digest)} of each campaign's running revision: a process compares
+    both, so a database restored with other files under the same number is noticed."""
+    newest = (
+        select(SequenceRevision.campaign_key, func.max(SequenceRevision.number).label("n"))
+        .group_by(SequenceRevision.campaign_key)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            SequenceRevision.campaign_key, SequenceRevision.number, SequenceRevision.digest
+        ).join(
+            newest,
+            (newest.c.campaign_key == SequenceRevision.campaign_key)
+            & (newest.c.n == SequenceRevision.number),
         )
     )
+    return {key: (number, digest) for key, number, digest in rows}
+
+
+def history(session: Session, key: str, *, files: bool = True) -> list[SequenceRevision]:
+    """Newest first; without `files`, the rows' text is not loaded (a list of numbers,
+    dates and notes over a long history)."""
+    query = select(SequenceRevision).where(SequenceRevision.campaign_key == key)
+    if not files:
+        query = query.options(defer(SequenceRevision.definition), defer(SequenceRevision.templates))
+    return list(session.scalars(query.order_by(SequenceRevision.number.desc())))
 
 
 def revision(session: Session, key: str, number: int) -> SequenceRevision | None:
@@ -147,9 +167,10 @@ def publish(
         published_by=actor.name[:80],
         published_at=clock.now(),
     )
-    session.add(new)
     try:
-        session.flush()
+        with session.begin_nested():  # a lost race leaves the caller's transaction usable
+            session.add(new)
+            session.flush()
     except IntegrityError:
         # Two publishes at once took the same number: the later one is refused whole.
         raise PublishError(
@@ -206,28 +227,33 @@ def seed(
     definitions_dir: Path,
     templates_dir: Path,
     shared_templates: Path,
+    check: Callable[[Bundle, set[str]], list[str]] | None = None,
 ) -> list[str]:
     """Publish, as revision 1, every campaign file whose campaign has no revision yet, so a
-    new deployment starts from the files it shipped with. A file that does not parse is
+    new deployment starts from the files it shipped with. A file that does not parse, or
+    in which `check` (given the bundle and the campaigns there will be) finds problems, is
     left out (logged); its campaign waits for a push."""
     known = set(heads(session))
+    keys = file_keys(definitions_dir)
     seeded = []
-    for key in file_keys(definitions_dir):
+    for key in keys:
         if key in known:
             continue
         try:
             bundle = read_bundle(definitions_dir, templates_dir, key)
-            with session.begin_nested():
-                publish(
-                    session,
-                    clock,
-                    SYSTEM,
-                    bundle,
-                    shared_templates,
-                    source="seed",
-                    note="the shipped file",
-                    expect_head=None,
-                )
+            problems = check(bundle, known | set(keys)) if check else []
+            if problems:
+                raise PublishError(problems)
+            publish(
+                session,
+                clock,
+                SYSTEM,
+                bundle,
+                shared_templates,
+                source="seed",
+                note="the shipped file",
+                expect_head=None,
+            )
         except (BundleError, PublishError) as exc:
             if head(session, key) is None:
                 log.error("campaign file %s not seeded: %s", key, exc)

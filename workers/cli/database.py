@@ -1,4 +1,5 @@
-"""`drip db upgrade`: bring DATABASE_URL to the code's schema."""
+"""`drip db upgrade`: bring DATABASE_URL to the code's schema, and seed the campaigns' first
+revisions from their files."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @pass_drip
 def db_upgrade(drip: Drip) -> None:
-    """Apply all migrations to DATABASE_URL."""
+    """Apply all migrations to DATABASE_URL; then, where campaigns run from the database,
+    publish each campaign file that has no revision yet (if the lint finds no error)."""
     upgrade(drip.settings.database_url)
     click.echo("database is at the latest schema")
+    seeded = drip.runtime().seed_sequences()
+    if seeded:
+        click.echo(f"campaigns seeded from their files as revision 1: {', '.join(seeded)}")

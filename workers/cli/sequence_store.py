@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from campaigns.db import transaction
+from campaigns.editing.drafts import rollback_checked
 from campaigns.editing.publishing import check_bundle, publish_checked
 from campaigns.sequences.bundles import (
     BundleError,
@@ -30,7 +31,6 @@ from campaigns.sequences.store import (
     heads,
     history,
     revision,
-    rollback,
 )
 from workers.cli.context import Drip, cli_actor, pass_drip
 from workers.cli.sequences import campaigns_group, folder_options, local_today, show_impact
@@ -54,59 +54,71 @@ def _folders(drip: Drip, folder, templates) -> tuple[Path, Path]:
 @pass_drip
 def campaigns_push(drip: Drip, keys, folder, templates, note, dry_run, bodies) -> None:
     """Publish campaign files as the running revision (every campaign file by default).
-    Refused on a lint error, and on copy without a current clinical review while
-    PUBLISH_REQUIRES_REVIEW is set: the rules of a publish from the workspace."""
+    Refused whole on a lint error in any of them, and on copy without a current clinical
+    review while PUBLISH_REQUIRES_REVIEW is set: the rules of a publish from the
+    workspace. All the campaigns are published together, or none."""
     definitions, templates_dir = _folders(drip, folder, templates)
     rt = drip.runtime()
     s = rt.settings
-    wanted = list(keys) or file_keys(definitions)
+    wanted = list(dict.fromkeys(keys)) or file_keys(definitions)
     if not wanted:
         raise click.ClickException(f"no campaign files in {definitions}")
+    try:
+        bundles = [read_bundle(definitions, templates_dir, key) for key in wanted]
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
     ctx = lint_context(s, local_today(s), strict=s.publish_requires_review)
-    failed = 0
-    for key in wanted:
-        try:
-            bundle = read_bundle(definitions, templates_dir, key)
-        except BundleError as exc:
-            raise click.ClickException(str(exc)) from None
-        with transaction(rt.factory) as session:
-            current = head(session, key)
+    checks, errors = {}, 0
+    with rt.factory() as session:
+        running = {key: head(session, key) for key in wanted}
+        known = set(heads(session)) | set(wanted)
+        for bundle in bundles:
+            current = running[bundle.key]
             click.echo(
-                f"{key}: {f'revision {current.number}' if current else 'no revision'} running -> "
-                f"{definitions / bundle.file_name}"
+                f"{bundle.key}: {f'revision {current.number}' if current else 'no revision'}"
+                f" running -> {definitions / bundle.file_name}"
             )
             show_impact(session, current and bundle_of(current), bundle, s.templates_dir, bodies)
-            check = check_bundle(bundle, ctx, s.templates_dir, set(heads(session)) | set(wanted))
+            check = checks[bundle.key] = check_bundle(bundle, ctx, s.templates_dir, known)
             for finding in check.errors:
                 click.echo(f"  {finding}", err=True)
-            if dry_run:
-                click.echo(f"  dry run: {len(check.errors)} error(s); nothing published")
-                failed += bool(check.errors)
-                continue
-            try:
-                done = publish_checked(
-                    session,
-                    rt.clock,
-                    cli_actor(),
-                    bundle,
-                    ctx,
-                    s.templates_dir,
-                    source="push",
-                    note=note,
-                    expect_head=current.number if current else None,
-                    require_review=s.publish_requires_review,
-                    check=check,
+            errors += len(check.errors)
+    if dry_run:
+        click.echo(f"dry run: {errors} error(s); nothing published")
+        if errors:
+            raise click.ClickException("these files would be refused")
+        return
+    if errors:
+        raise click.ClickException(f"{errors} error(s) above: nothing published")
+    done = []
+    try:
+        with transaction(rt.factory) as session:
+            for bundle in bundles:
+                current = running[bundle.key]
+                done.append(
+                    publish_checked(
+                        session,
+                        rt.clock,
+                        cli_actor(),
+                        bundle,
+                        ctx,
+                        s.templates_dir,
+                        source="push",
+                        note=note,
+                        expect_head=current.number if current else None,
+                        require_review=s.publish_requires_review,
+                        check=checks[bundle.key],
+                    )
                 )
-            except PublishError as exc:
-                click.echo(f"  refused: {len(exc.problems)} problem(s) above", err=True)
-                failed += 1
-                continue
-        if done.unchanged:
-            click.echo(f"  unchanged: the files are revision {done.number}")
+    except PublishError as exc:
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        raise click.ClickException("refused: nothing published") from None
+    for published in done:
+        if published.unchanged:
+            click.echo(f"{published.key}: unchanged: the files are revision {published.number}")
         else:
-            click.echo(f"  published revision {done.number}")
-    if failed:
-        raise click.ClickException(f"{failed} campaign(s) not published")
+            click.echo(f"{published.key}: published revision {published.number}")
 
 
 @campaigns_group.command("pull")
@@ -153,7 +165,7 @@ def campaigns_history(drip: Drip, key) -> None:
     """Every revision of a campaign, newest first."""
     rt = drip.runtime()
     with rt.factory() as session:
-        rows = history(session, key)
+        rows = history(session, key, files=False)
         if not rows:
             click.echo(f"{key}: no revisions")
             return
@@ -172,20 +184,37 @@ def campaigns_history(drip: Drip, key) -> None:
 @click.option("--note", default=None)
 @pass_drip
 def campaigns_rollback(drip: Drip, key, number, note) -> None:
-    """Run revision NUMBER's files again, published as the next revision."""
+    """Run revision NUMBER's files again, published as the next revision, with the checks
+    of any publish (the lint, and the clinical review while PUBLISH_REQUIRES_REVIEW)."""
     rt = drip.runtime()
     s = rt.settings
-    with transaction(rt.factory) as session:
-        old, current = revision(session, key, number), head(session, key)
-        if old is None or current is None:
-            raise click.ClickException(f"{key} has no revision {number}")
-        click.echo(f"{key}: revision {current.number} running -> revision {number}'s files")
-        show_impact(session, bundle_of(current), bundle_of(old), s.templates_dir, False)
-        try:
-            done = rollback(session, rt.clock, cli_actor(), key, number, s.templates_dir, note)
-        except PublishError as exc:
-            raise click.ClickException("; ".join(exc.problems)) from None
-    click.echo(f"  published revision {done.number}")
+    ctx = lint_context(s, local_today(s), strict=s.publish_requires_review)
+    try:
+        with transaction(rt.factory) as session:
+            old, current = revision(session, key, number), head(session, key)
+            if old is None or current is None:
+                raise click.ClickException(f"{key} has no revision {number}")
+            click.echo(f"{key}: revision {current.number} running -> revision {number}'s files")
+            show_impact(session, bundle_of(current), bundle_of(old), s.templates_dir, False)
+            done = rollback_checked(
+                session,
+                rt.clock,
+                cli_actor(),
+                key,
+                number,
+                ctx,
+                s.templates_dir,
+                require_review=s.publish_requires_review,
+                note=note,
+            )
+    except PublishError as exc:
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        raise click.ClickException("refused: nothing published") from None
+    if done.unchanged:
+        click.echo(f"  unchanged: revision {done.number} already has these files")
+    else:
+        click.echo(f"  published revision {done.number}")
 
 
 @campaigns_group.command("deployed")
@@ -209,12 +238,13 @@ def campaigns_deployed(drip: Drip, folder, templates) -> None:
         try:
             local = read_bundle(definitions, templates_dir, key).digest if key in files else None
         except BundleError as exc:
-            local = f"unreadable: {exc}"
-        where = (
-            "no file here"
-            if local is None
-            else ("files equal it" if row and local == row[4] else "files differ: push or pull")
-        )
+            local, where = None, f"files unreadable: {exc}"
+        else:
+            where = (
+                "no file here"
+                if local is None
+                else ("files equal it" if row and local == row[4] else "files differ: push or pull")
+            )
         if row is None:
             click.echo(f"{key}: no revision (seeded on the next start, or push it); file here")
         else:

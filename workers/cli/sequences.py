@@ -218,14 +218,18 @@ def campaigns_preview(
         raise click.ClickException(str(exc)) from None
 
 
-def show_impact(session, old: Bundle | None, new: Bundle, shared: Path, bodies: bool) -> None:
+def show_impact(session, old: Bundle | None, new: Bundle, shared: Path, bodies: bool) -> bool:
+    """Print what `new` changes against `old`; False when it cannot be known (one of them
+    does not parse: a revision a newer version of the code refuses is no reason to
+    block the push that replaces it)."""
     if old is None:
         click.echo("  a new campaign: nobody is enrolled yet")
-        return
+        return True
     try:
         found = impact(session, old, new, shared)
     except DefinitionError as exc:
-        raise click.ClickException(str(exc)) from None
+        click.echo(f"  impact unknown: {'; '.join(exc.problems)}", err=True)
+        return False
     for change in found.changes:
         click.echo(f"  {change}")
     if bodies:
@@ -235,6 +239,7 @@ def show_impact(session, old: Bundle | None, new: Bundle, shared: Path, bodies: 
                 click.echo(f"    {line}")
     if found.empty:
         click.echo("  no changes to the sequence's shape or copy")
+    return True
 
 
 @campaigns_group.command("diff")
@@ -302,7 +307,8 @@ def campaigns_diff(
                 f"{new.key}: {label} -> {new_file}; "
                 f"{len(people(session, new.key))} people enrolled and not finished"
             )
-            show_impact(session, old, new, rt.settings.templates_dir, bodies)
+            if not show_impact(session, old, new, rt.settings.templates_dir, bodies):
+                raise click.ClickException("the impact cannot be worked out (above)")
             return
         shape = latest_revision(session, new.key)
         if shape is None:
