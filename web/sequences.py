@@ -45,6 +45,7 @@ from campaigns.editing.impact_words import sentence
 from campaigns.editing.publishing import check_bundle
 from campaigns.editing.step_edits import (
     BODY_KINDS,
+    BRANCH_FIELDS,
     EditError,
     StepEdit,
     WindowEdit,
@@ -189,9 +190,13 @@ def _one(form: dict[str, list[str]], name: str) -> str:
 def _step_edit(form: dict[str, list[str]], current: StepEdit) -> StepEdit:
     """The typed values; a field the form leaves out keeps the draft's."""
     edit = StepEdit(
-        delay=_one(form, "delay") if current.delay is not None else None,
+        delay=_one(form, "delay") if "delay" in form else current.delay,
         channels=[c for c in form.get("channels", []) if c],
         fallback=_one(form, "fallback"),
+        branch={
+            name: _one(form, name) if name in form else current.branch.get(name, "")
+            for name in BRANCH_FIELDS
+        },
     )
     for name, values in form.items():
         part, _, rest = name.partition(".")
@@ -199,7 +204,7 @@ def _step_edit(form: dict[str, list[str]], current: StepEdit) -> StepEdit:
             getattr(edit, part)[rest] = values[-1].replace("\r\n", "\n")
         elif part == "body" and rest:
             edit.bodies[rest] = values[-1].replace("\r\n", "\n")
-        elif name not in (CSRF_FIELD, "delay", "channels", "fallback"):
+        elif name not in (CSRF_FIELD, "delay", "channels", "fallback", *BRANCH_FIELDS):
             raise EditError({"general": f"unknown field {name!r}"})
     return edit
 

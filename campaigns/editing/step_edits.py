@@ -9,8 +9,10 @@ The definition is rewritten with ruamel's round trip (as `drip campaigns review`
 file: campaigns/content/review.py), so every comment, blank line, quote and the order of
 keys stay as they were; only the values edited change. A step's copy is its subject and
 preheader per locale and its template files (`<locale>/<template>.html`, `.txt`,
-`.sms.txt`). Conditions, waits, variants and the order of steps are not edited here (the
-editor shows them read-only).
+`.sms.txt`). A step's conditions (`if`, `unless`) and wait (`wait_for`) are edited as small
+YAML fields, checked by the file's own schema (campaigns.sequences.conditions). Variants
+are not edited here (the editor shows them read-only); adding, removing and moving steps
+is campaigns.editing.step_order.
 
 An edit is checked before it is kept: each field on its own (a delay like "2d", known
 channels and locales, a size cap, no control characters), then the whole file as a worker
@@ -58,14 +60,25 @@ class EditError(ValueError):
         self.fields = fields
 
 
+# The branching fields, as the file names them, and where each goes in a step written
+# without it (after the first of these it has).
+BRANCH_FIELDS = {
+    "wait_for": ("delay", "key"),
+    "if": ("wait_for", "delay", "key"),
+    "unless": ("if", "wait_for", "delay", "key"),
+}
+
+
 @dataclass
 class StepEdit:
-    delay: str | None  # None: the step waits for an event (wait_for), its delay not edited
+    delay: str  # "" when the step waits for an event instead (wait_for)
     channels: list[str]
     fallback: str  # "" or "sms"
     subject: dict[str, str] = field(default_factory=dict)  # locale -> text
     preheader: dict[str, str] = field(default_factory=dict)
     bodies: dict[str, str] = field(default_factory=dict)  # "en/welcome.html" -> text
+    # "if", "unless", "wait_for" -> the YAML typed, like {opened: diagnosis} ("" removes it)
+    branch: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,13 +118,32 @@ def step_fields(bundle: Bundle, campaign: Campaign, key: str) -> StepEdit:
         raise EditError({GENERAL: f"{campaign.key} has no step {key!r}"})
     raw = _raw_step(bundle.definition, key)
     return StepEdit(
-        delay=None if step.wait_for else str(raw.get("delay", "0m")),
+        delay="" if "delay" not in raw else str(raw["delay"]),
+        branch={name: flow_text(raw.get(name)) for name in BRANCH_FIELDS},
         channels=[str(c) for c in step.channels],
         fallback=step.fallback or "",
         subject={loc: step.subject.get(loc, "") for loc in campaign.locales},
         preheader={loc: step.preheader.get(loc, "") for loc in campaign.locales},
         bodies={n: bundle.templates.get(n, "") for n in body_names(bundle, campaign, step)},
     )
+
+
+def flow_text(value) -> str:
+    """A condition or wait as one line of YAML, as the file would write it."""
+    if value is None:
+        return ""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=4096).strip()
+
+
+def _branch_value(typed: str):
+    """The typed YAML read as data (None when empty); ValueError when it is not YAML."""
+    if not typed.strip():
+        return None
+    try:
+        return yaml.safe_load(typed)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "cannot be read"
+        raise ValueError(f"not YAML ({problem}): write it like {{opened: welcome}}") from None
 
 
 def _raw_step(definition: str, key: str) -> dict:
@@ -131,16 +163,34 @@ def _check_text(errors: dict, name: str, value: str, *, multiline: bool) -> None
 
 def _checked(edit: StepEdit, campaign: Campaign, step: Step) -> dict[str, str]:
     errors: dict[str, str] = {}
-    if edit.delay is not None:
-        if step.wait_for is not None:
-            errors["delay"] = (
-                "this step waits for an event (wait_for): its wait is edited in the file"
-            )
-        else:
-            try:
-                parse_delay(edit.delay)
-            except ValueError as exc:
-                errors["delay"] = str(exc)
+    if edit.delay.strip():
+        try:
+            parse_delay(edit.delay)
+        except ValueError as exc:
+            errors["delay"] = str(exc)
+    for name, typed in edit.branch.items():
+        if name not in BRANCH_FIELDS:
+            errors[GENERAL] = f"unknown field {name!r}"
+            continue
+        _check_text(errors, name, typed, multiline=False)
+        if name in errors:
+            continue
+        try:
+            value = _branch_value(typed)
+        except ValueError as exc:
+            errors[name] = str(exc)
+            continue
+        if value is not None and not isinstance(value, dict):
+            errors[name] = "write it as a mapping in braces, like {opened: welcome}"
+    waits = edit.branch.get("wait_for", "").strip()
+    if edit.delay.strip() and waits:
+        errors.setdefault(
+            "wait_for",
+            "give a delay or a wait, not both (a wait's at_most is the step's delay): "
+            "empty one of them",
+        )
+    elif not edit.delay.strip() and not waits:
+        errors.setdefault("delay", "give a delay (like 2d) or a wait (wait_for)")
     unknown = [c for c in edit.channels if c not in CHANNELS]
     if unknown:
         errors["channels"] = f"unknown channel {', '.join(map(repr, unknown))} (email, sms)"
@@ -259,8 +309,9 @@ def apply_step_edit(bundle: Bundle, key: str, edit: StepEdit, shared: Path) -> B
 
     def change(data) -> None:
         node = next(s for s in data["steps"] if s.get("key") == key)
-        if edit.delay is not None and str(node.get("delay")) != edit.delay.strip():
-            node["delay"] = _styled(node.get("delay"), edit.delay.strip())
+        _set_timing(node, edit)
+        for name, typed in edit.branch.items():
+            _set_branch(node, name, typed)
         if list(node.get("channels") or []) != edit.channels:
             node["channels"] = _replace_seq(node.get("channels"), edit.channels)
         if edit.fallback and node.get("fallback") != edit.fallback:
@@ -285,6 +336,55 @@ def apply_step_edit(bundle: Bundle, key: str, edit: StepEdit, shared: Path) -> B
     edited = bundle.replace(definition=definition, templates=templates)
     _parsed(edited, shared, key)
     return edited
+
+
+def _set_timing(node: CommentedMap, edit: StepEdit) -> None:
+    """The delay, in the place of the wait it replaces (or the other way round)."""
+    delay = edit.delay.strip()
+    if not delay:
+        if "delay" in node and edit.branch.get("wait_for", "").strip():
+            _swap(node, "delay", "wait_for", _flow(edit.branch["wait_for"]))
+        return
+    if "delay" in node:
+        if str(node["delay"]) != delay:
+            node["delay"] = _styled(node["delay"], delay)
+    elif "wait_for" in node:
+        _swap(node, "wait_for", "delay", delay)
+    else:
+        _insert_after(node, "delay", delay, ("key",))
+
+
+def _swap(node: CommentedMap, old: str, new: str, value) -> None:
+    node.insert(list(node).index(old), new, value)
+    del node[old]
+
+
+def _flow(typed: str):
+    """The typed YAML as ruamel reads it: a flow mapping stays one line."""
+    rt = _round_tripper(typed)
+    return rt.load(typed)
+
+
+def _set_branch(node: CommentedMap, name: str, typed: str) -> None:
+    value = _branch_value(typed)
+    if value is None:
+        if name in node:
+            del node[name]
+        return
+    if name in node:
+        if flow_text(value) != flow_text(_plain(node[name])):
+            node[name] = _flow(typed)
+    else:
+        _insert_after(node, name, _flow(typed), BRANCH_FIELDS[name])
+
+
+def _plain(value):
+    """ruamel's node as plain data, to compare with what was typed."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, str) else value
 
 
 def apply_window_edit(bundle: Bundle, edit: WindowEdit, shared: Path) -> Bundle:
