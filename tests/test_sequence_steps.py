@@ -150,3 +150,135 @@ def test_care_and_ops_cannot_add_remove_or_move_steps(app, marketer, pg):  # noq
     assert draft_and_running(pg)[0] == before
     with pg() as s:
         assert not [a for a in s.scalars(select(AuditEntry)) if a.action == "sequence.draft.save"]
+
+
+# ---------------------------------------------------------------- adding, removing, moving
+
+NEW = {
+    "after": "hip_pain",
+    "key": "hip_questions",
+    "delay": "1d",
+    "channels": ["email"],
+    "new_template": "hip_questions",
+    "template": "",
+    "subject.en": "Lesson 1b: questions for your visit",
+    "subject.es": "Clase 1b: preguntas para tu cita",
+    "preheader.en": "",
+    "preheader.es": "",
+}
+
+
+def test_a_step_is_added_with_starter_copy_then_moved_and_removed(app, marketer, pg, clock):  # noqa: F811
+    client, token = marketer
+    enroll_three(app, pg, clock)
+    start(client, token)
+    added = post(client, token, f"{EDIT}/steps/add", NEW)
+    assert added.status_code == 303, added.text[:2000]
+    draft, running = draft_and_running(pg)
+    assert changed_lines(running, draft) == [
+        "+  - key: hip_questions",
+        "+    delay: 1d",
+        "+    channels: [email]",
+        "+    template: hip_questions",
+        "+    subject: {en: 'Lesson 1b: questions for your visit', es: 'Clase 1b: preguntas "
+        "para tu cita'}",
+        "+",
+    ]
+    with pg() as s:
+        templates = s.get(SequenceDraft, KEY).templates
+    assert templates["en/hip_questions.html"] == templates["en/hip_pain.html"]  # starter copy
+    assert "es/hip_questions.txt" in templates and "en/hip_questions.sms.txt" not in templates
+    page = client.get(f"{EDIT}?step=hip_questions")
+    assert page.status_code == 200 and "Step 4: hip_questions" in page.text
+    assert "Lesson 1b: questions for your visit" in page.text  # in the preview too
+    entry = audits(pg)[-1]
+    assert entry.after["step"] == "hip_questions" and entry.after["change"] == "added"
+    assert "questions for your visit" not in str(entry.after)
+    publish = client.get(f"{EDIT}/publish").text
+    assert "Adds step hip_questions" in publish and "3 people" in publish
+    # Moved up: one step's lines go above the other's, the rest stays.
+    moved = post(client, token, f"{EDIT}/steps/hip_questions/move", {"direction": "up"})
+    assert moved.status_code == 303
+    draft, _ = draft_and_running(pg)
+    assert draft.index("key: hip_questions") < draft.index("key: hip_pain")
+    assert audits(pg)[-1].after == {**audits(pg)[-1].after, "change": "moved up"}
+    assert "Adds step hip_questions" in client.get(f"{EDIT}/publish").text
+    # Removed, after a confirmation that says whom it moves on.
+    confirm = client.get(f"{EDIT}/steps/hip_questions/remove")
+    assert confirm.status_code == 200 and "Yes, remove step hip_questions" in confirm.text
+    assert "Removes step hip_questions" in confirm.text
+    gone = post(client, token, f"{EDIT}/steps/hip_questions/remove")
+    assert gone.status_code == 303
+    draft, running = draft_and_running(pg)
+    assert draft == running  # back to what runs, byte for byte
+    with pg() as s:
+        assert "en/hip_questions.html" not in s.get(SequenceDraft, KEY).templates
+    assert audits(pg)[-1].after["change"] == "removed"
+
+
+def test_removing_a_step_that_runs_counts_the_people_waiting_on_it(app, marketer, pg, clock):  # noqa: F811
+    client, token = marketer
+    enroll_three(app, pg, clock)
+    start(client, token)
+    # Two steps swapped: the three enrolled get them in the new order.
+    moved = post(client, token, f"{EDIT}/steps/back_pain/move", {"direction": "up"})
+    assert moved.status_code == 303
+    assert "Reorders the steps" in client.get(f"{EDIT}/publish").text
+    assert "3 people" in client.get(f"{EDIT}/publish").text
+    post(client, token, f"{EDIT}/steps/back_pain/move", {"direction": "down"})
+    assert draft_and_running(pg)[0] == draft_and_running(pg)[1]  # moved back: as it was
+    # The three are enrolled at the start: each waits on the welcome.
+    confirm = client.get(f"{EDIT}/steps/welcome/remove")
+    assert confirm.status_code == 200
+    assert "Removes step welcome: 3 people waiting on it move on" in confirm.text
+    assert post(client, token, f"{EDIT}/steps/welcome/remove").status_code == 303
+    draft, running = draft_and_running(pg)
+    lines = changed_lines(running, draft)
+    assert lines[0] == "-  - key: welcome" and all(line.startswith("-") for line in lines)
+    assert "Removes step welcome: 3 people waiting on it move on" in (
+        client.get(f"{EDIT}/publish").text
+    )
+
+
+def test_bad_step_additions_moves_and_removals_are_refused_and_kept(app, marketer, pg):  # noqa: F811
+    client, token = marketer
+    # No draft yet.
+    assert post(client, token, f"{EDIT}/steps/add", NEW).status_code == 409
+    start(client, token)
+    before, _ = draft_and_running(pg)
+    cases = [
+        ({"key": "Hip Questions"}, "key", "lower-case"),
+        ({"key": "hip_pain"}, "key", "already has a step"),
+        ({"delay": "soon"}, "delay", "is not like"),
+        ({"channels": []}, "channels", "at least one channel"),
+        ({"channels": ["fax"]}, "channels", "unknown channel"),
+        ({"new_template": "Bad Name"}, "template", "template name"),
+        ({"subject.es": ""}, "subject.es", "needs a subject"),
+        ({"subject.fr": "Bonjour"}, None, "unknown locale"),  # in the list at the top
+        ({"after": "nosuch"}, "after", "no step"),
+    ]
+    for typed, field, message in cases:
+        bad = post(client, token, f"{EDIT}/steps/add", {**NEW, **typed})
+        assert bad.status_code == 400, (typed, bad.text[:500])
+        beside = html.unescape(lint_beside(bad.text, f"new.{field}") if field else bad.text)
+        assert message in beside, (typed, beside)
+        if "key" in typed:
+            assert f'value="{html.escape(typed["key"])}"' in bad.text  # typed text kept
+    odd = post(client, token, f"{EDIT}/steps/add", {**NEW, "colour": "red"})
+    assert odd.status_code == 400 and "unknown field" in odd.text
+    # A step another step's condition and wait name: refused with the parser's words.
+    refused = post(client, token, f"{EDIT}/steps/diagnosis/remove")
+    assert refused.status_code == 409 and "not a step of this course" in refused.text
+    assert client.get(f"{EDIT}/steps/diagnosis/remove").status_code == 409
+    # Moved below the step that looks back at it: refused the same way.
+    below = post(client, token, f"{EDIT}/steps/diagnosis/move", {"direction": "down"})
+    assert below.status_code == 400 and "not an earlier step" in html.unescape(below.text)
+    first = post(client, token, f"{EDIT}/steps/welcome/move", {"direction": "up"})
+    assert first.status_code == 400 and "already the first" in first.text
+    sideways = post(client, token, f"{EDIT}/steps/welcome/move", {"direction": "left"})
+    assert sideways.status_code == 400
+    assert post(client, token, f"{EDIT}/steps/nosuch/move", {"direction": "up"}).status_code == 404
+    assert post(client, token, f"{EDIT}/steps/nosuch/remove").status_code == 404
+    no_token = client.post(f"{EDIT}/steps/add", data=NEW, headers={"Origin": "http://testserver"})
+    assert no_token.status_code == 403
+    assert draft_and_running(pg)[0] == before

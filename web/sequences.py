@@ -7,7 +7,11 @@ impact, history).
                                                         with lint beside each field and preview
     POST /admin/campaigns/{key}/edit/start              open a draft (restart=1: afresh)
     POST /admin/campaigns/{key}/edit/discard
+    POST /admin/campaigns/{key}/edit/steps/add          add a step (after one, or first)
     POST /admin/campaigns/{key}/edit/steps/{step}       save a step's fields
+    GET  /admin/campaigns/{key}/edit/steps/{step}/remove   what removing it does; confirm
+    POST /admin/campaigns/{key}/edit/steps/{step}/remove
+    POST /admin/campaigns/{key}/edit/steps/{step}/move  direction=up|down
     POST /admin/campaigns/{key}/edit/steps/{step}/check the same form, unsaved: JSON of the
                                                         lint and preview (the page's script)
     POST /admin/campaigns/{key}/edit/window             the send window
@@ -55,6 +59,7 @@ from campaigns.editing.step_edits import (
     sent_names,
     step_fields,
 )
+from campaigns.editing.step_order import NewStep, add_step, move_step, remove_step
 from campaigns.editing.step_preview import (
     check_step,
     findings_by_field,
@@ -232,6 +237,7 @@ def _editor(
     errors: dict[str, str] | None = None,
     window: WindowEdit | None = None,
     done: str | None = None,
+    new: NewStep | None = None,
 ) -> HTMLResponse:
     state = request.app.state
     shared = _shared(request)
@@ -282,6 +288,8 @@ def _editor(
         shares=_sharing(campaign, step),
         delay_text=format_delay,
         done=done,
+        new=new or NewStep("", step.key, "2d", ["email"], "", {}, {}),
+        templates=sorted({s.template for s in campaign.steps}),
         base=_base(key),
     )
 
@@ -391,6 +399,135 @@ def _edited(request: Request, key: str, step_key: str, form) -> tuple[Bundle, St
     except EditError as exc:
         exc.typed = typed
         raise
+
+
+def _new_step(form: dict[str, list[str]]) -> NewStep:
+    new = NewStep(
+        key=_one(form, "key").strip(),
+        after=_one(form, "after"),
+        delay=_one(form, "delay"),
+        channels=[c for c in form.get("channels", []) if c],
+        template=(_one(form, "new_template") or _one(form, "template")).strip(),
+    )
+    for name, values in form.items():
+        part, _, rest = name.partition(".")
+        if part in ("subject", "preheader") and rest:
+            getattr(new, part)[rest] = values[-1]
+        elif name not in (
+            CSRF_FIELD,
+            "key",
+            "after",
+            "delay",
+            "channels",
+            "template",
+            "new_template",
+        ):
+            raise EditError({"general": f"unknown field {name!r}"})
+    return new
+
+
+def _save_order(request, staff, key, edited: Bundle, what: dict, step_key: str | None):
+    state = request.app.state
+    with transaction(state.factory) as session:
+        drafts.save_draft(session, state.clock, staff.actor, key, edited, what)
+    return RedirectResponse(
+        _edit(key, step_key) + ("&" if step_key else "?") + "saved=1#editor", status_code=303
+    )
+
+
+@router.post("/campaigns/{key}/edit/steps/add", response_class=HTMLResponse)
+async def add(request: Request, key: str, staff: Campaigns):
+    new = NewStep("", "", "", [], "")
+    try:
+        _writable(request, key)
+        form = await _form(request)
+        bundle = _draft_bundle(request, key)
+        try:
+            new = _new_step(form)
+            edited = add_step(bundle, new, _shared(request))
+        except EditError as exc:
+            after = new.after if new.after and "after" not in exc.fields else None
+            errors = {f"new.{name}": message for name, message in exc.fields.items()}
+            return _editor(request, staff, key, after, status=400, errors=errors, new=new)
+        what = {"step": new.key, "change": "added", "after": new.after or None}
+        what |= {"template": new.template, "channels": new.channels}
+        return _save_order(request, staff, key, edited, what, new.key)
+    except Refused as refused:
+        return _notice(staff, refused)
+    except drafts.DraftError as exc:
+        return _notice(staff, Refused(409, "Not saved", str(exc), _edit(key)))
+
+
+def _removed(request: Request, key: str, step_key: str) -> tuple[Bundle, Bundle]:
+    bundle = _draft_bundle(request, key)
+    if _campaign(bundle, _shared(request)).step(step_key) is None:
+        raise Refused(404, "No such step", f"{key} has no step {step_key!r}", _edit(key))
+    try:
+        return bundle, remove_step(bundle, step_key, _shared(request))
+    except EditError as exc:
+        raise Refused(
+            409,
+            f"Step {step_key} is not removed",
+            " ".join(exc.fields.values()),
+            _edit(key, step_key),
+        ) from None
+
+
+@router.get("/campaigns/{key}/edit/steps/{step_key}/remove", response_class=HTMLResponse)
+def remove_page(request: Request, key: str, step_key: str, staff: Campaigns):
+    try:
+        _writable(request, key)
+        draft, edited = _removed(request, key, step_key)
+        found, words, diffs = _impact_view(request, key, draft, edited)
+    except Refused as refused:
+        return _notice(staff, refused)
+    return _page(
+        "admin_sequence_remove.html",
+        staff,
+        title=f"Remove step {step_key}",
+        key=key,
+        step_key=step_key,
+        impact=found,
+        words=words,
+        diffs=diffs,
+        base=_base(key),
+    )
+
+
+@router.post("/campaigns/{key}/edit/steps/{step_key}/remove", response_class=HTMLResponse)
+async def remove(request: Request, key: str, step_key: str, staff: Campaigns):
+    try:
+        _writable(request, key)
+        await _form(request)
+        _, edited = _removed(request, key, step_key)
+        return _save_order(
+            request, staff, key, edited, {"step": step_key, "change": "removed"}, None
+        )
+    except Refused as refused:
+        return _notice(staff, refused)
+    except drafts.DraftError as exc:
+        return _notice(staff, Refused(409, "Not saved", str(exc), _edit(key)))
+
+
+@router.post("/campaigns/{key}/edit/steps/{step_key}/move", response_class=HTMLResponse)
+async def move(request: Request, key: str, step_key: str, staff: Campaigns):
+    try:
+        _writable(request, key)
+        form = await _form(request)
+        bundle = _draft_bundle(request, key)
+        if _campaign(bundle, _shared(request)).step(step_key) is None:
+            raise Refused(404, "No such step", f"{key} has no step {step_key!r}", _edit(key))
+        direction = _one(form, "direction")
+        try:
+            edited = move_step(bundle, step_key, direction, _shared(request))
+        except EditError as exc:
+            return _editor(request, staff, key, step_key, status=400, errors=exc.fields)
+        what = {"step": step_key, "change": f"moved {direction}"}
+        return _save_order(request, staff, key, edited, what, step_key)
+    except Refused as refused:
+        return _notice(staff, refused)
+    except drafts.DraftError as exc:
+        return _notice(staff, Refused(409, "Not saved", str(exc), _edit(key)))
 
 
 @router.post("/campaigns/{key}/edit/steps/{step_key}", response_class=HTMLResponse)
