@@ -245,6 +245,22 @@ PAGES: tuple[Case, ...] = (
         writes=True,
     ),
     Case(
+        "admin-sequence-edit-branch",
+        "sequence-edit",
+        STAFF,
+        _editor("/edit?step=diagnosis_by_text"),
+        langs=EN,
+        writes=True,
+    ),
+    Case(
+        "admin-sequence-remove",
+        "sequence-remove",
+        STAFF,
+        _editor("/edit/steps/back_pain/remove"),
+        langs=EN,
+        writes=True,
+    ),
+    Case(
         "admin-sequence-publish",
         "sequence-publish",
         STAFF,
