@@ -427,9 +427,13 @@ def _new_step(form: dict[str, list[str]]) -> NewStep:
 
 
 def _save_order(request, staff, key, edited: Bundle, what: dict, step_key: str | None):
+    """The draft with a step added, removed or moved, audited in the same transaction."""
     state = request.app.state
-    with transaction(state.factory) as session:
-        drafts.save_draft(session, state.clock, staff.actor, key, edited, what)
+    try:
+        with transaction(state.factory) as session:
+            drafts.save_draft(session, state.clock, staff.actor, key, edited, what)
+    except drafts.DraftError as exc:
+        return _notice(staff, Refused(409, "Not saved", str(exc), _edit(key)))
     return RedirectResponse(
         _edit(key, step_key) + ("&" if step_key else "?") + "saved=1#editor", status_code=303
     )
@@ -449,19 +453,23 @@ async def add(request: Request, key: str, staff: Campaigns):
             after = new.after if new.after and "after" not in exc.fields else None
             errors = {f"new.{name}": message for name, message in exc.fields.items()}
             return _editor(request, staff, key, after, status=400, errors=errors, new=new)
-        what = {"step": new.key, "change": "added", "after": new.after or None}
-        what |= {"template": new.template, "channels": new.channels}
-        return _save_order(request, staff, key, edited, what, new.key)
     except Refused as refused:
         return _notice(staff, refused)
-    except drafts.DraftError as exc:
-        return _notice(staff, Refused(409, "Not saved", str(exc), _edit(key)))
+    what = {"step": new.key, "change": "added", "after": new.after or None}
+    what |= {"template": new.template, "channels": new.channels}
+    return _save_order(request, staff, key, edited, what, new.key)
 
 
-def _removed(request: Request, key: str, step_key: str) -> tuple[Bundle, Bundle]:
+def _draft_with(request: Request, key: str, step_key: str) -> Bundle:
+    """The draft, which has this step (else a 404)."""
     bundle = _draft_bundle(request, key)
     if _campaign(bundle, _shared(request)).step(step_key) is None:
         raise Refused(404, "No such step", f"{key} has no step {step_key!r}", _edit(key))
+    return bundle
+
+
+def _removed(request: Request, key: str, step_key: str) -> tuple[Bundle, Bundle]:
+    bundle = _draft_with(request, key, step_key)
     try:
         return bundle, remove_step(bundle, step_key, _shared(request))
     except EditError as exc:
@@ -500,13 +508,9 @@ async def remove(request: Request, key: str, step_key: str, staff: Campaigns):
         _writable(request, key)
         await _form(request)
         _, edited = _removed(request, key, step_key)
-        return _save_order(
-            request, staff, key, edited, {"step": step_key, "change": "removed"}, None
-        )
     except Refused as refused:
         return _notice(staff, refused)
-    except drafts.DraftError as exc:
-        return _notice(staff, Refused(409, "Not saved", str(exc), _edit(key)))
+    return _save_order(request, staff, key, edited, {"step": step_key, "change": "removed"}, None)
 
 
 @router.post("/campaigns/{key}/edit/steps/{step_key}/move", response_class=HTMLResponse)
@@ -514,20 +518,16 @@ async def move(request: Request, key: str, step_key: str, staff: Campaigns):
     try:
         _writable(request, key)
         form = await _form(request)
-        bundle = _draft_bundle(request, key)
-        if _campaign(bundle, _shared(request)).step(step_key) is None:
-            raise Refused(404, "No such step", f"{key} has no step {step_key!r}", _edit(key))
+        bundle = _draft_with(request, key, step_key)
         direction = _one(form, "direction")
         try:
             edited = move_step(bundle, step_key, direction, _shared(request))
         except EditError as exc:
             return _editor(request, staff, key, step_key, status=400, errors=exc.fields)
-        what = {"step": step_key, "change": f"moved {direction}"}
-        return _save_order(request, staff, key, edited, what, step_key)
     except Refused as refused:
         return _notice(staff, refused)
-    except drafts.DraftError as exc:
-        return _notice(staff, Refused(409, "Not saved", str(exc), _edit(key)))
+    what = {"step": step_key, "change": f"moved {direction}"}
+    return _save_order(request, staff, key, edited, what, step_key)
 
 
 @router.post("/campaigns/{key}/edit/steps/{step_key}", response_class=HTMLResponse)
