@@ -318,3 +318,22 @@ def test_people_paused_for_a_removed_step_resume_on_the_next_deploy(
     e = enrollment(factory, eid)
     assert (e.status, e.exit_reason, e.next_step_key) == ("active", None, "second")
     assert e.next_due_at == T0 + timedelta(days=1)
+
+
+def test_a_message_whose_copy_breaks_for_one_reader_fails_alone(
+    factory, clock, reg, policy, templates, ctx
+):
+    """Copy that raises as it renders for one person (a range too big for the sandbox,
+    only when the name is Ana) fails that person's message; the batch's others go."""
+    (templates / "tiny" / "en" / "hello.html").write_text(
+        '<p>Hi.{% if first_name == "Ana" %}{{ range(10**7)|length }}{% endif %}</p>'
+    )
+    ids = {
+        name: add_and_enroll(factory, clock, reg, policy, email=f"{name}@example.com",
+                             first_name=name)[1]
+        for name in ("Bea", "Ana", "Carl")
+    }  # fmt: skip
+    tick(factory, clock, reg, policy, ctx)
+    status = {m.enrollment_id: m.status for m in messages(factory) if m.channel == "email"}
+    assert status[ids["Ana"]] == "failed"
+    assert status[ids["Bea"]] == status[ids["Carl"]] == "sent"

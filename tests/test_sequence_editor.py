@@ -390,3 +390,77 @@ def test_with_files_the_editor_is_read_only(pg, clock, tmp_path):
     assert csrf_of(page.text)
     refused = post(client, token, f"{EDIT}/start")
     assert refused.status_code == 409 and "SEQUENCES_SOURCE=files" in refused.text
+
+
+def test_copy_that_breaks_at_render_is_an_error_beside_its_field_never_a_500(app, marketer, pg):
+    """A subject or body that raises an ordinary Python error as it renders (adding a
+    string to a name, a range the sandbox refuses, dividing by zero) is the lint's error
+    beside the field; the step's editor and the publish page still open."""
+    client, token = marketer
+    start(client, token)
+    data = step_form(client, "back_pain")
+    html_body = "body.en/back_pain.html"
+    for subject, error in (
+        ("Hi {{ first_name + 1 }}", "TypeError"),
+        ("{{ 1 // 0 }}", "ZeroDivisionError"),
+        ("{{ range(10**7)|length }}", "OverflowError"),
+    ):
+        typed = {**data, "subject.en": subject}
+        answer = post(client, token, f"{EDIT}/steps/back_pain/check", typed)
+        assert answer.status_code == 200, (subject, answer.text[:300])
+        beside = answer.json()["findings"][html_body]  # the email it breaks
+        assert "sev-error" in beside and f"subject: {error}" in beside, beside
+    recursive = data[html_body] + "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"
+    saved = post(client, token, f"{EDIT}/steps/back_pain", {**data, html_body: recursive})
+    assert saved.status_code == 303
+    page = client.get(f"{EDIT}?step=back_pain")
+    assert page.status_code == 200 and "RecursionError" in lint_beside(page.text, html_body)
+    assert client.get(f"{EDIT}/publish").status_code == 200
+    # A made-up body field (a typo, a path) is refused as none of the step's files.
+    stray = post(client, token, f"{EDIT}/steps/back_pain", {**data, "body.en/../../x.htm": "x"})
+    assert stray.status_code == 400
+
+
+def test_delays_are_ascii_and_at_most_a_year(app, marketer, pg):
+    client, token = marketer
+    start(client, token)
+    data = step_form(client, "back_pain")
+    for delay, says in (
+        ("500000w", "over 366 days"),
+        ("99999999999999999999m", "over 366 days"),
+        ("\u0663d", "is not like"),
+        ("\uff11d", "is not like"),
+    ):
+        refused = post(client, token, f"{EDIT}/steps/back_pain", {**data, "delay": delay})
+        assert refused.status_code == 400, delay
+        assert says in html.unescape(refused.text) and f'value="{delay}"' in refused.text
+    assert (
+        post(client, token, f"{EDIT}/steps/back_pain", {**data, "delay": "52w"}).status_code == 303
+    )
+
+
+def test_what_is_signed_and_published_is_what_the_person_looked_at(app, marketer, pg):
+    client, token = marketer
+    start(client, token)
+    page = client.get(f"{EDIT}?step=hip_pain").text
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page).group(1)
+    data = step_form(client, "hip_pain")
+    # Someone saves new copy after the reviewer opened the page: the signature is refused.
+    edited = {**data, "subject.en": "Lesson 1: stop your medicine today"}
+    assert post(client, token, f"{EDIT}/steps/hip_pain", edited).status_code == 303
+    sign = {"step": "hip_pain", "scope": "step", "by": "Ana Ruiz, PT", "seen": seen}
+    refused = post(client, token, f"{EDIT}/sign", sign)
+    assert refused.status_code == 400 and "saved since this page was opened" in refused.text
+    # Looked at again: signed.
+    page = client.get(f"{EDIT}?step=hip_pain").text
+    sign["seen"] = re.search(r'name="seen" value="([0-9a-f]{64})"', page).group(1)
+    assert post(client, token, f"{EDIT}/sign", sign).status_code == 303
+    # The publish page read, then a save: the publish is refused, nothing runs.
+    publish_page = client.get(f"{EDIT}/publish").text
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', publish_page).group(1)
+    delayed = {**step_form(client, "hip_pain"), "delay": "9d"}
+    assert post(client, token, f"{EDIT}/steps/hip_pain", delayed).status_code == 303
+    late = post(client, token, f"{EDIT}/publish", {"note": "x", "seen": seen})
+    assert late.status_code == 409 and "saved since this page was opened" in late.text
+    with pg() as s:
+        assert store.heads(s) == {"hip_and_back": 1, "check_in": 1}

@@ -173,18 +173,31 @@ def _edit(key: str, step: str | None = None) -> str:
 # ---------------------------------------------------------------- reading the form
 
 
-async def _form(request: Request) -> dict[str, list[str]]:
-    """The posted fields (every value text); a file upload or a malformed body is a 400."""
+async def _read_form(request: Request) -> dict[str, list[str]] | Refused:
+    """The posted fields (every value text); a file upload or a malformed body is a 400.
+
+    A dependency, so the routes that take it can be plain functions: FastAPI runs those
+    in its thread pool, and rendering and linting a course (a second or more, longer for
+    copy that loops) never holds up the event loop and every other request with it."""
     try:
         form = await request.form()
     except Exception:  # a body the form parser refuses
-        raise Refused(400, "Malformed form", "the form could not be read", "/admin") from None
+        return Refused(400, "Malformed form", "the form could not be read", "/admin")
     out: dict[str, list[str]] = {}
     for name, value in form.multi_items():
         if not isinstance(value, str):
-            raise Refused(400, "Malformed form", f"{name}: not a text field", "/admin")
+            return Refused(400, "Malformed form", f"{name}: not a text field", "/admin")
         out.setdefault(name, []).append(value)
     return out
+
+
+Posted = Annotated[dict[str, list[str]] | Refused, Depends(_read_form)]
+
+
+def _form(posted: dict[str, list[str]] | Refused) -> dict[str, list[str]]:
+    if isinstance(posted, Refused):
+        raise posted
+    return posted
 
 
 def _one(form: dict[str, list[str]], name: str) -> str:
@@ -351,11 +364,11 @@ def _writable(request: Request, key: str) -> None:
 
 
 @router.post("/campaigns/{key}/edit/start", response_class=HTMLResponse)
-async def start_draft(request: Request, key: str, staff: Campaigns):
+def start_draft(request: Request, key: str, staff: Campaigns, posted: Posted):
     state = request.app.state
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         with transaction(state.factory) as session:
             if _one(form, "restart") == "1":
                 drafts.restart_draft(session, state.clock, staff.actor, key)
@@ -440,11 +453,11 @@ def _save_order(request, staff, key, edited: Bundle, what: dict, step_key: str |
 
 
 @router.post("/campaigns/{key}/edit/steps/add", response_class=HTMLResponse)
-async def add(request: Request, key: str, staff: Campaigns):
+def add(request: Request, key: str, staff: Campaigns, posted: Posted):
     new = NewStep("", "", "", [], "")
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         bundle = _draft_bundle(request, key)
         try:
             new = _new_step(form)
@@ -503,10 +516,10 @@ def remove_page(request: Request, key: str, step_key: str, staff: Campaigns):
 
 
 @router.post("/campaigns/{key}/edit/steps/{step_key}/remove", response_class=HTMLResponse)
-async def remove(request: Request, key: str, step_key: str, staff: Campaigns):
+def remove(request: Request, key: str, step_key: str, staff: Campaigns, posted: Posted):
     try:
         _writable(request, key)
-        await _form(request)
+        _form(posted)
         _, edited = _removed(request, key, step_key)
     except Refused as refused:
         return _notice(staff, refused)
@@ -514,10 +527,10 @@ async def remove(request: Request, key: str, step_key: str, staff: Campaigns):
 
 
 @router.post("/campaigns/{key}/edit/steps/{step_key}/move", response_class=HTMLResponse)
-async def move(request: Request, key: str, step_key: str, staff: Campaigns):
+def move(request: Request, key: str, step_key: str, staff: Campaigns, posted: Posted):
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         bundle = _draft_with(request, key, step_key)
         direction = _one(form, "direction")
         try:
@@ -531,11 +544,11 @@ async def move(request: Request, key: str, step_key: str, staff: Campaigns):
 
 
 @router.post("/campaigns/{key}/edit/steps/{step_key}", response_class=HTMLResponse)
-async def save_step(request: Request, key: str, step_key: str, staff: Campaigns):
+def save_step(request: Request, key: str, step_key: str, staff: Campaigns, posted: Posted):
     state = request.app.state
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         try:
             bundle, typed = _edited(request, key, step_key, form)
         except EditError as exc:
@@ -563,14 +576,14 @@ def _changed_fields(form) -> list[str]:
 
 
 @router.post("/campaigns/{key}/edit/steps/{step_key}/check")
-async def check_step_form(request: Request, key: str, step_key: str, staff: Campaigns):
+def check_step_form(request: Request, key: str, step_key: str, staff: Campaigns, posted: Posted):
     """The lint and preview of the typed (unsaved) fields, as HTML parts for the page's
     script to put in place."""
     state = request.app.state
     parts = pages.get_template("admin_sequence_parts.html")
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         try:
             bundle, _ = _edited(request, key, step_key, form)
         except EditError as exc:
@@ -596,11 +609,11 @@ async def check_step_form(request: Request, key: str, step_key: str, staff: Camp
 
 
 @router.post("/campaigns/{key}/edit/window", response_class=HTMLResponse)
-async def save_window(request: Request, key: str, staff: Campaigns):
+def save_window(request: Request, key: str, staff: Campaigns, posted: Posted):
     state = request.app.state
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         typed = WindowEdit(form.get("days", []), _one(form, "start"), _one(form, "end"))
         bundle = _draft_bundle(request, key)
         try:
@@ -627,11 +640,11 @@ async def save_window(request: Request, key: str, staff: Campaigns):
 
 
 @router.post("/campaigns/{key}/edit/sign", response_class=HTMLResponse)
-async def sign(request: Request, key: str, staff: Campaigns):
+def sign(request: Request, key: str, staff: Campaigns, posted: Posted):
     state = request.app.state
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         step_key = _one(form, "step")
         steps = [] if _one(form, "scope") == "all" else [step_key]
         try:
@@ -645,6 +658,7 @@ async def sign(request: Request, key: str, staff: Campaigns):
                     _one(form, "by"),
                     _shared(request),
                     state.clock.now().date(),
+                    seen=_one(form, "seen") or None,
                 )
         except ReviewError as exc:
             return _editor(
@@ -716,11 +730,11 @@ def _refresh(request: Request) -> None:
 
 
 @router.post("/campaigns/{key}/edit/publish", response_class=HTMLResponse)
-async def publish(request: Request, key: str, staff: Campaigns):
+def publish(request: Request, key: str, staff: Campaigns, posted: Posted):
     state = request.app.state
     try:
         _writable(request, key)
-        form = await _form(request)
+        form = _form(posted)
         note = _one(form, "note").strip()[:500] or None
         try:
             with transaction(state.factory) as session:
@@ -733,6 +747,7 @@ async def publish(request: Request, key: str, staff: Campaigns):
                     _shared(request),
                     require_review=state.settings.publish_requires_review,
                     note=note,
+                    seen=_one(form, "seen") or None,
                 )
         except PublishError as exc:
             return _publish_view(request, staff, key, status=409, refusal=exc.problems)

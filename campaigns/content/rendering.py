@@ -90,6 +90,10 @@ class Renderer:
             ) from None
         except jinja2.TemplateError as exc:
             raise RenderError(f"{name}: {exc}") from None
+        except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as exc:
+            # Copy is written by people: `first_name + 1`, a range too big for the sandbox,
+            # a macro calling itself. Each is this message's failure, never the batch's.
+            raise RenderError(f"{name}: {type(exc).__name__}: {exc}") from None
 
     def context(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links) -> dict:
         locale = campaign.locale_for(recipient.locale)
@@ -195,6 +199,8 @@ class Renderer:
             raise RenderError(f"{name}: undefined variable: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise RenderError(f"{name}: {exc}") from None
+        except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as exc:
+            raise RenderError(f"{name}: {type(exc).__name__}: {exc}") from None
 
 
 def _question(step: Step, links: Links) -> dict | None:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
 from campaigns.content.lint import LintContext
-from campaigns.content.review import Signed, record_reviews
+from campaigns.content.review import ReviewError, Signed, record_reviews
 from campaigns.editing.publishing import Check, publish_checked
 from campaigns.models import SequenceDraft
 from campaigns.sequences import store
@@ -51,9 +51,20 @@ class DraftState:
     changed: bool  # the draft's files differ from its base's
 
     @property
+    def digest(self) -> str:
+        """The draft's files as this page shows them: a sign or publish form sends it
+        back, so what is signed or published is what the person looked at."""
+        return store.bundle_of(self.draft).digest if self.draft is not None else ""
+
+    @property
     def stale(self) -> bool:
         """Someone published after this draft began: publishing it would undo that."""
         return self.draft is not None and self.base != self.running
+
+
+CHANGED_SINCE_SEEN = (
+    "the draft was saved since this page was opened: look at it again before {what}"
+)
 
 
 def get_draft(session: Session, key: str) -> SequenceDraft | None:
@@ -170,12 +181,16 @@ def sign_reviews(
     by: str,
     shared: Path,
     today: date,
+    seen: str | None = None,
 ) -> list[Signed]:
     """A clinician's review of the draft's copy, written into its definition as
     `drip campaigns review` writes it into a file (the same checks: "Name, credential",
-    known steps). Raises ReviewError."""
+    known steps). `seen`: the digest of the draft the reviewer read; signing is refused
+    if it was saved since. Raises ReviewError."""
     draft = _draft(session, key)
     bundle = store.bundle_of(draft)
+    if seen is not None and seen != bundle.digest:
+        raise ReviewError(CHANGED_SINCE_SEEN.format(what="signing"))
     with scratch(bundle, shared) as (path, templates):
         signed = record_reviews(path, templates, steps, by, today, today)
         definition = path.read_text(encoding="utf-8")
@@ -205,11 +220,15 @@ def publish_draft(
     require_review: bool,
     note: str | None = None,
     check: Check | None = None,
+    seen: str | None = None,
 ) -> Published:
     """The draft becomes the running revision (checked by the lint and, with
     `require_review`, the clinical review), and the draft is closed. PublishError says
-    why not; a draft of a revision that no longer runs is refused (restart it)."""
+    why not; a draft of a revision that no longer runs is refused (restart it), and so is
+    one saved since the publisher looked at it (`seen`, its digest then)."""
     draft = _draft(session, key)
+    if seen is not None and seen != store.bundle_of(draft).digest:
+        raise PublishError([CHANGED_SINCE_SEEN.format(what="publishing")])
     done = publish_checked(
         session,
         clock,

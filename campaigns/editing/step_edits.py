@@ -107,8 +107,11 @@ def sent_names(campaign: Campaign, step: Step) -> set[str]:
 
 
 def kind_of(name: str) -> str:
+    """The body's kind by its file name; "other" for a name that is none of them (a
+    field a form made up: it is refused as not one of the step's files)."""
     return next(
-        k for s, k in sorted(BODY_KINDS.items(), key=lambda i: -len(i[0])) if name.endswith(s)
+        (k for s, k in sorted(BODY_KINDS.items(), key=lambda i: -len(i[0])) if name.endswith(s)),
+        "other",
     )
 
 
@@ -393,7 +396,7 @@ def apply_window_edit(bundle: Bundle, edit: WindowEdit, shared: Path) -> Bundle:
     if bad or not edit.days:
         errors["window"] = "pick at least one day, mon to sun"
     for name, value in (("start", edit.start), ("end", edit.end)):
-        if not re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        if not re.fullmatch(r"[0-9]{1,2}:[0-9]{2}", value.strip()):
             errors[f"window.{name}"] = f"{value!r} is not a time like 09:00"
     if errors:
         raise EditError(errors)

@@ -102,7 +102,7 @@ class DefinitionError(ValueError):
 def _parse_hhmm(value: str) -> time:
     if value in ("24:00", "24"):
         return time(0, 0)
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
+    match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", str(value).strip())  # ASCII digits
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
         raise ValueError(f"{value!r} is not a time like '09:00'")
     return time(int(match[1]), int(match[2]))
