@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,10 @@ class Stack:
     redis_url: str | None
     procs: list[subprocess.Popen] = field(default_factory=list)
     real_epoch: float = field(default_factory=time.time)
+    # Unique per stack, not per test name: pytest names a test's folder the same in every
+    # run, and a Redis that outlives runs would hand this run's worker the last one's
+    # queues and bindings under the same prefix.
+    redis_prefix: str = field(default_factory=lambda: f"drip-test-{uuid.uuid4().hex[:12]}:")
 
     @property
     def outbox(self) -> Path:
@@ -55,7 +60,7 @@ class Stack:
         )
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
-            env["REDIS_KEY_PREFIX"] = f"drip-test-{self.tmp.name}:"
+            env["REDIS_KEY_PREFIX"] = self.redis_prefix
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
