@@ -107,6 +107,21 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def start_drip(self, name: str, *args: str, **extra) -> subprocess.Popen:
+        """`drip <args>` as a process of its own (`drip beat`, `drip worker ...`), its
+        output in <name>.log."""
+        with open(self.tmp / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "workers.cli", *args],
+                cwd=ROOT,
+                env=self.env(**extra),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        return proc
+
     def kill(self, proc: subprocess.Popen) -> None:
         """SIGKILL the worker's whole process group (main process, pool children, embedded
         beat) and return only once none of them runs any more."""

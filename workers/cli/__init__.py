@@ -14,6 +14,7 @@
     api_keys.py   api-keys create | list | revoke
     users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
+    health.py     health worker | beat (container healthchecks)
 
 Every command takes the shared `Drip` context (context.py): settings read once, and the
 runtime from workers/runtime.py built only when a command needs it.
@@ -29,6 +30,7 @@ from workers.cli.context import Drip
 from workers.cli.database import db_group
 from workers.cli.delivery import channels_group, enroll, outbox_group, status
 from workers.cli.experiments import campaigns_promote
+from workers.cli.health import health_group
 from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
 from workers.cli.people import people_group
@@ -68,6 +70,7 @@ for command in (
     beat,
     web,
     demo,
+    health_group,
 ):
     main.add_command(command)
 campaigns_group.add_command(campaigns_promote)
