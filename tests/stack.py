@@ -54,6 +54,10 @@ class Stack:
             TEMPLATES_DIR=str(FIXTURES / "templates"),
             TICK_SECONDS="0.5",
             REAP_SECONDS="1",
+            # Workers started with -B each run a scheduler and one leads: a test that kills
+            # the leading worker gets its ticks back from another within two seconds.
+            SCHEDULER_LEASE_SECONDS="1.5",
+            SCHEDULER_RENEW_SECONDS="0.5",
             CLOCK_REAL_EPOCH=str(self.real_epoch),
             CLOCK_VIRTUAL_EPOCH=str(VIRTUAL_EPOCH),
             PYTHONPATH=str(ROOT),
