@@ -21,7 +21,7 @@ from campaigns.delivery.unconfirmed import (
 from campaigns.reporting.outbox import messages_in
 from campaigns.sequences.campaign import DefinitionError
 from campaigns.staff import audited
-from campaigns.states import CHANNELS
+from campaigns.states import CHANNELS, MessageStatus
 from workers.cli.context import Drip, cli_actor, pass_drip
 
 
@@ -69,21 +69,30 @@ def enroll(drip: Drip, campaign, email, phone, first_name, tz, locale) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group("channels")
-def channels_group() -> None:
-    """Pause and resume a whole channel (a provider outage, a credential change)."""
+@click.group("channels", invoke_without_command=True)
+@click.pass_context
+def channels_group(ctx: click.Context) -> None:
+    """Each channel's state; pause and resume a whole channel (a provider outage, a
+    credential change)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(channels_list)
 
 
 @channels_group.command("list")
 @pass_drip
 def channels_list(drip: Drip) -> None:
+    """Each channel: sending, or paused since when, by whom and why."""
     with drip.runtime().factory() as session:
-        paused = all_paused(session)
-    for row in paused:
-        click.echo(
-            f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC "
-            f"by {row.paused_by}: {row.reason}"
-        )
+        paused = {row.channel: row for row in all_paused(session)}
+    for channel in CHANNELS:
+        row = paused.get(channel.value)
+        if row is None:
+            click.echo(f"{channel.value}: sending")
+        else:
+            click.echo(
+                f"{channel.value}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC "
+                f"by {row.paused_by}: {row.reason}"
+            )
     if not paused:
         click.echo("no channel is paused")
 
@@ -129,14 +138,24 @@ def age_text(seconds: float | None) -> str:
 
 
 @outbox_group.command("list")
-@click.option("--status", "status_", default="unconfirmed", show_default=True)
-@click.option("--limit", default=50, show_default=True)
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in MessageStatus]),
+    default=MessageStatus.UNCONFIRMED.value,
+    show_default=True,
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @pass_drip
 def outbox_list(drip: Drip, status_, limit) -> None:
+    """Messages in one state, oldest change first, with each one's age in it."""
     rt = drip.runtime()
     now = rt.clock.now()
     with rt.factory() as session:
-        for m in messages_in(session, status_, limit):
+        rows = messages_in(session, status_, limit)
+        if not rows:
+            click.echo(f"no {status_} messages")
+        for m in rows:
             # For an unconfirmed message, updated_at is when it became unconfirmed.
             age = age_text((now - m.updated_at).total_seconds())
             click.echo(
