@@ -25,7 +25,7 @@ def turn(factory, clock, host, pid):
 
 def state(factory, clock):
     with factory() as s:
-        return read_leadership(s, clock)
+        return read_leadership(s, clock, LEASE)
 
 
 def test_one_leads_and_the_other_takes_over_only_once_the_lease_expired(factory, clock):
@@ -72,6 +72,10 @@ def test_heartbeat_and_last_tick_ages(factory, clock):
     assert st.last_tick_age_seconds == 4
     assert st.leader_heartbeat_age_seconds == 4
     assert not st.fresh_on("a", 3) and st.fresh_on("a", 5)
+    assert st.instances[0].alive
+    clock.advance(seconds=LEASE)  # no heartbeat for longer than a lease: gone
+    st = state(factory, clock)
+    assert not st.instances[0].alive and st.leader is None and st.standby == []
 
 
 def test_schedulers_unseen_for_a_day_are_forgotten(factory, clock):
@@ -81,11 +85,11 @@ def test_schedulers_unseen_for_a_day_are_forgotten(factory, clock):
     assert [i.holder for i in state(factory, clock).instances] == ["new:8"]
 
 
-def test_the_lease_is_taken_by_one_when_both_find_it_expired(factory, clock):
+def test_an_expired_lease_just_taken_is_not_taken_again(factory, clock):
     turn(factory, clock, "a", 1)
     clock.advance(seconds=LEASE + 1)
-    # Two sessions racing on the expired lease: the first UPDATE wins, the second sees a
-    # lease that is no longer expired.
+    # Two standbys find the lease expired at the same instant: the first UPDATE takes it,
+    # the second finds it held and unexpired.
     s1, s2 = factory(), factory()
     try:
         first = take_turn(s1, clock, "b", 2, LEASE)

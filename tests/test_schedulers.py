@@ -85,7 +85,7 @@ def test_of_two_schedulers_only_the_leader_publishes_ticks(stack):
     now = SystemClock().now()
     assert (now - r[leaders[0]].last_tick_at).total_seconds() < 2 * TICK + 1
     with stack.factory() as s:
-        state = read_leadership(s, SystemClock())
+        state = read_leadership(s, SystemClock(), LEASE)
     assert state.leader == f"{socket.gethostname()}:{leaders[0]}"
     assert all(i.heartbeat_age_seconds < 2 * RENEW + 1 for i in state.instances)
 
@@ -120,7 +120,7 @@ def test_a_standby_takes_over_within_the_bound_when_the_leader_is_killed(stack):
     # old leader's last tick (its last renewal came at most RENEW + TICK earlier).
     assert gap >= LEASE - RENEW - TICK
     with stack.factory() as s:
-        state = read_leadership(s, SystemClock())
+        state = read_leadership(s, SystemClock(), LEASE)
     assert state.leader == f"{socket.gethostname()}:{new}" and state.term == 2
     assert {i.pid: i.role for i in state.instances}[new] == LEADING
 

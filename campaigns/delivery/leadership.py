@@ -137,6 +137,9 @@ class Instance:
     last_seen: datetime
     last_tick_at: datetime | None
     heartbeat_age_seconds: float
+    # False once its heartbeat is older than a lease: the process is gone (or cut off),
+    # whatever role its row last said.
+    alive: bool
 
 
 @dataclass(frozen=True)
@@ -158,29 +161,37 @@ class Leadership:
         ]
 
     @property
+    def standby(self) -> list[Instance]:
+        """Live schedulers ready to take over."""
+        return [i for i in self.instances if i.alive and i.holder != self.leader]
+
+    @property
     def leader_heartbeat_age_seconds(self) -> float | None:
         ages = [i.heartbeat_age_seconds for i in self.instances if i.holder == self.leader]
         return ages[0] if ages else None
 
 
-def read_leadership(session: Session, clock: Clock) -> Leadership:
+def read_leadership(session: Session, clock: Clock, lease_seconds: float) -> Leadership:
     now = clock.now()
     lease = session.get(SchedulerLease, LEASE)
     rows = session.scalars(
         select(SchedulerInstance).order_by(SchedulerInstance.last_seen.desc())
     ).all()
-    instances = [
-        Instance(
-            r.holder,
-            r.host,
-            r.pid,
-            r.role,
-            r.last_seen,
-            r.last_tick_at,
-            max((now - r.last_seen).total_seconds(), 0.0),
+    instances = []
+    for r in rows:
+        age = max((now - r.last_seen).total_seconds(), 0.0)
+        instances.append(
+            Instance(
+                r.holder,
+                r.host,
+                r.pid,
+                r.role,
+                r.last_seen,
+                r.last_tick_at,
+                age,
+                age <= lease_seconds,
+            )
         )
-        for r in rows
-    ]
     ticks = [i.last_tick_at for i in instances if i.last_tick_at is not None]
     last_tick_age = max((now - max(ticks)).total_seconds(), 0.0) if ticks else None
     live = lease is not None and lease.expires_at >= now

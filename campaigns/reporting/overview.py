@@ -111,7 +111,11 @@ class Overview:
 
 
 def read_overview(
-    session: Session, clock: Clock, wall_clock: Clock, contact_target: timedelta
+    session: Session,
+    clock: Clock,
+    wall_clock: Clock,
+    contact_target: timedelta,
+    scheduler_lease_seconds: float,
 ) -> Overview:
     """`wall_clock` reads the schedulers' rows, which are in real time even when `clock`
     is the demo's virtual one."""
@@ -131,5 +135,5 @@ def read_overview(
         over,
         for_ops,
         oldest_for_ops,
-        read_leadership(session, wall_clock),
+        read_leadership(session, wall_clock, scheduler_lease_seconds),
     )

@@ -66,7 +66,7 @@ def health_beat(drip: Drip, max_age) -> None:
     limit = max_age or drip.settings.scheduler_lease_seconds
     try:
         with drip.runtime().factory() as session:
-            state = read_leadership(session, SystemClock())
+            state = read_leadership(session, SystemClock(), limit)
     except click.ClickException:
         raise
     except Exception as exc:

@@ -58,8 +58,9 @@ def _as_json(ov: Overview, depths: dict, now, target_hours: float) -> dict:
             "instances": [
                 {
                     "holder": i.holder,
-                    "role": i.role,
+                    "role": i.role if i.alive else "gone",
                     "heartbeat_age_seconds": _seconds(i.heartbeat_age_seconds),
+                    "alive": i.alive,
                 }
                 for i in sched.instances
             ],
@@ -113,7 +114,8 @@ def _lines(ov: Overview, depths: dict, now, target_hours: float) -> list[str]:
     for i in sched.instances:
         if i.holder != sched.leader:
             beat = age_text(i.heartbeat_age_seconds)
-            out.append(f"             {i.holder} {i.role}, heartbeat {beat} ago")
+            role = i.role if i.alive else "gone"
+            out.append(f"             {i.holder} {role}, heartbeat {beat} ago")
     tick = sched.last_tick_age_seconds
     out.append("last tick:   " + ("never published" if tick is None else f"{age_text(tick)} ago"))
     return out
@@ -128,7 +130,13 @@ def status(drip: Drip, as_json) -> None:
     rt = drip.runtime()
     target_hours = rt.settings.contact_response_target_hours
     with rt.factory() as session:
-        ov = read_overview(session, rt.clock, SystemClock(), timedelta(hours=target_hours))
+        ov = read_overview(
+            session,
+            rt.clock,
+            SystemClock(),
+            timedelta(hours=target_hours),
+            rt.settings.scheduler_lease_seconds,
+        )
     depths = queue_depths(rt.settings)
     now = rt.clock.now()
     if as_json:
