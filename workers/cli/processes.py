@@ -13,6 +13,13 @@ from workers.cli.context import Drip, pass_drip
 from workers.demo import CAMPAIGN, run_demo
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOGLEVEL = click.option(
+    "--loglevel",
+    "-l",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+)
 
 
 def default_node_name() -> str:
@@ -34,13 +41,7 @@ def default_node_name() -> str:
     help="The worker's node name, as Celery's -n (%h is the host name). "
     "Default: worker-<pid>@<host>, unique per process.",
 )
-@click.option(
-    "--loglevel",
-    "-l",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="info",
-    show_default=True,
-)
+@LOGLEVEL
 @click.option(
     "--beat", is_flag=True, help="Also run a scheduler in this process (it leads or stands by)."
 )
@@ -75,13 +76,7 @@ def worker(ctx: click.Context, drip: Drip, queues, concurrency, hostname, loglev
 
 
 @click.command("beat")
-@click.option(
-    "--loglevel",
-    "-l",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="info",
-    show_default=True,
-)
+@LOGLEVEL
 @pass_drip
 def beat(drip: Drip, loglevel) -> None:
     """Run a scheduler. Several may run (on several hosts): one leads and publishes the
