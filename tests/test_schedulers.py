@@ -61,9 +61,9 @@ def wait_for(predicate, timeout: float, what: str, stack, poll: float = 0.05):
     raise AssertionError(f"{what} not within {timeout}s\n{stack.logs()}")
 
 
-def start_two_schedulers(stack):
-    a = stack.start_drip("beat-a", "beat", **SETTINGS)
-    b = stack.start_drip("beat-b", "beat", **SETTINGS)
+def start_two_schedulers(stack, **settings):
+    a = stack.start_drip("beat-a", "beat", **(SETTINGS | settings))
+    b = stack.start_drip("beat-b", "beat", **(SETTINGS | settings))
 
     def both_seen_and_one_ticked():
         r = rows(stack)
@@ -128,23 +128,26 @@ def test_a_standby_takes_over_within_the_bound_when_the_leader_is_killed(stack):
 def test_two_workers_on_one_host_are_two_nodes(stack):
     for name in ("worker-a", "worker-b"):
         stack.start_drip(name, "worker", "-Q", "schedule", "-c", "1", "-l", "warning")
+    # One named as if on another host: `drip health worker` here must not count it.
+    stack.start_drip("other", "worker", "-Q", "schedule", "-c", "1", "-n", "w@elsewhere")
     app = make_app(stack.settings())
     host = socket.gethostname()
 
-    def two_nodes():
+    def nodes():
         return {n for answer in app.control.ping(timeout=1.0) for n in answer}
 
     try:
-        nodes = wait_for(lambda: len(two_nodes()) >= 2 and two_nodes(), 60, "two nodes", stack)
+        seen = wait_for(lambda: len(found := nodes()) >= 3 and found, 60, "three nodes", stack)
     finally:
         app.close()
-    assert len(nodes) == 2
-    assert all(n.startswith("worker-") and n.endswith(f"@{host}") for n in nodes), nodes
+    local = {n for n in seen if n != "w@elsewhere"}
+    assert len(seen) == 3 and len(local) == 2, seen
+    assert all(n.startswith("worker-") and n.endswith(f"@{host}") for n in local), seen
     assert "DuplicateNodenameWarning" not in stack.logs()
 
     result = CliRunner().invoke(main, ["health", "worker"], obj=Drip(stack.settings()))
     assert result.exit_code == 0, result.output
-    assert sorted(result.output.removeprefix("ok: ").strip().split(", ")) == sorted(nodes)
+    assert sorted(result.output.removeprefix("ok: ").strip().split(", ")) == sorted(local)
 
 
 def test_health_fails_in_one_line_when_nothing_runs_here(stack):
@@ -189,3 +192,20 @@ def test_a_paused_leader_does_not_publish_when_it_wakes_after_a_takeover(stack):
     r = rows(stack)
     assert r[old].last_tick_at == paused_tick
     assert r[new].role == LEADING and procs[old].poll() is None
+
+
+def test_a_leader_stopped_cleanly_hands_over_without_waiting_for_its_lease(stack):
+    lease = 6.0  # long, so a takeover well before it can only come from the release
+    procs = start_two_schedulers(stack, SCHEDULER_LEASE_SECONDS=lease)
+    time.sleep(2 * TICK)
+    r = rows(stack)
+    (old,) = [pid for pid, x in r.items() if x.role == LEADING]
+    (new,) = [pid for pid in r if pid != old]
+    stopped = time.monotonic()
+    os.kill(old, signal.SIGTERM)  # what `docker stop` sends
+    wait_for(lambda: rows(stack)[new].last_tick_at, lease, "the standby's first tick", stack)
+    took = time.monotonic() - stopped
+    print(f"\nclean stop: the standby published its first tick {took:.2f}s after SIGTERM")
+    assert took < RENEW + TICK + 1.5 < lease - RENEW
+    assert procs[old].wait(timeout=10) == 0
+    assert rows(stack)[old].role == STANDBY

@@ -109,13 +109,14 @@ class QuietScheduler(Scheduler):
         try:
             super().close()
         finally:
-            if self._pid is not None:
+            if getattr(self, "_pid", None) is not None:
                 try:
                     with transaction(self._factory) as session:
                         leadership.release(session, self._clock, self._host, self._pid)
                 except Exception as exc:  # the lease then runs out by itself
                     log.warning("beat: could not release the lease: %s", exc)
-            self._engine.dispose()
+            if hasattr(self, "_engine"):
+                self._engine.dispose()
 
     # ------------------------------------------------------------------ publishing
 

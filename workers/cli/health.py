@@ -9,6 +9,7 @@ this host is alive, otherwise non-zero with one line saying why.
 
 from __future__ import annotations
 
+import re
 import socket
 
 import click
@@ -39,7 +40,11 @@ def health_worker(drip: Drip, timeout) -> None:
     host = socket.gethostname()
     app = make_app(drip.settings)
     try:
-        answers = app.control.ping(timeout=timeout)
+        # Only this host's workers answer (pidbox matches the pattern on each node), so a
+        # healthcheck per container does not make every worker of the deployment reply.
+        answers = app.control.ping(
+            timeout=timeout, pattern=f".*@{re.escape(host)}$", matcher="pcre"
+        )
     except Exception as exc:  # the broker is away: that is the answer, in one line
         raise click.ClickException(f"broker unreachable ({type(exc).__name__}: {exc})") from None
     finally:
