@@ -18,6 +18,7 @@ from campaigns.clock import SystemClock
 from campaigns.db import make_engine, make_session_factory
 from campaigns.delivery.leadership import LEADING, STANDBY, read_leadership
 from campaigns.models import SchedulerInstance
+from settings import load_settings
 from tests.stack import Stack
 from workers.app import make_app
 from workers.cli import main
@@ -209,3 +210,14 @@ def test_a_leader_stopped_cleanly_hands_over_without_waiting_for_its_lease(stack
     assert took < RENEW + TICK + 1.5 < lease - RENEW
     assert procs[old].wait(timeout=10) == 0
     assert rows(stack)[old].role == STANDBY
+
+
+def test_health_beat_with_the_database_away_says_so_in_one_line():
+    settings = load_settings(
+        environment="test",
+        secret_key="health-test-secret-key-0123456789abcdef",
+        database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+    )
+    result = CliRunner().invoke(main, ["health", "beat"], obj=Drip(settings))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["Error: database unreachable (OperationalError)"]
