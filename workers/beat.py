@@ -79,7 +79,6 @@ class QuietScheduler(Scheduler):
                 won = leadership.take_turn(session, self._clock, self._host, self._pid, self._lease)
         except Exception as exc:  # said once per outage; the deadline decides the rest
             database.failed("the scheduler's lease renewal", exc)
-            won = False
         else:
             database.ok()
             if won:
