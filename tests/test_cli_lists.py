@@ -70,9 +70,12 @@ def test_an_unknown_value_is_refused_with_its_name(drip, args, names):
     assert "Traceback" not in result.output
 
 
-def test_unknown_campaigns_in_reports_are_an_error(drip):
+def test_unknown_campaigns_in_reports_and_experiments_are_an_error(drip):
     result = drip("report", "nope")
     assert result.exit_code == 1 and "nope" in result.output
+    result = drip("campaigns", "promote", "nope", "hello", "a")
+    assert result.exit_code == 1 and "no campaign 'nope'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_channels_alone_lists_each_channel_with_its_state(drip):
