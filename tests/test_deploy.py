@@ -360,11 +360,22 @@ def test_dockerfile_installs_the_lock_before_the_source():
     project = next(line for line in builder if " --no-deps --no-build-isolation ." in line)
     assert " -e " not in project
     assert final[0] == "FROM python:3.11-slim"
+    assert any(line.startswith("RUN useradd") and "--uid 10001" in line for line in final)
     user = next(i for i, line in enumerate(final) if line.startswith("USER "))
-    assert final[user] == "USER drip"
+    assert final[user] == "USER 10001"
     assert "RUN drip campaigns lint --strict --quiet" in final
     health = next(line for line in final if line.startswith("HEALTHCHECK "))
     assert "http://127.0.0.1:8000/healthz" in health
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if not hadolint:
+        pytest.fail("hadolint is not installed (a test dependency: make install)")
+    result = subprocess.run(
+        [hadolint, "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image():
