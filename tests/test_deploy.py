@@ -72,11 +72,17 @@ def test_stack_has_every_part_and_two_schedulers():
 
 def test_every_drip_command_in_the_stack_exists():
     runner = CliRunner()
+    checked = 0
     for name, service in compose()["services"].items():
-        command = service.get("command") or []
-        if command[:1] == ["drip"]:
-            result = runner.invoke(main, [*command[1:2], "--help"])
-            assert result.exit_code == 0, (name, result.output)
+        # Commands and healthchecks alike: a healthcheck naming a command that does not
+        # exist would mark a healthy container unhealthy forever.
+        check = (service.get("healthcheck") or {}).get("test") or []
+        for command in (service.get("command") or [], check[1:]):
+            if command[:1] == ["drip"]:
+                result = runner.invoke(main, [*command[1:], "--help"])
+                assert result.exit_code == 0, (name, command, result.output)
+                checked += 1
+    assert checked >= 5  # migrate, web, worker, beat and the two healthchecks at least
 
 
 def test_one_service_builds_the_image_the_others_run():
