@@ -23,6 +23,7 @@ PostgreSQL and Redis as for bench/throughput.py (BENCH_/TEST_POSTGRES_URL, BENCH
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import re
@@ -35,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.throughput import Bench
+from campaigns.delivery.scheduler import tick
+from settings import Settings
 
 # Providers' limits a deployment meets (per sender, or per account), in messages a second.
 # Twilio: one 10-digit long code 1 (US A2P 10DLC: set per campaign by the carriers),
@@ -43,6 +46,12 @@ from bench.throughput import Bench
 # 1,000 recipients a request): EMAIL_RATE_PER_SECOND is our own pace, shipped at 50.
 SMS_SENDERS = {"long code": 1.0, "toll-free": 3.0, "toll-free high": 25.0, "short code": 30.0}
 EMAIL_PACES = {"shipped 50/s": 50.0, "200/s": 200.0}
+
+
+# The shipped tick: TICK_SECONDS apart, up to max_batches of CLAIM_BATCH_SIZE each.
+TICK = Settings.model_fields["tick_seconds"].default
+CLAIM_BATCH = Settings.model_fields["claim_batch_size"].default
+MAX_BATCHES = inspect.signature(tick).parameters["max_batches"].default
 
 
 def layout(spec: str) -> tuple[int, int, bool]:
@@ -61,11 +70,11 @@ def tick_claims(size: int) -> tuple[float, float]:
         text=True,
         timeout=1800,
     )
-    tick = re.search(r"enrolled: median\s+([\d.]+) ms", out.stdout)
+    median = re.search(r"enrolled: median\s+([\d.]+) ms", out.stdout)
     claimed = re.search(r"claimed per tick \(median\) (\d+)", out.stdout)
-    if out.returncode or not (tick and claimed):
+    if out.returncode or not (median and claimed):
         raise SystemExit(f"bench/scale.py failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return float(tick[1]) / 1000, float(claimed[1])
+    return float(median[1]) / 1000, float(claimed[1])
 
 
 def hours(seconds: float) -> str:
@@ -121,7 +130,7 @@ def main() -> int:
                 SMS_RATE_BURST=max(1, int(a.limited_sms / 4)),
                 SMS_BATCH_SIZE=max(1, int(a.limited_sms)),
             )
-    tick = tick_claims(a.tick_size) if a.tick_size else None
+    timed = tick_claims(a.tick_size) if a.tick_size else None
     load_after = os.getloadavg()[0]
 
     print(
@@ -148,10 +157,10 @@ def main() -> int:
     one_email = min((r[4]["rate"] for r in rows if (r[1], r[3]) == (1, False)), default=0)
     one_sms = min((r[5]["rate"] for r in rows if (r[1], r[3]) == (1, False)), default=0)
     claim_rate = None
-    if tick:
-        claim_rate = tick[1] / tick[0]
+    if timed:
+        claim_rate = timed[1] / timed[0]
         print(
-            f"tick among {a.tick_size:,} enrolled: {tick[0] * 1000:.0f} ms for {tick[1]:.0f} "
+            f"tick among {a.tick_size:,} enrolled: {timed[0] * 1000:.0f} ms for {timed[1]:.0f} "
             f"claimed = {claim_rate:.0f} claims/s (one beat: the tick does not scale out)"
         )
 
@@ -162,7 +171,14 @@ def main() -> int:
         f"average; everyone due at the window's start is the peak"
     )
     if claim_rate:
-        print(f"  claiming {s:,} due at once: {s / claim_rate:.0f} s")
+        # A tick claims at most MAX_BATCHES batches; beat starts one every TICK_SECONDS.
+        per_tick = MAX_BATCHES * CLAIM_BATCH
+        ticks = math.ceil(s / per_tick)
+        print(
+            f"  claiming {s:,} due at once: {ticks} ticks of up to {per_tick:,} "
+            f"({per_tick / claim_rate:.1f} s each), one every {TICK:g} s: about "
+            f"{ticks * max(TICK, per_tick / claim_rate):.0f} s"
+        )
     print(
         f"  the pipeline, limits off: email {s / best_email:.0f} s at {best_email:.0f}/s, "
         f"texts {s / best_sms:.0f} s at {best_sms:.0f}/s (best layout)"
