@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,8 @@ class Bench:
         client = redis.Redis.from_url(self.redis_url)
         for key in client.scan_iter(match=f"{self.run}*", count=1000):
             client.delete(key)
+        if exc[0] is None:  # on a failure the logs stay: the message names the folder
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # set-up ------------------------------------------------------------------------
     def database(self, phase: str) -> str:
