@@ -30,6 +30,7 @@ from campaigns.states import MessageStatus
 from tests.fakes import FakeSendGrid, FakeTwilio, twilio_error
 from tests.helpers import add_and_enroll
 from tests.stack import ROOT, VIRTUAL_EPOCH, Stack, wait_until_done
+from tests.test_deploy_metrics import names_used
 from tests.test_ops_web import parse_prometheus
 from tests.test_recovery import enroll, env_for
 from tests.test_sendgrid_webhook import b64_public, signed
@@ -228,6 +229,11 @@ def test_counters_from_a_real_web_and_worker_move_by_what_happened(stack):
             select(Message.id).where(Message.status == MessageStatus.DELIVERED)
         ).all()
     assert len(delivered) == 5  # three texts, two emails
+
+    # Every metric the alert rules and the dashboard ask for is in one of these scrapes.
+    exposed = {name for name, _ in worker} | {name for name, _ in web_samples}
+    missing = {where: names - exposed for where, names in names_used().items() if names - exposed}
+    assert not missing, missing
 
 
 def sendgrid_personalizations(mails: list[dict]) -> list[dict]:
