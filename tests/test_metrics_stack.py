@@ -292,16 +292,9 @@ def test_a_counter_adds_up_across_pool_processes_that_come_and_go(stack, tmp_pat
 
 
 def add_and_enroll_more(env) -> None:
-    factory, clock, registry, policy = env
-    for i in range(4):
+    for i in range(4):  # env is (factory, clock, registry, policy)
         add_and_enroll(
-            factory,
-            clock,
-            registry,
-            policy,
-            campaign="quick",
-            email=f"later{i}@example.com",
-            phone=f"+1202556{i:04d}",
+            *env, campaign="quick", email=f"later{i}@example.com", phone=f"+1202556{i:04d}"
         )
 
 
