@@ -318,3 +318,23 @@ def test_a_metrics_dir_that_cannot_be_made_is_a_one_line_cli_error(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"{ENV}={blocker / 'metrics'}" in result.stderr
+
+
+def test_a_metrics_port_in_use_is_one_log_line_and_the_worker_still_sends(stack):
+    env = env_for(stack)
+    enroll(env, 1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        start_drip(
+            stack,
+            "worker",
+            *("worker", "-c", "1", "--beat", "-n", "m3@%h", "--without-heartbeat"),
+            WORKER_METRICS_PORT=port,
+        )
+        rows = wait_until_done(env[0], expected_messages=4, timeout=60)
+    assert {m.status for m in rows} == {MessageStatus.SENT}
+    log = (stack.tmp / "worker.log").read_text()
+    assert f"WORKER_METRICS_PORT {port} on 127.0.0.1: Address already in use" in log, log
+    assert "Traceback" not in log

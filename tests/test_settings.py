@@ -41,6 +41,8 @@ def test_defaults_run_with_no_configuration():
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"PUBLIC_BASE_URL": "care.example"}, "PUBLIC_BASE_URL"),
         ({"SMS_LATEST_HOUR": "7"}, "SMS_LATEST_HOUR"),
+        ({"WORKER_METRICS_PORT": "70000"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "ninety"}, "WORKER_METRICS_PORT"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch, env, needle):

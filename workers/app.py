@@ -128,7 +128,15 @@ def _serve_metrics(**_kwargs) -> None:
             "WORKER_METRICS_PORT without PROMETHEUS_MULTIPROC_DIR: the pool processes' "
             "counts are not seen; start the worker with `drip worker`, which sets it"
         )
-    metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)
+    try:
+        metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)
+    except OSError as exc:  # a port in use: the worker still works, without its metrics
+        logging.getLogger(__name__).error(
+            "WORKER_METRICS_PORT %s on %s: %s; this worker's metrics are not served",
+            settings.worker_metrics_port,
+            settings.worker_metrics_host,
+            exc.strerror or exc,
+        )
 
 
 @signals.worker_process_shutdown.connect
