@@ -15,6 +15,7 @@ import yaml
 
 from settings import ROOT
 
+CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "drip.json"
@@ -101,3 +102,25 @@ def test_every_query_names_a_metric_and_the_dashboard_covers_the_issue():
         "drip_tick_duration_seconds_bucket",
     ):
         assert wanted in on_dashboard, wanted
+
+
+def test_the_prometheus_config_is_valid_and_scrapes_what_compose_serves():
+    checked = subprocess.run(
+        [promtool(), "check", "config", CONFIG.name],
+        cwd=CONFIG.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    jobs = {job["job_name"]: job for job in yaml.safe_load(CONFIG.read_text())["scrape_configs"]}
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    worker_env = services["worker"]["environment"]
+    (workers,) = jobs["drip-worker"]["dns_sd_configs"]
+    assert workers["names"] == ["worker"] and workers["port"] == int(
+        worker_env["WORKER_METRICS_PORT"]
+    )
+    assert worker_env["WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert not services["worker"].get("ports")  # the metrics port stays off the host
+    assert services["worker"]["environment"]["DATABASE_URL"]  # the shared settings still apply
+    assert jobs["drip-web"]["static_configs"][0]["targets"] == ["web:8000"]
+    assert "8000:8000" in services["web"]["ports"]
