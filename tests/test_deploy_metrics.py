@@ -123,4 +123,4 @@ def test_the_prometheus_config_is_valid_and_scrapes_what_compose_serves():
     assert not services["worker"].get("ports")  # the metrics port stays off the host
     assert services["worker"]["environment"]["DATABASE_URL"]  # the shared settings still apply
     assert jobs["drip-web"]["static_configs"][0]["targets"] == ["web:8000"]
-    assert "8000:8000" in services["web"]["ports"]
+    assert "8000" in services["web"]["expose"]
