@@ -16,7 +16,13 @@ import click
 
 from campaigns.clock import SystemClock
 from campaigns.delivery.leadership import read_leadership
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from workers.cli.context import Drip, pass_drip
+from workers.cli.params import Seconds
+
+# The longest heartbeat age `--max-age` takes: a day (rows unseen that long are forgotten).
+MAX_AGE_LIMIT = 86400.0
 
 
 @click.group("health")
@@ -27,7 +33,7 @@ def health_group() -> None:
 @health_group.command("worker")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.1, max=60),
+    type=Seconds(min=0.1, max=60),
     default=3.0,
     show_default=True,
     help="Seconds to wait for the answers.",
@@ -60,9 +66,10 @@ def health_worker(drip: Drip, timeout) -> None:
 @health_group.command("beat")
 @click.option(
     "--max-age",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(min=0.1, max=MAX_AGE_LIMIT),
     default=None,
-    help="Oldest heartbeat that counts, in seconds (default: SCHEDULER_LEASE_SECONDS).",
+    help="Oldest heartbeat that counts, in seconds, 0.1 to 86400 "
+    "(default: SCHEDULER_LEASE_SECONDS).",
 )
 @pass_drip
 def health_beat(drip: Drip, max_age) -> None:
@@ -74,8 +81,15 @@ def health_beat(drip: Drip, max_age) -> None:
             state = read_leadership(session, SystemClock(), limit)
     except click.ClickException:
         raise
-    except Exception as exc:
+    except OperationalError as exc:  # refused, timed out, dropped: the usual outage
         raise click.ClickException(f"database unreachable ({type(exc).__name__})") from None
+    except DBAPIError as exc:  # it answered, with an error (a schema not migrated, ...)
+        raise click.ClickException(f"database error ({type(exc.orig).__name__})") from None
+    except Exception as exc:  # not the database's doing: say what it was
+        detail = next(iter(str(exc).splitlines()), "")
+        raise click.ClickException(
+            f"could not read the schedulers' heartbeats ({type(exc).__name__}: {detail})"
+        ) from None
     fresh = state.fresh_on(host, limit)
     if not fresh:
         raise click.ClickException(f"no scheduler heartbeat on {host} in the last {limit:g}s")

@@ -42,11 +42,39 @@ def _metrics_dir(role: str) -> None:
         ) from None
 
 
+def _queues(_ctx, _param, value: str) -> str:
+    """Only queues something routes to: a typo (`-Q emial`) would start a worker that
+    waits for ever on a queue nothing publishes to."""
+    from workers.app import QUEUES  # builds nothing: the names only
+
+    names = [q.strip() for q in value.split(",")]
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown queue(s) {', '.join(repr(q) for q in unknown)} (known: {', '.join(QUEUES)})"
+        )
+    return ",".join(dict.fromkeys(names))
+
+
 @click.command(
     "worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )
-@click.option("--queues", "-Q", default="schedule,email,sms,events", show_default=True)
-@click.option("--concurrency", "-c", default=2, show_default=True)
+@click.option(
+    "--queues",
+    "-Q",
+    default="schedule,email,sms,events",
+    show_default=True,
+    callback=_queues,
+    help="Comma-separated, from: schedule, email, sms, events.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Pool processes (at least 1).",
+)
 @click.option(
     "--hostname",
     "-n",
