@@ -221,3 +221,25 @@ def test_health_beat_with_the_database_away_says_so_in_one_line():
     result = CliRunner().invoke(main, ["health", "beat"], obj=Drip(settings))
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == ["Error: database unreachable (OperationalError)"]
+
+
+def test_health_beat_blames_the_database_only_for_a_database_error(tmp_path):
+    from campaigns.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'drip.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:  # a row no scheduler would write: its time does not parse
+        conn.exec_driver_sql(
+            "INSERT INTO scheduler_instances (holder, host, pid, role, started_at, last_seen)"
+            " VALUES ('h:1', 'h', 1, 'leading', 'not a time', 'not a time')"
+        )
+    engine.dispose()
+    settings = load_settings(
+        environment="test", secret_key="health-test-secret-key-0123456789abcdef", database_url=url
+    )
+    result = CliRunner().invoke(main, ["health", "beat"], obj=Drip(settings))
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: could not read the schedulers' heartbeats (ValueError: "), line
+    assert "database" not in line

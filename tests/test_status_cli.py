@@ -5,10 +5,11 @@ and the schedulers; the same figures in `--json`."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from click.testing import CliRunner
 
-from campaigns.clock import SystemClock
+from campaigns.clock import FixedClock, SystemClock
 from campaigns.db import transaction
 from campaigns.delivery.leadership import record_tick, take_turn
 from campaigns.delivery.sending import send_batch
@@ -106,3 +107,35 @@ def test_status_shows_what_waits_for_a_person_and_who_schedules(
     assert any(line.startswith("scheduler:   host-a:11 leads (term 1), heartbeat ") for line in out)
     assert any(line.strip().startswith("host-b:12 standby, heartbeat ") for line in out)
     assert any(line.startswith("last tick:   ") and line.endswith(" ago") for line in out)
+
+
+def test_a_heartbeat_from_a_clock_ahead_shows_as_in_the_future(factory, clock):
+    """A host whose clock runs five minutes ahead (or this one's jumped back): its
+    heartbeat and tick are not "0s ago", they are said to be in the future."""
+    ahead = FixedClock(SystemClock().now() + timedelta(minutes=5))
+    with transaction(factory) as s:
+        take_turn(s, ahead, "host-a", 11, 10.0)
+        record_tick(s, ahead, "host-a", 11)
+        take_turn(s, SystemClock(), "host-b", 12, 10.0)
+    out = status(factory, clock).splitlines()
+    assert (
+        "scheduler:   host-a:11 leads (term 1), heartbeat in the future (4m ahead): "
+        "clocks disagree" in out
+        or "scheduler:   host-a:11 leads (term 1), heartbeat in the future (5m ahead): "
+        "clocks disagree" in out
+    ), out
+    assert any(
+        line.startswith("last tick:   in the future (") and line.endswith("): clocks disagree")
+        for line in out
+    ), out
+    assert any(
+        line.strip().startswith("host-b:12 standby, heartbeat ") and line.endswith("s ago")
+        for line in out
+    ), out
+    sched = json.loads(status(factory, clock, "--json"))["scheduler"]
+    assert sched["leader_heartbeat_age_seconds"] < -290
+    assert sched["last_tick_age_seconds"] < -290
+    assert {i["holder"]: i["heartbeat_in_future"] for i in sched["instances"]} == {
+        "host-a:11": True,
+        "host-b:12": False,
+    }

@@ -31,6 +31,14 @@ LEASE = "beat"
 LEADING, STANDBY = "leading", "standby"
 # Rows of schedulers not seen for this long are forgotten (each restart is a new pid).
 FORGET_AFTER = timedelta(days=1)
+# A heartbeat or tick stamped further ahead of the reader's clock than this was written
+# by a host whose clock disagrees (or this one's jumped back): shown as such, never as 0s.
+CLOCK_TOLERANCE_SECONDS = 1.0
+
+
+def in_future(age_seconds: float | None) -> bool:
+    """Whether an age (reader's now minus a row's time) says the row is from the future."""
+    return age_seconds is not None and age_seconds < -CLOCK_TOLERANCE_SECONDS
 
 
 def holder_id(host: str, pid: int) -> str:
@@ -136,6 +144,7 @@ class Instance:
     role: str
     last_seen: datetime
     last_tick_at: datetime | None
+    # Negative when the row's time is ahead of the reader's clock (see in_future).
     heartbeat_age_seconds: float
     # False once its heartbeat is older than a lease: the process is gone (or cut off),
     # whatever role its row last said.
@@ -179,7 +188,7 @@ def read_leadership(session: Session, clock: Clock, lease_seconds: float) -> Lea
     ).all()
     instances = []
     for r in rows:
-        age = max((now - r.last_seen).total_seconds(), 0.0)
+        age = (now - r.last_seen).total_seconds()  # not clamped: a clock jump must show
         instances.append(
             Instance(
                 r.holder,
@@ -193,7 +202,7 @@ def read_leadership(session: Session, clock: Clock, lease_seconds: float) -> Lea
             )
         )
     ticks = [i.last_tick_at for i in instances if i.last_tick_at is not None]
-    last_tick_age = max((now - max(ticks)).total_seconds(), 0.0) if ticks else None
+    last_tick_age = (now - max(ticks)).total_seconds() if ticks else None
     live = lease is not None and lease.expires_at >= now
     return Leadership(
         lease.holder if live else None,

@@ -15,6 +15,7 @@ from datetime import timedelta
 import click
 
 from campaigns.clock import SystemClock
+from campaigns.delivery.leadership import in_future
 from campaigns.reporting.overview import Overview, read_overview
 from workers.cli.context import Drip, pass_drip
 from workers.cli.delivery import age_text
@@ -23,6 +24,16 @@ from workers.queues import queue_depths
 
 def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def _when(age: float | None) -> str:
+    """`3s ago`, or, for a time ahead of this host's clock, says so: a clock that jumped
+    (or a host without NTP) must not read as a fresh heartbeat."""
+    if age is None:
+        return "never seen"
+    if in_future(age):
+        return f"in the future ({age_text(-age)} ahead): clocks disagree"
+    return f"{age_text(max(age, 0.0))} ago"
 
 
 def _as_json(ov: Overview, depths: dict, now, target_hours: float) -> dict:
@@ -60,6 +71,7 @@ def _as_json(ov: Overview, depths: dict, now, target_hours: float) -> dict:
                     "holder": i.holder,
                     "role": i.role if i.alive else "gone",
                     "heartbeat_age_seconds": _seconds(i.heartbeat_age_seconds),
+                    "heartbeat_in_future": in_future(i.heartbeat_age_seconds),
                     "alive": i.alive,
                 }
                 for i in sched.instances
@@ -108,16 +120,15 @@ def _lines(ov: Overview, depths: dict, now, target_hours: float) -> list[str]:
         out.append("scheduler:   no leader (no scheduler holds the lease): is `drip beat` running?")
     else:
         out.append(
-            f"scheduler:   {sched.leader} leads (term {sched.term}), heartbeat "
-            f"{age_text(sched.leader_heartbeat_age_seconds)} ago"
+            f"scheduler:   {sched.leader} leads (term {sched.term}), "
+            + f"heartbeat {_when(sched.leader_heartbeat_age_seconds)}"
         )
     for i in sched.instances:
         if i.holder != sched.leader:
-            beat = age_text(i.heartbeat_age_seconds)
             role = i.role if i.alive else "gone"
-            out.append(f"             {i.holder} {role}, heartbeat {beat} ago")
+            out.append(f"             {i.holder} {role}, heartbeat {_when(i.heartbeat_age_seconds)}")
     tick = sched.last_tick_age_seconds
-    out.append("last tick:   " + ("never published" if tick is None else f"{age_text(tick)} ago"))
+    out.append("last tick:   " + ("never published" if tick is None else _when(tick)))
     return out
 
 
