@@ -16,10 +16,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
+# How long a SQLite statement waits for another connection's write lock.
+SQLITE_BUSY_TIMEOUT_MS = 30000
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         # hide_parameters: an IntegrityError traceback must not log addresses or names.
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            hide_parameters=True,
+            **kwargs,
+        )
         _sqlite_setup(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
@@ -32,7 +41,7 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -57,6 +66,39 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def impatient_transaction(factory: sessionmaker[Session], wait_seconds: float) -> Iterator[Session]:
+    """`transaction`, but waiting at most `wait_seconds` for a lock another transaction
+    holds; past that the driver's OperationalError is raised and nothing is written.
+
+    For work that must never hang (a release in a signal handler while the interrupted
+    code holds the row). PostgreSQL: `lock_timeout` for this transaction only. SQLite:
+    the write lock is taken at BEGIN, so the connection's busy timeout is shortened before
+    it and put back after."""
+    ms = max(int(wait_seconds * 1000), 1)
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        with transaction(factory) as session:
+            session.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{ms}ms"})
+            yield session
+        return
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection  # no BEGIN yet: that comes with the session
+        raw.execute(f"PRAGMA busy_timeout={ms}")
+        try:
+            session = Session(bind=conn, expire_on_commit=False)
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def ping(factory: sessionmaker[Session]) -> Engine:

@@ -3,6 +3,7 @@ holder at a time, taken over only after it expires, handed over at once on relea
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from campaigns.db import transaction
@@ -12,6 +13,7 @@ from campaigns.delivery.leadership import (
     read_leadership,
     record_tick,
     release,
+    release_quickly,
     take_turn,
 )
 
@@ -102,3 +104,26 @@ def test_an_expired_lease_just_taken_is_not_taken_again(factory, clock):
     assert (first, second) == (True, False)
     assert state(factory, clock).leader == "b:2"
     assert clock.now() + timedelta(seconds=LEASE) == state(factory, clock).expires_at
+
+
+def test_release_never_waits_long_for_a_turn_holding_the_lease_row(factory, clock):
+    """The release runs in the scheduler's SIGTERM handler, maybe while the turn it
+    interrupted holds the lease row (PostgreSQL: its row lock; SQLite: the write lock):
+    it gives up within about a second, raising nothing, and the lease runs out as after a
+    crash. Once that turn is over, the release goes through."""
+    assert turn(factory, clock, "a", 1)
+    interrupted = factory()
+    try:
+        assert take_turn(interrupted, clock, "a", 1, LEASE)  # uncommitted: holds the row
+        started = time.monotonic()
+        released = release_quickly(factory, clock, "a", 1)
+        waited = time.monotonic() - started
+        assert released is False
+        assert waited < 2.0, waited
+    finally:
+        interrupted.rollback()
+        interrupted.close()
+    assert state(factory, clock).leader == "a:1"  # nothing was written
+    assert release_quickly(factory, clock, "a", 1) is True
+    clock.advance(seconds=0.001)
+    assert state(factory, clock).leader is None

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
+from campaigns.db import impatient_transaction
 from campaigns.models import SchedulerInstance, SchedulerLease
 
 LEASE = "beat"
@@ -34,6 +35,9 @@ FORGET_AFTER = timedelta(days=1)
 # A heartbeat or tick stamped further ahead of the reader's clock than this was written
 # by a host whose clock disagrees (or this one's jumped back): shown as such, never as 0s.
 CLOCK_TOLERANCE_SECONDS = 1.0
+# How long a release waits for the lease row: it runs in the scheduler's SIGTERM handler,
+# possibly while the very turn it interrupted holds that row's lock (see release_quickly).
+RELEASE_WAIT_SECONDS = 1.0
 
 
 def in_future(age_seconds: float | None) -> bool:
@@ -134,6 +138,25 @@ def release(session: Session, clock: Clock, host: str, pid: int) -> None:
         .where(SchedulerInstance.holder == holder)
         .values(role=STANDBY, last_seen=now)
     )
+
+
+def release_quickly(
+    factory: sessionmaker[Session],
+    clock: Clock,
+    host: str,
+    pid: int,
+    wait_seconds: float = RELEASE_WAIT_SECONDS,
+) -> bool:
+    """`release` in a transaction of its own that waits at most `wait_seconds` for a lock;
+    whether it happened. False when the row stayed locked (the stop interrupted this
+    scheduler's own turn, whose transaction holds it until the process exits) or the
+    database did not answer: the lease then runs out by itself, as after a crash."""
+    try:
+        with impatient_transaction(factory, wait_seconds) as session:
+            release(session, clock, host, pid)
+    except DBAPIError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
