@@ -3,10 +3,14 @@ holder at a time, taken over only after it expires, handed over at once on relea
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
-from campaigns.db import transaction
+import pytest
+from sqlalchemy import text
+
+from campaigns.db import make_engine, make_session_factory, transaction
 from campaigns.delivery.leadership import (
     LEADING,
     STANDBY,
@@ -90,20 +94,91 @@ def test_schedulers_unseen_for_a_day_are_forgotten(factory, clock):
 def test_an_expired_lease_just_taken_is_not_taken_again(factory, clock):
     turn(factory, clock, "a", 1)
     clock.advance(seconds=LEASE + 1)
-    # Two standbys find the lease expired at the same instant: the first UPDATE takes it,
-    # the second finds it held and unexpired.
-    s1, s2 = factory(), factory()
+    # One after the other (SQLite serialises writers at BEGIN IMMEDIATE, so this is the
+    # only order there): the standby that comes second finds the lease held, unexpired.
+    assert turn(factory, clock, "b", 2) is True
+    assert turn(factory, clock, "c", 3) is False
+    st = state(factory, clock)
+    assert st.leader == "b:2" and st.term == 2
+    assert clock.now() + timedelta(seconds=LEASE) == st.expires_at
+
+
+@pytest.fixture
+def pg_factory(clean_pg_url):
+    engine = make_engine(clean_pg_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def race(factory, clock) -> dict[str, bool]:
+    """Two standbys, b and c, each in its own session and thread, both past a barrier:
+    b's take stays uncommitted while c's runs into it. c must be seen waiting on a lock
+    (pg_stat_activity) before b commits; then both finish. Which took the lease, by name."""
+    barrier = threading.Barrier(2, timeout=10)
+    b_took, b_may_commit = threading.Event(), threading.Event()
+    backends: dict[str, int] = {}
+    results: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def standby(name: str, pid: int) -> None:
+        session = factory()
+        try:
+            backends[name] = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            barrier.wait()
+            if name == "c":
+                b_took.wait(10)
+            results[name] = take_turn(session, clock, name, pid, LEASE)
+            if name == "b":
+                b_took.set()
+                b_may_commit.wait(10)
+            session.commit()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=standby, args=(n, p)) for n, p in (("b", 2), ("c", 3))]
+    for t in threads:
+        t.start()
     try:
-        first = take_turn(s1, clock, "b", 2, LEASE)
-        s1.commit()
-        second = take_turn(s2, clock, "c", 3, LEASE)
-        s2.commit()
+        assert b_took.wait(10), errors
+        deadline = time.monotonic() + 10
+        waiting = None
+        while time.monotonic() < deadline and waiting != "Lock":
+            with factory() as s:
+                waiting = s.execute(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": backends["c"]},
+                ).scalar()
+            time.sleep(0.02)
+        assert waiting == "Lock", f"c never waited on b's row: {waiting}, {errors}"
+        assert "c" not in results  # still inside its take
     finally:
-        s1.close()
-        s2.close()
-    assert (first, second) == (True, False)
-    assert state(factory, clock).leader == "b:2"
-    assert clock.now() + timedelta(seconds=LEASE) == state(factory, clock).expires_at
+        b_may_commit.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert not errors, errors
+    return results
+
+
+def test_two_standbys_creating_the_first_lease_at_once_make_one_leader(pg_factory, clock):
+    # No lease row yet: both find none to update and insert one; c's insert waits on b's
+    # uncommitted row and fails once b commits.
+    assert race(pg_factory, clock) == {"b": True, "c": False}
+    st = state(pg_factory, clock)
+    assert st.leader == "b:2" and st.term == 1
+    assert {i.holder: i.role for i in st.instances} == {"b:2": LEADING, "c:3": STANDBY}
+
+
+def test_two_standbys_taking_an_expired_lease_at_once_make_one_leader(pg_factory, clock):
+    turn(pg_factory, clock, "a", 1)
+    clock.advance(seconds=LEASE + 1)
+    # Both see a's lease expired; c's UPDATE waits on the row b's holds, and PostgreSQL
+    # re-checks c's condition on b's committed row: held and unexpired, so no match.
+    assert race(pg_factory, clock) == {"b": True, "c": False}
+    st = state(pg_factory, clock)
+    assert st.leader == "b:2" and st.term == 2
+    assert clock.now() + timedelta(seconds=LEASE) == st.expires_at
 
 
 def test_release_never_waits_long_for_a_turn_holding_the_lease_row(factory, clock):
