@@ -9,8 +9,10 @@ import os
 import signal
 import socket
 import time
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -19,6 +21,7 @@ from campaigns.db import make_engine, make_session_factory
 from campaigns.delivery.leadership import LEADING, STANDBY, read_leadership
 from campaigns.models import SchedulerInstance
 from settings import load_settings
+from tests.faultproxy import FaultProxy
 from tests.stack import Stack
 from workers.app import make_app
 from workers.cli import main
@@ -243,3 +246,57 @@ def test_health_beat_blames_the_database_only_for_a_database_error(tmp_path):
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: could not read the schedulers' heartbeats (ValueError: "), line
     assert "database" not in line
+
+
+def test_a_leader_cut_off_from_the_database_stops_publishing_before_its_lease_expires(
+    tmp_path, clean_pg_url, redis_url
+):
+    """The leader's safety deadline (workers/beat.py): once its renewals fail it trusts
+    its lease only until LEASE - RENEW after the last renewal began, so it is quiet before
+    a standby could take the lease. Seen from the broker: nothing consumes the schedule
+    queue here, so every tick or reap it publishes stays there to be counted."""
+    server = urlsplit(clean_pg_url)
+    with FaultProxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        proxied = clean_pg_url.replace(server.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}")
+        stack = Stack(tmp_path, proxied, redis_url)
+        settings = stack.settings(**SETTINGS)
+        engine = make_engine(clean_pg_url)  # the test's own line to the database: never cut
+        stack.factory = make_session_factory(engine)
+        app = make_app(settings)
+        broker = redis.Redis.from_url(redis_url)
+        try:
+            # Declared as a worker would: a message to a queue nobody declared is dropped.
+            with app.connection_for_write() as conn:
+                for queue in app.amqp.queues.values():
+                    queue(conn.default_channel).declare()
+            stack.start_drip("beat", "beat", **SETTINGS)
+
+            def published() -> int:  # kombu's list for the queue, under the stack's prefix
+                return broker.llen(f"{stack.redis_prefix}schedule")
+
+            wait_for(lambda: published() >= 2, 30, "the leader's first publishes", stack)
+            (row,) = rows(stack).values()
+            assert row.role == LEADING
+
+            cut = time.monotonic()
+            proxy.cut(60)  # for the rest of the test
+            at_cut = published()
+            # Its last renewal began before the cut, so the deadline is at most
+            # LEASE - RENEW after it; the lease itself runs out at most LEASE after it.
+            time.sleep(max(cut + LEASE - time.monotonic(), 0))
+            at_expiry = published()
+            time.sleep(max(cut + LEASE + 4 * TICK + 1 - time.monotonic(), 0))
+            later = published()
+        finally:
+            stack.stop_all()
+            engine.dispose()
+            app.close()
+            broker.close()
+    print(
+        f"\ncut off: published {at_cut} before the cut, {at_expiry} by the latest expiry, "
+        f"{later} {4 * TICK + 1:g}s after it"
+    )
+    assert at_expiry > at_cut, "it stopped at the first failed renewal, not at its deadline"
+    assert later == at_expiry, f"published {later - at_expiry} after its lease could expire"
+    logs = stack.logs()
+    assert "database unreachable (" in logs and "is standby" in logs, logs
