@@ -24,6 +24,7 @@ from settings import load_settings
 from tests.faultproxy import FaultProxy
 from tests.stack import Stack
 from workers.app import make_app
+from workers.beat import LeaderOnlyProducer, NotLeading
 from workers.cli import main
 from workers.cli.context import Drip
 
@@ -300,3 +301,25 @@ def test_a_leader_cut_off_from_the_database_stops_publishing_before_its_lease_ex
     assert later == at_expiry, f"published {later - at_expiry} after its lease could expire"
     logs = stack.logs()
     assert "database unreachable (" in logs and "is standby" in logs, logs
+
+
+def test_the_schedulers_producer_checks_the_lease_as_the_last_thing_before_publishing():
+    """A deadline that passes after apply_entry's check but before the message goes out
+    still stops it (workers/beat.py LeaderOnlyProducer), on kombu's own in-memory broker."""
+    from kombu import Connection, Queue
+
+    queue = Queue("schedule", routing_key="schedule")
+    with Connection("memory://") as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        producer = LeaderOnlyProducer(conn, auto_declare=False)
+        trusted = [True]
+        producer.leading = lambda: trusted[0]
+        producer.publish({"n": 1}, routing_key="schedule", serializer="json")
+        trusted[0] = False
+        with pytest.raises(NotLeading):
+            producer.publish({"n": 2}, routing_key="schedule", serializer="json")
+        got = []
+        while (message := bound.get(no_ack=True)) is not None:
+            got.append(message.payload)
+    assert got == [{"n": 1}]

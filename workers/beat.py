@@ -38,6 +38,8 @@ import socket
 import time
 
 from celery.beat import Scheduler
+from kombu import Producer
+from kombu.utils.objects import cached_property
 
 from campaigns.clock import SystemClock
 from campaigns.db import make_engine, make_session_factory, transaction
@@ -48,6 +50,25 @@ from workers.outages import Outage
 log = logging.getLogger(__name__)
 broker = Outage("broker", log)
 database = Outage("database", log)
+
+
+class NotLeading(Exception):
+    """The lease's deadline passed between the entry's check and its publish."""
+
+
+class LeaderOnlyProducer(Producer):
+    """kombu's Producer, checking the scheduler still trusts its lease as the last thing
+    before a message is handed to the broker (after the task message is built). What it
+    cannot stop: a publish already past this check when the deadline passes (its network
+    write, and the retries kombu makes inside it when the broker connection fails). No
+    fencing token reaches Redis; the RENEW margin is what covers those (see README)."""
+
+    leading = staticmethod(lambda: True)
+
+    def publish(self, body, *args, **kwargs):
+        if not self.leading():
+            raise NotLeading()
+        return super().publish(body, *args, **kwargs)
 
 
 class QuietScheduler(Scheduler):
@@ -127,12 +148,21 @@ class QuietScheduler(Scheduler):
 
     # ------------------------------------------------------------------ publishing
 
+    @cached_property
+    def producer(self):
+        producer = LeaderOnlyProducer(self._ensure_connected(), auto_declare=False)
+        producer.leading = self.leading
+        return producer
+
     def apply_entry(self, entry, producer=None):
         if not self.leading():  # the lease ran out between the turn and this entry
             return
         try:
             self.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:  # what failed is said once per outage, by broker.failed
+            if isinstance(exc.__context__, NotLeading):  # Celery wraps it in SchedulingError
+                log.info("beat: %s not sent: the lease's deadline passed", entry.name)
+                return
             broker.failed(f"publishing {entry.task}", exc.__cause__ or exc)
             return
         broker.ok()
