@@ -42,11 +42,23 @@ class Stack:
     def outbox(self) -> Path:
         return self.tmp / "outbox"
 
+    @property
+    def cwd(self) -> Path:
+        """Where the processes run: the test's own folder, never the checkout. Settings
+        read `.env` from the working directory, and a deployment's `.env` in the checkout
+        (compose's `cp .env.example .env`) would hand the tests' workers its providers,
+        keys, Redis and public URL for every variable the environment below leaves unset."""
+        return self.tmp
+
     def env(self, **extra) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
         env.update(
             ENVIRONMENT="test",
             SECRET_KEY="integration-test-secret-key-0123456789abcdef",
+            # Stated, not left to defaults: with a `.env` beside them these would be read
+            # from it (EMAIL_PROVIDER=sendgrid in .env.example), real keys and all.
+            EMAIL_PROVIDER="outbox",
+            SMS_PROVIDER="outbox",
             DATABASE_URL=self.database_url,
             BROKER_DIR=str(self.tmp / "broker"),
             OUTBOX_DIR=str(self.outbox),
@@ -73,7 +85,8 @@ class Stack:
 
         env = self.env(**extra)
         keys = [k for k in Settings.model_fields]
-        return Settings(**{k: env[k.upper()] for k in keys if k.upper() in env})
+        # _env_file=None: this process's working directory may be a checkout with a `.env`.
+        return Settings(_env_file=None, **{k: env[k.upper()] for k in keys if k.upper() in env})
 
     def start_worker(
         self, name: str, beat: bool = True, concurrency: int = 2, **extra
@@ -102,7 +115,7 @@ class Stack:
         with open(self.tmp / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 args,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env(**extra),
                 stdout=log,
                 stderr=log,
@@ -117,7 +130,7 @@ class Stack:
         with open(self.tmp / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "workers.cli", *args],
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env(**extra),
                 stdout=log,
                 stderr=log,
