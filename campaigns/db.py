@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import ARRAY, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-
 
 # How long a SQLite statement waits for another connection's write lock.
 SQLITE_BUSY_TIMEOUT_MS = 30000
@@ -99,6 +99,17 @@ def impatient_transaction(factory: sessionmaker[Session], wait_seconds: float) -
                 session.close()
         finally:
             raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """How to name an error if the database raised it: "unreachable" (refused, timed out,
+    dropped), "error" (it answered with one: a schema not migrated, ...); None when the
+    error is not the database's, for callers that must not blame it for everything."""
+    if isinstance(exc, OperationalError):
+        return "unreachable"
+    if isinstance(exc, DBAPIError):
+        return "error"
+    return None
 
 
 def ping(factory: sessionmaker[Session]) -> Engine:

@@ -118,6 +118,14 @@ def test_only_the_proxy_faces_the_world():
     assert services["caddy"]["depends_on"]["web"]["condition"] == "service_healthy"
 
 
+def test_caddy_is_pinned_to_a_version_that_answers_an_oversized_body_with_413():
+    # Before 2.7.0 a body over `request_body`'s cap got 502 (caddyserver/caddy#5652).
+    image = compose()["services"]["caddy"]["image"]
+    name, _, tag = image.partition(":")
+    assert name == "caddy" and re.fullmatch(r"2\.\d+(\.\d+)?", tag), image
+    assert tuple(int(n) for n in tag.split(".")[:2]) >= (2, 7), image
+
+
 # ------------------------------------------------------------------ .env.example
 
 

@@ -119,10 +119,11 @@ def test_a_heartbeat_from_a_clock_ahead_shows_as_in_the_future(factory, clock):
         take_turn(s, SystemClock(), "host-b", 12, 10.0)
     out = status(factory, clock).splitlines()
     assert (
-        "scheduler:   host-a:11 leads (term 1), heartbeat in the future (4m ahead): "
-        "clocks disagree" in out
+        "scheduler:   host-a:11 leads (term 1), heartbeat in the future (4m ahead): clocks disagree"
+        in out
         or "scheduler:   host-a:11 leads (term 1), heartbeat in the future (5m ahead): "
-        "clocks disagree" in out
+        "clocks disagree"
+        in out
     ), out
     assert any(
         line.startswith("last tick:   in the future (") and line.endswith("): clocks disagree")

@@ -16,6 +16,7 @@
     users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
     health.py     health worker | beat (container healthchecks)
+    params.py     parameter types shared by commands (Seconds: finite, bounded)
 
 Every command takes the shared `Drip` context (context.py): settings read once, and the
 runtime from workers/runtime.py built only when a command needs it.

@@ -15,9 +15,8 @@ import socket
 import click
 
 from campaigns.clock import SystemClock
+from campaigns.db import database_problem
 from campaigns.delivery.leadership import read_leadership
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from workers.cli.context import Drip, pass_drip
 from workers.cli.params import Seconds
 
@@ -81,12 +80,14 @@ def health_beat(drip: Drip, max_age) -> None:
             state = read_leadership(session, SystemClock(), limit)
     except click.ClickException:
         raise
-    except OperationalError as exc:  # refused, timed out, dropped: the usual outage
-        raise click.ClickException(f"database unreachable ({type(exc).__name__})") from None
-    except DBAPIError as exc:  # it answered, with an error (a schema not migrated, ...)
-        raise click.ClickException(f"database error ({type(exc.orig).__name__})") from None
-    except Exception as exc:  # not the database's doing: say what it was
-        detail = next(iter(str(exc).splitlines()), "")
+    except Exception as exc:
+        problem = database_problem(exc)
+        if problem == "unreachable":  # refused, timed out, dropped: the usual outage
+            raise click.ClickException(f"database unreachable ({type(exc).__name__})") from None
+        if problem == "error":  # it answered, with an error
+            name = type(getattr(exc, "orig", None) or exc).__name__
+            raise click.ClickException(f"database error ({name})") from None
+        detail = next(iter(str(exc).splitlines()), "")  # not the database's doing
         raise click.ClickException(
             f"could not read the schedulers' heartbeats ({type(exc).__name__}: {detail})"
         ) from None

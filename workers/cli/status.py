@@ -126,7 +126,9 @@ def _lines(ov: Overview, depths: dict, now, target_hours: float) -> list[str]:
     for i in sched.instances:
         if i.holder != sched.leader:
             role = i.role if i.alive else "gone"
-            out.append(f"             {i.holder} {role}, heartbeat {_when(i.heartbeat_age_seconds)}")
+            out.append(
+                f"             {i.holder} {role}, heartbeat {_when(i.heartbeat_age_seconds)}"
+            )
     tick = sched.last_tick_age_seconds
     out.append("last tick:   " + ("never published" if tick is None else _when(tick)))
     return out
