@@ -88,15 +88,8 @@ def impatient_transaction(factory: sessionmaker[Session], wait_seconds: float) -
         raw = conn.connection.dbapi_connection  # no BEGIN yet: that comes with the session
         raw.execute(f"PRAGMA busy_timeout={ms}")
         try:
-            session = Session(bind=conn, expire_on_commit=False)
-            try:
+            with transaction(sessionmaker(conn, expire_on_commit=False)) as session:
                 yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.close()
         finally:
             raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
