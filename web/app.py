@@ -22,6 +22,7 @@ from web import (
     api,
     audit,
     contacts,
+    hits,
     login,
     ops,
     pages,
@@ -67,6 +68,8 @@ def create_app(
     app.state.signer = rt.signer
     app.state.policy = rt.policy
     app.state.engagement = rt.engagement
+    # Read-only look-ups of the link pages, per process (web/hits.py).
+    app.state.lookups = hits.Lookups()
     if dispatch is None and built_here:
         # Production: ops actions (resend, resume) hand work straight to the workers. Apps
         # built around a test's own database stay broker-free; the reaper picks work up.

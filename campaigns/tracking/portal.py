@@ -11,6 +11,7 @@ unsubscribe included).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -60,8 +61,12 @@ def record_engagement(
     detail: dict,
     *,
     why: str | None = None,
+    at: datetime | None = None,
+    event_id: str | None = None,
 ) -> None:
-    """An event from a link page; `why` it was judged a machine's (machine.Why), if it was."""
+    """An event from a link page; `why` it was judged a machine's (machine.Why), if it was.
+    `at`: when the request came, if earlier than now (a hit recorded from the queue,
+    campaigns.tracking.queued_hits); `event_id`: its unique id there."""
     now = clock.now()
     session.add(
         Event(
@@ -69,7 +74,8 @@ def record_engagement(
             subscriber_id=visit.subscriber.id,
             type=kind,
             provider="tracking",
-            occurred_at=now,
+            provider_event_id=event_id,
+            occurred_at=at or now,
             received_at=now,
             payload=detail,
             automated=why is not None,
@@ -94,14 +100,18 @@ def engage(
     hit: machine.Hit,
     rules: machine.Rules,
     detail: dict,
+    *,
+    at: datetime | None = None,
+    event_id: str | None = None,
 ) -> str | None:
-    """Record an open or click, judged a person's or a machine's; the reason, if a machine's."""
+    """Record an open or click, judged a person's or a machine's; the reason, if a machine's.
+    `at`, `event_id`: as record_engagement's (judged as at `at`, when the request came)."""
     machine.lock(session, visit.message)
-    why = machine.judge(session, visit.message, hit, clock.now(), rules)
+    why = machine.judge(session, visit.message, hit, at or clock.now(), rules)
     if why is not None:
         # What the judgement saw, kept beside it (never the client's address).
         detail = {**detail, "agent": hit.user_agent[:200], "method": hit.method}
-    record_engagement(session, clock, visit, hit.kind, detail, why=why)
+    record_engagement(session, clock, visit, hit.kind, detail, why=why, at=at, event_id=event_id)
     session.flush()
     return why
 
