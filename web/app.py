@@ -70,6 +70,7 @@ def create_app(
     app.state.engagement = rt.engagement
     # Read-only look-ups of the link pages, per process (web/hits.py).
     app.state.lookups = hits.Lookups()
+    app.state.reader = hits.reader(rt.factory)
     if dispatch is None and built_here:
         # Production: ops actions (resend, resume) hand work straight to the workers. Apps
         # built around a test's own database stay broker-free; the reaper picks work up.

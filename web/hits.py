@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.content.rendering import RenderError
 from campaigns.content.tracked_links import LINK_ID
@@ -73,6 +74,24 @@ def record_now(state, request: Request, purpose: str, token: str, kind: str, lin
         return visit
 
 
+def reader(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for the look-ups, which only read: in autocommit, so a look-up is one round
+    trip to the database, not BEGIN, SELECT and ROLLBACK."""
+    bind = factory.kw.get("bind")
+    if bind is None:
+        return factory
+    autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(bind=autocommit, info=factory.kw.get("info", {}))
+
+
+def look_up(state, purpose: str, token: str) -> portal.Visit:
+    """The message and person, read and let go before anything is rendered: rendering
+    may read the registry's revisions, and a thread holding one pooled connection while
+    it waits for another is how a busy pool deadlocks."""
+    with state.reader() as session:
+        return portal.resolve(session, state.signer, purpose, token)
+
+
 @dataclass(frozen=True)
 class Cached:
     campaign_key: str
@@ -116,16 +135,11 @@ def link_target(state, public: str, token: str, link_id: str) -> str:
     lookups: Lookups = state.lookups
     targets = lookups.get(state.registry, ("l", public))
     if targets is None:
-        with state.factory() as session:
-            visit = portal.resolve(session, state.signer, "l", token)
-            targets = redirects.link_targets(
-                state.registry,
-                state.renderer,
-                state.signer,
-                state.settings.public_base_url,
-                visit,
-            )
-            lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
+        visit = look_up(state, "l", token)
+        targets = redirects.link_targets(
+            state.registry, state.renderer, state.signer, state.settings.public_base_url, visit
+        )
+        lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
     if link_id not in targets:
         raise portal.NotFound("this link is not valid")
     return targets[link_id]
@@ -139,20 +153,19 @@ def lesson_page(state, public: str, token: str) -> tuple[str | None, str | None]
     found = lookups.get(state.registry, ("m", public))
     if found is not None:
         return found
-    with state.factory() as session:
-        visit = portal.resolve(session, state.signer, "m", token)
-        locale = visit.subscriber.locale
-        try:
-            email = portal.lesson(
-                state.registry,
-                state.renderer,
-                state.signer,
-                state.settings.public_base_url,
-                visit,
-                online=True,
-            )
-        except (portal.NotFound, RenderError, LookupError):
-            return locale, None
-        page = (locale, email.html)
-        lookups.put(state.registry, ("m", public), visit.message.campaign_key, page)
+    visit = look_up(state, "m", token)
+    locale = visit.subscriber.locale
+    try:
+        email = portal.lesson(
+            state.registry,
+            state.renderer,
+            state.signer,
+            state.settings.public_base_url,
+            visit,
+            online=True,
+        )
+    except (portal.NotFound, RenderError, LookupError):
+        return locale, None
+    page = (locale, email.html)
+    lookups.put(state.registry, ("m", public), visit.message.campaign_key, page)
     return page
