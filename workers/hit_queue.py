@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.tracking.machine import Rules
-from campaigns.tracking.queued_hits import Outcome, QueuedHit, record_hit
+from campaigns.tracking.queued_hits import Outcome, QueuedHit, record_hit, record_hits
 from workers.outages import Outage
 
 log = logging.getLogger(__name__)
@@ -119,27 +119,33 @@ class HitQueue:
         return [item for item in pipe.execute() if item is not None]
 
     def _record(self, factory, clock, rules, items: list[bytes], counts: dict) -> None:
-        bad: list[bytes] = []
-        with transaction(factory) as session:
-            for raw in items:
+        hits, bad = [], []
+        for raw in items:
+            try:
+                hits.append(QueuedHit.loads(raw))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("hit queue: not a hit (%s); kept in %s", exc, self.failed)
+                bad.append(raw)
+        try:
+            with transaction(factory) as session:
+                outcomes = record_hits(session, clock, hits, rules)
+        except OperationalError:
+            raise  # the database is away: the batch stays in processing for the next run
+        except Exception:
+            # One hit that cannot be recorded must not hold up the rest: one at a time.
+            log.exception("hit queue: a batch failed; recording its hits one by one")
+            outcomes = []
+            for hit, raw in zip(hits, [r for r in items if r not in bad], strict=True):
                 try:
-                    hit = QueuedHit.loads(raw)
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.error(
-                        "hit queue: an item that is no hit (%s), kept in %s", exc, self.failed
-                    )
-                    bad.append(raw)
-                    continue
-                try:
-                    with session.begin_nested():
-                        outcome = record_hit(session, clock, hit, rules)
+                    with transaction(factory) as session:
+                        outcomes.append(record_hit(session, clock, hit, rules))
                 except OperationalError:
-                    raise  # the database is away: the batch stays in processing
+                    raise
                 except Exception:
                     log.exception("hit queue: hit %s could not be recorded; kept", hit.id)
                     bad.append(raw)
-                    continue
-                counts[outcome.value] += 1
+        for outcome in outcomes:
+            counts[outcome.value] += 1
         # Committed: only now may the items leave Redis.
         pipe = self.redis.pipeline(transaction=False)
         for raw in bad:

@@ -108,10 +108,13 @@ def engage(
     *,
     at: datetime | None = None,
     event_id: str | None = None,
+    locked: bool = False,
 ) -> str | None:
     """Record an open or click, judged a person's or a machine's; the reason, if a machine's.
-    `at`, `event_id`: as record_engagement's (judged as at `at`, when the request came)."""
-    machine.lock(session, visit.message)
+    `at`, `event_id`: as record_engagement's (judged as at `at`, when the request came);
+    `locked`: the caller has locked the message row already (machine.lock)."""
+    if not locked:
+        machine.lock(session, visit.message)
     why = machine.judge(session, visit.message, hit, at or clock.now(), rules)
     if why is not None:
         # What the judgement saw, kept beside it (never the client's address).

@@ -11,8 +11,8 @@ with it, and it is judged as at `at`, the moment the request came, not when it i
 Exactly once: each hit carries a random id, stored as the event's provider_event_id with
 provider "tracking", whose (provider, provider_event_id) key is unique. A hit delivered
 twice (a drainer killed after its commit, before it removed the item) finds its event and
-changes nothing. The message row is locked first (machine.lock), so two drainers cannot
-both miss the other's copy.
+changes nothing. The message rows are locked first (as machine.lock does), so two
+drainers cannot both miss the other's copy.
 """
 
 from __future__ import annotations
@@ -83,26 +83,51 @@ class QueuedHit:
         return cls(**data)
 
 
+def record_hits(
+    session: Session, clock: Clock, hits: list[QueuedHit], rules: machine.Rules
+) -> list[Outcome]:
+    """Record queued hits as the pages would have (portal.engage), each hit id once, in
+    the order they came. A batch: their messages are read and locked in one statement
+    (in id order, so two drainers cannot deadlock) and the ids seen before in another."""
+    tokens = sorted({h.token for h in hits})
+    found = session.execute(
+        select(Message, Subscriber)
+        .join(Subscriber, Subscriber.id == Message.subscriber_id)
+        .where(Message.public_token.in_(tokens))
+        .order_by(Message.id)
+        .with_for_update(of=Message)
+    ).all()
+    visits = {m.public_token: Visit(m, sub) for m, sub in found}
+    seen = set(
+        session.scalars(
+            select(Event.provider_event_id).where(
+                Event.provider == PROVIDER, Event.provider_event_id.in_([h.id for h in hits])
+            )
+        )
+    )
+    outcomes = []
+    for hit in sorted(hits, key=lambda h: h.at):
+        visit = visits.get(hit.token)
+        if visit is None:
+            outcomes.append(Outcome.UNKNOWN_MESSAGE)
+        elif hit.id in seen:
+            outcomes.append(Outcome.DUPLICATE)
+        else:
+            seen.add(hit.id)  # the same hit twice in one batch counts once
+            engage(
+                session,
+                clock,
+                visit,
+                hit.machine_hit(),
+                rules,
+                dict(hit.detail),
+                at=hit.at,
+                event_id=hit.id,
+                locked=True,
+            )
+            outcomes.append(Outcome.RECORDED)
+    return outcomes
+
+
 def record_hit(session: Session, clock: Clock, hit: QueuedHit, rules: machine.Rules) -> Outcome:
-    """Record one queued hit as the page would have (portal.engage), once per hit id."""
-    message = session.scalar(select(Message).where(Message.public_token == hit.token))
-    if message is None:
-        return Outcome.UNKNOWN_MESSAGE
-    machine.lock(session, message)
-    seen = session.scalar(
-        select(Event.id).where(Event.provider == PROVIDER, Event.provider_event_id == hit.id)
-    )
-    if seen is not None:
-        return Outcome.DUPLICATE
-    visit = Visit(message, session.get(Subscriber, message.subscriber_id))
-    engage(
-        session,
-        clock,
-        visit,
-        hit.machine_hit(),
-        rules,
-        dict(hit.detail),
-        at=hit.at,
-        event_id=hit.id,
-    )
-    return Outcome.RECORDED
+    return record_hits(session, clock, [hit], rules)[0]
