@@ -328,11 +328,20 @@ def _free_port() -> int:
 
 
 def _children(pid: int) -> list[int]:
+    """uvicorn's worker processes (spawned by multiprocessing; not its resource tracker)."""
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/children") as f:
             found += [int(c) for c in f.read().split()]
-    return sorted(found)
+    workers = []
+    for child in found:
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"spawn_main" in f.read():
+                    workers.append(child)
+        except OSError:  # it exited while we looked
+            continue
+    return sorted(workers)
 
 
 def _answers(port: int) -> bool:
