@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
+from campaigns.db import reader
 from settings import Settings, get_settings
 from web import (
     access,
@@ -70,7 +71,7 @@ def create_app(
     app.state.engagement = rt.engagement
     # Read-only look-ups of the link pages, per process (web/hits.py).
     app.state.lookups = hits.Lookups()
-    app.state.reader = hits.reader(rt.factory)
+    app.state.reader = reader(rt.factory)
     if dispatch is None and built_here:
         # Production: ops actions (resend, resume) hand work straight to the workers. Apps
         # built around a test's own database stay broker-free; the reaper picks work up.

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 from fastapi import Request
-from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.content.rendering import RenderError
 from campaigns.content.tracked_links import LINK_ID
@@ -72,16 +71,6 @@ def record_now(state, request: Request, purpose: str, token: str, kind: str, lin
         hit = _hit(request, kind, link)
         portal.engage(session, state.clock, visit, hit, state.engagement, detail)
         return visit
-
-
-def reader(factory: sessionmaker[Session]) -> sessionmaker[Session]:
-    """Sessions for the look-ups, which only read: in autocommit, so a look-up is one round
-    trip to the database, not BEGIN, SELECT and ROLLBACK."""
-    bind = factory.kw.get("bind")
-    if bind is None:
-        return factory
-    autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
-    return sessionmaker(bind=autocommit, info=factory.kw.get("info", {}))
 
 
 def look_up(state, purpose: str, token: str) -> portal.Visit:
