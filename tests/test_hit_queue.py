@@ -43,15 +43,6 @@ AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Versi
 
 
 @pytest.fixture
-def pg_factory(clean_pg_url):
-    from campaigns.db import make_engine, make_session_factory
-
-    engine = make_engine(clean_pg_url)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
 def prefix(redis_url):
     name = f"drip-test-hits-{uuid.uuid4().hex[:10]}:"
     yield name
