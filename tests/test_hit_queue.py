@@ -129,6 +129,8 @@ def test_an_open_delivered_twice_or_left_by_a_killed_drainer_is_one_event(
     assert got.status_code == 200 and got.headers["content-type"] == "image/gif"
     queue = HitQueue(redis_url, prefix)
     assert queue.depth()["pending"] == 1 and events(pg_factory) == []  # answered first
+    scraped = TestClient(client.app, client=("127.0.0.1", 40000)).get("/metrics").text
+    assert 'drip_hit_queue_depth{list="pending"} 1' in scraped
 
     # Delivered twice: the same item twice in the queue.
     [raw] = queue.redis.lrange(queue.pending, 0, -1)

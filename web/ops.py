@@ -247,7 +247,25 @@ def _render_metrics(request: Request) -> str:
         "Messages waiting in each broker queue.",
         [({"queue": q}, n) for q, n in depths.items()],
     )
+    out.gauge(
+        "drip_hit_queue_depth",
+        "Opens and clicks queued by the link pages and not yet recorded "
+        "(pending, processing, failed: kept for ops).",
+        [({"list": k}, n) for k, n in hit_depths(request).items()],
+    )
     return out.text()
+
+
+def hit_depths(request: Request) -> dict[str, int]:
+    """The hit queue's lists (workers/hit_queue.py); none without Redis or when it does
+    not answer within BROKER_TIMEOUT."""
+    queue = request.app.state.runtime.hit_queue
+    if queue is None:
+        return {}
+    try:
+        return _broker_pool.submit(queue.depth).result(timeout=BROKER_TIMEOUT)
+    except Exception:  # reported as missing samples (drip_broker_up says why), never raised
+        return {}
 
 
 def _allow_metrics(request: Request) -> None:
