@@ -205,6 +205,9 @@ class Settings(BaseSettings):
     machine_seconds_after_send: float = Field(10.0, ge=0, le=3600)
     machine_burst_seconds: float = Field(2.0, ge=0, le=60)
     apple_proxy_ranges_file: Path | None = None
+    # With REDIS_URL, the open pixel and click redirect queue their hit in Redis and answer;
+    # the workers record the queue this often (workers/hit_queue.py).
+    hit_drain_seconds: float = Field(1.0, gt=0, le=60)
 
     # Webhook requests signed longer ago than this are refused as replays.
     webhook_max_age_seconds: int = Field(600, ge=10)

@@ -152,6 +152,14 @@ def clean_pg_url(pg_url):
 
 
 @pytest.fixture
+def pg_factory(clean_pg_url):
+    """A session factory on the run's emptied PostgreSQL database."""
+    engine = make_engine(clean_pg_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
 def engine(db_url):
     eng = make_engine(db_url)
     yield eng

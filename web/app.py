@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
+from campaigns.db import reader
 from settings import Settings, get_settings
 from web import (
     access,
@@ -22,6 +23,7 @@ from web import (
     api,
     audit,
     contacts,
+    hits,
     login,
     metrics,
     ops,
@@ -68,6 +70,9 @@ def create_app(
     app.state.signer = rt.signer
     app.state.policy = rt.policy
     app.state.engagement = rt.engagement
+    # Read-only look-ups of the link pages, per process (web/hits.py).
+    app.state.lookups = hits.Lookups()
+    app.state.reader = reader(rt.factory)
     if dispatch is None and built_here:
         # Production: ops actions (resend, resume) hand work straight to the workers. Apps
         # built around a test's own database stay broker-free; the reaper picks work up.

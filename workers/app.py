@@ -70,6 +70,7 @@ def make_app(settings=None) -> Celery:
             "drip.send_sms": {"queue": "sms"},
             "drip.notify": {"queue": "events"},
             "drip.triggers": {"queue": "schedule"},
+            "drip.hits": {"queue": "events"},
         },
         beat_schedule={
             "tick": {
@@ -87,6 +88,19 @@ def make_app(settings=None) -> Celery:
                 "schedule": settings.reap_seconds,
                 "options": {"expires": max(settings.reap_seconds * 3, 10)},
             },
+            # Opens and clicks the pages queued in Redis (workers/hit_queue.py); without
+            # Redis the pages record them themselves and there is nothing to drain.
+            **(
+                {
+                    "hits": {
+                        "task": "drip.hits",
+                        "schedule": settings.hit_drain_seconds,
+                        "options": {"expires": max(settings.hit_drain_seconds * 3, 5)},
+                    }
+                }
+                if settings.redis_url
+                else {}
+            ),
             # Campaigns that enroll people by themselves (campaigns.journeys.triggers).
             "triggers": {
                 "task": "drip.triggers",

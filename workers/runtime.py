@@ -85,6 +85,14 @@ class Runtime:
         return build_limiters(self.settings)
 
     @cached_property
+    def hit_queue(self):
+        """Where opens and clicks wait to be recorded (workers.hit_queue); None without
+        Redis, when pages record them in the request."""
+        from workers.hit_queue import build_hit_queue
+
+        return build_hit_queue(self.settings)
+
+    @cached_property
     def request_limits(self):
         """Sign-up and JOIN limits per client, address and number (workers.request_limits)."""
         from workers.request_limits import build_request_limits

@@ -15,6 +15,7 @@ import random
 import time
 from datetime import timedelta
 
+import redis
 from sqlalchemy.exc import OperationalError
 
 from campaigns.care.notifications import announce_contact_requests
@@ -29,6 +30,7 @@ from campaigns.journeys.triggers import enroll_triggered
 from settings import Settings
 from workers import metrics
 from workers.app import app
+from workers.hit_queue import outage as hit_outage
 from workers.outages import database
 from workers.queues import held_ids
 from workers.runtime import runtime
@@ -180,6 +182,27 @@ def triggers() -> dict | None:
     if report.total:
         log.info("triggers enrolled %s", report.enrolled)
     return report.enrolled
+
+
+@app.task(name="drip.hits")
+def hits() -> dict | None:
+    """Record the opens and clicks the pages queued (workers.hit_queue); one drainer at a
+    time, for a few seconds at most, so beat's next run finds the rest."""
+    rt = runtime()
+    queue = rt.hit_queue
+    if queue is None:
+        return None
+    counts = None
+    with database.watch("hits"):
+        try:
+            counts = queue.drain(rt.factory, rt.clock, rt.engagement, budget=5.0)
+        except redis.RedisError as exc:
+            hit_outage.failed("draining opens and clicks", exc)
+            return None
+        hit_outage.ok()
+    if counts and any(counts.values()):
+        log.info("hits recorded: %s", counts)
+    return counts
 
 
 def _send(task, channel: str, message_ids: list[int]) -> dict | None:
