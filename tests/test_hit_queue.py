@@ -31,7 +31,7 @@ from campaigns.reporting.funnels import campaign_report
 from campaigns.sequences.registry import Registry
 from campaigns.states import MessageStatus
 from settings import load_settings
-from tests.conftest import FIXTURES, REDIS_URL
+from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
 from tests.stack import ROOT, Stack
 from web.app import create_app
@@ -114,10 +114,10 @@ def events(factory, **where) -> list[Event]:
         return list(s.scalars(q.order_by(Event.id)))
 
 
-def drain(factory, clock, prefix):
+def drain(factory, clock, redis_url, prefix):
     from campaigns.tracking.machine import Rules
 
-    return HitQueue(REDIS_URL, prefix).drain(factory, clock, Rules(), budget=10)
+    return HitQueue(redis_url, prefix).drain(factory, clock, Rules(), budget=10)
 
 
 def test_an_open_delivered_twice_or_left_by_a_killed_drainer_is_one_event(
@@ -135,11 +135,11 @@ def test_an_open_delivered_twice_or_left_by_a_killed_drainer_is_one_event(
     # Delivered twice: the same item twice in the queue.
     [raw] = queue.redis.lrange(queue.pending, 0, -1)
     queue.redis.rpush(queue.pending, raw)
-    counts = drain(pg_factory, clock, prefix)
+    counts = drain(pg_factory, clock, redis_url, prefix)
     assert counts["recorded"] == 1 and counts["duplicate"] == 1
     # A drainer killed after its commit, before it removed the item: it is found again.
     queue.redis.rpush(queue.processing, raw)
-    counts = drain(pg_factory, clock, prefix)
+    counts = drain(pg_factory, clock, redis_url, prefix)
     assert counts["duplicate"] == 1 and counts["recorded"] == 0
     assert queue.depth() == {"pending": 0, "processing": 0, "failed": 0}
 
@@ -156,7 +156,7 @@ def test_a_machine_open_is_judged_from_what_the_queue_carried(
     client = app(pg_factory, clock, redis_url, prefix, course)
     client.get(links(token).open, headers={"User-Agent": "Mozilla/5.0"})  # Apple's proxy
     client.head(links(token).open, headers={"User-Agent": AGENT})
-    drain(pg_factory, clock, prefix)
+    drain(pg_factory, clock, redis_url, prefix)
     reasons = sorted(e.automated_reason for e in events(pg_factory))
     assert reasons == ["apple_privacy_proxy", "head_request"]
 
@@ -178,7 +178,7 @@ def test_a_click_redirects_at_once_and_is_recorded_by_the_drainer(
         assert got.status_code == 302
         assert got.headers["location"] == "https://example.org/story"
     assert events(pg_factory) == []
-    assert drain(pg_factory, clock, prefix)["recorded"] == 3
+    assert drain(pg_factory, clock, redis_url, prefix)["recorded"] == 3
     routes = sorted(e.payload["route"] for e in events(pg_factory, type="clicked"))
     assert routes == ["l", "l", "m"]
     # A link id the message does not hold: the invalid-link page, nothing queued.
@@ -230,7 +230,7 @@ def test_reports_count_the_opens_and_clicks_once_drained(
     with pg_factory() as s:
         before = campaign_report(s, registry, "tiny").steps[0]
     assert (before.opens, before.clicks) == (0, 0)
-    drain(pg_factory, clock, prefix)
+    drain(pg_factory, clock, redis_url, prefix)
     with pg_factory() as s:
         after = campaign_report(s, registry, "tiny").steps[0]
     assert (after.opens, after.clicks) == (3, 1)
