@@ -14,6 +14,7 @@ holds the schedule and the broker only carries work that is due now.
 from __future__ import annotations
 
 from celery import Celery, signals
+from celery.schedules import crontab
 from kombu import Queue
 
 from settings import get_settings
@@ -67,6 +68,7 @@ def make_app(settings=None) -> Celery:
             "drip.send_sms": {"queue": "sms"},
             "drip.notify": {"queue": "events"},
             "drip.triggers": {"queue": "schedule"},
+            "drip.retention": {"queue": "schedule"},
         },
         beat_schedule={
             "tick": {
@@ -89,6 +91,12 @@ def make_app(settings=None) -> Celery:
                 "task": "drip.triggers",
                 "schedule": settings.reap_seconds,
                 "options": {"expires": max(settings.reap_seconds * 3, 10)},
+            },
+            # Daily, at a quiet hour (campaigns.reporting.retention).
+            "retention": {
+                "task": "drip.retention",
+                "schedule": crontab(hour=3, minute=17),
+                "options": {"expires": 6 * 3600},
             },
         },
         beat_max_loop_interval=min(5.0, settings.tick_seconds),

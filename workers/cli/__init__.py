@@ -12,6 +12,7 @@
     people.py     people find | show | export | erase
     imports.py    import, import-events
     api_keys.py   api-keys create | list | revoke
+    retention.py  retention run [--dry-run] (roll up, prune old events and detail)
     users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
 
@@ -34,6 +35,7 @@ from workers.cli.inbox import inbox_command
 from workers.cli.people import people_group
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import report_command
+from workers.cli.retention import retention_group
 from workers.cli.sequence_store import campaigns_group
 from workers.cli.simulate import simulate_command
 from workers.cli.users import audit_command, users_group
@@ -64,6 +66,7 @@ for command in (
     api_keys_group,
     users_group,
     audit_command,
+    retention_group,
     worker,
     beat,
     web,
