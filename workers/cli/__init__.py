@@ -22,6 +22,8 @@ runtime from workers/runtime.py built only when a command needs it.
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from workers.cli.api_keys import api_keys_group
@@ -39,14 +41,21 @@ from workers.cli.retention import retention_group
 from workers.cli.sequence_store import campaigns_group
 from workers.cli.simulate import simulate_command
 from workers.cli.users import audit_command, users_group
+from workers.logs import configure_from
 
 
 @click.group()
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Patient-education drip campaigns: scheduler, workers and tools."""
+    handed_in = ctx.obj is not None  # a test's own runtime: its logging is the test's
     drip = ctx.ensure_object(Drip)
     ctx.call_on_close(drip.close)
+    if not handed_in:
+        # Logs as LOG_FORMAT says; a bad setting is left for the command that reads
+        # settings to report (`drip --help` works with any environment).
+        with contextlib.suppress(click.ClickException):
+            configure_from(drip.settings)
 
 
 for command in (
