@@ -273,7 +273,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("provider", "provider_event_id", name="uq_event_provider_id"),
         # Retention finds old events by this (campaigns.reporting.retention).
-        Index("ix_events_occurred", "occurred_at"),
+        Index("ix_events_occurred", "occurred_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

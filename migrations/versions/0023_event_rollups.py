@@ -35,7 +35,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table('events') as batch:
-        batch.create_index('ix_events_occurred', ['occurred_at'], unique=False)
+        batch.create_index('ix_events_occurred', ['occurred_at', 'id'], unique=False)
 
 
 def downgrade() -> None:
