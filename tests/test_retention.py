@@ -6,6 +6,7 @@ short; `drip retention run [--dry-run]` and its audit entries; the settings."""
 from __future__ import annotations
 
 import random
+import re
 import secrets
 from dataclasses import asdict
 from datetime import timedelta
@@ -29,6 +30,7 @@ from campaigns.models import (
 from campaigns.reporting import retention
 from campaigns.reporting.filters import Filters
 from campaigns.reporting.results import results
+from campaigns.reporting.timelines import course_timelines
 from campaigns.sequences.situations import read_situations
 from campaigns.states import EventType, MessageStatus
 from settings import SettingsError, load_settings
@@ -169,6 +171,16 @@ def read_everything(factory, registry) -> dict:
         return out
 
 
+def what_people_did(factory, registry, policy) -> dict[int, set[str]]:
+    """Each person's actions in their course timeline, without how many times: a pruned
+    open is one action for all its times, at the first."""
+    with factory() as s:
+        return {
+            t.subscriber_id: {re.sub(r" \(\d+ times\)$", "", a.what) for a in t.actions}
+            for t in course_timelines(s, registry, policy, "quick", "US")
+        }
+
+
 def _count(factory, *where, model=Event) -> int:
     with factory() as s:
         return s.scalar(select(func.count()).select_from(model).where(*where))
@@ -178,6 +190,8 @@ def test_reports_read_the_same_after_a_prune(factory, clock, registry, policy):
     build_history(factory, clock, registry, policy)
     before = read_everything(factory, registry)
     assert before[repr(Filters())]["report"]["steps"][0]["opens"] > 0  # the history has opens
+    did = what_people_did(factory, registry, policy)
+    assert any(w.startswith("opened") for acts in did.values() for w in acts)
     total = _count(factory)
     later = FixedClock(clock.now())
     policy_ = retention.Policy(event_days=14, message_days=20, batch_size=137)
@@ -205,6 +219,7 @@ def test_reports_read_the_same_after_a_prune(factory, clock, registry, policy):
     assert rolled == old_opens
 
     assert read_everything(factory, registry) == before
+    assert what_people_did(factory, registry, policy) == did
 
     # Messages: every row stays; old finished ones lost their error text and lease only.
     detail_cut = later.now() - timedelta(days=20)
