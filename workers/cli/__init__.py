@@ -23,6 +23,7 @@ runtime from workers/runtime.py built only when a command needs it.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import click
 
@@ -48,12 +49,12 @@ from workers.logs import configure_from
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Patient-education drip campaigns: scheduler, workers and tools."""
-    handed_in = ctx.obj is not None  # a test's own runtime: its logging is the test's
     drip = ctx.ensure_object(Drip)
     ctx.call_on_close(drip.close)
-    if not handed_in:
-        # Logs as LOG_FORMAT says; a bad setting is left for the command that reads
-        # settings to report (`drip --help` works with any environment).
+    # Logs as LOG_FORMAT says, when `drip` is the process. Run in-process (a test's
+    # CliRunner swaps stderr for a buffer it closes after), logging stays the caller's.
+    # A bad setting is left for the command that reads settings to report.
+    if sys.stderr is sys.__stderr__:
         with contextlib.suppress(click.ClickException):
             configure_from(drip.settings)
 
