@@ -27,6 +27,7 @@ from tests.helpers import add_and_enroll
 from tests.stack import ROOT, VIRTUAL_EPOCH, open_stack, wait_until_done
 from web.request_log import masked_path, request_id
 from workers import logs
+from workers.app import make_app
 
 EMAIL, PHONE = "lena.marsh@example.com", "+12025550188"
 
@@ -66,7 +67,12 @@ def test_worker_logs_json_lines_that_follow_a_message(stack):
     args += ["--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
     _, err = _spawn(stack, "w1", args, LOG_FORMAT="json", LOG_LEVEL="info")
     rows = wait_until_done(factory, expected_messages=4)
-    time.sleep(1.5)  # the last task's line is written just after its rows commit
+    # The daily retention task, run now by this worker (nothing is old enough to prune).
+    make_app(stack.settings()).send_task("drip.retention")
+    deadline = time.monotonic() + 30
+    while '"drip.retention"' not in err.read_text() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    time.sleep(1.0)  # the last task's line is written just after its rows commit
     stack.stop_all()
     engine.dispose()
     text = err.read_text()
@@ -81,6 +87,8 @@ def test_worker_logs_json_lines_that_follow_a_message(stack):
     ticks = [t for t in tasks if t["task"] == "drip.tick" and t["outcome"] == "SUCCESS"]
     assert ticks and all(t["task_id"] and t["duration_ms"] >= 0 for t in ticks)
     assert any(t["result"]["claimed"] > 0 for t in ticks)
+    (pruned,) = [t for t in tasks if t["task"] == "drip.retention"]
+    assert pruned["outcome"] == "SUCCESS" and pruned["result"]["events_deleted"] == 0
     email = next(m for m in rows if m.channel == "email" and m.step_key == "one")
     sends = [t for t in tasks if t["task"] == "drip.send_email" and email.id in t["message_ids"]]
     assert len(sends) == 1 and sends[0]["outcome"] == "SUCCESS"

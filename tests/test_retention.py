@@ -309,3 +309,13 @@ def test_retention_settings_defaults():
     s = load_settings()
     assert (s.event_retention_days, s.message_detail_retention_days) == (180, 90)
     assert load_settings(message_detail_retention_days="0").message_detail_retention_days == 0
+
+
+def test_the_daily_task_is_on_the_beat_schedule():
+    import workers.tasks  # noqa: F401 (registers the tasks)
+    from workers.app import app
+
+    entry = app.conf.beat_schedule["retention"]
+    assert entry["task"] == "drip.retention" and "drip.retention" in app.tasks
+    assert entry["schedule"].hour == {3} and entry["schedule"].minute == {17}
+    assert app.conf.task_routes["drip.retention"] == {"queue": "schedule"}
