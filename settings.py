@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     tick_seconds: float = Field(5.0, gt=0)
     # The reaper's pass: lost tasks requeued, expired leases, provider look-ups.
     reap_seconds: float = Field(10.0, gt=0)
+    # Several schedulers may run; one leads through a lease row (campaigns.delivery.
+    # leadership). Each renews or tries to take it every SCHEDULER_RENEW_SECONDS; a dead
+    # leader's lease runs out after SCHEDULER_LEASE_SECONDS, and a standby takes over at
+    # its next turn. A leader whose renewals fail stops publishing RENEW seconds before
+    # its lease can run out (workers/beat.py), hence LEASE >= 3 x RENEW.
+    scheduler_lease_seconds: float = Field(10.0, gt=0, le=600)
+    scheduler_renew_seconds: float = Field(2.0, gt=0, le=200)
     claim_batch_size: int = Field(500, ge=1, le=10_000)
     email_batch_size: int = Field(100, ge=1, le=1000)
     sms_batch_size: int = Field(20, ge=1, le=500)
@@ -288,6 +295,15 @@ class Settings(BaseSettings):
         if value and value not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not an ISO country code like US or ES")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_renewals(self) -> Settings:
+        if self.scheduler_lease_seconds < 3 * self.scheduler_renew_seconds:
+            raise ValueError(
+                f"SCHEDULER_LEASE_SECONDS ({self.scheduler_lease_seconds:g}) must be at least "
+                f"3 x SCHEDULER_RENEW_SECONDS ({self.scheduler_renew_seconds:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _country_of_default_zone(self) -> Settings:

@@ -14,6 +14,7 @@ audit_log                         (who did what in the workspace or the CLI: app
 staff_accounts ── staff_sessions  (who signs in, their role; one row per signed-in browser)
 sequence_revisions                (each published version of a campaign: its file and templates)
 sequence_drafts                   (a campaign's draft being edited in the workspace, one each)
+scheduler_leases ── scheduler_instances  (which scheduler leads; every scheduler's heartbeat)
 """
 
 from __future__ import annotations
@@ -605,3 +606,33 @@ class SequenceDraft(Base):
     created_by: Mapped[str] = mapped_column(String(80))
     updated_by: Mapped[str] = mapped_column(String(80))
     updated_at: Mapped[datetime]
+
+
+class SchedulerLease(Base):
+    """Who may publish beat's entries (campaigns.delivery.leadership): one row per lease,
+    held by one scheduler process until `expires_at` unless it renews it."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    # Bumped each time another process takes the lease: how many handovers there were.
+    term: Mapped[int] = mapped_column(Integer, default=1)
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class SchedulerInstance(Base):
+    """One running scheduler process (`drip beat`, or a worker's embedded one): its
+    heartbeat, whether it leads, and when it last published a tick."""
+
+    __tablename__ = "scheduler_instances"
+
+    holder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(160))
+    pid: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(10))
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    last_tick_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -56,6 +56,8 @@ TABLES = (
     "staff_accounts",
     "sequence_revisions",
     "sequence_drafts",
+    "scheduler_leases",
+    "scheduler_instances",
 )
 
 

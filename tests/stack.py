@@ -54,6 +54,10 @@ class Stack:
             TEMPLATES_DIR=str(FIXTURES / "templates"),
             TICK_SECONDS="0.5",
             REAP_SECONDS="1",
+            # Workers started with -B each run a scheduler and one leads: a test that kills
+            # the leading worker gets its ticks back from another within two seconds.
+            SCHEDULER_LEASE_SECONDS="1.5",
+            SCHEDULER_RENEW_SECONDS="0.5",
             CLOCK_REAL_EPOCH=str(self.real_epoch),
             CLOCK_VIRTUAL_EPOCH=str(VIRTUAL_EPOCH),
             PYTHONPATH=str(ROOT),
@@ -98,6 +102,21 @@ class Stack:
         with open(self.tmp / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 args,
+                cwd=ROOT,
+                env=self.env(**extra),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def start_drip(self, name: str, *args: str, **extra) -> subprocess.Popen:
+        """`drip <args>` as a process of its own (`drip beat`, `drip worker ...`), its
+        output in <name>.log."""
+        with open(self.tmp / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "workers.cli", *args],
                 cwd=ROOT,
                 env=self.env(**extra),
                 stdout=log,

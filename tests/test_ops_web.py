@@ -9,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from campaigns.clock import SystemClock
 from campaigns.db import make_engine, make_session_factory, transaction
+from campaigns.delivery.leadership import record_tick, take_turn
 from campaigns.delivery.pauses import pause
 from campaigns.models import ContactRequest, Message
 from campaigns.reporting.overview import read_status
@@ -76,7 +78,31 @@ def _broker_down(_settings):
 def test_healthz_ok_when_the_database_answers_and_the_schema_is_current(app):
     answer = TestClient(app).get("/healthz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert answer.json() == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "ok",
+        "scheduler": {
+            "leader": False,
+            "heartbeat_age_seconds": None,
+            "last_tick_age_seconds": None,
+            "standby": 0,
+        },
+    }
+
+
+def test_healthz_reports_the_scheduler_without_naming_its_host(app, factory):
+    wall = SystemClock()
+    with transaction(factory) as s:
+        take_turn(s, wall, "sched-host-a", 11, 10.0)
+        take_turn(s, wall, "sched-host-b", 12, 10.0)
+        record_tick(s, wall, "sched-host-a", 11)
+    answer = TestClient(app).get("/healthz")
+    assert answer.status_code == 200
+    sched = answer.json()["scheduler"]
+    assert sched["leader"] is True and sched["standby"] == 1
+    assert 0 <= sched["heartbeat_age_seconds"] < 5 and 0 <= sched["last_tick_age_seconds"] < 5
+    assert "sched-host" not in answer.text
 
 
 def test_broker_trouble_is_reported_but_does_not_fail_health(app):
@@ -120,6 +146,7 @@ def test_healthz_503_when_the_database_does_not_answer(tmp_path, clock):
         engine.dispose()
     assert answer.status_code == 503
     assert answer.json()["reason"] == "database does not answer (OperationalError)"
+    assert answer.json()["scheduler"] == "unknown"
     assert "nobody" not in answer.text
 
 

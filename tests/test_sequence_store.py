@@ -306,7 +306,7 @@ def test_deployed_says_which_files_differ_from_what_runs(clean_pg_url, clock, co
     dry = _cli(factory, clock, defs, templates, "campaigns", "push", "--dry-run")
     assert dry.exit_code == 0 and "dry run: 0 error(s); nothing published" in dry.output
     assert _cli(factory, clock, defs, templates, "campaigns", "history", "check_in").output == (
-        "check_in: no revisions\n"
+        "check_in: no revisions yet (its file seeds one at the next start)\n"
     )
     # The long-running processes seed as they start.
     rt = build_runtime(
@@ -330,7 +330,10 @@ def test_deployed_says_which_files_differ_from_what_runs(clean_pg_url, clock, co
     out = _cli(factory, clock, defs, templates, "campaigns", "deployed").output
     assert "check_in: revision 1 (seed by system); files differ: push or pull" in out
     history = _cli(factory, clock, defs, templates, "campaigns", "history", "nothing")
-    assert history.output.strip() == "nothing: no revisions"
+    assert history.exit_code == 2
+    assert "Invalid value for 'KEY': no campaign 'nothing' (known: check_in, hip_and_back)" in (
+        history.output
+    )
 
 
 @pytest.fixture(params=["embedded", "redis-postgres"])

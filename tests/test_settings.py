@@ -41,6 +41,11 @@ def test_defaults_run_with_no_configuration():
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"PUBLIC_BASE_URL": "care.example"}, "PUBLIC_BASE_URL"),
         ({"SMS_LATEST_HOUR": "7"}, "SMS_LATEST_HOUR"),
+        ({"SCHEDULER_RENEW_SECONDS": "0"}, "SCHEDULER_RENEW_SECONDS"),
+        (
+            {"SCHEDULER_LEASE_SECONDS": "5", "SCHEDULER_RENEW_SECONDS": "2"},
+            r"SCHEDULER_LEASE_SECONDS \(5\) must be at least 3 x SCHEDULER_RENEW_SECONDS \(2\)",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch, env, needle):

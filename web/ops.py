@@ -4,6 +4,8 @@ GET /healthz   200 {"status": "ok", ...} when the database answers SELECT 1 and 
                is at the code's migration head; 503 {"status": "error", "reason": ...}
                otherwise. The broker is reported too, but only for information: the web
                process serves pages and webhooks without it, so it never fails the check.
+               So is the scheduler, for information too: whether one leads, its heartbeat's
+               age, the last tick's age and how many stand by (not who: no host names).
                No authentication; the answer names no host, path or credential (the full
                reason goes to the log).
 
@@ -30,7 +32,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.care import contact_queue
+from campaigns.clock import SystemClock
 from campaigns.db import ping
+from campaigns.delivery.leadership import read_leadership
 from campaigns.delivery.pauses import all_paused
 from campaigns.migrate import SchemaError, check_current
 from campaigns.reporting.overview import read_status
@@ -98,6 +102,29 @@ def _check_database(request: Request) -> str | None:
     return None
 
 
+def _scheduler(request: Request) -> dict | str:
+    """The schedulers' lease and heartbeat rows, as information: a missing leader is for
+    `drip status` and alerts to report, the web process works without one."""
+    try:
+        with request.app.state.factory() as session:
+            state = read_leadership(
+                session, SystemClock(), request.app.state.settings.scheduler_lease_seconds
+            )
+    except Exception as exc:  # reported, never raised
+        log.warning("healthz: scheduler rows unreadable: %s", exc)
+        return "unknown"
+    return {
+        "leader": state.leader is not None,
+        "heartbeat_age_seconds": _rounded(state.leader_heartbeat_age_seconds),
+        "last_tick_age_seconds": _rounded(state.last_tick_age_seconds),
+        "standby": len(state.standby),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
     problem = await run_in_threadpool(_check_database, request)
@@ -106,6 +133,9 @@ async def healthz(request: Request) -> JSONResponse:
         "status": "ok" if problem is None else "error",
         "database": "ok" if problem is None else "error",
         "broker": "ok" if up else f"unreachable: {why}",
+        "scheduler": (
+            "unknown" if problem is not None else await run_in_threadpool(_scheduler, request)
+        ),
     }
     if problem is not None:
         body["reason"] = problem

@@ -20,7 +20,7 @@ from kombu import Queue
 from settings import get_settings
 from workers import task_log  # noqa: F401 (one line per task run, by its signals)
 from workers.filesystem_broker import register
-from workers.logs import configure_from
+from workers.logs import configure
 
 QUEUES = ("schedule", "email", "sms", "events")
 
@@ -115,12 +115,14 @@ app = make_app()
 
 @signals.celeryd_init.connect
 @signals.setup_logging.connect
-def _setup_logging(**_kwargs) -> None:
+def _setup_logging(loglevel=None, **_kwargs) -> None:
     # A setup_logging receiver means Celery configures no logging of its own: its lines
-    # and ours go through one handler, as LOG_FORMAT says (workers/logs.py); LOG_LEVEL
-    # wins over `-l`, so every process logs alike. celeryd_init comes first, before the
-    # worker's start-up warnings (running as root), so those are lines of the format too.
-    configure_from(get_settings())
+    # and ours go through one handler, as LOG_FORMAT says (workers/logs.py), at Celery's
+    # `-l` (`drip worker` and `drip beat` pass LOG_LEVEL unless told otherwise).
+    # celeryd_init comes first, before the worker's start-up warnings (running as root),
+    # so those are lines of the format too.
+    settings = get_settings()
+    configure(settings.log_format, loglevel or settings.log_level)
 
 
 @signals.worker_init.connect

@@ -1,17 +1,24 @@
 """What ops asks first: how much is due, how late is the oldest, where messages stand,
-and how many texts from people wait for someone to read them."""
+and how many texts from people wait for someone to read them (`read_status`); and for
+`drip status`, everything else that waits for a person or says the machine is stuck
+(`read_overview`): paused channels, open contact requests, unconfirmed messages, and
+which scheduler leads and when it last ticked."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.backlog import Waiting
+from campaigns.backlog import Waiting, waiting
 from campaigns.clock import Clock
-from campaigns.models import Enrollment, Message
-from campaigns.states import TERMINAL, WAITING, EnrollmentStatus, MessageStatus
+from campaigns.delivery.leadership import Leadership, read_leadership
+from campaigns.delivery.pauses import all_paused
+from campaigns.delivery.unconfirmed import undecided
+from campaigns.models import ContactRequest, Enrollment, Message
+from campaigns.states import TERMINAL, WAITING, ContactStatus, EnrollmentStatus, MessageStatus
 from campaigns.tracking import inbox
 
 
@@ -78,3 +85,55 @@ def read_status(session: Session, clock: Clock) -> Status:
     for campaign, step, channel, status, n in rows:
         by_step.setdefault((campaign, step, channel), {})[status] = n
     return Status(backlog, age, enrollments, by_step, inbox.waiting(session))
+
+
+@dataclass(frozen=True)
+class PausedChannel:
+    channel: str
+    since: datetime
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Overview:
+    status: Status
+    paused: list[PausedChannel]
+    contacts: Waiting  # open requests nobody has handled yet
+    contacts_over_target: int  # of those, open longer than CONTACT_RESPONSE_TARGET_HOURS
+    unconfirmed_for_ops: int
+    oldest_unconfirmed_for_ops_seconds: float | None
+    schedulers: Leadership
+
+    @property
+    def unconfirmed(self) -> int:
+        return self.status.messages.get(MessageStatus.UNCONFIRMED, 0)
+
+
+def read_overview(
+    session: Session,
+    clock: Clock,
+    wall_clock: Clock,
+    contact_target: timedelta,
+    scheduler_lease_seconds: float,
+) -> Overview:
+    """`wall_clock` reads the schedulers' rows, which are in real time even when `clock`
+    is the demo's virtual one."""
+    now = clock.now()
+    is_open = ContactRequest.status == ContactStatus.OPEN
+    over = session.scalar(
+        select(func.count()).where(is_open, ContactRequest.created_at < now - contact_target)
+    )
+    for_ops, oldest_for_ops = undecided(session, clock)
+    return Overview(
+        read_status(session, clock),
+        [
+            PausedChannel(p.channel, p.created_at, p.paused_by, p.reason)
+            for p in all_paused(session)
+        ],
+        waiting(session, ContactRequest.created_at, is_open),
+        over,
+        for_ops,
+        oldest_for_ops,
+        read_leadership(session, wall_clock, scheduler_lease_seconds),
+    )

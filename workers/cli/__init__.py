@@ -4,7 +4,8 @@
     sequences.py  campaigns validate | lint | preview | diff | test-send | review
     sequence_store.py  campaigns push | pull | history | rollback | deployed (revisions)
     experiments.py  campaigns promote; the experiments part of `drip report`
-    delivery.py   enroll, status, channels list | pause | resume, outbox list | settle
+    delivery.py   enroll, channels [list] | pause | resume, outbox list | settle
+    status.py     status (backlog, paused channels, contacts, unconfirmed, schedulers)
     reports.py    report
     contacts.py   contacts [list | assign | unassign | note] (the care team's queue)
     simulate.py   simulate (a course's timing for a cohort, nothing sent)
@@ -15,6 +16,7 @@
     retention.py  retention run [--dry-run] (roll up, prune old events and detail)
     users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
+    health.py     health worker | beat (container healthchecks)
 
 Every command takes the shared `Drip` context (context.py): settings read once, and the
 runtime from workers/runtime.py built only when a command needs it.
@@ -31,8 +33,9 @@ from workers.cli.api_keys import api_keys_group
 from workers.cli.contacts import contacts_group
 from workers.cli.context import Drip
 from workers.cli.database import db_group
-from workers.cli.delivery import channels_group, enroll, outbox_group, status
+from workers.cli.delivery import channels_group, enroll, outbox_group
 from workers.cli.experiments import campaigns_promote
+from workers.cli.health import health_group
 from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
 from workers.cli.people import people_group
@@ -41,6 +44,7 @@ from workers.cli.reports import report_command
 from workers.cli.retention import retention_group
 from workers.cli.sequence_store import campaigns_group
 from workers.cli.simulate import simulate_command
+from workers.cli.status import status
 from workers.cli.users import audit_command, users_group
 from workers.logs import configure_from
 
@@ -81,6 +85,7 @@ for command in (
     beat,
     web,
     demo,
+    health_group,
 ):
     main.add_command(command)
 campaigns_group.add_command(campaigns_promote)

@@ -1,10 +1,9 @@
-"""Commands that act on who gets what: `drip enroll`, `drip status`, `drip channels ...`
+"""Commands that act on who gets what: `drip enroll`, `drip channels ...`
 (pause and resume a whole channel) and `drip outbox ...` (list and settle messages, one
 or in bulk)."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import click
@@ -18,15 +17,12 @@ from campaigns.delivery.unconfirmed import (
     OpsError,
     Selection,
     preview_many,
-    undecided,
 )
 from campaigns.reporting.outbox import messages_in
-from campaigns.reporting.overview import read_status
 from campaigns.sequences.campaign import DefinitionError
 from campaigns.staff import audited
-from campaigns.states import CHANNELS
+from campaigns.states import CHANNELS, MessageStatus
 from workers.cli.context import Drip, cli_actor, pass_drip
-from workers.queues import queue_depths
 
 
 def _dispatch(drip: Drip, work) -> None:
@@ -73,69 +69,30 @@ def enroll(drip: Drip, campaign, email, phone, first_name, tz, locale) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@click.command("status")
-@click.option("--json", "as_json", is_flag=True)
-@pass_drip
-def status(drip: Drip, as_json) -> None:
-    """Due backlog, oldest due age, outbox counts by status, queue depths."""
-    rt = drip.runtime()
-    with rt.factory() as session:
-        st = read_status(session, rt.clock)
-        for_ops, oldest_for_ops = undecided(session, rt.clock)
-    depths = queue_depths(rt.settings)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "due_backlog": st.due_backlog,
-                    "oldest_due_age_seconds": st.oldest_due_age_seconds,
-                    "enrollments": st.enrollments,
-                    "messages": st.messages,
-                    "inbox_waiting": st.inbox.count,
-                    "unconfirmed_for_ops": for_ops,
-                    "oldest_unconfirmed_for_ops_seconds": oldest_for_ops,
-                    "queues": depths,
-                }
-            )
-        )
-        return
-    age = "-" if st.oldest_due_age_seconds is None else f"{st.oldest_due_age_seconds:.0f}s"
-    click.echo(f"due backlog: {st.due_backlog} enrollments; oldest due: {age}")
-    click.echo(
-        "enrollments: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(st.enrollments.items())) or "none")
-    )
-    click.echo(
-        "messages:    " + (", ".join(f"{k} {v}" for k, v in sorted(st.messages.items())) or "none")
-    )
-    click.echo("queues:      " + ", ".join(f"{k} {v}" for k, v in depths.items()))
-    if for_ops:
-        click.echo(
-            f"unconfirmed: {for_ops} wait for ops (no provider answer), oldest "
-            f"{_age(oldest_for_ops)}: drip outbox list; drip outbox settle-all --as ..."
-        )
-    if st.inbox.count:
-        waited = (rt.clock.now() - st.inbox.oldest).total_seconds()
-        click.echo(f"inbox:       {st.inbox.count} text(s) wait for a person, oldest {waited:.0f}s")
-    else:
-        click.echo("inbox:       nothing waits")
-
-
-@click.group("channels")
-def channels_group() -> None:
-    """Pause and resume a whole channel (a provider outage, a credential change)."""
+@click.group("channels", invoke_without_command=True)
+@click.pass_context
+def channels_group(ctx: click.Context) -> None:
+    """Each channel's state; pause and resume a whole channel (a provider outage, a
+    credential change)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(channels_list)
 
 
 @channels_group.command("list")
 @pass_drip
 def channels_list(drip: Drip) -> None:
+    """Each channel: sending, or paused since when, by whom and why."""
     with drip.runtime().factory() as session:
-        paused = all_paused(session)
-    for row in paused:
-        click.echo(
-            f"{row.channel}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC "
-            f"by {row.paused_by}: {row.reason}"
-        )
+        paused = {row.channel: row for row in all_paused(session)}
+    for channel in CHANNELS:
+        row = paused.get(channel.value)
+        if row is None:
+            click.echo(f"{channel.value}: sending")
+        else:
+            click.echo(
+                f"{channel.value}: paused since {row.created_at:%Y-%m-%d %H:%M} UTC "
+                f"by {row.paused_by}: {row.reason}"
+            )
     if not paused:
         click.echo("no channel is paused")
 
@@ -169,7 +126,7 @@ def outbox_group() -> None:
     """Inspect and settle outbox messages."""
 
 
-def _age(seconds: float | None) -> str:
+def age_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = int(seconds)
@@ -181,16 +138,26 @@ def _age(seconds: float | None) -> str:
 
 
 @outbox_group.command("list")
-@click.option("--status", "status_", default="unconfirmed", show_default=True)
-@click.option("--limit", default=50, show_default=True)
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in MessageStatus]),
+    default=MessageStatus.UNCONFIRMED.value,
+    show_default=True,
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @pass_drip
 def outbox_list(drip: Drip, status_, limit) -> None:
+    """Messages in one state, oldest change first, with each one's age in it."""
     rt = drip.runtime()
     now = rt.clock.now()
     with rt.factory() as session:
-        for m in messages_in(session, status_, limit):
+        rows = messages_in(session, status_, limit)
+        if not rows:
+            click.echo(f"no {status_} messages")
+        for m in rows:
             # For an unconfirmed message, updated_at is when it became unconfirmed.
-            age = _age((now - m.updated_at).total_seconds())
+            age = age_text((now - m.updated_at).total_seconds())
             click.echo(
                 f"#{m.id} {m.campaign_key}/{m.step_key} {m.channel} age={age} "
                 f"attempts={m.attempts} provider_id={m.provider_message_id or '-'} "
@@ -239,7 +206,8 @@ def outbox_settle_all(drip: Drip, outcome, channel, older_than, yes) -> None:
         return
     where = f" on {channel}" if channel else ""
     click.echo(
-        f"{count} unconfirmed message(s){where}, oldest {_age(oldest)}, to be settled as {outcome}"
+        f"{count} unconfirmed message(s){where}, oldest {age_text(oldest)}, "
+        f"to be settled as {outcome}"
     )
     if not yes:
         click.confirm("Settle them?", abort=True)

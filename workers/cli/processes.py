@@ -12,6 +12,22 @@ import click
 from workers.cli.context import Drip, pass_drip
 from workers.demo import CAMPAIGN, run_demo
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOGLEVEL = click.option(
+    "--loglevel",
+    "-l",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Default: LOG_LEVEL.",
+)
+
+
+def default_node_name() -> str:
+    """worker-<pid>@<host>: two workers on one host otherwise share Celery's default name
+    (celery@<host>), and `celery inspect` and Flower see one node where there are two.
+    The pid survives the exec into Celery, and is unique on the host while it runs."""
+    return f"worker-{os.getpid()}@%h"
+
 
 @click.command(
     "worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
@@ -19,13 +35,23 @@ from workers.demo import CAMPAIGN, run_demo
 @click.option("--queues", "-Q", default="schedule,email,sms,events", show_default=True)
 @click.option("--concurrency", "-c", default=2, show_default=True)
 @click.option(
-    "--beat", is_flag=True, help="Also run the scheduler in this process (one machine only)."
+    "--hostname",
+    "-n",
+    default=None,
+    help="The worker's node name, as Celery's -n (%h is the host name). "
+    "Default: worker-<pid>@<host>, unique per process.",
+)
+@LOGLEVEL
+@click.option(
+    "--beat", is_flag=True, help="Also run a scheduler in this process (it leads or stands by)."
 )
 @pass_drip
 @click.pass_context
-def worker(ctx: click.Context, drip: Drip, queues, concurrency, beat) -> None:
+def worker(ctx: click.Context, drip: Drip, queues, concurrency, hostname, loglevel, beat) -> None:
     """Run a Celery worker (add more processes or machines to scale out)."""
-    s = drip.settings  # a bad setting stops here, with its name, not inside Celery
+    _ = drip.settings  # a bad setting stops here, with its name, not inside Celery
+    if hostname is not None and not hostname.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--hostname'")
     args = [
         sys.executable,
         "-m",
@@ -37,22 +63,25 @@ def worker(ctx: click.Context, drip: Drip, queues, concurrency, beat) -> None:
         queues,
         "-c",
         str(concurrency),
+        "-n",
+        hostname or default_node_name(),
         "-l",
-        "info",
+        loglevel or drip.settings.log_level.lower(),
         "--without-mingle",
         "--without-gossip",
     ]
     if beat:
-        args += ["-B", "-s", str(s.broker_dir.parent / "celerybeat-schedule")]
+        args += ["-B"]
     os.execv(sys.executable, args + list(ctx.args))
 
 
 @click.command("beat")
+@LOGLEVEL
 @pass_drip
-def beat(drip: Drip) -> None:
-    """Run the scheduler (exactly one per deployment)."""
-    s = drip.settings
-    s.broker_dir.parent.mkdir(parents=True, exist_ok=True)
+def beat(drip: Drip, loglevel) -> None:
+    """Run a scheduler. Several may run (on several hosts): one leads and publishes the
+    schedule, the others stand by and take over within seconds if it dies."""
+    _ = drip.settings  # a bad setting stops here, with its name, not inside Celery
     os.execv(
         sys.executable,
         [
@@ -63,9 +92,7 @@ def beat(drip: Drip) -> None:
             "workers.app",
             "beat",
             "-l",
-            "info",
-            "-s",
-            str(s.broker_dir.parent / "celerybeat-schedule"),
+            loglevel or drip.settings.log_level.lower(),
         ],
     )
 

@@ -167,7 +167,13 @@ def campaigns_history(drip: Drip, key) -> None:
     with rt.factory() as session:
         rows = history(session, key, files=False)
         if not rows:
-            click.echo(f"{key}: no revisions")
+            known = sorted(set(heads(session)) | set(file_keys(rt.settings.definitions_dir)))
+            if key not in known:
+                raise click.BadParameter(
+                    f"no campaign {key!r} (known: {', '.join(known) or 'none'})",
+                    param_hint="'KEY'",
+                )
+            click.echo(f"{key}: no revisions yet (its file seeds one at the next start)")
             return
         for i, row in enumerate(rows):
             running = "  (running)" if i == 0 else ""
