@@ -17,7 +17,8 @@ install: $(BIN)/drip
 demo: install
 	$(BIN)/drip demo
 
-# The whole suite. Needs PostgreSQL and Redis on localhost (see README); fails without them.
+# The whole suite. Uses PostgreSQL and Redis on localhost (see README) if they answer, else
+# starts private ones from the test extra's packages (tests/services.py).
 test: install
 	$(BIN)/python -m pytest
 

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
 
     # Scheduler and workers
     tick_seconds: float = Field(5.0, gt=0)
+    # A worker's own /metrics (send outcomes, provider calls, ticks: workers/metrics.py),
+    # served over HTTP by its main process for all its pool processes. Unset: not served.
+    # Bound to loopback unless WORKER_METRICS_HOST says otherwise; it has no access check.
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # The reaper's pass: lost tasks requeued, expired leases, provider look-ups.
     reap_seconds: float = Field(10.0, gt=0)
     # Several schedulers may run; one leads through a lease row (campaigns.delivery.

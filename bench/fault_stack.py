@@ -48,6 +48,7 @@ from campaigns.sequences.timing import Policy
 from settings import load_settings
 from tests.fakes import FakeSendGrid, FakeTwilio
 from tests.faultproxy import FaultProxy
+from tests.services import redis_server
 from workers.app import make_app
 from workers.providers.sendgrid_webhook import REF_ARG, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
@@ -132,7 +133,7 @@ class RedisServer:
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
         args += ["no", "--daemonize", "no", "--logfile", str(self.folder / "redis.log")]
         self.proc = subprocess.Popen(
-            ["redis-server", *args],
+            [redis_server(), *args],
             cwd=self.folder,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -66,7 +66,13 @@ class Launch(Bench):
 
     def env(self, phase: str, database_url: str) -> dict[str, str]:
         env = super().env(phase, database_url)
-        env.update(DEFINITIONS_DIR=str(DEFINITIONS), TEMPLATES_DIR=str(TEMPLATES))
+        # The shipped course, as published in the database by `bulk_enroll` (the product's
+        # source; throughput.py's fixture course is read from its file instead).
+        env.update(
+            DEFINITIONS_DIR=str(DEFINITIONS),
+            TEMPLATES_DIR=str(TEMPLATES),
+            SEQUENCES_SOURCE="database",
+        )
         if self.twilio_concurrency:
             env["TWILIO_CONCURRENCY"] = str(self.twilio_concurrency)
         return env

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,8 @@ class Bench:
         client = redis.Redis.from_url(self.redis_url)
         for key in client.scan_iter(match=f"{self.run}*", count=1000):
             client.delete(key)
+        if exc[0] is None:  # on a failure the logs stay: the message names the folder
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # set-up ------------------------------------------------------------------------
     def database(self, phase: str) -> str:
@@ -120,6 +123,9 @@ class Bench:
             DATABASE_URL=database_url,
             REDIS_URL=self.redis_url,
             REDIS_KEY_PREFIX=f"{self.run}-{phase}:",
+            # The fixture course is read from its file (the product's default source, the
+            # database, would have no revision of it: every claim would find no step).
+            SEQUENCES_SOURCE="files",
             DEFINITIONS_DIR=str(FIXTURES / "definitions"),
             TEMPLATES_DIR=str(FIXTURES / "templates"),
             OUTBOX_DIR=str(self.tmp / "outbox"),
@@ -147,7 +153,9 @@ class Bench:
         )
         return env
 
-    def start_worker(self, phase: str, app: str, queues: str, env: dict, beat: bool) -> str:
+    def start_worker(
+        self, phase: str, app: str, queues: str, env: dict, beat: bool, concurrency=None
+    ) -> str:
         node = f"{phase}@{self.run}"
         args = [
             sys.executable,
@@ -159,7 +167,7 @@ class Bench:
             "-Q",
             queues,
             "-c",
-            str(self.concurrency),
+            str(concurrency or self.concurrency),
             "-n",
             node,
             "--without-mingle",
@@ -216,13 +224,31 @@ class Bench:
         _stop(self.procs.pop())
         return {"count": n, "seconds": seconds, "rate": n / seconds}
 
-    def drip_rate(self, channel: str, n: int) -> dict:
-        url = self.database(channel)
-        env = self.env(channel, url)
-        node = self.start_worker(
-            channel, "workers.app", "schedule,email,sms,events", env, beat=True
+    def drip_rate(
+        self, channel: str, n: int, workers: int = 1, split: bool = False, **extra_env
+    ) -> dict:
+        """`workers` processes of `self.concurrency` each, the first with beat; with
+        `split`, one more process (-c 1, with beat) takes only the schedule and events
+        queues and the others only email and sms. `extra_env` overrides settings (the
+        rate limits, for one)."""
+        phase = f"{channel}{len(self.databases)}"  # a database and Redis prefix per run
+        url = self.database(phase)
+        env = self.env(phase, url)
+        env.update({k: str(v) for k, v in extra_env.items()})
+        app = self.control_app(phase)
+        started_procs = len(self.procs)
+        fake = self.sendgrid if channel == "email" else self.twilio
+        requests_before = len(fake.requests)
+        layout = [("schedule,events", True, 1)] if split else []
+        layout += [("email,sms" if split else "schedule,email,sms,events", not split, None)]
+        layout += [("email,sms" if split else "schedule,email,sms,events", False, None)] * (
+            workers - 1
         )
-        self.wait_ready(self.control_app(channel), node)
+        for i, (queues, beat, concurrency) in enumerate(layout):
+            node = self.start_worker(
+                f"{phase}-{i}", "workers.app", queues, env, beat=beat, concurrency=concurrency
+            )
+            self.wait_ready(app, node)
         engine = make_engine(url)
         factory = make_session_factory(engine)
         registry = Registry(FIXTURES / "definitions", FIXTURES / "templates")
@@ -262,11 +288,11 @@ class Bench:
                 ).all()
             )
         engine.dispose()
-        _stop(self.procs.pop())
+        while len(self.procs) > started_procs:
+            _stop(self.procs.pop())
         sent = by_status.get(MessageStatus.SENT, 0)
         seconds = (_aware(last) - started).total_seconds()
-        fake = self.sendgrid if channel == "email" else self.twilio
-        requests = len(fake.requests)
+        requests = len(fake.requests) - requests_before
         return {
             "count": sent,
             "seconds": seconds,

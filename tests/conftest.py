@@ -1,12 +1,14 @@
 """Shared fixtures: real SQLite files and a real PostgreSQL database, a fixed clock.
 
 PostgreSQL and Redis are required: a test that needs one and cannot reach it fails, it
-never skips. Each run creates its own PostgreSQL database and Redis key prefix, so runs
+never skips. Where none is configured or answers, the run starts private ones
+(tests/services.py). Each run creates its own PostgreSQL database and Redis key prefix, so runs
 on one machine do not see each other's rows or queues.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,7 @@ from campaigns.links import Signer
 from campaigns.migrate import upgrade
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
+from tests import services
 from workers.providers.outbox import LocalOutbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,8 +36,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # product's default) is what tests/test_sequence_store.py, the editor's tests and the demo
 # test ask for by name.
 os.environ.setdefault("SEQUENCES_SOURCE", "files")
-PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Which PostgreSQL and Redis this run uses (tests/services.py): TEST_POSTGRES_URL and
+# TEST_REDIS_URL, else the machine's on the default ports, else private ones started
+# when a test first needs them.
+POSTGRES = services.choose("postgres")
+REDIS = services.choose("redis")
+# What the session actually used, for the summary line.
+USED: dict[str, str] = {}
 TABLES = (
     "answers",
     "api_keys",
@@ -65,16 +73,43 @@ def _sa_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
+def database_url(admin: str, name: str) -> str:
+    """SQLAlchemy's URL of database `name` on the server of the admin URL `admin`."""
+    return _sa_url(f"{admin.rsplit('/', 1)[0]}/{name}")
+
+
+def _private(request, server, kind: str):
+    """Start a private server for the session; stopped when the session ends, also on
+    Ctrl-C or a failure (pytest tears session fixtures down then too), and at exit if
+    pytest itself is killed before its teardown."""
+    try:
+        server.start()
+    except services.ServiceError as exc:
+        pytest.fail(f"{kind} is required and none answers, and a private one failed: {exc}")
+    request.addfinalizer(server.stop)
+    atexit.register(server.stop)
+    USED[kind] = f"{server.url} (private: {server.version})"
+    return server.url
+
+
 @pytest.fixture(scope="session")
-def pg_url():
+def pg_admin(request) -> str:
+    """An admin URL of the run's PostgreSQL server, allowed to create databases."""
+    if POSTGRES.url:
+        USED["PostgreSQL"] = POSTGRES.describe()
+        return POSTGRES.url
+    return _private(request, services.PrivatePostgres(), "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin):
     name = f"drip_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+        admin = psycopg.connect(pg_admin, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required at {PG_ADMIN} (TEST_POSTGRES_URL): {exc}")
+        pytest.fail(f"PostgreSQL is required at {pg_admin} (TEST_POSTGRES_URL): {exc}")
     admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    url = _sa_url(f"{base}/{name}")
+    url = database_url(pg_admin, name)
     upgrade(url)
     yield url
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -82,13 +117,20 @@ def pg_url():
 
 
 @pytest.fixture(scope="session")
-def redis_url():
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+def redis_url(request):
+    if REDIS.url:
+        url = REDIS.url
+        USED["Redis"] = REDIS.describe()
+    else:
+        url = _private(request, services.PrivateRedis(), "Redis")
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis is required at {REDIS_URL} (TEST_REDIS_URL): {exc}")
-    return REDIS_URL
+        pytest.fail(f"Redis is required at {url} (TEST_REDIS_URL): {exc}")
+    finally:
+        client.close()
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -161,9 +203,19 @@ def send_ctx(factory, clock, registry, policy, outbox):
     )
 
 
+def pytest_report_header(config):
+    """Which PostgreSQL and Redis the run uses, before it starts."""
+    return [f"PostgreSQL: {POSTGRES.describe()}", f"Redis: {REDIS.describe()}"]
+
+
 def pytest_terminal_summary(terminalreporter):
-    """The property test's figure in every run's summary (CI included): how many generated
+    """Which servers the run used (private ones with their address and version); and the
+    property test's figure in every run's summary (CI included): how many generated
     requests reached the public routes, and how many got a 5xx."""
+    for kind in ("PostgreSQL", "Redis"):
+        used = USED.get(kind, "not needed by the tests that ran")
+        terminalreporter.write_line(f"{kind} used: {used}")
+
     from tests import test_edge_property
 
     sent = test_edge_property.SENT["count"]

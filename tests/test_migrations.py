@@ -15,7 +15,7 @@ from sqlalchemy import text
 from campaigns.db import make_engine
 from campaigns.migrate import alembic_config, upgrade
 from campaigns.reasons import Reason
-from tests.conftest import PG_ADMIN, _sa_url
+from tests.conftest import database_url
 
 # Sentences the engine wrote before reason codes existed, and the code each must get.
 OLD_REASONS = [
@@ -51,10 +51,11 @@ def empty_db(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
         return
     name = f"drip_migrate_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    pg_admin = request.getfixturevalue("pg_admin")
+    admin = psycopg.connect(pg_admin, autocommit=True, connect_timeout=5)
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _sa_url(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}")
+        yield database_url(pg_admin, name)
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()

@@ -3,10 +3,9 @@ health, the broker is only reported; metrics parse as Prometheus text and match 
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from campaigns.clock import SystemClock
@@ -17,45 +16,20 @@ from campaigns.models import ContactRequest, Message
 from campaigns.reporting.overview import read_status
 from tests.test_admin import AUTH, basic, make_app
 from tests.test_reports import script_history
-from web.ops import Exposition
 from workers.app import QUEUES
 
 LOOPBACK = ("127.0.0.1", 40000)
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
 
 
 def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
-    """A small strict reader of the text format: every line is a comment (# HELP/# TYPE)
-    or `name{labels} value`; each sample's family was declared before it."""
-    assert text.endswith("\n")
-    declared: dict[str, str] = {}
+    """Every sample of a scrape by (name, labels), read by prometheus_client's own parser;
+    a sample twice is an error."""
     samples: dict[tuple[str, frozenset], float] = {}
-    for line in text.rstrip("\n").split("\n"):
-        if line.startswith("#"):
-            kind, name, rest = (
-                line.split(" ", 3)[1:4] if line.count(" ") >= 3 else (None, None, None)
-            )
-            assert kind in ("HELP", "TYPE") and name, line
-            if kind == "TYPE":
-                assert rest == "gauge", line
-                declared[name] = rest
-            continue
-        match = SAMPLE.match(line)
-        assert match, f"not a sample line: {line!r}"
-        name, labels_text, value = match.groups()
-        assert name in declared, f"{name} has no # TYPE"
-        labels = {}
-        if labels_text:
-            pos = 0
-            while pos < len(labels_text):
-                m = LABEL.match(labels_text, pos)
-                assert m, f"bad labels in {line!r}"
-                labels[m.group(1)] = m.group(2)
-                pos = m.end()
-        key = (name, frozenset(labels.items()))
-        assert key not in samples, f"duplicate sample {line!r}"
-        samples[key] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, frozenset(sample.labels.items()))
+            assert key not in samples, f"duplicate sample {key}"
+            samples[key] = sample.value
     return samples
 
 
@@ -151,21 +125,6 @@ def test_healthz_503_when_the_database_does_not_answer(tmp_path, clock):
 
 
 # ---------------------------------------------------------------- /metrics
-
-
-def test_exposition_escapes_label_values_and_help():
-    out = Exposition()
-    out.gauge(
-        "drip_x",
-        "help with a \\ backslash\nand a newline",
-        [({"reason": 'a "quoted"\\path\nnext'}, 1.5), ({}, float("nan")), ({"k": "v"}, True)],
-    )
-    text = out.text()
-    assert text.splitlines()[0] == "# HELP drip_x help with a \\\\ backslash\\nand a newline"
-    assert 'drip_x{reason="a \\"quoted\\"\\\\path\\nnext"} 1.5' in text
-    samples = parse_prometheus(text)
-    assert value(samples, "drip_x", reason='a \\"quoted\\"\\\\path\\nnext') == 1.5
-    assert value(samples, "drip_x", k="v") == 1
 
 
 def test_metrics_need_basic_auth_when_a_password_is_set(app):

@@ -43,6 +43,7 @@ from campaigns.states import MessageStatus
 from tests.conftest import FIXTURES
 from tests.fakes import FakeSendGrid, FakeTwilio, Response
 from tests.helpers import add_and_enroll
+from tests.services import redis_server
 from tests.stack import VIRTUAL_EPOCH, Stack, delivery_lines, wait_until_done
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,7 @@ class PrivateRedis:
     def start(self) -> None:
         log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 (the server keeps it)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            [redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
             + ["--appendonly", "no", "--dir", str(self.folder)],
             stdout=log,
             stderr=log,

@@ -41,6 +41,8 @@ def test_defaults_run_with_no_configuration():
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"PUBLIC_BASE_URL": "care.example"}, "PUBLIC_BASE_URL"),
         ({"SMS_LATEST_HOUR": "7"}, "SMS_LATEST_HOUR"),
+        ({"WORKER_METRICS_PORT": "70000"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "ninety"}, "WORKER_METRICS_PORT"),
         ({"SCHEDULER_RENEW_SECONDS": "0"}, "SCHEDULER_RENEW_SECONDS"),
         (
             {"SCHEDULER_LEASE_SECONDS": "5", "SCHEDULER_RENEW_SECONDS": "2"},

@@ -415,16 +415,16 @@ def test_the_shipped_course_then_the_check_in_two_weeks_later(
 
 
 @pytest.mark.slow
-def test_a_real_worker_enrolls_on_an_event_and_sends_the_follow_up(tmp_path, db_url):
+def test_a_real_worker_enrolls_on_an_event_and_sends_the_follow_up(tmp_path, db_url, request):
     from campaigns.clock import ScaledClock
     from campaigns.db import make_engine, make_session_factory
     from campaigns.models import CampaignRevision
     from campaigns.sequences.timing import Policy
-    from tests.conftest import REDIS_URL
     from tests.stack import VIRTUAL_EPOCH, Stack
 
     registry = courses(tmp_path, "enroll_on: [{event: class_attended}]\n")
-    stack = Stack(tmp_path, db_url, None if db_url.startswith("sqlite") else REDIS_URL)
+    redis_url = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
+    stack = Stack(tmp_path, db_url, redis_url)
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     clock = ScaledClock(stack.real_epoch, VIRTUAL_EPOCH, 1.0)

@@ -23,6 +23,7 @@ from web import (
     audit,
     contacts,
     login,
+    metrics,
     ops,
     pages,
     people,
@@ -101,5 +102,6 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
     app.include_router(api.router)
     return app

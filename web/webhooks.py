@@ -39,15 +39,19 @@ from campaigns.tracking.events import NormalizedEvent, record_event
 from campaigns.tracking.inbound import HelpDesk, InboundText, handle_inbound_sms
 from campaigns.tracking.keywords import keyword
 from web.body_limits import SENDGRID_MAX_BODY, TWILIO_MAX_BODY  # noqa: F401 (the caps, named here too)
+from workers import metrics
 from workers.providers import sendgrid_webhook, twilio_webhook
 from workers.providers.webhook_base import BadPayload, NotConfigured, Rejected, WebhookError
 from workers.runtime import care_team_from
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")
+# The drip_webhook_deliveries_total result of each refusal.
+_REFUSALS = {NotConfigured: "not_configured", Rejected: "refused", BadPayload: "bad_payload"}
 
 
 def _refused(provider: str, exc: WebhookError) -> HTTPException:
+    metrics.WEBHOOK_DELIVERIES.labels(provider, _REFUSALS.get(type(exc), "refused")).inc()
     if isinstance(exc, NotConfigured):
         log.error("%s webhook refused: %s", provider, exc)
         return HTTPException(503, f"{provider} webhooks are not configured")
@@ -102,7 +106,8 @@ async def twilio_status(request: Request) -> Response:
     except WebhookError as exc:
         raise _refused("twilio", exc) from None
     if evs:
-        await run_in_threadpool(_record, state, evs)
+        await run_in_threadpool(_record, state, evs, "twilio")
+    metrics.WEBHOOK_DELIVERIES.labels("twilio", "accepted").inc()
     return Response(status_code=200)  # Twilio ignores the body of a status callback
 
 
@@ -115,6 +120,7 @@ async def twilio_inbound(request: Request) -> Response:
     except WebhookError as exc:
         raise _refused("twilio", exc) from None
     reply = await run_in_threadpool(_inbound, state, text)
+    metrics.WEBHOOK_DELIVERIES.labels("twilio", "accepted").inc()
     twiml = MessagingResponse()
     if reply:
         twiml.message(reply)
@@ -161,8 +167,9 @@ def _inbound(state, text: InboundText) -> str | None:
             return None
         return signup.join_reply(enrolled.subscriber.locale, settings.brand_name)
 
+    kinds: list[str] = []
     with transaction(state.factory) as session:
-        return handle_inbound_sms(
+        reply = handle_inbound_sms(
             session,
             state.clock,
             text,
@@ -176,7 +183,11 @@ def _inbound(state, text: InboundText) -> str | None:
             questions=QuestionDesk(
                 registry, timedelta(days=settings.question_reply_days), settings.brand_name
             ),
+            seen=kinds.append,
         )
+    for kind in kinds:  # counted once committed
+        metrics.INBOUND_TEXTS.labels(kind).inc()
+    return reply
 
 
 def _message_ref(state, signed: str | None) -> str | None:
@@ -209,13 +220,16 @@ async def sendgrid_events(request: Request) -> Response:
         evs = sendgrid_webhook.parse(body, state.clock.now())
     except WebhookError as exc:
         raise _refused("sendgrid", exc) from None
-    await run_in_threadpool(_record, state, evs)
+    await run_in_threadpool(_record, state, evs, "sendgrid")
+    metrics.WEBHOOK_DELIVERIES.labels("sendgrid", "accepted").inc()
     return Response(status_code=200)
 
 
-def _record(state, evs: list[NormalizedEvent]) -> None:
+def _record(state, evs: list[NormalizedEvent], provider: str) -> None:
     # One transaction per request: if anything fails the provider gets a 5xx and
     # retries the whole batch, and de-duplication makes the retry safe.
     with transaction(state.factory) as session:
-        for ev in evs:
-            record_event(session, state.clock, ev)
+        results = [record_event(session, state.clock, ev) for ev in evs]
+    # Counted once committed: a batch rolled back is retried and counted then.
+    for result in results:
+        metrics.WEBHOOK_EVENTS.labels(provider, result.value).inc()

@@ -13,6 +13,9 @@ holds the schedule and the broker only carries work that is due now.
 
 from __future__ import annotations
 
+import logging
+import os
+
 from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
@@ -132,3 +135,34 @@ def _check_schema(**_kwargs) -> None:
     from workers.runtime import check_schema
 
     check_schema(get_settings())
+
+
+@signals.worker_init.connect
+def _serve_metrics(**_kwargs) -> None:
+    # In the main process, before the pool forks: it only reads the pool's files.
+    from workers import metrics
+
+    settings = get_settings()
+    if settings.worker_metrics_port is None:
+        return
+    if metrics.multiprocess_dir() is None:
+        logging.getLogger(__name__).warning(
+            "WORKER_METRICS_PORT without PROMETHEUS_MULTIPROC_DIR: the pool processes' "
+            "counts are not seen; start the worker with `drip worker`, which sets it"
+        )
+    try:
+        metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)
+    except OSError as exc:  # a port in use: the worker still works, without its metrics
+        logging.getLogger(__name__).error(
+            "WORKER_METRICS_PORT %s on %s: %s; this worker's metrics are not served",
+            settings.worker_metrics_port,
+            settings.worker_metrics_host,
+            exc.strerror or exc,
+        )
+
+
+@signals.worker_process_shutdown.connect
+def _pool_process_gone(pid=None, **_kwargs) -> None:
+    from workers import metrics
+
+    metrics.process_exited(pid or os.getpid())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import timedelta
 
 from sqlalchemy.exc import OperationalError
@@ -27,6 +28,7 @@ from campaigns.intake.retention import remove_unconfirmed
 from campaigns.journeys.triggers import enroll_triggered
 from campaigns.reporting import retention
 from settings import Settings
+from workers import metrics
 from workers.app import app
 from workers.outages import database
 from workers.queues import held_ids
@@ -60,9 +62,13 @@ def dispatch(work: Work, settings: Settings | None = None) -> None:
 @app.task(name="drip.tick")
 def tick() -> dict | None:
     rt = runtime()
+    started = time.perf_counter()
     with database.watch("tick"):
         work = scheduler.tick(rt.factory, rt.clock, rt.registry, rt.policy, dispatch)
+        metrics.record_tick(time.perf_counter() - started, ok=True)
         return {"claimed": work.claimed, "email": len(work.email), "sms": len(work.sms)}
+    metrics.record_tick(time.perf_counter() - started, ok=False)  # watch() swallowed it
+    return None
 
 
 def settle_policy(settings: Settings) -> SettlePolicy:
@@ -195,7 +201,7 @@ def triggers() -> dict | None:
 
 def _send(task, channel: str, message_ids: list[int]) -> dict | None:
     try:
-        report = vars(send_batch(runtime().send, channel, message_ids))
+        batch = send_batch(runtime().send, channel, message_ids)
     except OperationalError as exc:
         if task.request.retries >= DB_RETRIES:
             database.failed(f"send_{channel}", exc)
@@ -212,6 +218,9 @@ def _send(task, channel: str, message_ids: list[int]) -> dict | None:
             countdown=db_retry_delay(task.request.retries), max_retries=DB_RETRIES
         ) from None
     database.ok()
+    metrics.record_batch(channel, batch)
+    report = vars(batch)
+    report.pop("sent_delays")  # a task's answer stays small
     return report
 
 

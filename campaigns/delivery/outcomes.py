@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, text, update
@@ -51,6 +51,9 @@ class BatchReport:
     not_ours: int = 0
     paused: int = 0
     waiting: int = 0
+    # Seconds from each sent message's due time to its provider call (for the worker's
+    # latency histogram; the domain only measures it).
+    sent_delays: list[float] = field(default_factory=list)
 
     def count(self, counter: str, n: int = 1) -> None:
         setattr(self, counter, getattr(self, counter) + n)
@@ -221,14 +224,13 @@ def record_results(
     """
     now = clock.now()
     ids = [r.message_id for r in results]
-    rows = {
-        mid: (attempts, sid, channel)
-        for mid, attempts, sid, channel in session.execute(
-            select(Message.id, Message.attempts, Message.subscriber_id, Message.channel).where(
-                id_in(session, Message.id, ids)
-            )
-        )
-    }
+    found = session.execute(
+        select(
+            Message.id, Message.attempts, Message.subscriber_id, Message.channel, Message.due_at
+        ).where(id_in(session, Message.id, ids))
+    ).all()
+    rows = {mid: (attempts, sid, channel) for mid, attempts, sid, channel, _ in found}
+    due = {mid: due_at for mid, *_, due_at in found}
     decisions = {
         r.message_id: decide(r, rows[r.message_id][0], retries, provider, now)
         for r in results
@@ -245,6 +247,8 @@ def record_results(
         if mid in lost:
             continue
         report.count(d.counter)
+        if d.counter == "sent" and d.values.get("sent_at") is not None:
+            report.sent_delays.append((d.values["sent_at"] - due[mid]).total_seconds())
         _, subscriber_id, channel = rows[mid]
         if d.suppress_reason:
             address = address_for(session.get(Subscriber, subscriber_id), channel)

@@ -60,6 +60,20 @@ START_REPLY = {
     "AYUDA para ayuda.",
 }
 SPANISH_WORDS = {"PARAR", "ALTO", "CANCELAR", "BAJA", "DARDEBAJA", "AYUDA"}
+# What an inbound text turned out to be: a keyword (help, opt_out, opt_in, confirm, join),
+# an answer to a check-in question, a text for a person (inbox), or nothing to act on (a
+# provider's retry of a text already handled, a sender that is not a phone number).
+KINDS = (
+    "help",
+    "opt_out",
+    "opt_in",
+    "confirm",
+    "join",
+    "answer",
+    "inbox",
+    "duplicate",
+    "no_sender",
+)
 
 
 @dataclass
@@ -134,8 +148,10 @@ def handle_inbound_sms(
     brand: str = "Lunara",
     confirm_opt_outs: bool = True,
     questions: answers.QuestionDesk | None = None,
+    seen: Callable[[str], None] | None = None,
 ) -> str | None:
     """Act on a text from a subscriber. Returns the reply to send back, or None.
+    `seen`, when given, is told which of KINDS the text turned out to be (for counting).
 
     A STOP, or free words that clearly ask to stop (campaigns.tracking.keywords), revokes
     SMS consent. STOP and START are confirmed in the person's language, unless
@@ -167,12 +183,15 @@ def handle_inbound_sms(
         first_delivery = True
     except IntegrityError:
         first_delivery = False  # the provider retried the request; act once
+    said = seen or (lambda _kind: None)
     if word is Intent.HELP:
+        said("help")
         spanish = keyword(text.body) == "AYUDA" or (
             subscriber is not None and (subscriber.locale or "").startswith("es")
         )
         return (help_desk or HelpDesk(brand)).reply(phone, "es" if spanish else "en")
     if not first_delivery or phone is None:
+        said("duplicate" if not first_delivery else "no_sender")
         return None
     folded = keyword(text.body)
     evidence = {"keyword": folded if word else None, "message_sid": text.message_id}
@@ -198,11 +217,13 @@ def handle_inbound_sms(
             # Not (yet) a subscriber: still never text this number until it says START.
             suppress(session, clock, Channel.SMS, phone, Cause.STOP, source)
         log.info("STOP from %s", mask(phone))
+        said("opt_out")
         session.flush()
         return STOP_REPLY[locale].format(brand=brand) if confirm_opt_outs else None
     if word is Intent.START:
         _start(session, clock, subscriber, phone, evidence)
         log.info("START from %s", mask(phone))
+        said("opt_in")
         session.flush()
         return START_REPLY[locale].format(brand=brand) if confirm_opt_outs else None
     if confirm is not None:
@@ -211,6 +232,7 @@ def handle_inbound_sms(
         reply = confirm(session, phone, text.body, text.message_id)
         if reply:
             log.info("YES from %s", mask(phone))
+            said("confirm")
             return reply
     if join is not None:
         # Sign-up by text (JOIN / UNIRME) lives in campaigns.intake.signup; the caller
@@ -218,6 +240,7 @@ def handle_inbound_sms(
         reply = join(session, phone, text.body, text.message_id)
         if reply:
             log.info("JOIN from %s", mask(phone))
+            said("join")
             return reply
     session.flush()
     asked = (
@@ -228,12 +251,14 @@ def handle_inbound_sms(
     if asked is not None and answers.answer_by_text(session, clock, asked, text.body, row):
         # Checked after every keyword: no number is one. The value stays out of the log.
         log.info("check-in answer by text from %s", mask(phone))
+        said("answer")
         country = country_of_phone(phone)
         default = help_desk.default_country if help_desk else "US"
         return questions.thanks(locale, emergency_number(country, default))
     # Anything else a person writes waits for a person (invariant 12), beside the
     # question it may answer.
     inbox.add(session, row, phone, text.body or "", asked.message.id if asked else None)
+    said("inbox")
     return None
 
 

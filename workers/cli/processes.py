@@ -29,6 +29,19 @@ def default_node_name() -> str:
     return f"worker-{os.getpid()}@%h"
 
 
+def _metrics_dir(role: str) -> None:
+    """The directory the processes about to start share their metrics in (multiprocess
+    mode, workers/metrics.py): set here, before they import prometheus_client."""
+    from workers import metrics
+
+    try:
+        os.environ[metrics.ENV] = metrics.prepare_multiprocess_dir(role)
+    except OSError as exc:
+        raise click.ClickException(
+            f"{metrics.ENV}={os.environ.get(metrics.ENV)}: {exc.strerror or exc}"
+        ) from None
+
+
 @click.command(
     "worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )
@@ -72,6 +85,7 @@ def worker(ctx: click.Context, drip: Drip, queues, concurrency, hostname, loglev
     ]
     if beat:
         args += ["-B"]
+    _metrics_dir("worker")
     os.execv(sys.executable, args + list(ctx.args))
 
 
@@ -105,6 +119,7 @@ def beat(drip: Drip, loglevel) -> None:
 def web(drip: Drip, host, port, processes) -> None:
     """Run the web app: subscriber pages, provider webhooks, admin pages, /metrics, /healthz."""
     _ = drip.settings  # a bad setting stops here, with its name, not inside uvicorn
+    _metrics_dir("web")
     os.execv(
         sys.executable,
         [

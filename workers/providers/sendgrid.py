@@ -67,6 +67,7 @@ from python_http_client import exceptions as sg_exc
 from sendgrid import SendGridAPIClient
 
 from campaigns.delivery.providers import Outcome, OutgoingEmail, SendResult
+from workers import metrics
 from workers.providers import scrub
 from workers.providers.sendgrid_webhook import PROVIDER, REF_ARG
 
@@ -218,11 +219,27 @@ class SendGridEmail:
         done: list[SendResult] = []
         pending = list(items)
         for _ in range(MAX_ROUNDS):
+            started = time.perf_counter()
             try:
                 response = self.client.send(self._body(pending))
             except Exception as exc:  # classify decides; unknown types are UNKNOWN
                 verdict = classify(exc)
+                status = getattr(exc, "status_code", None)
+                metrics.record_provider_call(
+                    "email",
+                    PROVIDER,
+                    verdict.outcome.value,
+                    int(status) if status is not None else None,
+                    time.perf_counter() - started,
+                )
             else:
+                metrics.record_provider_call(
+                    "email",
+                    PROVIDER,
+                    "accepted",
+                    response.status_code,
+                    time.perf_counter() - started,
+                )
                 provider_id = response.headers.get("X-Message-Id") if response.headers else None
                 return done + [
                     SendResult(i.message_id, Outcome.ACCEPTED, provider_id) for i in pending

@@ -60,6 +60,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 import urllib.request
 import weakref
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ from campaigns.audience.suppression import Cause
 from campaigns.delivery.providers import Outcome, OutgoingSms, SendResult
 from campaigns.delivery.unconfirmed import LookupAnswer, LookupRequest
 from campaigns.redact import mask
+from workers import metrics
 from workers.providers import scrub
 from workers.providers.twilio_webhook import OPTED_OUT_ERRORS, PROVIDER
 
@@ -139,6 +141,8 @@ def _retry_after(headers) -> float | None:
 # The SDK's exceptions drop the response headers, and Retry-After lives there; each send
 # runs in its own asyncio task, so the headers of its last response are kept per task.
 _last_headers: contextvars.ContextVar = contextvars.ContextVar("twilio_last_headers", default=None)
+# And its status, for the request counter's code class (None: no answer came).
+_last_status: contextvars.ContextVar = contextvars.ContextVar("twilio_last_status", default=None)
 
 
 class _AsyncClient(AsyncTwilioHttpClient):
@@ -166,6 +170,7 @@ class _AsyncClient(AsyncTwilioHttpClient):
     ) -> Response:
         limit = timeout or self.timeout
         _last_headers.set(None)
+        _last_status.set(None)
         headers = dict(headers or {})
         if auth:
             headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
@@ -181,6 +186,7 @@ class _AsyncClient(AsyncTwilioHttpClient):
         ) as answer:
             text = await answer.text()
             _last_headers.set(answer.headers)
+            _last_status.set(answer.status)
             return Response(answer.status, text, answer.headers)
 
 
@@ -293,6 +299,7 @@ class TwilioSms:
             if self.messaging_service_sid
             else {"from_": self.from_number}
         )
+        started = time.perf_counter()
         try:
             message = await client.messages.create_async(
                 to=item.to,
@@ -302,6 +309,13 @@ class TwilioSms:
             )
         except Exception as exc:  # classify decides; unknown types are UNKNOWN
             verdict = classify(exc, _last_headers.get())
+            metrics.record_provider_call(
+                "sms",
+                PROVIDER,
+                verdict.outcome.value,
+                _last_status.get(),
+                time.perf_counter() - started,
+            )
             log.warning(
                 "twilio: text #%s to %s %s: %s",
                 item.message_id,
@@ -316,6 +330,9 @@ class TwilioSms:
                 retry_after=verdict.retry_after,
                 suppress_reason=verdict.suppress_reason,
             )
+        metrics.record_provider_call(
+            "sms", PROVIDER, "accepted", _last_status.get(), time.perf_counter() - started
+        )
         return SendResult(item.message_id, Outcome.ACCEPTED, message.sid)
 
     def look_up(self, requests: list[LookupRequest]) -> dict[int, LookupAnswer]:
