@@ -49,6 +49,7 @@ TABLES = (
     "cap_holds",
     "inbox_items",
     "contact_requests",
+    "event_rollups",
     "events",
     "messages",
     "enrollments",

@@ -37,6 +37,8 @@ from web import (
     webhooks,
 )
 from web.body_limits import BodyLimit
+from web.request_log import RequestLog
+from workers import logs
 from workers.runtime import build_runtime
 
 
@@ -46,7 +48,11 @@ def create_app(
     clock: Clock | None = None,
     dispatch: Callable | None = None,
 ) -> FastAPI:
-    settings = settings or get_settings()
+    if settings is None:
+        # Run by uvicorn (`--factory`): this process logs as LOG_FORMAT says, uvicorn too.
+        settings = get_settings()
+        logs.configure_from(settings)
+        logs.take_over_uvicorn()
     built_here = factory is None
     rt = build_runtime(settings, factory=factory, clock=clock)
     rt.seed_sequences()
@@ -84,6 +90,8 @@ def create_app(
     app.state.dispatch = dispatch
     # Outside every route, so no body is read past its route's cap (web/body_limits.py).
     app.add_middleware(BodyLimit)
+    # Outermost: one line per request, whatever an inner layer answered or raised.
+    app.add_middleware(RequestLog)
     app.include_router(webhooks.router)
     app.include_router(pages.router)
     app.include_router(previews.router)

@@ -17,10 +17,13 @@ import logging
 import os
 
 from celery import Celery, signals
+from celery.schedules import crontab
 from kombu import Queue
 
 from settings import get_settings
+from workers import task_log  # noqa: F401 (one line per task run, by its signals)
 from workers.filesystem_broker import register
+from workers.logs import configure
 
 QUEUES = ("schedule", "email", "sms", "events")
 
@@ -71,6 +74,7 @@ def make_app(settings=None) -> Celery:
             "drip.notify": {"queue": "events"},
             "drip.triggers": {"queue": "schedule"},
             "drip.hits": {"queue": "events"},
+            "drip.retention": {"queue": "schedule"},
         },
         beat_schedule={
             "tick": {
@@ -107,6 +111,12 @@ def make_app(settings=None) -> Celery:
                 "schedule": settings.reap_seconds,
                 "options": {"expires": max(settings.reap_seconds * 3, 10)},
             },
+            # Daily, at a quiet hour (campaigns.reporting.retention).
+            "retention": {
+                "task": "drip.retention",
+                "schedule": crontab(hour=3, minute=17),
+                "options": {"expires": 6 * 3600},
+            },
         },
         beat_max_loop_interval=min(5.0, settings.tick_seconds),
         # Says a broker outage once, not a traceback per task it could not publish.
@@ -118,6 +128,18 @@ def make_app(settings=None) -> Celery:
 
 
 app = make_app()
+
+
+@signals.celeryd_init.connect
+@signals.setup_logging.connect
+def _setup_logging(loglevel=None, **_kwargs) -> None:
+    # A setup_logging receiver means Celery configures no logging of its own: its lines
+    # and ours go through one handler, as LOG_FORMAT says (workers/logs.py), at Celery's
+    # `-l` (`drip worker` and `drip beat` pass LOG_LEVEL unless told otherwise).
+    # celeryd_init comes first, before the worker's start-up warnings (running as root),
+    # so those are lines of the format too.
+    settings = get_settings()
+    configure(settings.log_format, loglevel or settings.log_level)
 
 
 @signals.worker_init.connect

@@ -27,13 +27,14 @@ from campaigns.delivery.work import Work
 from campaigns.intake.confirmations import send_confirmations, send_text_confirmations
 from campaigns.intake.retention import remove_unconfirmed
 from campaigns.journeys.triggers import enroll_triggered
+from campaigns.reporting import retention
 from settings import Settings
 from workers import metrics
 from workers.app import app
 from workers.hit_queue import outage as hit_outage
 from workers.outages import database
 from workers.queues import held_ids
-from workers.runtime import runtime
+from workers.runtime import retention_policy, runtime
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,22 @@ def notify() -> dict | None:
             "confirmations": confirmations,
             "text_confirmations": texts,
             "removed": removed,
+        }
+
+
+@app.task(name="drip.retention")
+def prune_retention() -> dict | None:
+    """Daily: roll up, then delete raw events past EVENT_RETENTION_DAYS; clear finished
+    messages' detail past MESSAGE_DETAIL_RETENTION_DAYS (campaigns.reporting.retention).
+    Each batch commits alone, so a run cut short is finished by the next."""
+    rt = runtime()
+    with database.watch("retention"), rt.factory() as session:
+        out = retention.prune(session, rt.clock, retention_policy(rt.settings))
+        return {
+            "events_deleted": out.events_deleted,
+            "events_rolled": out.events_rolled,
+            "messages_cleared": out.messages_cleared,
+            "batches": out.batches,
         }
 
 

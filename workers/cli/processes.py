@@ -17,8 +17,8 @@ LOGLEVEL = click.option(
     "--loglevel",
     "-l",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="info",
-    show_default=True,
+    default=None,
+    help="Default: LOG_LEVEL.",
 )
 
 
@@ -79,7 +79,7 @@ def worker(ctx: click.Context, drip: Drip, queues, concurrency, hostname, loglev
         "-n",
         hostname or default_node_name(),
         "-l",
-        loglevel,
+        loglevel or drip.settings.log_level.lower(),
         "--without-mingle",
         "--without-gossip",
     ]
@@ -106,7 +106,7 @@ def beat(drip: Drip, loglevel) -> None:
             "workers.app",
             "beat",
             "-l",
-            loglevel,
+            loglevel or drip.settings.log_level.lower(),
         ],
     )
 
