@@ -20,7 +20,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
-from settings import get_settings
+from settings import SettingsError, get_settings
 from workers import task_log  # noqa: F401 (one line per task run, by its signals)
 from workers.filesystem_broker import register
 from workers.logs import configure
@@ -127,7 +127,12 @@ def make_app(settings=None) -> Celery:
     return app
 
 
-app = make_app()
+try:
+    app = make_app()
+except SettingsError as exc:
+    # `drip` and `celery -A workers.app` import this module first: a bad setting is one
+    # message naming the variable and exit status 1, not a traceback through the imports.
+    raise SystemExit(f"drip: {exc}") from None
 
 
 @signals.celeryd_init.connect
