@@ -17,7 +17,7 @@ click redirect (/l/), lesson read online (/m/). Printed: req/s, p50/p99, errors
 (non-2xx/3xx answers and socket errors) and the ratio to the bare GIF; then whether every
 answered open and click reached the events table once the queue drained.
 
-Goal (issue 14): pixel >= 40% of bare, lesson >= 20%, p99 < 100 ms at 50 connections, no
+Goal: pixel >= 40% of bare, lesson >= 20%, p99 < 100 ms at 50 connections, no
 error. `--no-redis` runs `drip web` without REDIS_URL (every hit recorded in the request).
 `--profile` instead profiles 300 requests of each page in this process (cProfile, top 25).
 Needs PostgreSQL (BENCH_POSTGRES_URL or TEST_POSTGRES_URL, an admin URL) and Redis
