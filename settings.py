@@ -205,6 +205,9 @@ class Settings(BaseSettings):
     machine_seconds_after_send: float = Field(10.0, ge=0, le=3600)
     machine_burst_seconds: float = Field(2.0, ge=0, le=60)
     apple_proxy_ranges_file: Path | None = None
+    # With REDIS_URL, the open pixel and click redirect queue their hit in Redis and answer;
+    # the workers record the queue this often (workers/hit_queue.py).
+    hit_drain_seconds: float = Field(1.0, gt=0, le=60)
 
     # Webhook requests signed longer ago than this are refused as replays.
     webhook_max_age_seconds: int = Field(600, ge=10)
@@ -244,12 +247,42 @@ class Settings(BaseSettings):
     # A confirmation link works for this many days after the sign-up that asked for it.
     confirmation_link_days: int = Field(7, ge=1)
 
+    # Retention (campaigns/reporting/retention.py): raw opens, clicks and provider events
+    # older than this are rolled up into event_rollups and deleted; finished messages
+    # older than MESSAGE_DETAIL_RETENTION_DAYS lose their provider error text and lease.
+    # 0 keeps everything forever. At least 7: providers retry a webhook for up to three
+    # days, and the event's unique id is what makes a repeat a no-op.
+    event_retention_days: int = Field(180, ge=0, le=36_500)
+    message_detail_retention_days: int = Field(90, ge=0, le=36_500)
+    retention_batch_size: int = Field(5000, ge=100, le=100_000)
+
+    # Logs: text for a person at a terminal, json (one object a line) for a log pipeline.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     # Sign-up: new email subscribers confirm by clicking a link first (double opt-in).
     double_opt_in: bool = True
     # Countries (ISO 3166 codes, comma-separated) whose mobile numbers the form accepts
     # for texts; a number elsewhere, or not a mobile, is refused (SMS pumping, TCPA).
     sms_allowed_countries: str = "US,CA"
     signup_campaign: str = "hip_and_back"
+
+    @field_validator("event_retention_days", "message_detail_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if 0 < value < 7:
+            raise ValueError("0 (keep forever) or at least 7 days (providers retry webhooks)")
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_case(cls, value):
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_case(cls, value):
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("frequency_cap_per_day", "frequency_cap_per_week", mode="before")
     @classmethod

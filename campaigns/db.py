@@ -54,6 +54,16 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def reader(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for look-ups that only read (the link pages'): in autocommit, so a look-up
+    is one round trip to the database, not BEGIN, SELECT and ROLLBACK."""
+    bind = factory.kw.get("bind")
+    if bind is None:
+        return factory
+    autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(bind=autocommit, expire_on_commit=False, info=factory.kw.get("info", {}))
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error."""

@@ -273,6 +273,8 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("provider", "provider_event_id", name="uq_event_provider_id"),
+        # Retention finds old events by this (campaigns.reporting.retention).
+        Index("ix_events_occurred", "occurred_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -289,6 +291,35 @@ class Event(Base):
     automated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Why (campaigns.tracking.machine.Why); NULL on events flagged before reasons were kept.
     automated_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class EventRollup(Base):
+    """What reports read of opens and clicks that retention deleted (campaigns.reporting.
+    retention): one row per message and kind of event, so unique counts (distinct
+    messages) and first-open days add up exactly with the raw events still kept.
+    Campaign, step, channel, variant and day come from the message, which is kept."""
+
+    __tablename__ = "event_rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "message_id", "type", "automated", "detail_key", name="uq_event_rollup_detail"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    type: Mapped[str] = mapped_column(String(20))
+    automated: Mapped[bool] = mapped_column(Boolean)
+    # '' for none: a NULL would make every row distinct under the unique key.
+    automated_reason: Mapped[str] = mapped_column(String(40), default="")
+    route: Mapped[str] = mapped_column(Text, default="")
+    link: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(Text, default="")
+    # sha256 of (reason, route, link, url): a URL can outgrow a btree key.
+    detail_key: Mapped[str] = mapped_column(String(64))
+    events: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
 
 
 class ContactRequest(Base):

@@ -49,6 +49,7 @@ TABLES = (
     "cap_holds",
     "inbox_items",
     "contact_requests",
+    "event_rollups",
     "events",
     "messages",
     "enrollments",
@@ -149,6 +150,14 @@ def clean_pg_url(pg_url):
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     return pg_url
+
+
+@pytest.fixture
+def pg_factory(clean_pg_url):
+    """A session factory on the run's emptied PostgreSQL database."""
+    engine = make_engine(clean_pg_url)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ would give them (every setting unset but the test's own). Two run as real proces
 show that `python -m workers.cli` (and so the `drip` script) starts and exits as promised.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,23 @@ def test_settle_refuses_a_message_that_is_not_unconfirmed(env):
     drip(env, "db", "upgrade")
     result = drip(env, "outbox", "settle", "99", "--as", "resend")
     assert result.exit_code == 1 and "no message 99" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["status"], ["worker", "--help"]])
+def test_a_bad_setting_is_one_message_naming_it_not_a_traceback(tmp_path, args):
+    # The console script imports the Celery app before any command reads settings.
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "TICK_SECONDS"},
+        "TICK_SECONDS": "-1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'd.sqlite3'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    assert "TICK_SECONDS" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -31,6 +31,8 @@ from workers.cli import main
 APP_SERVICES = {"migrate", "web", "worker", "beat", "flower"}
 # Read by Compose, Caddy or Flower rather than by settings.py.
 STACK_VARIABLES = {"DOMAIN", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"}
+# The stack's own knobs with a default in docker-compose.yml (not settings of the app).
+STACK_OPTIONS = {"WEB_PROCESSES"}
 # What the sample .env gives the REQUIRED block of .env.example.
 SAMPLE = {
     "DOMAIN": "drip.example.org",
@@ -150,10 +152,14 @@ def test_env_example_lists_every_setting_and_nothing_else():
     listed = set(env_example())
     settings = {name.upper() for name in Settings.model_fields}
     assert settings - listed == set(), "settings missing from .env.example"
-    assert listed - settings - STACK_VARIABLES == set(), "unknown names in .env.example"
+    assert listed - settings - STACK_VARIABLES - STACK_OPTIONS == set(), (
+        "unknown names in .env.example"
+    )
     stack = (ROOT / "docker-compose.yml").read_text()
     for name in STACK_VARIABLES:
         assert f"${{{name}:?" in stack, f"{name} is not required by docker-compose.yml"
+    for name in STACK_OPTIONS:
+        assert f"${{{name}:-" in stack, f"{name} is not used by docker-compose.yml"
 
 
 def _as_env(value) -> str:

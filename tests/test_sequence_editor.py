@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from campaigns.clock import FixedClock
 from campaigns.content.rendering import Recipient
-from campaigns.db import make_engine, make_session_factory, transaction
+from campaigns.db import transaction
 from campaigns.links import Signer, links_for
 from campaigns.models import AuditEntry, SequenceDraft
 from campaigns.sequences import store
@@ -37,10 +37,8 @@ SUBJECT = "Lesson 1: the hip, up close"
 
 
 @pytest.fixture
-def pg(clean_pg_url):
-    engine = make_engine(clean_pg_url)
-    yield make_session_factory(engine)
-    engine.dispose()
+def pg(pg_factory):
+    return pg_factory
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
+from campaigns.db import reader
 from settings import Settings, get_settings
 from web import (
     access,
@@ -22,6 +23,7 @@ from web import (
     api,
     audit,
     contacts,
+    hits,
     login,
     metrics,
     ops,
@@ -35,6 +37,8 @@ from web import (
     webhooks,
 )
 from web.body_limits import BodyLimit
+from web.request_log import RequestLog
+from workers import logs
 from workers.runtime import build_runtime
 
 
@@ -44,7 +48,11 @@ def create_app(
     clock: Clock | None = None,
     dispatch: Callable | None = None,
 ) -> FastAPI:
-    settings = settings or get_settings()
+    if settings is None:
+        # Run by uvicorn (`--factory`): this process logs as LOG_FORMAT says, uvicorn too.
+        settings = get_settings()
+        logs.configure_from(settings)
+        logs.take_over_uvicorn()
     built_here = factory is None
     rt = build_runtime(settings, factory=factory, clock=clock)
     rt.seed_sequences()
@@ -68,6 +76,9 @@ def create_app(
     app.state.signer = rt.signer
     app.state.policy = rt.policy
     app.state.engagement = rt.engagement
+    # Read-only look-ups of the link pages, per process (web/hits.py).
+    app.state.lookups = hits.Lookups()
+    app.state.reader = reader(rt.factory)
     if dispatch is None and built_here:
         # Production: ops actions (resend, resume) hand work straight to the workers. Apps
         # built around a test's own database stay broker-free; the reaper picks work up.
@@ -79,6 +90,8 @@ def create_app(
     app.state.dispatch = dispatch
     # Outside every route, so no body is read past its route's cap (web/body_limits.py).
     app.add_middleware(BodyLimit)
+    # Outermost: one line per request, whatever an inner layer answered or raised.
+    app.add_middleware(RequestLog)
     app.include_router(webhooks.router)
     app.include_router(pages.router)
     app.include_router(previews.router)

@@ -38,7 +38,7 @@ from campaigns.reporting.provider_health import ChannelHealth, channel_health
 from campaigns.staff.roles import ADMIN, OPS
 from campaigns.states import CHANNELS, EnrollmentStatus, MessageStatus
 from web.access import basic_staff, bootstrap_of
-from web.ops import broker_depths
+from web.ops import BROKER_TIMEOUT, _broker_pool, broker_depths
 from workers import metrics as events
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,13 @@ class DatabaseCollector(Collector):
             "Messages waiting in each broker queue.",
             [((q,), n) for q, n in depths.items()],
             ("queue",),
+        )
+        yield _gauge(
+            "drip_hit_queue_depth",
+            "Opens and clicks queued by the link pages and not yet recorded "
+            "(pending, processing, failed: kept for ops).",
+            [((k,), n) for k, n in hit_depths(self.request).items()],
+            ("list",),
         )
 
     def _database(self) -> list[Metric] | None:
@@ -185,6 +192,18 @@ class _Events(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from events.registry().collect()
+
+
+def hit_depths(request: Request) -> dict[str, int]:
+    """The hit queue's lists (workers/hit_queue.py); none without Redis or when it does
+    not answer within BROKER_TIMEOUT."""
+    queue = request.app.state.runtime.hit_queue
+    if queue is None:
+        return {}
+    try:
+        return _broker_pool.submit(queue.depth).result(timeout=BROKER_TIMEOUT)
+    except Exception:  # reported as missing samples (drip_broker_up says why), never raised
+        return {}
 
 
 def render(request: Request) -> bytes:

@@ -32,11 +32,11 @@ from starlette.concurrency import run_in_threadpool
 from campaigns.audience.emergency import country_of
 from campaigns.care import contact_choices, contact_queue
 from campaigns.care.help_path import help_path
-from campaigns.content.rendering import RenderError
 from campaigns.db import transaction
 from campaigns.links import links_for
 from campaigns.states import CHANNELS, EventType
-from campaigns.tracking import answers, machine, portal, redirects
+from campaigns.tracking import answers, portal
+from web import hits
 from web.i18n import accepted_lang, channel_words, words
 from web.render import NO_STORE, invalid_link, page
 
@@ -72,43 +72,39 @@ def _evidence(request: Request) -> dict:
     return {"user_agent": (request.headers.get("user-agent") or "")[:200], "via": "link"}
 
 
-def _hit(request: Request, kind: str, link: str) -> machine.Hit:
-    client = request.client.host if request.client else None
-    return machine.Hit.from_request(kind, link, request.method, request.headers, client)
-
-
 def _engage(request: Request, purpose: str, token: str, kind: str):
+    detail = {"route": purpose}
+    return hits.record_now(_deps(request), request, purpose, token, kind, purpose, detail)
+
+
+def _open(request: Request, token: str) -> None:
     state = _deps(request)
-    with transaction(state.factory) as session:
-        visit = portal.resolve(session, state.signer, purpose, token)
-        hit = _hit(request, kind, purpose)
-        portal.engage(session, state.clock, visit, hit, state.engagement, {"route": purpose})
-        return visit
+    try:
+        public = hits.signed(state, "o", token)
+    except portal.NotFound:
+        return  # forged: nothing recorded, and the pixel all the same
+    detail = {"route": "o"}
+    if not hits.queue(state, request, public, EventType.OPENED, "o", detail):
+        with contextlib.suppress(portal.NotFound):  # a pixel never shows an error page
+            hits.record_now(state, request, "o", token, EventType.OPENED, "o", detail)
 
 
 @router.api_route("/o/{token}", methods=["GET", "HEAD"])
 async def open_pixel(request: Request, token: str) -> Response:
-    with contextlib.suppress(portal.NotFound):  # a pixel never shows an error page
-        await run_in_threadpool(_engage, request, "o", token, EventType.OPENED)
+    """Queued with Redis, recorded in the request without (web/hits.py)."""
+    await run_in_threadpool(_open, request, token)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
 def _follow(request: Request, token: str, link_id: str) -> str:
     state = _deps(request)
-    with transaction(state.factory) as session:
-        visit = portal.resolve(session, state.signer, "l", token)
-        url = redirects.destination(
-            state.registry,
-            state.renderer,
-            state.signer,
-            state.settings.public_base_url,
-            visit,
-            link_id,
-        )
-        hit = _hit(request, EventType.CLICKED, f"l:{link_id}")
-        detail = {"route": "l", "link": link_id, "url": url[:500]}
-        portal.engage(session, state.clock, visit, hit, state.engagement, detail)
-        return url
+    public = hits.signed(state, "l", token)
+    url = hits.link_target(state, public, token, link_id)
+    link = f"l:{link_id}"
+    detail = {"route": "l", "link": link_id, "url": url[:500]}
+    if not hits.queue(state, request, public, EventType.CLICKED, link, detail):
+        hits.record_now(state, request, "l", token, EventType.CLICKED, link, detail)
+    return url
 
 
 @router.api_route("/l/{token}/{link_id}", methods=["GET", "HEAD"])
@@ -128,25 +124,24 @@ async def not_a_link(request: Request, rest: str = "") -> HTMLResponse:
     return invalid(request, "l")
 
 
+def _lesson(request: Request, token: str) -> HTMLResponse:
+    state = _deps(request)
+    public = hits.signed(state, "m", token)
+    detail = {"route": "m"}
+    if not hits.queue(state, request, public, EventType.CLICKED, "m", detail):
+        hits.record_now(state, request, "m", token, EventType.CLICKED, "m", detail)
+    locale, html = hits.lesson_page(state, public, token)
+    if html is None:
+        return invalid(request, "m", locale)
+    return HTMLResponse(html, headers=NO_STORE)
+
+
 @router.api_route("/m/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def read_online(request: Request, token: str) -> HTMLResponse:
-    state = _deps(request)
     try:
-        visit = await run_in_threadpool(_engage, request, "m", token, EventType.CLICKED)
+        return await run_in_threadpool(_lesson, request, token)
     except portal.NotFound:
         return invalid(request, "m")
-    try:
-        email = portal.lesson(
-            state.registry,
-            state.renderer,
-            state.signer,
-            state.settings.public_base_url,
-            visit,
-            online=True,
-        )
-    except (portal.NotFound, RenderError, LookupError):
-        return invalid(request, "m", visit.subscriber.locale)
-    return HTMLResponse(email.html, headers=NO_STORE)
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)

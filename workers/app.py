@@ -17,10 +17,13 @@ import logging
 import os
 
 from celery import Celery, signals
+from celery.schedules import crontab
 from kombu import Queue
 
-from settings import get_settings
+from settings import SettingsError, get_settings
+from workers import task_log  # noqa: F401 (one line per task run, by its signals)
 from workers.filesystem_broker import register
+from workers.logs import configure
 
 QUEUES = ("schedule", "email", "sms", "events")
 
@@ -70,6 +73,8 @@ def make_app(settings=None) -> Celery:
             "drip.send_sms": {"queue": "sms"},
             "drip.notify": {"queue": "events"},
             "drip.triggers": {"queue": "schedule"},
+            "drip.hits": {"queue": "events"},
+            "drip.retention": {"queue": "schedule"},
         },
         beat_schedule={
             "tick": {
@@ -87,11 +92,30 @@ def make_app(settings=None) -> Celery:
                 "schedule": settings.reap_seconds,
                 "options": {"expires": max(settings.reap_seconds * 3, 10)},
             },
+            # Opens and clicks the pages queued in Redis (workers/hit_queue.py); without
+            # Redis the pages record them themselves and there is nothing to drain.
+            **(
+                {
+                    "hits": {
+                        "task": "drip.hits",
+                        "schedule": settings.hit_drain_seconds,
+                        "options": {"expires": max(settings.hit_drain_seconds * 3, 5)},
+                    }
+                }
+                if settings.redis_url
+                else {}
+            ),
             # Campaigns that enroll people by themselves (campaigns.journeys.triggers).
             "triggers": {
                 "task": "drip.triggers",
                 "schedule": settings.reap_seconds,
                 "options": {"expires": max(settings.reap_seconds * 3, 10)},
+            },
+            # Daily, at a quiet hour (campaigns.reporting.retention).
+            "retention": {
+                "task": "drip.retention",
+                "schedule": crontab(hour=3, minute=17),
+                "options": {"expires": 6 * 3600},
             },
         },
         beat_max_loop_interval=min(5.0, settings.tick_seconds),
@@ -103,7 +127,24 @@ def make_app(settings=None) -> Celery:
     return app
 
 
-app = make_app()
+try:
+    app = make_app()
+except SettingsError as exc:
+    # `drip` and `celery -A workers.app` import this module first: a bad setting is one
+    # message naming the variable and exit status 1, not a traceback through the imports.
+    raise SystemExit(f"drip: {exc}") from None
+
+
+@signals.celeryd_init.connect
+@signals.setup_logging.connect
+def _setup_logging(loglevel=None, **_kwargs) -> None:
+    # A setup_logging receiver means Celery configures no logging of its own: its lines
+    # and ours go through one handler, as LOG_FORMAT says (workers/logs.py), at Celery's
+    # `-l` (`drip worker` and `drip beat` pass LOG_LEVEL unless told otherwise).
+    # celeryd_init comes first, before the worker's start-up warnings (running as root),
+    # so those are lines of the format too.
+    settings = get_settings()
+    configure(settings.log_format, loglevel or settings.log_level)
 
 
 @signals.worker_init.connect

@@ -37,6 +37,7 @@ from campaigns.delivery.sending import SendContext
 from campaigns.editing.seeding import seed_checked
 from campaigns.links import Signer
 from campaigns.migrate import check_current
+from campaigns.reporting.retention import Policy as RetentionPolicy
 from campaigns.sequences.deployed import DeployedRegistry
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.timing import Policy
@@ -44,6 +45,15 @@ from campaigns.tracking.machine import Rules
 from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """The daily task and `drip retention run` read the same settings."""
+    return RetentionPolicy(
+        settings.event_retention_days,
+        settings.message_detail_retention_days,
+        settings.retention_batch_size,
+    )
 
 
 @dataclass(eq=False)
@@ -83,6 +93,14 @@ class Runtime:
         from workers.ratelimit import build_limiters
 
         return build_limiters(self.settings)
+
+    @cached_property
+    def hit_queue(self):
+        """Where opens and clicks wait to be recorded (workers.hit_queue); None without
+        Redis, when pages record them in the request."""
+        from workers.hit_queue import build_hit_queue
+
+        return build_hit_queue(self.settings)
 
     @cached_property
     def request_limits(self):

@@ -15,6 +15,7 @@ import random
 import time
 from datetime import timedelta
 
+import redis
 from sqlalchemy.exc import OperationalError
 
 from campaigns.care.notifications import announce_contact_requests
@@ -26,12 +27,14 @@ from campaigns.delivery.work import Work
 from campaigns.intake.confirmations import send_confirmations, send_text_confirmations
 from campaigns.intake.retention import remove_unconfirmed
 from campaigns.journeys.triggers import enroll_triggered
+from campaigns.reporting import retention
 from settings import Settings
 from workers import metrics
 from workers.app import app
+from workers.hit_queue import outage as hit_outage
 from workers.outages import database
 from workers.queues import held_ids
-from workers.runtime import runtime
+from workers.runtime import retention_policy, runtime
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +169,22 @@ def notify() -> dict | None:
         }
 
 
+@app.task(name="drip.retention")
+def prune_retention() -> dict | None:
+    """Daily: roll up, then delete raw events past EVENT_RETENTION_DAYS; clear finished
+    messages' detail past MESSAGE_DETAIL_RETENTION_DAYS (campaigns.reporting.retention).
+    Each batch commits alone, so a run cut short is finished by the next."""
+    rt = runtime()
+    with database.watch("retention"), rt.factory() as session:
+        out = retention.prune(session, rt.clock, retention_policy(rt.settings))
+        return {
+            "events_deleted": out.events_deleted,
+            "events_rolled": out.events_rolled,
+            "messages_cleared": out.messages_cleared,
+            "batches": out.batches,
+        }
+
+
 @app.task(name="drip.triggers")
 def triggers() -> dict | None:
     """Campaigns that enroll people by themselves: a course completed, a goal reached, a
@@ -180,6 +199,27 @@ def triggers() -> dict | None:
     if report.total:
         log.info("triggers enrolled %s", report.enrolled)
     return report.enrolled
+
+
+@app.task(name="drip.hits")
+def hits() -> dict | None:
+    """Record the opens and clicks the pages queued (workers.hit_queue); one drainer at a
+    time, for a few seconds at most, so beat's next run finds the rest."""
+    rt = runtime()
+    queue = rt.hit_queue
+    if queue is None:
+        return None
+    counts = None
+    with database.watch("hits"):
+        try:
+            counts = queue.drain(rt.factory, rt.clock, rt.engagement, budget=5.0)
+        except redis.RedisError as exc:
+            hit_outage.failed("draining opens and clicks", exc)
+            return None
+        hit_outage.ok()
+    if counts and any(counts.values()):
+        log.info("hits recorded: %s", counts)
+    return counts
 
 
 def _send(task, channel: str, message_ids: list[int]) -> dict | None:

@@ -267,4 +267,12 @@ def record_results(
         provider,
         len(results),
         len(lost),
+        # Message id -> the provider's id: what joins a claim to the provider's webhooks.
+        extra={
+            "provider": provider,
+            "provider_ids": {
+                r.message_id: r.provider_message_id for r in results if r.provider_message_id
+            },
+            "outcomes": {r.message_id: str(r.outcome) for r in results},
+        },
     )

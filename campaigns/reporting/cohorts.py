@@ -24,7 +24,8 @@ from datetime import date
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.models import ContactRequest, Enrollment, Event, Message
+from campaigns.engagement import engagement
+from campaigns.models import ContactRequest, Enrollment, Message
 from campaigns.reporting.days import day_of, to_day, week_of
 from campaigns.reporting.filters import Filters, people_clauses
 from campaigns.reporting.rates import rate
@@ -85,10 +86,12 @@ def cohorts(
     sent = select(Message.enrollment_id).where(*theirs, accepted())
 
     def engaged(kind: str):
+        # Raw events and the rollups of pruned ones (campaigns.engagement).
+        ev = engagement((kind,))
         return (
             select(Message.enrollment_id)
-            .join(Event, Event.message_id == Message.id)
-            .where(*theirs, Event.type == kind, Event.automated.is_(False))
+            .join(ev, ev.c.message_id == Message.id)
+            .where(*theirs, ev.c.automated.is_(False))
         )
 
     def count(condition):

@@ -38,7 +38,8 @@ from scipy.stats import binomtest, chi2_contingency
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.models import ContactRequest, Enrollment, Event, Message
+from campaigns.engagement import engagement
+from campaigns.models import ContactRequest, Enrollment, Message
 from campaigns.reasons import Reason
 from campaigns.reporting.filters import Filters, message_clauses, people_clauses
 from campaigns.reporting.rates import rate
@@ -201,11 +202,12 @@ def experiment_report(
 
     add(session.execute(select(*key, func.count()).where(*arm_rows).group_by(*key)), "sent")
     for kind, measure in ((EventType.OPENED, "opens"), (EventType.CLICKED, "clicks")):
+        ev = engagement((kind,))  # raw events and the rollups of pruned ones
         add(
             session.execute(
-                select(*key, func.count(distinct(Event.message_id)))
-                .join(Message, Event.message_id == Message.id)
-                .where(*arm_rows, Event.type == kind, Event.automated.is_(False))
+                select(*key, func.count(distinct(ev.c.message_id)))
+                .join(Message, ev.c.message_id == Message.id)
+                .where(*arm_rows, ev.c.automated.is_(False))
                 .group_by(*key)
             ),
             measure,

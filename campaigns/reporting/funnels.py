@@ -49,6 +49,7 @@ from datetime import datetime
 from sqlalchemy import case, distinct, func, select
 from sqlalchemy.orm import Session
 
+from campaigns.engagement import engagement
 from campaigns.models import ContactRequest, Enrollment, Event, Message
 from campaigns.reporting.answers import AnswerReport, answer_report
 from campaigns.reporting.experiments import ExperimentReport, experiment_report
@@ -455,18 +456,21 @@ def _engagement(session: Session, msg_where: list, rows: dict) -> None:
         if (row := rows.get((step_key, channel))) is not None:
             row.unsubscribes = n
 
+    # Raw events and the rollups of pruned ones (campaigns.engagement).
+    ev = engagement((E.OPENED, E.CLICKED))
+    joined = ev.c.message_id == Message.id
     people = session.execute(
         select(
             *step,
-            Event.type,
-            Event.automated,
-            Event.automated_reason,
-            func.count(Event.id),
-            func.count(distinct(Event.message_id)),
+            ev.c.type,
+            ev.c.automated,
+            ev.c.automated_reason,
+            func.sum(ev.c.events),
+            func.count(distinct(ev.c.message_id)),
         )
-        .join(Message, on)
-        .where(*msg_where, Event.type.in_((E.OPENED, E.CLICKED)))
-        .group_by(*step, Event.type, Event.automated, Event.automated_reason)
+        .join(Message, joined)
+        .where(*msg_where)
+        .group_by(*step, ev.c.type, ev.c.automated, ev.c.automated_reason)
     ).all()
     noun = {E.OPENED: "opens", E.CLICKED: "clicks"}
     why_counts: dict[tuple[str, str], dict[str, int]] = {}
@@ -474,6 +478,7 @@ def _engagement(session: Session, msg_where: list, rows: dict) -> None:
         row = rows.get((step_key, channel))
         if row is None:
             continue
+        events = int(events)
         if automated:
             name = f"machine_{noun[kind]}"
             setattr(row, name, getattr(row, name) + events)
@@ -487,16 +492,18 @@ def _engagement(session: Session, msg_where: list, rows: dict) -> None:
     for key, counts in why_counts.items():
         rows[key].left_out = _ranked(counts.items())
 
-    route = Event.payload["route"].as_string()
-    link = Event.payload["link"].as_string()
-    url = Event.payload["url"].as_string()
     per_link = session.execute(
         select(
-            *step, route, link, url, func.count(Event.id), func.count(distinct(Event.message_id))
+            *step,
+            ev.c.route,
+            ev.c.link,
+            ev.c.url,
+            func.sum(ev.c.events),
+            func.count(distinct(ev.c.message_id)),
         )
-        .join(Message, on)
-        .where(*msg_where, Event.type == E.CLICKED, Event.automated.is_(False))
-        .group_by(*step, route, link, url)
+        .join(Message, joined)
+        .where(*msg_where, ev.c.type == E.CLICKED, ev.c.automated.is_(False))
+        .group_by(*step, ev.c.route, ev.c.link, ev.c.url)
     ).all()
     for step_key, channel, via, link_id, target, events, messages in per_link:
         row = rows.get((step_key, channel))
@@ -504,6 +511,6 @@ def _engagement(session: Session, msg_where: list, rows: dict) -> None:
             continue
         # Our redirect's clicks, and a provider's click tracking, name the page.
         label = OUR_LINKS.get(via, target or via or "(a link)")
-        row.links.append(LinkClicks(link_id or via or "", label, messages, events))
+        row.links.append(LinkClicks(link_id or via or "", label, messages, int(events)))
     for row in rows.values():
         row.links.sort(key=lambda li: (-li.total, li.label))

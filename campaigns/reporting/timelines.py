@@ -38,6 +38,7 @@ from campaigns.models import (
     ContactRequest,
     Enrollment,
     Event,
+    EventRollup,
     Message,
     PersonEvent,
     Subscriber,
@@ -354,6 +355,22 @@ def _add_actions(session: Session, timelines: dict[int, Timeline]) -> None:
         what = _DID.get((ev.type, route), f"{ev.type}")
         people[ev.subscriber_id].actions.append(
             Action(ev.occurred_at, f"{what} {step_of(ev.message_id)}")
+        )
+    # Opens and clicks retention rolled up (campaigns.reporting.retention): one action
+    # each, at the first time, saying how many.
+    for roll, subscriber_id in session.execute(
+        select(EventRollup, Message.subscriber_id)
+        .join(Message, Message.id == EventRollup.message_id)
+        .where(
+            id_in(session, Message.subscriber_id, people),
+            EventRollup.type.in_((EventType.OPENED, EventType.CLICKED)),
+            EventRollup.automated.is_(False),
+        )
+    ):
+        what = _DID.get((roll.type, roll.route), f"{roll.type}")
+        times = f" ({roll.events} times)" if roll.events > 1 else ""
+        people[subscriber_id].actions.append(
+            Action(roll.first_at, f"{what} {step_of(roll.message_id)}{times}")
         )
     for req in session.scalars(
         select(ContactRequest).where(id_in(session, ContactRequest.subscriber_id, people))

@@ -22,7 +22,8 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.models import ContactRequest, Event, Message
+from campaigns.engagement import engagement
+from campaigns.models import ContactRequest, Message
 from campaigns.reporting.days import day_of, to_day, week_of
 from campaigns.reporting.filters import Filters, message_clauses
 from campaigns.reporting.sent import accepted
@@ -68,11 +69,12 @@ def trend(session: Session, campaign_key: str, filters: Filters) -> Trend:
     when_sent = day_of(session, func.coalesce(Message.sent_at, Message.created_at))
     add("sent", select(when_sent, func.count()).where(*where, accepted()).group_by(when_sent))
     for measure, kind in (("opens", EventType.OPENED), ("clicks", EventType.CLICKED)):
+        ev = engagement((kind,))  # raw events and the rollups of pruned ones
         first = (
-            select(Event.message_id, func.min(Event.occurred_at).label("at"))
-            .join(Message, Event.message_id == Message.id)
-            .where(*where, Event.type == kind, Event.automated.is_(False))
-            .group_by(Event.message_id)
+            select(ev.c.message_id, func.min(ev.c.at).label("at"))
+            .join(Message, ev.c.message_id == Message.id)
+            .where(*where, ev.c.automated.is_(False))
+            .group_by(ev.c.message_id)
             .subquery()
         )
         day = day_of(session, first.c.at)

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.eligibility import Facts, stop_for
 from campaigns.db import id_in
-from campaigns.models import ContactRequest, Event, Message, Subscriber
+from campaigns.engagement import engagement
+from campaigns.models import ContactRequest, Message, Subscriber
 from campaigns.sequences.campaign import Campaign
 from campaigns.sequences.conditions import Situation, attribute_text
 from campaigns.states import CHANNELS, EventType
@@ -44,13 +45,15 @@ def read_situations(
     opened: dict[int, set[str]] = defaultdict(set)
     clicked: dict[int, set[str]] = defaultdict(set)
     if "engagement" in needs:
+        # Raw events and the rollups of ones retention pruned: a branch on an old open
+        # reads the same after the prune.
+        ev = engagement(ENGAGEMENT)
         rows = session.execute(
-            select(Message.enrollment_id, Message.step_key, Event.type)
-            .join(Event, Event.message_id == Message.id)
+            select(Message.enrollment_id, Message.step_key, ev.c.type)
+            .join(ev, ev.c.message_id == Message.id)
             .where(
                 id_in(session, Message.enrollment_id, enrollment_ids),
-                Event.type.in_(ENGAGEMENT),
-                Event.automated.is_(False),
+                ev.c.automated.is_(False),
             )
             .distinct()
         )

@@ -143,6 +143,19 @@ def record_event(session: Session, clock: Clock, ev: NormalizedEvent) -> Recorde
             ev.type,
         )
         return Recorded.UNKNOWN_MESSAGE
+    log.info(
+        "%s %s event for message %s",
+        ev.provider,
+        ev.type,
+        msg.id,
+        extra={
+            "message_id": msg.id,
+            "provider": ev.provider,
+            "provider_message_id": ev.provider_message_id,
+            "provider_event_id": ev.provider_event_id,
+            "event": ev.type,
+        },
+    )
     _advance(msg, ev, now)
     _protect_address(session, clock, msg, ev)
     # A cursor waiting for this open or click (`wait_for`) is due now.

@@ -11,6 +11,7 @@ unsubscribe included).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,10 +47,15 @@ def resolve(session: Session, signer: Signer, purpose: str, token: str) -> Visit
         public = signer.unsign(purpose, token)
     except BadToken:
         raise NotFound("this link is not valid") from None
-    message = session.scalar(select(Message).where(Message.public_token == public))
-    if message is None:
+    # One round trip for both: a storm of clicks opens these pages by the thousand.
+    found = session.execute(
+        select(Message, Subscriber)
+        .join(Subscriber, Subscriber.id == Message.subscriber_id)
+        .where(Message.public_token == public)
+    ).first()
+    if found is None:
         raise NotFound("this link is not valid")
-    return Visit(message, session.get(Subscriber, message.subscriber_id))
+    return Visit(*found)
 
 
 def record_engagement(
@@ -60,8 +66,12 @@ def record_engagement(
     detail: dict,
     *,
     why: str | None = None,
+    at: datetime | None = None,
+    event_id: str | None = None,
 ) -> None:
-    """An event from a link page; `why` it was judged a machine's (machine.Why), if it was."""
+    """An event from a link page; `why` it was judged a machine's (machine.Why), if it was.
+    `at`: when the request came, if earlier than now (a hit recorded from the queue,
+    campaigns.tracking.queued_hits); `event_id`: its unique id there."""
     now = clock.now()
     session.add(
         Event(
@@ -69,7 +79,8 @@ def record_engagement(
             subscriber_id=visit.subscriber.id,
             type=kind,
             provider="tracking",
-            occurred_at=now,
+            provider_event_id=event_id,
+            occurred_at=at or now,
             received_at=now,
             payload=detail,
             automated=why is not None,
@@ -94,14 +105,21 @@ def engage(
     hit: machine.Hit,
     rules: machine.Rules,
     detail: dict,
+    *,
+    at: datetime | None = None,
+    event_id: str | None = None,
+    locked: bool = False,
 ) -> str | None:
-    """Record an open or click, judged a person's or a machine's; the reason, if a machine's."""
-    machine.lock(session, visit.message)
-    why = machine.judge(session, visit.message, hit, clock.now(), rules)
+    """Record an open or click, judged a person's or a machine's; the reason, if a machine's.
+    `at`, `event_id`: as record_engagement's (judged as at `at`, when the request came);
+    `locked`: the caller has locked the message row already (machine.lock)."""
+    if not locked:
+        machine.lock(session, visit.message)
+    why = machine.judge(session, visit.message, hit, at or clock.now(), rules)
     if why is not None:
         # What the judgement saw, kept beside it (never the client's address).
         detail = {**detail, "agent": hit.user_agent[:200], "method": hit.method}
-    record_engagement(session, clock, visit, hit.kind, detail, why=why)
+    record_engagement(session, clock, visit, hit.kind, detail, why=why, at=at, event_id=event_id)
     session.flush()
     return why
 

@@ -39,19 +39,29 @@ def link_targets(
     links = links_for(base_url, signer, visit.message.public_token, step.answer_values)
     sub = visit.subscriber
     recipient = Recipient(sub.first_name, sub.locale, country_of(sub))
-    return targets_in(renderer, campaign, step, recipient, links)
+    # An email's token is in no text: its texts' links are not the message's, and
+    # rendering them (twice) would triple the work of every click on an email.
+    texts = visit.message.channel == Channel.SMS
+    return targets_in(renderer, campaign, step, recipient, links, texts=texts)
 
 
 def targets_in(
-    renderer: Renderer, campaign: Campaign, step: Step, recipient: Recipient, links: Links
+    renderer: Renderer,
+    campaign: Campaign,
+    step: Step,
+    recipient: Recipient,
+    links: Links,
+    *,
+    texts: bool = True,
 ) -> dict[str, str]:
-    """{link id: URL} of the step's email and texts, rendered for `recipient` with `links`."""
+    """{link id: URL} of the step's email and (`texts`) texts, rendered for `recipient`
+    with `links`."""
     targets: dict[str, str] = {}
     # The email is what "read online" shows whatever the channel, so its links are the
     # message's too; a step with no email templates simply has none.
     with contextlib.suppress(RenderError):
         targets.update(renderer.email(campaign, step, recipient, links).links)
-    if Channel.SMS in step.sends_on:
+    if texts and Channel.SMS in step.sends_on:
         for text_only in (False, True):
             try:
                 _, found = renderer.sms_with_links(

@@ -13,6 +13,7 @@
     people.py     people find | show | export | erase
     imports.py    import, import-events
     api_keys.py   api-keys create | list | revoke
+    retention.py  retention run [--dry-run] (roll up, prune old events and detail)
     users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
     health.py     health worker | beat (container healthchecks)
@@ -23,6 +24,9 @@ runtime from workers/runtime.py built only when a command needs it.
 """
 
 from __future__ import annotations
+
+import contextlib
+import sys
 
 import click
 
@@ -38,10 +42,12 @@ from workers.cli.inbox import inbox_command
 from workers.cli.people import people_group
 from workers.cli.processes import beat, demo, web, worker
 from workers.cli.reports import report_command
+from workers.cli.retention import retention_group
 from workers.cli.sequence_store import campaigns_group
 from workers.cli.simulate import simulate_command
 from workers.cli.status import status
 from workers.cli.users import audit_command, users_group
+from workers.logs import configure_from
 
 
 @click.group()
@@ -50,6 +56,12 @@ def main(ctx: click.Context) -> None:
     """Patient-education drip campaigns: scheduler, workers and tools."""
     drip = ctx.ensure_object(Drip)
     ctx.call_on_close(drip.close)
+    # Logs as LOG_FORMAT says, when `drip` is the process. Run in-process (a test's
+    # CliRunner swaps stderr for a buffer it closes after), logging stays the caller's.
+    # A bad setting is left for the command that reads settings to report.
+    if sys.stderr is sys.__stderr__:
+        with contextlib.suppress(click.ClickException):
+            configure_from(drip.settings)
 
 
 for command in (
@@ -69,6 +81,7 @@ for command in (
     api_keys_group,
     users_group,
     audit_command,
+    retention_group,
     worker,
     beat,
     web,

@@ -17,8 +17,8 @@ LOGLEVEL = click.option(
     "--loglevel",
     "-l",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="info",
-    show_default=True,
+    default=None,
+    help="Default: LOG_LEVEL.",
 )
 
 
@@ -42,16 +42,18 @@ def _metrics_dir(role: str) -> None:
         ) from None
 
 
-def _queues(_ctx, _param, value: str) -> str:
+def _known_queues(value: str) -> str:
     """Only queues something routes to: a typo (`-Q emial`) would start a worker that
-    waits for ever on a queue nothing publishes to."""
-    from workers.app import QUEUES  # builds nothing: the names only
+    waits for ever on a queue nothing publishes to. Checked after the settings: importing
+    workers.app builds the Celery app from them."""
+    from workers.app import QUEUES
 
     names = [q.strip() for q in value.split(",")]
     unknown = [q for q in names if q not in QUEUES]
     if unknown:
         raise click.BadParameter(
-            f"unknown queue(s) {', '.join(repr(q) for q in unknown)} (known: {', '.join(QUEUES)})"
+            f"unknown queue(s) {', '.join(repr(q) for q in unknown)} (known: {', '.join(QUEUES)})",
+            param_hint="'--queues' / '-Q'",
         )
     return ",".join(dict.fromkeys(names))
 
@@ -64,7 +66,6 @@ def _queues(_ctx, _param, value: str) -> str:
     "-Q",
     default="schedule,email,sms,events",
     show_default=True,
-    callback=_queues,
     help="Comma-separated, from: schedule, email, sms, events.",
 )
 @click.option(
@@ -93,6 +94,7 @@ def worker(ctx: click.Context, drip: Drip, queues, concurrency, hostname, loglev
     _ = drip.settings  # a bad setting stops here, with its name, not inside Celery
     if hostname is not None and not hostname.strip():
         raise click.BadParameter("must not be empty", param_hint="'--hostname'")
+    queues = _known_queues(queues)
     args = [
         sys.executable,
         "-m",
@@ -107,7 +109,7 @@ def worker(ctx: click.Context, drip: Drip, queues, concurrency, hostname, loglev
         "-n",
         hostname or default_node_name(),
         "-l",
-        loglevel,
+        loglevel or drip.settings.log_level.lower(),
         "--without-mingle",
         "--without-gossip",
     ]
@@ -134,7 +136,7 @@ def beat(drip: Drip, loglevel) -> None:
             "workers.app",
             "beat",
             "-l",
-            loglevel,
+            loglevel or drip.settings.log_level.lower(),
         ],
     )
 

@@ -1,0 +1,160 @@
+"""The fast path of the pages a click storm hits: the open pixel, the click redirect and
+the lesson read online (web/pages.py routes them).
+
+Why they can answer before the database has the event: a GET of these pages changes no
+subscriber's state (invariant 7), it only adds an open or click event, and the token's
+signature (campaigns.links.Signer) proves without the database that we made the link. So
+with Redis the hit is pushed to a durable queue before the answer goes out and a worker
+records it (workers/hit_queue.py: never lost, exactly once, judged by the machine-open
+filter as at the moment it came). Without Redis, or while it is away, the page records
+the hit itself in the request, as it always did (`record_now`): slower, never lost, never
+a 5xx.
+
+A forged token is refused by the signature before anything is queued. A token we signed
+whose message is gone (erased) is queued all the same; the drainer finds no message and
+records nothing, as the page would have.
+
+Read-only look-ups are cached per process (`Lookups`), for a short while and only as long
+as the campaign's revision is the one they were made from: the redirect's link targets of
+a message, and the message and person a lesson page shows.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+from fastapi import Request
+
+from campaigns.content.rendering import RenderError
+from campaigns.content.tracked_links import LINK_ID
+from campaigns.db import transaction
+from campaigns.links import BadToken
+from campaigns.sequences.campaign import Campaign, DefinitionError
+from campaigns.tracking import machine, portal, redirects
+from campaigns.tracking.queued_hits import QueuedHit
+
+# Long enough to carry a storm (most clicks on a message come within minutes of each
+# other), short enough that a changed name or language shows soon. Per process.
+TTL_SECONDS = 120.0
+MAX_ENTRIES = 20_000
+
+
+def _hit(request: Request, kind: str, link: str) -> machine.Hit:
+    client = request.client.host if request.client else None
+    return machine.Hit.from_request(kind, link, request.method, request.headers, client)
+
+
+def signed(state, purpose: str, token: str) -> str:
+    """The message's public token, or portal.NotFound for a token we did not sign."""
+    try:
+        return state.signer.unsign(purpose, token)
+    except BadToken:
+        raise portal.NotFound("this link is not valid") from None
+
+
+def queue(state, request: Request, public: str, kind: str, link: str, detail: dict) -> bool:
+    """Push the hit to the queue; False when there is none or Redis is away (the caller
+    records it with record_now)."""
+    hits = state.runtime.hit_queue
+    if hits is None:
+        return False
+    hit = QueuedHit.of(_hit(request, kind, link), public, state.clock.now(), detail)
+    return hits.push(hit)
+
+
+def record_now(state, request: Request, purpose: str, token: str, kind: str, link: str, detail):
+    """The hit recorded in the request (no Redis): portal.NotFound if there is no message."""
+    with transaction(state.factory) as session:
+        visit = portal.resolve(session, state.signer, purpose, token)
+        hit = _hit(request, kind, link)
+        portal.engage(session, state.clock, visit, hit, state.engagement, detail)
+        return visit
+
+
+def look_up(state, purpose: str, token: str) -> portal.Visit:
+    """The message and person, read and let go before anything is rendered: rendering
+    may read the registry's revisions, and a thread holding one pooled connection while
+    it waits for another is how a busy pool deadlocks."""
+    with state.reader() as session:
+        return portal.resolve(session, state.signer, purpose, token)
+
+
+@dataclass(frozen=True)
+class Cached:
+    campaign_key: str
+    campaign: Campaign  # the revision it was made from
+    value: object
+
+
+class Lookups:
+    """Read-only look-ups of one process, kept TTL_SECONDS and dropped as soon as the
+    campaign's running revision is another (the registry hands out a new Campaign)."""
+
+    def __init__(self, ttl: float = TTL_SECONDS, size: int = MAX_ENTRIES):
+        self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
+        self._lock = threading.Lock()  # TTLCache is not thread-safe; routes run in threads
+
+    def get(self, registry, key: tuple):
+        with self._lock:
+            found = self._cache.get(key)
+        if found is None:
+            return None
+        try:
+            current = registry.get(found.campaign_key)
+        except (LookupError, DefinitionError):
+            return None
+        return found.value if current is found.campaign else None
+
+    def put(self, registry, key: tuple, campaign_key: str, value) -> None:
+        try:
+            campaign = registry.get(campaign_key)
+        except (LookupError, DefinitionError):
+            return
+        with self._lock:
+            self._cache[key] = Cached(campaign_key, campaign, value)
+
+
+def link_target(state, public: str, token: str, link_id: str) -> str:
+    """Where /l/<token>/<link id> goes (campaigns.tracking.redirects.destination), looked up
+    read-only and cached per message; portal.NotFound for a link the message lacks."""
+    if not LINK_ID.match(link_id):
+        raise portal.NotFound("this link is not valid")
+    lookups: Lookups = state.lookups
+    targets = lookups.get(state.registry, ("l", public))
+    if targets is None:
+        visit = look_up(state, "l", token)
+        targets = redirects.link_targets(
+            state.registry, state.renderer, state.signer, state.settings.public_base_url, visit
+        )
+        lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
+    if link_id not in targets:
+        raise portal.NotFound("this link is not valid")
+    return targets[link_id]
+
+
+def lesson_page(state, public: str, token: str) -> tuple[str | None, str | None]:
+    """(the person's locale, the lesson's HTML as read online), or (locale, None) when the
+    lesson cannot be shown; portal.NotFound when there is no such message. Read-only, and
+    cached per message while its campaign's revision runs (Lookups)."""
+    lookups: Lookups = state.lookups
+    found = lookups.get(state.registry, ("m", public))
+    if found is not None:
+        return found
+    visit = look_up(state, "m", token)
+    locale = visit.subscriber.locale
+    try:
+        email = portal.lesson(
+            state.registry,
+            state.renderer,
+            state.signer,
+            state.settings.public_base_url,
+            visit,
+            online=True,
+        )
+    except (portal.NotFound, RenderError, LookupError):
+        return locale, None
+    page = (locale, email.html)
+    lookups.put(state.registry, ("m", public), visit.message.campaign_key, page)
+    return page
