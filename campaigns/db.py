@@ -34,6 +34,20 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
+def make_scheduler_engine(url: str, renew_seconds: float) -> Engine:
+    """The scheduler's engine. On PostgreSQL the server ends any of its sessions left idle
+    inside a transaction for `renew_seconds`: a scheduler frozen mid-turn (SIGSTOP, a
+    paused VM) would otherwise hold the lease row's lock for as long as its connection
+    lives, and every standby's turn would wait on it instead of taking the expired lease.
+    A live scheduler's turn is a few statements in a row, never idle that long."""
+    if url.startswith("sqlite"):
+        return make_engine(url)
+    ms = max(int(renew_seconds * 1000), 1)
+    return make_engine(
+        url, connect_args={"options": f"-c idle_in_transaction_session_timeout={ms}"}
+    )
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):

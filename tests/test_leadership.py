@@ -3,6 +3,7 @@ holder at a time, taken over only after it expires, handed over at once on relea
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import timedelta
@@ -10,7 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from campaigns.db import make_engine, make_session_factory, transaction
+from campaigns.db import (
+    impatient_transaction,
+    make_engine,
+    make_scheduler_engine,
+    make_session_factory,
+    transaction,
+)
 from campaigns.delivery.leadership import (
     LEADING,
     STANDBY,
@@ -202,3 +209,27 @@ def test_release_never_waits_long_for_a_turn_holding_the_lease_row(factory, cloc
     assert release_quickly(factory, clock, "a", 1) is True
     clock.advance(seconds=0.001)
     assert state(factory, clock).leader is None
+
+
+def test_a_scheduler_frozen_mid_turn_does_not_hold_the_lease_row_for_ever(clean_pg_url, clock):
+    """A leader frozen (SIGSTOP, a paused VM) inside its turn's transaction holds the
+    lease row's lock while its connection lives. The scheduler's engine has PostgreSQL end
+    such a session after a renewal interval idle in its transaction, so a standby's turn
+    (which waits at most that long on a lock) takes the expired lease."""
+    renew = 0.5
+    engines = [make_scheduler_engine(clean_pg_url, renew) for _ in range(2)]
+    frozen_side, standby_side = (make_session_factory(e) for e in engines)
+    try:
+        assert turn(frozen_side, clock, "a", 1)
+        frozen = frozen_side()
+        assert take_turn(frozen, clock, "a", 1, LEASE)  # mid-turn: the row is locked
+        clock.advance(seconds=LEASE + 1)
+        time.sleep(3 * renew)  # frozen: nothing more from it
+        with impatient_transaction(standby_side, renew) as s:
+            assert take_turn(s, clock, "b", 2, LEASE)
+        with contextlib.suppress(Exception):  # its session was ended by the server
+            frozen.close()
+        assert state(standby_side, clock).leader == "b:2"
+    finally:
+        for e in engines:
+            e.dispose()

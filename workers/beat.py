@@ -42,7 +42,12 @@ from kombu import Producer
 from kombu.utils.objects import cached_property
 
 from campaigns.clock import SystemClock
-from campaigns.db import make_engine, make_session_factory, transaction
+from campaigns.db import (
+    impatient_transaction,
+    make_scheduler_engine,
+    make_session_factory,
+    transaction,
+)
 from campaigns.delivery import leadership
 from settings import get_settings
 from workers.outages import Outage
@@ -77,7 +82,7 @@ class QuietScheduler(Scheduler):
         s = get_settings()
         self._lease = s.scheduler_lease_seconds
         self._renew = s.scheduler_renew_seconds
-        self._engine = make_engine(s.database_url)
+        self._engine = make_scheduler_engine(s.database_url, self._renew)
         self._factory = make_session_factory(self._engine)
         # Wall-clock time for the rows, never the demo's virtual clock: leases are real.
         self._clock = SystemClock()
@@ -96,7 +101,9 @@ class QuietScheduler(Scheduler):
         self._pid = self._pid or os.getpid()
         started = time.monotonic()
         try:
-            with transaction(self._factory) as session:
+            # Never waits on a lock longer than a turn: another scheduler's stalled turn
+            # must not stall this one (it tries again at its next turn).
+            with impatient_transaction(self._factory, self._renew) as session:
                 won = leadership.take_turn(session, self._clock, self._host, self._pid, self._lease)
         except Exception as exc:  # said once per outage; the deadline decides the rest
             database.failed("the scheduler's lease renewal", exc)
