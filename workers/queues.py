@@ -26,7 +26,14 @@ SEND_QUEUES = ("email", "sms")
 SEND_TASKS = {"drip.send_email", "drip.send_sms"}
 
 
+# kombu's Redis transport keeps a queue's messages of priority 3, 6 and 9 in lists of
+# their own beside the plain one (kombu.transport.redis: PRIORITY_STEPS, sep "\x06\x16").
+PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
 def queue_depths(settings) -> dict[str, int | str]:
+    if settings.redis_url:
+        return _redis_depths(settings)
     app = make_app(settings)
     depths: dict[str, int | str] = {}
     try:
@@ -41,6 +48,25 @@ def queue_depths(settings) -> dict[str, int | str]:
     except Exception as exc:  # status must still print when the broker is down
         return {name: f"unavailable ({type(exc).__name__})" for name in QUEUES}
     return depths
+
+
+def _redis_depths(settings) -> dict[str, int | str]:
+    # The lists themselves, under REDIS_KEY_PREFIX: kombu's passive queue_declare looks
+    # for the binding without the global key prefix and answered 0 for every queue.
+    prefix = settings.redis_key_prefix or ""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for name in QUEUES:
+                for suffix in PRIORITY_SUFFIXES:
+                    pipe.llen(prefix + name + suffix)
+            lengths = pipe.execute()
+    except redis.RedisError as exc:  # status must still print when the broker is down
+        return {name: f"unavailable ({type(exc).__name__})" for name in QUEUES}
+    finally:
+        client.close()
+    step = len(PRIORITY_SUFFIXES)
+    return {name: sum(lengths[i * step : (i + 1) * step]) for i, name in enumerate(QUEUES)}
 
 
 def held_ids(settings) -> Held | None:
