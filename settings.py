@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     # the workers record the queue this often (workers/hit_queue.py).
     hit_drain_seconds: float = Field(1.0, gt=0, le=60)
     # Past this many hits waiting, the pages record each hit themselves, in the request
-    # (slower, never dropped). About 0.6 KB of Redis memory each (README).
+    # (slower, never dropped). About 0.5 KB of Redis memory each (1.5 KB at most; README).
     hit_queue_max: int = Field(1_000_000, ge=1)
 
     # Webhook requests signed longer ago than this are refused as replays.

@@ -61,7 +61,7 @@ RETRY_AFTER = 2.0  # seconds a web process records hits itself after Redis faile
 BATCH = 200  # hits recorded in one transaction
 LOCK_MS = 30_000  # a drainer's lock; renewed while it runs, runs out if the drainer dies
 COLLAPSE_SECONDS = 5  # repeats of one open or click within this are one
-MAX_PENDING = 1_000_000  # about 0.6 KB each in Redis: ~0.6 GB at the cap (README)
+MAX_PENDING = 1_000_000  # ~0.5 KB each in Redis (1.5 KB at most): ~0.5 GB at the cap
 RETRY_FAILED_SECONDS = 300.0  # a failed hit goes back to `pending` after this
 ATTEMPTS = 3  # times a hit is tried before it is kept for ops only
 
