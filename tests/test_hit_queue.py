@@ -30,12 +30,12 @@ from campaigns.models import Event, Message
 from campaigns.reporting.funnels import campaign_report
 from campaigns.sequences.registry import Registry
 from campaigns.states import MessageStatus
+from campaigns.tracking.queued_hits import QueuedHit
 from settings import load_settings
 from tests.conftest import FIXTURES
 from tests.helpers import add_and_enroll
 from tests.stack import ROOT, Stack
 from web.app import create_app
-from campaigns.tracking.queued_hits import QueuedHit
 from workers.hit_queue import HitQueue
 
 BASE = "https://care.example"
