@@ -39,8 +39,7 @@ def hits_status(drip: Drip) -> None:
     except Exception as exc:  # redis.RedisError and its kin: one line, not a traceback
         raise click.ClickException(f"redis does not answer: {exc}") from None
     click.echo(
-        f"pending {depth['pending']}, processing {depth['processing']}, "
-        f"failed {depth['failed']}"
+        f"pending {depth['pending']}, processing {depth['processing']}, failed {depth['failed']}"
     )
     given_up = sum(1 for _, entry in failures if entry.get("attempts", ATTEMPTS) >= ATTEMPTS)
     if failures:
