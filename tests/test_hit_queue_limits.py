@@ -52,6 +52,7 @@ def test_repeats_of_one_open_are_queued_once_get_and_head_apart(
         assert client.head(links(token).open, headers={"User-Agent": AGENT}).status_code == 200
     queue = HitQueue(redis_url, prefix)
     assert queue.depth()["pending"] == 2  # one GET, one HEAD
+    assert int(queue.redis.get(queue.repeats)) == 8
     [seen] = [k for k in queue.redis.scan_iter(f"{prefix}hits:seen:GET:*")]
     assert 0 < queue.redis.ttl(seen) <= COLLAPSE_SECONDS  # the next one after it is queued
     queue.redis.delete(*queue.redis.scan_iter(f"{prefix}hits:seen:*"))  # as if it ran out

@@ -71,10 +71,14 @@ _RENEW = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 )
-# KEYS: the repeat key, pending. ARGV: the item, the repeat TTL, the cap.
-# One round trip: 0 a repeat (not queued), 1 queued, 2 full (the caller records it).
+# KEYS: the repeat key, pending, the count of repeats. ARGV: the item, the repeat TTL,
+# the cap. One round trip: 0 a repeat (counted, not queued), 1 queued, 2 full (the
+# caller records it).
 _OFFER = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return 0 end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('INCR', KEYS[3])
+  return 0
+end
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
@@ -111,6 +115,7 @@ class HitQueue:
         self.processing = f"{prefix}hits:processing"
         self.failed = f"{prefix}hits:failed"
         self.lock = f"{prefix}hits:drainer"
+        self.repeats = f"{prefix}hits:repeats"  # answered and not queued, ever (ops, bench)
         self.max_pending = max_pending
         self.lock_ms = lock_ms
         self.retry_failed_seconds = retry_failed_seconds
@@ -127,7 +132,8 @@ class HitQueue:
         repeat = f"{self.prefix}hits:seen:{hit.method}:{hit.link}:{hit.token}"
         try:
             got = self._offer(
-                keys=[repeat, self.pending], args=[hit.dumps(), COLLAPSE_SECONDS, self.max_pending]
+                keys=[repeat, self.pending, self.repeats],
+                args=[hit.dumps(), COLLAPSE_SECONDS, self.max_pending],
             )
         except redis.RedisError as exc:
             with self._guard:

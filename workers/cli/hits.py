@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from workers.cli.context import Drip, pass_drip
-from workers.hit_queue import ATTEMPTS, HitQueue, build_hit_queue
+from workers.hit_queue import ATTEMPTS, COLLAPSE_SECONDS, HitQueue, build_hit_queue
 
 
 def _queue(drip: Drip) -> HitQueue:
@@ -36,12 +36,14 @@ def hits_status(drip: Drip) -> None:
     try:
         depth = queue.depth()
         failures = queue.failures()
+        repeats = int(queue.redis.get(queue.repeats) or 0)
     except Exception as exc:  # redis.RedisError and its kin: one line, not a traceback
         raise click.ClickException(f"redis does not answer: {exc}") from None
     click.echo(
         f"pending {depth['pending']}, processing {depth['processing']}, failed {depth['failed']}"
     )
     given_up = sum(1 for _, entry in failures if entry.get("attempts", ATTEMPTS) >= ATTEMPTS)
+    click.echo(f"repeats answered and not queued (within {COLLAPSE_SECONDS} s), ever: {repeats}")
     if failures:
         click.echo(f"  of the failed, {given_up} no longer retried (`drip hits requeue`)")
         reasons: dict[str, int] = {}
