@@ -208,6 +208,9 @@ class Settings(BaseSettings):
     # With REDIS_URL, the open pixel and click redirect queue their hit in Redis and answer;
     # the workers record the queue this often (workers/hit_queue.py).
     hit_drain_seconds: float = Field(1.0, gt=0, le=60)
+    # Past this many hits waiting, the pages record each hit themselves, in the request
+    # (slower, never dropped). About 0.5 KB of Redis memory each (1.5 KB at most; README).
+    hit_queue_max: int = Field(1_000_000, ge=1)
 
     # Webhook requests signed longer ago than this are refused as replays.
     webhook_max_age_seconds: int = Field(600, ge=10)

@@ -11,22 +11,32 @@ the hit itself in the request, as it always did (`record_now`): slower, never lo
 a 5xx.
 
 A forged token is refused by the signature before anything is queued. A token we signed
-whose message is gone (erased) is queued all the same; the drainer finds no message and
-records nothing, as the page would have.
+whose message is gone, or whose person was erased (erasure keeps messages and tokens), is
+queued all the same; the drainer records nothing for it, as the page would not have
+(campaigns.tracking.portal.engage).
 
-Read-only look-ups are cached per process (`Lookups`), for a short while and only as long
-as the campaign's revision is the one they were made from: the redirect's link targets of
-a message, and the message and person a lesson page shows.
+Each hit gets its id before it is offered to the queue; a page that records it itself
+(Redis away, or slower than its timeout) records it under that id, so a push that lands
+late is found by the drainer as the same hit (exactly once).
+
+Read-only look-ups are cached per process (`Lookups`, bounded by MAX_BYTES), for a short
+while and only as long as the campaign's revision is the one they were made from: the
+redirect's link targets of a message, and a lesson page's HTML. The lesson holds the
+person's first name, so every request still reads the message and person (one indexed
+look-up) and the cached page is used only for the same name, language and country; an
+erased person's page is never cached.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 
 from cachetools import TTLCache
 from fastapi import Request
 
+from campaigns.audience.emergency import country_of
 from campaigns.content.rendering import RenderError
 from campaigns.content.tracked_links import LINK_ID
 from campaigns.db import transaction
@@ -38,7 +48,9 @@ from campaigns.tracking.queued_hits import QueuedHit
 # Long enough to carry a storm (most clicks on a message come within minutes of each
 # other), short enough that a changed name or language shows soon. Per process.
 TTL_SECONDS = 120.0
-MAX_ENTRIES = 20_000
+# A rendered lesson is ~5-10 KB as a Python str: 32 MB per process holds ~4,000 of them
+# (20,000 entries of HTML were ~150-200 MB per uvicorn worker).
+MAX_BYTES = 32 * 2**20
 
 
 def _hit(request: Request, kind: str, link: str) -> machine.Hit:
@@ -54,22 +66,35 @@ def signed(state, purpose: str, token: str) -> str:
         raise portal.NotFound("this link is not valid") from None
 
 
-def queue(state, request: Request, public: str, kind: str, link: str, detail: dict) -> bool:
-    """Push the hit to the queue; False when there is none or Redis is away (the caller
-    records it with record_now)."""
+def queue(state, request: Request, public: str, kind: str, link: str, detail: dict) -> str | None:
+    """Offer the hit to the queue: None once it is queued (or was a repeat, answered
+    only); else the id the caller records it under with record_now (no queue, Redis
+    away or slow, the queue at its cap), "" when there is no queue at all."""
     hits = state.runtime.hit_queue
     if hits is None:
-        return False
+        return ""
     hit = QueuedHit.of(_hit(request, kind, link), public, state.clock.now(), detail)
-    return hits.push(hit)
+    return None if hits.push(hit) else hit.id
 
 
-def record_now(state, request: Request, purpose: str, token: str, kind: str, link: str, detail):
-    """The hit recorded in the request (no Redis): portal.NotFound if there is no message."""
+def record_now(
+    state,
+    request: Request,
+    purpose: str,
+    token: str,
+    kind: str,
+    link: str,
+    detail,
+    event_id: str | None = None,
+):
+    """The hit recorded in the request: portal.NotFound if there is no message.
+    `event_id`: the id it was offered to the queue with, if it was (queue's)."""
     with transaction(state.factory) as session:
         visit = portal.resolve(session, state.signer, purpose, token)
         hit = _hit(request, kind, link)
-        portal.engage(session, state.clock, visit, hit, state.engagement, detail)
+        portal.engage(
+            session, state.clock, visit, hit, state.engagement, detail, event_id=event_id or None
+        )
         return visit
 
 
@@ -92,8 +117,8 @@ class Lookups:
     """Read-only look-ups of one process, kept TTL_SECONDS and dropped as soon as the
     campaign's running revision is another (the registry hands out a new Campaign)."""
 
-    def __init__(self, ttl: float = TTL_SECONDS, size: int = MAX_ENTRIES):
-        self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
+    def __init__(self, ttl: float = TTL_SECONDS, max_bytes: int = MAX_BYTES):
+        self._cache: TTLCache = TTLCache(maxsize=max_bytes, ttl=ttl, getsizeof=_size)
         self._lock = threading.Lock()  # TTLCache is not thread-safe; routes run in threads
 
     def get(self, registry, key: tuple):
@@ -112,8 +137,20 @@ class Lookups:
             campaign = registry.get(campaign_key)
         except (LookupError, DefinitionError):
             return
+        entry = Cached(campaign_key, campaign, value)
+        if _size(entry) > self._cache.maxsize:
+            return  # larger than the whole cache: not kept
         with self._lock:
-            self._cache[key] = Cached(campaign_key, campaign, value)
+            self._cache[key] = entry
+
+
+def _size(entry: Cached) -> int:
+    """About what an entry holds in memory: its strings (a lesson's HTML, a message's
+    link targets), plus the tuple and dict around them."""
+    value = entry.value
+    parts = value.items() if isinstance(value, dict) else [value]
+    strings = [x for part in parts for x in (part if isinstance(part, tuple) else (part,))]
+    return 200 + sum(sys.getsizeof(x) for x in strings if isinstance(x, str))
 
 
 def link_target(state, public: str, token: str, link_id: str) -> str:
@@ -136,14 +173,18 @@ def link_target(state, public: str, token: str, link_id: str) -> str:
 
 def lesson_page(state, public: str, token: str) -> tuple[str | None, str | None]:
     """(the person's locale, the lesson's HTML as read online), or (locale, None) when the
-    lesson cannot be shown; portal.NotFound when there is no such message. Read-only, and
-    cached per message while its campaign's revision runs (Lookups)."""
+    lesson cannot be shown; portal.NotFound when there is no such message. Read-only; the
+    HTML cached per message and the person's current name, language and country while its
+    campaign's revision runs (Lookups), never for an erased person."""
     lookups: Lookups = state.lookups
-    found = lookups.get(state.registry, ("m", public))
+    visit = look_up(state, "m", token)
+    sub = visit.subscriber
+    locale = sub.locale
+    key = ("m", public, sub.first_name, locale, country_of(sub))
+    erased = sub.erased_at is not None
+    found = None if erased else lookups.get(state.registry, key)
     if found is not None:
         return found
-    visit = look_up(state, "m", token)
-    locale = visit.subscriber.locale
     try:
         email = portal.lesson(
             state.registry,
@@ -156,5 +197,6 @@ def lesson_page(state, public: str, token: str) -> tuple[str | None, str | None]
     except (portal.NotFound, RenderError, LookupError):
         return locale, None
     page = (locale, email.html)
-    lookups.put(state.registry, ("m", public), visit.message.campaign_key, page)
+    if not erased:
+        lookups.put(state.registry, key, visit.message.campaign_key, page)
     return page

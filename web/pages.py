@@ -84,9 +84,10 @@ def _open(request: Request, token: str) -> None:
     except portal.NotFound:
         return  # forged: nothing recorded, and the pixel all the same
     detail = {"route": "o"}
-    if not hits.queue(state, request, public, EventType.OPENED, "o", detail):
+    hit_id = hits.queue(state, request, public, EventType.OPENED, "o", detail)
+    if hit_id is not None:
         with contextlib.suppress(portal.NotFound):  # a pixel never shows an error page
-            hits.record_now(state, request, "o", token, EventType.OPENED, "o", detail)
+            hits.record_now(state, request, "o", token, EventType.OPENED, "o", detail, hit_id)
 
 
 @router.api_route("/o/{token}", methods=["GET", "HEAD"])
@@ -102,8 +103,9 @@ def _follow(request: Request, token: str, link_id: str) -> str:
     url = hits.link_target(state, public, token, link_id)
     link = f"l:{link_id}"
     detail = {"route": "l", "link": link_id, "url": url[:500]}
-    if not hits.queue(state, request, public, EventType.CLICKED, link, detail):
-        hits.record_now(state, request, "l", token, EventType.CLICKED, link, detail)
+    hit_id = hits.queue(state, request, public, EventType.CLICKED, link, detail)
+    if hit_id is not None:
+        hits.record_now(state, request, "l", token, EventType.CLICKED, link, detail, hit_id)
     return url
 
 
@@ -128,8 +130,9 @@ def _lesson(request: Request, token: str) -> HTMLResponse:
     state = _deps(request)
     public = hits.signed(state, "m", token)
     detail = {"route": "m"}
-    if not hits.queue(state, request, public, EventType.CLICKED, "m", detail):
-        hits.record_now(state, request, "m", token, EventType.CLICKED, "m", detail)
+    hit_id = hits.queue(state, request, public, EventType.CLICKED, "m", detail)
+    if hit_id is not None:
+        hits.record_now(state, request, "m", token, EventType.CLICKED, "m", detail, hit_id)
     locale, html = hits.lesson_page(state, public, token)
     if html is None:
         return invalid(request, "m", locale)

@@ -55,9 +55,11 @@ from campaigns.states import (
 
 ERASED = "[erased]"
 # Payload keys that carry a person, in the providers' own spelling (SendGrid's event
-# `email`, `ip`, `useragent`; Twilio's `From`, `To`, `Body`, `FromCity`...; ours).
+# `email`, `ip`, `useragent`; Twilio's `From`, `To`, `Body`, `FromCity`...; ours, with
+# `agent`, the user agent campaigns.tracking.portal.engage keeps beside a machine's hit).
 PERSONAL_KEYS = frozenset(
-    {"email", "to", "from", "body", "ip", "useragent", "user_agent", "phone", "first_name"}
+    {"email", "to", "from", "body", "ip", "useragent", "user_agent", "agent", "phone"}
+    | {"first_name"}
 )
 TWILIO_PLACE = re.compile(r"^(?:From|To)[A-Z]")  # FromCity, ToZip, FromCountry...
 

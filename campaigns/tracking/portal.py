@@ -112,7 +112,11 @@ def engage(
 ) -> str | None:
     """Record an open or click, judged a person's or a machine's; the reason, if a machine's.
     `at`, `event_id`: as record_engagement's (judged as at `at`, when the request came);
-    `locked`: the caller has locked the message row already (machine.lock)."""
+    `locked`: the caller has locked the message row already (machine.lock). Nothing is
+    recorded of an erased person (erasure keeps their messages, so their links still
+    resolve)."""
+    if visit.subscriber.erased_at is not None:
+        return None
     if not locked:
         machine.lock(session, visit.message)
     why = machine.judge(session, visit.message, hit, at or clock.now(), rules)

@@ -37,7 +37,8 @@ PROVIDER = "tracking"
 class Outcome(enum.StrEnum):
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
-    UNKNOWN_MESSAGE = "unknown_message"  # signed by us, but the message is gone (erased)
+    UNKNOWN_MESSAGE = "unknown_message"  # signed by us, but the message is gone
+    ERASED = "erased"  # the person was erased since: nothing more is recorded of them
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class QueuedHit:
     client: str | None = None  # judged against Apple's ranges; never stored in the event
     detail: dict = field(default_factory=dict)  # the event's payload
     id: str = field(default_factory=lambda: "hit:" + secrets.token_urlsafe(12))
+    attempts: int = 0  # times the drainer failed to record it (workers/hit_queue.py)
 
     @classmethod
     def of(cls, hit: machine.Hit, token: str, at: datetime, detail: dict) -> QueuedHit:
@@ -110,6 +112,8 @@ def record_hits(
         visit = visits.get(hit.token)
         if visit is None:
             outcomes.append(Outcome.UNKNOWN_MESSAGE)
+        elif visit.subscriber.erased_at is not None:
+            outcomes.append(Outcome.ERASED)
         elif hit.id in seen:
             outcomes.append(Outcome.DUPLICATE)
         else:

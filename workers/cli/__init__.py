@@ -13,6 +13,7 @@
     people.py     people find | show | export | erase
     imports.py    import, import-events
     api_keys.py   api-keys create | list | revoke
+    hits.py       hits [status] | requeue (the queue of opens and clicks)
     retention.py  retention run [--dry-run] (roll up, prune old events and detail)
     users.py      users add | list | set-role | enable | disable | reset-password; audit
     processes.py  worker, beat, web, demo
@@ -37,6 +38,7 @@ from workers.cli.database import db_group
 from workers.cli.delivery import channels_group, enroll, outbox_group
 from workers.cli.experiments import campaigns_promote
 from workers.cli.health import health_group
+from workers.cli.hits import hits_group
 from workers.cli.imports import import_command, import_events_command
 from workers.cli.inbox import inbox_command
 from workers.cli.people import people_group
@@ -82,6 +84,7 @@ for command in (
     users_group,
     audit_command,
     retention_group,
+    hits_group,
     worker,
     beat,
     web,
