@@ -112,24 +112,17 @@ class Stack:
         ]
         if beat:
             args += ["-B", "-s", str(self.tmp / f"beat-{name}")]
-        with open(self.tmp / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
-            proc = subprocess.Popen(
-                args,
-                cwd=self.cwd,
-                env=self.env(**extra),
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        self.procs.append(proc)
-        return proc
+        return self._spawn(name, args, **extra)
 
     def start_drip(self, name: str, *args: str, **extra) -> subprocess.Popen:
         """`drip <args>` as a process of its own (`drip beat`, `drip worker ...`), its
         output in <name>.log."""
-        with open(self.tmp / f"{name}.log", "ab") as log:
+        return self._spawn(name, [sys.executable, "-m", "workers.cli", *args], **extra)
+
+    def _spawn(self, name: str, argv: list[str], **extra) -> subprocess.Popen:
+        with open(self.tmp / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", *args],
+                argv,
                 cwd=self.cwd,
                 env=self.env(**extra),
                 stdout=log,
