@@ -232,7 +232,8 @@ class Bench:
         env = self.env(not self.args.no_redis)
         self.start(
             [py, "-m", "uvicorn", "bench.bare_gif:app", "--port", str(self.bare_port),
-             "--workers", w, "--no-server-header", "--log-level", "warning"],
+             "--workers", w, "--no-server-header", "--log-level", "warning",
+             "--http", "web.server_protocol:NoDelayHTTPProtocol"],
             "bare",
             env,
         )  # fmt: skip

@@ -166,6 +166,10 @@ def web(drip: Drip, host, port, processes) -> None:
             str(processes),
             "--proxy-headers",
             "--no-server-header",
+            # TCP_NODELAY on every connection: with --workers, uvicorn's own listener
+            # leaves Nagle's algorithm on (web/server_protocol.py).
+            "--http",
+            "web.server_protocol:NoDelayHTTPProtocol",
         ],
     )
 
