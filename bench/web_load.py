@@ -27,6 +27,7 @@ Needs PostgreSQL (BENCH_POSTGRES_URL or TEST_POSTGRES_URL, an admin URL) and Red
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -370,6 +371,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--no-redis", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--hold", type=float, default=0, help="keep the stack up this long")
     args = ap.parse_args()
     if not args.profile and shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -381,6 +383,9 @@ def main() -> int:
             profile(bench, paths)
             return 0
         bench.start_all()
+        if args.hold:
+            hold(bench, paths)
+            return 0
         mode = "without Redis (recorded in the request)" if args.no_redis else "Redis queue"
         print(
             f"uvicorn --workers {args.workers} for both apps; drip web: {mode}; wrk -t2 "
@@ -403,6 +408,18 @@ def main() -> int:
         return 0
     finally:
         bench.close()
+
+
+def hold(bench: Bench, paths: dict[str, list[str]]) -> None:
+    """The stack kept up for a look from outside (py-spy, wrk by hand): its ports and a
+    file of paths per page, until --hold seconds pass or Ctrl-C."""
+    for kind, listing in paths.items():
+        (bench.tmp / f"{kind}.txt").write_text("\n".join(listing) + "\n")
+    (bench.tmp / "walk.lua").write_text(LUA)
+    print(f"web http://127.0.0.1:{bench.web_port}  bare http://127.0.0.1:{bench.bare_port}")
+    print(f"paths and wrk script in {bench.tmp} (open.txt, click.txt, lesson.txt, walk.lua)")
+    with contextlib.suppress(KeyboardInterrupt):
+        time.sleep(bench.args.hold)
 
 
 def _drained(bench: Bench, timeout: float = 120.0) -> int:
