@@ -106,6 +106,7 @@ class Bench:
         self.db = f"drip_bench_web_{os.getpid()}"
         self.prefix = f"drip-bench-web-{uuid.uuid4().hex[:8]}:"
         self.procs: list[subprocess.Popen] = []
+        self.servers: dict[str, subprocess.Popen] = {}  # "bare", "web", "worker"
         self.admin = psycopg.connect(PG_ADMIN, autocommit=True)
         self.admin.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
         self.admin.execute(f'CREATE DATABASE "{self.db}"')
@@ -225,7 +226,12 @@ class Bench:
             args, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
         )
         self.procs.append(proc)
+        self.servers[name] = proc
         return proc
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each started process and its children."""
+        return {name: tree_cpu(proc.pid) for name, proc in self.servers.items()}
 
     def start_all(self) -> None:
         w = str(self.args.workers)
@@ -314,6 +320,28 @@ def _ms(text: str) -> float:
     return float(number) * UNITS[unit]
 
 
+def tree_cpu(root: int) -> float:
+    """User + system CPU seconds of a process and every live descendant (Linux /proc):
+    what a page cost the server, whatever else the machine was doing meanwhile."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
 def parse_wrk(out: str) -> dict:
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -345,9 +373,9 @@ def profile(bench: Bench, paths: dict[str, list[str]]) -> None:
     pages = {
         "open": lambda p: queue.redis.rpush("profile", hits.signed(state, "o", token(p))),
         "click": lambda p: hits.link_target(
-            state, hits.signed(state, "l", token(p)), token(p), p.rsplit("/", 1)[1]
+            state, hits.signed(state, "l", token(p)), p.rsplit("/", 1)[1]
         ),
-        "lesson": lambda p: hits.lesson_page(state, hits.signed(state, "m", token(p)), token(p)),
+        "lesson": lambda p: hits.lesson_page(state, hits.signed(state, "m", token(p))),
     }
     for kind, work in pages.items():
         for p in paths[kind][:20]:
@@ -400,7 +428,13 @@ def main() -> int:
             ("lesson", bench.web_port),
         ):
             warm = bench.wrk(port, paths[kind], 2)
+            before = bench.cpu()
             results[kind] = bench.wrk(port, paths[kind], args.seconds)
+            after = bench.cpu()
+            served = max(results[kind]["total"], 1)
+            server = "bare" if kind == "bare" else "web"
+            results[kind]["cpu_ms"] = (after[server] - before[server]) * 1000 / served
+            results[kind]["drainer"] = after.get("worker", 0) - before.get("worker", 0)
             if kind != "bare":
                 answered += sum(r["total"] - r["errors"] for r in (warm, results[kind]))
         recorded = _drained(bench)
@@ -456,12 +490,22 @@ def report(results: dict, recorded: int, answered: int, connections: int) -> Non
         "click": "click redirect /l/",
         "lesson": "lesson page /m/",
     }
-    print(f"{'page':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs bare':>9}")
+    cpu = results["bare"]["cpu_ms"]
+    print(
+        f"{'page':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs bare':>9}"
+        f"{'CPU ms/req':>12}{'bare/this':>10}{'drainer s':>10}"
+    )
     for kind, r in results.items():
         print(
             f"{names[kind]:<22}{r['rate']:>9.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}"
-            f"{r['errors']:>8}{r['rate'] / bare:>8.0%}"
+            f"{r['errors']:>8}{r['rate'] / bare:>8.0%}{r['cpu_ms']:>12.3f}"
+            f"{cpu / r['cpu_ms'] if r['cpu_ms'] else 0:>9.0%}{r['drainer']:>10.1f}"
         )
+    print(
+        "CPU ms/req: CPU time of the server's processes over its requests (the same "
+        "whatever else ran); bare/this: the bare GIF's CPU per request over this page's; "
+        "drainer s: CPU seconds the Celery worker recording the queue used meanwhile"
+    )
     # Warm-ups included: every open and click answered is one event. wrk does not count
     # the requests still in flight when a run stops (up to one per connection), which the
     # server answered and recorded all the same: six runs of 50 connections.

@@ -114,14 +114,17 @@ def test_a_redis_slower_than_the_timeout_records_the_hit_once(
     pg_factory, clock, registry, policy, own_redis, course
 ):
     first, token = sent(pg_factory, clock, registry, policy, n=2)
-    client = app(pg_factory, clock, own_redis, "", course)
-    # An open queued as usual first (Redis has the page's script from then on).
-    assert client.get(links(first).open, headers={"User-Agent": AGENT}).status_code == 200
-    busy = stall(own_redis, 1.5)
-    # The push times out after 0.5 s: the page records the open itself...
-    assert client.get(links(token).open, headers={"User-Agent": AGENT}).status_code == 200
-    [now] = events(pg_factory)
-    busy.join()
+    # One event loop for both requests, as in a web process: the push goes out on the
+    # connection the first one opened (a new one would time out in its handshake, and
+    # its push would never be sent at all).
+    with app(pg_factory, clock, own_redis, "", course) as client:
+        # An open queued as usual first (Redis has the page's script from then on).
+        assert client.get(links(first).open, headers={"User-Agent": AGENT}).status_code == 200
+        busy = stall(own_redis, 1.5)
+        # The push times out after 0.5 s: the page records the open itself...
+        assert client.get(links(token).open, headers={"User-Agent": AGENT}).status_code == 200
+        [now] = events(pg_factory)
+        busy.join()
     # ...and the push, read by Redis once it is free again, lands all the same.
     queue = HitQueue(own_redis)
     deadline = time.monotonic() + 5

@@ -60,6 +60,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
+        if rt.hit_queue is not None:
+            await rt.hit_queue.aclose()
         rt.dispose()  # only closes a pool this app created
 
     # No interactive docs: nothing here is for browsing, and the webhook shapes are the

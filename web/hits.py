@@ -42,8 +42,9 @@ from campaigns.content.tracked_links import LINK_ID
 from campaigns.db import transaction
 from campaigns.links import BadToken
 from campaigns.sequences.campaign import Campaign, DefinitionError
-from campaigns.tracking import machine, portal, redirects
+from campaigns.tracking import machine, page_reads, portal, redirects
 from campaigns.tracking.queued_hits import QueuedHit
+from workers.hit_queue import Offer
 
 # Long enough to carry a storm (most clicks on a message come within minutes of each
 # other), short enough that a changed name or language shows soon. Per process.
@@ -55,7 +56,16 @@ MAX_BYTES = 32 * 2**20
 
 def _hit(request: Request, kind: str, link: str) -> machine.Hit:
     client = request.client.host if request.client else None
-    return machine.Hit.from_request(kind, link, request.method, request.headers, client)
+    return machine.Hit.from_request(kind, link, request.method, _headers(request), client)
+
+
+def _headers(request: Request) -> dict[str, str]:
+    """The request's headers as one dict, the first of a repeated name kept as Starlette's
+    Headers.get would: each of its look-ups walks the whole list again."""
+    found: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
 
 
 def signed(state, purpose: str, token: str) -> str:
@@ -66,15 +76,18 @@ def signed(state, purpose: str, token: str) -> str:
         raise portal.NotFound("this link is not valid") from None
 
 
-def queue(state, request: Request, public: str, kind: str, link: str, detail: dict) -> str | None:
-    """Offer the hit to the queue: None once it is queued (or was a repeat, answered
-    only); else the id the caller records it under with record_now (no queue, Redis
-    away or slow, the queue at its cap), "" when there is no queue at all."""
+async def queue_async(
+    state, request: Request, public: str, kind: str, link: str, detail: dict
+) -> str | None:
+    """Offer the hit to the queue, on the event loop (a thread per push costs more than
+    the push at a storm's rates): None once it is queued (or was a repeat, answered
+    only); else the id the caller records it under with record_now (no queue, Redis away
+    or slow, the queue at its cap), "" when there is no queue at all."""
     hits = state.runtime.hit_queue
     if hits is None:
         return ""
     hit = QueuedHit.of(_hit(request, kind, link), public, state.clock.now(), detail)
-    return None if hits.push(hit) else hit.id
+    return None if await hits.offer_async(hit) is not Offer.RECORD else hit.id
 
 
 def record_now(
@@ -98,12 +111,16 @@ def record_now(
         return visit
 
 
-def look_up(state, purpose: str, token: str) -> portal.Visit:
-    """The message and person, read and let go before anything is rendered: rendering
-    may read the registry's revisions, and a thread holding one pooled connection while
-    it waits for another is how a busy pool deadlocks."""
+def look_up(state, public: str) -> portal.Visit:
+    """The message and person (only what the pages use: page_reads), read and let go
+    before anything is rendered: rendering may read the registry's revisions, and a
+    thread holding one pooled connection while it waits for another is how a busy pool
+    deadlocks. portal.NotFound when there is no such message."""
     with state.reader() as session:
-        return portal.resolve(session, state.signer, purpose, token)
+        visit = page_reads.page_visit(session, public)
+    if visit is None:
+        raise portal.NotFound("this link is not valid")
+    return visit
 
 
 @dataclass(frozen=True)
@@ -153,7 +170,20 @@ def _size(entry: Cached) -> int:
     return 200 + sum(sys.getsizeof(x) for x in strings if isinstance(x, str))
 
 
-def link_target(state, public: str, token: str, link_id: str) -> str:
+def known_target(state, public: str, link_id: str) -> str | None:
+    """Where /l/<token>/<link id> goes when this process has the message's targets
+    already (link_target's cache), without the database; None when it must look."""
+    if not LINK_ID.match(link_id):
+        raise portal.NotFound("this link is not valid")
+    targets = state.lookups.get(state.registry, ("l", public))
+    if targets is None:
+        return None
+    if link_id not in targets:
+        raise portal.NotFound("this link is not valid")
+    return targets[link_id]
+
+
+def link_target(state, public: str, link_id: str) -> str:
     """Where /l/<token>/<link id> goes (campaigns.tracking.redirects.destination), looked up
     read-only and cached per message; portal.NotFound for a link the message lacks."""
     if not LINK_ID.match(link_id):
@@ -161,7 +191,7 @@ def link_target(state, public: str, token: str, link_id: str) -> str:
     lookups: Lookups = state.lookups
     targets = lookups.get(state.registry, ("l", public))
     if targets is None:
-        visit = look_up(state, "l", token)
+        visit = look_up(state, public)
         targets = redirects.link_targets(
             state.registry, state.renderer, state.signer, state.settings.public_base_url, visit
         )
@@ -171,13 +201,13 @@ def link_target(state, public: str, token: str, link_id: str) -> str:
     return targets[link_id]
 
 
-def lesson_page(state, public: str, token: str) -> tuple[str | None, str | None]:
+def lesson_page(state, public: str) -> tuple[str | None, str | None]:
     """(the person's locale, the lesson's HTML as read online), or (locale, None) when the
     lesson cannot be shown; portal.NotFound when there is no such message. Read-only; the
     HTML cached per message and the person's current name, language and country while its
     campaign's revision runs (Lookups), never for an erased person."""
     lookups: Lookups = state.lookups
-    visit = look_up(state, "m", token)
+    visit = look_up(state, public)
     sub = visit.subscriber
     locale = sub.locale
     key = ("m", public, sub.first_name, locale, country_of(sub))

@@ -77,45 +77,51 @@ def _engage(request: Request, purpose: str, token: str, kind: str):
     return hits.record_now(_deps(request), request, purpose, token, kind, purpose, detail)
 
 
-def _open(request: Request, token: str) -> None:
+@router.api_route("/o/{token}", methods=["GET", "HEAD"])
+async def open_pixel(request: Request, token: str) -> Response:
+    """Queued with Redis, on the event loop; recorded in the request (a thread) without
+    it, or when the queue cannot take it (web/hits.py)."""
     state = _deps(request)
     try:
         public = hits.signed(state, "o", token)
     except portal.NotFound:
-        return  # forged: nothing recorded, and the pixel all the same
-    detail = {"route": "o"}
-    hit_id = hits.queue(state, request, public, EventType.OPENED, "o", detail)
-    if hit_id is not None:
-        with contextlib.suppress(portal.NotFound):  # a pixel never shows an error page
-            hits.record_now(state, request, "o", token, EventType.OPENED, "o", detail, hit_id)
-
-
-@router.api_route("/o/{token}", methods=["GET", "HEAD"])
-async def open_pixel(request: Request, token: str) -> Response:
-    """Queued with Redis, recorded in the request without (web/hits.py)."""
-    await run_in_threadpool(_open, request, token)
+        public = None  # forged: nothing recorded, and the pixel all the same
+    if public is not None:
+        detail = {"route": "o"}
+        hit_id = await hits.queue_async(state, request, public, EventType.OPENED, "o", detail)
+        if hit_id is not None:
+            await run_in_threadpool(_record_open, request, token, detail, hit_id)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
-def _follow(request: Request, token: str, link_id: str) -> str:
+def _record_open(request: Request, token: str, detail: dict, hit_id: str) -> None:
     state = _deps(request)
-    public = hits.signed(state, "l", token)
-    url = hits.link_target(state, public, token, link_id)
-    link = f"l:{link_id}"
-    detail = {"route": "l", "link": link_id, "url": url[:500]}
-    hit_id = hits.queue(state, request, public, EventType.CLICKED, link, detail)
-    if hit_id is not None:
-        hits.record_now(state, request, "l", token, EventType.CLICKED, link, detail, hit_id)
-    return url
+    with contextlib.suppress(portal.NotFound):  # a pixel never shows an error page
+        hits.record_now(state, request, "o", token, EventType.OPENED, "o", detail, hit_id)
 
 
 @router.api_route("/l/{token}/{link_id}", methods=["GET", "HEAD"])
 async def follow_link(request: Request, token: str, link_id: str) -> Response:
-    """Only ever to a URL the message was rendered with (campaigns.tracking.redirects)."""
+    """Only ever to a URL the message was rendered with (campaigns.tracking.redirects).
+    A message's targets already looked up in this process answer on the event loop."""
+    state = _deps(request)
     try:
-        url = await run_in_threadpool(_follow, request, token, link_id)
+        public = hits.signed(state, "l", token)
+        url = hits.known_target(state, public, link_id)
+        if url is None:
+            url = await run_in_threadpool(hits.link_target, state, public, link_id)
     except portal.NotFound:
         return invalid(request, "l")
+    link = f"l:{link_id}"
+    detail = {"route": "l", "link": link_id, "url": url[:500]}
+    hit_id = await hits.queue_async(state, request, public, EventType.CLICKED, link, detail)
+    if hit_id is not None:
+        try:
+            await run_in_threadpool(
+                hits.record_now, state, request, "l", token, EventType.CLICKED, link, detail, hit_id
+            )
+        except portal.NotFound:
+            return invalid(request, "l")
     return RedirectResponse(url, status_code=302, headers=NO_STORE)
 
 
@@ -126,14 +132,12 @@ async def not_a_link(request: Request, rest: str = "") -> HTMLResponse:
     return invalid(request, "l")
 
 
-def _lesson(request: Request, token: str) -> HTMLResponse:
+def _lesson(request: Request, token: str, public: str, hit_id: str | None) -> HTMLResponse:
     state = _deps(request)
-    public = hits.signed(state, "m", token)
-    detail = {"route": "m"}
-    hit_id = hits.queue(state, request, public, EventType.CLICKED, "m", detail)
     if hit_id is not None:
+        detail = {"route": "m"}
         hits.record_now(state, request, "m", token, EventType.CLICKED, "m", detail, hit_id)
-    locale, html = hits.lesson_page(state, public, token)
+    locale, html = hits.lesson_page(state, public)
     if html is None:
         return invalid(request, "m", locale)
     return HTMLResponse(html, headers=NO_STORE)
@@ -141,8 +145,12 @@ def _lesson(request: Request, token: str) -> HTMLResponse:
 
 @router.api_route("/m/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def read_online(request: Request, token: str) -> HTMLResponse:
+    state = _deps(request)
     try:
-        return await run_in_threadpool(_lesson, request, token)
+        public = hits.signed(state, "m", token)
+        detail = {"route": "m"}
+        hit_id = await hits.queue_async(state, request, public, EventType.CLICKED, "m", detail)
+        return await run_in_threadpool(_lesson, request, token, public, hit_id)
     except portal.NotFound:
         return invalid(request, "m")
 

@@ -36,6 +36,7 @@ the same hit, found and skipped by the drainer.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -45,6 +46,7 @@ import time
 from dataclasses import replace
 
 import redis
+import redis.asyncio as aioredis
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -109,7 +111,9 @@ class HitQueue:
     ):
         # Short timeouts: the page waits on this before answering, and falls back to
         # recording the hit itself when Redis does not answer.
+        self.url = url
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        self._aio: tuple | None = None  # (event loop, offer script, client): offer_async
         self.prefix = prefix
         self.pending = f"{prefix}hits"
         self.processing = f"{prefix}hits:processing"
@@ -119,34 +123,57 @@ class HitQueue:
         self.max_pending = max_pending
         self.lock_ms = lock_ms
         self.retry_failed_seconds = retry_failed_seconds
-        self._offer = self.redis.register_script(_OFFER)
         self._move = self.redis.register_script(_MOVE)
         self._skip_until = 0.0
         self._guard = threading.Lock()
 
     # ------------------------------------------------------------ the web side
-    def offer(self, hit: QueuedHit) -> Offer:
-        """Queue the hit, or say it is a repeat, or that the caller must record it."""
+    async def offer_async(self, hit: QueuedHit) -> Offer:
+        """Queue the hit, or say it is a repeat, or that the caller must record it. On
+        the running event loop: the pages answer without a thread (web/hits.py)."""
         if time.monotonic() < self._skip_until:
             return Offer.RECORD
-        repeat = f"{self.prefix}hits:seen:{hit.method}:{hit.link}:{hit.token}"
         try:
-            got = self._offer(
-                keys=[repeat, self.pending, self.repeats],
-                args=[hit.dumps(), COLLAPSE_SECONDS, self.max_pending],
-            )
-        except redis.RedisError as exc:
-            with self._guard:
-                self._skip_until = time.monotonic() + RETRY_AFTER
-            outage.failed("queueing an open or click", exc)
-            return Offer.RECORD
+            got = await self._async_script()(**self._offer_args(hit))
+        except (TimeoutError, redis.RedisError, OSError) as exc:
+            return self._offer_failed(exc)
+        return self._offered(got)
+
+    def _offer_args(self, hit: QueuedHit) -> dict:
+        repeat = f"{self.prefix}hits:seen:{hit.method}:{hit.link}:{hit.token}"
+        return {
+            "keys": [repeat, self.pending, self.repeats],
+            "args": [hit.dumps(), COLLAPSE_SECONDS, self.max_pending],
+        }
+
+    def _offer_failed(self, exc: BaseException) -> Offer:
+        with self._guard:
+            self._skip_until = time.monotonic() + RETRY_AFTER
+        outage.failed("queueing an open or click", exc)
+        return Offer.RECORD
+
+    @staticmethod
+    def _offered(got) -> Offer:
         outage.ok()
         return {0: Offer.REPEAT, 1: Offer.QUEUED}.get(got, Offer.RECORD)
 
-    def push(self, hit: QueuedHit) -> bool:
-        """True once the hit is in Redis (or was, as a repeat); False when the caller must
-        record it itself."""
-        return self.offer(hit) is not Offer.RECORD
+    async def aclose(self) -> None:
+        """The event loop's client closed (the web app's shutdown)."""
+        if self._aio is not None and self._aio[0] is asyncio.get_running_loop():
+            await self._aio[2].aclose()
+        self._aio = None
+
+    def _async_script(self):
+        """The offer script on an asyncio client of the running loop: an asyncio
+        connection belongs to the loop that opened it (one per web process; a test's
+        client may run several loops one after another)."""
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio[0] is not loop:
+            client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=0.5, socket_timeout=0.5
+            )
+            self._aio = (loop, client.register_script(_OFFER), client)
+        return self._aio[1]
 
     def depth(self) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import select
@@ -75,7 +75,10 @@ class QueuedHit:
         )
 
     def dumps(self) -> str:
-        return json.dumps({**asdict(self), "at": self.at.isoformat()}, separators=(",", ":"))
+        # Not dataclasses.asdict: its deep copy was a sixth of the open pixel's time.
+        data = {f.name: getattr(self, f.name) for f in _FIELDS}
+        data["at"] = self.at.isoformat()
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str | bytes) -> QueuedHit:
@@ -83,6 +86,9 @@ class QueuedHit:
         data = json.loads(raw)
         data["at"] = datetime.fromisoformat(data["at"])
         return cls(**data)
+
+
+_FIELDS = fields(QueuedHit)
 
 
 def record_hits(
