@@ -41,6 +41,11 @@ from web.request_log import RequestLog
 from workers import logs
 from workers.runtime import build_runtime
 
+# FastAPI's own OpenTelemetry hooks, off: drip exports Prometheus metrics (web/metrics.py)
+# and configures no OpenTelemetry provider, and asking the global providers whether one
+# is set cost a sixth of the open pixel's time (bench/web_load.py).
+TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False}
+
 
 def create_app(
     settings: Settings | None = None,
@@ -67,7 +72,12 @@ def create_app(
     # No interactive docs: nothing here is for browsing, and the webhook shapes are the
     # providers' own.
     app = FastAPI(
-        title="Lunara drip", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="Lunara drip",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry=TELEMETRY_OFF,
     )
     app.state.runtime = rt
     app.state.settings = rt.settings

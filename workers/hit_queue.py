@@ -46,7 +46,6 @@ import time
 from dataclasses import replace
 
 import redis
-import redis.asyncio as aioredis
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +53,7 @@ from campaigns.clock import Clock
 from campaigns.db import transaction
 from campaigns.tracking.machine import Rules
 from campaigns.tracking.queued_hits import Outcome, QueuedHit, record_hit, record_hits
+from workers.offer_batch import OfferBatch
 from workers.outages import Outage
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class HitQueue:
         # recording the hit itself when Redis does not answer.
         self.url = url
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-        self._aio: tuple | None = None  # (event loop, offer script, client): offer_async
+        self._aio: OfferBatch | None = None  # offer_async's, on its event loop
         self.prefix = prefix
         self.pending = f"{prefix}hits"
         self.processing = f"{prefix}hits:processing"
@@ -130,50 +130,36 @@ class HitQueue:
     # ------------------------------------------------------------ the web side
     async def offer_async(self, hit: QueuedHit) -> Offer:
         """Queue the hit, or say it is a repeat, or that the caller must record it. On
-        the running event loop: the pages answer without a thread (web/hits.py)."""
+        the running event loop, with the other pushes of its turn (workers/offer_batch.py):
+        the pages answer without a thread (web/hits.py)."""
         if time.monotonic() < self._skip_until:
             return Offer.RECORD
-        try:
-            got = await self._async_script()(**self._offer_args(hit))
-        except (TimeoutError, redis.RedisError, OSError) as exc:
-            return self._offer_failed(exc)
-        return self._offered(got)
-
-    def _offer_args(self, hit: QueuedHit) -> dict:
         repeat = f"{self.prefix}hits:seen:{hit.method}:{hit.link}:{hit.token}"
-        return {
-            "keys": [repeat, self.pending, self.repeats],
-            "args": [hit.dumps(), COLLAPSE_SECONDS, self.max_pending],
-        }
-
-    def _offer_failed(self, exc: BaseException) -> Offer:
-        with self._guard:
-            self._skip_until = time.monotonic() + RETRY_AFTER
-        outage.failed("queueing an open or click", exc)
-        return Offer.RECORD
-
-    @staticmethod
-    def _offered(got) -> Offer:
+        keys = [repeat, self.pending, self.repeats]
+        args = [hit.dumps(), COLLAPSE_SECONDS, self.max_pending]
+        try:
+            got = await self._batch().run(keys, args)
+        except (TimeoutError, redis.RedisError, OSError) as exc:
+            with self._guard:
+                self._skip_until = time.monotonic() + RETRY_AFTER
+            outage.failed("queueing an open or click", exc)
+            return Offer.RECORD
         outage.ok()
         return {0: Offer.REPEAT, 1: Offer.QUEUED}.get(got, Offer.RECORD)
 
+    def _batch(self) -> OfferBatch:
+        """The running loop's batch: an asyncio connection belongs to the loop that opened
+        it (one loop per web process; a test's client may run several in turn)."""
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio.loop is not loop:
+            self._aio = OfferBatch(self.url, _OFFER, timeout=0.5)
+        return self._aio
+
     async def aclose(self) -> None:
         """The event loop's client closed (the web app's shutdown)."""
-        if self._aio is not None and self._aio[0] is asyncio.get_running_loop():
-            await self._aio[2].aclose()
+        if self._aio is not None and self._aio.loop is asyncio.get_running_loop():
+            await self._aio.aclose()
         self._aio = None
-
-    def _async_script(self):
-        """The offer script on an asyncio client of the running loop: an asyncio
-        connection belongs to the loop that opened it (one per web process; a test's
-        client may run several loops one after another)."""
-        loop = asyncio.get_running_loop()
-        if self._aio is None or self._aio[0] is not loop:
-            client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=0.5, socket_timeout=0.5
-            )
-            self._aio = (loop, client.register_script(_OFFER), client)
-        return self._aio[1]
 
     def depth(self) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)
