@@ -62,7 +62,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.db import id_in
-
 from campaigns.models import Event, Message
 from campaigns.states import EventType
 

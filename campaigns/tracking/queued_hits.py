@@ -27,7 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.clock import Clock
-from campaigns.db import id_in
+from campaigns.db import binary_unnest, id_in
 from campaigns.models import Event, Message, Subscriber
 from campaigns.sequences.waits import wake_all
 from campaigns.states import EventType
@@ -176,7 +176,7 @@ def record_batch(session: Session, now: datetime, todo: list, rules: machine.Rul
     for click in marked:  # the batch's own rows are inserted marked
         if click.row is not None:
             click.row["automated"], click.row["automated_reason"] = True, machine.Why.BURST
-    session.execute(insert(Event), rows)
+    insert_events(session, rows)
     ids = [c.id for c in marked if c.id is not None]
     if ids:
         session.execute(
@@ -188,8 +188,48 @@ def record_batch(session: Session, now: datetime, todo: list, rules: machine.Rul
     wake_all(session, now, wakes)
 
 
+# The columns of an event a hit adds, as PostgreSQL's arrays of them (insert_events).
+_EVENT_COLUMNS = {
+    "message_id": "int8",
+    "subscriber_id": "int8",
+    "type": "text",
+    "provider": "text",
+    "provider_event_id": "text",
+    "occurred_at": "timestamptz",
+    "received_at": "timestamptz",
+    "payload": "text",
+    "automated": "bool",
+    "automated_reason": "text",
+}
+
+
+def insert_events(session: Session, rows: list[dict]) -> None:
+    """One INSERT of the batch's events: over arrays on PostgreSQL (psycopg's executemany
+    would send a statement per row), an executemany elsewhere."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(Event), rows)
+        return
+    # JSON as the JSON type writes it; the reason as its text, not the enum.
+    arrays = [
+        {**r, "payload": json.dumps(r["payload"]), "automated_reason": _text(r["automated_reason"])}
+        for r in rows
+    ]
+    source, params = binary_unnest(_EVENT_COLUMNS, arrays)
+    columns = ", ".join(_EVENT_COLUMNS)
+    values = columns.replace("payload", "payload::json")
+    session.connection().exec_driver_sql(
+        f"INSERT INTO events ({columns}) SELECT {values} FROM {source} AS u({columns})", params
+    )
+
+
+def _text(reason: str | None) -> str | None:
+    return None if reason is None else str(reason)
+
+
 def event_row(hit: QueuedHit, target, why: str | None, now: datetime) -> dict:
     """The event portal.record_engagement adds for the hit, as a row to insert."""
+    if hit.at.tzinfo is None:  # as the DateTime column would refuse it
+        raise ValueError("naive datetime given; the domain works in aware UTC")
     detail = dict(hit.detail)
     if why is not None:
         # What the judgement saw, kept beside it (never the client's address).
