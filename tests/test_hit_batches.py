@@ -1,8 +1,8 @@
 """A batch of queued opens and clicks (campaigns.tracking.queued_hits.record_hits) ends
 exactly as the same hits recorded one by one as the pages record them in the request
 (portal.engage per hit): every event (kind, machine verdict and reason, payload, times)
-and every column of the messages, people and enrollments they touch. On real
-PostgreSQL, with hits drawn by hypothesis: people and machines (Apple's proxy, scanners,
+and every column of the messages, people and enrollments they touch. On SQLite
+and PostgreSQL, with hits drawn by hypothesis: people and machines (Apple's proxy, scanners,
 HEAD requests, prefetches, clicks seconds after sending or delivery, bursts of clicks on
 several links, within a batch and across batches), repeats of one hit id, erased people,
 unknown messages, waits that an open or a click ends."""
@@ -46,13 +46,13 @@ UNKNOWN = "unknown-token-000000"
 
 
 @pytest.fixture
-def people(pg_factory, registry, policy, tmp_path):
+def people(factory, registry, policy, tmp_path):
     """One message each of SHAPES, sent; their tokens and the rules (Apple's ranges
     from a file)."""
     clock = FixedClock(BASE - timedelta(days=1))
     for i in range(len(SHAPES)):
-        add_and_enroll(pg_factory, clock, registry, policy, email=f"p{i}@x.org")
-    with transaction(pg_factory) as s:
+        add_and_enroll(factory, clock, registry, policy, email=f"p{i}@x.org")
+    with transaction(factory) as s:
         ids = sorted(claim_due(s, clock, registry, policy, limit=50).email)
         assert len(ids) == len(SHAPES)
         tokens = []
@@ -181,17 +181,17 @@ def run_both(factory, hits: list[QueuedHit], rules: Rules, batch: int):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
-def test_a_batch_ends_as_the_hits_recorded_one_by_one(pg_factory, people, data):
+def test_a_batch_ends_as_the_hits_recorded_one_by_one(factory, people, data):
     tokens, rules = people
     drawn = data.draw(hits(tokens))
     batch = data.draw(st.integers(1, len(drawn)))
-    before, after, outcomes = run_both(pg_factory, drawn, rules, batch)
+    before, after, outcomes = run_both(factory, drawn, rules, batch)
     assert after["events"] == before["events"]
     assert after == before
     assert len(outcomes) == len(drawn)
 
 
-def test_every_kind_of_verdict_and_a_woken_wait_are_covered(pg_factory, people):
+def test_every_kind_of_verdict_and_a_woken_wait_are_covered(factory, people):
     """One batch with each case named: the comparison above is not vacuous."""
     tokens, rules = people
     at = BASE + timedelta(seconds=30)
@@ -215,7 +215,7 @@ def test_every_kind_of_verdict_and_a_woken_wait_are_covered(pg_factory, people):
         hit(tokens[5], "m", 5, method="HEAD", **person),
     ]
     drawn.append(drawn[0])  # twice in the batch
-    before, after, outcomes = run_both(pg_factory, drawn, rules, len(drawn))
+    before, after, outcomes = run_both(factory, drawn, rules, len(drawn))
     assert after == before
     reasons = {(e[2], e[9]) for e in after["events"] if e[3] == "tracking"}
     assert reasons >= {
@@ -232,3 +232,11 @@ def test_every_kind_of_verdict_and_a_woken_wait_are_covered(pg_factory, people):
     cols = [c.name for c in Enrollment.__table__.columns]
     woke = [r for r in after["enrollments"] if r[cols.index("next_due_at")] == NOW]
     assert len(woke) == 1
+
+
+def test_a_hit_without_a_time_zone_is_refused_as_the_database_would(factory, people):
+    """The drainer keeps it in `hits:failed` (workers/hit_queue.py) and records the rest."""
+    tokens, rules = people
+    naive = QueuedHit(tokens[0], EventType.OPENED, "o", BASE.replace(tzinfo=None))
+    with factory() as s, pytest.raises(ValueError, match="naive"):
+        record_hits(s, FixedClock(NOW), [naive], rules)
