@@ -13,6 +13,17 @@ provider "tracking", whose (provider, provider_event_id) key is unique. A hit de
 twice (a drainer killed after its commit, before it removed the item) finds its event and
 changes nothing. The message rows are locked first (as machine.lock does), so two
 drainers cannot both miss the other's copy.
+
+A batch at a time (`record_hits`): the drainer gets hits by the hundred, and recording
+each as the page does (portal.engage: judge, add the event, wake, flush) cost about a
+millisecond of CPU per hit, on a machine whose cores serve the click storm. So a batch
+is judged with what judge would read of its messages (their last delivery report, their
+recent clicks) read in two statements (machine.histories), kept up to date with the
+batch's own clicks as it goes, so that a click seconds after an open or another click of
+the same batch is judged as if those were recorded before it; then one INSERT of its
+events, one UPDATE of the earlier clicks a burst marked, and the waits its people's opens
+and clicks end woken (waits.wake_all). tests/test_hit_batches.py holds it to the same
+rows as the hits recorded one by one; bench/hit_drain.py measures both.
 """
 
 from __future__ import annotations
