@@ -150,3 +150,11 @@ def unnest(columns: dict[str, str], rows: list[dict]) -> tuple[str, dict]:
     whole batch written by one small statement, however many rows it has."""
     arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns.items())
     return f"unnest({arrays})", {name: [row[name] for row in rows] for name in columns}
+
+
+def binary_unnest(columns: dict[str, str], rows: list[dict]) -> tuple[str, dict]:
+    """Like unnest, but with psycopg's binary placeholders (`%(name)b`), for
+    exec_driver_sql: psycopg quotes each element of a text-format array in Python, which
+    cost more than the INSERT itself at a thousand rows; binary arrays cost a tenth."""
+    arrays = ", ".join(f"%({name})b::{pg_type}[]" for name, pg_type in columns.items())
+    return f"unnest({arrays})", {name: [row[name] for row in rows] for name in columns}

@@ -2,7 +2,7 @@
 
     web process:  offer(hit) ─► one script: a repeat within COLLAPSE_SECONDS? answered, not
                   queued; `pending` at its cap? the page records it itself; else RPUSH
-    drainer:      LMOVE hits ─► hits:processing (a batch) ─► record_hit each, one commit
+    drainer:      LMOVE hits ─► hits:processing (a batch) ─► record_hits, one commit
                   ─► LREM each from hits:processing          (only after the commit)
 
 Never lost: an item is in `hits` or `hits:processing` until the transaction that recorded

@@ -52,15 +52,16 @@ import bisect
 import enum
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from crawlerdetect import CrawlerDetect
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns.db import id_in
 from campaigns.models import Event, Message
 from campaigns.states import EventType
 
@@ -227,19 +228,40 @@ def _delivered_at(session: Session, message_id: int) -> datetime | None:
     )
 
 
-def _too_soon(session: Session, message: Message, now: datetime, rules: Rules) -> bool:
+def too_soon(now: datetime, moments, rules: Rules) -> bool:
+    """Within `seconds_after_send` of any of `moments` (sent, delivered; None: not yet)."""
     window = timedelta(seconds=rules.seconds_after_send)
-    if not window:
+    return bool(window) and any(at is not None and now < at + window for at in moments)
+
+
+def _too_soon(session: Session, message: Message, now: datetime, rules: Rules) -> bool:
+    if not rules.seconds_after_send:
         return False
-    moments = [message.sent_at, _delivered_at(session, message.id)]
-    return any(at is not None and now < at + window for at in moments)
+    return too_soon(now, [message.sent_at, _delivered_at(session, message.id)], rules)
 
 
-def _burst_partners(session: Session, message: Message, hit: Hit, now: datetime, rules: Rules):
-    """Earlier clicks of this message on other links within the burst window. A click
+def partners_among(hit: Hit, clicks, now: datetime, rules: Rules) -> list:
+    """The clicks of `clicks` ((link, when, event) of the message's tracking clicks)
+    that make a burst with this hit: on other links within the burst window. A click
     the request alone showed to be a machine's (a HEAD, a prefetch, a scanner's agent)
     neither makes a burst nor is part of one: it is already left out, and it says nothing
     of the clicks around it."""
+    if hit.kind != EventType.CLICKED or rules.burst_seconds <= 0:
+        return []
+    since = now - timedelta(seconds=rules.burst_seconds)
+    timing = (Why.TOO_SOON, Why.BURST)
+    return [
+        event
+        for link, at, event in clicks
+        if at >= since
+        and link != hit.link
+        and (not event.automated or event.automated_reason in timing)
+    ]
+
+
+def _burst_partners(session: Session, message: Message, hit: Hit, now: datetime, rules: Rules):
+    """Earlier clicks of this message on other links within the burst window
+    (partners_among)."""
     if hit.kind != EventType.CLICKED or rules.burst_seconds <= 0:
         return []
     since = now - timedelta(seconds=rules.burst_seconds)
@@ -251,17 +273,29 @@ def _burst_partners(session: Session, message: Message, hit: Hit, now: datetime,
             Event.occurred_at >= since,
         )
     ).all()
-    timing = (Why.TOO_SOON, Why.BURST)
-    return [
-        e
-        for e in recent
-        if link_of(e) != hit.link and (not e.automated or e.automated_reason in timing)
-    ]
+    return partners_among(hit, [(link_of(e), e.occurred_at, e) for e in recent], now, rules)
+
+
+def settle(soon: bool, partners) -> Why | None:
+    """The verdict from timing, once the request showed nothing: too soon after sending,
+    or part of a burst. The earlier clicks of a burst are marked (each has `automated`
+    and `automated_reason`: an Event, or a batch's Click)."""
+    for earlier in partners:
+        if not earlier.automated:
+            earlier.automated, earlier.automated_reason = True, Why.BURST
+    if soon:
+        return Why.TOO_SOON
+    return Why.BURST if partners else None
 
 
 def link_of(event: Event) -> str:
     """Which link of its message a click event was on ("m", "c", "l:<link id>")."""
-    payload = event.payload or {}
+    return link_in(event.payload)
+
+
+def link_in(payload: dict | None) -> str:
+    """link_of, from a click event's payload."""
+    payload = payload or {}
     route = str(payload.get("route", ""))
     return f"l:{payload.get('link', '')}" if route == "l" else route
 
@@ -277,12 +311,85 @@ def judge(session: Session, message: Message, hit: Hit, now: datetime, rules: Ru
     why = by_request(hit, rules)
     if why is not None:
         return why
-    if _too_soon(session, message, now, rules):
-        why = Why.TOO_SOON
-    partners = _burst_partners(session, message, hit, now, rules)
-    for earlier in partners:
-        if not earlier.automated:
-            earlier.automated, earlier.automated_reason = True, Why.BURST
-    if why is None and partners:
-        why = Why.BURST
-    return why
+    soon = _too_soon(session, message, now, rules)
+    return settle(soon, _burst_partners(session, message, hit, now, rules))
+
+
+# ------------------------------------------------------------ a batch of hits at once
+# The drainer (campaigns.tracking.queued_hits) judges a batch with what judge would read,
+# read for all its messages in two statements, and keeps it up to date with the batch's
+# own clicks as it goes, so a hit is judged as if the ones before it were recorded.
+
+
+@dataclass
+class Click:
+    """A click of a message, as a burst is judged: one recorded (its event's `id`) or one
+    of the batch, not inserted yet (its event's `row`)."""
+
+    link: str
+    at: datetime
+    automated: bool
+    automated_reason: str | None
+    id: int | None = None
+    row: dict | None = None
+
+
+@dataclass
+class History:
+    """What judging a message's hits reads: when it went out, its last delivery report,
+    its tracking clicks since the batch's earliest hit less the burst window."""
+
+    sent_at: datetime | None
+    delivered_at: datetime | None = None
+    clicks: list[Click] = field(default_factory=list)
+
+
+def histories(
+    session: Session,
+    sent: dict[int, datetime | None],
+    clicking: set[int],
+    since: datetime,
+    rules: Rules,
+) -> dict[int, History]:
+    """The History of each message of `sent` (id: its sent_at); the clicks only of those
+    in `clicking`, from `since` on."""
+    found = {message_id: History(sent_at) for message_id, sent_at in sent.items()}
+    if found and rules.seconds_after_send:
+        delivered = session.execute(
+            select(Event.message_id, func.max(Event.occurred_at))
+            .where(id_in(session, Event.message_id, found), Event.type == EventType.DELIVERED)
+            .group_by(Event.message_id)
+        )
+        for message_id, at in delivered:
+            found[message_id].delivered_at = at
+    if clicking and rules.burst_seconds > 0:
+        clicks = session.execute(
+            select(
+                Event.id,
+                Event.message_id,
+                Event.occurred_at,
+                Event.payload,
+                Event.automated,
+                Event.automated_reason,
+            )
+            .where(
+                id_in(session, Event.message_id, clicking),
+                Event.type == EventType.CLICKED,
+                Event.provider == "tracking",
+                Event.occurred_at >= since,
+            )
+            .order_by(Event.id)
+        )
+        for e in clicks:
+            found[e.message_id].clicks.append(
+                Click(link_in(e.payload), e.occurred_at, e.automated, e.automated_reason, e.id)
+            )
+    return found
+
+
+def by_timing(history: History, hit: Hit, now: datetime, rules: Rules) -> tuple[Why | None, list]:
+    """judge's verdict once by_request found nothing, from the message's History; and the
+    earlier Clicks it marked a burst's."""
+    partners = partners_among(hit, ((c.link, c.at, c) for c in history.clicks), now, rules)
+    marked = [c for c in partners if not c.automated]
+    return settle(too_soon(now, (history.sent_at, history.delivered_at), rules), partners), marked
