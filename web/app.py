@@ -8,6 +8,7 @@ own factory and fixed clock; production builds them from settings.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
@@ -58,12 +59,19 @@ def create_app(
         settings = get_settings()
         logs.configure_from(settings)
         logs.take_over_uvicorn()
+        logs.lean_records()
     built_here = factory is None
     rt = build_runtime(settings, factory=factory, clock=clock)
     rt.seed_sequences()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # What start-up built (settings, templates, the registry, SQLAlchemy's mappers)
+        # lives as long as the process: out of the collector's sight, so a full
+        # collection walks only what requests made (each one paused every request of the
+        # process: the link pages' slowest answers under load, bench/web_load.py).
+        gc.collect()
+        gc.freeze()
         yield
         if rt.hit_queue is not None:
             await rt.hit_queue.aclose()
@@ -104,8 +112,10 @@ def create_app(
     app.add_middleware(BodyLimit)
     # Outermost: one line per request, whatever an inner layer answered or raised.
     app.add_middleware(RequestLog)
-    app.include_router(webhooks.router)
+    # The link pages first: routes are matched in order, and a click storm is their
+    # requests by the thousand. No other router's paths overlap theirs.
     app.include_router(pages.router)
+    app.include_router(webhooks.router)
     app.include_router(previews.router)
     app.include_router(signup.router)
     # A staff page refused (the sign-in redirect, a 403 or 429 page) is a page, not JSON.
