@@ -372,10 +372,12 @@ def profile(bench: Bench, paths: dict[str, list[str]]) -> None:
 
     pages = {
         "open": lambda p: queue.redis.rpush("profile", hits.signed(state, "o", token(p))),
-        "click": lambda p: hits.link_target(
-            state, hits.signed(state, "l", token(p)), p.rsplit("/", 1)[1]
+        "click": lambda p: hits.targets_of(
+            state, hits.look_up(state, hits.signed(state, "l", token(p)))
         ),
-        "lesson": lambda p: hits.lesson_page(state, hits.signed(state, "m", token(p))),
+        "lesson": lambda p: hits.lesson_page(
+            state, hits.look_up(state, hits.signed(state, "m", token(p)))
+        ),
     }
     for kind, work in pages.items():
         for p in paths[kind][:20]:

@@ -158,3 +158,12 @@ def binary_unnest(columns: dict[str, str], rows: list[dict]) -> tuple[str, dict]
     cost more than the INSERT itself at a thousand rows; binary arrays cost a tenth."""
     arrays = ", ".join(f"%({name})b::{pg_type}[]" for name, pg_type in columns.items())
     return f"unnest({arrays})", {name: [row[name] for row in rows] for name in columns}
+
+
+def postgres_conninfo(factory: sessionmaker[Session]) -> str | None:
+    """The factory's database as libpq reads it (psycopg's own connections,
+    web/page_pool.py), or None when it is not PostgreSQL."""
+    bind = factory.kw.get("bind")
+    if bind is None or bind.url.get_backend_name() != "postgresql":
+        return None
+    return bind.url.set(drivername="postgresql").render_as_string(hide_password=False)

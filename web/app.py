@@ -28,6 +28,7 @@ from web import (
     login,
     metrics,
     ops,
+    page_pool,
     pages,
     people,
     previews,
@@ -75,6 +76,8 @@ def create_app(
         yield
         if rt.hit_queue is not None:
             await rt.hit_queue.aclose()
+        if app.state.page_pool is not None:
+            await app.state.page_pool.close()
         rt.dispose()  # only closes a pool this app created
 
     # No interactive docs: nothing here is for browsing, and the webhook shapes are the
@@ -99,6 +102,7 @@ def create_app(
     # Read-only look-ups of the link pages, per process (web/hits.py).
     app.state.lookups = hits.Lookups()
     app.state.reader = reader(rt.factory)
+    app.state.page_pool = page_pool.build_page_pool(rt.factory)  # None but on PostgreSQL
     if dispatch is None and built_here:
         # Production: ops actions (resend, resume) hand work straight to the workers. Apps
         # built around a test's own database stay broker-free; the reaper picks work up.

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from campaigns.audience.emergency import country_of
 from campaigns.content.rendering import RenderError
@@ -44,6 +45,7 @@ from campaigns.links import BadToken
 from campaigns.sequences.campaign import Campaign, DefinitionError
 from campaigns.tracking import machine, page_reads, portal, redirects
 from campaigns.tracking.queued_hits import QueuedHit
+from web import page_pool
 from workers.hit_queue import Offer
 
 # Long enough to carry a storm (most clicks on a message come within minutes of each
@@ -123,6 +125,22 @@ def look_up(state, public: str) -> portal.Visit:
     return visit
 
 
+async def look_up_async(state, public: str) -> portal.Visit:
+    """look_up from the event loop: on the pages' own async connections where there are
+    some (web/page_pool.py), else, or when they cannot answer, in a thread."""
+    pool = state.page_pool
+    if pool is not None:
+        try:
+            visit = await pool.visit(public)
+        except page_pool.Unavailable:
+            pass  # the session factory's way below waits for, and reports, a database away
+        else:
+            if visit is None:
+                raise portal.NotFound("this link is not valid")
+            return visit
+    return await run_in_threadpool(look_up, state, public)
+
+
 @dataclass(frozen=True)
 class Cached:
     campaign_key: str
@@ -172,7 +190,7 @@ def _size(entry: Cached) -> int:
 
 def known_target(state, public: str, link_id: str) -> str | None:
     """Where /l/<token>/<link id> goes when this process has the message's targets
-    already (link_target's cache), without the database; None when it must look."""
+    already (targets_of's cache), without the database; None when it must look."""
     if not LINK_ID.match(link_id):
         raise portal.NotFound("this link is not valid")
     targets = state.lookups.get(state.registry, ("l", public))
@@ -183,34 +201,28 @@ def known_target(state, public: str, link_id: str) -> str | None:
     return targets[link_id]
 
 
-def link_target(state, public: str, link_id: str) -> str:
-    """Where /l/<token>/<link id> goes (campaigns.tracking.redirects.destination), looked up
-    read-only and cached per message; portal.NotFound for a link the message lacks."""
-    if not LINK_ID.match(link_id):
-        raise portal.NotFound("this link is not valid")
-    lookups: Lookups = state.lookups
-    targets = lookups.get(state.registry, ("l", public))
+def targets_of(state, visit: portal.Visit) -> dict[str, str]:
+    """{link id: URL} of every link the message sends through our redirect
+    (campaigns.tracking.redirects), kept per message for known_target."""
+    public = visit.message.public_token
+    targets = state.lookups.get(state.registry, ("l", public))
     if targets is None:
-        visit = look_up(state, public)
         targets = redirects.link_targets(
             state.registry, state.renderer, state.signer, state.settings.public_base_url, visit
         )
-        lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
-    if link_id not in targets:
-        raise portal.NotFound("this link is not valid")
-    return targets[link_id]
+        state.lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
+    return targets
 
 
-def lesson_page(state, public: str) -> tuple[str | None, str | None]:
+def lesson_page(state, visit: portal.Visit) -> tuple[str | None, str | None]:
     """(the person's locale, the lesson's HTML as read online), or (locale, None) when the
-    lesson cannot be shown; portal.NotFound when there is no such message. Read-only; the
-    HTML cached per message and the person's current name, language and country while its
-    campaign's revision runs (Lookups), never for an erased person."""
+    lesson cannot be shown. Read-only; the HTML cached per message and the person's
+    current name, language and country while its campaign's revision runs (Lookups),
+    never for an erased person."""
     lookups: Lookups = state.lookups
-    visit = look_up(state, public)
     sub = visit.subscriber
     locale = sub.locale
-    key = ("m", public, sub.first_name, locale, country_of(sub))
+    key = ("m", visit.message.public_token, sub.first_name, locale, country_of(sub))
     erased = sub.erased_at is not None
     found = None if erased else lookups.get(state.registry, key)
     if found is not None:

@@ -109,7 +109,11 @@ async def follow_link(request: Request, token: str, link_id: str) -> Response:
         public = hits.signed(state, "l", token)
         url = hits.known_target(state, public, link_id)
         if url is None:
-            url = await run_in_threadpool(hits.link_target, state, public, link_id)
+            visit = await hits.look_up_async(state, public)
+            targets = await run_in_threadpool(hits.targets_of, state, visit)
+            if link_id not in targets:
+                raise portal.NotFound("this link is not valid")
+            url = targets[link_id]
     except portal.NotFound:
         return invalid(request, "l")
     link = f"l:{link_id}"
@@ -132,17 +136,6 @@ async def not_a_link(request: Request, rest: str = "") -> HTMLResponse:
     return invalid(request, "l")
 
 
-def _lesson(request: Request, token: str, public: str, hit_id: str | None) -> HTMLResponse:
-    state = _deps(request)
-    if hit_id is not None:
-        detail = {"route": "m"}
-        hits.record_now(state, request, "m", token, EventType.CLICKED, "m", detail, hit_id)
-    locale, html = hits.lesson_page(state, public)
-    if html is None:
-        return invalid(request, "m", locale)
-    return HTMLResponse(html, headers=NO_STORE)
-
-
 @router.api_route("/m/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def read_online(request: Request, token: str) -> HTMLResponse:
     state = _deps(request)
@@ -150,9 +143,17 @@ async def read_online(request: Request, token: str) -> HTMLResponse:
         public = hits.signed(state, "m", token)
         detail = {"route": "m"}
         hit_id = await hits.queue_async(state, request, public, EventType.CLICKED, "m", detail)
-        return await run_in_threadpool(_lesson, request, token, public, hit_id)
+        if hit_id is not None:
+            await run_in_threadpool(
+                hits.record_now, state, request, "m", token, EventType.CLICKED, "m", detail, hit_id
+            )
+        visit = await hits.look_up_async(state, public)
     except portal.NotFound:
         return invalid(request, "m")
+    locale, html = await run_in_threadpool(hits.lesson_page, state, visit)
+    if html is None:
+        return invalid(request, "m", locale)
+    return HTMLResponse(html, headers=NO_STORE)
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
