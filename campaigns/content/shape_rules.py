@@ -116,7 +116,7 @@ class _Checker:
                 self.loop_vars.add(loop.target.name)
         self.visit(tree, "other", captured)
 
-    def visit(self, node: nodes.Node, ctx: str, captured: bool) -> None:  # noqa: C901, PLR0912
+    def visit(self, node: nodes.Node, ctx: str, captured: bool) -> None:
         if isinstance(node, CAPTURING):
             captured = True
         if isinstance(node, (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
@@ -195,8 +195,10 @@ class _Checker:
         if name in FORBIDDEN:
             raise NotShapeable(f"{name} in a template")
         if name in VALUES or name == QUESTION:
-            if node.ctx != "load" or ctx not in ("output", "test") or (
-                name == QUESTION and ctx != "test"
+            if (
+                node.ctx != "load"
+                or ctx not in ("output", "test")
+                or (name == QUESTION and ctx != "test")
             ):
                 raise NotShapeable(f"{name} used other than printed or tested")
         elif name == LINKS or name in self.loop_vars:

@@ -19,6 +19,7 @@ every escape and rewrite leaves it as it is; in every other case the full render
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import string
@@ -130,6 +131,15 @@ class Shapes:
         if shape is None or self._values(recipient, links) is None or _collides(shape, links):
             return full_targets(self.renderer, campaign, step, recipient, links, texts=texts)
         return dict(shape.targets)
+
+    def shapeable(
+        self, campaign: Campaign, step: Step, recipient: Recipient, links: Links, *, texts: bool
+    ) -> bool:
+        """True if a shape, not a full render, answers this request (for tests and figures)."""
+        texts = texts and Channel.SMS in step.sends_on
+        shape = self._shape(campaign, step, recipient, links, texts=texts)
+        usable = shape is not None and self._values(recipient, links) is not None
+        return usable and not _collides(shape, links)
 
     # ------------------------------------------------------------------ filling in
     def _values(self, recipient: Recipient, links: Links) -> dict[str, str] | None:
@@ -301,10 +311,8 @@ def full_targets(
     """{link id: URL} of the step's email and (`texts`) its texts, as the redirect finds
     them (campaigns.tracking.redirects.targets_in)."""
     targets: dict[str, str] = {}
-    try:
+    with contextlib.suppress(RenderError):
         targets.update(renderer.email(campaign, step, recipient, links).links)
-    except RenderError:
-        pass
     if texts and Channel.SMS in step.sends_on:
         for text_only in (False, True):
             try:
