@@ -276,14 +276,7 @@ class Shapes:
 
     def _sms(self, campaign, step, recipient, links, text_only: bool):
         try:
-            return self.renderer.sms_with_links(
-                campaign,
-                step,
-                replace(recipient, text_only=text_only),
-                links,
-                show_stop_help=True,
-                first_text=step.index == 0,
-            )
+            return _text(self.renderer, campaign, step, recipient, links, text_only)
         except RenderError:
             return None
         except Exception as exc:
@@ -315,19 +308,22 @@ def full_targets(
         targets.update(renderer.email(campaign, step, recipient, links).links)
     if texts and Channel.SMS in step.sends_on:
         for text_only in (False, True):
-            try:
-                _, found = renderer.sms_with_links(
-                    campaign,
-                    step,
-                    replace(recipient, text_only=text_only),
-                    links,
-                    show_stop_help=True,
-                    first_text=step.index == 0,
-                )
-            except RenderError:
-                continue
-            targets.update(found)
+            with contextlib.suppress(RenderError):
+                targets.update(_text(renderer, campaign, step, recipient, links, text_only)[1])
     return targets
+
+
+def _text(renderer, campaign, step, recipient, links, text_only: bool) -> tuple[str, dict]:
+    """The step's text in one of its two forms, and its link targets (as the redirect
+    renders it: STOP/HELP shown, the first text's notice on the first step)."""
+    return renderer.sms_with_links(
+        campaign,
+        step,
+        replace(recipient, text_only=text_only),
+        links,
+        show_stop_help=True,
+        first_text=step.index == 0,
+    )
 
 
 def _alternation(words: list[str]) -> re.Pattern:
