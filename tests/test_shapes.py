@@ -110,7 +110,13 @@ def test_every_shipped_lesson_is_exact_and_shaped(renderer, shipped):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
-    name=st.one_of(st.none(), st.text(max_size=40)),
+    name=st.one_of(
+        st.none(),
+        st.text(max_size=40),
+        # Names that fit a shape, so the fill (not only the fallback) meets many of them.
+        st.text(st.characters(exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), max_size=20),
+        st.from_regex(r"[A-Za-zÀ-ÿ'&<>\".:/ -]{1,24}", fullmatch=True),
+    ),
     token=st.text(alphabet=st.characters(codec="ascii", categories=["L", "N"]), max_size=24),
     online=st.booleans(),
     country=st.sampled_from(COUNTRIES),
@@ -209,7 +215,10 @@ TRICKY = [
         partial="<p>{{ first_name }}</p>",
     ),
 ]
-ADVERSARIAL_NAMES = ["Bob", "bob", "Ana María", "ttps://x.org", "p://x", "Bo", "Robert", "", None]
+ADVERSARIAL_NAMES = [
+    *("Bob", "bob", "Bob Smith", "Ana María", "Bo", "Robert", "o", "", None),
+    *("ttps://x.org", "p://x", "s://x.org", "http", "x:", "/y"),
+]
 
 
 @pytest.mark.parametrize(("html", "txt", "sms", "partial", "subject"), TRICKY)
@@ -319,3 +328,12 @@ def test_threads_share_one_cache(renderer, shipped):
     for t in threads:
         t.join()
     assert failures == []
+
+
+def test_a_name_that_is_no_text_never_makes_a_shape(folders):
+    campaign = write_lesson(folders, "<p>[{{ first_name }}]</p>")
+    renderer = Renderer(folders[1], SENDER)
+    shapes = Shapes(renderer)
+    links = links_for(BASE, SIGNER, "t", ())
+    for name in (0, "", 0, None, False, ""):
+        assert_exact(shapes, renderer, campaign, campaign.steps[0], Recipient(name, "en"), links)

@@ -113,9 +113,11 @@ class Shapes:
     def email_html(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links) -> str:
         """== renderer.email(campaign, step, recipient, links).html, always; RenderError as
         it would raise."""
-        shape = self._shape(campaign, step, recipient, links, texts=False)
         values = self._values(recipient, links)
-        if shape is None or values is None or _collides(shape, links):
+        shape = (
+            None if values is None else self._shape(campaign, step, recipient, links, texts=False)
+        )
+        if shape is None or _collides(shape, links):
             return self.renderer.email(campaign, step, recipient, links).html
         if shape.error is not None:
             raise RenderError(shape.error)
@@ -127,8 +129,11 @@ class Shapes:
         """== redirects.targets_in(renderer, campaign, step, recipient, links, texts=texts),
         always: {link id: URL} of the step's email and (`texts`) its texts."""
         texts = texts and Channel.SMS in step.sends_on
-        shape = self._shape(campaign, step, recipient, links, texts=texts)
-        if shape is None or self._values(recipient, links) is None or _collides(shape, links):
+        values = self._values(recipient, links)
+        shape = (
+            None if values is None else self._shape(campaign, step, recipient, links, texts=texts)
+        )
+        if shape is None or _collides(shape, links):
             return full_targets(self.renderer, campaign, step, recipient, links, texts=texts)
         return dict(shape.targets)
 
@@ -137,9 +142,11 @@ class Shapes:
     ) -> bool:
         """True if a shape, not a full render, answers this request (for tests and figures)."""
         texts = texts and Channel.SMS in step.sends_on
-        shape = self._shape(campaign, step, recipient, links, texts=texts)
-        usable = shape is not None and self._values(recipient, links) is not None
-        return usable and not _collides(shape, links)
+        values = self._values(recipient, links)
+        shape = (
+            None if values is None else self._shape(campaign, step, recipient, links, texts=texts)
+        )
+        return shape is not None and not _collides(shape, links)
 
     # ------------------------------------------------------------------ filling in
     def _values(self, recipient: Recipient, links: Links) -> dict[str, str] | None:
@@ -168,13 +175,18 @@ class Shapes:
         self, campaign: Campaign, step: Step, recipient: Recipient, links: Links, *, texts: bool
     ) -> _Shape | None:
         name = recipient.first_name
+        locale = campaign.locale_for(recipient.locale)
         key = (
             id(campaign),
             step.key,
             step.variant,
             step.template,
             step.index,
-            campaign.locale_for(recipient.locale),
+            step.subject_for(locale, campaign.fallback_locale),
+            step.preheader_for(locale, campaign.fallback_locale),
+            step.question,
+            step.sends_on,
+            locale,
             emergency_number(recipient.country, self.renderer.sender.default_country),
             None if name is None else bool(name),
             recipient.text_only,
