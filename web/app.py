@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
+from campaigns.content.shapes import Shapes
 from campaigns.db import reader
 from settings import Settings, get_settings
 from web import (
@@ -101,6 +102,8 @@ def create_app(
     app.state.engagement = rt.engagement
     # Read-only look-ups of the link pages, per process (web/hits.py).
     app.state.lookups = hits.Lookups()
+    # Lessons rendered once per shape and filled per person (campaigns.content.shapes).
+    app.state.shapes = Shapes(rt.renderer)
     app.state.reader = reader(rt.factory)
     app.state.page_pool = page_pool.build_page_pool(rt.factory)  # None but on PostgreSQL
     if dispatch is None and built_here:

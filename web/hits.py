@@ -19,12 +19,18 @@ Each hit gets its id before it is offered to the queue; a page that records it i
 (Redis away, or slower than its timeout) records it under that id, so a push that lands
 late is found by the drainer as the same hit (exactly once).
 
-Read-only look-ups are cached per process (`Lookups`, bounded by MAX_BYTES), for a short
-while and only as long as the campaign's revision is the one they were made from: the
-redirect's link targets of a message, and a lesson page's HTML. The lesson holds the
-person's first name, so every request still reads the message and person (one indexed
-look-up) and the cached page is used only for the same name, language and country; an
-erased person's page is never cached.
+What answers without a thread, on the event loop (a thread hop costs more than the
+page's own work at a storm's rates): the push (workers/offer_batch.py), the read of the
+message and person on PostgreSQL (web/page_pool.py), and the lesson or link targets
+filled into the lesson's shape (campaigns.content.shapes). Only what takes a render (a
+shape to make, a lesson that cannot have one), a hit the page must record itself, or a
+read the pool cannot answer goes to a thread.
+
+The redirect's link targets of a message are kept per process (`Lookups`, bounded by
+MAX_BYTES) for a short while, and only as long as the campaign's revision is the one they
+were made from: a message's repeated clicks then need no database at all. The lesson page
+keeps nothing of the person: every request reads them as they are now (an erased person's
+name is gone at once) and fills the shape.
 """
 
 from __future__ import annotations
@@ -37,12 +43,12 @@ from cachetools import TTLCache
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.audience.emergency import country_of
 from campaigns.content.rendering import RenderError
 from campaigns.content.tracked_links import LINK_ID
 from campaigns.db import transaction
 from campaigns.links import BadToken
 from campaigns.sequences.campaign import Campaign, DefinitionError
+from campaigns.states import Channel
 from campaigns.tracking import machine, page_reads, portal, redirects
 from campaigns.tracking.queued_hits import QueuedHit
 from web import page_pool
@@ -51,8 +57,7 @@ from workers.hit_queue import Offer
 # Long enough to carry a storm (most clicks on a message come within minutes of each
 # other), short enough that a changed name or language shows soon. Per process.
 TTL_SECONDS = 120.0
-# A rendered lesson is ~5-10 KB as a Python str: 32 MB per process holds ~4,000 of them
-# (20,000 entries of HTML were ~150-200 MB per uvicorn worker).
+# A message's link targets are a few hundred bytes: 32 MB per process holds ~100,000.
 MAX_BYTES = 32 * 2**20
 
 
@@ -203,42 +208,55 @@ def known_target(state, public: str, link_id: str) -> str | None:
 
 def targets_of(state, visit: portal.Visit) -> dict[str, str]:
     """{link id: URL} of every link the message sends through our redirect
-    (campaigns.tracking.redirects), kept per message for known_target."""
+    (campaigns.tracking.redirects, from the lesson's shape), kept per message for
+    known_target. May render: run it in a thread."""
     public = visit.message.public_token
     targets = state.lookups.get(state.registry, ("l", public))
     if targets is None:
         targets = redirects.link_targets(
-            state.registry, state.renderer, state.signer, state.settings.public_base_url, visit
-        )
-        state.lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
-    return targets
-
-
-def lesson_page(state, visit: portal.Visit) -> tuple[str | None, str | None]:
-    """(the person's locale, the lesson's HTML as read online), or (locale, None) when the
-    lesson cannot be shown. Read-only; the HTML cached per message and the person's
-    current name, language and country while its campaign's revision runs (Lookups),
-    never for an erased person."""
-    lookups: Lookups = state.lookups
-    sub = visit.subscriber
-    locale = sub.locale
-    key = ("m", visit.message.public_token, sub.first_name, locale, country_of(sub))
-    erased = sub.erased_at is not None
-    found = None if erased else lookups.get(state.registry, key)
-    if found is not None:
-        return found
-    try:
-        email = portal.lesson(
             state.registry,
             state.renderer,
             state.signer,
             state.settings.public_base_url,
             visit,
-            online=True,
+            state.shapes,
         )
-    except (portal.NotFound, RenderError, LookupError):
+        state.lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
+    return targets
+
+
+def quick_targets(state, visit: portal.Visit) -> dict[str, str] | None:
+    """targets_of when no render is needed (a shape made before answers): fit for the
+    event loop; None otherwise."""
+    public = visit.message.public_token
+    targets = state.lookups.get(state.registry, ("l", public))
+    if targets is not None:
+        return targets
+    campaign, step, recipient, links = portal.lesson_parts(
+        state.registry, state.signer, state.settings.public_base_url, visit
+    )
+    texts = visit.message.channel == Channel.SMS
+    targets = state.shapes.filled_targets(campaign, step, recipient, links, texts=texts)
+    if targets is not None:
+        state.lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
+    return targets
+
+
+def lesson_page(
+    state, visit: portal.Visit, *, quick: bool = False
+) -> tuple[str | None, str | None]:
+    """(the person's locale, the lesson's HTML as read online), or (locale, None) when the
+    lesson cannot be shown; `quick`: None instead when it would take a render (a shape to
+    make, or none to use), so that the event loop never renders. The person as they are
+    now, whoever they were when last asked: nothing of them is kept."""
+    locale = visit.subscriber.locale
+    try:
+        parts = portal.lesson_parts(
+            state.registry, state.signer, state.settings.public_base_url, visit, online=True
+        )
+        if quick:
+            html = state.shapes.filled_html(*parts)
+            return None if html is None else (locale, html)
+        return locale, state.shapes.email_html(*parts)
+    except (portal.NotFound, RenderError):
         return locale, None
-    page = (locale, email.html)
-    if not erased:
-        lookups.put(state.registry, key, visit.message.campaign_key, page)
-    return page

@@ -110,7 +110,9 @@ async def follow_link(request: Request, token: str, link_id: str) -> Response:
         url = hits.known_target(state, public, link_id)
         if url is None:
             visit = await hits.look_up_async(state, public)
-            targets = await run_in_threadpool(hits.targets_of, state, visit)
+            targets = hits.quick_targets(state, visit)
+            if targets is None:
+                targets = await run_in_threadpool(hits.targets_of, state, visit)
             if link_id not in targets:
                 raise portal.NotFound("this link is not valid")
             url = targets[link_id]
@@ -150,7 +152,10 @@ async def read_online(request: Request, token: str) -> HTMLResponse:
         visit = await hits.look_up_async(state, public)
     except portal.NotFound:
         return invalid(request, "m")
-    locale, html = await run_in_threadpool(hits.lesson_page, state, visit)
+    page = hits.lesson_page(state, visit, quick=True)
+    if page is None:
+        page = await run_in_threadpool(hits.lesson_page, state, visit)
+    locale, html = page
     if html is None:
         return invalid(request, "m", locale)
     return HTMLResponse(html, headers=NO_STORE)

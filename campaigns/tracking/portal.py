@@ -25,7 +25,7 @@ from campaigns.clock import Clock
 from campaigns.content.rendering import Recipient, RenderedEmail, Renderer
 from campaigns.links import BadToken, Links, Signer, links_for
 from campaigns.models import ConsentRecord, Event, Message, Subscriber
-from campaigns.sequences.campaign import DefinitionError
+from campaigns.sequences.campaign import Campaign, DefinitionError, Step
 from campaigns.sequences.registry import Registry
 from campaigns.sequences.waits import wake
 from campaigns.states import CHANNELS, Channel, ConsentAction, EventType
@@ -139,9 +139,19 @@ def lesson(
 ) -> RenderedEmail:
     """The step's email as the subscriber would have received it; `online`: as the 'read
     online' page shows it (online_links)."""
+    return renderer.email(*lesson_parts(registry, signer, base_url, visit, online=online))
+
+
+def lesson_parts(
+    registry: Registry, signer: Signer, base_url: str, visit: Visit, *, online: bool = False
+) -> tuple[Campaign, Step, Recipient, Links]:
+    """What the message's email is rendered from (Renderer.email's arguments, or
+    campaigns.content.shapes'): the running revision, the step as the arm the person
+    got, the person as they are now and the message's links; NotFound when the lesson is
+    no longer deployed."""
     try:
         campaign = registry.get(visit.message.campaign_key)
-    except DefinitionError:  # the campaign's file is gone or broken: not a server error
+    except (LookupError, DefinitionError):  # gone, or its file is broken: not a server error
         raise NotFound("this lesson is no longer available") from None
     step = campaign.step(visit.message.step_key)
     if step is None:
@@ -151,7 +161,7 @@ def lesson(
     recipient = Recipient(
         visit.subscriber.first_name, visit.subscriber.locale, country_of(visit.subscriber)
     )
-    return renderer.email(campaign, step, recipient, online_links(links) if online else links)
+    return campaign, step, recipient, online_links(links) if online else links
 
 
 def online_links(links: Links) -> Links:

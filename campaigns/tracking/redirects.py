@@ -3,7 +3,8 @@
 The token names the message (signed, campaigns.links); the link id names one of the
 links the message was rendered with (campaigns.content.tracked_links). The message is
 rendered again, as the subscriber got it (the email, and the text in both its forms when
-the step texts), and the redirect goes only to the URL whose id it finds there. So it
+the step texts), or its lesson's shape filled in for it (campaigns.content.shapes: the
+same, exactly), and the redirect goes only to the URL whose id it finds there. So it
 never leads anywhere a request names: a forged token, an id the message does not hold
 (tampered, or a link a later edit of the lesson removed) or a lesson no longer deployed
 is NotFound, the invalid-link page.
@@ -11,37 +12,32 @@ is NotFound, the invalid-link page.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import replace
-
-from campaigns.audience.emergency import country_of
-from campaigns.content.rendering import Recipient, Renderer, RenderError
+from campaigns.content.rendering import Recipient, Renderer
+from campaigns.content.shapes import Shapes, full_targets
 from campaigns.content.tracked_links import LINK_ID
-from campaigns.links import Links, Signer, links_for
-from campaigns.sequences.campaign import Campaign, DefinitionError, Step
+from campaigns.links import Links, Signer
+from campaigns.sequences.campaign import Campaign, Step
 from campaigns.sequences.registry import Registry
 from campaigns.states import Channel
-from campaigns.tracking.portal import NotFound, Visit
+from campaigns.tracking.portal import NotFound, Visit, lesson_parts
 
 
 def link_targets(
-    registry: Registry, renderer: Renderer, signer: Signer, base_url: str, visit: Visit
+    registry: Registry,
+    renderer: Renderer,
+    signer: Signer,
+    base_url: str,
+    visit: Visit,
+    shapes: Shapes | None = None,
 ) -> dict[str, str]:
-    """{link id: URL} of every link the message sends through our redirect."""
-    try:
-        campaign = registry.get(visit.message.campaign_key)
-    except (LookupError, DefinitionError):
-        raise NotFound("this lesson is no longer available") from None
-    step = campaign.step(visit.message.step_key)
-    if step is None:
-        raise NotFound("this lesson is no longer available")
-    step = step.with_variant(visit.message.variant)  # the arm the person got
-    links = links_for(base_url, signer, visit.message.public_token, step.answer_values)
-    sub = visit.subscriber
-    recipient = Recipient(sub.first_name, sub.locale, country_of(sub))
+    """{link id: URL} of every link the message sends through our redirect; from
+    `shapes` (the same, without a render per message) when given."""
+    campaign, step, recipient, links = lesson_parts(registry, signer, base_url, visit)
     # An email's token is in no text: its texts' links are not the message's, and
     # rendering them (twice) would triple the work of every click on an email.
     texts = visit.message.channel == Channel.SMS
+    if shapes is not None:
+        return shapes.targets(campaign, step, recipient, links, texts=texts)
     return targets_in(renderer, campaign, step, recipient, links, texts=texts)
 
 
@@ -56,26 +52,7 @@ def targets_in(
 ) -> dict[str, str]:
     """{link id: URL} of the step's email and (`texts`) texts, rendered for `recipient`
     with `links`."""
-    targets: dict[str, str] = {}
-    # The email is what "read online" shows whatever the channel, so its links are the
-    # message's too; a step with no email templates simply has none.
-    with contextlib.suppress(RenderError):
-        targets.update(renderer.email(campaign, step, recipient, links).links)
-    if texts and Channel.SMS in step.sends_on:
-        for text_only in (False, True):
-            try:
-                _, found = renderer.sms_with_links(
-                    campaign,
-                    step,
-                    replace(recipient, text_only=text_only),
-                    links,
-                    show_stop_help=True,
-                    first_text=step.index == 0,
-                )
-            except RenderError:
-                continue
-            targets.update(found)
-    return targets
+    return full_targets(renderer, campaign, step, recipient, links, texts=texts)
 
 
 def destination(
