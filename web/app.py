@@ -8,12 +8,15 @@ own factory and fixed clock; production builds them from settings.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from campaigns.clock import Clock
 from campaigns.content.shapes import Shapes
@@ -47,7 +50,20 @@ from workers.runtime import build_runtime
 # FastAPI's own OpenTelemetry hooks, off: drip exports Prometheus metrics (web/metrics.py)
 # and configures no OpenTelemetry provider, and asking the global providers whether one
 # is set cost a sixth of the open pixel's time (bench/web_load.py).
+log = logging.getLogger(__name__)
 TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False}
+
+
+async def keep_loaded(registry, settings) -> None:
+    """The campaigns looked for anew in a thread every SEQUENCES_REFRESH_SECONDS, so the
+    link pages on the event loop read the registry as loaded (web/hits.py AsLoaded) and
+    never wait on its files or database themselves."""
+    while True:
+        try:
+            await run_in_threadpool(registry.campaigns)
+        except Exception:  # the registry says what went wrong itself; keep looking
+            log.exception("the campaigns could not be looked for")
+        await asyncio.sleep(settings.sequences_refresh_seconds)
 
 
 def create_app(
@@ -74,7 +90,9 @@ def create_app(
         # process: the link pages' slowest answers under load, bench/web_load.py).
         gc.collect()
         gc.freeze()
+        fresh = asyncio.create_task(keep_loaded(rt.registry, rt.settings))
         yield
+        fresh.cancel()
         if rt.hit_queue is not None:
             await rt.hit_queue.aclose()
         if app.state.page_pool is not None:
@@ -102,6 +120,7 @@ def create_app(
     app.state.engagement = rt.engagement
     # Read-only look-ups of the link pages, per process (web/hits.py).
     app.state.lookups = hits.Lookups()
+    app.state.loaded = hits.AsLoaded(rt.registry)  # what the event loop may read of it
     # Lessons rendered once per shape and filled per person (campaigns.content.shapes).
     app.state.shapes = Shapes(rt.renderer)
     app.state.reader = reader(rt.factory)

@@ -146,6 +146,25 @@ async def look_up_async(state, public: str) -> portal.Visit:
     return await run_in_threadpool(look_up, state, public)
 
 
+class NotLoaded(Exception):
+    """The campaign is not loaded in this process (yet): take the thread's way."""
+
+
+class AsLoaded:
+    """The registry as this process last loaded it (`loaded`): what code on the event loop
+    reads, as it must never wait on files or the database. A background task keeps it
+    fresh (web/app.py); a campaign it lacks is NotLoaded, never "no such lesson"."""
+
+    def __init__(self, registry) -> None:
+        self.registry = registry
+
+    def get(self, key: str) -> Campaign:
+        campaign = self.registry.loaded(key)
+        if campaign is None:
+            raise NotLoaded(key)
+        return campaign
+
+
 @dataclass(frozen=True)
 class Cached:
     campaign_key: str
@@ -168,14 +187,14 @@ class Lookups:
             return None
         try:
             current = registry.get(found.campaign_key)
-        except (LookupError, DefinitionError):
+        except (LookupError, DefinitionError, NotLoaded):
             return None
         return found.value if current is found.campaign else None
 
     def put(self, registry, key: tuple, campaign_key: str, value) -> None:
         try:
             campaign = registry.get(campaign_key)
-        except (LookupError, DefinitionError):
+        except (LookupError, DefinitionError, NotLoaded):
             return
         entry = Cached(campaign_key, campaign, value)
         if _size(entry) > self._cache.maxsize:
@@ -198,7 +217,7 @@ def known_target(state, public: str, link_id: str) -> str | None:
     already (targets_of's cache), without the database; None when it must look."""
     if not LINK_ID.match(link_id):
         raise portal.NotFound("this link is not valid")
-    targets = state.lookups.get(state.registry, ("l", public))
+    targets = state.lookups.get(state.loaded, ("l", public))
     if targets is None:
         return None
     if link_id not in targets:
@@ -226,19 +245,22 @@ def targets_of(state, visit: portal.Visit) -> dict[str, str]:
 
 
 def quick_targets(state, visit: portal.Visit) -> dict[str, str] | None:
-    """targets_of when no render is needed (a shape made before answers): fit for the
-    event loop; None otherwise."""
+    """targets_of when nothing needs a render, the files or the database (a shape made
+    before answers, the campaign loaded): fit for the event loop; None otherwise."""
     public = visit.message.public_token
-    targets = state.lookups.get(state.registry, ("l", public))
+    targets = state.lookups.get(state.loaded, ("l", public))
     if targets is not None:
         return targets
-    campaign, step, recipient, links = portal.lesson_parts(
-        state.registry, state.signer, state.settings.public_base_url, visit
-    )
+    try:
+        campaign, step, recipient, links = portal.lesson_parts(
+            state.loaded, state.signer, state.settings.public_base_url, visit
+        )
+    except NotLoaded:
+        return None
     texts = visit.message.channel == Channel.SMS
     targets = state.shapes.filled_targets(campaign, step, recipient, links, texts=texts)
     if targets is not None:
-        state.lookups.put(state.registry, ("l", public), visit.message.campaign_key, targets)
+        state.lookups.put(state.loaded, ("l", public), visit.message.campaign_key, targets)
     return targets
 
 
@@ -252,11 +274,17 @@ def lesson_page(
     locale = visit.subscriber.locale
     try:
         parts = portal.lesson_parts(
-            state.registry, state.signer, state.settings.public_base_url, visit, online=True
+            state.loaded if quick else state.registry,
+            state.signer,
+            state.settings.public_base_url,
+            visit,
+            online=True,
         )
         if quick:
             html = state.shapes.filled_html(*parts)
             return None if html is None else (locale, html)
         return locale, state.shapes.email_html(*parts)
+    except NotLoaded:
+        return None
     except (portal.NotFound, RenderError):
         return locale, None

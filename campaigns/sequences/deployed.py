@@ -192,6 +192,14 @@ class DeployedRegistry:
         self._sync()
         return {key for key in self.errors if key not in self._campaigns}
 
+    def loaded(self, key: str) -> Campaign | None:
+        """The campaign as this process last loaded it, without looking for a newer
+        revision (no database: for an event loop, web/hits.py); None when it has none
+        or has not looked yet."""
+        if self._checked == float("-inf"):
+            return None
+        return self._campaigns.get(key)
+
     def get(self, key: str) -> Campaign:
         self._sync()
         campaign = self._campaigns.get(key)

@@ -77,6 +77,11 @@ class Registry:
         campaigns = self.campaigns()
         return {key for key in self.errors if key not in campaigns}
 
+    def loaded(self, key: str) -> Campaign | None:
+        """The campaign as last loaded, without looking at the files (for an event loop,
+        web/hits.py); None when it has none or nothing was loaded yet."""
+        return None if self._stamp is None else self._campaigns.get(key)
+
     def get(self, key: str) -> Campaign:
         campaigns = self.campaigns()
         if key not in campaigns:
