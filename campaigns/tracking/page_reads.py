@@ -5,8 +5,8 @@ A click storm opens these pages by the thousand; loading both whole rows as ORM 
 (forty-odd columns, an identity map) cost more than the query. The values are the ones
 campaigns.tracking.portal.lesson and campaigns.tracking.redirects.link_targets read, under
 the same names, so a `Visit` of these stands in for one of ORM rows there. On
-PostgreSQL the web processes read it on their event loop (page_visit_async), without a
-thread or a SQLAlchemy session: a third of the CPU of the same read through a session.
+PostgreSQL the web processes read it on their event loop, the messages of many requests
+in one query (page_visits_async, web/page_pool.py), without a thread or a session.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 
@@ -56,9 +57,12 @@ _READ = select(
 ).join(Subscriber, Subscriber.id == Message.subscriber_id)
 
 
-# The same read as PostgreSQL text, for a psycopg async connection (web/page_pool.py).
+# The same read as PostgreSQL text, for many messages at once on a psycopg async
+# connection (web/page_pool.py).
 POSTGRES_SQL = str(
-    _READ.where(Message.public_token == bindparam("public")).compile(dialect=psycopg_dialect())
+    _READ.where(Message.public_token == any_(bindparam("publics", type_=ARRAY(String)))).compile(
+        dialect=psycopg_dialect()
+    )
 )
 
 
@@ -67,10 +71,11 @@ def page_visit(session: Session, public: str) -> Visit | None:
     return _visit(session.execute(_READ.where(Message.public_token == public)).first())
 
 
-async def page_visit_async(conn, public: str) -> Visit | None:
-    """page_visit on a psycopg AsyncConnection to PostgreSQL."""
-    cursor = await conn.execute(POSTGRES_SQL, {"public": public})
-    return _visit(await cursor.fetchone())
+async def page_visits_async(conn, publics: list[str]) -> dict[str, Visit]:
+    """{public token: visit} of those of these messages that exist, in one query on a
+    psycopg AsyncConnection to PostgreSQL."""
+    cursor = await conn.execute(POSTGRES_SQL, {"publics": publics})
+    return {row[5]: _visit(row) for row in await cursor.fetchall()}
 
 
 def _visit(row) -> Visit | None:
