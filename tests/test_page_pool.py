@@ -31,7 +31,7 @@ def test_the_reads_of_one_turn_are_one_query_each_page_its_own_row(
     pg_factory,
     clock,
     registry,
-    policy,  # noqa: F811
+    policy,
 ):
     tokens = sent(pg_factory, clock, registry, policy, n=12)
     pool = PagePool(postgres_conninfo(pg_factory))
