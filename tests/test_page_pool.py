@@ -10,8 +10,12 @@ import time
 
 from campaigns.db import postgres_conninfo
 from tests import services
-from tests.test_hit_queue import AGENT, app, course, links, prefix, registry, sent  # noqa: F401
+from tests import test_hit_queue as base
+from tests.test_hit_queue import AGENT, app, links, sent
 from web.page_pool import PagePool, Unavailable
+
+# The fixtures of tests/test_hit_queue.py: the course and its registry.
+course, registry = base.course, base.registry
 
 
 def read_all(pool: PagePool, publics: list[str]):
@@ -66,7 +70,7 @@ def test_when_the_pool_cannot_answer_the_pages_read_the_usual_way(
     clock,
     registry,
     policy,
-    course,  # noqa: F811
+    course,
 ):
     [token] = sent(pg_factory, clock, registry, policy)
     client = app(pg_factory, clock, None, "", course)
