@@ -21,6 +21,7 @@ every one; a machine's is kept, not counted).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from types import SimpleNamespace
@@ -144,12 +145,15 @@ async def read_online(request: Request, token: str) -> HTMLResponse:
     try:
         public = hits.signed(state, "m", token)
         detail = {"route": "m"}
-        hit_id = await hits.queue_async(state, request, public, EventType.CLICKED, "m", detail)
+        # The push and the read at once: each waits on a round trip of its own.
+        hit_id, visit = await asyncio.gather(
+            hits.queue_async(state, request, public, EventType.CLICKED, "m", detail),
+            hits.look_up_async(state, public),
+        )
         if hit_id is not None:
             await run_in_threadpool(
                 hits.record_now, state, request, "m", token, EventType.CLICKED, "m", detail, hit_id
             )
-        visit = await hits.look_up_async(state, public)
     except portal.NotFound:
         return invalid(request, "m")
     page = hits.lesson_page(state, visit, quick=True)
