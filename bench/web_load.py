@@ -448,12 +448,16 @@ def main() -> int:
 
 def hold(bench: Bench, paths: dict[str, list[str]]) -> None:
     """The stack kept up for a look from outside (py-spy, wrk by hand): its ports and a
-    file of paths per page, until --hold seconds pass or Ctrl-C."""
+    file of paths per page, until --hold seconds pass, Ctrl-C or SIGTERM."""
     for kind, listing in paths.items():
         (bench.tmp / f"{kind}.txt").write_text("\n".join(listing) + "\n")
     (bench.tmp / "walk.lua").write_text(LUA)
     print(f"web http://127.0.0.1:{bench.web_port}  bare http://127.0.0.1:{bench.bare_port}")
     print(f"paths and wrk script in {bench.tmp} (open.txt, click.txt, lesson.txt, walk.lua)")
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # killed, it still stops what it started
     with contextlib.suppress(KeyboardInterrupt):
         time.sleep(bench.args.hold)
 
