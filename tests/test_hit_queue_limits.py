@@ -20,15 +20,17 @@ from click.testing import CliRunner
 from sqlalchemy import event, select, update
 
 from campaigns.db import make_engine, make_session_factory, transaction
+from campaigns.links import Signer, links_for
 from campaigns.models import Message, Subscriber
 from campaigns.people.erasure import erase
 from campaigns.staff.audit import Actor
+from campaigns.tracking import machine, portal
 from campaigns.tracking.machine import Rules
-from campaigns.tracking.queued_hits import QueuedHit
+from campaigns.tracking.queued_hits import QueuedHit, record_hits
 from settings import load_settings
 from tests import services
 from tests import test_hit_queue as base
-from tests.test_hit_queue import AGENT, app, events, links, sent
+from tests.test_hit_queue import AGENT, SECRET, app, events, links, sent
 from web.hits import Lookups
 from workers.cli import main
 from workers.cli.context import Drip
@@ -282,3 +284,21 @@ def test_the_lookup_cache_is_bounded_by_bytes(registry):
         lookups.put(registry, ("m", str(i)), campaign, ("en", "x" * 10_000))
     size = lookups._cache.currsize
     assert 80_000 < size <= 100_000 and len(lookups._cache) < 10
+
+
+def test_a_page_recording_a_hit_the_drainer_has_already_recorded_records_nothing(
+    pg_factory, clock, registry, policy
+):
+    """Redis ran a push whose reply came too late: the page records the hit itself under
+    its id, after the drainer already did. One event, and no error for the page."""
+    [token] = sent(pg_factory, clock, registry, policy)
+    hit = QueuedHit(token=token, kind="opened", link="o", at=clock.now(), user_agent=AGENT)
+    with pg_factory.begin() as session:
+        record_hits(session, clock, [hit], Rules())
+    signer = Signer(SECRET.encode())
+    signed = links_for("", signer, token).open.rsplit("/", 1)[1]
+    with pg_factory.begin() as session:
+        visit = portal.resolve(session, signer, "o", signed)
+        page_hit = machine.Hit.from_request("opened", "o", "GET", {"user-agent": AGENT}, None)
+        portal.engage(session, clock, visit, page_hit, Rules(), {"route": "o"}, event_id=hit.id)
+    assert [e.provider_event_id for e in events(pg_factory)] == [hit.id]

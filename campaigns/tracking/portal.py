@@ -119,6 +119,10 @@ def engage(
         return None
     if not locked:
         machine.lock(session, visit.message)
+        if event_id is not None and _recorded(session, event_id):
+            # A push that reached Redis after the page gave up on it, already drained:
+            # the same hit (the lock above orders this against the drainer's batch).
+            return None
     why = machine.judge(session, visit.message, hit, at or clock.now(), rules)
     if why is not None:
         # What the judgement saw, kept beside it (never the client's address).
@@ -126,6 +130,13 @@ def engage(
     record_engagement(session, clock, visit, hit.kind, detail, why=why, at=at, event_id=event_id)
     session.flush()
     return why
+
+
+def _recorded(session: Session, event_id: str) -> bool:
+    found = select(Event.id).where(
+        Event.provider == "tracking", Event.provider_event_id == event_id
+    )
+    return session.scalar(found) is not None
 
 
 def lesson(
