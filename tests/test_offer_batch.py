@@ -88,3 +88,25 @@ def test_a_redis_slower_than_the_timeout_fails_the_pipeline_not_the_page(own_red
     slow, waited = asyncio.run(scene())
     assert slow == [Offer.RECORD] * 4
     assert waited < 1.2  # the timeout (0.5 s), not the stall
+
+
+def test_pushes_over_many_turns_use_one_connection_not_one_each(redis_url, prefix):  # noqa: F811
+    """While a pipeline is out, the next turns' pushes wait for it: a slow Redis gets
+    bigger pipelines, never a connection per turn."""
+    queue = HitQueue(redis_url, prefix)
+
+    async def spread():
+        try:
+            pending = []
+            for n in range(60):
+                pending.append(asyncio.ensure_future(queue.offer_async(hit(n))))
+                await asyncio.sleep(0)  # the next push in another turn of the loop
+            offers = await asyncio.gather(*pending)
+            pool = queue._aio.client.connection_pool
+            return offers, len(pool._available_connections) + len(pool._in_use_connections)
+        finally:
+            await queue.aclose()
+
+    offers, connections = asyncio.run(spread())
+    assert offers == [Offer.QUEUED] * 60
+    assert connections == 1

@@ -6,7 +6,9 @@ page's own work. So the pushes made while the event loop runs one turn wait toge
 and go as one pipeline of EVALSHA calls when the turn ends; each page awaits its own
 reply and answers only once Redis has it, as before (never lost: workers/hit_queue.py).
 
-Pipelines may overlap: while one is out, the next turn's pushes make the next. A pipeline
+One pipeline is out at a time: the pushes made meanwhile wait, and go together as the
+next one when it is back. So a slow Redis gets bigger pipelines, not more connections
+(and every push still gets its answer within the timeout). A pipeline
 that fails or times out fails every push in it, and each of those pages records its hit
 itself under its id (a push that lands late is then found as the same hit). A script
 Redis does not have (it restarted, or was flushed) is loaded and the pushes it refused
@@ -33,21 +35,30 @@ class OfferBatch:
         self.script = script
         self.sha = hashlib.sha1(script.encode()).hexdigest()
         self._waiting: list[tuple[list, list, asyncio.Future]] = []
-        self._sending: set[asyncio.Task] = set()  # held so they are not collected mid-way
+        self._out: asyncio.Task | None = None  # the pipeline out now (held: not collected)
+        self._due = False  # a send is scheduled for the end of this turn
 
     def run(self, keys: list, args: list) -> asyncio.Future:
         """A future of the script's reply for these keys and args."""
         reply = self.loop.create_future()
         self._waiting.append((keys, args, reply))
-        if len(self._waiting) == 1:
+        if not self._due and self._out is None:
+            self._due = True
             self.loop.call_soon(self._send)
         return reply
 
     def _send(self) -> None:
+        self._due = False
+        if self._out is not None or not self._waiting:
+            return
         calls, self._waiting = self._waiting, []
-        task = self.loop.create_task(self._send_all(calls))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._out = self.loop.create_task(self._send_all(calls))
+        self._out.add_done_callback(self._back)
+
+    def _back(self, _task: asyncio.Task) -> None:
+        self._out = None
+        if self._waiting:  # what came while it was out goes now
+            self._send()
 
     async def _send_all(self, calls: list[tuple[list, list, asyncio.Future]]) -> None:
         try:
