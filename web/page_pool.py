@@ -10,7 +10,9 @@ awaits its own row. At a storm's rates a query then answers tens of pages.
 
 Any failure (the database away, no free connection within WAIT_SECONDS) fails every read
 of that query, and each page reads the usual way instead, in a thread through the session
-factory, which knows how to wait for and report a database that is down.
+factory, which knows how to wait for and report a database that is down. After a failure
+the pool is left alone for RETRY_AFTER seconds (the pages read the usual way at once,
+rather than each waiting for it), and the outage is logged when it starts and ends.
 
 SQLite (the embedded defaults) has no async driver here: no pool, the pages read in a
 thread as before.
@@ -19,6 +21,8 @@ thread as before.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -26,9 +30,14 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from campaigns.db import postgres_conninfo
 from campaigns.tracking.page_reads import page_visits_async
 from campaigns.tracking.portal import Visit
+from workers.outages import Outage
 
 MAX_CONNECTIONS = 4  # per web process; a query answers every read of one loop turn
-WAIT_SECONDS = 2.0  # for a free connection, before the pages read the usual way
+WAIT_SECONDS = 1.0  # for a free connection, before the pages read the usual way
+RETRY_AFTER = 5.0  # seconds the pages read the usual way after the pool failed
+
+log = logging.getLogger(__name__)
+outage = Outage("postgresql (the link pages' own connections)", log)
 
 # What a caller treats as "read the usual way instead".
 Unavailable = (psycopg.Error, PoolTimeout, OSError)
@@ -91,15 +100,25 @@ class PagePool:
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
         self._reads: _Reads | None = None
+        self._skip_until = 0.0
 
     async def visit(self, public: str) -> Visit | None:
         """The message with this public token and its person, or None; raises one of
-        `Unavailable` when the pool cannot answer."""
+        `Unavailable` when the pool cannot answer (or failed less than RETRY_AFTER ago)."""
+        if time.monotonic() < self._skip_until:
+            raise PoolTimeout("the pages' pool failed a moment ago")
         # A pool belongs to the loop that opened it (one per web process; a test's client
         # may run several loops in turn).
         if self._reads is None or self._reads.loop is not asyncio.get_running_loop():
             self._reads = _Reads(self.conninfo)
-        return await self._reads.read(public)
+        try:
+            found = await self._reads.read(public)
+        except Unavailable as exc:
+            self._skip_until = time.monotonic() + RETRY_AFTER
+            outage.failed("reading a message for a link page", exc)
+            raise
+        outage.ok()
+        return found
 
     async def close(self) -> None:
         reads, self._reads = self._reads, None
