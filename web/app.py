@@ -9,6 +9,7 @@ own factory and fixed clock; production builds them from settings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Callable
@@ -55,7 +56,8 @@ TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False}
 
 
 async def keep_loaded(registry, settings) -> None:
-    """The campaigns looked for anew in a thread every SEQUENCES_REFRESH_SECONDS, so the
+    """The campaigns looked for anew in a thread (every SEQUENCES_REFRESH_SECONDS, at most
+    every 2 s: a registry trusts what it loaded only so long, Registry.loaded), so the
     link pages on the event loop read the registry as loaded (web/hits.py AsLoaded) and
     never wait on its files or database themselves."""
     while True:
@@ -63,7 +65,23 @@ async def keep_loaded(registry, settings) -> None:
             await run_in_threadpool(registry.campaigns)
         except Exception:  # the registry says what went wrong itself; keep looking
             log.exception("the campaigns could not be looked for")
-        await asyncio.sleep(settings.sequences_refresh_seconds)
+        await asyncio.sleep(min(settings.sequences_refresh_seconds, 2.0))
+
+
+_frozen = False
+
+
+def freeze_start_up() -> None:
+    """What start-up built (settings, templates, the registry, SQLAlchemy's mappers) lives
+    as long as the process: out of the collector's sight, so a full collection walks only
+    what requests made (each one paused every request of the process: the link pages'
+    slowest answers under load, bench/web_load.py). Once per process: a test session
+    starts many apps."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(
@@ -84,15 +102,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        # What start-up built (settings, templates, the registry, SQLAlchemy's mappers)
-        # lives as long as the process: out of the collector's sight, so a full
-        # collection walks only what requests made (each one paused every request of the
-        # process: the link pages' slowest answers under load, bench/web_load.py).
-        gc.collect()
-        gc.freeze()
+        freeze_start_up()
         fresh = asyncio.create_task(keep_loaded(rt.registry, rt.settings))
         yield
         fresh.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fresh  # its thread done before the pools below close
         if rt.hit_queue is not None:
             await rt.hit_queue.aclose()
         if app.state.page_pool is not None:

@@ -194,9 +194,11 @@ class DeployedRegistry:
 
     def loaded(self, key: str) -> Campaign | None:
         """The campaign as this process last loaded it, without looking for a newer
-        revision (no database: for an event loop, web/hits.py); None when it has none
-        or has not looked yet."""
-        if self._checked == float("-inf"):
+        revision (no database: for an event loop, web/hits.py); None when it has none,
+        or has not looked within twice `refresh_seconds`."""
+        # Not looked for a while (nothing refreshes it, as the web app's task would): a
+        # None sends the caller the way that looks.
+        if time.monotonic() - self._checked > 2 * self.refresh_seconds + 1:
             return None
         return self._campaigns.get(key)
 

@@ -4,6 +4,7 @@ and re-read when one changes."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from campaigns.sequences.campaign import Campaign, DefinitionError, parse_campaign
@@ -28,6 +29,11 @@ def load_all(definitions_dir: Path, templates_dir: Path) -> dict[str, Campaign]:
     return campaigns
 
 
+# How long `loaded` trusts the last look at the files (the web app looks every
+# SEQUENCES_REFRESH_SECONDS, web/app.py).
+LOADED_FOR = 5.0
+
+
 class Registry:
     """The loaded campaigns, re-read when a file changes so workers pick up edits.
 
@@ -40,6 +46,7 @@ class Registry:
         self.definitions_dir = Path(definitions_dir)
         self.templates_dir = Path(templates_dir)
         self._stamp: tuple | None = None
+        self._looked = float("-inf")  # when campaigns() last looked at the files
         self._campaigns: dict[str, Campaign] = {}
         self.errors: dict[str, list[str]] = {}  # campaign key (file name) -> problems
 
@@ -50,6 +57,7 @@ class Registry:
 
     def campaigns(self) -> dict[str, Campaign]:
         stamp = self._current_stamp()
+        self._looked = time.monotonic()
         if stamp != self._stamp:
             loaded: dict[str, Campaign] = {}
             errors: dict[str, list[str]] = {}
@@ -79,8 +87,11 @@ class Registry:
 
     def loaded(self, key: str) -> Campaign | None:
         """The campaign as last loaded, without looking at the files (for an event loop,
-        web/hits.py); None when it has none or nothing was loaded yet."""
-        return None if self._stamp is None else self._campaigns.get(key)
+        web/hits.py); None when it has none, or the files were not looked at within
+        LOADED_FOR seconds."""
+        if self._stamp is None or time.monotonic() - self._looked > LOADED_FOR:
+            return None
+        return self._campaigns.get(key)
 
     def get(self, key: str) -> Campaign:
         campaigns = self.campaigns()
