@@ -45,6 +45,7 @@ from web import (
 )
 from web.body_limits import BodyLimit
 from web.request_log import RequestLog
+from web.storm import StormPages
 from workers import logs
 from workers.runtime import build_runtime
 
@@ -149,6 +150,8 @@ def create_app(
             celery_dispatch(work, settings)
 
     app.state.dispatch = dispatch
+    # Innermost: the pages a click storm hits, ahead of FastAPI's router (web/storm.py).
+    app.add_middleware(StormPages)
     # Outside every route, so no body is read past its route's cap (web/body_limits.py).
     app.add_middleware(BodyLimit)
     # Outermost: one line per request, whatever an inner layer answered or raised.
