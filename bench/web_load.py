@@ -454,6 +454,7 @@ def hold(bench: Bench, paths: dict[str, list[str]]) -> None:
     (bench.tmp / "walk.lua").write_text(LUA)
     print(f"web http://127.0.0.1:{bench.web_port}  bare http://127.0.0.1:{bench.bare_port}")
     print(f"paths and wrk script in {bench.tmp} (open.txt, click.txt, lesson.txt, walk.lua)")
+
     def stop(*_):
         raise KeyboardInterrupt
 
